@@ -1,0 +1,133 @@
+#!/usr/bin/env node
+// npm run bench: moctl br against `tar | zstd | age` on the same data dir, in the same run.
+//
+// Data: the team's reference set (../shared/bench/make-mo-data.mjs, 1 GiB) when it is there,
+// else this project's own generator (scripts/make-mo-data.mjs, same shape). --size=256MiB for a
+// quicker run; --data=DIR to bench an existing data dir. Needs the zstd and age CLIs for the
+// baseline (apt-get install -y zstd age). Prints MB/s of data, wall times, peak RSS and ratios.
+import {spawnSync} from 'node:child_process'
+import {existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {dirname, join, resolve} from 'node:path'
+import {fileURLToPath} from 'node:url'
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
+const arg = (name, fallback) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? fallback
+const size = arg('size', '1GiB')
+const work = mkdtempSync(join(tmpdir(), 'moctl-br-bench-'))
+const run = join(root, 'bin', 'run.js')
+
+for (const tool of ['tar', 'zstd', 'age', 'age-keygen']) {
+  if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) {
+    console.error(`bench: ${tool} not found: apt-get install -y zstd age`)
+    process.exit(2)
+  }
+}
+
+/** Runs a shell command under GNU time; returns wall seconds and peak RSS (MiB). */
+function timed(label, command) {
+  const r = spawnSync('/usr/bin/time', ['-f', '%e %M', 'sh', '-c', command], {
+    encoding: 'utf8',
+    maxBuffer: 64 * 1024 * 1024,
+  })
+  if (r.status !== 0) throw new Error(`${label} failed (${r.status}): ${r.stderr.slice(-2000)}`)
+  const [wall, rssKb] = r.stderr.trim().split('\n').at(-1).split(' ').map(Number)
+  return {label, rssMiB: rssKb / 1024, stdout: r.stdout, wall}
+}
+
+function duBytes(dir, excl = ['shared-cache', 'tmp']) {
+  const r = spawnSync(
+    'sh',
+    [
+      '-c',
+      `cd '${dir}' && find . -type f ${excl.map((e) => `-not -path './${e}/*'`).join(' ')} -printf '%s\\n' | awk '{s+=$1} END {print s}'`,
+    ],
+    {encoding: 'utf8'},
+  )
+  return Number(r.stdout.trim())
+}
+
+try {
+  let dataDir = arg('data', '')
+  const reference = resolve(root, '..', 'shared', 'bench', 'make-mo-data.mjs')
+  const generator = existsSync(reference) ? reference : join(root, 'scripts', 'make-mo-data.mjs')
+  if (!dataDir) {
+    dataDir = join(work, 'mo-data')
+    console.log(`making ${size} of MO-like data with ${generator}`)
+    const g = spawnSync(process.execPath, [generator, 'create', dataDir, '--size', size], {stdio: 'inherit'})
+    if (g.status !== 0) throw new Error('data generator failed')
+  }
+
+  const bytes = duBytes(dataDir)
+  const mb = bytes / 1e6
+  spawnSync('sh', ['-c', `age-keygen -o '${work}/key' 2>/dev/null`])
+  const key = join(work, 'key')
+  const recipient = readFileSync(key, 'utf8').match(/public key: (age1\w+)/)[1]
+  // Warm the page cache so both sides read from memory, as a second backup of the day would.
+  spawnSync('sh', ['-c', `tar -C '${dataDir}' -cf - . > /dev/null`])
+
+  const excludes = '--exclude=./shared-cache --exclude=./tmp'
+  const rows = []
+  const base = timed(
+    'tar | zstd -3 -T0 | age',
+    `tar -C '${dataDir}' ${excludes} -cf - . | zstd -3 -T0 -q | age -r ${recipient} > '${work}/baseline.tar.zst.age'`,
+  )
+  rows.push(base)
+  const ours = timed(
+    'moctl br backup',
+    `'${process.execPath}' '${run}' br backup --path '${work}/repo' --data-dir '${dataDir}' --recipient ${recipient} --json > '${work}/backup.json'`,
+  )
+  rows.push(ours)
+  const {id} = JSON.parse(readFileSync(join(work, 'backup.json'), 'utf8'))
+  mkdirSync(join(work, 'baseline-restore'))
+  const baseRestore = timed(
+    'age -d | zstd -d | tar -x',
+    `age -d -i '${key}' '${work}/baseline.tar.zst.age' | zstd -d -q | tar -C '${work}/baseline-restore' -xf -`,
+  )
+  rows.push(baseRestore)
+  const verify = timed(
+    'moctl br verify',
+    `'${process.execPath}' '${run}' br verify ${id} --path '${work}/repo' --identity '${key}' --json > /dev/null`,
+  )
+  rows.push(verify)
+  const restore = timed(
+    'moctl br restore',
+    `'${process.execPath}' '${run}' br restore ${id} --path '${work}/repo' --data-dir '${work}/restored/mo-data' --identity '${key}' --port 1 --json > /dev/null`,
+  )
+  rows.push(restore)
+
+  // Incremental: what changes between two backups (the generator's mutate), then backed up again.
+  let inc
+  if (!arg('data', '')) {
+    const m = spawnSync(process.execPath, [generator, 'mutate', dataDir], {stdio: 'inherit'})
+    if (m.status !== 0) throw new Error('data generator mutate failed')
+    spawnSync('sh', ['-c', `tar -C '${dataDir}' -cf - . > /dev/null`])
+    inc = timed(
+      'moctl br backup --type incremental',
+      `'${process.execPath}' '${run}' br backup --path '${work}/repo' --data-dir '${dataDir}' --recipient ${recipient} --type incremental --json > '${work}/inc.json'`,
+    )
+    rows.push(inc)
+  }
+
+  const stored = statSync(join(work, 'repo', 'backups', id, 'data.tar.zst.age')).size
+  const baseStored = statSync(join(work, 'baseline.tar.zst.age')).size
+  console.log(`\ndata: ${(bytes / 2 ** 20).toFixed(0)} MiB in ${dataDir}; node ${process.version}`)
+  console.log('| run | wall s | MB/s | peak RSS MiB |')
+  console.log('|---|---|---|---|')
+  for (const r of rows)
+    console.log(`| ${r.label} | ${r.wall.toFixed(2)} | ${(mb / r.wall).toFixed(0)} | ${r.rssMiB.toFixed(0)} |`)
+  console.log(
+    `\nbackup: moctl/baseline time ratio ${(ours.wall / base.wall).toFixed(2)} (below 1 = faster than tar | zstd | age)`,
+  )
+  console.log(`restore: moctl/baseline time ratio ${(restore.wall / baseRestore.wall).toFixed(2)}`)
+  console.log(`stored: moctl ${(stored / 2 ** 20).toFixed(1)} MiB, baseline ${(baseStored / 2 ** 20).toFixed(1)} MiB`)
+  if (inc) {
+    const incRecord = JSON.parse(readFileSync(join(work, 'inc.json'), 'utf8'))
+    console.log(
+      `incremental: ${(incRecord.archive.size / 2 ** 20).toFixed(1)} MiB stored (${((incRecord.archive.size / stored) * 100).toFixed(1)}% of the full), ` +
+        `wall ${inc.wall.toFixed(2)} s = ${((inc.wall / ours.wall) * 100).toFixed(0)}% of the full's (goal: under 20%)`,
+    )
+  }
+} finally {
+  if (!process.argv.includes('--keep')) rmSync(work, {force: true, recursive: true})
+}

@@ -1,0 +1,36 @@
+import oclif from 'eslint-config-oclif'
+import prettier from 'eslint-config-prettier'
+
+export default [
+  {ignores: ['dist/', 'node_modules/', '.node24/', '.tmp/', 'bench/out/', 'oclif.manifest.json']},
+  ...oclif,
+  prettier,
+  {
+    // src/lib is the engine: it never knows about the CLI, so tests and other front ends reach it directly.
+    files: ['src/lib/**/*.ts'],
+    rules: {
+      'n/no-process-exit': 'error',
+      'no-console': 'error',
+      'no-restricted-imports': [
+        'error',
+        {paths: [{message: 'src/lib must not depend on the CLI', name: '@oclif/core'}]},
+      ],
+    },
+  },
+  {
+    files: ['test/**/*.ts', 'bench/**/*.mjs', 'scripts/**/*.mjs'],
+    rules: {
+      // eslint-config-oclif assumes mocha; our tests are vitest, whose top-level hooks and
+      // several suites per file are ordinary.
+      'mocha/max-top-level-suites': 'off',
+      'mocha/no-top-level-hooks': 'off',
+      'n/no-process-exit': 'off',
+      // fs.promises.cp works on Node 20 (marked experimental until 22.3); tests use it to copy repositories.
+      'n/no-unsupported-features/node-builtins': ['error', {ignores: ['fs/promises.cp']}],
+      'no-await-in-loop': 'off',
+      // Tests flip bits to corrupt archives on purpose, and make reproducible noise.
+      'no-bitwise': 'off',
+      'unicorn/no-process-exit': 'off',
+    },
+  },
+]

@@ -1,0 +1,135 @@
+import {Command, type Interfaces} from '@oclif/core'
+
+import {configFile, type ConfigKey, flagDefault, isConfigKey, readConfig, yieldsTo} from './lib/config.js'
+import {BrError, ExitCode, isBrError} from './lib/errors.js'
+import {type Flow} from './lib/steps.js'
+import {renderModeFor, runFlowWithTasks} from './lib/ui/tasks.js'
+
+/** oclif's parser output shapes (FlagOutput, ArgOutput), which its public interfaces do not export. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- as oclif declares them
+type FlagOutput = {[name: string]: any}
+
+/**
+ * What every br command shares: --json, one mapping of errors to exit codes and messages, SIGINT
+ * handling (the first Ctrl-C aborts and lets the flow roll back, then exit 130; a second one exits
+ * at once), and defaults from `moctl br config` (lib/config.ts): before parsing, each flag named
+ * like a config key that is set gets the file's value as its default, so a flag given on the
+ * command line or through its environment variable still wins.
+ */
+export abstract class BrCommand extends Command {
+  static override enableJsonFlag = true
+  protected abortController = new AbortController()
+  private onSigint = () => {
+    // A second Ctrl-C means 'now': the operator has chosen not to wait for the rollback.
+    // eslint-disable-next-line n/no-process-exit, unicorn/no-process-exit
+    if (this.abortController.signal.aborted) process.exit(ExitCode.interrupted)
+    process.stderr.write('\ninterrupted: rolling back (Ctrl-C again to exit at once)\n')
+    this.abortController.abort(new BrError('interrupted', 'interrupted'))
+  }
+
+  protected override async catch(error: Error & {exitCode?: number}): Promise<unknown> {
+    if (this.jsonEnabled()) {
+      process.exitCode = error.exitCode ?? (error as {oclif?: {exit?: number}}).oclif?.exit ?? ExitCode.error
+      this.logJson(this.toErrorJson(error))
+      return
+    }
+
+    if (!isBrError(error)) return super.catch(error)
+    const hints = error.suggestions.map((s) => `Hint: ${s}\n`).join('')
+    process.stderr.write(`Error: ${error.message}\n${hints}`)
+    this.exit(error.exitCode)
+  }
+
+  protected override async finally(error: Error | undefined): Promise<unknown> {
+    process.off('SIGINT', this.onSigint)
+    process.off('SIGTERM', this.onSigint)
+    return super.finally(error)
+  }
+
+  public override async init(): Promise<void> {
+    await super.init()
+    process.on('SIGINT', this.onSigint)
+    process.on('SIGTERM', this.onSigint)
+  }
+
+  /** Warnings go to stderr and never under --json (stdout carries the result only). */
+  protected note(message: string): void {
+    if (!this.jsonEnabled()) process.stderr.write(`${message}\n`)
+  }
+
+  /** Parses with the config file's values as flag defaults (see the class comment). */
+  protected override async parse<F extends FlagOutput, B extends FlagOutput, A extends FlagOutput>(
+    options?: Interfaces.Input<F, B, A>,
+    argv?: string[],
+  ): Promise<Interfaces.ParserOutput<F, B, A>> {
+    const input = options ?? (this.ctor as unknown as Interfaces.Input<F, B, A>)
+    const defaults = await this.configDefaults(input.flags ?? {})
+    if (defaults.size === 0) return super.parse(options, argv)
+    const flags = Object.fromEntries(
+      Object.entries(input.flags ?? {}).map(([name, flag]) => [
+        name,
+        defaults.has(name) ? {...flag, default: defaults.get(name)} : flag,
+      ]),
+    ) as Interfaces.FlagInput<F>
+    // A plain object, not the command class: the class's inherited statics would not survive a spread.
+    const result = await super.parse(
+      {
+        '--': input['--'],
+        args: input.args,
+        baseFlags: input.baseFlags,
+        constraints: input.constraints,
+        enableJsonFlag: input.enableJsonFlag,
+        flags,
+        strict: input.strict,
+      },
+      argv,
+    )
+    // A file value gives way to a flag that chooses another way (--passphrase-file over the file's recipient).
+    const given = (name: string) =>
+      result.flags[name] !== undefined && result.flags[name] !== false && !result.metadata.flags[name]?.setFromDefault
+    for (const name of defaults.keys()) {
+      if (result.metadata.flags[name]?.setFromDefault && yieldsTo(name as ConfigKey).flags.some((f) => given(f))) {
+        delete (result.flags as Record<string, unknown>)[name]
+      }
+    }
+
+    return result
+  }
+
+  /** Runs a flow as a task tree on stderr: a terminal's tree, plain lines in a pipe, nothing under --json. */
+  protected async runFlow<C extends object>(flow: Flow<C>, ctx: C): Promise<C> {
+    return runFlowWithTasks(flow, ctx, {
+      mode: renderModeFor({json: this.jsonEnabled()}),
+      signal: this.abortController.signal,
+    })
+  }
+
+  protected override toErrorJson(error: unknown): unknown {
+    if (isBrError(error)) {
+      return {
+        error: {code: error.code, exitCode: error.exitCode, message: error.message, suggestions: error.suggestions},
+      }
+    }
+
+    const err = error as Error & {oclif?: {exit?: number}}
+    return {error: {code: 'error', exitCode: err.oclif?.exit ?? ExitCode.error, message: err.message, suggestions: []}}
+  }
+
+  /** Defaults for this command's flags from the config file; the file is read only if some flag could use it. */
+  private async configDefaults(flags: Interfaces.FlagInput<FlagOutput>): Promise<Map<string, unknown>> {
+    const defaults = new Map<string, unknown>()
+    const keys = Object.keys(flags).filter((name): name is ConfigKey => isConfigKey(name))
+    if (keys.length === 0) return defaults
+    const values = await readConfig(configFile(this.config.configDir))
+    for (const key of keys) {
+      const value = values[key]
+      const flag = flags[key]
+      // exactlyOne groups count a default as given: restore names its target explicitly.
+      if (value === undefined || flag.exactlyOne) continue
+      if (yieldsTo(key).env.some((name) => process.env[name])) continue
+      defaults.set(key, flagDefault(key, value, flag.type === 'option' && Boolean(flag.multiple)))
+    }
+
+    return defaults
+  }
+}

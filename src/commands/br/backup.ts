@@ -1,0 +1,139 @@
+import {Flags} from '@oclif/core'
+import {join, resolve} from 'node:path'
+
+import {BrCommand} from '../../base-command.js'
+import {lockFlags, repoFlags, serviceFlags} from '../../flags.js'
+import {
+  backupFlow,
+  type BackupResult,
+  backupResult,
+  DEFAULT_EXCLUDES,
+  newBackupContext,
+} from '../../lib/backup/backup.js'
+import {ManifestCache} from '../../lib/backup/manifest-cache.js'
+import {loadDecryptOptions, loadEncryptOptions} from '../../lib/secrets.js'
+import {serviceControl, serviceSettingsFrom, sqlProbe} from '../../service.js'
+
+export default class Backup extends BrCommand {
+  static override description = `Take a full or incremental physical backup of a MatrixOne data directory.
+
+The directory is packed into a tar archive, compressed with zstd and encrypted with age, with
+a SHA-256 for every file, and written atomically into the repository (created if missing).
+A cold backup reads the directory with the service stopped: --service mo_ctl, systemd or command
+stops and starts it around the read; with --service none it must already be stopped. One writer
+at a time: a second backup, delete or prune on the repository fails (exit 4) unless --wait-lock.
+Defaults for the flags can be kept with \`moctl br config set\`. Prints the new backup id.`
+  static override examples = [
+    '<%= config.bin %> <%= command.id %> --path /backups/mo --data-dir /opt/matrixone/mo-data --recipient age1… --type incremental',
+    '<%= config.bin %> <%= command.id %> --path /backups/mo --data-dir /opt/matrixone/mo-data --recipient age1… --service mo_ctl',
+    '<%= config.bin %> <%= command.id %> --path /backups/mo --data-dir /opt/matrixone/mo-data --recipient age1… --service command --stop-cmd "mo_ctl stop" --start-cmd "mo_ctl start"',
+    '<%= config.bin %> <%= command.id %> --path /backups/mo --data-dir /opt/matrixone/mo-data --recipients-file /etc/moctl/recipients --json',
+    '<%= config.bin %> <%= command.id %> --backup_dir filesystem --path /backups/mo --data-dir ./mo-data --passphrase-file /root/.moctl/pass',
+  ]
+  static override flags = {
+    ...repoFlags,
+    ...serviceFlags,
+    ...lockFlags,
+    base: Flags.string({
+      aliases: ['base_id'],
+      description:
+        "incremental: the backup to build on (mo_br's --base_id); default the newest backup of this data dir",
+      relationships: [{flags: [{name: 'type', when: async (f) => f.type === 'incremental'}], type: 'all'}],
+    }),
+    checksum: Flags.boolean({
+      description: 'incremental: decide what changed by content hash, not size and mtime (reads every file)',
+    }),
+    'data-dir': Flags.string({
+      aliases: ['data_dir'],
+      description: 'the data directory to back up: mo-data itself (env MOCTL_BR_DATA_DIR)',
+      env: 'MOCTL_BR_DATA_DIR',
+      required: true,
+    }),
+    exclude: Flags.string({
+      default: DEFAULT_EXCLUDES,
+      description: 'path under the data dir to leave out (repeatable); MO caches by default',
+      multiple: true,
+    }),
+    force: Flags.boolean({description: 'incremental: accept a --base taken from another data dir or host'}),
+    identity: Flags.string({
+      char: 'i',
+      description:
+        "incremental: age identity to read the base's manifest when this host has no cached copy (env MOCTL_BR_IDENTITY)",
+      multiple: true,
+    }),
+    level: Flags.integer({default: 3, description: 'zstd compression level', max: 19, min: 1}),
+    mode: Flags.string({
+      default: 'cold',
+      description: 'how the files are read: cold (service stopped)',
+      options: ['cold'],
+    }),
+    'no-encrypt': Flags.boolean({
+      description: 'store the archive unencrypted (explicit opt-out)',
+      exclusive: ['recipient', 'recipients-file', 'passphrase-file'],
+    }),
+    parallelism: Flags.integer({
+      description: "accepted for mo_br compatibility (mo_br's --parallelism); cold backups read files one at a time",
+      min: 1,
+    }),
+    'passphrase-file': Flags.string({
+      description: 'encrypt with the passphrase in this file (env MOCTL_BR_PASSPHRASE)',
+      exclusive: ['recipient', 'recipients-file'],
+    }),
+    recipient: Flags.string({
+      char: 'r',
+      description: 'age public key (age1…) to encrypt to, repeatable (env MOCTL_BR_RECIPIENT)',
+      multiple: true,
+    }),
+    'recipients-file': Flags.string({description: 'file of age public keys, one a line', multiple: true}),
+    type: Flags.string({
+      aliases: ['backup_type'],
+      default: 'full',
+      description: 'full, or incremental on top of --base (mo_br --backup_type)',
+      options: ['full', 'incremental'],
+    }),
+  }
+
+  async run(): Promise<BackupResult> {
+    const {flags} = await this.parse(Backup)
+    const dataDir = resolve(flags['data-dir'])
+    const settings = serviceSettingsFrom(flags)
+    const encrypt = await loadEncryptOptions({
+      env: process.env,
+      noEncrypt: flags['no-encrypt'],
+      passphraseFile: flags['passphrase-file'],
+      recipients: flags.recipient,
+      recipientsFiles: flags['recipients-file'],
+    })
+    if (settings.kind === 'none' && (await sqlProbe(settings)())) {
+      this.warn(
+        `something answers SQL on ${settings.sql.host}:${settings.sql.port}: a cold backup needs the service stopped (--service command stops it for you)`,
+      )
+    }
+
+    const decrypt = await loadDecryptOptions({env: process.env, identityFiles: flags.identity})
+    // A passphrase backup's base was encrypted with the same passphrase.
+    if (encrypt.type === 'passphrase') decrypt.passphrases.push(encrypt.passphrase)
+    const ctx = newBackupContext({
+      baseId: flags.base,
+      cache: new ManifestCache(join(this.config.cacheDir, 'manifests')),
+      checksum: flags.checksum,
+      dataDir,
+      decrypt,
+      encrypt,
+      exclude: flags.exclude,
+      force: flags.force,
+      level: flags.level,
+      lockWaitSeconds: flags['wait-lock'],
+      onWarning: (message) => this.warn(message),
+      repoPath: resolve(flags.path),
+      service: serviceControl(this.config, settings, dataDir, 'br backup'),
+      type: flags.type as 'full' | 'incremental',
+    })
+    // The flow holds the repository lock from its first step and releases it itself.
+    await this.runFlow(backupFlow(), ctx)
+
+    const result = backupResult(ctx)
+    if (!this.jsonEnabled()) process.stdout.write(`${result.id}\n`)
+    return result
+  }
+}

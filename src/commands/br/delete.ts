@@ -1,0 +1,41 @@
+import {Args, Flags} from '@oclif/core'
+import {resolve} from 'node:path'
+
+import {BrCommand} from '../../base-command.js'
+import {lockFlags, repoFlags} from '../../flags.js'
+import {deleteBackups, type DeleteResult} from '../../lib/repo/maintenance.js'
+
+export default class Delete extends BrCommand {
+  static override args = {id: Args.string({description: 'backup id (or a unique prefix of one)', required: true})}
+  static override description = `Delete a backup from the repository.
+
+Refuses when other backups are incrementals on top of it, unless --cascade, which deletes those
+too (newest first). Each backup's record goes first, so an interrupted delete never leaves a
+backup that is listed but cannot be restored. --dry-run names what would go.`
+  static override examples = [
+    '<%= config.bin %> <%= command.id %> 0193… --path /backups/mo',
+    '<%= config.bin %> <%= command.id %> 0193… --path /backups/mo --cascade --dry-run',
+  ]
+  static override flags = {
+    ...repoFlags,
+    ...lockFlags,
+    cascade: Flags.boolean({description: 'also delete the backups that depend on this one'}),
+    'dry-run': Flags.boolean({description: 'show what would be deleted, delete nothing'}),
+  }
+
+  async run(): Promise<DeleteResult> {
+    const {args, flags} = await this.parse(Delete)
+    const result = await deleteBackups(resolve(flags.path), args.id, {
+      cascade: flags.cascade,
+      dryRun: flags['dry-run'],
+      onRemoved: (id) => this.note(`deleted ${id}`),
+      onWarning: (message) => this.warn(message),
+      waitLockSeconds: flags['wait-lock'],
+    })
+    if (!this.jsonEnabled()) {
+      process.stdout.write(result.removed.map((id) => `${result.dryRun ? 'would delete' : 'deleted'} ${id}\n`).join(''))
+    }
+
+    return result
+  }
+}

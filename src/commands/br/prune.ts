@@ -1,0 +1,46 @@
+import {Flags} from '@oclif/core'
+import {resolve} from 'node:path'
+
+import {BrCommand} from '../../base-command.js'
+import {lockFlags, repoFlags} from '../../flags.js'
+import {pruneRepository, type PruneResult} from '../../lib/repo/maintenance.js'
+
+export default class Prune extends BrCommand {
+  static override description = `Remove the backups a retention policy does not keep.
+
+Keeps the newest --keep-last backups, the newest backup of each of the last --keep-daily days
+and --keep-weekly ISO weeks, and every backup a kept one depends on (its full base and the
+incrementals between). Also removes leftovers of crashed backups older than an hour.`
+  static override examples = [
+    '<%= config.bin %> <%= command.id %> --path /backups/mo --keep-last 3 --keep-daily 7 --keep-weekly 4',
+    '<%= config.bin %> <%= command.id %> --path /backups/mo --keep-last 1 --dry-run --json',
+  ]
+  static override flags = {
+    ...repoFlags,
+    ...lockFlags,
+    'dry-run': Flags.boolean({description: 'show what would be removed, remove nothing'}),
+    'keep-daily': Flags.integer({description: 'keep the newest backup of each of the last N days', min: 0}),
+    'keep-last': Flags.integer({description: 'keep the newest N backups', min: 0}),
+    'keep-weekly': Flags.integer({description: 'keep the newest backup of each of the last N weeks', min: 0}),
+  }
+
+  async run(): Promise<PruneResult> {
+    const {flags} = await this.parse(Prune)
+    const result = await pruneRepository(
+      resolve(flags.path),
+      {keepDaily: flags['keep-daily'], keepLast: flags['keep-last'], keepWeekly: flags['keep-weekly']},
+      {dryRun: flags['dry-run'], onWarning: (message) => this.warn(message), waitLockSeconds: flags['wait-lock']},
+    )
+    if (!this.jsonEnabled()) {
+      const verb = result.dryRun ? 'would remove' : 'removed'
+      const lines = [
+        ...result.removed.map((id) => `${verb} ${id}`),
+        ...result.incompleteRemoved.map((id) => `${verb} ${id} (incomplete)`),
+        ...result.kept.map((k) => `kept ${k.id} (${k.reasons.join(', ')})`),
+      ]
+      process.stdout.write(lines.length > 0 ? `${lines.join('\n')}\n` : 'nothing to prune\n')
+    }
+
+    return result
+  }
+}

@@ -1,0 +1,72 @@
+import {Args, Flags} from '@oclif/core'
+import {join, resolve} from 'node:path'
+
+import {BrCommand} from '../../base-command.js'
+import {decryptFlags, repoFlags, serviceFlags} from '../../flags.js'
+import {newRestoreContext, restoreFlow, type RestoreResult, restoreResult} from '../../lib/restore/restore.js'
+import {loadDecryptOptions} from '../../lib/secrets.js'
+import {serviceControl, serviceSettingsFrom, sqlProbe} from '../../service.js'
+
+export default class Restore extends BrCommand {
+  static override args = {id: Args.string({description: 'backup id (or a unique prefix of one)', required: true})}
+  static override description = `Restore a backup into a data directory, with the service stopped and started around it.
+
+The backup is extracted and verified in a staging directory beside the target first; only then
+is the service stopped, the directories swapped by rename, the service started, and restore
+waits until it answers SQL. Any failure puts the previous directory back and starts the service
+again. The previous directory is kept as <data-dir>.before-<id> unless --discard-old.`
+  static override examples = [
+    '<%= config.bin %> <%= command.id %> 0193… --path /backups/mo --data-dir /opt/matrixone/mo-data --identity /root/.moctl/backup.key --force --service command --stop-cmd "mo_ctl stop" --start-cmd "mo_ctl start"',
+    '<%= config.bin %> <%= command.id %> 0193… --path /backups/mo --restore_path /opt/matrixone --identity backup.key --force --json',
+  ]
+  static override flags = {
+    ...repoFlags,
+    ...decryptFlags,
+    ...serviceFlags,
+    'data-dir': Flags.string({
+      aliases: ['data_dir'],
+      description: 'the data directory to restore into: mo-data itself',
+      exactlyOne: ['data-dir', 'restore-path'],
+    }),
+    'discard-old': Flags.boolean({
+      description: 'delete the previous data directory once the restored service answers SQL',
+    }),
+    force: Flags.boolean({description: 'replace a non-empty data directory (it is kept as <data-dir>.before-<id>)'}),
+    'restore-path': Flags.string({
+      aliases: ['restore_path'],
+      description: "the directory that holds mo-data, as mo_br's --restore_path (restores into <restore-path>/mo-data)",
+    }),
+  }
+
+  async run(): Promise<RestoreResult> {
+    const {args, flags} = await this.parse(Restore)
+    const dataDir = flags['data-dir'] ? resolve(flags['data-dir']) : join(resolve(flags['restore-path']!), 'mo-data')
+    const settings = serviceSettingsFrom(flags)
+    const decrypt = await loadDecryptOptions({
+      env: process.env,
+      identityFiles: flags.identity,
+      passphraseFile: flags['passphrase-file'],
+    })
+    const ctx = await this.runFlow(
+      restoreFlow(),
+      newRestoreContext({
+        dataDir,
+        decrypt,
+        discardOld: flags['discard-old'],
+        force: flags.force,
+        id: args.id,
+        isRunning: sqlProbe(settings),
+        repoPath: resolve(flags.path),
+        service: serviceControl(this.config, settings, dataDir, 'br restore'),
+      }),
+    )
+    const result = restoreResult(ctx)
+    if (!this.jsonEnabled()) {
+      process.stdout.write(
+        `restored ${result.id} into ${result.dataDir}${result.previousDataDir ? ` (previous data kept in ${result.previousDataDir})` : ''}\n`,
+      )
+    }
+
+    return result
+  }
+}

@@ -1,0 +1,93 @@
+/**
+ * Flags shared by several br commands. mo_br's snake_case names are aliases, so scripts written
+ * for mo_br keep working (--backup_dir, --path, --restore_path, --parallelism).
+ */
+import {Flags} from '@oclif/core'
+
+import {SERVICE_KINDS} from './lib/service/types.js'
+
+export const repoFlags = {
+  'backup-dir': Flags.string({
+    aliases: ['backup_dir'],
+    default: 'filesystem',
+    description: "kind of repository (mo_br's --backup_dir); only a local filesystem path for now",
+    options: ['filesystem'],
+  }),
+  path: Flags.string({
+    aliases: ['repo'],
+    description: 'the repository: a local directory (env MOCTL_BR_REPO)',
+    env: 'MOCTL_BR_REPO',
+    required: true,
+  }),
+}
+
+export const lockFlags = {
+  'wait-lock': Flags.integer({
+    default: 0,
+    description:
+      'seconds to wait for another writer (backup, delete, prune) to release the repository; 0 fails at once (exit 4)',
+    min: 0,
+  }),
+}
+
+export const decryptFlags = {
+  identity: Flags.string({
+    char: 'i',
+    description:
+      'age identity file (AGE-SECRET-KEY-1…) that can decrypt the backup (env MOCTL_BR_IDENTITY: a file, or the key itself)',
+    multiple: true,
+  }),
+  'passphrase-file': Flags.string({
+    description: 'file holding the passphrase the backup was encrypted with (env MOCTL_BR_PASSPHRASE: the passphrase)',
+  }),
+}
+
+export const serviceFlags = {
+  host: Flags.string({
+    default: '127.0.0.1',
+    description: 'SQL host of the service, for the readiness check',
+    helpGroup: 'SERVICE',
+  }),
+  'mo-ctl': Flags.string({
+    default: 'mo_ctl',
+    description: 'the mo_ctl script, for --service mo_ctl',
+    helpGroup: 'SERVICE',
+  }),
+  password: Flags.string({description: 'SQL password (env MO_PASSWORD)', env: 'MO_PASSWORD', helpGroup: 'SERVICE'}),
+  port: Flags.integer({
+    default: 6001,
+    description: 'SQL port of the service',
+    helpGroup: 'SERVICE',
+    max: 65_535,
+    min: 1,
+  }),
+  service: Flags.string({
+    default: 'none',
+    description:
+      'how to stop and start the service: mo_ctl, systemd (--unit), command (--stop-cmd/--start-cmd), or none (it must already be stopped)',
+    helpGroup: 'SERVICE',
+    options: [...SERVICE_KINDS],
+  }),
+  'sql-timeout': Flags.integer({
+    default: 120,
+    description: 'seconds to wait for the service to answer SQL after a start',
+    helpGroup: 'SERVICE',
+    min: 1,
+  }),
+  'start-cmd': Flags.string({
+    description: 'shell command that starts the service and returns once it is launching (e.g. "mo_ctl start")',
+    helpGroup: 'SERVICE',
+    relationships: [{flags: [{name: 'service', when: async (f) => f.service === 'command'}], type: 'all'}],
+  }),
+  'stop-cmd': Flags.string({
+    description: 'shell command that stops the service and returns once it has stopped (e.g. "mo_ctl stop")',
+    helpGroup: 'SERVICE',
+    relationships: [{flags: [{name: 'service', when: async (f) => f.service === 'command'}], type: 'all'}],
+  }),
+  unit: Flags.string({
+    default: 'matrixone',
+    description: 'the systemd unit, for --service systemd',
+    helpGroup: 'SERVICE',
+  }),
+  user: Flags.string({default: 'root', description: 'SQL user', helpGroup: 'SERVICE'}),
+}

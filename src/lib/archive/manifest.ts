@@ -1,0 +1,230 @@
+/**
+ * MANIFEST.json: the full file set of one backup, as pure functions (no I/O).
+ *
+ * Guarantees: `encodeManifest` writes keys in one fixed order, so two manifests with the same
+ * content encode to the same bytes (that is how the copy inside an archive is compared with
+ * manifest.age); `decodeManifest` accepts only a well-formed manifest (known keys, right types,
+ * safe relative paths sorted and unique, every file's bytes in a backup of the chain) and throws
+ * an integrity BrError naming the first problem otherwise. It does not check a manifest against
+ * files or archives: unpack does that.
+ */
+import {posix} from 'node:path'
+
+import type {FileEntry, Manifest, ManifestEntry} from './types.js'
+
+import {integrityError} from '../errors.js'
+
+export const MANIFEST_FORMAT = 1
+
+/** The order of paths in manifests and archives: plain code-unit order, so a parent precedes its children. */
+export function comparePaths(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0
+}
+
+/**
+ * A path an archive may hold: relative, '/'-separated, no empty, '.' or '..' segment, no NUL.
+ * Extraction relies on this (nothing can be named outside the destination).
+ */
+export function isSafePath(path: string): boolean {
+  if (path === '' || path.startsWith('/') || path.includes('\0')) return false
+  return path.split('/').every((segment) => segment !== '' && segment !== '.' && segment !== '..')
+}
+
+/** A symlink's target, resolved from the link's own directory, stays inside the root (and is relative). */
+export function symlinkStaysInside(linkPath: string, target: string): boolean {
+  if (target === '' || target.includes('\0') || posix.isAbsolute(target)) return false
+  const resolved = posix.normalize(posix.join(posix.dirname(linkPath), target))
+  return resolved !== '..' && !resolved.startsWith('../')
+}
+
+/** The manifest as JSON bytes, keys in a fixed order, one entry per line. */
+export function encodeManifest(m: Manifest): Buffer {
+  const head = {
+    backupId: m.backupId,
+    chain: m.chain,
+    createdAt: m.createdAt,
+    deleted: m.deleted,
+    format: m.format,
+    type: m.type,
+  }
+  const entries = m.entries.map((e) => JSON.stringify(canonicalEntry(e)))
+  const json = `${JSON.stringify(head).slice(0, -1)},"entries":[${entries.length > 0 ? `\n${entries.join(',\n')}\n` : ''}]}\n`
+  return Buffer.from(json, 'utf8')
+}
+
+/** Parses and validates a manifest; any problem is an integrity error. */
+export function decodeManifest(buf: Uint8Array): Manifest {
+  let value: unknown
+  try {
+    value = JSON.parse(Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength).toString('utf8'))
+  } catch (error) {
+    throw integrityError(`manifest is not valid JSON: ${(error as Error).message}`)
+  }
+
+  const m = object(value, 'manifest', ['backupId', 'chain', 'createdAt', 'deleted', 'entries', 'format', 'type'])
+  if (m.format !== MANIFEST_FORMAT)
+    throw bad(`manifest format ${JSON.stringify(m.format)} is not supported (expected ${MANIFEST_FORMAT})`)
+  const backupId = nonEmptyString(m.backupId, 'manifest backupId')
+  const chain = array(m.chain, 'manifest chain').map((id, i) => nonEmptyString(id, `manifest chain[${i}]`))
+  if (chain.length === 0 || chain.at(-1) !== backupId) throw bad('manifest chain must end with its own backupId')
+  if (new Set(chain).size !== chain.length) throw bad('manifest chain repeats a backup')
+  const createdAt = nonEmptyString(m.createdAt, 'manifest createdAt')
+  if (Number.isNaN(Date.parse(createdAt))) throw bad(`manifest createdAt ${JSON.stringify(createdAt)} is not a date`)
+  if (m.type !== 'full' && m.type !== 'incremental')
+    throw bad(`manifest type ${JSON.stringify(m.type)} is not full or incremental`)
+  if (m.type === 'full' && chain.length !== 1) throw bad('a full backup manifest must have a chain of one')
+  const deleted = array(m.deleted, 'manifest deleted').map((p, i) => safePath(p, `manifest deleted[${i}]`))
+  const inChain = new Set(chain)
+  const entries = array(m.entries, 'manifest entries').map((e, i) => entry(e, i, inChain))
+  for (let i = 1; i < entries.length; i++) {
+    if (comparePaths(entries[i - 1].path, entries[i].path) >= 0) {
+      throw bad(`manifest entries are not sorted and unique at ${JSON.stringify(entries[i].path)}`)
+    }
+  }
+
+  return {backupId, chain, createdAt, deleted, entries, format: MANIFEST_FORMAT, type: m.type}
+}
+
+export interface ManifestTotals {
+  /** bytes of all files of the full set */
+  bytes: number
+  dirs: number
+  files: number
+  /** files whose bytes are in this backup's own archive (all of them for a full backup) */
+  ownBytes: number
+  ownFiles: number
+  symlinks: number
+}
+
+export function manifestTotals(m: Manifest): ManifestTotals {
+  const totals: ManifestTotals = {bytes: 0, dirs: 0, files: 0, ownBytes: 0, ownFiles: 0, symlinks: 0}
+  for (const e of m.entries) {
+    if (e.type === 'dir') totals.dirs++
+    else if (e.type === 'symlink') totals.symlinks++
+    else {
+      totals.files++
+      totals.bytes += e.size
+      if (e.in === m.backupId) {
+        totals.ownFiles++
+        totals.ownBytes += e.size
+      }
+    }
+  }
+
+  return totals
+}
+
+/** True when both manifests have the same content (their canonical encodings are equal). */
+export function sameManifest(a: Manifest, b: Manifest): boolean {
+  return encodeManifest(a).equals(encodeManifest(b))
+}
+
+function canonicalEntry(e: ManifestEntry): ManifestEntry {
+  switch (e.type) {
+    case 'dir': {
+      return {mode: e.mode, mtimeMs: e.mtimeMs, path: e.path, type: 'dir'}
+    }
+
+    case 'file': {
+      return {in: e.in, mode: e.mode, mtimeMs: e.mtimeMs, path: e.path, sha256: e.sha256, size: e.size, type: 'file'}
+    }
+
+    case 'symlink': {
+      return {mtimeMs: e.mtimeMs, path: e.path, target: e.target, type: 'symlink'}
+    }
+  }
+}
+
+function entry(value: unknown, i: number, inChain: Set<string>): ManifestEntry {
+  const where = `manifest entries[${i}]`
+  const type = (value as null | {type?: unknown})?.type
+  switch (type) {
+    case 'dir': {
+      const e = object(value, where, ['mode', 'mtimeMs', 'path', 'type'])
+      return {mode: mode(e.mode, where), mtimeMs: time(e.mtimeMs, where), path: safePath(e.path, where), type}
+    }
+
+    case 'file': {
+      const e = object(value, where, ['in', 'mode', 'mtimeMs', 'path', 'sha256', 'size', 'type'])
+      const file: FileEntry = {
+        in: nonEmptyString(e.in, `${where}.in`),
+        mode: mode(e.mode, where),
+        mtimeMs: time(e.mtimeMs, where),
+        path: safePath(e.path, where),
+        sha256: sha256(e.sha256, where),
+        size: size(e.size, where),
+        type,
+      }
+      if (!inChain.has(file.in))
+        throw bad(`${where} (${file.path}) lives in backup ${file.in}, which is not in the chain`)
+      return file
+    }
+
+    case 'symlink': {
+      const e = object(value, where, ['mtimeMs', 'path', 'target', 'type'])
+      const link = {
+        mtimeMs: time(e.mtimeMs, where),
+        path: safePath(e.path, where),
+        target: nonEmptyString(e.target, `${where}.target`),
+        type,
+      }
+      if (!symlinkStaysInside(link.path, link.target))
+        throw bad(`${where} (${link.path}) is a symlink leading outside the data directory`)
+      return link
+    }
+
+    default: {
+      throw bad(`${where} has type ${JSON.stringify(type)}, not file, dir or symlink`)
+    }
+  }
+}
+
+function object(value: unknown, where: string, keys: string[]): Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw bad(`${where} is not an object`)
+  const extra = Object.keys(value).filter((k) => !keys.includes(k))
+  if (extra.length > 0) throw bad(`${where} has unknown keys: ${extra.join(', ')}`)
+  const missing = keys.filter((k) => !(k in value))
+  if (missing.length > 0) throw bad(`${where} lacks ${missing.join(', ')}`)
+  return value as Record<string, unknown>
+}
+
+function array(value: unknown, where: string): unknown[] {
+  if (!Array.isArray(value)) throw bad(`${where} is not an array`)
+  return value
+}
+
+function nonEmptyString(value: unknown, where: string): string {
+  if (typeof value !== 'string' || value === '') throw bad(`${where} is not a non-empty string`)
+  return value
+}
+
+function safePath(value: unknown, where: string): string {
+  if (typeof value !== 'string' || !isSafePath(value))
+    throw bad(`${where} has an unsafe or empty path ${JSON.stringify(value)}`)
+  return value
+}
+
+function mode(value: unknown, where: string): number {
+  if (!Number.isInteger(value) || (value as number) < 0 || (value as number) > 0o7777)
+    throw bad(`${where} has an invalid mode`)
+  return value as number
+}
+
+function time(value: unknown, where: string): number {
+  if (typeof value !== 'number' || !Number.isFinite(value)) throw bad(`${where} has an invalid mtimeMs`)
+  return value
+}
+
+function size(value: unknown, where: string): number {
+  if (!Number.isSafeInteger(value) || (value as number) < 0) throw bad(`${where} has an invalid size`)
+  return value as number
+}
+
+function sha256(value: unknown, where: string): string {
+  if (typeof value !== 'string' || !/^[\da-f]{64}$/.test(value)) throw bad(`${where} has an invalid sha256`)
+  return value
+}
+
+function bad(message: string) {
+  return integrityError(message, 'the manifest is corrupted: use another backup')
+}

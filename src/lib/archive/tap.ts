@@ -1,0 +1,106 @@
+/**
+ * A pass-through stage that hashes (SHA-256) and counts the bytes flowing past: the stored
+ * archive's checksum and size on the write side, their check against the record on the read side.
+ *
+ * Guarantees: bytes pass unchanged; with `expected`, the stream fails with an integrity error as
+ * soon as more bytes than expected arrive, and at the end when fewer did or the hash differs, so
+ * a truncated or replaced archive is named as such before any later stage can blame its symptoms.
+ */
+import {createHash} from 'node:crypto'
+import {Transform, type TransformCallback} from 'node:stream'
+
+import {integrityError} from '../errors.js'
+
+export interface Expected {
+  sha256: string
+  size: number
+}
+
+export interface HashTapOptions {
+  /**
+   * Pass bytes on in chunks of at least this size (the last may be smaller): the age stage emits
+   * 64 KiB pieces, and an output that writes each one through the thread pool crawls.
+   */
+  batchBytes?: number
+  expected?: Expected
+}
+
+export class HashTap extends Transform {
+  bytes = 0
+  private batch: Buffer[] = []
+  private readonly batchBytes: number
+  private batched = 0
+  private digest: string | undefined
+  private readonly expected: Expected | undefined
+  private readonly hash = createHash('sha256')
+
+  constructor(options: HashTapOptions = {}) {
+    super()
+    this.expected = options.expected
+    this.batchBytes = options.batchBytes ?? 0
+  }
+
+  /** The SHA-256 (hex) of everything that passed; only once the stream has ended. */
+  get sha256(): string {
+    if (this.digest === undefined) throw new Error('HashTap: sha256 read before the end of the stream')
+    return this.digest
+  }
+
+  override _flush(callback: TransformCallback): void {
+    this.release()
+    this.digest = this.hash.digest('hex')
+    const {expected} = this
+    if (expected && this.bytes < expected.size) {
+      callback(
+        integrityError(
+          `archive is truncated: ${this.bytes} bytes, its record says ${expected.size}`,
+          'the stored copy is damaged: use another copy or another backup',
+        ),
+      )
+      return
+    }
+
+    if (expected && this.digest !== expected.sha256) {
+      callback(
+        integrityError(
+          'archive does not match the SHA-256 in its record',
+          'the stored copy is damaged or was replaced: use another copy or another backup',
+        ),
+      )
+      return
+    }
+
+    callback()
+  }
+
+  override _transform(chunk: Buffer, _encoding: string, callback: TransformCallback): void {
+    this.hash.update(chunk)
+    this.bytes += chunk.length
+    if (this.expected && this.bytes > this.expected.size) {
+      callback(
+        integrityError(
+          `archive is larger than its record says (${this.expected.size} bytes)`,
+          'the stored copy was replaced or appended to: use another copy or another backup',
+        ),
+      )
+      return
+    }
+
+    if (this.batchBytes === 0) {
+      callback(null, chunk)
+      return
+    }
+
+    this.batch.push(chunk)
+    this.batched += chunk.length
+    if (this.batched >= this.batchBytes) this.release()
+    callback()
+  }
+
+  private release(): void {
+    if (this.batched === 0) return
+    this.push(this.batch.length === 1 ? this.batch[0] : Buffer.concat(this.batch, this.batched))
+    this.batch = []
+    this.batched = 0
+  }
+}

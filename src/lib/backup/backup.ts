@@ -1,0 +1,319 @@
+/**
+ * A cold full backup as a flow of named steps: open (or create) the repository and take its
+ * writer lock, check the data directory, stop the service, scan, pack → zstd → age straight into
+ * the repository, start the service, publish the record and release the lock.
+ *
+ * Guarantees: the data directory is only read; the service is started again whatever happens
+ * after it was stopped; objects are written under temporary names and the record (backup.json)
+ * is published last and atomically, so a failed or interrupted backup is never listed and leaves
+ * nothing half-written that looks complete (rollback removes what it wrote, then releases the
+ * lock, so no other writer sees the leftovers). It does not protect against a service that keeps
+ * writing while --service none says it is stopped: a file that changes size while read fails the
+ * backup loudly.
+ */
+import {hostname} from 'node:os'
+import {performance} from 'node:perf_hooks'
+
+import type {DecryptOptions, EncryptOptions, Manifest} from '../archive/types.js'
+import type {ServiceControl} from '../service/control.js'
+import type {Flow} from '../steps.js'
+import type {ManifestCache} from './manifest-cache.js'
+
+import {encodeManifest} from '../archive/manifest.js'
+import {scanDataDir, type ScannedEntry} from '../archive/pack.js'
+import {encryptBuffer, writeArchive} from '../archive/pipeline.js'
+import {formatBytes, formatDuration, formatProgress} from '../format.js'
+import {sha256Hex} from '../hash.js'
+import {newBackupId} from '../id.js'
+import {acquireLock, type Unlock} from '../repo/lock.js'
+import {archiveFileName, manifestFileName} from '../repo/paths.js'
+import {openRepository, type Repository} from '../repo/repository.js'
+import {type BackupRecord, RECORD_FORMAT} from '../repo/types.js'
+import {TOOL} from '../tool.js'
+import {loadBaseManifest, resolveBase} from './base.js'
+import {checkDataDir} from './data-dir.js'
+import {type IncrementalPlan, planIncremental} from './plan.js'
+
+/** MO caches, rebuilt by MO itself: not worth backing up (DESIGN.md "The MO facts"). */
+export const DEFAULT_EXCLUDES = ['shared-cache', 'tmp']
+
+export interface BackupOptions {
+  /** incrementals: the base's id (or prefix); default the newest backup of this data dir */
+  baseId?: string
+  /** where manifests are cached for later incrementals (none: no cache) */
+  cache?: ManifestCache
+  /** incrementals: decide by content hash instead of size and mtime */
+  checksum: boolean
+  dataDir: string
+  /** keys to read the base's manifest when it is not cached */
+  decrypt: DecryptOptions
+  encrypt: EncryptOptions
+  exclude: string[]
+  /** incrementals: accept a base taken from another data dir or host */
+  force: boolean
+  level: number
+  /** seconds to wait for the repository lock */
+  lockWaitSeconds: number
+  onWarning?: (message: string) => void
+  repoPath: string
+  /** null: the service is not managed, the caller vouches that it is stopped */
+  service: null | ServiceControl
+  type: 'full' | 'incremental'
+}
+
+export interface BackupContext {
+  base?: BackupRecord
+  baseManifest?: Manifest
+  entries?: ScannedEntry[]
+  id: string
+  manifest?: Manifest
+  options: BackupOptions
+  plan?: IncrementalPlan
+  record?: BackupRecord
+  repo?: Repository
+  serviceDownMs?: number
+  serviceStoppedAt?: number
+  startedAt: Date
+  /** set once the service was stopped and is not yet running again */
+  stopped: boolean
+  /** releases the repository lock: the last step and the rollback call it (releaseLock) */
+  unlock?: Unlock
+  /** objects this backup has written so far (for the rollback) */
+  wroteObjects: boolean
+}
+
+export function newBackupContext(options: BackupOptions): BackupContext {
+  return {id: newBackupId(), options, startedAt: new Date(), stopped: false, wroteObjects: false}
+}
+
+export function backupFlow(): Flow<BackupContext> {
+  return {
+    async rollback(ctx, _error, report) {
+      try {
+        if (ctx.wroteObjects && ctx.repo) {
+          report.output(`removing the unfinished backup ${ctx.id}`)
+          await ctx.repo.deleteBackup(ctx.id)
+        }
+
+        if (ctx.stopped && ctx.options.service) {
+          report.output('starting the service again')
+          await startService(ctx, new AbortController().signal)
+        }
+      } finally {
+        // Last: nobody else may write into the repository before our leftovers are gone.
+        await releaseLock(ctx)
+      }
+    },
+    steps: [
+      {
+        async run(ctx, report, signal) {
+          ctx.repo = await openRepository(ctx.options.repoPath, {create: true})
+          ctx.unlock = await acquireLock(ctx.repo, {
+            command: 'br backup',
+            onWarning: ctx.options.onWarning,
+            signal,
+            waitSeconds: ctx.options.lockWaitSeconds,
+          })
+          report.output(`${ctx.repo.describe()}, locked for writing`)
+        },
+        title: 'Open repository',
+      },
+      {
+        async run(ctx, report) {
+          const info = await checkDataDir(ctx.options.dataDir)
+          report.output(`${ctx.options.dataDir}: ${info.entries} top-level entries`)
+        },
+        title: 'Check data directory',
+      },
+      {
+        async run(ctx, report) {
+          const {options} = ctx
+          ctx.base = await resolveBase(ctx.repo!, {
+            baseId: options.baseId,
+            dataDir: options.dataDir,
+            force: options.force,
+            host: hostname(),
+          })
+          ctx.baseManifest = await loadBaseManifest(ctx.repo!, ctx.base, {cache: options.cache, keys: options.decrypt})
+          report.output(
+            `base ${ctx.base.id} (${ctx.base.type}, ${ctx.base.createdAt}), chain of ${ctx.base.chain.length}`,
+          )
+        },
+        skip: (ctx) => (ctx.options.type === 'incremental' ? false : 'full backup'),
+        title: 'Find the base backup',
+      },
+      {
+        async run(ctx, report, signal) {
+          report.output(ctx.options.service!.describe)
+          await ctx.options.service!.stop(signal)
+          ctx.stopped = true
+          ctx.serviceStoppedAt = performance.now()
+        },
+        skip: (ctx) => (ctx.options.service ? false : 'not managed (--service none)'),
+        title: 'Stop service',
+      },
+      {
+        async run(ctx, report, signal) {
+          ctx.entries = await scanDataDir(ctx.options.dataDir, {exclude: ctx.options.exclude, signal})
+          const files = ctx.entries.filter((e) => e.type === 'file')
+          report.output(`${files.length} files, ${formatBytes(files.reduce((n, f) => n + f.size, 0))}`)
+        },
+        title: 'Scan data directory',
+      },
+      {
+        async run(ctx, report, signal) {
+          ctx.plan = await planIncremental(ctx.entries!, ctx.baseManifest!, {
+            checksum: ctx.options.checksum,
+            root: ctx.options.dataDir,
+            signal,
+          })
+          const changed = ctx.plan.toPack.filter((e) => e.type === 'file').length
+          report.output(
+            `${changed} new or changed files (${formatBytes(ctx.plan.changedBytes)}), ${ctx.plan.unchanged.length} unchanged, ${ctx.plan.deleted.length} deleted` +
+              (ctx.options.checksum ? `; ${ctx.plan.reread} files re-read for --checksum` : ''),
+          )
+        },
+        skip: (ctx) => (ctx.options.type === 'incremental' ? false : 'full backup'),
+        title: 'Plan the incremental',
+      },
+      {
+        async run(ctx, report, signal) {
+          const repo = ctx.repo!
+          const started = performance.now()
+          const writer = await repo.openWriter(ctx.id, archiveFileName(ctx.options.encrypt))
+          ctx.wroteObjects = true
+          try {
+            const result = await writeArchive({
+              backupId: ctx.id,
+              encrypt: ctx.options.encrypt,
+              entries: ctx.plan ? ctx.plan.toPack : ctx.entries!,
+              level: ctx.options.level,
+              manifestBase: {
+                chain: [...(ctx.base?.chain ?? []), ctx.id],
+                createdAt: ctx.startedAt.toISOString(),
+                deleted: ctx.plan?.deleted ?? [],
+                type: ctx.options.type,
+              },
+              onProgress: (p) => report.output(formatProgress(p, performance.now() - started)),
+              output: writer.stream,
+              root: ctx.options.dataDir,
+              signal,
+              unchanged: ctx.plan?.unchanged,
+            })
+            await writer.commit()
+            ctx.manifest = result.manifest
+            ctx.record = draftRecord(ctx, result)
+          } catch (error) {
+            await writer.abort()
+            throw error
+          }
+
+          const ms = performance.now() - started
+          report.output(
+            `${formatBytes(ctx.record.sizes.archived)} in ${formatDuration(ms)} (${(ctx.record.sizes.archived / 1e6 / (ms / 1000)).toFixed(0)} MB/s) → ${formatBytes(ctx.record.archive.size)} stored`,
+          )
+        },
+        title: 'Pack, compress and encrypt',
+      },
+      {
+        async run(ctx, _report, signal) {
+          await startService(ctx, signal)
+        },
+        skip: (ctx) => (ctx.options.service ? false : 'not managed (--service none)'),
+        title: 'Start service',
+      },
+      {
+        async run(ctx, report) {
+          const repo = ctx.repo!
+          const plain = encodeManifest(ctx.manifest!)
+          const manifestBytes = await encryptBuffer(plain, ctx.options.encrypt)
+          const name = manifestFileName(ctx.options.encrypt)
+          await repo.writeObject(ctx.id, name, manifestBytes)
+          const completedAt = new Date()
+          const record: BackupRecord = {
+            ...ctx.record!,
+            completedAt: completedAt.toISOString(),
+            durationMs: completedAt.getTime() - ctx.startedAt.getTime(),
+            manifest: {
+              file: name,
+              plainSha256: sha256Hex(plain),
+              sha256: sha256Hex(manifestBytes),
+              size: manifestBytes.length,
+            },
+          }
+          await repo.publishRecord(record)
+          ctx.record = record
+          await releaseLock(ctx)
+          // So that the next incremental can be planned on a host without the identity.
+          await ctx.options.cache?.put(repo.path, ctx.manifest!).catch(() => {})
+          report.output(`backup ${ctx.id} complete`)
+        },
+        title: 'Publish',
+      },
+    ],
+  }
+}
+
+/** Releases the repository lock if this flow holds it; safe to call twice. */
+export async function releaseLock(ctx: BackupContext): Promise<void> {
+  const {unlock} = ctx
+  ctx.unlock = undefined
+  await unlock?.()
+}
+
+async function startService(ctx: BackupContext, signal: AbortSignal): Promise<void> {
+  const service = ctx.options.service!
+  await service.start(signal)
+  ctx.stopped = false
+  if (ctx.serviceStoppedAt !== undefined) ctx.serviceDownMs = performance.now() - ctx.serviceStoppedAt
+  await service.waitReady(signal)
+}
+
+function draftRecord(
+  ctx: BackupContext,
+  result: {archiveSha256: string; archiveSize: number; manifest: Manifest},
+): BackupRecord {
+  const files = result.manifest.entries.filter((e) => e.type === 'file')
+  const total = files.reduce((n, f) => n + f.size, 0)
+  const archived = files.filter((f) => f.in === ctx.id).reduce((n, f) => n + f.size, 0)
+  const {encrypt} = ctx.options
+  return {
+    archive: {
+      compression: 'zstd',
+      file: archiveFileName(encrypt),
+      level: ctx.options.level,
+      sha256: result.archiveSha256,
+      size: result.archiveSize,
+    },
+    backupTs: ctx.startedAt.toISOString(),
+    base: ctx.base?.id ?? null,
+    chain: result.manifest.chain,
+    completedAt: '',
+    counts: {
+      dirs: result.manifest.entries.filter((e) => e.type === 'dir').length,
+      files: files.length,
+      symlinks: result.manifest.entries.filter((e) => e.type === 'symlink').length,
+    },
+    createdAt: ctx.startedAt.toISOString(),
+    durationMs: 0,
+    encryption: {
+      passphrase: encrypt.type === 'passphrase',
+      recipients: encrypt.type === 'recipients' ? encrypt.recipients : [],
+      type: encrypt.type,
+    },
+    format: RECORD_FORMAT,
+    id: ctx.id,
+    manifest: {file: '', plainSha256: '', sha256: '', size: 0},
+    mode: 'cold',
+    sizes: {archived, total},
+    source: {dataDir: ctx.options.dataDir, host: hostname(), serverVersion: null},
+    tool: TOOL,
+    type: ctx.options.type,
+  }
+}
+
+export type BackupResult = BackupRecord & {serviceDownMs: null | number}
+
+export function backupResult(ctx: BackupContext): BackupResult {
+  return {...ctx.record!, serviceDownMs: ctx.serviceDownMs === undefined ? null : Math.round(ctx.serviceDownMs)}
+}

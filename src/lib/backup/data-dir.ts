@@ -1,0 +1,31 @@
+/**
+ * Checks on the data directory a backup reads, so a typo fails at once with the fix, not after
+ * the service was stopped.
+ */
+import {readdir, stat} from 'node:fs/promises'
+
+import {usageError} from '../errors.js'
+
+export async function checkDataDir(dir: string): Promise<{entries: number}> {
+  let info
+  try {
+    info = await stat(dir)
+  } catch {
+    throw usageError(
+      `data directory ${dir} does not exist`,
+      'pass --data-dir with the path of mo-data (e.g. /opt/matrixone/mo-data)',
+    )
+  }
+
+  if (!info.isDirectory())
+    throw usageError(`data directory ${dir} is not a directory`, 'pass --data-dir with the path of mo-data')
+  const entries = await readdir(dir)
+  if (entries.length === 0) {
+    throw usageError(
+      `data directory ${dir} is empty: nothing to back up`,
+      'check --data-dir: it names the mo-data directory itself',
+    )
+  }
+
+  return {entries: entries.length}
+}

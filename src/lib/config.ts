@@ -1,0 +1,235 @@
+/**
+ * The settings file of `moctl br config set|get|unset|list`, as mo_ctl keeps set_conf/get_conf:
+ * `config.json` in the CLI's config directory. Its values are defaults for the flags of the same
+ * name (the repository, the data directory, how to stop and start the service, the keys).
+ *
+ * Guarantees: only the keys of CONFIG_KEYS, each value checked when set and again when read (a
+ * hand-edited file with a bad value or an unknown key is reported, naming the file, never used or
+ * silently dropped); paths are stored absolute, so a value means the same from any directory; the
+ * file is replaced atomically (temp file, fsync, rename) with mode 0600 in a 0700 directory.
+ * Not: a place for secrets. It takes no passwords and no private keys, only the path of an
+ * identity file and public recipients. Precedence is the caller's: base-command.ts applies the
+ * values as flag defaults, so flags and environment variables win over the file.
+ */
+import {randomBytes} from 'node:crypto'
+import {mkdir, open, readFile, rename, rm} from 'node:fs/promises'
+import {dirname, join, resolve} from 'node:path'
+
+import {BrError, usageError} from './errors.js'
+import {SERVICE_KINDS} from './service/types.js'
+
+interface KeySpec {
+  description: string
+  /** integer: a whole number within min..max; list: comma-separated; path: stored absolute; command: a path if it holds a '/' */
+  kind: 'command' | 'integer' | 'list' | 'path' | 'string'
+  max?: number
+  min?: number
+  options?: readonly string[]
+  /**
+   * The file's value is not used when one of these is given, even though its own flag is not:
+   * they choose another way to do the same thing (a passphrase instead of the file's recipient).
+   */
+  yieldsTo?: {env?: string[]; flags?: string[]}
+}
+
+/** The known keys; each is also the name of the flag it gives a default to. */
+export const CONFIG_KEYS = {
+  'data-dir': {description: 'the data directory to back up (mo-data)', kind: 'path'},
+  host: {description: 'SQL host of the service', kind: 'string'},
+  identity: {
+    description: 'age identity file that decrypts the backups',
+    kind: 'path',
+    yieldsTo: {env: ['MOCTL_BR_IDENTITY']},
+  },
+  'mo-ctl': {description: 'the mo_ctl script, for --service mo_ctl', kind: 'command'},
+  path: {description: 'the repository', kind: 'path'},
+  port: {description: 'SQL port of the service', kind: 'integer', max: 65_535, min: 1},
+  recipient: {
+    description: 'age public key(s) backups are encrypted to, comma-separated',
+    kind: 'list',
+    yieldsTo: {
+      env: ['MOCTL_BR_RECIPIENT', 'MOCTL_BR_PASSPHRASE'],
+      flags: ['recipients-file', 'passphrase-file', 'no-encrypt'],
+    },
+  },
+  service: {description: 'how to stop and start the service', kind: 'string', options: SERVICE_KINDS},
+  'sql-timeout': {description: 'seconds to wait for the service to answer SQL', kind: 'integer', min: 1},
+  'start-cmd': {description: 'shell command that starts the service, for --service command', kind: 'string'},
+  'stop-cmd': {description: 'shell command that stops the service, for --service command', kind: 'string'},
+  unit: {description: 'the systemd unit, for --service systemd', kind: 'string'},
+  user: {description: 'SQL user', kind: 'string'},
+} as const satisfies Record<string, KeySpec>
+
+export type ConfigKey = keyof typeof CONFIG_KEYS
+export type ConfigValues = Partial<Record<ConfigKey, number | string>>
+
+const KEYS = Object.keys(CONFIG_KEYS) as ConfigKey[]
+const spec = (key: ConfigKey): KeySpec => CONFIG_KEYS[key]
+
+/** One line per key, for help texts: `  port         SQL port of the service`. */
+export function describeKeys(): string {
+  const width = Math.max(...KEYS.map((k) => k.length))
+  return KEYS.map((k) => `  ${k.padEnd(width)}  ${spec(k).description}`).join('\n')
+}
+
+export interface ConfigEntry {
+  file: string
+  key: ConfigKey
+  value: number | string
+}
+
+export const CONFIG_FILE = 'config.json'
+export const configFile = (configDir: string): string => join(configDir, CONFIG_FILE)
+
+export function isConfigKey(key: string): key is ConfigKey {
+  return Object.hasOwn(CONFIG_KEYS, key)
+}
+
+/** The key, or a usage error listing the valid ones. */
+export function parseConfigKey(key: string): ConfigKey {
+  if (isConfigKey(key)) return key
+  throw usageError(`unknown config key ${key}`, `valid keys: ${KEYS.join(', ')}`)
+}
+
+/** The value to store for a key: checked, paths made absolute, integers as numbers. */
+export function parseConfigValue(key: ConfigKey, raw: string, cwd = process.cwd()): number | string {
+  const {kind, max, min, options} = spec(key) as KeySpec
+  const value = raw.trim()
+  if (value === '') throw usageError(`config ${key} cannot be empty`, `to remove it: moctl br config unset ${key}`)
+  if (/AGE-SECRET-KEY-/i.test(value)) {
+    throw usageError(
+      `config ${key} looks like a private key: the config file takes no secrets`,
+      'store the key in a file (mode 0600) and set identity to its path',
+    )
+  }
+
+  switch (kind) {
+    case 'command': {
+      return value.includes('/') ? resolve(cwd, value) : value
+    }
+
+    case 'integer': {
+      return parseInteger(key, value, min ?? 0, max)
+    }
+
+    case 'list': {
+      const items = splitList(value)
+      const bad = items.find((item) => !/^age1[0-9a-z]+$/.test(item))
+      if (bad !== undefined) throw usageError(`config ${key}: ${bad} is not an age public key (age1…)`)
+      return items.join(',')
+    }
+
+    case 'path': {
+      return resolve(cwd, value)
+    }
+
+    case 'string': {
+      if (options && !options.includes(value)) {
+        throw usageError(`config ${key} must be one of ${options.join(', ')}, not ${value}`)
+      }
+
+      return value
+    }
+  }
+}
+
+function parseInteger(key: ConfigKey, value: string, min: number, max?: number): number {
+  const n = Number(value)
+  if (/^\d+$/.test(value) && n >= min && n <= (max ?? Number.MAX_SAFE_INTEGER)) return n
+  throw usageError(
+    `config ${key} must be a whole number ${max === undefined ? `of at least ${min}` : `from ${min} to ${max}`}, not ${value}`,
+  )
+}
+
+/** The flag default a stored value stands for: lists (and multiple-value flags) as arrays. */
+export function flagDefault(key: ConfigKey, value: number | string, multiple: boolean): number | string | string[] {
+  if (spec(key).kind === 'list') return splitList(String(value))
+  return multiple ? [String(value)] : value
+}
+
+/** Whether the file's value gives way to an environment variable or flag that chooses otherwise. */
+export function yieldsTo(key: ConfigKey): {env: string[]; flags: string[]} {
+  const {yieldsTo: y} = spec(key)
+  return {env: y?.env ?? [], flags: y?.flags ?? []}
+}
+
+/** The file's values; {} when there is no file. Damaged files, unknown keys and bad values are usage errors naming the file. */
+export async function readConfig(file: string): Promise<ConfigValues> {
+  let text: string
+  try {
+    text = await readFile(file, 'utf8')
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return {}
+    throw new BrError('usage', `cannot read config file ${file}: ${(error as Error).message}`, {cause: error})
+  }
+
+  let data: unknown
+  try {
+    data = JSON.parse(text)
+  } catch {
+    data = undefined
+  }
+
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) {
+    throw usageError(
+      `config file ${file} is damaged (not a JSON object)`,
+      `fix it, or remove it and set the values again`,
+    )
+  }
+
+  const values: ConfigValues = {}
+  for (const [key, value] of Object.entries(data)) {
+    if (!isConfigKey(key))
+      throw usageError(`config file ${file} has an unknown key ${key}`, `valid keys: ${KEYS.join(', ')}`)
+    try {
+      if (typeof value !== 'string' && typeof value !== 'number') throw usageError(`config ${key} must be a string`)
+      values[key] = parseConfigValue(key, String(value), dirname(file))
+    } catch (error) {
+      throw usageError(
+        `config file ${file}: ${(error as Error).message}`,
+        `fix it with: moctl br config set ${key} VALUE`,
+      )
+    }
+  }
+
+  return values
+}
+
+/** Sets one key; returns the value as stored. */
+export async function setConfig(file: string, key: ConfigKey, raw: string): Promise<number | string> {
+  const value = parseConfigValue(key, raw)
+  await writeConfig(file, {...(await readConfig(file)), [key]: value})
+  return value
+}
+
+/** Removes one key; false when it was not set. */
+export async function unsetConfig(file: string, key: ConfigKey): Promise<boolean> {
+  const values = await readConfig(file)
+  if (!(key in values)) return false
+  delete values[key]
+  await writeConfig(file, values)
+  return true
+}
+
+async function writeConfig(file: string, values: ConfigValues): Promise<void> {
+  await mkdir(dirname(file), {mode: 0o700, recursive: true})
+  const sorted = Object.fromEntries(KEYS.filter((k) => k in values).map((k) => [k, values[k]]))
+  const temp = `${file}.tmp-${randomBytes(6).toString('hex')}`
+  const handle = await open(temp, 'wx', 0o600)
+  try {
+    await handle.writeFile(JSON.stringify(sorted, null, 2) + '\n')
+    await handle.sync()
+    await handle.close()
+    await rename(temp, file)
+  } catch (error) {
+    await handle.close().catch(() => {})
+    await rm(temp, {force: true})
+    throw error
+  }
+}
+
+const splitList = (value: string) =>
+  value
+    .split(/[\s,]+/)
+    .map((s) => s.trim())
+    .filter(Boolean)

@@ -1,0 +1,189 @@
+/**
+ * One writer per repository: backup, delete and prune hold `lock.json` at the repository root
+ * while they write. The lock names its holder (host, pid, command, start time) so that a refusal
+ * can say who holds it.
+ *
+ * Guarantees: the lock is created with the backend's `createExclusive`, so two writers never both
+ * hold it, and it is whole from the moment it is visible; a second writer fails at once with exit
+ * 4 naming the holder, or polls for up to `waitSeconds`; a stale lock (its process is gone on this
+ * host, or it is older than STALE_AFTER_MS and from another host, whose processes we cannot see)
+ * is taken over with a warning, through `removeIf`, which only removes that very lock, so two
+ * takers cannot both win; unlock removes the lock only while it is still ours.
+ * Not: a lease. A holder that hangs keeps the lock until someone ends it; a holder presumed dead
+ * on another host after six hours loses it. Readers (verify, restore, list) take no lock.
+ */
+import {randomBytes} from 'node:crypto'
+import {readFileSync} from 'node:fs'
+import {hostname} from 'node:os'
+import {setTimeout as sleep} from 'node:timers/promises'
+
+import type {Repository} from './repository.js'
+
+import {BrError, throwIfAborted} from '../errors.js'
+import {formatDuration} from '../format.js'
+
+export const LOCK_FILE = 'lock.json'
+/** A lock from another host cannot be checked for life; after this long it is presumed dead. */
+export const STALE_AFTER_MS = 6 * 60 * 60 * 1000
+const POLL_MS = 250
+
+export interface LockHolder {
+  command: string
+  host: string
+  pid: number
+  startedAt: string
+  /** tells two locks of the same process apart */
+  token: string
+}
+
+export interface LockOptions {
+  /** what the holder is doing, e.g. 'br backup': shown to whoever finds the repository locked */
+  command: string
+  /** told when a stale lock was taken over */
+  onWarning?: (message: string) => void
+  signal?: AbortSignal
+  /** how long to wait for the holder to release it; 0 (default): fail at once */
+  waitSeconds?: number
+}
+
+export type Unlock = () => Promise<void>
+
+/** Takes the repository's writer lock; resolves to the function that releases it. */
+export async function acquireLock(repo: Repository, options: LockOptions): Promise<Unlock> {
+  const {backend} = repo
+  const mine: LockHolder = {
+    command: options.command,
+    host: hostname(),
+    pid: process.pid,
+    startedAt: new Date().toISOString(),
+    token: randomBytes(8).toString('hex'),
+  }
+  const bytes = Buffer.from(JSON.stringify(mine) + '\n')
+  const waitMs = (options.waitSeconds ?? 0) * 1000
+  const deadline = Date.now() + waitMs
+  for (;;) {
+    throwIfAborted(options.signal)
+    // Polling: each attempt needs the previous one's answer.
+    // eslint-disable-next-line no-await-in-loop
+    if (await backend.createExclusive(LOCK_FILE, bytes)) {
+      return async () => {
+        await backend.removeIf(LOCK_FILE, bytes)
+      }
+    }
+
+    // eslint-disable-next-line no-await-in-loop
+    const held = await readLock(repo)
+    if (!held) continue // released between our attempt and our look: try again at once
+    if (!held.holder) {
+      throw new BrError('locked', `repository ${repo.path} has a damaged lock ${LOCK_FILE}`, {
+        suggestions: [`if no backup, delete or prune runs on it, remove ${lockPath(repo)}`],
+      })
+    }
+
+    const stale = staleReason(held.holder)
+    if (stale) {
+      // eslint-disable-next-line no-await-in-loop
+      if (await backend.removeIf(LOCK_FILE, held.bytes)) {
+        options.onWarning?.(`took over a stale lock of ${describeHolder(held.holder)}: ${stale}`)
+      }
+
+      continue
+    }
+
+    if (Date.now() >= deadline) {
+      throw new BrError(
+        'locked',
+        `repository ${repo.path} is ${waitMs > 0 ? `still locked after ${formatDuration(waitMs)}` : 'locked'} by ${describeHolder(held.holder)}`,
+        {
+          suggestions: [
+            waitMs > 0
+              ? 'wait for it to finish, or pass a longer --wait-lock SECONDS'
+              : 'wait for it to finish, or pass --wait-lock SECONDS to wait for it',
+            `if that process no longer runs (its host is down), remove ${lockPath(repo)}`,
+          ],
+        },
+      )
+    }
+
+    try {
+      // eslint-disable-next-line no-await-in-loop
+      await sleep(Math.min(POLL_MS, Math.max(0, deadline - Date.now())), undefined, {signal: options.signal})
+    } catch (error) {
+      throwIfAborted(options.signal)
+      throw error
+    }
+  }
+}
+
+/**
+ * Why a holder is presumed dead, or null when it may be alive. On this host: its pid is gone, or
+ * now belongs to a process started after the lock (the pid was reused, e.g. after a reboot).
+ */
+export function staleReason(holder: LockHolder, now = Date.now()): null | string {
+  const since = Date.parse(holder.startedAt)
+  if (holder.host !== hostname()) {
+    return now - since > STALE_AFTER_MS
+      ? `a lock from another host older than ${STALE_AFTER_MS / 3_600_000} h is presumed dead`
+      : null
+  }
+
+  if (!pidAlive(holder.pid)) return `pid ${holder.pid} no longer runs`
+  const started = processStartedAt(holder.pid)
+  // A minute of slack: the lock is written a moment after its process started.
+  if (started !== undefined && started > since + 60_000) return `pid ${holder.pid} is now another process`
+  return null
+}
+
+function describeHolder(h: LockHolder): string {
+  return `${h.command} (pid ${h.pid} on host ${h.host} since ${h.startedAt})`
+}
+
+const lockPath = (repo: Repository) => `${repo.path}/${LOCK_FILE}`
+
+/** The lock's bytes and holder (undefined when unreadable), or undefined when there is no lock. */
+async function readLock(repo: Repository): Promise<undefined | {bytes: Buffer; holder?: LockHolder}> {
+  let bytes: Buffer
+  try {
+    bytes = await repo.backend.readBuffer(LOCK_FILE)
+  } catch (error) {
+    if (!(await repo.backend.exists(LOCK_FILE))) return undefined
+    throw error
+  }
+
+  try {
+    const holder = JSON.parse(bytes.toString('utf8')) as LockHolder
+    const valid =
+      typeof holder.pid === 'number' &&
+      typeof holder.host === 'string' &&
+      typeof holder.command === 'string' &&
+      !Number.isNaN(Date.parse(holder.startedAt))
+    return {bytes, holder: valid ? holder : undefined}
+  } catch {
+    return {bytes}
+  }
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    // EPERM: it exists, it is just not ours to signal.
+    return (error as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+/** When a process started, in ms since the epoch; Linux only (/proc), undefined elsewhere. */
+function processStartedAt(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    // Field 22 (starttime, in clock ticks since boot) counted after the ')' that ends field 2.
+    const ticks = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19])
+    const bootSeconds = Number(/^btime (\d+)$/m.exec(readFileSync('/proc/stat', 'utf8'))?.[1])
+    // USER_HZ is 100 on every Linux architecture's user-space ABI.
+    const started = bootSeconds * 1000 + (ticks / 100) * 1000
+    return Number.isFinite(started) && bootSeconds > 0 ? started : undefined
+  } catch {
+    return undefined
+  }
+}

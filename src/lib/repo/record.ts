@@ -1,0 +1,90 @@
+/**
+ * backup.json, parsed strictly: a record that does not have the shape this version writes is an
+ * integrity failure naming the backup and the field, never a half-read object that fails later.
+ */
+import {integrityError} from '../errors.js'
+import {type BackupRecord, RECORD_FORMAT} from './types.js'
+
+type Check = (v: unknown) => boolean
+const str: Check = (v) => typeof v === 'string'
+const num: Check = (v) => typeof v === 'number' && Number.isFinite(v) && v >= 0
+const strOrNull: Check = (v) => v === null || typeof v === 'string'
+const strArray: Check = (v) => Array.isArray(v) && v.every((x) => typeof x === 'string')
+const oneOf =
+  (...values: unknown[]): Check =>
+  (v) =>
+    values.includes(v)
+const sha256: Check = (v) => typeof v === 'string' && /^[0-9a-f]{64}$/.test(v)
+const iso: Check = (v) => typeof v === 'string' && !Number.isNaN(Date.parse(v))
+
+const SHAPE: Record<string, Check> = {
+  'archive.compression': oneOf('zstd'),
+  'archive.file': str,
+  'archive.level': num,
+  'archive.sha256': sha256,
+  'archive.size': num,
+  backupTs: str,
+  base: strOrNull,
+  chain: strArray,
+  completedAt: iso,
+  'counts.dirs': num,
+  'counts.files': num,
+  'counts.symlinks': num,
+  createdAt: iso,
+  durationMs: num,
+  'encryption.passphrase': (v) => typeof v === 'boolean',
+  'encryption.recipients': strArray,
+  'encryption.type': oneOf('none', 'passphrase', 'recipients'),
+  id: str,
+  'manifest.file': str,
+  'manifest.plainSha256': sha256,
+  'manifest.sha256': sha256,
+  'manifest.size': num,
+  mode: oneOf('cold', 'online'),
+  'sizes.archived': num,
+  'sizes.total': num,
+  'source.dataDir': str,
+  'source.host': str,
+  'source.serverVersion': strOrNull,
+  'tool.name': str,
+  'tool.version': str,
+  type: oneOf('full', 'incremental'),
+}
+
+export function parseRecord(text: string, id: string): BackupRecord {
+  let json: unknown
+  try {
+    json = JSON.parse(text)
+  } catch {
+    throw integrityError(
+      `backup ${id}: backup.json is not valid JSON`,
+      'the record is damaged: restore it from another copy of the repository, or delete the backup',
+    )
+  }
+
+  if (typeof json !== 'object' || json === null) throw integrityError(`backup ${id}: backup.json is not an object`)
+  const {format} = json as {format?: unknown}
+  if (format !== RECORD_FORMAT) {
+    throw integrityError(
+      `backup ${id}: record format ${String(format)} is not one this version reads (${RECORD_FORMAT})`,
+      'use the moctl br version that wrote it, or a newer one',
+    )
+  }
+
+  for (const [path, check] of Object.entries(SHAPE)) {
+    const value = valueAt(json, path)
+    if (!check(value)) throw integrityError(`backup ${id}: backup.json has a bad or missing ${path}`)
+  }
+
+  const record = json as BackupRecord
+  if (record.id !== id) throw integrityError(`backup ${id}: backup.json belongs to backup ${record.id}`)
+  if (record.chain.at(-1) !== id) throw integrityError(`backup ${id}: its chain does not end with itself`)
+  return record
+}
+
+function valueAt(json: unknown, path: string): unknown {
+  let value = json
+  for (const key of path.split('.'))
+    value = value && typeof value === 'object' ? (value as Record<string, unknown>)[key] : undefined
+  return value
+}

@@ -1,0 +1,173 @@
+import type {Readable} from 'node:stream'
+
+/**
+ * A moctl br repository: moctl-br.json at the root, one folder per backup under backups/.
+ *
+ * Guarantees: a backup is complete exactly when its backup.json exists and parses; listing
+ * ignores folders without one (crashed or running backups) and reports damaged records as
+ * integrity errors instead of skipping them silently; deleting removes backup.json first, so a
+ * half-deleted backup is never listed as complete. Ids may be given as unique prefixes. It does
+ * not lock: writers take lock.ts's lock.
+ */
+import {mkdir, readdir, stat} from 'node:fs/promises'
+
+import type {AtomicWriter, RepoBackend} from './backend.js'
+
+import {BrError, usageError} from '../errors.js'
+import {TOOL} from '../tool.js'
+import {FsBackend} from './fs.js'
+import {backupPrefix, BACKUPS_PREFIX, objectKey, RECORD_FILE, REPO_INFO_KEY} from './paths.js'
+import {parseRecord} from './record.js'
+import {type BackupRecord, REPO_FORMAT, type RepoInfo} from './types.js'
+
+export async function openRepository(path: string, options: {create?: boolean} = {}): Promise<Repository> {
+  const backend = new FsBackend(path)
+  let entries: string[] | undefined
+  try {
+    if (!(await stat(path)).isDirectory())
+      throw usageError(`repository ${path} is not a directory`, 'pass --path with a directory')
+    entries = await readdir(path)
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
+  }
+
+  if (entries === undefined || !entries.includes(REPO_INFO_KEY)) {
+    if (!options.create) {
+      throw entries === undefined
+        ? usageError(
+            `repository ${path} does not exist`,
+            'check --path; `moctl br backup --path DIR` creates a repository',
+          )
+        : usageError(`${path} is not a moctl br repository (no ${REPO_INFO_KEY})`, 'check --path')
+    }
+
+    if (entries !== undefined && entries.length > 0) {
+      throw usageError(
+        `${path} is not empty and is not a moctl br repository`,
+        'pass an empty or new directory as --path',
+      )
+    }
+
+    await mkdir(path, {recursive: true})
+    const info: RepoInfo = {
+      createdAt: new Date().toISOString(),
+      format: REPO_FORMAT,
+      tool: `${TOOL.name} ${TOOL.version}`,
+    }
+    await backend.writeBuffer(REPO_INFO_KEY, Buffer.from(JSON.stringify(info, null, 2) + '\n'))
+  }
+
+  let info: RepoInfo
+  try {
+    info = JSON.parse((await backend.readBuffer(REPO_INFO_KEY)).toString('utf8'))
+  } catch {
+    throw new BrError('integrity', `${path}/${REPO_INFO_KEY} is damaged`, {
+      suggestions: ['restore it from another copy of the repository'],
+    })
+  }
+
+  if (info.format !== REPO_FORMAT) {
+    throw usageError(
+      `repository ${path} has format ${info.format}; this version reads format ${REPO_FORMAT}`,
+      'use a matching moctl br version',
+    )
+  }
+
+  return new Repository(backend, path)
+}
+
+export class Repository {
+  constructor(
+    readonly backend: RepoBackend,
+    readonly path: string,
+  ) {}
+
+  /** Removes backup.json first: from then on the backup is incomplete, never half-listed. */
+  async deleteBackup(id: string): Promise<void> {
+    await this.backend.remove(objectKey(id, RECORD_FILE))
+    await this.backend.removePrefix(backupPrefix(id))
+  }
+
+  describe(): string {
+    return this.backend.describe()
+  }
+
+  /** A backup by id or unique id prefix. */
+  async getBackup(idOrPrefix: string): Promise<BackupRecord> {
+    const ids = await this.completeIds()
+    const matches = ids.filter((id) => id.startsWith(idOrPrefix))
+    if (matches.length === 0 || idOrPrefix.length === 0) {
+      throw usageError(
+        `backup ${idOrPrefix} not found in ${this.path}`,
+        `\`moctl br list --path ${this.path}\` shows the backups there`,
+      )
+    }
+
+    if (matches.length > 1 && !matches.includes(idOrPrefix)) {
+      throw usageError(
+        `backup id prefix ${idOrPrefix} is ambiguous: ${matches.join(', ')}`,
+        'give more characters of the id',
+      )
+    }
+
+    return this.readRecord(matches.includes(idOrPrefix) ? idOrPrefix : matches[0])
+  }
+
+  /** Complete backups, oldest first (UUIDv7 ids sort by time). */
+  async listBackups(): Promise<BackupRecord[]> {
+    const ids = await this.completeIds()
+    return Promise.all(ids.map((id) => this.readRecord(id)))
+  }
+
+  /** Folders without a record: crashed or still running backups, with how long since they were touched. */
+  async listIncomplete(): Promise<{ageMs: number; id: string}[]> {
+    const out: {ageMs: number; id: string}[] = []
+    for (const id of await this.backend.list(BACKUPS_PREFIX)) {
+      // eslint-disable-next-line no-await-in-loop
+      if (await this.backend.exists(objectKey(id, RECORD_FILE))) continue
+      // eslint-disable-next-line no-await-in-loop
+      const info = await stat(`${this.path}/${backupPrefix(id)}`).catch(() => null)
+      out.push({ageMs: info ? Date.now() - info.mtimeMs : 0, id})
+    }
+
+    return out
+  }
+
+  async objectSize(id: string, file: string): Promise<null | number> {
+    return this.backend.size(objectKey(id, file))
+  }
+
+  openObjectStream(id: string, file: string, options: {signal?: AbortSignal} = {}): Readable {
+    return this.backend.createReadStream(objectKey(id, file), options)
+  }
+
+  async openWriter(id: string, file: string): Promise<AtomicWriter> {
+    return this.backend.openWriter(objectKey(id, file))
+  }
+
+  /** The last write of a backup: from now on it is complete and listed. */
+  async publishRecord(record: BackupRecord): Promise<void> {
+    await this.backend.writeBuffer(
+      objectKey(record.id, RECORD_FILE),
+      Buffer.from(JSON.stringify(record, null, 2) + '\n'),
+    )
+  }
+
+  async readObject(id: string, file: string): Promise<Buffer> {
+    return this.backend.readBuffer(objectKey(id, file))
+  }
+
+  async writeObject(id: string, file: string, bytes: Uint8Array): Promise<void> {
+    await this.backend.writeBuffer(objectKey(id, file), bytes)
+  }
+
+  private async completeIds(): Promise<string[]> {
+    const ids = await this.backend.list(BACKUPS_PREFIX)
+    const complete = await Promise.all(ids.map((id) => this.backend.exists(objectKey(id, RECORD_FILE))))
+    return ids.filter((_, i) => complete[i])
+  }
+
+  private async readRecord(id: string): Promise<BackupRecord> {
+    return parseRecord((await this.backend.readBuffer(objectKey(id, RECORD_FILE))).toString('utf8'), id)
+  }
+}

@@ -1,0 +1,49 @@
+/**
+ * The repository's plaintext records. backup.json holds no file names: an offsite store learns
+ * sizes and times, not what is inside (DESIGN.md "The archive").
+ */
+import type {EncryptOptions} from '../archive/types.js'
+
+export const REPO_FORMAT = 1
+export const RECORD_FORMAT = 1
+
+/** <repo>/moctl-br.json */
+export interface RepoInfo {
+  createdAt: string
+  format: number
+  tool: string
+}
+
+/** <repo>/backups/<id>/backup.json, written last: a backup without it is incomplete. */
+export interface BackupRecord {
+  archive: {
+    compression: 'zstd'
+    /** object name inside the backup's folder: data.tar.zst.age, or data.tar.zst unencrypted */
+    file: string
+    level: number
+    /** sha256 of the stored bytes (ciphertext), checkable without a key */
+    sha256: string
+    size: number
+  }
+  /** MO's backup timestamp (online) or the moment the files were read (cold) */
+  backupTs: string
+  /** the backup this one is an increment of, or null for a full backup */
+  base: null | string
+  /** ids from the full backup to this one, oldest first */
+  chain: string[]
+  completedAt: string
+  counts: {dirs: number; files: number; symlinks: number}
+  createdAt: string
+  durationMs: number
+  encryption: {passphrase: boolean; recipients: string[]; type: EncryptOptions['type']}
+  format: number
+  id: string
+  /** sha256: of the stored (encrypted) object; plainSha256: of the manifest itself, checks a local cache */
+  manifest: {file: string; plainSha256: string; sha256: string; size: number}
+  mode: 'cold' | 'online'
+  /** bytes of file content in the backup's full file set, and in this archive */
+  sizes: {archived: number; total: number}
+  source: {dataDir: string; host: string; serverVersion: null | string}
+  tool: {name: string; version: string}
+  type: 'full' | 'incremental'
+}

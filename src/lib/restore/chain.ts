@@ -1,0 +1,187 @@
+/**
+ * Reading a backup's chain: the full backup and the incrementals up to the one asked for. Verify
+ * reads every archive of the chain; restore materialises the target's full file set, reading the
+ * archives newest first and writing each file once, from the backup its final manifest names.
+ *
+ * Guarantees: every member is present and complete before anything is read (exit 3 naming the
+ * missing id otherwise); every archive read is checked against its record and its own manifest;
+ * every file of the final manifest must match the member manifest that holds its bytes; modes and
+ * mtimes end as the final manifest says. It does not write outside `dest`, nor remove it on
+ * failure (the caller owns the staging directory).
+ */
+import {chmod, lutimes, utimes} from 'node:fs/promises'
+import {join} from 'node:path'
+import {performance} from 'node:perf_hooks'
+
+import type {DecryptOptions, FileEntry, Manifest, PackProgress} from '../archive/types.js'
+import type {Repository} from '../repo/repository.js'
+import type {BackupRecord} from '../repo/types.js'
+import type {StepReporter} from '../steps.js'
+
+import {readArchive} from '../archive/unpack.js'
+import {BrError, integrityError} from '../errors.js'
+import {formatBytes, formatDuration, formatProgress} from '../format.js'
+import {keysFor, readManifest} from './check.js'
+
+/** The records of a chain, oldest first, each present, complete and of the right size. */
+export async function resolveChain(repo: Repository, target: BackupRecord): Promise<BackupRecord[]> {
+  const members: BackupRecord[] = []
+  for (const id of target.chain) {
+    let record: BackupRecord
+    try {
+      // eslint-disable-next-line no-await-in-loop
+      record = id === target.id ? target : await repo.getBackup(id)
+    } catch (error) {
+      if (error instanceof BrError && error.code === 'usage') {
+        throw integrityError(
+          `backup ${id}, which ${target.id} is built on, is missing or incomplete`,
+          'restore an older complete backup, or take a new full backup',
+        )
+      }
+
+      throw error
+    }
+
+    if (record.id !== id) throw integrityError(`backup ${id}, which ${target.id} is built on, is missing`)
+    // eslint-disable-next-line no-await-in-loop
+    const size = await repo.objectSize(id, record.archive.file)
+    if (size === null)
+      throw integrityError(`backup ${id}: archive ${record.archive.file} is missing from the repository`)
+    if (size !== record.archive.size) {
+      throw integrityError(
+        `backup ${id}: archive is ${size} bytes, its record says ${record.archive.size}`,
+        'the archive is truncated or was replaced: use another backup',
+      )
+    }
+
+    members.push(record)
+  }
+
+  return members
+}
+
+export interface ReadChainOptions {
+  /** undefined: verify only */
+  dest?: string
+  /** the target's manifest, already read */
+  finalManifest: Manifest
+  keys: DecryptOptions
+  /** oldest first, the target last */
+  members: BackupRecord[]
+  onProgress?: (p: PackProgress) => void
+  repo: Repository
+  signal?: AbortSignal
+}
+
+export async function readChain(options: ReadChainOptions): Promise<{bytes: number; files: number}> {
+  const {finalManifest, members, repo} = options
+  const target = members.at(-1)!
+  const fromMember = new Map<string, string[]>()
+  for (const e of finalManifest.entries)
+    if (e.type === 'file') fromMember.set(e.in, [...(fromMember.get(e.in) ?? []), e.path])
+  const manifests = new Map<string, Manifest>([[target.id, finalManifest]])
+  let bytes = 0
+  let files = 0
+  const totalBytes = finalManifest.entries.reduce((n, e) => n + (e.type === 'file' ? e.size : 0), 0)
+  const totalFiles = finalManifest.entries.filter((e) => e.type === 'file').length
+  for (const record of [...members].reverse()) {
+    const isTarget = record.id === target.id
+    const wanted = fromMember.get(record.id) ?? []
+    // Restoring: an older archive whose files were all superseded or deleted has nothing to give.
+    if (options.dest && !isTarget && wanted.length === 0) continue
+    const keys = keysFor(record, options.keys)
+    // eslint-disable-next-line no-await-in-loop
+    const manifest = isTarget ? finalManifest : await readManifest(repo, record, options.keys)
+    manifests.set(record.id, manifest)
+    const before = {bytes, files}
+    // eslint-disable-next-line no-await-in-loop
+    const result = await readArchive({
+      decrypt: keys,
+      dest: options.dest,
+      expected: {sha256: record.archive.sha256, size: record.archive.size},
+      expectedManifest: manifest,
+      input: repo.openObjectStream(record.id, record.archive.file, {signal: options.signal}),
+      label: `backup ${record.id}`,
+      only: isTarget ? undefined : new Set(wanted),
+      onProgress: (p) =>
+        options.onProgress?.({
+          bytesDone: before.bytes + p.bytesDone,
+          bytesTotal: totalBytes,
+          filesDone: before.files + p.filesDone,
+          filesTotal: totalFiles,
+        }),
+      signal: options.signal,
+    })
+    bytes += result.bytes
+    files += result.files
+  }
+
+  checkFinalManifest(finalManifest, manifests)
+  if (options.dest) await applyFinalMetadata(options.dest, finalManifest)
+  return {bytes, files}
+}
+
+/** Every file's bytes come from a member whose own manifest has the same content for that path. */
+function checkFinalManifest(finalManifest: Manifest, manifests: Map<string, Manifest>): void {
+  const byMember = new Map<string, Map<string, FileEntry>>()
+  for (const [id, m] of manifests) {
+    byMember.set(id, new Map(m.entries.filter((e): e is FileEntry => e.type === 'file').map((e) => [e.path, e])))
+  }
+
+  for (const e of finalManifest.entries) {
+    if (e.type !== 'file') continue
+    const files = byMember.get(e.in)
+    if (!files) continue // not read: restore skipped an archive that gives nothing
+    const there = files.get(e.path)
+    if (!there || there.sha256 !== e.sha256 || there.size !== e.size || there.in !== e.in) {
+      throw integrityError(
+        `backup ${finalManifest.backupId}: ${e.path} is not in backup ${e.in} as its manifest says`,
+        'the chain is inconsistent: restore another backup',
+      )
+    }
+  }
+}
+
+/** The final manifest's modes and mtimes: files and links first, then dirs deepest first. */
+async function applyFinalMetadata(dest: string, manifest: Manifest): Promise<void> {
+  const dirs = manifest.entries
+    .filter((e) => e.type === 'dir')
+    .sort((a, b) => b.path.split('/').length - a.path.split('/').length)
+  for (const e of manifest.entries) {
+    const abs = join(dest, ...e.path.split('/'))
+    const time = new Date(e.mtimeMs)
+    if (e.type === 'file') {
+      // eslint-disable-next-line no-await-in-loop
+      await chmod(abs, e.mode)
+      // eslint-disable-next-line no-await-in-loop
+      await utimes(abs, time, time)
+    } else if (e.type === 'symlink') {
+      // eslint-disable-next-line no-await-in-loop
+      await lutimes(abs, time, time)
+    }
+  }
+
+  for (const d of dirs) {
+    const abs = join(dest, ...d.path.split('/'))
+    // eslint-disable-next-line no-await-in-loop
+    await chmod(abs, d.mode)
+    // eslint-disable-next-line no-await-in-loop
+    await utimes(abs, new Date(d.mtimeMs), new Date(d.mtimeMs))
+  }
+}
+
+/** readChain as a step reports it: progress lines, then what was verified and how long it took. */
+export async function readChainReporting(
+  options: Omit<ReadChainOptions, 'onProgress'>,
+  report: StepReporter,
+): Promise<{bytes: number; files: number}> {
+  const started = performance.now()
+  const result = await readChain({
+    ...options,
+    onProgress: (p) => report.output(formatProgress(p, performance.now() - started)),
+  })
+  report.output(
+    `${result.files} files, ${formatBytes(result.bytes)} verified in ${formatDuration(performance.now() - started)}`,
+  )
+  return result
+}

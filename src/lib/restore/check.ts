@@ -1,0 +1,61 @@
+/**
+ * The checks that come before reading an archive, shared by verify and restore: the record, the
+ * stored archive's presence and size, and the manifest (its checksum, then decrypted). A wrong
+ * key fails here, before anything is written or stopped.
+ */
+import type {DecryptOptions, Manifest} from '../archive/types.js'
+import type {BackupRecord} from '../repo/types.js'
+
+import {decodeManifest} from '../archive/manifest.js'
+import {decryptBuffer} from '../archive/pipeline.js'
+import {integrityError, usageError} from '../errors.js'
+import {sha256Hex} from '../hash.js'
+import {openRepository, type Repository} from '../repo/repository.js'
+import {resolveChain} from './chain.js'
+
+export interface CheckedBackup {
+  /** undefined when no keys were asked for (verify --quick) */
+  manifest?: Manifest
+  /** the chain's records, oldest first, each checked present and complete; the last is `record` */
+  members: BackupRecord[]
+  record: BackupRecord
+  repo: Repository
+}
+
+export async function checkBackup(repoPath: string, id: string, keys: DecryptOptions | null): Promise<CheckedBackup> {
+  const repo = await openRepository(repoPath)
+  const record = await repo.getBackup(id)
+  const members = await resolveChain(repo, record)
+  if (!keys) return {members, record, repo}
+  return {manifest: await readManifest(repo, record, keys), members, record, repo}
+}
+
+/** A backup's manifest from the repository: checksum of the stored object, decrypted, decoded, its own. */
+export async function readManifest(repo: Repository, record: BackupRecord, keys: DecryptOptions): Promise<Manifest> {
+  const manifestBytes = await repo.readObject(record.id, record.manifest.file)
+  if (sha256Hex(manifestBytes) !== record.manifest.sha256) {
+    throw integrityError(`backup ${record.id}: manifest does not match its checksum in backup.json`)
+  }
+
+  const manifest = decodeManifest(
+    await decryptBuffer(manifestBytes, keysFor(record, keys), `backup ${record.id} manifest`),
+  )
+  if (manifest.backupId !== record.id)
+    throw integrityError(`backup ${record.id}: its manifest belongs to backup ${manifest.backupId}`)
+  return manifest
+}
+
+/** The record says how the archive was encrypted; null (no keys needed) for --no-encrypt backups. */
+export function keysFor(record: BackupRecord, keys: DecryptOptions): DecryptOptions | null {
+  if (record.encryption.type === 'none') return null
+  if (keys.identities.length === 0 && keys.passphrases.length === 0) {
+    throw usageError(
+      `backup ${record.id} is encrypted ${record.encryption.type === 'passphrase' ? 'with a passphrase' : 'to age recipients'}: no key given`,
+      record.encryption.type === 'passphrase'
+        ? 'pass --passphrase-file FILE (or MOCTL_BR_PASSPHRASE)'
+        : 'pass --identity FILE (or MOCTL_BR_IDENTITY)',
+    )
+  }
+
+  return keys
+}

@@ -1,0 +1,295 @@
+/**
+ * The staged restore (DESIGN.md "Restore: never lose the data that is there"), as a script of
+ * named steps:
+ *
+ *   1. check the backup: record, archive object and size, manifest decrypted (a wrong key fails
+ *      here, exit 3, before anything is written or stopped)
+ *   2. check the target: refuse a non-empty target without --force; the old directory will be kept
+ *   3. extract into a staging directory beside the target (same filesystem, so the swap is a
+ *      rename), hashing every file against the manifest and the ciphertext against the record
+ *   4. stop the service
+ *   5. swap: target → <target>.before-<id>, staging → target (two renames)
+ *   6. start the service and wait until it answers SQL; list its databases
+ *   7. only then, and only with --discard-old, delete the old directory
+ *
+ * Downtime is steps 4-6: seconds, whatever the size of the backup.
+ *
+ * Guarantees: until step 5 the target is untouched; any failure after the stop puts the old
+ * directory back in place and starts the service again; the old directory is never deleted
+ * unless the restore succeeded and --discard-old was given. It does not guarantee that the
+ * restored service is healthy beyond answering SQL.
+ */
+import {mkdir, readdir, rename, rm, stat} from 'node:fs/promises'
+import {basename, dirname, join} from 'node:path'
+import {performance} from 'node:perf_hooks'
+
+import type {DecryptOptions, Manifest} from '../archive/types.js'
+import type {BackupRecord} from '../repo/types.js'
+import type {ServiceControl} from '../service/control.js'
+import type {Flow} from '../steps.js'
+
+import {BrError, usageError} from '../errors.js'
+import {formatBytes, formatDuration} from '../format.js'
+import {type Repository} from '../repo/repository.js'
+import {readChainReporting} from './chain.js'
+import {checkBackup} from './check.js'
+
+export interface RestoreOptions {
+  dataDir: string
+  decrypt: DecryptOptions
+  discardOld: boolean
+  force: boolean
+  id: string
+  /** a quick probe (SQL answers on host:port?) used when the service is not managed */
+  isRunning?: () => Promise<boolean>
+  repoPath: string
+  /** null: not managed; then `isRunning` must say no before anything is swapped */
+  service: null | ServiceControl
+}
+
+export interface RestoreContext {
+  databases?: string[]
+  downtimeMs?: number
+  manifest?: Manifest
+  members?: BackupRecord[]
+  /** where the previous data directory is kept (undefined when there was none) */
+  oldDir?: string
+  options: RestoreOptions
+  record?: BackupRecord
+  repo?: Repository
+  serverVersion?: string
+  staging?: string
+  /** the phase reached, so the rollback knows what to undo */
+  state: {extracted: boolean; started: boolean; stopped: boolean; stoppedAt?: number; swapped: boolean}
+}
+
+export function newRestoreContext(options: RestoreOptions): RestoreContext {
+  return {options, state: {extracted: false, started: false, stopped: false, swapped: false}}
+}
+
+export function restoreFlow(): Flow<RestoreContext> {
+  return {
+    rollback,
+    steps: [
+      {
+        async run(ctx, report) {
+          const {manifest, members, record, repo} = await checkBackup(
+            ctx.options.repoPath,
+            ctx.options.id,
+            ctx.options.decrypt,
+          )
+          Object.assign(ctx, {manifest, members, record, repo})
+          report.output(
+            `${record.id}: ${record.counts.files} files, ${formatBytes(record.sizes.total)}, taken ${record.createdAt}`,
+          )
+        },
+        title: 'Check backup',
+      },
+      {
+        async run(ctx, report) {
+          if (!ctx.options.service && (await ctx.options.isRunning?.())) {
+            throw usageError(
+              `the service still answers SQL: refusing to replace ${ctx.options.dataDir} under a running server`,
+              'stop it first, or pass --service command --stop-cmd … --start-cmd … to let restore stop and start it',
+            )
+          }
+
+          ctx.oldDir = await checkTarget(ctx)
+          report.output(
+            ctx.oldDir
+              ? `the current directory will be kept as ${ctx.oldDir}`
+              : `${ctx.options.dataDir} will be created`,
+          )
+        },
+        title: 'Check target',
+      },
+      {
+        async run(ctx, report, signal) {
+          const record = ctx.record!
+          const target = ctx.options.dataDir
+          ctx.staging = join(dirname(target), `.${basename(target)}.restore-${record.id}`)
+          await rm(ctx.staging, {force: true, recursive: true})
+          await mkdir(ctx.staging, {mode: 0o700, recursive: true})
+          await readChainReporting(
+            {
+              dest: ctx.staging,
+              finalManifest: ctx.manifest!,
+              keys: ctx.options.decrypt,
+              members: ctx.members!,
+              repo: ctx.repo!,
+              signal,
+            },
+            report,
+          )
+          ctx.state.extracted = true
+        },
+        title: 'Extract and verify',
+      },
+      {
+        async run(ctx, report, signal) {
+          report.output(ctx.options.service!.describe)
+          ctx.state.stoppedAt = performance.now()
+          await ctx.options.service!.stop(signal)
+          ctx.state.stopped = true
+        },
+        skip: (ctx) => (ctx.options.service ? false : 'not managed (--service none)'),
+        title: 'Stop service',
+      },
+      {
+        async run(ctx, report) {
+          const target = ctx.options.dataDir
+          if (ctx.oldDir) await rename(target, ctx.oldDir)
+          try {
+            await rename(ctx.staging!, target)
+          } catch (error) {
+            if (ctx.oldDir) await rename(ctx.oldDir, target)
+            throw error
+          }
+
+          ctx.state.swapped = true
+          report.output(ctx.oldDir ? `${target} ← restored; previous data in ${ctx.oldDir}` : `${target} ← restored`)
+        },
+        title: 'Swap in the restored directory',
+      },
+      {
+        async run(ctx, report, signal) {
+          const service = ctx.options.service!
+          ctx.state.started = true
+          await service.start(signal)
+          const ready = await service.waitReady(signal)
+          ctx.downtimeMs = performance.now() - (ctx.state.stoppedAt ?? performance.now())
+          ctx.serverVersion = ready.version
+          ctx.databases = await service.listDatabases(signal)
+          report.output(
+            `answers SQL (${ready.version}) after ${formatDuration(ready.elapsedMs)}; ${ctx.databases.length} databases`,
+          )
+        },
+        skip: (ctx) => (ctx.options.service ? false : 'not managed (--service none)'),
+        title: 'Start service and wait for SQL',
+      },
+      {
+        async run(ctx, report) {
+          await rm(ctx.oldDir!, {force: true, recursive: true})
+          report.output(`removed ${ctx.oldDir}`)
+          ctx.oldDir = undefined
+        },
+        skip: (ctx) => (ctx.options.discardOld && ctx.oldDir ? false : 'Keep the previous data directory'),
+        title: 'Discard the previous data directory',
+      },
+    ],
+  }
+}
+
+async function checkTarget(ctx: RestoreContext): Promise<string | undefined> {
+  const target = ctx.options.dataDir
+  const parent = dirname(target)
+  await mkdir(parent, {recursive: true})
+  let entries: string[]
+  try {
+    const info = await stat(target)
+    if (!info.isDirectory())
+      throw usageError(`restore target ${target} is not a directory`, 'pass --data-dir with the path of mo-data')
+    entries = await readdir(target)
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw error
+  }
+
+  if (entries.length > 0 && !ctx.options.force) {
+    throw usageError(
+      `restore target ${target} is not empty`,
+      `pass --force to replace it: the current data is kept as ${target}.before-${ctx.record!.id}`,
+    )
+  }
+
+  const oldDir = `${target}.before-${ctx.record!.id}`
+  if (await exists(oldDir)) {
+    throw usageError(
+      `${oldDir} already exists (kept by an earlier restore of this backup)`,
+      'move or delete it, then restore again',
+    )
+  }
+
+  return oldDir
+}
+
+/**
+ * Undo what was done, in reverse: a started service is stopped again, the restored directory is
+ * moved out of the way and the old one put back, the service is started on the old data, and the
+ * staging directory is removed. Each undo is tried even if an earlier one failed; any failure is
+ * reported together, with where the data is, since that is what the operator needs then.
+ */
+async function rollback(ctx: RestoreContext, _error: unknown, report: {output(line: string): void}): Promise<void> {
+  const {signal} = new AbortController()
+  const {service} = ctx.options
+  const target = ctx.options.dataDir
+  const problems: string[] = []
+  const attempt = async (what: string, fn: () => Promise<void>) => {
+    try {
+      report.output(what)
+      await fn()
+    } catch (error) {
+      problems.push(`${what}: ${(error as Error).message}`)
+    }
+  }
+
+  if (ctx.state.started && service)
+    await attempt('stopping the service started on the restored data', () => service.stop(signal))
+  if (ctx.state.swapped) {
+    await attempt(`putting the previous data back in ${target}`, async () => {
+      await rename(target, ctx.staging!)
+      if (ctx.oldDir) await rename(ctx.oldDir, target)
+      ctx.state.swapped = false
+    })
+  }
+
+  if (ctx.state.stopped && service && !ctx.state.swapped) {
+    await attempt('starting the service again on the previous data', async () => {
+      await service.start(signal)
+      await service.waitReady(signal)
+    })
+  }
+
+  if (ctx.staging && !ctx.state.swapped)
+    await attempt(`removing ${ctx.staging}`, () => rm(ctx.staging!, {force: true, recursive: true}))
+  if (problems.length > 0) {
+    const where = ctx.state.swapped
+      ? `the restored data is in ${target}, the previous data in ${ctx.oldDir}`
+      : `the previous data is in ${target}`
+    throw new BrError('service', `rollback incomplete: ${problems.join('; ')} (${where})`, {
+      suggestions: ['check the service by hand; nothing was deleted'],
+    })
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path)
+    return true
+  } catch {
+    return false
+  }
+}
+
+export interface RestoreResult {
+  /** databases visible over SQL after the restart (managed service only) */
+  databases: null | string[]
+  dataDir: string
+  downtimeMs: null | number
+  files: number
+  id: string
+  previousDataDir: null | string
+  serverVersion: null | string
+}
+
+export function restoreResult(ctx: RestoreContext): RestoreResult {
+  return {
+    databases: ctx.databases ?? null,
+    dataDir: ctx.options.dataDir,
+    downtimeMs: ctx.downtimeMs === undefined ? null : Math.round(ctx.downtimeMs),
+    files: ctx.record!.counts.files,
+    id: ctx.record!.id,
+    previousDataDir: ctx.oldDir ?? null,
+    serverVersion: ctx.serverVersion ?? null,
+  }
+}

@@ -1,0 +1,98 @@
+/**
+ * A flow is a script of named steps with one rollback, like pgBackRest's restore: each step says
+ * what it does, the rollback undoes whatever the steps got done (it reads that from the context).
+ *
+ * Two runners drive the same flow: `runFlow` here (plain, for tests and library use) and the
+ * listr2 task tree in src/lib/ui. Neither knows what the steps do.
+ *
+ * Guarantees: steps run in order, once; after a failure no further step runs and `rollback` runs
+ * exactly once with the error; the error that reaches the caller is the step's, unless the
+ * rollback itself failed, which is worse news and is reported instead (with the step's as cause).
+ */
+import {BrError} from './errors.js'
+
+export interface StepReporter {
+  /** a progress line (files n/N, MB/s…): the listr2 task output, or an event in plain mode */
+  output(line: string): void
+}
+
+export interface Step<C> {
+  run(ctx: C, report: StepReporter, signal: AbortSignal): Promise<void>
+  /** a reason to skip this step (shown), or false */
+  skip?(ctx: C): false | string
+  title: string
+}
+
+export interface Flow<C> {
+  rollback?(ctx: C, error: unknown, report: StepReporter): Promise<void>
+  steps: Step<C>[]
+}
+
+export type FlowEvent =
+  | {line: string; step: string; type: 'output'}
+  | {reason: string; step: string; type: 'skip'}
+  | {step: string; type: 'end'}
+  | {step: string; type: 'start'}
+
+export async function runFlow<C>(
+  flow: Flow<C>,
+  ctx: C,
+  options: {onEvent?: (event: FlowEvent) => void; signal?: AbortSignal} = {},
+): Promise<C> {
+  const signal = options.signal ?? new AbortController().signal
+  const emit = options.onEvent ?? (() => {})
+  try {
+    for (const step of flow.steps) {
+      const reason = step.skip?.(ctx)
+      if (reason) {
+        emit({reason, step: step.title, type: 'skip'})
+        continue
+      }
+
+      emit({step: step.title, type: 'start'})
+      // Steps are a script: each one needs the previous one done.
+      // eslint-disable-next-line no-await-in-loop
+      await runStep(step, ctx, {output: (line) => emit({line, step: step.title, type: 'output'})}, signal)
+      emit({step: step.title, type: 'end'})
+    }
+  } catch (error) {
+    await rollbackOnce(flow, ctx, error, {output: (line) => emit({line, step: 'roll back', type: 'output'})})
+    throw toInterrupted(error, signal)
+  }
+
+  return ctx
+}
+
+/**
+ * Runs one step, unless the flow was aborted: after Ctrl-C no further step may start (a restore
+ * must not swap directories once the operator asked it to stop). Every runner goes through here.
+ */
+export async function runStep<C>(step: Step<C>, ctx: C, report: StepReporter, signal: AbortSignal): Promise<void> {
+  checkAborted(signal)
+  await step.run(ctx, report, signal)
+}
+
+/** Runs the flow's rollback; if that fails too, the rollback's error (worse news) is what the user must see. */
+export async function rollbackOnce<C>(flow: Flow<C>, ctx: C, error: unknown, report: StepReporter): Promise<void> {
+  if (!flow.rollback) return
+  try {
+    await flow.rollback(ctx, error, report)
+  } catch (rollbackError) {
+    if (rollbackError instanceof BrError) throw rollbackError
+    throw new BrError('error', `rollback failed: ${(rollbackError as Error).message}`, {cause: error})
+  }
+}
+
+export function checkAborted(signal: AbortSignal): void {
+  if (signal.aborted) throw new BrError('interrupted', 'interrupted', {cause: signal.reason})
+}
+
+/** An abort surfaces as whatever the interrupted call threw (AbortError, ERR_STREAM_PREMATURE_CLOSE…): name it for what it is. */
+export function toInterrupted(error: unknown, signal: AbortSignal): unknown {
+  // A rollback that could not finish (a service error…) is worse news: keep it.
+  if (signal.aborted && !(error instanceof BrError && error.code !== 'error' && error.code !== 'interrupted')) {
+    return new BrError('interrupted', 'interrupted; what was done so far was rolled back', {cause: error})
+  }
+
+  return error
+}

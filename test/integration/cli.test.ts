@@ -1,0 +1,473 @@
+/**
+ * The CLI as a process (bin/run.js) on real files: key generate, backup, list, verify, restore
+ * with --service none and command, and every bad input the foundation issue names. Each test
+ * asserts stdout, stderr and the exit code separately. The MariaDB round trip is in
+ * restore-mariadb.test.ts.
+ */
+import {chmod, mkdir, open, readdir, readFile, stat, truncate, writeFile} from 'node:fs/promises'
+import {join} from 'node:path'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+
+import {runCli, tempDir} from '../helpers/cli.js'
+import {makeSmallDataDir} from '../helpers/fixtures.js'
+import {treeHashes} from '../helpers/tree.js'
+
+let tmp: {cleanup: () => Promise<void>; path: string}
+let dataDir: string
+let repo: string
+let keyFile: string
+let recipient: string
+let backupId: string
+
+const env = {MOCTL_BR_SCRYPT_LOG_N: '10'}
+
+function withoutCache(tree: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(tree).filter(([k]) => !k.startsWith('shared-cache')))
+}
+
+beforeAll(async () => {
+  tmp = await tempDir()
+  dataDir = join(tmp.path, 'mo-data')
+  repo = join(tmp.path, 'repo')
+  keyFile = join(tmp.path, 'backup.key')
+  await makeSmallDataDir(dataDir)
+  const key = await runCli(['br', 'key', 'generate', '--output', keyFile])
+  expect(key.code, key.stderr).toBe(0)
+  recipient = key.stdout.trim()
+  const backup = await runCli([
+    'br',
+    'backup',
+    '--path',
+    repo,
+    '--data-dir',
+    dataDir,
+    '--recipient',
+    recipient,
+    '--port',
+    '1',
+  ])
+  expect(backup.code, backup.stderr).toBe(0)
+  backupId = backup.stdout.trim()
+})
+
+afterAll(async () => {
+  await tmp?.cleanup()
+})
+
+describe('key generate', () => {
+  it('writes a 0600 identity and prints its age1 recipient', async () => {
+    expect(recipient).toMatch(/^age1[0-9a-z]{58}$/)
+    const info = await stat(keyFile)
+    expect(info.mode & 0o777).toBe(0o600)
+    expect(await readFile(keyFile, 'utf8')).toMatch(/^AGE-SECRET-KEY-1[0-9A-Z]+$/m)
+  })
+
+  it('refuses to overwrite an existing key (exit 2)', async () => {
+    const before = await readFile(keyFile, 'utf8')
+    const r = await runCli(['br', 'key', 'generate', '--output', keyFile])
+    expect(r.code).toBe(2)
+    expect(r.stdout).toBe('')
+    expect(r.stderr).toContain('already exists')
+    expect(await readFile(keyFile, 'utf8')).toBe(before)
+  })
+})
+
+describe('backup, list, verify', () => {
+  it('prints a UUIDv7 id and lays out the repository as designed', async () => {
+    expect(backupId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/)
+    expect((await readdir(join(repo, 'backups', backupId))).sort()).toEqual([
+      'backup.json',
+      'data.tar.zst.age',
+      'manifest.age',
+    ])
+    const record = await readFile(join(repo, 'backups', backupId, 'backup.json'), 'utf8')
+    // The record must not leak file names to whoever holds the repository.
+    expect(record).not.toContain('hk_data')
+    expect(record).not.toContain('meta_0-100')
+    expect(JSON.parse(record)).toMatchObject({
+      chain: [backupId],
+      encryption: {recipients: [recipient], type: 'recipients'},
+      id: backupId,
+      type: 'full',
+    })
+  })
+
+  it('lists the backup with mo_br columns, and as JSON', async () => {
+    const table = await runCli(['br', 'list', '--path', repo])
+    expect(table.code, table.stderr).toBe(0)
+    const [head, row] = table.stdout.split('\n')
+    for (const col of ['ID', 'SIZE', 'PATH', 'AT TIME', 'DURATION', 'COMPLETE TIME', 'BACKUPTS', 'BACKUPTYPE'])
+      expect(head).toContain(col)
+    expect(row).toContain(backupId)
+    expect(row).toContain('full')
+    const json = await runCli(['br', 'list', '--path', repo, '--json'])
+    expect(json.code).toBe(0)
+    const list = JSON.parse(json.stdout)
+    expect(list).toHaveLength(1)
+    expect(list[0]).toMatchObject({base: null, id: backupId, type: 'full'})
+    expect(list[0].counts.files).toBeGreaterThan(10)
+  })
+
+  it('verifies every file with the identity, and --quick without any key', async () => {
+    const full = await runCli(['br', 'verify', backupId, '--path', repo, '--identity', keyFile, '--json'])
+    expect(full.code, full.stderr).toBe(0)
+    expect(JSON.parse(full.stdout)).toMatchObject({checked: 'every file', id: backupId, ok: true})
+    const quick = await runCli(['br', 'verify', backupId.slice(0, 13), '--path', repo, '--quick'])
+    expect(quick.code, quick.stderr).toBe(0)
+    expect(quick.stdout).toContain(`backup ${backupId}: ok`)
+  })
+
+  it('keeps the cache directory out of the backup', async () => {
+    const target = join(tmp.path, 'check-excl')
+    const r = await runCli([
+      'br',
+      'restore',
+      backupId,
+      '--path',
+      repo,
+      '--data-dir',
+      target,
+      '--identity',
+      keyFile,
+      '--port',
+      '1',
+    ])
+    expect(r.code, r.stderr).toBe(0)
+    expect(await treeHashes(target)).toEqual(withoutCache(await treeHashes(dataDir)))
+  })
+})
+
+describe('restore with --service none', () => {
+  it('restores into a fresh directory byte for byte, with --restore_path as mo_br names it', async () => {
+    const holder = join(tmp.path, 'fresh-host')
+    const r = await runCli([
+      'br',
+      'restore',
+      backupId,
+      '--path',
+      repo,
+      '--restore_path',
+      holder,
+      '--identity',
+      keyFile,
+      '--port',
+      '1',
+      '--json',
+    ])
+    expect(r.code, r.stderr).toBe(0)
+    expect(JSON.parse(r.stdout)).toMatchObject({dataDir: join(holder, 'mo-data'), id: backupId, previousDataDir: null})
+    expect(await treeHashes(join(holder, 'mo-data'))).toEqual(withoutCache(await treeHashes(dataDir)))
+    const mtime = (await stat(join(holder, 'mo-data', 'local', 'hk_data'))).mtimeMs
+    expect(mtime).toBe((await stat(join(dataDir, 'local', 'hk_data'))).mtimeMs)
+  })
+
+  it('refuses a non-empty target without --force (exit 2) and keeps the old one with --force', async () => {
+    const target = join(tmp.path, 'occupied')
+    await mkdir(target)
+    await writeFile(join(target, 'precious'), 'old data')
+    const refused = await runCli([
+      'br',
+      'restore',
+      backupId,
+      '--path',
+      repo,
+      '--data-dir',
+      target,
+      '--identity',
+      keyFile,
+      '--port',
+      '1',
+    ])
+    expect(refused.code).toBe(2)
+    expect(refused.stderr).toContain('is not empty')
+    expect(refused.stderr).toContain('--force')
+    expect(await readdir(target)).toEqual(['precious'])
+    const forced = await runCli([
+      'br',
+      'restore',
+      backupId,
+      '--path',
+      repo,
+      '--data-dir',
+      target,
+      '--identity',
+      keyFile,
+      '--force',
+      '--port',
+      '1',
+    ])
+    expect(forced.code, forced.stderr).toBe(0)
+    expect(await readFile(join(`${target}.before-${backupId}`, 'precious'), 'utf8')).toBe('old data')
+    expect(await treeHashes(target)).toEqual(withoutCache(await treeHashes(dataDir)))
+  })
+})
+
+describe('passphrase backups', () => {
+  it('backs up and restores with a passphrase file; a wrong passphrase is exit 3', async () => {
+    const pass = join(tmp.path, 'pass')
+    await writeFile(pass, 'correct horse battery staple\n')
+    const passRepo = join(tmp.path, 'pass-repo')
+    const backup = await runCli(
+      ['br', 'backup', '--path', passRepo, '--data-dir', dataDir, '--passphrase-file', pass, '--port', '1'],
+      {env},
+    )
+    expect(backup.code, backup.stderr).toBe(0)
+    const id = backup.stdout.trim()
+    const target = join(tmp.path, 'pass-target')
+    const restored = await runCli(['br', 'restore', id, '--path', passRepo, '--data-dir', target, '--port', '1'], {
+      env: {...env, MOCTL_BR_PASSPHRASE: 'correct horse battery staple'},
+    })
+    expect(restored.code, restored.stderr).toBe(0)
+    expect(await treeHashes(target)).toEqual(withoutCache(await treeHashes(dataDir)))
+    const wrong = join(tmp.path, 'wrong-pass')
+    await writeFile(wrong, 'incorrect horse\n')
+    const r = await runCli(['br', 'verify', id, '--path', passRepo, '--passphrase-file', wrong], {env})
+    expect(r.code).toBe(3)
+    expect(r.stdout).toBe('')
+  })
+})
+
+describe('bad input', () => {
+  it('a missing repository path names it (exit 2)', async () => {
+    const r = await runCli(['br', 'list', '--path', join(tmp.path, 'nope')])
+    expect(r.code).toBe(2)
+    expect(r.stdout).toBe('')
+    expect(r.stderr).toContain(join(tmp.path, 'nope'))
+  })
+
+  it('a directory that is not a repository is refused (exit 2)', async () => {
+    const r = await runCli(['br', 'list', '--path', dataDir])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain('not a moctl br repository')
+  })
+
+  it('a missing or empty data dir fails before anything is written (exit 2)', async () => {
+    const missing = await runCli([
+      'br',
+      'backup',
+      '--path',
+      repo,
+      '--data-dir',
+      join(tmp.path, 'nope'),
+      '--recipient',
+      recipient,
+      '--port',
+      '1',
+    ])
+    expect(missing.code).toBe(2)
+    expect(missing.stderr).toContain('does not exist')
+    const empty = join(tmp.path, 'empty')
+    await mkdir(empty)
+    const r = await runCli([
+      'br',
+      'backup',
+      '--path',
+      repo,
+      '--data-dir',
+      empty,
+      '--recipient',
+      recipient,
+      '--port',
+      '1',
+    ])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain('is empty')
+    expect(await readdir(join(repo, 'backups'))).toEqual([backupId])
+  })
+
+  it('a backup without any key is refused unless --no-encrypt (exit 2)', async () => {
+    const r = await runCli(['br', 'backup', '--path', repo, '--data-dir', dataDir, '--port', '1'])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain('--no-encrypt')
+  })
+
+  it('an unknown id names the id and the list command (exit 2)', async () => {
+    const r = await runCli(['br', 'verify', 'ffffffff', '--path', repo, '--quick'])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain('ffffffff')
+    expect(r.stderr).toContain('moctl br list')
+  })
+
+  it('a wrong identity is an integrity failure (exit 3) and touches nothing', async () => {
+    const otherKey = join(tmp.path, 'other.key')
+    expect((await runCli(['br', 'key', 'generate', '--output', otherKey])).code).toBe(0)
+    const target = join(tmp.path, 'wrong-key-target')
+    const r = await runCli([
+      'br',
+      'restore',
+      backupId,
+      '--path',
+      repo,
+      '--data-dir',
+      target,
+      '--identity',
+      otherKey,
+      '--port',
+      '1',
+    ])
+    expect(r.code).toBe(3)
+    expect(r.stderr.toLowerCase()).toContain('identity')
+    await expect(stat(target)).rejects.toThrow()
+    expect((await readdir(tmp.path)).filter((n) => n.includes('.restore-'))).toEqual([])
+  })
+
+  it('an identity file that is not one names the file (exit 2)', async () => {
+    const r = await runCli(['br', 'verify', backupId, '--path', repo, '--identity', join(dataDir, 'local', 'hk_data')])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain('is not an age identity file')
+  })
+})
+
+describe('damaged archives', () => {
+  let damagedRepo: string
+
+  beforeAll(async () => {
+    damagedRepo = join(tmp.path, 'damaged-repo')
+    const r = await runCli([
+      'br',
+      'backup',
+      '--path',
+      damagedRepo,
+      '--data-dir',
+      dataDir,
+      '--recipient',
+      recipient,
+      '--port',
+      '1',
+    ])
+    expect(r.code, r.stderr).toBe(0)
+  })
+
+  async function copyBackupWith(damage: (file: string) => Promise<void>): Promise<string> {
+    const list = JSON.parse((await runCli(['br', 'list', '--path', damagedRepo, '--json'])).stdout)
+    const {id} = list[0]
+    const {cp} = await import('node:fs/promises')
+    const copy = join(tmp.path, `damaged-${Math.random().toString(36).slice(2)}`)
+    await cp(damagedRepo, copy, {recursive: true})
+    await damage(join(copy, 'backups', id, 'data.tar.zst.age'))
+    return copy
+  }
+
+  it('a flipped byte fails verify and restore with exit 3, leaving the target and its data untouched', async () => {
+    const copy = await copyBackupWith(async (file) => {
+      const {size} = await stat(file)
+      const fh = await open(file, 'r+')
+      const buf = Buffer.alloc(1)
+      await fh.read(buf, 0, 1, Math.floor(size / 2))
+      buf[0] ^= 0xff
+      await fh.write(buf, 0, 1, Math.floor(size / 2))
+      await fh.close()
+    })
+    const {id} = JSON.parse((await runCli(['br', 'list', '--path', copy, '--json'])).stdout)[0]
+    const quick = await runCli(['br', 'verify', id, '--path', copy, '--quick'])
+    expect(quick.code).toBe(3)
+    expect(quick.stderr).toContain(id)
+    const full = await runCli(['br', 'verify', id, '--path', copy, '--identity', keyFile])
+    expect(full.code).toBe(3)
+    expect(full.stderr).toContain(id)
+    const target = join(tmp.path, 'damaged-target')
+    await mkdir(target, {recursive: true})
+    await writeFile(join(target, 'live'), 'live data')
+    const restore = await runCli([
+      'br',
+      'restore',
+      id,
+      '--path',
+      copy,
+      '--data-dir',
+      target,
+      '--identity',
+      keyFile,
+      '--force',
+      '--port',
+      '1',
+    ])
+    expect(restore.code).toBe(3)
+    expect(await readdir(target)).toEqual(['live'])
+    expect(
+      (await readdir(tmp.path)).filter((n) => n.includes('.restore-') || n.startsWith('damaged-target.before')),
+    ).toEqual([])
+  })
+
+  it('a truncated archive fails with exit 3 naming the backup', async () => {
+    const copy = await copyBackupWith(async (file) => truncate(file, (await stat(file)).size - 100))
+    const {id} = JSON.parse((await runCli(['br', 'list', '--path', copy, '--json'])).stdout)[0]
+    const r = await runCli(['br', 'verify', id, '--path', copy, '--identity', keyFile, '--json'])
+    expect(r.code).toBe(3)
+    const out = JSON.parse(r.stdout)
+    expect(out.error.exitCode).toBe(3)
+    expect(out.error.message).toContain(id)
+  })
+})
+
+describe('service commands around a restore', () => {
+  it('a failing stop command exits 5 and leaves the old data in place', async () => {
+    const target = join(tmp.path, 'stop-fails')
+    await mkdir(target)
+    await writeFile(join(target, 'live'), 'live data')
+    const r = await runCli([
+      'br',
+      'restore',
+      backupId,
+      '--path',
+      repo,
+      '--data-dir',
+      target,
+      '--identity',
+      keyFile,
+      '--force',
+      '--service',
+      'command',
+      '--stop-cmd',
+      'echo cannot stop >&2; exit 7',
+      '--start-cmd',
+      'true',
+      '--port',
+      '1',
+    ])
+    expect(r.code).toBe(5)
+    expect(r.stderr).toContain('cannot stop')
+    expect(await readdir(target)).toEqual(['live'])
+  })
+
+  it('a failing start puts the old data back, starts the service again, and exits 5', async () => {
+    const target = join(tmp.path, 'start-fails')
+    await mkdir(target)
+    await writeFile(join(target, 'live'), 'live data')
+    const log = join(tmp.path, 'start-fails.log')
+    // The first start fails (as a broken restored data dir would make it); the rollback's start succeeds.
+    const script = join(tmp.path, 'start.sh')
+    await writeFile(
+      script,
+      `#!/bin/sh\necho "start $(ls '${target}' | tr '\\n' ' ')" >> '${log}'\nif [ ! -f '${log}.once' ]; then touch '${log}.once'; echo start failed >&2; exit 1; fi\n`,
+    )
+    await chmod(script, 0o755)
+    const r = await runCli([
+      'br',
+      'restore',
+      backupId,
+      '--path',
+      repo,
+      '--data-dir',
+      target,
+      '--identity',
+      keyFile,
+      '--force',
+      '--service',
+      'command',
+      '--stop-cmd',
+      `echo stop >> '${log}'`,
+      '--start-cmd',
+      script,
+      '--port',
+      '1',
+      '--sql-timeout',
+      '1',
+    ])
+    expect(r.code).toBe(5)
+    expect(await readdir(target)).toEqual(['live'])
+    const events = (await readFile(log, 'utf8')).split('\n').filter(Boolean)
+    expect(events[0]).toBe('stop')
+    expect(events.at(-1)).toBe('start live ')
+  })
+})

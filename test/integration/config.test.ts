@@ -1,0 +1,229 @@
+/**
+ * `moctl br config` as a process, with XDG_CONFIG_HOME pointing at a temp dir (oclif's config dir
+ * is then <it>/moctl): set, get, unset and list; the checks on keys and values; and the file's
+ * values as defaults of backup, list, verify and the service flags, with flags and environment
+ * variables winning over them. The service settings are proven through a fake `systemctl` first
+ * on PATH that records its arguments (no systemd runs here).
+ */
+import {chmod, mkdir, readFile, stat, writeFile} from 'node:fs/promises'
+import {join} from 'node:path'
+import {afterAll, beforeAll, beforeEach, describe, expect, it} from 'vitest'
+
+import {runCli, tempDir} from '../helpers/cli.js'
+import {makeSmallDataDir} from '../helpers/fixtures.js'
+
+let tmp: {cleanup: () => Promise<void>; path: string}
+let dataDir: string
+let keyFile: string
+let recipient: string
+let home: string
+let configPath: string
+let n = 0
+
+beforeAll(async () => {
+  tmp = await tempDir('moctl-br-config-')
+  dataDir = join(tmp.path, 'mo-data')
+  keyFile = join(tmp.path, 'backup.key')
+  await makeSmallDataDir(dataDir)
+  const key = await runCli(['br', 'key', 'generate', '--output', keyFile])
+  expect(key.code, key.stderr).toBe(0)
+  recipient = key.stdout.trim()
+})
+afterAll(async () => tmp?.cleanup())
+
+// Each test its own config dir.
+beforeEach(async () => {
+  home = join(tmp.path, `xdg-${++n}`)
+  await mkdir(home)
+  configPath = join(home, 'moctl', 'config.json')
+})
+
+const br = (args: string[], env: NodeJS.ProcessEnv = {}, cwd?: string) =>
+  runCli(['br', ...args], {cwd, env: {MOCTL_BR_SCRYPT_LOG_N: '10', XDG_CONFIG_HOME: home, ...env}})
+
+async function set(key: string, value: string): Promise<void> {
+  const r = await br(['config', 'set', key, value])
+  expect(r.code, r.stderr).toBe(0)
+}
+
+describe('config set, get, unset, list', () => {
+  it('keeps settings in <config dir>/moctl/config.json, mode 0600, paths made absolute', async () => {
+    const set1 = await br(['config', 'set', 'path', 'backups/mo'], {}, tmp.path)
+    expect(set1).toMatchObject({code: 0, stdout: ''})
+    expect(set1.stderr).toBe(`path = ${join(tmp.path, 'backups/mo')} (in ${configPath})\n`)
+    await set('port', '6002')
+    await set('service', 'mo_ctl')
+    expect(JSON.parse(await readFile(configPath, 'utf8'))).toEqual({
+      path: join(tmp.path, 'backups/mo'),
+      port: 6002,
+      service: 'mo_ctl',
+    })
+    expect((await stat(configPath)).mode & 0o777).toBe(0o600)
+    expect((await stat(join(home, 'moctl'))).mode & 0o777).toBe(0o700)
+
+    expect(await br(['config', 'get', 'port'])).toMatchObject({code: 0, stdout: '6002\n'})
+    expect(JSON.parse((await br(['config', 'get', 'service', '--json'])).stdout)).toEqual({
+      file: configPath,
+      key: 'service',
+      value: 'mo_ctl',
+    })
+    const list = await br(['config', 'list'])
+    expect(list).toMatchObject({code: 0, stdout: `path=${join(tmp.path, 'backups/mo')}\nport=6002\nservice=mo_ctl\n`})
+
+    expect((await br(['config', 'unset', 'port'])).code).toBe(0)
+    expect(JSON.parse((await br(['config', 'list', '--json'])).stdout)).toEqual({
+      file: configPath,
+      values: {path: join(tmp.path, 'backups/mo'), service: 'mo_ctl'},
+    })
+  })
+
+  it('get of a key that is not set exits 1, naming the file', async () => {
+    const r = await br(['config', 'get', 'unit'])
+    expect(r).toMatchObject({code: 1, stdout: ''})
+    expect(r.stderr).toContain(`Error: unit is not set in ${configPath}`)
+  })
+
+  it('refuses unknown keys (listing the valid ones), bad values and private keys, with exit 2', async () => {
+    const unknown = await br(['config', 'set', 'prot', '6001'])
+    expect(unknown.code).toBe(2)
+    expect(unknown.stderr).toContain('Error: unknown config key prot')
+    expect(unknown.stderr).toContain(
+      'Hint: valid keys: data-dir, host, identity, mo-ctl, path, port, recipient, service, sql-timeout, start-cmd, stop-cmd, unit, user',
+    )
+    expect((await br(['config', 'get', 'password'])).code).toBe(2)
+    for (const [key, value, message] of [
+      ['port', '70000', 'config port must be a whole number from 1 to 65535, not 70000'],
+      ['sql-timeout', '0', 'config sql-timeout must be a whole number of at least 1, not 0'],
+      ['service', 'docker', 'config service must be one of mo_ctl, systemd, command, none, not docker'],
+      ['recipient', 'age1notakey!', 'config recipient: age1notakey! is not an age public key (age1…)'],
+      ['identity', `AGE-SECRET-KEY-1${'Q'.repeat(58)}`, 'config identity looks like a private key'],
+    ]) {
+      const r = await br(['config', 'set', key, value])
+      expect(r.code, `${key} ${value}`).toBe(2)
+      expect(r.stderr).toContain(`Error: ${message}`)
+    }
+
+    expect(await readFile(configPath, 'utf8').catch(() => 'no file')).toBe('no file')
+  })
+
+  it('a damaged config file is reported, naming it (exit 2), by the commands that read it', async () => {
+    await mkdir(join(home, 'moctl'))
+    await writeFile(configPath, '{"path": ')
+    for (const args of [['list'], ['config', 'set', 'port', '1']]) {
+      const r = await br(args)
+      expect(r.code, args.join(' ')).toBe(2)
+      expect(r.stderr).toContain(`Error: config file ${configPath} is damaged (not a JSON object)`)
+    }
+
+    await writeFile(configPath, '{"prot": 1}')
+    expect((await br(['list'])).stderr).toContain(`config file ${configPath} has an unknown key prot`)
+    // Commands without flags the file could set do not read it.
+    expect((await br(['key', 'generate', '--output', join(home, 'k')])).code).toBe(0)
+  })
+})
+
+describe('config values as flag defaults', () => {
+  it('backup, list and verify take the repository, data dir and keys from the file', async () => {
+    const repo = join(tmp.path, 'repo-from-config')
+    await set('path', repo)
+    await set('data-dir', dataDir)
+    await set('recipient', recipient)
+    await set('identity', keyFile)
+    await set('port', '1')
+    const backup = await br(['backup', '--json'])
+    expect(backup.code, backup.stderr).toBe(0)
+    const record = JSON.parse(backup.stdout)
+    expect(record).toMatchObject({encryption: {recipients: [recipient], type: 'recipients'}, source: {dataDir}})
+    const list = JSON.parse((await br(['list', '--json'])).stdout)
+    expect(list.map((r: {id: string}) => r.id)).toEqual([record.id])
+    const verify = await br(['verify', record.id])
+    expect(verify.code, verify.stderr).toBe(0)
+    expect(verify.stdout).toContain(`backup ${record.id}: ok`)
+  })
+
+  it('flags and environment variables win over the file', async () => {
+    const fileRepo = join(tmp.path, 'repo-file')
+    await set('path', fileRepo)
+    await set('data-dir', join(tmp.path, 'no-such-dir'))
+    await set('recipient', recipient)
+    await set('port', '1')
+    const passFile = join(tmp.path, 'pass')
+    await writeFile(passFile, 'correct horse\n')
+
+    // --path and --data-dir given; --passphrase-file chooses a passphrase over the file's recipient.
+    const flagRepo = join(tmp.path, 'repo-flag')
+    const byFlag = await br([
+      'backup',
+      '--path',
+      flagRepo,
+      '--data-dir',
+      dataDir,
+      '--passphrase-file',
+      passFile,
+      '--json',
+    ])
+    expect(byFlag.code, byFlag.stderr).toBe(0)
+    expect(JSON.parse(byFlag.stdout).encryption).toMatchObject({passphrase: true, recipients: [], type: 'passphrase'})
+    expect(JSON.parse((await br(['list', '--path', flagRepo, '--json'])).stdout)).toHaveLength(1)
+
+    // MOCTL_BR_REPO, MOCTL_BR_DATA_DIR and MOCTL_BR_PASSPHRASE set; no flags.
+    const envRepo = join(tmp.path, 'repo-env')
+    const byEnv = await br(['backup', '--json'], {
+      MOCTL_BR_DATA_DIR: dataDir,
+      MOCTL_BR_PASSPHRASE: 'battery staple',
+      MOCTL_BR_REPO: envRepo,
+    })
+    expect(byEnv.code, byEnv.stderr).toBe(0)
+    expect(JSON.parse(byEnv.stdout).encryption.type).toBe('passphrase')
+    expect(JSON.parse((await br(['list', '--json'], {MOCTL_BR_REPO: envRepo})).stdout)).toHaveLength(1)
+    expect((await br(['list'])).stderr).toContain(`repository ${fileRepo} does not exist`)
+  })
+
+  it('the service settings come from the file: systemd, its unit, the SQL port and deadline', async () => {
+    const bin = join(tmp.path, `bin-${n}`)
+    await mkdir(bin)
+    const calls = join(bin, 'calls')
+    await writeFile(
+      join(bin, 'systemctl'),
+      `#!/bin/sh\necho "$*" >> '${calls}'\n[ "$1" = is-active ] && exit 3\nexit 0\n`,
+    )
+    await chmod(join(bin, 'systemctl'), 0o755)
+    await set('service', 'systemd')
+    await set('unit', 'mo-test.service')
+    await set('port', '1')
+    await set('sql-timeout', '1')
+    const PATH = `${bin}:${process.env.PATH}`
+    const started = Date.now()
+    const backup = await br(
+      ['backup', '--path', join(tmp.path, 'repo-systemd'), '--data-dir', dataDir, '--no-encrypt'],
+      {
+        PATH,
+      },
+    )
+    // Stopped and started through systemctl; then nothing answers SQL on port 1 within 1 s: exit 5.
+    expect(backup.code, backup.stderr).toBe(5)
+    expect(backup.stderr).toContain('service did not answer SQL on 127.0.0.1:1 within 1.0s')
+    expect(Date.now() - started).toBeLessThan(20_000)
+    expect((await readFile(calls, 'utf8')).trim().split('\n')).toEqual([
+      'stop mo-test.service',
+      'is-active --quiet mo-test.service',
+      'start mo-test.service',
+    ])
+
+    // --service on the command line wins over the file's.
+    const none = await br(
+      ['backup', '--path', join(tmp.path, 'repo-none'), '--data-dir', dataDir, '--no-encrypt', '--service', 'none'],
+      {PATH},
+    )
+    expect(none.code, none.stderr).toBe(0)
+    expect((await readFile(calls, 'utf8')).trim().split('\n')).toHaveLength(3)
+  })
+
+  it('a mo_ctl path from the file that is not executable is a usage error before anything is stopped', async () => {
+    await set('service', 'mo_ctl')
+    await set('mo-ctl', join(tmp.path, 'no-mo_ctl'))
+    const r = await br(['backup', '--path', join(tmp.path, 'repo-moctl'), '--data-dir', dataDir, '--no-encrypt'])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain(`Error: mo_ctl script ${join(tmp.path, 'no-mo_ctl')} is not an executable file`)
+  })
+})

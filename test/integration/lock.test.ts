@@ -1,0 +1,139 @@
+/**
+ * One writer per repository, as processes: two concurrent backups (the second fails at once with
+ * exit 4 naming the first, or waits with --wait-lock), and backups killed mid-way (during the
+ * service stop; while packing a 64 MiB data dir made by scripts/make-mo-data.mjs) whose stale lock
+ * the next backup takes over with a warning.
+ */
+import {spawn} from 'node:child_process'
+import {readdir} from 'node:fs/promises'
+import {join} from 'node:path'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+
+import {createMoData} from '../../scripts/make-mo-data.mjs'
+import {RUN, runCli, tempDir} from '../helpers/cli.js'
+import {makeSmallDataDir} from '../helpers/fixtures.js'
+
+let tmp: {cleanup: () => Promise<void>; path: string}
+let dataDir: string
+
+beforeAll(async () => {
+  tmp = await tempDir('moctl-br-lock-')
+  dataDir = join(tmp.path, 'mo-data')
+  await makeSmallDataDir(dataDir)
+})
+afterAll(async () => tmp?.cleanup())
+
+/** A backup that holds the lock while its (slow) stop command runs; `locked` resolves once it has the lock. */
+function slowBackup(repo: string, stopSeconds: number) {
+  return backgroundBackup(
+    [
+      '--path',
+      repo,
+      '--data-dir',
+      dataDir,
+      '--port',
+      '1',
+      '--service',
+      'command',
+      '--stop-cmd',
+      `sleep ${stopSeconds}`,
+      '--start-cmd',
+      'true',
+      '--sql-timeout',
+      '1',
+    ],
+    'Stop service',
+  )
+}
+
+/** `br backup ARGS` in its own process group; `locked` resolves once its stderr shows `step` started. */
+function backgroundBackup(args: string[], step: string) {
+  const child = spawn(process.execPath, [RUN, 'br', 'backup', '--no-encrypt', ...args], {
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let stderr = ''
+  const locked = new Promise<void>((resolve) => {
+    child.stderr.on('data', (d) => {
+      stderr += d
+      if (stderr.includes(step)) resolve()
+    })
+  })
+  const exited = new Promise<null | number>((resolve) => {
+    child.on('close', resolve)
+  })
+  return {child, exited, locked, stderr: () => stderr}
+}
+
+/** oclif wraps a warning at the terminal width, continuing with ' ›   ': one line again. */
+const unwrap = (stderr: string) => stderr.replaceAll(/ *\n ›\s+/g, ' ')
+
+describe('repository lock', () => {
+  it('a second backup fails at once with exit 4 naming the first; with --wait-lock it waits its turn', async () => {
+    const repo = join(tmp.path, 'repo-concurrent')
+    const first = slowBackup(repo, 3)
+    await first.locked
+    const second = await runCli(['br', 'backup', '--path', repo, '--data-dir', dataDir, '--no-encrypt', '--port', '1'])
+    expect(second.code).toBe(4)
+    expect(second.stderr).toContain(`is locked by br backup (pid ${first.child.pid}`)
+    expect(second.stderr).toContain('--wait-lock')
+    const waiting = runCli([
+      'br',
+      'backup',
+      '--path',
+      repo,
+      '--data-dir',
+      dataDir,
+      '--no-encrypt',
+      '--port',
+      '1',
+      '--wait-lock',
+      '60',
+    ])
+    // The first backup's restart is not confirmed (nothing answers SQL on port 1): it fails, exit 5, and unlocks.
+    expect(await first.exited).toBe(5)
+    const waited = await waiting
+    expect(waited.code, waited.stderr).toBe(0)
+    const list = JSON.parse((await runCli(['br', 'list', '--path', repo, '--json'])).stdout)
+    expect(list.map((r: {id: string}) => r.id)).toEqual([waited.stdout.trim()])
+  })
+
+  it("a killed backup's stale lock is taken over with a warning", async () => {
+    const repo = join(tmp.path, 'repo-killed')
+    const killed = slowBackup(repo, 30)
+    await killed.locked
+    process.kill(-killed.child.pid!, 'SIGKILL')
+    await killed.exited
+    const next = await runCli(['br', 'backup', '--path', repo, '--data-dir', dataDir, '--no-encrypt', '--port', '1'])
+    expect(next.code, next.stderr).toBe(0)
+    expect(unwrap(next.stderr)).toContain(`took over a stale lock of br backup (pid ${killed.child.pid}`)
+  })
+
+  it('a backup killed while packing leaves a stale lock and leftovers: the next backup takes over and succeeds', async () => {
+    const bigDir = join(tmp.path, 'mo-data-64m')
+    createMoData(bigDir, {seed: 7, size: '64MiB'})
+    const repo = join(tmp.path, 'repo-killed-packing')
+    const killed = backgroundBackup(['--path', repo, '--data-dir', bigDir, '--port', '1'], 'Pack, compress and encrypt')
+    await killed.locked
+    await new Promise((resolve) => {
+      setTimeout(resolve, 100)
+    })
+    process.kill(-killed.child.pid!, 'SIGKILL')
+    expect(await killed.exited, 'the first backup finished before it could be killed').toBeNull()
+    expect(await readdir(repo)).toContain('lock.json')
+    const leftovers = await readdir(join(repo, 'backups'))
+    expect(leftovers).toHaveLength(1)
+
+    const next = await runCli(['br', 'backup', '--path', repo, '--data-dir', dataDir, '--no-encrypt', '--port', '1'])
+    expect(next.code, next.stderr).toBe(0)
+    expect(unwrap(next.stderr)).toMatch(
+      new RegExp(
+        `took over a stale lock of br backup \\(pid ${killed.child.pid} .*\\): pid ${killed.child.pid} no longer runs`,
+      ),
+    )
+    const list = JSON.parse((await runCli(['br', 'list', '--path', repo, '--json'])).stdout)
+    expect(list.map((r: {id: string}) => r.id)).toEqual([next.stdout.trim()])
+    expect(next.stdout.trim()).not.toBe(leftovers[0])
+    expect(await readdir(repo)).not.toContain('lock.json')
+  })
+})

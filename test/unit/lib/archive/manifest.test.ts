@@ -1,0 +1,190 @@
+import {describe, expect, it} from 'vitest'
+
+import type {Manifest} from '../../../../src/lib/archive/types.js'
+
+import {
+  comparePaths,
+  decodeManifest,
+  encodeManifest,
+  isSafePath,
+  manifestTotals,
+  sameManifest,
+  symlinkStaysInside,
+} from '../../../../src/lib/archive/manifest.js'
+import {BrError} from '../../../../src/lib/errors.js'
+
+const SHA = 'a'.repeat(64)
+const base = (): Manifest => ({
+  backupId: 'b2',
+  chain: ['b1', 'b2'],
+  createdAt: '2026-11-25T04:00:00.000Z',
+  deleted: ['gone.txt'],
+  entries: [
+    {mode: 0o755, mtimeMs: 1.5, path: 'a', type: 'dir'},
+    {in: 'b1', mode: 0o644, mtimeMs: 1_700_000_000_123.456, path: 'a-b', sha256: SHA, size: 10, type: 'file'},
+    {in: 'b2', mode: 0o600, mtimeMs: 2, path: 'a/x', sha256: 'b'.repeat(64), size: 0, type: 'file'},
+    {mtimeMs: 3, path: 'a/link', target: '../a-b', type: 'symlink'},
+  ].sort((x, y) => comparePaths(x.path, y.path)) as Manifest['entries'],
+  format: 1,
+  type: 'incremental',
+})
+
+function decodeError(json: unknown): BrError {
+  try {
+    decodeManifest(Buffer.from(typeof json === 'string' ? json : JSON.stringify(json)))
+  } catch (error) {
+    expect(error).toBeInstanceOf(BrError)
+    expect((error as BrError).code).toBe('integrity')
+    return error as BrError
+  }
+
+  throw new Error('decodeManifest accepted it')
+}
+
+describe('manifest', () => {
+  it('round-trips, byte for byte and value for value', () => {
+    const m = base()
+    const bytes = encodeManifest(m)
+    const back = decodeManifest(bytes)
+    expect(back).toEqual(m)
+    expect(encodeManifest(back).equals(bytes)).toBe(true)
+    expect(back.entries[1]).toMatchObject({mtimeMs: 1_700_000_000_123.456})
+  })
+
+  it('encodes the same content to the same bytes whatever the key order', () => {
+    const m = base()
+    const shuffled = JSON.parse(JSON.stringify(m, Object.keys(m).reverse())) as Manifest
+    shuffled.entries = m.entries.map(
+      (e) => Object.fromEntries(Object.entries(e).reverse()) as Manifest['entries'][number],
+    )
+    expect(sameManifest(m, shuffled)).toBe(true)
+    expect(sameManifest(m, {...m, deleted: []})).toBe(false)
+  })
+
+  it('sorts by code unit, so a parent precedes its children', () => {
+    expect(['a/x', 'a-b', 'a', 'B', 'é'].sort(comparePaths)).toEqual(['B', 'a', 'a-b', 'a/x', 'é'])
+  })
+
+  it('counts totals, and the bytes that live in this backup', () => {
+    expect(manifestTotals(base())).toEqual({bytes: 10, dirs: 1, files: 2, ownBytes: 0, ownFiles: 1, symlinks: 1})
+  })
+
+  it('tells safe paths and inside symlinks', () => {
+    for (const p of ['a', 'a/b', 'données/x', '.hidden', 'a..b']) expect(isSafePath(p), p).toBe(true)
+    for (const p of ['', '/etc/passwd', '../x', 'a/../../x', 'a//b', './a', 'a/.', 'a/', 'a\0b'])
+      expect(isSafePath(p), p).toBe(false)
+    expect(symlinkStaysInside('a/b/link', '../../x')).toBe(true)
+    expect(symlinkStaysInside('a/b/link', '../../../x')).toBe(false)
+    expect(symlinkStaysInside('link', '/etc/passwd')).toBe(false)
+    expect(symlinkStaysInside('link', '')).toBe(false)
+  })
+
+  it('refuses what is not a well-formed manifest, naming the problem', () => {
+    const m = JSON.parse(encodeManifest(base()).toString()) as Record<string, unknown> & {
+      entries: Record<string, unknown>[]
+    }
+    const edit = (f: (x: typeof m) => void) => {
+      const copy = structuredClone(m)
+      f(copy)
+      return copy
+    }
+
+    expect(decodeError('{"format":1,').message).toMatch(/not valid JSON/)
+    expect(decodeError([]).message).toMatch(/manifest is not an object/)
+    expect(
+      decodeError(
+        edit((x) => {
+          x.format = 2
+        }),
+      ).message,
+    ).toMatch(/format 2 is not supported/)
+    expect(
+      decodeError(
+        edit((x) => {
+          x.extra = true
+        }),
+      ).message,
+    ).toMatch(/unknown keys: extra/)
+    expect(decodeError(edit((x) => delete x.deleted)).message).toMatch(/lacks deleted/)
+    expect(
+      decodeError(
+        edit((x) => {
+          x.chain = ['b2', 'b1']
+        }),
+      ).message,
+    ).toMatch(/chain must end with its own backupId/)
+    expect(
+      decodeError(
+        edit((x) => {
+          x.type = 'full'
+        }),
+      ).message,
+    ).toMatch(/full backup manifest must have a chain of one/)
+    expect(
+      decodeError(
+        edit((x) => {
+          x.createdAt = 'yesterday'
+        }),
+      ).message,
+    ).toMatch(/not a date/)
+    expect(
+      decodeError(
+        edit((x) => {
+          x.deleted = ['../etc']
+        }),
+      ).message,
+    ).toMatch(/unsafe/)
+    expect(decodeError(edit((x) => x.entries.reverse())).message).toMatch(/not sorted and unique/)
+    expect(decodeError(edit((x) => x.entries.push(x.entries.at(-1)!))).message).toMatch(/not sorted and unique/)
+    expect(
+      decodeError(
+        edit((x) => {
+          x.entries[1].sha256 = 'XYZ'
+        }),
+      ).message,
+    ).toMatch(/entries\[1] has an invalid sha256/)
+    expect(
+      decodeError(
+        edit((x) => {
+          x.entries[1].size = -1
+        }),
+      ).message,
+    ).toMatch(/invalid size/)
+    expect(
+      decodeError(
+        edit((x) => {
+          x.entries[1].in = 'b0'
+        }),
+      ).message,
+    ).toMatch(/backup b0, which is not in the chain/)
+    expect(
+      decodeError(
+        edit((x) => {
+          x.entries[0].mode = 0o1_0000
+        }),
+      ).message,
+    ).toMatch(/invalid mode/)
+    expect(
+      decodeError(
+        edit((x) => {
+          x.entries[0].type = 'fifo'
+        }),
+      ).message,
+    ).toMatch(/type "fifo"/)
+    expect(
+      decodeError(
+        edit((x) => {
+          x.entries[0].path = '/abs'
+        }),
+      ).message,
+    ).toMatch(/unsafe/)
+    const link = m.entries.findIndex((e) => e.type === 'symlink')
+    expect(
+      decodeError(
+        edit((x) => {
+          x.entries[link].target = '../../../etc'
+        }),
+      ).message,
+    ).toMatch(/symlink leading outside/)
+  })
+})

@@ -1,0 +1,105 @@
+/**
+ * lib/config.ts on real files: values checked and normalised when set and when read, the file
+ * replaced whole with mode 0600, and stored values turned into flag defaults.
+ */
+import {readdir, readFile, stat, writeFile} from 'node:fs/promises'
+import {join} from 'node:path'
+import {afterEach, beforeEach, describe, expect, it} from 'vitest'
+
+import {
+  configFile,
+  flagDefault,
+  parseConfigKey,
+  parseConfigValue,
+  readConfig,
+  setConfig,
+  unsetConfig,
+  yieldsTo,
+} from '../../../src/lib/config.js'
+import {tempDir} from '../../helpers/cli.js'
+
+let tmp: {cleanup: () => Promise<void>; path: string}
+let file: string
+beforeEach(async () => {
+  tmp = await tempDir()
+  file = configFile(join(tmp.path, 'moctl'))
+})
+afterEach(async () => tmp.cleanup())
+
+const KEY_A = 'age1' + 'q'.repeat(58)
+const KEY_B = 'age1' + 'p'.repeat(58)
+
+describe('parseConfigValue', () => {
+  it('stores paths absolute, keeps a bare mo_ctl name for PATH, and integers as numbers', () => {
+    expect(parseConfigValue('path', 'backups', '/srv')).toBe('/srv/backups')
+    expect(parseConfigValue('identity', '../keys/k', '/srv/x')).toBe('/srv/keys/k')
+    expect(parseConfigValue('mo-ctl', 'mo_ctl', '/srv')).toBe('mo_ctl')
+    expect(parseConfigValue('mo-ctl', './bin/mo_ctl', '/srv')).toBe('/srv/bin/mo_ctl')
+    expect(parseConfigValue('port', ' 6001 ')).toBe(6001)
+    expect(parseConfigValue('stop-cmd', 'mo_ctl stop')).toBe('mo_ctl stop')
+    expect(parseConfigValue('recipient', `${KEY_A}, ${KEY_B}`)).toBe(`${KEY_A},${KEY_B}`)
+  })
+
+  it('refuses empty values, non-numbers and out-of-range numbers (exit 2)', () => {
+    expect(() => parseConfigValue('unit', '  ')).toThrow(
+      expect.objectContaining({exitCode: 2, message: 'config unit cannot be empty'}),
+    )
+    for (const bad of ['6001.5', '-1', '0', '65536', '1e3']) {
+      expect(() => parseConfigValue('port', bad), bad).toThrow(expect.objectContaining({exitCode: 2}))
+    }
+  })
+
+  it('parseConfigKey names the valid keys', () => {
+    expect(parseConfigKey('sql-timeout')).toBe('sql-timeout')
+    expect(() => parseConfigKey('toString')).toThrow(
+      expect.objectContaining({exitCode: 2, message: 'unknown config key toString'}),
+    )
+  })
+})
+
+describe('flagDefault and yieldsTo', () => {
+  it('gives lists and multiple-value flags arrays', () => {
+    expect(flagDefault('recipient', `${KEY_A},${KEY_B}`, true)).toEqual([KEY_A, KEY_B])
+    expect(flagDefault('identity', '/k', true)).toEqual(['/k'])
+    expect(flagDefault('port', 6001, false)).toBe(6001)
+  })
+
+  it('the recipient gives way to the other ways of choosing the encryption', () => {
+    expect(yieldsTo('recipient')).toEqual({
+      env: ['MOCTL_BR_RECIPIENT', 'MOCTL_BR_PASSPHRASE'],
+      flags: ['recipients-file', 'passphrase-file', 'no-encrypt'],
+    })
+    expect(yieldsTo('path')).toEqual({env: [], flags: []})
+  })
+})
+
+describe('readConfig, setConfig, unsetConfig', () => {
+  it('is empty without a file; set writes the whole file (0600) in key order, without temp files left', async () => {
+    expect(await readConfig(file)).toEqual({})
+    await setConfig(file, 'user', 'dump')
+    await setConfig(file, 'host', '10.0.0.5')
+    expect(await readFile(file, 'utf8')).toBe('{\n  "host": "10.0.0.5",\n  "user": "dump"\n}\n')
+    expect((await stat(file)).mode & 0o777).toBe(0o600)
+    expect(await readdir(join(tmp.path, 'moctl'))).toEqual(['config.json'])
+    expect(await unsetConfig(file, 'user')).toBe(true)
+    expect(await unsetConfig(file, 'user')).toBe(false)
+    expect(await readConfig(file)).toEqual({host: '10.0.0.5'})
+  })
+
+  it('checks a hand-edited file as strictly as set does', async () => {
+    await setConfig(file, 'host', 'h')
+    for (const [text, message] of [
+      ['[]', 'is damaged (not a JSON object)'],
+      ['{"port": "x"}', ': config port must be a whole number from 1 to 65535, not x'],
+      ['{"port": 6001, "colour": "red"}', 'has an unknown key colour'],
+      ['{"unit": {"name": "x"}}', ': config unit must be a string'],
+    ]) {
+      await writeFile(file, text)
+      await expect(readConfig(file), text).rejects.toMatchObject({
+        exitCode: 2,
+        message: `config file ${file} ${message}`.replace(' :', ':'),
+      })
+      await expect(setConfig(file, 'user', 'root'), text).rejects.toMatchObject({exitCode: 2})
+    }
+  })
+})

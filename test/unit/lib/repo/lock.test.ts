@@ -1,0 +1,207 @@
+/**
+ * The repository lock on real files, with real second processes: a child `node -e` holding the
+ * lock, a process that has exited (its pid is gone), and many takers racing in one process.
+ */
+import {type ChildProcess, spawn, spawnSync} from 'node:child_process'
+import {readdir, readFile, writeFile} from 'node:fs/promises'
+import {hostname} from 'node:os'
+import {join} from 'node:path'
+import {afterEach, beforeEach, describe, expect, it} from 'vitest'
+
+import {BrError} from '../../../../src/lib/errors.js'
+import {acquireLock, LOCK_FILE, type LockHolder, staleReason} from '../../../../src/lib/repo/lock.js'
+import {openRepository, type Repository} from '../../../../src/lib/repo/repository.js'
+import {tempDir} from '../../../helpers/cli.js'
+
+let tmp: {cleanup: () => Promise<void>; path: string}
+let repo: Repository
+let children: ChildProcess[] = []
+beforeEach(async () => {
+  tmp = await tempDir()
+  repo = await openRepository(join(tmp.path, 'repo'), {create: true})
+})
+afterEach(async () => {
+  for (const child of children) child.kill('SIGKILL')
+  children = []
+  await tmp.cleanup()
+})
+
+const lockFile = () => join(repo.path, LOCK_FILE)
+const readHolder = async (): Promise<LockHolder> => JSON.parse(await readFile(lockFile(), 'utf8'))
+const holder = (pid: number, over: Partial<LockHolder> = {}) =>
+  JSON.stringify({
+    command: 'br backup',
+    host: hostname(),
+    pid,
+    startedAt: new Date().toISOString(),
+    token: 't',
+    ...over,
+  })
+
+/** A pid that belonged to a process that has exited. */
+const deadPid = () => Number(spawnSync('sh', ['-c', 'echo $$']).stdout.toString().trim())
+
+/** A child node process that writes a lock naming itself, the way acquireLock does, and stays alive. */
+async function childHoldingLock(): Promise<ChildProcess> {
+  const script = `
+    const fs = require('node:fs'), os = require('node:os')
+    const holder = {command: 'br prune', host: os.hostname(), pid: process.pid, startedAt: new Date().toISOString(), token: 'child'}
+    fs.writeFileSync(process.argv[1] + '.tmp', JSON.stringify(holder) + '\\n')
+    fs.linkSync(process.argv[1] + '.tmp', process.argv[1])
+    fs.unlinkSync(process.argv[1] + '.tmp')
+    console.log('locked')
+    setInterval(() => {}, 1000)`
+  const child = spawn(process.execPath, ['-e', script, lockFile()], {stdio: ['ignore', 'pipe', 'inherit']})
+  children.push(child)
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.once('data', () => resolve())
+    child.once('exit', (code) => reject(new Error(`lock holder exited early (${code})`)))
+  })
+  return child
+}
+
+describe('acquireLock', () => {
+  it('is exclusive: a second writer fails at once with exit 4 naming the holder; free again after unlock', async () => {
+    const unlock = await acquireLock(repo, {command: 'br backup'})
+    const started = Date.now()
+    const error = await acquireLock(repo, {command: 'br prune'}).catch((error_: unknown) => error_)
+    expect(Date.now() - started).toBeLessThan(1000)
+    expect(error).toBeInstanceOf(BrError)
+    expect(error).toMatchObject({
+      code: 'locked',
+      exitCode: 4,
+      message: expect.stringMatching(
+        new RegExp(
+          `^repository ${repo.path} is locked by br backup \\(pid ${process.pid} on host ${hostname()} since \\d{4}-`,
+        ),
+      ),
+    })
+    expect((error as BrError).suggestions[0]).toContain('--wait-lock SECONDS')
+    await unlock()
+    expect((await readdir(repo.path)).filter((name) => name.startsWith(LOCK_FILE))).toEqual([])
+    const again = await acquireLock(repo, {command: 'br prune'})
+    expect((await readHolder()).command).toBe('br prune')
+    await again()
+  })
+
+  it('writes host, pid, command and start time into lock.json at the repository root', async () => {
+    const before = Date.now()
+    const unlock = await acquireLock(repo, {command: 'br delete'})
+    const lock = await readHolder()
+    expect(lock).toMatchObject({command: 'br delete', host: hostname(), pid: process.pid})
+    expect(Date.parse(lock.startedAt)).toBeGreaterThanOrEqual(before - 1000)
+    await unlock()
+  })
+
+  it('waits with waitSeconds until the holder releases', async () => {
+    const unlock = await acquireLock(repo, {command: 'br backup'})
+    setTimeout(() => unlock(), 600)
+    const started = Date.now()
+    const mine = await acquireLock(repo, {command: 'br delete', waitSeconds: 10})
+    expect(Date.now() - started).toBeGreaterThanOrEqual(500)
+    expect((await readHolder()).command).toBe('br delete')
+    await mine()
+  })
+
+  it('gives up after waitSeconds, saying how long it waited', async () => {
+    const unlock = await acquireLock(repo, {command: 'br backup'})
+    const started = Date.now()
+    await expect(acquireLock(repo, {command: 'br prune', waitSeconds: 1})).rejects.toMatchObject({
+      exitCode: 4,
+      message: expect.stringContaining('is still locked after 1.0s by br backup'),
+    })
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1000)
+    expect(Date.now() - started).toBeLessThan(3000)
+    await unlock()
+  })
+
+  it('stops waiting when aborted (exit 130)', async () => {
+    const unlock = await acquireLock(repo, {command: 'br backup'})
+    const abort = new AbortController()
+    setTimeout(() => abort.abort(), 300)
+    await expect(acquireLock(repo, {command: 'br prune', signal: abort.signal, waitSeconds: 30})).rejects.toMatchObject(
+      {code: 'interrupted', exitCode: 130},
+    )
+    await unlock()
+  })
+
+  it("respects another live process's lock, and takes it over once that process is killed", async () => {
+    const child = await childHoldingLock()
+    await expect(acquireLock(repo, {command: 'br backup'})).rejects.toMatchObject({
+      exitCode: 4,
+      message: expect.stringContaining(`locked by br prune (pid ${child.pid} on host ${hostname()}`),
+    })
+    const exited = new Promise((resolve) => {
+      child.once('exit', resolve)
+    })
+    child.kill('SIGKILL')
+    await exited
+    const warnings: string[] = []
+    const unlock = await acquireLock(repo, {command: 'br backup', onWarning: (m) => warnings.push(m)})
+    expect(warnings).toEqual([
+      expect.stringMatching(
+        new RegExp(`^took over a stale lock of br prune \\(pid ${child.pid} .*: pid ${child.pid} no longer runs$`),
+      ),
+    ])
+    expect(await readHolder()).toMatchObject({command: 'br backup', pid: process.pid})
+    await unlock()
+  })
+
+  it('lets exactly one of many concurrent takers have a free lock, or a stale one', async () => {
+    for (const existing of [null, holder(deadPid())]) {
+      if (existing) await writeFile(lockFile(), existing)
+      const outcomes = await Promise.allSettled(
+        Array.from({length: 8}, (_, i) => acquireLock(repo, {command: `taker ${i}`})),
+      )
+      const winners = outcomes.filter((o) => o.status === 'fulfilled')
+      expect(winners).toHaveLength(1)
+      const losers = outcomes.filter((o): o is PromiseRejectedResult => o.status === 'rejected')
+      const {command} = await readHolder()
+      for (const loser of losers) expect(loser.reason.message).toContain(`locked by ${command} (pid ${process.pid}`)
+      await (winners[0] as PromiseFulfilledResult<() => Promise<void>>).value()
+    }
+  })
+
+  it('refuses a damaged lock file, naming it (exit 4)', async () => {
+    await writeFile(lockFile(), '{"half')
+    await expect(acquireLock(repo, {command: 'br backup'})).rejects.toMatchObject({
+      exitCode: 4,
+      message: `repository ${repo.path} has a damaged lock lock.json`,
+      suggestions: [expect.stringContaining(`remove ${lockFile()}`)],
+    })
+  })
+
+  it('unlock leaves a lock that is no longer ours alone', async () => {
+    const unlock = await acquireLock(repo, {command: 'br backup'})
+    await writeFile(lockFile(), holder(process.pid, {token: 'someone-else'}))
+    await unlock()
+    expect((await readHolder()).token).toBe('someone-else')
+  })
+})
+
+describe('staleReason', () => {
+  const now = Date.now()
+  const at = (msAgo: number) => new Date(now - msAgo).toISOString()
+
+  it('presumes a lock from another host dead only after six hours', () => {
+    const other = {command: 'x', host: 'elsewhere', pid: process.pid, token: 't'}
+    expect(staleReason({...other, startedAt: at(60_000)}, now)).toBeNull()
+    expect(staleReason({...other, startedAt: at(5.9 * 3_600_000)}, now)).toBeNull()
+    expect(staleReason({...other, startedAt: at(7 * 3_600_000)}, now)).toBe(
+      'a lock from another host older than 6 h is presumed dead',
+    )
+  })
+
+  it('on this host: a live process older than its lock is not stale; a gone pid is', () => {
+    const here = {command: 'x', host: hostname(), token: 't'}
+    expect(staleReason({...here, pid: process.pid, startedAt: at(0)}, now)).toBeNull()
+    const dead = deadPid()
+    expect(staleReason({...here, pid: dead, startedAt: at(0)}, now)).toBe(`pid ${dead} no longer runs`)
+  })
+
+  it.runIf(process.platform === 'linux')('on this host: a pid now used by a younger process is stale', () => {
+    // This process started after "the lock was taken" a day ago: its pid was reused.
+    const lock = {command: 'x', host: hostname(), pid: process.pid, startedAt: at(86_400_000), token: 't'}
+    expect(staleReason(lock, now)).toBe(`pid ${process.pid} is now another process`)
+  })
+})

@@ -1,0 +1,40 @@
+import {describe, expect, it} from 'vitest'
+
+import type {BackupRecord} from '../../../../src/lib/repo/types.js'
+
+import {LIST_COLUMNS, listRows, localTime} from '../../../../src/lib/ui/list.js'
+
+const record = (over: Partial<BackupRecord>): BackupRecord =>
+  ({
+    archive: {compression: 'zstd', file: 'data.tar.zst.age', level: 3, sha256: 'x', size: 5 * 1024 * 1024},
+    backupTs: '2026-11-25T01:02:03.000Z',
+    base: null,
+    chain: ['a'],
+    completedAt: '2026-11-25T01:02:05.000Z',
+    createdAt: '2026-11-25T01:02:03.000Z',
+    durationMs: 2500,
+    id: 'a',
+    type: 'full',
+    ...over,
+  }) as BackupRecord
+
+describe('listRows', () => {
+  it("gives mo_br's eight columns, with sizes and durations for people", () => {
+    const [row] = listRows([record({})], '/backups/mo')
+    expect(row).toHaveLength(LIST_COLUMNS.length)
+    expect(row[0]).toBe('a')
+    expect(row[1]).toBe('5.0 MiB')
+    expect(row[2]).toBe('/backups/mo')
+    expect(row[4]).toBe('2.5s')
+    expect(row[7]).toBe('full')
+  })
+
+  it('names the base of an incremental', () => {
+    const [row] = listRows([record({base: 'a', id: 'b', type: 'incremental'})], '/r')
+    expect(row[7]).toBe('incremental (base a)')
+  })
+
+  it('prints local times as mo_br does', () => {
+    expect(localTime('2026-11-25T01:02:03.000Z')).toMatch(/^2026-11-2[45] \d\d:\d\d:03 [+-]\d{4}$/)
+  })
+})
