@@ -146,6 +146,8 @@ async function readLock(repo: Repository): Promise<undefined | {bytes: Buffer; h
   try {
     bytes = await repo.backend.readBuffer(LOCK_FILE)
   } catch (error) {
+    // Gone: released, or being taken over. Whatever is there by now, the caller's next attempt sees.
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
     if (!(await repo.backend.exists(LOCK_FILE))) return undefined
     throw error
   }
