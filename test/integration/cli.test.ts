@@ -4,8 +4,10 @@
  * asserts stdout, stderr and the exit code separately. The MariaDB round trip is in
  * restore-mariadb.test.ts.
  */
+import {execFile} from 'node:child_process'
 import {chmod, mkdir, open, readdir, readFile, stat, truncate, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
+import {promisify} from 'node:util'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {runCli, tempDir} from '../helpers/cli.js'
@@ -20,6 +22,7 @@ let recipient: string
 let backupId: string
 
 const env = {MOCTL_BR_SCRYPT_LOG_N: '10'}
+const run = promisify(execFile)
 
 function withoutCache(tree: Record<string, string>): Record<string, string> {
   return Object.fromEntries(Object.entries(tree).filter(([k]) => !k.startsWith('shared-cache')))
@@ -199,6 +202,129 @@ describe('restore with --service none', () => {
     expect(forced.code, forced.stderr).toBe(0)
     expect(await readFile(join(`${target}.before-${backupId}`, 'precious'), 'utf8')).toBe('old data')
     expect(await treeHashes(target)).toEqual(withoutCache(await treeHashes(dataDir)))
+  })
+})
+
+describe('restore --dry-run', () => {
+  it('checks, prints what it would stop, swap and start, and changes nothing', async () => {
+    const target = join(tmp.path, 'dry')
+    await mkdir(target)
+    await writeFile(join(target, 'live'), 'live data')
+    const log = join(tmp.path, 'dry.log')
+    const args = [
+      'br',
+      'restore',
+      backupId,
+      '--path',
+      repo,
+      '--data-dir',
+      target,
+      '--identity',
+      keyFile,
+      '--force',
+      '--service',
+      'command',
+      '--stop-cmd',
+      `echo stop >> '${log}'`,
+      '--start-cmd',
+      `echo start >> '${log}'`,
+      '--port',
+      '1',
+      '--dry-run',
+    ]
+    const r = await runCli(args)
+    expect(r.code, r.stderr).toBe(0)
+    const lines = r.stdout.trim().split('\n')
+    expect(lines[0]).toBe(`would restore ${backupId} (full) into ${target}:`)
+    expect(lines[1]).toMatch(
+      new RegExp(`^  1\\. extract \\d+ files .* free\\) from one archive into .*\\.dry\\.restore-${backupId}`),
+    )
+    expect(lines[2]).toBe(`  2. stop the service (command: echo stop >> '${log}' / echo start >> '${log}')`)
+    expect(lines[3]).toContain(`move ${target} to ${target}.before-${backupId}, then`)
+    expect(lines[4]).toBe(
+      '  4. start the service and wait for SQL on 127.0.0.1:1 (up to 2m0s), then list its databases',
+    )
+    expect(lines[5]).toBe(`  5. keep the previous data in ${target}.before-${backupId}`)
+    expect(lines.at(-1)).toBe('nothing was changed (--dry-run)')
+    // Nothing ran, nothing moved, nothing was extracted.
+    await expect(stat(log)).rejects.toThrow(/ENOENT/)
+    expect(await readdir(target)).toEqual(['live'])
+    expect((await readdir(tmp.path)).filter((n) => n.startsWith('.dry') || n.startsWith('dry.'))).toEqual([])
+
+    const json = await runCli([...args, '--discard-old', '--json'])
+    expect(json.code, json.stderr).toBe(0)
+    const plan = JSON.parse(json.stdout)
+    expect(plan).toMatchObject({
+      chain: [backupId],
+      dataDir: target,
+      dryRun: true,
+      id: backupId,
+      previousDataDir: `${target}.before-${backupId}`,
+      service: expect.stringContaining('command: echo stop'),
+    })
+    expect(plan.freeBytes).toBeGreaterThan(plan.bytes)
+    expect(plan.steps.at(-1)).toBe(`delete ${target}.before-${backupId} once the service answers SQL (--discard-old)`)
+    expect(await readdir(target)).toEqual(['live'])
+  })
+
+  it('fails as the restore would: a non-empty target without --force (exit 2), a wrong key (exit 3)', async () => {
+    const target = join(tmp.path, 'dry-occupied')
+    await mkdir(target)
+    await writeFile(join(target, 'live'), 'live data')
+    const base = ['br', 'restore', backupId, '--path', repo, '--data-dir', target, '--port', '1', '--dry-run']
+    const occupied = await runCli([...base, '--identity', keyFile])
+    expect(occupied.code).toBe(2)
+    expect(occupied.stderr).toContain(`restore target ${target} is not empty`)
+    const otherKey = join(tmp.path, 'dry-other.key')
+    expect((await runCli(['br', 'key', 'generate', '--output', otherKey])).code).toBe(0)
+    const wrong = await runCli([...base, '--identity', otherKey, '--force'])
+    expect(wrong.code).toBe(3)
+    expect(await readdir(target)).toEqual(['live'])
+  })
+})
+
+describe('restore onto a filesystem without room for the backup', () => {
+  // Mounting a small tmpfs needs root, as the CI machines have.
+  const root = process.getuid?.() === 0
+  let small = ''
+  beforeAll(async () => {
+    if (!root) return
+    small = join(tmp.path, 'small-fs')
+    await mkdir(small)
+    await run('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', small])
+  })
+  afterAll(async () => {
+    if (small) await run('umount', [small])
+  })
+
+  it.skipIf(!root)('refuses before anything is extracted or stopped, naming the sizes (exit 2)', async () => {
+    const target = join(small, 'mo-data')
+    const log = join(tmp.path, 'small.log')
+    const r = await runCli([
+      'br',
+      'restore',
+      backupId,
+      '--path',
+      repo,
+      '--data-dir',
+      target,
+      '--identity',
+      keyFile,
+      '--service',
+      'command',
+      '--stop-cmd',
+      `echo stop >> '${log}'`,
+      '--start-cmd',
+      'true',
+      '--port',
+      '1',
+    ])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(
+      new RegExp(`Error: not enough space to restore ${backupId} beside ${target}: it needs .* free`),
+    )
+    expect(await readdir(small)).toEqual([])
+    await expect(stat(log)).rejects.toThrow(/ENOENT/)
   })
 })
 

@@ -3,7 +3,16 @@ import {join, resolve} from 'node:path'
 
 import {BrCommand} from '../../base-command.js'
 import {decryptFlags, repoFlags, serviceFlags} from '../../flags.js'
-import {newRestoreContext, restoreFlow, type RestoreResult, restoreResult} from '../../lib/restore/restore.js'
+import {formatDuration} from '../../lib/format.js'
+import {
+  newRestoreContext,
+  restoreCheckFlow,
+  restoreFlow,
+  type RestorePlan,
+  restorePlan,
+  type RestoreResult,
+  restoreResult,
+} from '../../lib/restore/restore.js'
 import {loadDecryptOptions} from '../../lib/secrets.js'
 import {serviceControl, serviceSettingsFrom, sqlProbe} from '../../service.js'
 
@@ -14,10 +23,13 @@ export default class Restore extends BrCommand {
 The backup is extracted and verified in a staging directory beside the target first; only then
 is the service stopped, the directories swapped by rename, the service started, and restore
 waits until it answers SQL. Any failure puts the previous directory back and starts the service
-again. The previous directory is kept as <data-dir>.before-<id> unless --discard-old.`
+again. The previous directory is kept as <data-dir>.before-<id> unless --discard-old.
+--dry-run runs the same checks (backup, key, chain, target, free space) and prints what it would
+stop, swap and start, changing nothing.`
   static override examples = [
     '<%= config.bin %> <%= command.id %> 0193… --path /backups/mo --data-dir /opt/matrixone/mo-data --identity /root/.moctl/backup.key --force --service command --stop-cmd "mo_ctl stop" --start-cmd "mo_ctl start"',
     '<%= config.bin %> <%= command.id %> 0193… --path /backups/mo --restore_path /opt/matrixone --identity backup.key --force --json',
+    '<%= config.bin %> <%= command.id %> 0193… --path /backups/mo --data-dir /opt/matrixone/mo-data --identity backup.key --force --service mo_ctl --dry-run',
   ]
   static override flags = {
     ...repoFlags,
@@ -31,6 +43,10 @@ again. The previous directory is kept as <data-dir>.before-<id> unless --discard
     'discard-old': Flags.boolean({
       description: 'delete the previous data directory once the restored service answers SQL',
     }),
+    'dry-run': Flags.boolean({
+      description:
+        'check the backup, key, chain and target, print what would be stopped, swapped and started; change nothing',
+    }),
     force: Flags.boolean({description: 'replace a non-empty data directory (it is kept as <data-dir>.before-<id>)'}),
     'restore-path': Flags.string({
       aliases: ['restore_path'],
@@ -38,7 +54,7 @@ again. The previous directory is kept as <data-dir>.before-<id> unless --discard
     }),
   }
 
-  async run(): Promise<RestoreResult> {
+  async run(): Promise<RestorePlan | RestoreResult> {
     const {args, flags} = await this.parse(Restore)
     const dataDir = flags['data-dir'] ? resolve(flags['data-dir']) : join(resolve(flags['restore-path']!), 'mo-data')
     const settings = serviceSettingsFrom(flags)
@@ -47,19 +63,35 @@ again. The previous directory is kept as <data-dir>.before-<id> unless --discard
       identityFiles: flags.identity,
       passphraseFile: flags['passphrase-file'],
     })
-    const ctx = await this.runFlow(
-      restoreFlow(),
-      newRestoreContext({
-        dataDir,
-        decrypt,
-        discardOld: flags['discard-old'],
-        force: flags.force,
-        id: args.id,
-        isRunning: sqlProbe(settings),
-        repoPath: resolve(flags.path),
-        service: serviceControl(this.config, settings, dataDir, 'br restore'),
-      }),
-    )
+    const context = newRestoreContext({
+      dataDir,
+      decrypt,
+      discardOld: flags['discard-old'],
+      force: flags.force,
+      id: args.id,
+      isRunning: sqlProbe(settings),
+      repoPath: resolve(flags.path),
+      service: serviceControl(this.config, settings, dataDir, 'br restore'),
+    })
+    if (flags['dry-run']) {
+      const checked = await this.runFlow(restoreCheckFlow(), context)
+      const {sql} = settings
+      const plan = await restorePlan(
+        checked,
+        `SQL on ${sql.host}:${sql.port} (up to ${formatDuration(sql.deadlineMs)})`,
+      )
+      if (!this.jsonEnabled()) {
+        process.stdout.write(
+          `would restore ${plan.id} (${plan.type}) into ${plan.dataDir}:\n` +
+            plan.steps.map((step, i) => `  ${i + 1}. ${step}\n`).join('') +
+            'nothing was changed (--dry-run)\n',
+        )
+      }
+
+      return plan
+    }
+
+    const ctx = await this.runFlow(restoreFlow(), context)
     const result = restoreResult(ctx)
     if (!this.jsonEnabled()) {
       process.stdout.write(

@@ -19,7 +19,7 @@
  * unless the restore succeeded and --discard-old was given. It does not guarantee that the
  * restored service is healthy beyond answering SQL.
  */
-import {mkdir, readdir, rename, rm, stat} from 'node:fs/promises'
+import {mkdir, readdir, rename, rm, stat, statfs} from 'node:fs/promises'
 import {basename, dirname, join} from 'node:path'
 import {performance} from 'node:perf_hooks'
 
@@ -67,47 +67,112 @@ export function newRestoreContext(options: RestoreOptions): RestoreContext {
   return {options, state: {extracted: false, started: false, stopped: false, swapped: false}}
 }
 
+/** The checks that come before anything is written or stopped: the real restore's first steps, and all of --dry-run. */
+const checkSteps: Flow<RestoreContext>['steps'] = [
+  {
+    async run(ctx, report) {
+      const {manifest, members, record, repo} = await checkBackup(
+        ctx.options.repoPath,
+        ctx.options.id,
+        ctx.options.decrypt,
+      )
+      Object.assign(ctx, {manifest, members, record, repo})
+      report.output(
+        `${record.id}: ${record.counts.files} files, ${formatBytes(record.sizes.total)}, taken ${record.createdAt}`,
+      )
+    },
+    title: 'Check backup',
+  },
+  {
+    async run(ctx, report) {
+      if (!ctx.options.service && (await ctx.options.isRunning?.())) {
+        throw usageError(
+          `the service still answers SQL: refusing to replace ${ctx.options.dataDir} under a running server`,
+          'stop it first, or pass --service command --stop-cmd … --start-cmd … to let restore stop and start it',
+        )
+      }
+
+      ctx.oldDir = await checkTarget(ctx)
+      await checkFreeSpace(ctx.options.dataDir, ctx.record!)
+      report.output(
+        ctx.oldDir ? `the current directory will be kept as ${ctx.oldDir}` : `${ctx.options.dataDir} will be created`,
+      )
+    },
+    title: 'Check target',
+  },
+]
+
+/** The checks of a restore, without the restore: what `restore --dry-run` runs. */
+export function restoreCheckFlow(): Flow<RestoreContext> {
+  return {steps: checkSteps}
+}
+
+export interface RestorePlan {
+  bytes: number
+  chain: string[]
+  dataDir: string
+  dryRun: true
+  files: number
+  /** free bytes on the target's filesystem */
+  freeBytes: number
+  id: string
+  /** where the current directory would be kept (null: the target is missing or empty) */
+  previousDataDir: null | string
+  /** the service controller, or null when not managed (--service none) */
+  service: null | string
+  staging: string
+  /** what the restore would do, in order, for people */
+  steps: string[]
+  type: BackupRecord['type']
+}
+
+/** What a restore would do, after restoreCheckFlow() passed. `readiness` says how SQL readiness is checked. */
+export async function restorePlan(ctx: RestoreContext, readiness: string): Promise<RestorePlan> {
+  const record = ctx.record!
+  const target = ctx.options.dataDir
+  const staging = stagingDir(target, record.id)
+  const {service} = ctx.options
+  const free = await freeBytes(dirname(target))
+  const steps = [
+    `extract ${record.counts.files} files (${formatBytes(record.sizes.total)}, ${formatBytes(free)} free) from ${record.chain.length === 1 ? 'one archive' : `a chain of ${record.chain.length} archives`} into ${staging}, verifying every SHA-256`,
+    service
+      ? `stop the service (${service.describe})`
+      : 'leave the service alone (--service none): nothing may run on the target',
+    ctx.oldDir ? `move ${target} to ${ctx.oldDir}, then ${staging} to ${target}` : `move ${staging} to ${target}`,
+    ...(service ? [`start the service and wait for ${readiness}, then list its databases`] : []),
+    ctx.oldDir
+      ? ctx.options.discardOld
+        ? `delete ${ctx.oldDir} once the service answers SQL (--discard-old)`
+        : `keep the previous data in ${ctx.oldDir}`
+      : 'no previous data to keep',
+  ]
+  return {
+    bytes: record.sizes.total,
+    chain: record.chain,
+    dataDir: target,
+    dryRun: true,
+    files: record.counts.files,
+    freeBytes: free,
+    id: record.id,
+    previousDataDir: ctx.oldDir ?? null,
+    service: service ? service.describe : null,
+    staging,
+    steps,
+    type: record.type,
+  }
+}
+
 export function restoreFlow(): Flow<RestoreContext> {
   return {
     rollback,
     steps: [
-      {
-        async run(ctx, report) {
-          const {manifest, members, record, repo} = await checkBackup(
-            ctx.options.repoPath,
-            ctx.options.id,
-            ctx.options.decrypt,
-          )
-          Object.assign(ctx, {manifest, members, record, repo})
-          report.output(
-            `${record.id}: ${record.counts.files} files, ${formatBytes(record.sizes.total)}, taken ${record.createdAt}`,
-          )
-        },
-        title: 'Check backup',
-      },
-      {
-        async run(ctx, report) {
-          if (!ctx.options.service && (await ctx.options.isRunning?.())) {
-            throw usageError(
-              `the service still answers SQL: refusing to replace ${ctx.options.dataDir} under a running server`,
-              'stop it first, or pass --service command --stop-cmd … --start-cmd … to let restore stop and start it',
-            )
-          }
-
-          ctx.oldDir = await checkTarget(ctx)
-          report.output(
-            ctx.oldDir
-              ? `the current directory will be kept as ${ctx.oldDir}`
-              : `${ctx.options.dataDir} will be created`,
-          )
-        },
-        title: 'Check target',
-      },
+      ...checkSteps,
       {
         async run(ctx, report, signal) {
           const record = ctx.record!
           const target = ctx.options.dataDir
-          ctx.staging = join(dirname(target), `.${basename(target)}.restore-${record.id}`)
+          ctx.staging = stagingDir(target, record.id)
+          await mkdir(dirname(target), {recursive: true})
           await rm(ctx.staging, {force: true, recursive: true})
           await mkdir(ctx.staging, {mode: 0o700, recursive: true})
           await readChainReporting(
@@ -180,10 +245,37 @@ export function restoreFlow(): Flow<RestoreContext> {
   }
 }
 
+/** Where a backup is extracted before the swap: beside the target, so the swap is a rename. */
+export function stagingDir(target: string, id: string): string {
+  return join(dirname(target), `.${basename(target)}.restore-${id}`)
+}
+
+/** Free bytes on the filesystem that holds `path` (or its nearest existing ancestor). */
+export async function freeBytes(path: string): Promise<number> {
+  for (let dir = path; ; dir = dirname(dir)) {
+    try {
+      // eslint-disable-next-line no-await-in-loop -- walks up one directory at a time
+      const fs = await statfs(dir)
+      return fs.bavail * fs.bsize
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || dir === dirname(dir)) throw error
+    }
+  }
+}
+
+/** Refuses, before anything is extracted or stopped, a target whose filesystem cannot hold the backup. */
+async function checkFreeSpace(target: string, record: BackupRecord): Promise<void> {
+  const free = await freeBytes(dirname(target))
+  if (free < record.sizes.total) {
+    throw usageError(
+      `not enough space to restore ${record.id} beside ${target}: it needs ${formatBytes(record.sizes.total)}, ${formatBytes(free)} free`,
+      'free some space on that filesystem (the old data stays until the restore succeeded), or restore into --data-dir on another one',
+    )
+  }
+}
+
 async function checkTarget(ctx: RestoreContext): Promise<string | undefined> {
   const target = ctx.options.dataDir
-  const parent = dirname(target)
-  await mkdir(parent, {recursive: true})
   let entries: string[]
   try {
     const info = await stat(target)
