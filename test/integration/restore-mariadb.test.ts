@@ -311,5 +311,56 @@ describe.skipIf(!available)(
       expect(JSON.parse(restore.stdout).databases).not.toContain('after_backup')
       expect(await databases()).not.toContain('after_backup')
     })
+
+    it('--clone: the server is down only while the files are cloned, and the backup restores its state at the stop', async () => {
+      await server.query('create database cloned')
+      await server.query('create table cloned.t (id int primary key)')
+      await server.query('insert into cloned.t values (1), (2)')
+      const publicKey = (await readFile(keyFile, 'utf8')).match(/public key: (age1\w+)/)![1]
+      const repo4 = join(tmp.path, 'repo-clone')
+      const backup = await runCli([
+        'br',
+        'backup',
+        '--path',
+        repo4,
+        '--data-dir',
+        server.dataDir,
+        '--recipient',
+        publicKey,
+        '--clone',
+        '--json',
+        ...serviceArgs(),
+      ])
+      expect(backup.code, backup.stderr).toBe(0)
+      const record = JSON.parse(backup.stdout)
+      // ext4 and tmpfs cannot reflink: the clone is a plain copy of every file.
+      expect(record.clone).toMatchObject({bytes: record.sizes.total, files: record.counts.files})
+      expect(typeof record.clone.reflink).toBe('boolean')
+      // The service came back before the pack: down for the clone, not for the whole backup.
+      expect(record.serviceDownMs).toBeGreaterThan(0)
+      expect(record.serviceDownMs).toBeLessThan(record.durationMs)
+      // The clone is gone, and nothing else was left beside the data dir.
+      const beside = await readdir(join(server.dataDir, '..'))
+      expect(beside.filter((n) => n.includes('.clone-'))).toEqual([])
+      // Written while the pack read the clone: not in the backup.
+      await server.query('insert into cloned.t values (3)')
+      const restore = await runCli([
+        'br',
+        'restore',
+        record.id,
+        '--path',
+        repo4,
+        '--data-dir',
+        server.dataDir,
+        '--identity',
+        keyFile,
+        '--force',
+        '--discard-old',
+        '--json',
+        ...serviceArgs(),
+      ])
+      expect(restore.code, restore.stderr).toBe(0)
+      expect(await server.query('select id from cloned.t order by id')).toEqual([{id: 1}, {id: 2}])
+    })
   },
 )

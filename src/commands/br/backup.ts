@@ -20,12 +20,15 @@ export default class Backup extends BrCommand {
 The directory is packed into a tar archive, compressed with zstd and encrypted with age, with
 a SHA-256 for every file, and written atomically into the repository (created if missing).
 A cold backup reads the directory with the service stopped: --service mo_ctl, systemd or command
-stops and starts it around the read; with --service none it must already be stopped. One writer
+stops and starts it around the read; with --service none it must already be stopped. With --clone
+the service is down only while the files are cloned (a reflink on XFS or btrfs, a copy elsewhere),
+and the pack reads the clone after the service is back. One writer
 at a time: a second backup, delete or prune on the repository fails (exit 4) unless --wait-lock.
 Defaults for the flags can be kept with \`moctl br config set\`. Prints the new backup id.`
   static override examples = [
     '<%= config.bin %> <%= command.id %> --path /backups/mo --data-dir /opt/matrixone/mo-data --recipient age1… --type incremental',
     '<%= config.bin %> <%= command.id %> --path /backups/mo --data-dir /opt/matrixone/mo-data --recipient age1… --service mo_ctl',
+    '<%= config.bin %> <%= command.id %> --path /backups/mo --data-dir /opt/matrixone/mo-data --recipient age1… --service systemd --clone',
     '<%= config.bin %> <%= command.id %> --path /backups/mo --data-dir /opt/matrixone/mo-data --recipient age1… --service command --stop-cmd "mo_ctl stop" --start-cmd "mo_ctl start"',
     '<%= config.bin %> <%= command.id %> --path /backups/mo --data-dir /opt/matrixone/mo-data --recipients-file /etc/moctl/recipients --json',
     '<%= config.bin %> <%= command.id %> --backup_dir filesystem --path /backups/mo --data-dir ./mo-data --passphrase-file /root/.moctl/pass',
@@ -42,6 +45,14 @@ Defaults for the flags can be kept with \`moctl br config set\`. Prints the new 
     }),
     checksum: Flags.boolean({
       description: 'incremental: decide what changed by content hash, not size and mtime (reads every file)',
+    }),
+    clone: Flags.boolean({
+      description:
+        'cold: copy the files into a clone (a reflink where the filesystem can) while the service is stopped, start it, then pack from the clone: downtime is the copy, not the pack',
+    }),
+    'clone-dir': Flags.string({
+      dependsOn: ['clone'],
+      description: 'where --clone puts its copy (default: beside the data dir, where reflinks work)',
     }),
     'data-dir': Flags.string({
       aliases: ['data_dir'],
@@ -117,6 +128,8 @@ Defaults for the flags can be kept with \`moctl br config set\`. Prints the new 
       baseId: flags.base,
       cache: new ManifestCache(join(this.config.cacheDir, 'manifests')),
       checksum: flags.checksum,
+      clone: flags.clone,
+      cloneDir: flags['clone-dir'] ? resolve(flags['clone-dir']) : undefined,
       dataDir,
       decrypt,
       encrypt,

@@ -31,6 +31,7 @@ import {openRepository, type Repository} from '../repo/repository.js'
 import {type BackupRecord, RECORD_FORMAT} from '../repo/types.js'
 import {TOOL} from '../tool.js'
 import {loadBaseManifest, resolveBase} from './base.js'
+import {cloneFiles, clonePathFor, type CloneResult, removeClone} from './clone.js'
 import {checkDataDir} from './data-dir.js'
 import {type IncrementalPlan, planIncremental} from './plan.js'
 
@@ -44,6 +45,10 @@ export interface BackupOptions {
   cache?: ManifestCache
   /** incrementals: decide by content hash instead of size and mtime */
   checksum: boolean
+  /** cold: copy the files to pack while the service is stopped, start it, then pack from the copy */
+  clone: boolean
+  /** where the clone goes (default: beside the data dir, where reflinks can work) */
+  cloneDir?: string
   dataDir: string
   /** keys to read the base's manifest when it is not cached */
   decrypt: DecryptOptions
@@ -64,6 +69,9 @@ export interface BackupOptions {
 export interface BackupContext {
   base?: BackupRecord
   baseManifest?: Manifest
+  cloned?: CloneResult
+  /** the clone's directory, once it may exist (--clone); removed after the pack and on rollback */
+  clonePath?: string
   entries?: ScannedEntry[]
   id: string
   manifest?: Manifest
@@ -90,6 +98,7 @@ export function backupFlow(): Flow<BackupContext> {
   return {
     async rollback(ctx, _error, report) {
       try {
+        if (ctx.clonePath) await removeClone(ctx.clonePath)
         if (ctx.wroteObjects && ctx.repo) {
           report.output(`removing the unfinished backup ${ctx.id}`)
           await ctx.repo.deleteBackup(ctx.id)
@@ -145,9 +154,9 @@ export function backupFlow(): Flow<BackupContext> {
       {
         async run(ctx, report, signal) {
           report.output(ctx.options.service!.describe)
+          ctx.serviceStoppedAt = performance.now()
           await ctx.options.service!.stop(signal)
           ctx.stopped = true
-          ctx.serviceStoppedAt = performance.now()
         },
         skip: (ctx) => (ctx.options.service ? false : 'not managed (--service none)'),
         title: 'Stop service',
@@ -178,6 +187,35 @@ export function backupFlow(): Flow<BackupContext> {
       },
       {
         async run(ctx, report, signal) {
+          const entries = ctx.plan ? ctx.plan.toPack : ctx.entries!
+          ctx.clonePath = clonePathFor(ctx.options.dataDir, ctx.id, ctx.options.cloneDir)
+          let shown = performance.now()
+          ctx.cloned = await cloneFiles(ctx.options.dataDir, ctx.clonePath, entries, {
+            onProgress(done, total) {
+              if (performance.now() - shown < 1000) return
+              shown = performance.now()
+              report.output(`${done}/${total} files`)
+            },
+            signal,
+          })
+          const {bytes, files, ms, reflink} = ctx.cloned
+          report.output(
+            `${files} files, ${formatBytes(bytes)} ${reflink ? 'reflinked' : 'copied'} into ${ctx.clonePath} in ${formatDuration(ms)}`,
+          )
+        },
+        skip: (ctx) => (ctx.options.clone ? false : 'packing straight from the data directory'),
+        title: 'Clone the files to pack',
+      },
+      {
+        async run(ctx, report, signal) {
+          await startService(ctx, signal)
+          report.output(`service down for ${formatDuration(ctx.serviceDownMs!)}`)
+        },
+        skip: (ctx) => (ctx.options.clone && ctx.options.service ? false : 'after the pack'),
+        title: 'Start service',
+      },
+      {
+        async run(ctx, report, signal) {
           const repo = ctx.repo!
           const started = performance.now()
           const writer = await repo.openWriter(ctx.id, archiveFileName(ctx.options.encrypt))
@@ -196,7 +234,7 @@ export function backupFlow(): Flow<BackupContext> {
               },
               onProgress: (p) => report.output(formatProgress(p, performance.now() - started)),
               output: writer.stream,
-              root: ctx.options.dataDir,
+              root: ctx.clonePath ?? ctx.options.dataDir,
               signal,
               unchanged: ctx.plan?.unchanged,
             })
@@ -208,6 +246,8 @@ export function backupFlow(): Flow<BackupContext> {
             throw error
           }
 
+          if (ctx.clonePath) await removeClone(ctx.clonePath)
+          ctx.clonePath = undefined
           const ms = performance.now() - started
           report.output(
             `${formatBytes(ctx.record.sizes.archived)} in ${formatDuration(ms)} (${(ctx.record.sizes.archived / 1e6 / (ms / 1000)).toFixed(0)} MB/s) → ${formatBytes(ctx.record.archive.size)} stored`,
@@ -216,10 +256,16 @@ export function backupFlow(): Flow<BackupContext> {
         title: 'Pack, compress and encrypt',
       },
       {
-        async run(ctx, _report, signal) {
+        async run(ctx, report, signal) {
           await startService(ctx, signal)
+          report.output(`service down for ${formatDuration(ctx.serviceDownMs!)}`)
         },
-        skip: (ctx) => (ctx.options.service ? false : 'not managed (--service none)'),
+        skip: (ctx) =>
+          ctx.options.service
+            ? ctx.options.clone
+              ? 'started after the clone'
+              : false
+            : 'not managed (--service none)',
         title: 'Start service',
       },
       {
@@ -265,8 +311,9 @@ async function startService(ctx: BackupContext, signal: AbortSignal): Promise<vo
   const service = ctx.options.service!
   await service.start(signal)
   ctx.stopped = false
-  if (ctx.serviceStoppedAt !== undefined) ctx.serviceDownMs = performance.now() - ctx.serviceStoppedAt
   await service.waitReady(signal)
+  // Down from the stop command until it answers SQL again.
+  if (ctx.serviceStoppedAt !== undefined) ctx.serviceDownMs = performance.now() - ctx.serviceStoppedAt
 }
 
 function draftRecord(
@@ -312,8 +359,18 @@ function draftRecord(
   }
 }
 
-export type BackupResult = BackupRecord & {serviceDownMs: null | number}
+export type BackupResult = BackupRecord & {
+  /** --clone: what was cloned, and whether by reflink */
+  clone: CloneResult | null
+  /** from the stop command until the service answered SQL again (null: not managed) */
+  serviceDownMs: null | number
+}
 
 export function backupResult(ctx: BackupContext): BackupResult {
-  return {...ctx.record!, serviceDownMs: ctx.serviceDownMs === undefined ? null : Math.round(ctx.serviceDownMs)}
+  const clone = ctx.cloned ? {...ctx.cloned, ms: Math.round(ctx.cloned.ms)} : null
+  return {
+    ...ctx.record!,
+    clone,
+    serviceDownMs: ctx.serviceDownMs === undefined ? null : Math.round(ctx.serviceDownMs),
+  }
 }

@@ -1,0 +1,108 @@
+/**
+ * The short-downtime cold backup (`--clone`, DESIGN.md "Two ways to take a backup"): while the
+ * service is stopped, copy the files the backup will pack into a clone directory beside the data
+ * directory, start the service again, then pack from the clone at leisure.
+ *
+ * Each file is copied with `copyFile(…, COPYFILE_FICLONE)`: a reflink, which shares the blocks
+ * and takes no time or space, on filesystems that can (XFS with reflink, btrfs, bcachefs), and a
+ * plain copy elsewhere (ext4, tmpfs). Whether reflinks work is learned from the first file, with
+ * COPYFILE_FICLONE_FORCE; when they do not, the clone needs the files' size in free space, and is
+ * refused at once when that is not there.
+ *
+ * Guarantees: the data directory is only read; only the files to pack are copied (for an
+ * incremental, the new and changed ones), so the directory's names, modes, mtimes and sizes are
+ * the ones scanned from the data directory itself, and the clone only supplies the bytes; the
+ * clone is created fresh (mode 0700) and removed by removeClone, whatever happened. Not: a
+ * snapshot of files that change while the service runs (it must be stopped while cloning).
+ */
+import {constants} from 'node:fs'
+import {copyFile, mkdir, rm, statfs} from 'node:fs/promises'
+import {basename, dirname, join} from 'node:path'
+import {performance} from 'node:perf_hooks'
+
+import type {ScannedEntry} from '../archive/pack.js'
+
+import {throwIfAborted, usageError} from '../errors.js'
+import {formatBytes} from '../format.js'
+
+export interface CloneResult {
+  bytes: number
+  files: number
+  ms: number
+  /** true: every file was reflinked (no data copied); false: plain copies */
+  reflink: boolean
+}
+
+/** Where the clone of `dataDir` for backup `id` goes: beside it, on the same filesystem, so reflinks can work. */
+export function clonePathFor(dataDir: string, id: string, parent?: string): string {
+  return join(parent ?? dirname(dataDir), `.${basename(dataDir)}.clone-${id}`)
+}
+
+const PARALLEL_COPIES = 8
+
+/**
+ * Copies the regular files among `entries` from `root` into `dest` (created here; must not exist),
+ * with their directories. Rejects with a usage error, before copying more than one file, when
+ * reflinks do not work and the filesystem lacks the space for plain copies.
+ */
+export async function cloneFiles(
+  root: string,
+  dest: string,
+  entries: ScannedEntry[],
+  options: {onProgress?: (done: number, total: number) => void; signal?: AbortSignal} = {},
+): Promise<CloneResult> {
+  const started = performance.now()
+  const files = entries.filter((e) => e.type === 'file')
+  const bytes = files.reduce((n, f) => n + f.size, 0)
+  await mkdir(dest, {mode: 0o700})
+  const dirs = new Set(files.map((f) => dirname(f.path)).filter((d) => d !== '.'))
+  // Parents before children: sorted by path, and mkdir -p for the rest.
+  for (const dir of [...dirs].sort()) {
+    // eslint-disable-next-line no-await-in-loop -- a parent must exist before its children
+    await mkdir(join(dest, dir), {mode: 0o700, recursive: true})
+  }
+
+  if (files.length === 0) return {bytes: 0, files: 0, ms: performance.now() - started, reflink: true}
+
+  // The first file tells whether this filesystem can reflink at all.
+  const [first, ...rest] = files
+  let reflink = true
+  try {
+    await copyFile(join(root, first.path), join(dest, first.path), constants.COPYFILE_FICLONE_FORCE)
+  } catch (error) {
+    if (!['EINVAL', 'ENOSYS', 'ENOTSUP', 'EOPNOTSUPP', 'EXDEV'].includes((error as NodeJS.ErrnoException).code!))
+      throw error
+    reflink = false
+    const fs = await statfs(dest)
+    const free = fs.bavail * fs.bsize
+    if (free < bytes) {
+      throw usageError(
+        `not enough space to clone ${formatBytes(bytes)} beside the data directory (${formatBytes(free)} free on ${dirname(dest)}, which cannot reflink)`,
+        'free some space there, pass --clone-dir on a filesystem with room, or back up without --clone',
+      )
+    }
+
+    await copyFile(join(root, first.path), join(dest, first.path))
+  }
+
+  let done = 1
+  let next = 0
+  const mode = reflink ? constants.COPYFILE_FICLONE : 0
+  const worker = async () => {
+    while (next < rest.length) {
+      throwIfAborted(options.signal)
+      const file = rest[next++]
+      // eslint-disable-next-line no-await-in-loop -- each worker copies one file at a time
+      await copyFile(join(root, file.path), join(dest, file.path), mode)
+      options.onProgress?.(++done, files.length)
+    }
+  }
+
+  await Promise.all(Array.from({length: Math.min(PARALLEL_COPIES, rest.length)}, worker))
+  throwIfAborted(options.signal)
+  return {bytes, files: files.length, ms: performance.now() - started, reflink}
+}
+
+export async function removeClone(dest: string): Promise<void> {
+  await rm(dest, {force: true, recursive: true})
+}
