@@ -109,6 +109,11 @@ try {
     rows.push(inc)
   }
 
+  // Downtime of a cold backup: a real service (a throwaway mariadbd standing in for MO, stopped
+  // and started through --service command; the test suite's own helper) around the same data
+  // dir, packed straight from the stopped directory, then with --clone.
+  const downtime = await measureDowntime(dataDir, recipient)
+
   const stored = statSync(join(work, 'repo', 'backups', id, 'data.tar.zst.age')).size
   const baseStored = statSync(join(work, 'baseline.tar.zst.age')).size
   console.log(`\ndata: ${(bytes / 2 ** 20).toFixed(0)} MiB in ${dataDir}; node ${process.version}`)
@@ -128,6 +133,50 @@ try {
         `wall ${inc.wall.toFixed(2)} s = ${((inc.wall / ours.wall) * 100).toFixed(0)}% of the full's (goal: under 20%)`,
     )
   }
+
+  console.log(
+    `downtime (service stopped → answering SQL again): plain cold ${(downtime.plain / 1000).toFixed(2)} s, ` +
+      `--clone ${(downtime.clone / 1000).toFixed(2)} s (${downtime.reflink ? 'reflinks' : 'plain copies: this filesystem cannot reflink'}), ` +
+      `${((downtime.clone / downtime.plain) * 100).toFixed(0)}% of the plain cold backup's`,
+  )
 } finally {
   if (!process.argv.includes('--keep')) rmSync(work, {force: true, recursive: true})
+}
+
+async function measureDowntime(dataDir, recipient) {
+  const lib = join(root, '.tmp', 'bench-lib')
+  const tsc = spawnSync(
+    process.execPath,
+    [
+      join(root, 'node_modules', 'typescript', 'bin', 'tsc'),
+      '--outDir', lib, '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2022',
+      '--skipLibCheck', join(root, 'test', 'helpers', 'mariadb.ts'),
+    ],
+    {encoding: 'utf8'},
+  )
+  if (tsc.status !== 0) throw new Error(`compiling test/helpers/mariadb.ts failed: ${tsc.stdout}${tsc.stderr}`)
+  const {startMariadb} = await import(join(lib, 'test', 'helpers', 'mariadb.js'))
+  const server = await startMariadb({dir: work})
+  try {
+    const service = `--service command --stop-cmd "${server.stopCommand}" --start-cmd "${server.startCommand}" --host 127.0.0.1 --port ${server.port} --user root`
+    const result = {}
+    for (const [name, extra] of [
+      ['plain', ''],
+      ['clone', '--clone'],
+    ]) {
+      spawnSync('sh', ['-c', `tar -C '${dataDir}' -cf - . > /dev/null`])
+      const out = join(work, `downtime-${name}.json`)
+      timed(
+        `moctl br backup ${extra || '(cold)'} with a service`,
+        `'${process.execPath}' '${run}' br backup --path '${work}/repo-downtime' --data-dir '${dataDir}' --recipient ${recipient} ${service} ${extra} --json > '${out}'`,
+      )
+      const record = JSON.parse(readFileSync(out, 'utf8'))
+      result[name] = record.serviceDownMs
+      if (record.clone) result.reflink = record.clone.reflink
+    }
+
+    return result
+  } finally {
+    await server.cleanup()
+  }
 }
