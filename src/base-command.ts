@@ -35,7 +35,9 @@ export abstract class BrCommand extends Command {
     }
 
     if (!isBrError(error)) return super.catch(error)
-    const hints = error.suggestions.map((s) => `Hint: ${s}\n`).join('')
+    const hints = this.hints(error.suggestions)
+      .map((s) => `Hint: ${s}\n`)
+      .join('')
     process.stderr.write(`Error: ${error.message}\n${hints}`)
     this.exit(error.exitCode)
   }
@@ -107,12 +109,27 @@ export abstract class BrCommand extends Command {
   protected override toErrorJson(error: unknown): unknown {
     if (isBrError(error)) {
       return {
-        error: {code: error.code, exitCode: error.exitCode, message: error.message, suggestions: error.suggestions},
+        error: {
+          code: error.code,
+          exitCode: error.exitCode,
+          message: error.message,
+          suggestions: this.hints(error.suggestions),
+        },
       }
     }
 
     const err = error as Error & {oclif?: {exit?: number}}
     return {error: {code: 'error', exitCode: err.oclif?.exit ?? ExitCode.error, message: err.message, suggestions: []}}
+  }
+
+  /**
+   * Warnings go to stderr under --json too (oclif drops them there): a script parses stdout, and
+   * an operator reading its log must still learn of a stale lock taken over or a failing listener.
+   */
+  public override warn(input: Error | string): Error | string {
+    if (this.jsonEnabled()) process.stderr.write(`Warning: ${typeof input === 'string' ? input : input.message}\n`)
+    else super.warn(input)
+    return input
   }
 
   /** Defaults for this command's flags from the config file; the file is read only if some flag could use it. */
@@ -131,5 +148,11 @@ export abstract class BrCommand extends Command {
     }
 
     return defaults
+  }
+
+  /** Hints name commands as `moctl br …`; inside a host CLI they must name the host's bin. */
+  private hints(suggestions: string[]): string[] {
+    const {bin} = this.config
+    return bin === 'moctl' ? suggestions : suggestions.map((s) => s.replaceAll('moctl br ', `${bin} br `))
   }
 }

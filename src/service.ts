@@ -12,6 +12,7 @@ import {BrError, usageError} from './lib/errors.js'
 import {checkServiceSettings, createController} from './lib/service/controller.js'
 import {isAnsweringSql, listDatabases, waitForSql} from './lib/service/sql.js'
 import {SERVICE_KINDS, type ServiceSettings} from './lib/service/types.js'
+import {TOOL} from './lib/tool.js'
 
 export interface ServiceFlagValues {
   host: string
@@ -54,17 +55,45 @@ export function serviceSettingsFrom(flags: ServiceFlagValues): ServiceSettings {
 export function serviceControl(
   config: Config,
   settings: ServiceSettings,
-  dataDir: string,
-  reason: string,
+  event: {
+    dataDir: string
+    /** told when another plugin's listener failed */
+    onWarning?: (message: string) => void
+    /** which command fires the events, e.g. 'br restore' */
+    reason: string
+  },
 ): null | ServiceControl {
+  const {dataDir, onWarning = () => {}, reason} = event
   if (settings.kind === 'none') return null
+  /**
+   * Fires the event and waits for every listener (captureErrors: oclif would otherwise rethrow the
+   * first error that carries an exit code while our own hook still runs). Only our own hook's
+   * outcome decides whether the service stopped or started: another plugin's failure is a warning,
+   * never a reason to believe the service is in another state than the one our hook left it in.
+   */
   const fire = async (event: 'br:service:start' | 'br:service:stop') => {
-    const result = await config.runHook<typeof event, BrHooks>(event, {dataDir, reason, service: settings})
-    const failure = result.failures[0]
-    if (failure) {
-      throw failure.error instanceof BrError
-        ? failure.error
-        : new BrError('service', `${event} hook of ${failure.plugin.name} failed: ${failure.error.message}`)
+    const result = await config.runHook<typeof event, BrHooks>(
+      event,
+      {dataDir, reason, service: settings},
+      undefined,
+      true,
+    )
+    for (const failure of result.failures) {
+      if (failure.plugin.name !== TOOL.name)
+        onWarning(`${event} listener of ${failure.plugin.name} failed (ignored): ${failure.error.message}`)
+    }
+
+    const ours = result.failures.find((f) => f.plugin.name === TOOL.name)
+    if (ours) {
+      throw ours.error instanceof BrError
+        ? ours.error
+        : new BrError('service', `${event} hook failed: ${ours.error.message}`)
+    }
+
+    if (!result.successes.some((s) => s.plugin.name === TOOL.name)) {
+      throw new BrError('service', `${event}: the hook of ${TOOL.name} did not run`, {
+        suggestions: ['reinstall the plugin: its oclif manifest or hooks are missing'],
+      })
     }
   }
 

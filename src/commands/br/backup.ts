@@ -139,7 +139,11 @@ Defaults for the flags can be kept with \`moctl br config set\`. Prints the new 
       lockWaitSeconds: flags['wait-lock'],
       onWarning: (message) => this.warn(message),
       repoPath: resolve(flags.path),
-      service: serviceControl(this.config, settings, dataDir, 'br backup'),
+      service: serviceControl(this.config, settings, {
+        dataDir,
+        onWarning: (message) => this.warn(message),
+        reason: 'br backup',
+      }),
       type: flags.type as 'full' | 'incremental',
     })
     // The flow holds the repository lock from its first step and releases it itself.

@@ -71,7 +71,11 @@ stop, swap and start, changing nothing.`
       id: args.id,
       isRunning: sqlProbe(settings),
       repoPath: resolve(flags.path),
-      service: serviceControl(this.config, settings, dataDir, 'br restore'),
+      service: serviceControl(this.config, settings, {
+        dataDir,
+        onWarning: (message) => this.warn(message),
+        reason: 'br restore',
+      }),
     })
     if (flags['dry-run']) {
       const checked = await this.runFlow(restoreCheckFlow(), context)
