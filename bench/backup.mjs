@@ -149,8 +149,16 @@ async function measureDowntime(dataDir, recipient) {
     process.execPath,
     [
       join(root, 'node_modules', 'typescript', 'bin', 'tsc'),
-      '--outDir', lib, '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2022',
-      '--skipLibCheck', join(root, 'test', 'helpers', 'mariadb.ts'),
+      '--outDir',
+      lib,
+      '--module',
+      'nodenext',
+      '--moduleResolution',
+      'nodenext',
+      '--target',
+      'es2022',
+      '--skipLibCheck',
+      join(root, 'test', 'helpers', 'mariadb.ts'),
     ],
     {encoding: 'utf8'},
   )
