@@ -33,6 +33,7 @@ import {formatBytes, formatDuration} from '../format.js'
 import {type Repository} from '../repo/repository.js'
 import {readChainReporting} from './chain.js'
 import {checkBackup} from './check.js'
+import {layOutOnline} from './online-layout.js'
 
 export interface RestoreOptions {
   dataDir: string
@@ -57,6 +58,8 @@ export interface RestoreContext {
   options: RestoreOptions
   record?: BackupRecord
   repo?: Repository
+  /** more directories of ours beside the target, removed by the rollback */
+  scratch: string[]
   serverVersion?: string
   staging?: string
   /** the phase reached, so the rollback knows what to undo */
@@ -64,7 +67,7 @@ export interface RestoreContext {
 }
 
 export function newRestoreContext(options: RestoreOptions): RestoreContext {
-  return {options, state: {extracted: false, started: false, stopped: false, swapped: false}}
+  return {options, scratch: [], state: {extracted: false, started: false, stopped: false, swapped: false}}
 }
 
 /** The checks that come before anything is written or stopped: the real restore's first steps, and all of --dry-run. */
@@ -135,6 +138,9 @@ export async function restorePlan(ctx: RestoreContext, readiness: string): Promi
   const free = await freeBytes(dirname(target))
   const steps = [
     `extract ${record.counts.files} files (${formatBytes(record.sizes.total)}, ${formatBytes(free)} free) from ${record.chain.length === 1 ? 'one archive' : `a chain of ${record.chain.length} archives`} into ${staging}, verifying every SHA-256`,
+    ...(record.mode === 'online'
+      ? ['lay the files out as mo_br restore does: objects, ckp/ and gc/ into shared/, hk_data into local/']
+      : []),
     service
       ? `stop the service (${service.describe})`
       : 'leave the service alone (--service none): nothing may run on the target',
@@ -189,6 +195,22 @@ export function restoreFlow(): Flow<RestoreContext> {
           ctx.state.extracted = true
         },
         title: 'Extract and verify',
+      },
+      {
+        async run(ctx, report, signal) {
+          const raw = ctx.staging!
+          const laid = `${raw}.mo-data`
+          ctx.scratch.push(laid)
+          await rm(laid, {force: true, recursive: true})
+          const {moved, skipped} = await layOutOnline(raw, laid, ctx.manifest!, signal)
+          await rm(raw, {force: true, recursive: true})
+          ctx.staging = laid
+          report.output(
+            `${moved} files into shared/ and local/ as mo_br restore lays them out; ${skipped} files of the backup's own metadata left out`,
+          )
+        },
+        skip: (ctx) => (ctx.record!.mode === 'online' ? false : 'a cold backup is the data directory as it was'),
+        title: 'Lay out the online backup as mo-data',
       },
       {
         async run(ctx, report, signal) {
@@ -344,6 +366,11 @@ async function rollback(ctx: RestoreContext, _error: unknown, report: {output(li
 
   if (ctx.staging && !ctx.state.swapped)
     await attempt(`removing ${ctx.staging}`, () => rm(ctx.staging!, {force: true, recursive: true}))
+  for (const dir of ctx.scratch) {
+    // eslint-disable-next-line no-await-in-loop -- one undo after another, each reported
+    if (dir !== ctx.staging) await attempt(`removing ${dir}`, () => rm(dir, {force: true, recursive: true}))
+  }
+
   if (problems.length > 0) {
     const where = ctx.state.swapped
       ? `the restored data is in ${target}, the previous data in ${ctx.oldDir}`
