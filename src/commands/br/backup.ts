@@ -11,6 +11,7 @@ import {
   newBackupContext,
 } from '../../lib/backup/backup.js'
 import {ManifestCache} from '../../lib/backup/manifest-cache.js'
+import {usageError} from '../../lib/errors.js'
 import {loadDecryptOptions, loadEncryptOptions} from '../../lib/secrets.js'
 import {serviceControl, serviceSettingsFrom, sqlProbe} from '../../service.js'
 
@@ -75,15 +76,21 @@ Defaults for the flags can be kept with \`moctl br config set\`. Prints the new 
     level: Flags.integer({default: 3, description: 'zstd compression level', max: 19, min: 1}),
     mode: Flags.string({
       default: 'cold',
-      description: 'how the files are read: cold (service stopped)',
-      options: ['cold'],
+      description:
+        "cold: read the data dir with the service stopped; online: MO's own BACKUP statement while MO runs (on the MO host)",
+      options: ['cold', 'online'],
     }),
     'no-encrypt': Flags.boolean({
       description: 'store the archive unencrypted (explicit opt-out)',
       exclusive: ['recipient', 'recipients-file', 'passphrase-file'],
     }),
+    'online-dir': Flags.string({
+      description: "online: where MO's BACKUP writes its folder before it is packed (default: beside the data dir)",
+    }),
     parallelism: Flags.integer({
-      description: "accepted for mo_br compatibility (mo_br's --parallelism); cold backups read files one at a time",
+      default: 2,
+      description: "online: BACKUP's PARALLELISM (mo_br's --parallelism); cold backups read files one at a time",
+      max: 511,
       min: 1,
     }),
     'passphrase-file': Flags.string({
@@ -108,6 +115,11 @@ Defaults for the flags can be kept with \`moctl br config set\`. Prints the new 
     const {flags} = await this.parse(Backup)
     const dataDir = resolve(flags['data-dir'])
     const settings = serviceSettingsFrom(flags)
+    const online = flags.mode === 'online'
+    if (online && flags.clone) {
+      throw usageError('--clone is for cold backups', 'drop --clone: an online backup never stops MO')
+    }
+
     const encrypt = await loadEncryptOptions({
       env: process.env,
       noEncrypt: flags['no-encrypt'],
@@ -115,7 +127,7 @@ Defaults for the flags can be kept with \`moctl br config set\`. Prints the new 
       recipients: flags.recipient,
       recipientsFiles: flags['recipients-file'],
     })
-    if (settings.kind === 'none' && (await sqlProbe(settings)())) {
+    if (!online && settings.kind === 'none' && (await sqlProbe(settings)())) {
       this.warn(
         `something answers SQL on ${settings.sql.host}:${settings.sql.port}: a cold backup needs the service stopped (--service command stops it for you)`,
       )
@@ -137,13 +149,17 @@ Defaults for the flags can be kept with \`moctl br config set\`. Prints the new 
       force: flags.force,
       level: flags.level,
       lockWaitSeconds: flags['wait-lock'],
+      mode: online ? 'online' : 'cold',
+      onlineDir: flags['online-dir'] ? resolve(flags['online-dir']) : undefined,
       onWarning: (message) => this.warn(message),
+      parallelism: flags.parallelism,
       repoPath: resolve(flags.path),
       service: serviceControl(this.config, settings, {
         dataDir,
         onWarning: (message) => this.warn(message),
         reason: 'br backup',
       }),
+      sql: settings.sql,
       type: flags.type as 'full' | 'incremental',
     })
     // The flow holds the repository lock from its first step and releases it itself.

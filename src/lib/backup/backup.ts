@@ -11,20 +11,26 @@
  * writing while --service none says it is stopped: a file that changes size while read fails the
  * backup loudly.
  */
+import {rm} from 'node:fs/promises'
 import {hostname} from 'node:os'
 import {performance} from 'node:perf_hooks'
 
 import type {DecryptOptions, EncryptOptions, Manifest} from '../archive/types.js'
 import type {ServiceControl} from '../service/control.js'
+import type {SqlSettings} from '../service/types.js'
 import type {Flow} from '../steps.js'
 import type {ManifestCache} from './manifest-cache.js'
 
 import {encodeManifest} from '../archive/manifest.js'
 import {scanDataDir, type ScannedEntry} from '../archive/pack.js'
 import {encryptBuffer, writeArchive} from '../archive/pipeline.js'
+import {usageError} from '../errors.js'
 import {formatBytes, formatDuration, formatProgress} from '../format.js'
 import {sha256Hex} from '../hash.js'
 import {newBackupId} from '../id.js'
+import {type MoBackupResult, runMoBackup} from '../mo/backup-sql.js'
+import {parseTaeList, TAE_LIST} from '../mo/meta.js'
+import {checkSidecars, readVerifiedFile} from '../mo/sidecars.js'
 import {acquireLock, type Unlock} from '../repo/lock.js'
 import {archiveFileName, manifestFileName} from '../repo/paths.js'
 import {openRepository, type Repository} from '../repo/repository.js'
@@ -33,6 +39,7 @@ import {TOOL} from '../tool.js'
 import {loadBaseManifest, resolveBase} from './base.js'
 import {cloneFiles, clonePathFor, type CloneResult, removeClone} from './clone.js'
 import {checkDataDir} from './data-dir.js'
+import {onlineFolderFor, planOnlineIncremental} from './online.js'
 import {type IncrementalPlan, planIncremental} from './plan.js'
 
 /** MO caches, rebuilt by MO itself: not worth backing up (DESIGN.md "The MO facts"). */
@@ -59,10 +66,18 @@ export interface BackupOptions {
   level: number
   /** seconds to wait for the repository lock */
   lockWaitSeconds: number
+  /** cold: read the stopped data dir; online: MO's BACKUP statement while it runs */
+  mode: 'cold' | 'online'
+  /** online: where MO's BACKUP writes its folder (default beside the data dir) */
+  onlineDir?: string
   onWarning?: (message: string) => void
+  /** online: BACKUP's PARALLELISM */
+  parallelism: number
   repoPath: string
   /** null: the service is not managed, the caller vouches that it is stopped */
   service: null | ServiceControl
+  /** online: how to reach MO over SQL */
+  sql?: SqlSettings
   type: 'full' | 'incremental'
 }
 
@@ -75,6 +90,10 @@ export interface BackupContext {
   entries?: ScannedEntry[]
   id: string
   manifest?: Manifest
+  /** online: what MO's BACKUP reported */
+  mo?: MoBackupResult
+  /** online: the folder MO's BACKUP writes, once it may exist; removed after the pack and on rollback */
+  onlineFolder?: string
   options: BackupOptions
   plan?: IncrementalPlan
   record?: BackupRecord
@@ -99,6 +118,7 @@ export function backupFlow(): Flow<BackupContext> {
     async rollback(ctx, _error, report) {
       try {
         if (ctx.clonePath) await removeClone(ctx.clonePath)
+        if (ctx.onlineFolder) await rm(ctx.onlineFolder, {force: true, recursive: true})
         if (ctx.wroteObjects && ctx.repo) {
           report.output(`removing the unfinished backup ${ctx.id}`)
           await ctx.repo.deleteBackup(ctx.id)
@@ -143,6 +163,13 @@ export function backupFlow(): Flow<BackupContext> {
             force: options.force,
             host: hostname(),
           })
+          if ((ctx.base.mode === 'online') !== (options.mode === 'online')) {
+            throw usageError(
+              `base ${ctx.base.id} is ${ctx.base.mode === 'online' ? 'an online' : 'a cold'} backup: ${options.mode} incrementals need ${options.mode} bases`,
+              `take --mode ${options.mode} --type full first, or pass --base with a ${options.mode} backup`,
+            )
+          }
+
           ctx.baseManifest = await loadBaseManifest(ctx.repo!, ctx.base, {cache: options.cache, keys: options.decrypt})
           report.output(
             `base ${ctx.base.id} (${ctx.base.type}, ${ctx.base.createdAt}), chain of ${ctx.base.chain.length}`,
@@ -158,12 +185,48 @@ export function backupFlow(): Flow<BackupContext> {
           await ctx.options.service!.stop(signal)
           ctx.stopped = true
         },
-        skip: (ctx) => (ctx.options.service ? false : 'not managed (--service none)'),
+        skip: (ctx) =>
+          ctx.options.mode === 'online'
+            ? 'online: MO keeps running'
+            : ctx.options.service
+              ? false
+              : 'not managed (--service none)',
         title: 'Stop service',
       },
       {
         async run(ctx, report, signal) {
-          ctx.entries = await scanDataDir(ctx.options.dataDir, {exclude: ctx.options.exclude, signal})
+          const {options} = ctx
+          ctx.onlineFolder = onlineFolderFor(options.dataDir, ctx.id, options.onlineDir)
+          report.output(`MO writes into ${ctx.onlineFolder}`)
+          ctx.mo = await runMoBackup(options.sql!, {
+            baseTs: ctx.base?.backupTs,
+            dir: ctx.onlineFolder,
+            parallelism: options.parallelism,
+            signal,
+            type: options.type,
+          })
+          report.output(
+            `${ctx.mo.serverVersion}: backup ts ${ctx.mo.backupTs}, ${formatBytes(ctx.mo.size)} in ${formatDuration(ctx.mo.elapsedMs)}`,
+          )
+        },
+        skip: (ctx) => (ctx.options.mode === 'online' ? false : 'cold backup'),
+        title: "Run MO's BACKUP",
+      },
+      {
+        async run(ctx, report, signal) {
+          const checked = await checkSidecars(ctx.onlineFolder!, {signal})
+          report.output(
+            `${checked.files} files, ${formatBytes(checked.bytes)}: ${checked.viaSidecar} by .sha256 sidecar, ${checked.viaTaeList} by tae_list`,
+          )
+        },
+        skip: (ctx) => (ctx.options.mode === 'online' ? false : 'cold backup'),
+        title: "Check MO's checksums",
+      },
+      {
+        async run(ctx, report, signal) {
+          ctx.entries = ctx.onlineFolder
+            ? await scanDataDir(ctx.onlineFolder, {signal})
+            : await scanDataDir(ctx.options.dataDir, {exclude: ctx.options.exclude, signal})
           const files = ctx.entries.filter((e) => e.type === 'file')
           report.output(`${files.length} files, ${formatBytes(files.reduce((n, f) => n + f.size, 0))}`)
         },
@@ -171,11 +234,17 @@ export function backupFlow(): Flow<BackupContext> {
       },
       {
         async run(ctx, report, signal) {
-          ctx.plan = await planIncremental(ctx.entries!, ctx.baseManifest!, {
-            checksum: ctx.options.checksum,
-            root: ctx.options.dataDir,
-            signal,
-          })
+          ctx.plan = ctx.onlineFolder
+            ? planOnlineIncremental(
+                ctx.entries!,
+                parseTaeList((await readVerifiedFile(ctx.onlineFolder, TAE_LIST, signal)).toString('utf8')),
+                ctx.baseManifest!,
+              )
+            : await planIncremental(ctx.entries!, ctx.baseManifest!, {
+                checksum: ctx.options.checksum,
+                root: ctx.options.dataDir,
+                signal,
+              })
           const changed = ctx.plan.toPack.filter((e) => e.type === 'file').length
           report.output(
             `${changed} new or changed files (${formatBytes(ctx.plan.changedBytes)}), ${ctx.plan.unchanged.length} unchanged, ${ctx.plan.deleted.length} deleted` +
@@ -234,7 +303,7 @@ export function backupFlow(): Flow<BackupContext> {
               },
               onProgress: (p) => report.output(formatProgress(p, performance.now() - started)),
               output: writer.stream,
-              root: ctx.clonePath ?? ctx.options.dataDir,
+              root: ctx.onlineFolder ?? ctx.clonePath ?? ctx.options.dataDir,
               signal,
               unchanged: ctx.plan?.unchanged,
             })
@@ -248,6 +317,8 @@ export function backupFlow(): Flow<BackupContext> {
 
           if (ctx.clonePath) await removeClone(ctx.clonePath)
           ctx.clonePath = undefined
+          if (ctx.onlineFolder) await rm(ctx.onlineFolder, {force: true, recursive: true})
+          ctx.onlineFolder = undefined
           const ms = performance.now() - started
           report.output(
             `${formatBytes(ctx.record.sizes.archived)} in ${formatDuration(ms)} (${(ctx.record.sizes.archived / 1e6 / (ms / 1000)).toFixed(0)} MB/s) → ${formatBytes(ctx.record.archive.size)} stored`,
@@ -261,11 +332,13 @@ export function backupFlow(): Flow<BackupContext> {
           report.output(`service down for ${formatDuration(ctx.serviceDownMs!)}`)
         },
         skip: (ctx) =>
-          ctx.options.service
-            ? ctx.options.clone
-              ? 'started after the clone'
-              : false
-            : 'not managed (--service none)',
+          ctx.options.mode === 'online'
+            ? 'online: MO kept running'
+            : ctx.options.service
+              ? ctx.options.clone
+                ? 'started after the clone'
+                : false
+              : 'not managed (--service none)',
         title: 'Start service',
       },
       {
@@ -332,7 +405,7 @@ function draftRecord(
       sha256: result.archiveSha256,
       size: result.archiveSize,
     },
-    backupTs: ctx.startedAt.toISOString(),
+    backupTs: ctx.mo?.backupTs ?? ctx.startedAt.toISOString(),
     base: ctx.base?.id ?? null,
     chain: result.manifest.chain,
     completedAt: '',
@@ -351,9 +424,9 @@ function draftRecord(
     format: RECORD_FORMAT,
     id: ctx.id,
     manifest: {file: '', plainSha256: '', sha256: '', size: 0},
-    mode: 'cold',
+    mode: ctx.options.mode,
     sizes: {archived, total},
-    source: {dataDir: ctx.options.dataDir, host: hostname(), serverVersion: null},
+    source: {dataDir: ctx.options.dataDir, host: hostname(), serverVersion: ctx.mo?.serverVersion ?? null},
     tool: TOOL,
     type: ctx.options.type,
   }
