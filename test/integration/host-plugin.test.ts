@@ -8,6 +8,7 @@
  */
 import {mkdir, readFile, symlink, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
+import {stripVTControlCharacters} from 'node:util'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {ROOT, runCli, tempDir} from '../helpers/cli.js'
@@ -189,8 +190,10 @@ describe('another plugin of the host listening to br:service:stop and br:service
   it('lists both plugins in the host', async () => {
     const plugins = await runCli(['plugins'], {bin: hostBin, env: hostEnv})
     expect(plugins.code, plugins.stderr).toBe(0)
-    expect(plugins.stdout).toMatch(/^@moctl\/plugin-br 0\.1\.0 \(link\)/m)
-    expect(plugins.stdout).toMatch(/^hook-recorder 1\.0\.0 \(link\) .*hook-recorder$/m)
+    // CI=true makes oclif colour its output even into a pipe.
+    const listed = stripVTControlCharacters(plugins.stdout)
+    expect(listed).toMatch(/^@moctl\/plugin-br 0\.1\.0 \(link\)/m)
+    expect(listed).toMatch(/^hook-recorder 1\.0\.0 \(link\) .*hook-recorder$/m)
   })
 
   it('sees stop then start around a real backup and a real restore, while our hooks restart the server', async () => {
