@@ -38,6 +38,7 @@ import {isAbsolute} from 'node:path'
 
 import {BrError, serviceError, throwIfAborted, usageError} from '../errors.js'
 import {formatDuration} from '../format.js'
+import {describeError} from '../service/sql.js'
 import {type SqlSettings} from '../service/types.js'
 import {TS_PATTERN} from './meta.js'
 import {readBackupSummary} from './sidecars.js'
@@ -361,16 +362,6 @@ const quote = (value: string): string => `'${value.replaceAll('\\', '\\\\').repl
 
 // eslint-disable-next-line no-control-regex -- that is the point
 const hasControlCharacter = (value: string): boolean => /[\u0000-\u001F\u007F]/.test(value)
-
-/** The driver's message in one line (Node's dual-stack connect fails with an empty AggregateError). */
-function describeError(error: unknown): string {
-  if (error instanceof AggregateError && !error.message) {
-    return [...new Set(error.errors.map((e) => describeError(e)))].join('; ')
-  }
-
-  if (error instanceof Error) return error.message || (error as NodeJS.ErrnoException).code || error.name
-  return String(error)
-}
 
 function hintsFor(error: unknown): string[] {
   const code = (error as {code?: unknown})?.code

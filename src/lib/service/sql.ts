@@ -183,7 +183,7 @@ function serverAnswered(error: unknown): boolean {
  * The driver's message in one line. Node's dual-stack connect (e.g. to `localhost`) fails with
  * an AggregateError whose own message is empty: use the inner errors then.
  */
-function describeError(error: unknown): string {
+export function describeError(error: unknown): string {
   if (error instanceof AggregateError && !error.message) {
     return [...new Set(error.errors.map((e) => describeError(e)))].join('; ')
   }
