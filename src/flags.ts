@@ -30,15 +30,41 @@ export const lockFlags = {
   }),
 }
 
+/** The public keys of the writers whose backups are accepted. */
+export const trustedSignerFlag = {
+  'trusted-signer': Flags.string({
+    description:
+      'accept only backups signed by this writer (brsig1…, repeatable; env MOCTL_BR_TRUSTED_SIGNER, comma-separated)',
+    multiple: true,
+  }),
+}
+
 export const decryptFlags = {
+  'allow-unencrypted': Flags.boolean({
+    description:
+      'accept a backup stored unencrypted although keys were given (refused by default: anyone who can write the repository could have put it there)',
+  }),
+  'allow-unsigned': Flags.boolean({
+    description:
+      'accept backups that are not signed although trusted signers were given (backups taken before --writer-key)',
+  }),
   identity: Flags.string({
     char: 'i',
     description:
-      'age identity file (AGE-SECRET-KEY-1…) that can decrypt the backup (env MOCTL_BR_IDENTITY: a file, or the key itself)',
+      'reader key or age identity file (AGE-SECRET-KEY-1…) that can decrypt the backup; its brsig1… lines are trusted signers (env MOCTL_BR_IDENTITY: a file, or the key itself)',
     multiple: true,
   }),
   'passphrase-file': Flags.string({
     description: 'file holding the passphrase the backup was encrypted with (env MOCTL_BR_PASSPHRASE: the passphrase)',
+  }),
+  ...trustedSignerFlag,
+}
+
+/** The backup host's key: encrypts to its recipient and signs (env MOCTL_BR_WRITER_KEY: a file, or the key itself). */
+export const writerKeyFlag = {
+  'writer-key': Flags.string({
+    description:
+      'writer key file from `key generate --writer-key`: encrypts to its recipient and signs the backup (env MOCTL_BR_WRITER_KEY)',
   }),
 }
 

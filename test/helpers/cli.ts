@@ -32,6 +32,8 @@ export function runCli(
     'MOCTL_BR_RECIPIENT',
     'MO_PASSWORD',
     'MOCTL_BR_DATA_DIR',
+    'MOCTL_BR_WRITER_KEY',
+    'MOCTL_BR_TRUSTED_SIGNER',
   ]) {
     if (!options.env || !(key in options.env)) delete env[key]
   }

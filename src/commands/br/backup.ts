@@ -2,7 +2,7 @@ import {Flags} from '@oclif/core'
 import {join, resolve} from 'node:path'
 
 import {BrCommand} from '../../base-command.js'
-import {lockFlags, repoFlags, serviceFlags} from '../../flags.js'
+import {lockFlags, repoFlags, serviceFlags, writerKeyFlag} from '../../flags.js'
 import {
   backupFlow,
   type BackupResult,
@@ -27,7 +27,8 @@ and the pack reads the clone after the service is back. One writer
 at a time: a second backup, delete or prune on the repository fails (exit 4) unless --wait-lock.
 Defaults for the flags can be kept with \`moctl br config set\`. Prints the new backup id.`
   static override examples = [
-    '<%= config.bin %> <%= command.id %> --path /backups/mo --data-dir /opt/matrixone/mo-data --recipient age1… --type incremental',
+    '<%= config.bin %> <%= command.id %> --path /backups/mo --data-dir /opt/matrixone/mo-data --writer-key /etc/moctl/writer.key --service mo_ctl',
+    '<%= config.bin %> <%= command.id %> --path /backups/mo --data-dir /opt/matrixone/mo-data --writer-key /etc/moctl/writer.key --type incremental',
     '<%= config.bin %> <%= command.id %> --path /backups/mo --data-dir /opt/matrixone/mo-data --recipient age1… --service mo_ctl',
     '<%= config.bin %> <%= command.id %> --path /backups/mo --data-dir /opt/matrixone/mo-data --recipient age1… --service systemd --clone',
     '<%= config.bin %> <%= command.id %> --path /backups/mo --data-dir /opt/matrixone/mo-data --recipient age1… --service command --stop-cmd "mo_ctl stop" --start-cmd "mo_ctl start"',
@@ -38,6 +39,7 @@ Defaults for the flags can be kept with \`moctl br config set\`. Prints the new 
     ...repoFlags,
     ...serviceFlags,
     ...lockFlags,
+    ...writerKeyFlag,
     base: Flags.string({
       aliases: ['base_id'],
       description:
@@ -82,7 +84,7 @@ Defaults for the flags can be kept with \`moctl br config set\`. Prints the new 
     }),
     'no-encrypt': Flags.boolean({
       description: 'store the archive unencrypted (explicit opt-out)',
-      exclusive: ['recipient', 'recipients-file', 'passphrase-file'],
+      exclusive: ['recipient', 'recipients-file', 'passphrase-file', 'writer-key'],
     }),
     'online-dir': Flags.string({
       description: "online: where MO's BACKUP writes its folder before it is packed (default: beside the data dir)",
@@ -95,7 +97,7 @@ Defaults for the flags can be kept with \`moctl br config set\`. Prints the new 
     }),
     'passphrase-file': Flags.string({
       description: 'encrypt with the passphrase in this file (env MOCTL_BR_PASSPHRASE)',
-      exclusive: ['recipient', 'recipients-file'],
+      exclusive: ['recipient', 'recipients-file', 'writer-key'],
     }),
     recipient: Flags.string({
       char: 'r',
@@ -120,13 +122,20 @@ Defaults for the flags can be kept with \`moctl br config set\`. Prints the new 
       throw usageError('--clone is for cold backups', 'drop --clone: an online backup never stops MO')
     }
 
-    const encrypt = await loadEncryptOptions({
+    const {encrypt, signing} = await loadEncryptOptions({
       env: process.env,
       noEncrypt: flags['no-encrypt'],
       passphraseFile: flags['passphrase-file'],
       recipients: flags.recipient,
       recipientsFiles: flags['recipients-file'],
+      writerKeyFile: flags['writer-key'],
     })
+    if (!signing && encrypt.type !== 'passphrase') {
+      this.warn(
+        'this backup is not signed: readers cannot tell it from one forged by whoever can write the repository (pass --writer-key from `moctl br key generate`)',
+      )
+    }
+
     if (!online && settings.kind === 'none' && (await sqlProbe(settings)())) {
       this.warn(
         `something answers SQL on ${settings.sql.host}:${settings.sql.port}: a cold backup needs the service stopped (--service command stops it for you)`,
@@ -159,6 +168,7 @@ Defaults for the flags can be kept with \`moctl br config set\`. Prints the new 
         onWarning: (message) => this.warn(message),
         reason: 'br backup',
       }),
+      signing,
       sql: settings.sql,
       type: flags.type as 'full' | 'incremental',
     })

@@ -1,9 +1,11 @@
 import {Args, Flags} from '@oclif/core'
-import {resolve} from 'node:path'
+import {join, resolve} from 'node:path'
 
 import {BrCommand} from '../../base-command.js'
-import {lockFlags, repoFlags} from '../../flags.js'
+import {lockFlags, repoFlags, trustedSignerFlag, writerKeyFlag} from '../../flags.js'
+import {ManifestCache} from '../../lib/backup/manifest-cache.js'
 import {deleteBackups, type DeleteResult} from '../../lib/repo/maintenance.js'
+import {loadTrustedSigners} from '../../lib/secrets.js'
 
 export default class Delete extends BrCommand {
   static override args = {id: Args.string({description: 'backup id (or a unique prefix of one)', required: true})}
@@ -19,6 +21,8 @@ backup that is listed but cannot be restored. --dry-run names what would go.`
   static override flags = {
     ...repoFlags,
     ...lockFlags,
+    ...trustedSignerFlag,
+    ...writerKeyFlag,
     cascade: Flags.boolean({description: 'also delete the backups that depend on this one'}),
     'dry-run': Flags.boolean({description: 'show what would be deleted, delete nothing'}),
   }
@@ -26,10 +30,16 @@ backup that is listed but cannot be restored. --dry-run names what would go.`
   async run(): Promise<DeleteResult> {
     const {args, flags} = await this.parse(Delete)
     const result = await deleteBackups(resolve(flags.path), args.id, {
+      cache: new ManifestCache(join(this.config.cacheDir, 'manifests')),
       cascade: flags.cascade,
       dryRun: flags['dry-run'],
       onRemoved: (id) => this.note(`deleted ${id}`),
       onWarning: (message) => this.warn(message),
+      signers: await loadTrustedSigners({
+        env: process.env,
+        trustedSigners: flags['trusted-signer'],
+        writerKeyFile: flags['writer-key'],
+      }),
       waitLockSeconds: flags['wait-lock'],
     })
     if (!this.jsonEnabled()) {

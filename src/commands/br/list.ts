@@ -8,32 +8,40 @@ import {repoFlags} from '../../flags.js'
 import {openRepository} from '../../lib/repo/repository.js'
 import {LIST_COLUMNS, listRows} from '../../lib/ui/list.js'
 
+/** A backup whose backup.json does not read: listed, so that it can be seen and deleted. */
+interface DamagedEntry {
+  damaged: string
+  id: string
+}
+
 export default class List extends BrCommand {
   static override description = `List the complete backups in a repository, oldest first.
 
 Reads only the plaintext records: needs no key. A backup that never finished (no backup.json)
-is not listed.`
+is not listed; one whose backup.json is damaged is listed as DAMAGED (with --json:
+{"id", "damaged": why}), and \`br delete\` removes it.`
   static override examples = [
     '<%= config.bin %> <%= command.id %> --path /backups/mo',
     '<%= config.bin %> <%= command.id %> --path /backups/mo --json',
   ]
   static override flags = {...repoFlags}
 
-  async run(): Promise<BackupRecord[]> {
+  async run(): Promise<Array<BackupRecord | DamagedEntry>> {
     const {flags} = await this.parse(List)
     const repoPath = resolve(flags.path)
-    const records = await (await openRepository(repoPath)).listBackups()
+    const {damaged, records} = await (await openRepository(repoPath)).scanBackups()
+    for (const d of damaged) this.warn(`backup ${d.id} is damaged: ${d.reason.replace(`backup ${d.id}: `, '')}`)
     if (!this.jsonEnabled()) {
       const table = new Table({
         chars: BORDERLESS,
         head: LIST_COLUMNS,
         style: {border: [], compact: true, head: [], 'padding-left': 0, 'padding-right': 2},
       })
-      table.push(...listRows(records, repoPath))
+      table.push(...listRows(records, damaged, repoPath))
       process.stdout.write(`${table.toString()}\n`)
     }
 
-    return records
+    return [...records, ...damaged.map((d) => ({damaged: d.reason, id: d.id}))].sort((a, b) => (a.id < b.id ? -1 : 1))
   }
 }
 

@@ -1,9 +1,11 @@
 import {Flags} from '@oclif/core'
-import {resolve} from 'node:path'
+import {join, resolve} from 'node:path'
 
 import {BrCommand} from '../../base-command.js'
-import {lockFlags, repoFlags} from '../../flags.js'
+import {lockFlags, repoFlags, trustedSignerFlag, writerKeyFlag} from '../../flags.js'
+import {ManifestCache} from '../../lib/backup/manifest-cache.js'
 import {pruneRepository, type PruneResult} from '../../lib/repo/maintenance.js'
+import {loadTrustedSigners} from '../../lib/secrets.js'
 
 export default class Prune extends BrCommand {
   static override description = `Remove the backups a retention policy does not keep.
@@ -18,6 +20,8 @@ incrementals between). Also removes leftovers of crashed backups older than an h
   static override flags = {
     ...repoFlags,
     ...lockFlags,
+    ...trustedSignerFlag,
+    ...writerKeyFlag,
     'dry-run': Flags.boolean({description: 'show what would be removed, remove nothing'}),
     'keep-daily': Flags.integer({description: 'keep the newest backup of each of the last N days', min: 0}),
     'keep-last': Flags.integer({description: 'keep the newest N backups', min: 0}),
@@ -29,7 +33,17 @@ incrementals between). Also removes leftovers of crashed backups older than an h
     const result = await pruneRepository(
       resolve(flags.path),
       {keepDaily: flags['keep-daily'], keepLast: flags['keep-last'], keepWeekly: flags['keep-weekly']},
-      {dryRun: flags['dry-run'], onWarning: (message) => this.warn(message), waitLockSeconds: flags['wait-lock']},
+      {
+        cache: new ManifestCache(join(this.config.cacheDir, 'manifests')),
+        dryRun: flags['dry-run'],
+        onWarning: (message) => this.warn(message),
+        signers: await loadTrustedSigners({
+          env: process.env,
+          trustedSigners: flags['trusted-signer'],
+          writerKeyFile: flags['writer-key'],
+        }),
+        waitLockSeconds: flags['wait-lock'],
+      },
     )
     if (!this.jsonEnabled()) {
       const verb = result.dryRun ? 'would remove' : 'removed'

@@ -62,6 +62,7 @@ stop, swap and start, changing nothing.`
       env: process.env,
       identityFiles: flags.identity,
       passphraseFile: flags['passphrase-file'],
+      trustedSigners: flags['trusted-signer'],
     })
     const context = newRestoreContext({
       dataDir,
@@ -70,12 +71,18 @@ stop, swap and start, changing nothing.`
       force: flags.force,
       id: args.id,
       isRunning: sqlProbe(settings),
+      onWarning: (message) => this.warn(message),
       repoPath: resolve(flags.path),
       service: serviceControl(this.config, settings, {
         dataDir,
         onWarning: (message) => this.warn(message),
         reason: 'br restore',
       }),
+      trust: {
+        allowUnencrypted: flags['allow-unencrypted'],
+        allowUnsigned: flags['allow-unsigned'],
+        signers: decrypt.signers,
+      },
     })
     if (flags['dry-run']) {
       const checked = await this.runFlow(restoreCheckFlow(), context)

@@ -45,6 +45,8 @@ export function encodeManifest(m: Manifest): Buffer {
     createdAt: m.createdAt,
     deleted: m.deleted,
     format: m.format,
+    // manifest.age only: the backup.json it belongs to (repo/authenticity.ts); the copy inside the archive has none
+    ...(m.record === undefined ? {} : {record: m.record}),
     type: m.type,
   }
   const entries = m.entries.map((e) => JSON.stringify(canonicalEntry(e)))
@@ -61,7 +63,12 @@ export function decodeManifest(buf: Uint8Array): Manifest {
     throw integrityError(`manifest is not valid JSON: ${(error as Error).message}`)
   }
 
-  const m = object(value, 'manifest', ['backupId', 'chain', 'createdAt', 'deleted', 'entries', 'format', 'type'])
+  const keys = ['backupId', 'chain', 'createdAt', 'deleted', 'entries', 'format', 'type']
+  const m = object(
+    value,
+    'manifest',
+    value && typeof value === 'object' && 'record' in value ? [...keys, 'record'] : keys,
+  )
   if (m.format !== MANIFEST_FORMAT)
     throw bad(`manifest format ${JSON.stringify(m.format)} is not supported (expected ${MANIFEST_FORMAT})`)
   const backupId = nonEmptyString(m.backupId, 'manifest backupId')
@@ -82,7 +89,8 @@ export function decodeManifest(buf: Uint8Array): Manifest {
     }
   }
 
-  return {backupId, chain, createdAt, deleted, entries, format: MANIFEST_FORMAT, type: m.type}
+  const record = m.record === undefined ? {} : {record: sha256(m.record, 'manifest record')}
+  return {backupId, chain, createdAt, deleted, entries, format: MANIFEST_FORMAT, ...record, type: m.type}
 }
 
 export interface ManifestTotals {
@@ -114,9 +122,12 @@ export function manifestTotals(m: Manifest): ManifestTotals {
   return totals
 }
 
-/** True when both manifests have the same content (their canonical encodings are equal). */
+/**
+ * True when both manifests list the same backup and files (their canonical encodings are equal).
+ * The record binding is left out: only manifest.age carries it, the archive's copy cannot.
+ */
 export function sameManifest(a: Manifest, b: Manifest): boolean {
-  return encodeManifest(a).equals(encodeManifest(b))
+  return encodeManifest({...a, record: undefined}).equals(encodeManifest({...b, record: undefined}))
 }
 
 function canonicalEntry(e: ManifestEntry): ManifestEntry {

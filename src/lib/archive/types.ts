@@ -30,6 +30,11 @@ export interface Manifest {
   /** every entry of the full file set, sorted by path */
   entries: ManifestEntry[]
   format: 1
+  /**
+   * manifest.age only (record format 2): sha256 of the backup.json it belongs to, less its
+   * `manifest` and `signature` fields (repo/authenticity.ts `recordBinding`)
+   */
+  record?: string
   type: 'full' | 'incremental'
 }
 

@@ -24,17 +24,19 @@ import type {ManifestCache} from './manifest-cache.js'
 import {encodeManifest} from '../archive/manifest.js'
 import {scanDataDir, type ScannedEntry} from '../archive/pack.js'
 import {encryptBuffer, writeArchive} from '../archive/pipeline.js'
-import {usageError} from '../errors.js'
+import {integrityError, usageError} from '../errors.js'
 import {formatBytes, formatDuration, formatProgress} from '../format.js'
 import {sha256Hex} from '../hash.js'
 import {newBackupId} from '../id.js'
 import {type MoBackupResult, runMoBackup} from '../mo/backup-sql.js'
 import {parseTaeList, TAE_LIST} from '../mo/meta.js'
 import {checkSidecars, readVerifiedFile} from '../mo/sidecars.js'
+import {recordBinding, signatureState, signRecord} from '../repo/authenticity.js'
 import {acquireLock, type Unlock} from '../repo/lock.js'
 import {archiveFileName, manifestFileName} from '../repo/paths.js'
 import {openRepository, type Repository} from '../repo/repository.js'
 import {type BackupRecord, RECORD_FORMAT} from '../repo/types.js'
+import {type SigningKey} from '../signing.js'
 import {TOOL} from '../tool.js'
 import {loadBaseManifest, resolveBase} from './base.js'
 import {cloneFiles, clonePathFor, type CloneResult, removeClone} from './clone.js'
@@ -76,6 +78,8 @@ export interface BackupOptions {
   repoPath: string
   /** null: the service is not managed, the caller vouches that it is stopped */
   service: null | ServiceControl
+  /** the writer key's signing half; null: the record is not signed */
+  signing: null | SigningKey
   /** online: how to reach MO over SQL */
   sql?: SqlSettings
   type: 'full' | 'incremental'
@@ -162,6 +166,7 @@ export function backupFlow(): Flow<BackupContext> {
             dataDir: options.dataDir,
             force: options.force,
             host: hostname(),
+            onWarning: options.onWarning,
           })
           if ((ctx.base.mode === 'online') !== (options.mode === 'online')) {
             throw usageError(
@@ -170,6 +175,7 @@ export function backupFlow(): Flow<BackupContext> {
             )
           }
 
+          if (options.signing) checkBaseSigner(ctx.base, options.signing)
           ctx.baseManifest = await loadBaseManifest(ctx.repo!, ctx.base, {cache: options.cache, keys: options.decrypt})
           report.output(
             `base ${ctx.base.id} (${ctx.base.type}, ${ctx.base.createdAt}), chain of ${ctx.base.chain.length}`,
@@ -344,22 +350,31 @@ export function backupFlow(): Flow<BackupContext> {
       {
         async run(ctx, report) {
           const repo = ctx.repo!
-          const plain = encodeManifest(ctx.manifest!)
-          const manifestBytes = await encryptBuffer(plain, ctx.options.encrypt)
           const name = manifestFileName(ctx.options.encrypt)
-          await repo.writeObject(ctx.id, name, manifestBytes)
           const completedAt = new Date()
-          const record: BackupRecord = {
+          const draft: BackupRecord = {
             ...ctx.record!,
             completedAt: completedAt.toISOString(),
             durationMs: completedAt.getTime() - ctx.startedAt.getTime(),
+          }
+          // manifest.age names the record it belongs to: with a passphrase, that binds every field.
+          ctx.manifest = {...ctx.manifest!, record: recordBinding(draft)}
+          const plain = encodeManifest(ctx.manifest)
+          const manifestBytes = await encryptBuffer(plain, ctx.options.encrypt)
+          await repo.writeObject(ctx.id, name, manifestBytes)
+          const unsigned: BackupRecord = {
+            ...draft,
             manifest: {
               file: name,
               plainSha256: sha256Hex(plain),
               sha256: sha256Hex(manifestBytes),
               size: manifestBytes.length,
             },
+            signature: null,
           }
+          // The signature covers the record, which names the archive's and the manifest's SHA-256.
+          const {signing} = ctx.options
+          const record = signing ? signRecord(unsigned, signing) : unsigned
           await repo.publishRecord(record)
           ctx.record = record
           await releaseLock(ctx)
@@ -370,6 +385,27 @@ export function backupFlow(): Flow<BackupContext> {
         title: 'Publish',
       },
     ],
+  }
+}
+
+/**
+ * A signing writer builds only on what it signed itself: an incremental on a forged or unsigned
+ * base could not be restored by readers that require signatures.
+ */
+function checkBaseSigner(base: BackupRecord, signing: SigningKey): void {
+  const state = signatureState(base)
+  if (state === 'invalid') {
+    throw integrityError(
+      `base ${base.id}: its signature does not match its backup.json: the record was changed after it was written`,
+      'take --type full, and find out who changed the repository',
+    )
+  }
+
+  if (state === 'unsigned' || base.signature!.signer !== signing.signer) {
+    throw usageError(
+      `base ${base.id} is ${state === 'unsigned' ? 'not signed' : `signed by ${base.signature!.signer}`}, not by this writer key (${signing.signer})`,
+      'take --type full with this writer key, or pass --base with a backup it signed',
+    )
   }
 }
 
@@ -425,6 +461,7 @@ function draftRecord(
     id: ctx.id,
     manifest: {file: '', plainSha256: '', sha256: '', size: 0},
     mode: ctx.options.mode,
+    signature: null,
     sizes: {archived, total},
     source: {dataDir: ctx.options.dataDir, host: hostname(), serverVersion: ctx.mo?.serverVersion ?? null},
     tool: TOOL,

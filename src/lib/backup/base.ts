@@ -14,7 +14,7 @@ import {readManifest} from '../restore/check.js'
 
 export async function resolveBase(
   repo: Repository,
-  options: {baseId?: string; dataDir: string; force: boolean; host: string},
+  options: {baseId?: string; dataDir: string; force: boolean; host: string; onWarning?: (message: string) => void},
 ): Promise<BackupRecord> {
   if (options.baseId) {
     const base = await repo.getBackup(options.baseId)
@@ -28,9 +28,9 @@ export async function resolveBase(
     return base
   }
 
-  const candidates = (await repo.listBackups()).filter(
-    (r) => r.source.dataDir === options.dataDir && r.source.host === options.host,
-  )
+  const {damaged, records} = await repo.scanBackups()
+  for (const d of damaged) options.onWarning?.(`backup ${d.id} is damaged and was passed over as a base: ${d.reason}`)
+  const candidates = records.filter((r) => r.source.dataDir === options.dataDir && r.source.host === options.host)
   const base = candidates.at(-1)
   if (!base) {
     throw usageError(

@@ -2,18 +2,50 @@
  * Deleting and pruning in a repository: the plans of retention.ts carried out, newest first,
  * each backup's record removed before its objects (a half-deleted backup is never listed).
  * Incomplete leftovers of crashed backups are removed by prune once they are older than an hour
- * (a younger one may be a backup still running).
+ * (a younger one may be a backup still running). Chains are read only from records that can be
+ * relied on (retention.ts `sortOutRecords`); a damaged or unreliable record is named in a
+ * warning, never removed by prune, and protects every older backup until it is deleted.
  */
+import type {ManifestCache, ManifestHead} from '../backup/manifest-cache.js'
+
 import {acquireLock} from './lock.js'
 import {openRepository, type Repository} from './repository.js'
-import {planDelete, planPrune, type RetentionPolicy} from './retention.js'
+import {planDelete, planPrune, type RetentionPolicy, sortOutRecords, type Unreliable} from './retention.js'
 
 export const STALE_INCOMPLETE_MS = 60 * 60 * 1000
 
 /** Delete and prune write: they hold the repository lock while they do. */
 export interface WriterOptions {
+  /** the manifests this host wrote: their chains are checked against the records */
+  cache?: ManifestCache
   onWarning?: (message: string) => void
+  /** signers (brsig1…) whose records are relied on for chains; empty: records are checked for consistency only */
+  signers?: string[]
   waitLockSeconds?: number
+}
+
+/** The records prune and delete may rely on, with a warning for each one they may not. */
+async function reliableRecords(repo: Repository, options: WriterOptions) {
+  const {damaged, records} = await repo.scanBackups()
+  const signers = options.signers ?? []
+  const written = new Map<string, ManifestHead>()
+  for (const r of records) {
+    // eslint-disable-next-line no-await-in-loop -- small files, one per backup
+    const head = await options.cache?.head(repo.path, r.id)
+    if (head) written.set(r.id, head)
+  }
+
+  const {reliable, unreliable} = sortOutRecords(records, {signers}, written)
+  const all: Unreliable[] = [...damaged, ...unreliable].sort((a, b) => (a.id < b.id ? -1 : 1))
+  for (const u of all)
+    options.onWarning?.(
+      `backup ${u.id} cannot be relied on (${u.reason}): it is left alone, and every older backup is kept (\`moctl br delete ${u.id}\` removes it)`,
+    )
+  if (signers.length === 0 && records.some((r) => r.type === 'incremental'))
+    options.onWarning?.(
+      'chains are read from records that are not authenticated: pass --writer-key or --trusted-signer so that an edited record cannot make prune or delete remove a backup that is still needed',
+    )
+  return {reliable, unreliable: all}
 }
 
 export interface DeleteResult {
@@ -27,8 +59,9 @@ export async function deleteBackups(
   options: WriterOptions & {cascade: boolean; dryRun: boolean; onRemoved?: (id: string) => void},
 ): Promise<DeleteResult> {
   return withWriterLock(repoPath, 'br delete', options, async (repo) => {
-    const target = await repo.getBackup(idOrPrefix)
-    const plan = planDelete(await repo.listBackups(), target.id, options)
+    const id = await repo.resolveId(idOrPrefix)
+    const {reliable, unreliable} = await reliableRecords(repo, options)
+    const plan = planDelete(reliable, id, {cascade: options.cascade, unreliable})
     if (!options.dryRun) await removeBackups(repo, plan.remove, options.onRemoved)
     return {dryRun: options.dryRun, removed: plan.remove}
   })
@@ -47,7 +80,8 @@ export async function pruneRepository(
   options: WriterOptions & {dryRun: boolean; onRemoved?: (id: string) => void},
 ): Promise<PruneResult> {
   return withWriterLock(repoPath, 'br prune', options, async (repo) => {
-    const plan = planPrune(await repo.listBackups(), policy)
+    const {reliable, unreliable} = await reliableRecords(repo, options)
+    const plan = planPrune(reliable, policy, unreliable)
     const stale = (await repo.listIncomplete()).filter((i) => i.ageMs > STALE_INCOMPLETE_MS).map((i) => i.id)
     if (!options.dryRun) await removeBackups(repo, [...plan.remove, ...stale], options.onRemoved)
     return {dryRun: options.dryRun, incompleteRemoved: stale, kept: plan.keep, removed: plan.remove}

@@ -3,7 +3,7 @@
  * integrity failure naming the backup and the field, never a half-read object that fails later.
  */
 import {integrityError} from '../errors.js'
-import {type BackupRecord, RECORD_FORMAT} from './types.js'
+import {type BackupRecord, RECORD_FORMATS_READ} from './types.js'
 
 type Check = (v: unknown) => boolean
 const str: Check = (v) => typeof v === 'string'
@@ -64,9 +64,9 @@ export function parseRecord(text: string, id: string): BackupRecord {
 
   if (typeof json !== 'object' || json === null) throw integrityError(`backup ${id}: backup.json is not an object`)
   const {format} = json as {format?: unknown}
-  if (format !== RECORD_FORMAT) {
+  if (typeof format !== 'number' || !RECORD_FORMATS_READ.includes(format)) {
     throw integrityError(
-      `backup ${id}: record format ${String(format)} is not one this version reads (${RECORD_FORMAT})`,
+      `backup ${id}: record format ${String(format)} is not one this version reads (${RECORD_FORMATS_READ.join(', ')})`,
       'use the moctl br version that wrote it, or a newer one',
     )
   }
@@ -76,10 +76,19 @@ export function parseRecord(text: string, id: string): BackupRecord {
     if (!check(value)) throw integrityError(`backup ${id}: backup.json has a bad or missing ${path}`)
   }
 
+  if (format >= 2 && !validSignatureField((json as {signature?: unknown}).signature))
+    throw integrityError(`backup ${id}: backup.json has a bad or missing signature`)
   const record = json as BackupRecord
   if (record.id !== id) throw integrityError(`backup ${id}: backup.json belongs to backup ${record.id}`)
   if (record.chain.at(-1) !== id) throw integrityError(`backup ${id}: its chain does not end with itself`)
   return record
+}
+
+function validSignatureField(v: unknown): boolean {
+  if (v === null) return true
+  if (typeof v !== 'object' || v === undefined) return false
+  const {alg, signer, value} = v as Record<string, unknown>
+  return alg === 'ed25519' && typeof signer === 'string' && typeof value === 'string' && Object.keys(v).length === 3
 }
 
 function valueAt(json: unknown, path: string): unknown {

@@ -76,6 +76,12 @@ export async function openRepository(path: string, options: {create?: boolean} =
   return new Repository(backend, path)
 }
 
+/** A backup whose backup.json exists but does not read (bad JSON, bad shape, another id). */
+export interface DamagedBackup {
+  id: string
+  reason: string
+}
+
 export class Repository {
   constructor(
     readonly backend: RepoBackend,
@@ -94,29 +100,12 @@ export class Repository {
 
   /** A backup by id or unique id prefix. */
   async getBackup(idOrPrefix: string): Promise<BackupRecord> {
-    const ids = await this.completeIds()
-    const matches = ids.filter((id) => id.startsWith(idOrPrefix))
-    if (matches.length === 0 || idOrPrefix.length === 0) {
-      throw usageError(
-        `backup ${idOrPrefix} not found in ${this.path}`,
-        `\`moctl br list --path ${this.path}\` shows the backups there`,
-      )
-    }
-
-    if (matches.length > 1 && !matches.includes(idOrPrefix)) {
-      throw usageError(
-        `backup id prefix ${idOrPrefix} is ambiguous: ${matches.join(', ')}`,
-        'give more characters of the id',
-      )
-    }
-
-    return this.readRecord(matches.includes(idOrPrefix) ? idOrPrefix : matches[0])
+    return this.readRecord(await this.resolveId(idOrPrefix))
   }
 
-  /** Complete backups, oldest first (UUIDv7 ids sort by time). */
+  /** Complete backups whose record reads, oldest first (UUIDv7 ids sort by time); scanBackups also names the damaged ones. */
   async listBackups(): Promise<BackupRecord[]> {
-    const ids = await this.completeIds()
-    return Promise.all(ids.map((id) => this.readRecord(id)))
+    return (await this.scanBackups()).records
   }
 
   /** Folders without a record: crashed or still running backups, with how long since they were touched. */
@@ -155,6 +144,46 @@ export class Repository {
 
   async readObject(id: string, file: string): Promise<Buffer> {
     return this.backend.readBuffer(objectKey(id, file))
+  }
+
+  /** The full id of a complete backup (its record may be damaged) from an id or unique prefix. */
+  async resolveId(idOrPrefix: string): Promise<string> {
+    const ids = await this.completeIds()
+    const matches = ids.filter((id) => id.startsWith(idOrPrefix))
+    if (matches.length === 0 || idOrPrefix.length === 0) {
+      throw usageError(
+        `backup ${idOrPrefix} not found in ${this.path}`,
+        `\`moctl br list --path ${this.path}\` shows the backups there`,
+      )
+    }
+
+    if (matches.length > 1 && !matches.includes(idOrPrefix)) {
+      throw usageError(
+        `backup id prefix ${idOrPrefix} is ambiguous: ${matches.join(', ')}`,
+        'give more characters of the id',
+      )
+    }
+
+    return matches.includes(idOrPrefix) ? idOrPrefix : matches[0]
+  }
+
+  /**
+   * Every backup with a record, oldest first: the ones that parse, and the damaged ones with
+   * why, so that one bad backup.json neither breaks nor silently vanishes from list and prune.
+   */
+  async scanBackups(): Promise<{damaged: DamagedBackup[]; records: BackupRecord[]}> {
+    const ids = await this.completeIds()
+    const read = await Promise.allSettled(ids.map((id) => this.readRecord(id)))
+    const damaged: DamagedBackup[] = []
+    const records: BackupRecord[] = []
+    for (const [i, r] of read.entries()) {
+      if (r.status === 'fulfilled') records.push(r.value)
+      else if (r.reason instanceof BrError && r.reason.code === 'integrity')
+        damaged.push({id: ids[i], reason: r.reason.message})
+      else throw r.reason
+    }
+
+    return {damaged, records}
   }
 
   async writeObject(id: string, file: string, bytes: Uint8Array): Promise<void> {

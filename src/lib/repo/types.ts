@@ -5,13 +5,23 @@
 import type {EncryptOptions} from '../archive/types.js'
 
 export const REPO_FORMAT = 1
-export const RECORD_FORMAT = 1
+/** 2: adds `signature`, and the manifest binds the record (repo/authenticity.ts); 1 is still read */
+export const RECORD_FORMAT = 2
+export const RECORD_FORMATS_READ: readonly number[] = [1, 2]
 
 /** <repo>/moctl-br.json */
 export interface RepoInfo {
   createdAt: string
   format: number
   tool: string
+}
+
+/** Who wrote a record: `signer` (brsig1…) signed the canonical record without this field. */
+export interface RecordSignature {
+  alg: 'ed25519'
+  signer: string
+  /** base64 */
+  value: string
 }
 
 /** <repo>/backups/<id>/backup.json, written last: a backup without it is incomplete. */
@@ -41,6 +51,8 @@ export interface BackupRecord {
   /** sha256: of the stored (encrypted) object; plainSha256: of the manifest itself, checks a local cache */
   manifest: {file: string; plainSha256: string; sha256: string; size: number}
   mode: 'cold' | 'online'
+  /** the writer's Ed25519 signature over the rest of the record (format 2; null: not signed) */
+  signature?: null | RecordSignature
   /** bytes of file content in the backup's full file set, and in this archive */
   sizes: {archived: number; total: number}
   source: {dataDir: string; host: string; serverVersion: null | string}

@@ -23,10 +23,14 @@ import {BrError, integrityError} from '../errors.js'
 import {formatBytes, formatDuration, formatProgress} from '../format.js'
 import {keysFor, readManifest} from './check.js'
 
-/** The records of a chain, oldest first, each present, complete and of the right size. */
+/**
+ * The records of a chain, oldest first, each present, complete, with its objects of the right
+ * size, and consistent with the target's chain: member i's own chain is the target's first i+1
+ * ids, and only the first member is a full backup.
+ */
 export async function resolveChain(repo: Repository, target: BackupRecord): Promise<BackupRecord[]> {
   const members: BackupRecord[] = []
-  for (const id of target.chain) {
+  for (const [i, id] of target.chain.entries()) {
     let record: BackupRecord
     try {
       // eslint-disable-next-line no-await-in-loop
@@ -43,21 +47,38 @@ export async function resolveChain(repo: Repository, target: BackupRecord): Prom
     }
 
     if (record.id !== id) throw integrityError(`backup ${id}, which ${target.id} is built on, is missing`)
-    // eslint-disable-next-line no-await-in-loop
-    const size = await repo.objectSize(id, record.archive.file)
-    if (size === null)
-      throw integrityError(`backup ${id}: archive ${record.archive.file} is missing from the repository`)
-    if (size !== record.archive.size) {
+    const expectedChain = target.chain.slice(0, i + 1).join(',')
+    if (record.chain.join(',') !== expectedChain || (record.type === 'full') !== (i === 0)) {
       throw integrityError(
-        `backup ${id}: archive is ${size} bytes, its record says ${record.archive.size}`,
-        'the archive is truncated or was replaced: use another backup',
+        `backup ${target.id}: its chain ${target.chain.join(' ← ')} does not agree with backup ${id} (${record.type}, chain ${record.chain.join(' ← ')})`,
+        'a record was edited or damaged: restore it from another copy of the repository, or use another backup',
       )
     }
 
+    // eslint-disable-next-line no-await-in-loop
+    await checkObjectSize(repo, record, {...record.archive, what: 'archive'})
+    // eslint-disable-next-line no-await-in-loop
+    await checkObjectSize(repo, record, {...record.manifest, what: 'manifest'})
     members.push(record)
   }
 
   return members
+}
+
+async function checkObjectSize(
+  repo: Repository,
+  record: BackupRecord,
+  object: {file: string; size: number; what: string},
+): Promise<void> {
+  const {file, size: expected, what} = object
+  const size = await repo.objectSize(record.id, file)
+  if (size === null) throw integrityError(`backup ${record.id}: ${what} ${file} is missing from the repository`)
+  if (size !== expected) {
+    throw integrityError(
+      `backup ${record.id}: ${what} ${file} is ${size} bytes, its record says ${expected}`,
+      `the ${what} is truncated or was replaced: use another backup`,
+    )
+  }
 }
 
 export interface ReadChainOptions {
@@ -131,7 +152,13 @@ function checkFinalManifest(finalManifest: Manifest, manifests: Map<string, Mani
   for (const e of finalManifest.entries) {
     if (e.type !== 'file') continue
     const files = byMember.get(e.in)
-    if (!files) continue // not read: restore skipped an archive that gives nothing
+    if (!files) {
+      throw integrityError(
+        `backup ${finalManifest.backupId}: ${e.path} lives in backup ${e.in}, which was not read`,
+        'the chain is inconsistent: restore another backup',
+      )
+    }
+
     const there = files.get(e.path)
     if (!there || there.sha256 !== e.sha256 || there.size !== e.size || there.in !== e.in) {
       throw integrityError(

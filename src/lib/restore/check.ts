@@ -1,7 +1,9 @@
 /**
- * The checks that come before reading an archive, shared by verify and restore: the record, the
- * stored archive's presence and size, and the manifest (its checksum, then decrypted). A wrong
- * key fails here, before anything is written or stopped.
+ * The checks that come before reading an archive, shared by verify and restore: the records of
+ * the chain (present, consistent, and accepted by the reader's trust policy: signed by a trusted
+ * signer, or bound by a passphrase, or said out loud to be unauthenticated), the stored objects'
+ * presence and size, and the manifest (its checksum, then decrypted, then matched against its
+ * record). A wrong key or a forged record fails here, before anything is written or stopped.
  */
 import type {DecryptOptions, Manifest} from '../archive/types.js'
 import type {BackupRecord} from '../repo/types.js'
@@ -10,6 +12,13 @@ import {decodeManifest} from '../archive/manifest.js'
 import {decryptBuffer} from '../archive/pipeline.js'
 import {integrityError, usageError} from '../errors.js'
 import {sha256Hex} from '../hash.js'
+import {
+  authenticate,
+  checkManifestBinding,
+  NO_TRUST,
+  type TrustPolicy,
+  unauthenticatedWarning,
+} from '../repo/authenticity.js'
 import {openRepository, type Repository} from '../repo/repository.js'
 import {resolveChain} from './chain.js'
 
@@ -22,10 +31,25 @@ export interface CheckedBackup {
   repo: Repository
 }
 
-export async function checkBackup(repoPath: string, id: string, keys: DecryptOptions | null): Promise<CheckedBackup> {
+export interface CheckOptions {
+  /** told once per run which backups could not be authenticated */
+  onWarning?: (message: string) => void
+  trust?: TrustPolicy
+}
+
+export async function checkBackup(
+  repoPath: string,
+  id: string,
+  keys: DecryptOptions | null,
+  options: CheckOptions = {},
+): Promise<CheckedBackup> {
   const repo = await openRepository(repoPath)
   const record = await repo.getBackup(id)
   const members = await resolveChain(repo, record)
+  const trust = options.trust ?? NO_TRUST
+  const unchecked = members.filter((m) => authenticate(m, trust, keys) === 'none')
+  const warning = unauthenticatedWarning(unchecked, trust)
+  if (warning) options.onWarning?.(warning)
   if (!keys) return {members, record, repo}
   return {manifest: await readManifest(repo, record, keys), members, record, repo}
 }
@@ -42,6 +66,7 @@ export async function readManifest(repo: Repository, record: BackupRecord, keys:
   )
   if (manifest.backupId !== record.id)
     throw integrityError(`backup ${record.id}: its manifest belongs to backup ${manifest.backupId}`)
+  checkManifestBinding(record, manifest)
   return manifest
 }
 

@@ -24,6 +24,7 @@ import {basename, dirname, join} from 'node:path'
 import {performance} from 'node:perf_hooks'
 
 import type {DecryptOptions, Manifest} from '../archive/types.js'
+import type {TrustPolicy} from '../repo/authenticity.js'
 import type {BackupRecord} from '../repo/types.js'
 import type {ServiceControl} from '../service/control.js'
 import type {Flow} from '../steps.js'
@@ -43,9 +44,12 @@ export interface RestoreOptions {
   id: string
   /** a quick probe (SQL answers on host:port?) used when the service is not managed */
   isRunning?: () => Promise<boolean>
+  onWarning?: (message: string) => void
   repoPath: string
   /** null: not managed; then `isRunning` must say no before anything is swapped */
   service: null | ServiceControl
+  /** which backups the reader accepts (repo/authenticity.ts) */
+  trust: TrustPolicy
 }
 
 export interface RestoreContext {
@@ -74,11 +78,11 @@ export function newRestoreContext(options: RestoreOptions): RestoreContext {
 const checkSteps: Flow<RestoreContext>['steps'] = [
   {
     async run(ctx, report) {
-      const {manifest, members, record, repo} = await checkBackup(
-        ctx.options.repoPath,
-        ctx.options.id,
-        ctx.options.decrypt,
-      )
+      const {options} = ctx
+      const {manifest, members, record, repo} = await checkBackup(options.repoPath, options.id, options.decrypt, {
+        onWarning: options.onWarning,
+        trust: options.trust,
+      })
       Object.assign(ctx, {manifest, members, record, repo})
       report.output(
         `${record.id}: ${record.counts.files} files, ${formatBytes(record.sizes.total)}, taken ${record.createdAt}`,

@@ -1,7 +1,8 @@
 /**
  * verify: the restore pipeline with a sink that discards. Full verification decrypts,
  * decompresses and re-hashes every file against the manifest, and the stored bytes against the
- * record; --quick hashes only the stored bytes (no key needed, e.g. on the offsite host).
+ * record; --quick hashes only the stored objects, every archive and manifest.age of the chain (no
+ * key needed, e.g. on the offsite host). Both check the records against the reader's trust policy.
  *
  * Guarantees: reads only; exit 3 (integrity) names the backup and what did not match.
  */
@@ -9,6 +10,7 @@ import {createHash} from 'node:crypto'
 import {pipeline} from 'node:stream/promises'
 
 import type {DecryptOptions, Manifest} from '../archive/types.js'
+import type {TrustPolicy} from '../repo/authenticity.js'
 import type {Repository} from '../repo/repository.js'
 import type {BackupRecord} from '../repo/types.js'
 import type {Flow} from '../steps.js'
@@ -21,8 +23,10 @@ import {checkBackup} from './check.js'
 export interface VerifyOptions {
   decrypt: DecryptOptions
   id: string
+  onWarning?: (message: string) => void
   quick: boolean
   repoPath: string
+  trust: TrustPolicy
 }
 
 export interface VerifyContext {
@@ -42,9 +46,13 @@ export function verifyFlow(): Flow<VerifyContext> {
     steps: [
       {
         async run(ctx, report) {
+          const {options} = ctx
           Object.assign(
             ctx,
-            await checkBackup(ctx.options.repoPath, ctx.options.id, ctx.options.quick ? null : ctx.options.decrypt),
+            await checkBackup(options.repoPath, options.id, options.quick ? null : options.decrypt, {
+              onWarning: options.onWarning,
+              trust: options.trust,
+            }),
           )
           report.output(`${ctx.record!.id}: ${formatBytes(ctx.record!.archive.size)} stored`)
         },
@@ -53,21 +61,26 @@ export function verifyFlow(): Flow<VerifyContext> {
       {
         async run(ctx, report, signal) {
           for (const record of ctx.members!) {
-            const hash = createHash('sha256')
-            // eslint-disable-next-line no-await-in-loop
-            await pipeline(ctx.repo!.openObjectStream(record.id, record.archive.file, {signal}), hash, {signal})
-            if (hash.digest('hex') !== record.archive.sha256) {
-              throw integrityError(
-                `backup ${record.id}: archive does not match the SHA-256 in its record`,
-                'the stored archive is corrupted: use another backup',
-              )
+            for (const [what, file, sha256] of [
+              ['archive', record.archive.file, record.archive.sha256],
+              ['manifest', record.manifest.file, record.manifest.sha256],
+            ]) {
+              const hash = createHash('sha256')
+              // eslint-disable-next-line no-await-in-loop
+              await pipeline(ctx.repo!.openObjectStream(record.id, file, {signal}), hash, {signal})
+              if (hash.digest('hex') !== sha256) {
+                throw integrityError(
+                  `backup ${record.id}: ${what} ${file} does not match the SHA-256 in its record`,
+                  `the stored ${what} is corrupted: use another backup`,
+                )
+              }
             }
 
-            report.output(`${record.id}: sha256 ${record.archive.sha256.slice(0, 16)}… ok`)
+            report.output(`${record.id}: sha256 ${record.archive.sha256.slice(0, 16)}… ok, manifest ok`)
           }
         },
         skip: (ctx) => (ctx.options.quick ? false : 'Checked while reading the archive'),
-        title: 'Hash the stored archives of the chain',
+        title: 'Hash the stored objects of the chain',
       },
       {
         async run(ctx, report, signal) {

@@ -1,8 +1,9 @@
-import {writeFile} from 'node:fs/promises'
+import {readFile, stat, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {loadDecryptOptions, loadEncryptOptions} from '../../../src/lib/secrets.js'
+import {generateKeyPair} from '../../../src/lib/keys.js'
+import {loadDecryptOptions, loadEncryptOptions, loadTrustedSigners} from '../../../src/lib/secrets.js'
 import {tempDir} from '../../helpers/cli.js'
 
 const KEY = 'AGE-SECRET-KEY-1GFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPQ4EGAEX'
@@ -20,19 +21,19 @@ describe('loadEncryptOptions', () => {
       code: 'usage',
       message: expect.stringContaining('--no-encrypt'),
     })
-    expect(await loadEncryptOptions({env: {}, noEncrypt: true})).toEqual({type: 'none'})
+    expect(await loadEncryptOptions({env: {}, noEncrypt: true})).toEqual({encrypt: {type: 'none'}, signing: null})
   })
 
   it('takes recipients from flags, files and the environment', async () => {
     const file = join(tmp.path, 'recipients')
     await writeFile(file, `# ops team\n${RECIPIENT}\n\n`)
     expect(await loadEncryptOptions({env: {}, recipientsFiles: [file]})).toEqual({
-      recipients: [RECIPIENT],
-      type: 'recipients',
+      encrypt: {recipients: [RECIPIENT], type: 'recipients'},
+      signing: null,
     })
     expect(await loadEncryptOptions({env: {MOCTL_BR_RECIPIENT: RECIPIENT}})).toEqual({
-      recipients: [RECIPIENT],
-      type: 'recipients',
+      encrypt: {recipients: [RECIPIENT], type: 'recipients'},
+      signing: null,
     })
   })
 
@@ -46,8 +47,8 @@ describe('loadEncryptOptions', () => {
     const file = join(tmp.path, 'pass')
     await writeFile(file, 'correct horse\n')
     expect(await loadEncryptOptions({env: {}, passphraseFile: file})).toEqual({
-      passphrase: 'correct horse',
-      type: 'passphrase',
+      encrypt: {passphrase: 'correct horse', type: 'passphrase'},
+      signing: null,
     })
     await expect(loadEncryptOptions({env: {}, passphraseFile: file, recipients: [RECIPIENT]})).rejects.toMatchObject({
       code: 'usage',
@@ -56,7 +57,7 @@ describe('loadEncryptOptions', () => {
 
   it('names a missing or empty passphrase file', async () => {
     await expect(loadEncryptOptions({env: {}, passphraseFile: join(tmp.path, 'nope')})).rejects.toThrow(
-      /cannot read --passphrase-file file .*nope: no such file/,
+      /cannot read --passphrase-file .*nope: no such file/,
     )
     const empty = join(tmp.path, 'empty')
     await writeFile(empty, '\n')
@@ -68,10 +69,15 @@ describe('loadDecryptOptions', () => {
   it('reads identity files as age-keygen writes them, and MOCTL_BR_IDENTITY as a key or a file', async () => {
     const file = join(tmp.path, 'key')
     await writeFile(file, `# created: now\n# public key: ${RECIPIENT}\n${KEY}\n`)
-    expect(await loadDecryptOptions({env: {}, identityFiles: [file]})).toEqual({identities: [KEY], passphrases: []})
-    expect(await loadDecryptOptions({env: {MOCTL_BR_IDENTITY: KEY}})).toEqual({identities: [KEY], passphrases: []})
-    expect(await loadDecryptOptions({env: {MOCTL_BR_IDENTITY: file}})).toEqual({identities: [KEY], passphrases: []})
-    expect(await loadDecryptOptions({env: {MOCTL_BR_PASSPHRASE: 'pw'}})).toEqual({identities: [], passphrases: ['pw']})
+    const none = {passphrases: [], signers: []}
+    expect(await loadDecryptOptions({env: {}, identityFiles: [file]})).toEqual({...none, identities: [KEY]})
+    expect(await loadDecryptOptions({env: {MOCTL_BR_IDENTITY: KEY}})).toEqual({...none, identities: [KEY]})
+    expect(await loadDecryptOptions({env: {MOCTL_BR_IDENTITY: file}})).toEqual({...none, identities: [KEY]})
+    expect(await loadDecryptOptions({env: {MOCTL_BR_PASSPHRASE: 'pw'}})).toEqual({
+      identities: [],
+      passphrases: ['pw'],
+      signers: [],
+    })
   })
 
   it('names a file that is not an identity file', async () => {
@@ -80,5 +86,70 @@ describe('loadDecryptOptions', () => {
     await expect(loadDecryptOptions({env: {}, identityFiles: [file]})).rejects.toThrow(
       `${file} is not an age identity file`,
     )
+  })
+})
+
+describe('writer and reader keys', () => {
+  it('a writer key encrypts to its recipient and signs; its reader key decrypts and trusts that signer', async () => {
+    const dir = join(tmp.path, 'new-dir', 'keys')
+    const keys = await generateKeyPair(join(dir, 'writer.key'), join(dir, 'reader.key'))
+    const write = await loadEncryptOptions({env: {}, writerKeyFile: keys.writerKey})
+    expect(write.encrypt).toEqual({recipients: [keys.recipient], type: 'recipients'})
+    expect(write.signing?.signer).toBe(keys.signer)
+    const read = await loadDecryptOptions({env: {}, identityFiles: [keys.readerKey]})
+    expect(read.identities).toHaveLength(1)
+    expect(read.signers).toEqual([keys.signer])
+    // the backup host trusts what it signed itself (prune, delete)
+    expect(await loadTrustedSigners({env: {MOCTL_BR_WRITER_KEY: keys.writerKey}})).toEqual([keys.signer])
+  })
+
+  it('names a writer key given where a reader key belongs, and the reverse, without printing either', async () => {
+    const keys = await generateKeyPair(join(tmp.path, 'w2'), join(tmp.path, 'r2'))
+    const writerText = await readFile(keys.writerKey, 'utf8')
+    const readerText = await readFile(keys.readerKey, 'utf8')
+    const asIdentity = loadDecryptOptions({env: {}, identityFiles: [keys.writerKey]})
+    await expect(asIdentity).rejects.toMatchObject({code: 'usage', message: expect.stringContaining('is a writer key')})
+    const asWriter = loadEncryptOptions({env: {}, writerKeyFile: keys.readerKey})
+    await expect(asWriter).rejects.toMatchObject({code: 'usage', message: expect.stringContaining('is a reader key')})
+    for (const p of [asIdentity, asWriter]) {
+      const message = await p.catch((error: Error) => error.message)
+      for (const line of [...writerText.split('\n'), ...readerText.split('\n')].filter((l) => /SECRET/.test(l)))
+        expect(message).not.toContain(line)
+    }
+  })
+
+  it('never prints a secret given in the wrong place', async () => {
+    const secret = KEY
+    // a secret key passed as a recipient
+    const asRecipient = await loadEncryptOptions({env: {}, recipients: [secret]}).catch((error: Error) => error)
+    expect((asRecipient as Error).message).toMatch(/secret key was given as a recipient/)
+    expect(JSON.stringify(asRecipient)).not.toContain(secret)
+    expect((asRecipient as Error).message).not.toContain(secret.slice(16))
+    // an identity in the environment that is neither a key nor a file (a mangled key)
+    const mangled = `${secret.toLowerCase()}x`
+    const fromEnv = await loadDecryptOptions({env: {MOCTL_BR_IDENTITY: mangled}}).catch((error: Error) => error)
+    expect((fromEnv as Error).message).toContain('MOCTL_BR_IDENTITY')
+    expect((fromEnv as Error).message.toLowerCase()).not.toContain(secret.slice(16).toLowerCase())
+    // a passphrase-like value in MOCTL_BR_IDENTITY that is not a path
+    const phrase = 'correct horse battery staple'
+    const phraseError = await loadDecryptOptions({env: {MOCTL_BR_IDENTITY: phrase}}).catch((error: Error) => error)
+    expect((phraseError as Error).message).not.toContain(phrase)
+    expect((phraseError as Error).message).toContain('MOCTL_BR_IDENTITY')
+    // a signing secret passed as a trusted signer
+    const sig = 'BRSIG-SECRET-KEY-1' + 'A'.repeat(64)
+    const asSigner = await loadTrustedSigners({env: {}, trustedSigners: [sig]}).catch((error: Error) => error)
+    expect((asSigner as Error).message).not.toContain('A'.repeat(64))
+  })
+
+  it('a key file lands in a new directory of mode 0700 and is 0600, never over an existing file', async () => {
+    const dir = join(tmp.path, 'fresh', 'deeper')
+    const keys = await generateKeyPair(join(dir, 'w'), join(dir, 'r'))
+    expect((await stat(dir)).mode & 0o777).toBe(0o700)
+    expect((await stat(keys.writerKey)).mode & 0o777).toBe(0o600)
+    expect((await stat(keys.readerKey)).mode & 0o777).toBe(0o600)
+    const before = await readFile(keys.readerKey, 'utf8')
+    await expect(generateKeyPair(join(dir, 'w3'), keys.readerKey)).rejects.toThrow('already exists')
+    expect(await readFile(keys.readerKey, 'utf8')).toBe(before)
+    await expect(stat(join(dir, 'w3'))).rejects.toThrow()
   })
 })

@@ -94,7 +94,7 @@ describe('Repository', () => {
     expect(await readdir(join(path, 'backups'))).toEqual([])
   })
 
-  it('reports a damaged record as an integrity error naming the backup', async () => {
+  it('names a damaged record as damaged, without breaking the listing of the others', async () => {
     const path = join(tmp.path, 'r')
     await openRepository(path, {create: true})
     const id = '0193aaaa-0000-7000-8000-000000000001'
@@ -103,10 +103,10 @@ describe('Repository', () => {
     const json = JSON.parse(await readFile(file, 'utf8'))
     json.archive.sha256 = 'nothex'
     await writeFile(file, JSON.stringify(json))
-    await expect((await openRepository(path)).listBackups()).rejects.toMatchObject({
-      code: 'integrity',
-      message: `backup ${id}: backup.json has a bad or missing archive.sha256`,
-    })
+    const scan = await (await openRepository(path)).scanBackups()
+    expect(scan.records).toEqual([])
+    expect(scan.damaged).toEqual([{id, reason: `backup ${id}: backup.json has a bad or missing archive.sha256`}])
+    await expect((await openRepository(path)).getBackup(id)).rejects.toMatchObject({code: 'integrity'})
     await writeFile(file, '{')
     await expect((await openRepository(path)).getBackup(id)).rejects.toThrow('is not valid JSON')
   })

@@ -2,7 +2,7 @@ import {describe, expect, it} from 'vitest'
 
 import type {BackupRecord} from '../../../../src/lib/repo/types.js'
 
-import {dayOf, dependantsOf, planDelete, planPrune, weekOf} from '../../../../src/lib/repo/retention.js'
+import {dayOf, dependantsOf, planDelete, planPrune, sortOutRecords, weekOf} from '../../../../src/lib/repo/retention.js'
 
 /** Ids sort by time as UUIDv7 do; `at` is the local creation time. */
 function rec(id: string, at: string, chain: string[] = [id]): BackupRecord {
@@ -67,5 +67,50 @@ describe('prune planning', () => {
 
   it('names local days', () => {
     expect(dayOf(new Date(2026, 10, 25, 23, 59).toISOString())).toBe('2026-11-25')
+  })
+})
+
+describe('records prune and delete may rely on', () => {
+  it('without signers: a record whose type, base and chain disagree, or that disagrees with its members, is not relied on', () => {
+    const dropped = {...records[2], base: '01', chain: ['01', '03']} // 02 dropped, base fixed up
+    const relabelled = {...records[4], base: null, chain: ['05'], type: 'full'} as BackupRecord
+    const halfEdited = {...records[2], chain: ['01', '03']} // base still says 02
+    const {reliable, unreliable} = sortOutRecords([records[0], records[1], halfEdited, records[3]], {signers: []})
+    expect(reliable.map((r) => r.id)).toEqual(['01', '02', '04'])
+    expect(unreliable).toEqual([{id: '03', reason: 'its type, base and chain disagree'}])
+    // consistent edits pass the shape check alone; what this host wrote catches them
+    const written = new Map([
+      ['03', {chain: ['01', '02', '03'], type: 'incremental'}],
+      ['05', {chain: ['04', '05'], type: 'incremental'}],
+    ])
+    const both = sortOutRecords([records[0], records[1], dropped, records[3], relabelled], {signers: []}, written)
+    expect(both.unreliable.map((u) => u.id)).toEqual(['03', '05'])
+  })
+
+  it('with signers: only records they signed are relied on', () => {
+    const {reliable, unreliable} = sortOutRecords(records, {signers: ['brsig1' + '0'.repeat(64)]})
+    expect(reliable).toEqual([])
+    expect(unreliable.map((u) => u.reason)).toEqual(Array.from({length: 5}, () => 'not signed'))
+  })
+
+  it('prune keeps every backup older than one it cannot rely on, and never removes that one', () => {
+    const reliable = [records[0], records[1], records[3], records[4]]
+    expect(planPrune(reliable, {keepLast: 1}).remove).toEqual(['02', '01'])
+    const plan = planPrune(reliable, {keepLast: 1}, [{id: '03', reason: 'damaged'}])
+    expect(plan.remove).toEqual([])
+    expect(plan.keep.find((k) => k.id === '01')?.reasons).toEqual(['older than 03, whose record cannot be relied on'])
+  })
+
+  it('delete counts a newer unreliable record as a possible dependant', () => {
+    expect(() => planDelete([records[0]], '01', {cascade: false, unreliable: [{id: '02', reason: 'x'}]})).toThrow(
+      /02 \(its record cannot be relied on\)/,
+    )
+    expect(planDelete([records[0]], '01', {cascade: true, unreliable: [{id: '02', reason: 'x'}]}).remove).toEqual([
+      '02',
+      '01',
+    ])
+    expect(planDelete([records[1]], '02', {cascade: false, unreliable: [{id: '01', reason: 'x'}]}).remove).toEqual([
+      '02',
+    ])
   })
 })

@@ -20,7 +20,7 @@ const record = (over: Partial<BackupRecord>): BackupRecord =>
 
 describe('listRows', () => {
   it("gives mo_br's eight columns, with sizes and durations for people", () => {
-    const [row] = listRows([record({})], '/backups/mo')
+    const [row] = listRows([record({})], [], '/backups/mo')
     expect(row).toHaveLength(LIST_COLUMNS.length)
     expect(row[0]).toBe('a')
     expect(row[1]).toBe('5.0 MiB')
@@ -30,7 +30,7 @@ describe('listRows', () => {
   })
 
   it('names the base of an incremental', () => {
-    const [row] = listRows([record({base: 'a', id: 'b', type: 'incremental'})], '/r')
+    const [row] = listRows([record({base: 'a', id: 'b', type: 'incremental'})], [], '/r')
     expect(row[7]).toBe('incremental (base a)')
   })
 
