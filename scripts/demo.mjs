@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The main job of moctl br, end to end, on a throwaway MO-like data dir: make a key, take an
+// The main job of moctl br, end to end, on a throwaway MO-like data dir: make a writer and a reader key, take a signed,
 // encrypted full backup, list it, verify it, restore it into a new directory and compare every
 // file. Everything happens under one temp dir, removed at the end (--keep keeps it).
 import {spawnSync} from 'node:child_process'
@@ -17,7 +17,8 @@ const size = process.argv.find((a) => a.startsWith('--size='))?.slice(7) ?? '64M
 const work = mkdtempSync(join(tmpdir(), 'moctl-br-demo-'))
 const dataDir = join(work, 'mo-data')
 const repo = join(work, 'repo')
-const key = join(work, 'backup.key')
+const writerKey = join(work, 'host', 'writer.key')
+const readerKey = join(work, 'vault', 'reader.key')
 
 function moctl(...args) {
   console.log(`\n$ moctl ${args.join(' ')}`)
@@ -52,11 +53,11 @@ function hashes(dir, rel = '', out = {}) {
 try {
   console.log(`demo in ${work}: making a ${size} MO-like data dir`)
   await createMoData(dataDir, {seed: 1, size})
-  const recipient = moctl('br', 'key', 'generate', '--output', key)
-  const id = moctl('br', 'backup', '--path', repo, '--data-dir', dataDir, '--recipient', recipient)
+  moctl('br', 'key', 'generate', '--writer-key', writerKey, '--reader-key', readerKey)
+  const id = moctl('br', 'backup', '--path', repo, '--data-dir', dataDir, '--writer-key', writerKey)
   moctl('br', 'list', '--path', repo)
-  moctl('br', 'verify', id, '--path', repo, '--identity', key)
-  moctl('br', 'restore', id, '--path', repo, '--data-dir', join(work, 'restored', 'mo-data'), '--identity', key)
+  moctl('br', 'verify', id, '--path', repo, '--identity', readerKey)
+  moctl('br', 'restore', id, '--path', repo, '--data-dir', join(work, 'restored', 'mo-data'), '--identity', readerKey)
   const a = hashes(dataDir)
   const b = hashes(join(work, 'restored', 'mo-data'))
   const same = JSON.stringify(a) === JSON.stringify(b)
