@@ -23,7 +23,7 @@ import {delimiter, join} from 'node:path'
 
 import {BrError, throwIfAborted, usageError} from '../errors.js'
 import {formatDuration} from '../format.js'
-import {redact, redactCommand} from '../redact.js'
+import {redactCommand} from '../redact.js'
 import {lastLine, runShell, type ShellResult} from './spawn.js'
 import {isAnsweringSql} from './sql.js'
 import {type ServiceSettings, type SqlSettings} from './types.js'
@@ -223,8 +223,9 @@ async function runCommand(action: 'start' | 'stop', command: string, timeoutMs: 
 
   if (result.aborted) throw new BrError('interrupted', `${action} command interrupted`, {cause: signal?.reason})
   if (result.exitCode === 0 && !result.timedOut) return
-  // The command's own words, less any secret we know of (a script may echo its password).
-  const line = redact(lastLine(result.stderr) || lastLine(result.stdout))
+  // The command's own words, less any secret we know of or that looks like one (a script may echo
+  // its own command line, password included).
+  const line = redactCommand(lastLine(result.stderr) || lastLine(result.stdout))
   const how = result.timedOut
     ? `timed out after ${formatDuration(timeoutMs)}`
     : result.signal
