@@ -114,6 +114,16 @@ describe('config set, get, unset, list', () => {
     expect(await readFile(configPath, 'utf8').catch(() => 'no file')).toBe('no file')
   })
 
+  it('a stop-cmd with a password is kept, with a warning, and shown as -p*** when set', async () => {
+    const r = await br(['config', 'set', 'stop-cmd', 'mysqladmin -uroot -pHunter2x shutdown'])
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stderr).toContain('stop-cmd holds what looks like a password')
+    expect(r.stderr).toContain(`stop-cmd = mysqladmin -uroot -p*** shutdown (in ${configPath})`)
+    expect(r.stderr.replaceAll(/\s+›\s+/g, ' ')).not.toContain('Hunter2x')
+    // get is how the operator reads it back: whole.
+    expect((await br(['config', 'get', 'stop-cmd'])).stdout).toBe('mysqladmin -uroot -pHunter2x shutdown\n')
+  })
+
   it('a damaged config file is reported, naming it (exit 2), by the commands that read it', async () => {
     await mkdir(join(home, 'moctl'))
     await writeFile(configPath, '{"path": ')
