@@ -20,7 +20,6 @@ type FlagOutput = {[name: string]: any}
 export abstract class BrCommand extends Command {
   static override enableJsonFlag = true
   protected abortController = new AbortController()
-  private warnedOfPassword = false
   private onSigint = () => {
     // A second Ctrl-C means 'now': the operator has chosen not to wait for the rollback.
     // eslint-disable-next-line n/no-process-exit, unicorn/no-process-exit
@@ -28,6 +27,7 @@ export abstract class BrCommand extends Command {
     process.stderr.write('\ninterrupted: rolling back (Ctrl-C again to exit at once)\n')
     this.abortController.abort(new BrError('interrupted', 'interrupted'))
   }
+  private warnedOfPassword = false
 
   protected override async catch(error: Error & {exitCode?: number}): Promise<unknown> {
     if (this.jsonEnabled()) {
@@ -124,7 +124,12 @@ export abstract class BrCommand extends Command {
 
     const err = error as Error & {oclif?: {exit?: number}}
     return {
-      error: {code: 'error', exitCode: err.oclif?.exit ?? ExitCode.error, message: redact(err.message), suggestions: []},
+      error: {
+        code: 'error',
+        exitCode: err.oclif?.exit ?? ExitCode.error,
+        message: redact(err.message),
+        suggestions: [],
+      },
     }
   }
 
@@ -157,6 +162,12 @@ export abstract class BrCommand extends Command {
     return defaults
   }
 
+  /** Hints name commands as `moctl br …`; inside a host CLI they must name the host's bin. */
+  private hints(suggestions: string[]): string[] {
+    const {bin} = this.config
+    return bin === 'moctl' ? suggestions : suggestions.map((s) => s.replaceAll('moctl br ', `${bin} br `))
+  }
+
   /**
    * --password on the command line is in `ps` for every user of the host while the command runs
    * (and in shell history): say so, once, and name the safe ways. MO_PASSWORD fills the same flag
@@ -170,11 +181,5 @@ export abstract class BrCommand extends Command {
     this.warn(
       '--password on the command line is visible to every user of this host (ps, /proc): use --password-file FILE (mode 0600) or the MO_PASSWORD environment variable',
     )
-  }
-
-  /** Hints name commands as `moctl br …`; inside a host CLI they must name the host's bin. */
-  private hints(suggestions: string[]): string[] {
-    const {bin} = this.config
-    return bin === 'moctl' ? suggestions : suggestions.map((s) => s.replaceAll('moctl br ', `${bin} br `))
   }
 }

@@ -27,7 +27,7 @@ const OWN_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 
 /**
  * Registers the passwords given in `argv` and redacts the output of the `debug` copies that the
- * @oclif/core of each root (and of this plugin) uses. Idempotent.
+ * oclif core of each root (and of this plugin) loads. Idempotent.
  */
 export function redactDebugOutput(argv: string[], roots: string[] = []): void {
   for (const secret of passwordsInArgv(argv)) registerSecret(secret)

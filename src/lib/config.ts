@@ -181,6 +181,7 @@ export async function readConfig(file: string): Promise<ConfigValues> {
   let handle
   try {
     // O_NONBLOCK: a FIFO put in its place must be refused, not waited on for ever.
+    // eslint-disable-next-line no-bitwise -- open(2) flags are a bit set
     handle = await open(file, constants.O_RDONLY | constants.O_NONBLOCK)
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return {}
@@ -292,11 +293,15 @@ export function checkTrusted(
     )
   }
 
+  /* eslint-disable no-bitwise -- permission bits */
   const sticky = stats.isDirectory() && (stats.mode & 0o1000) !== 0
-  if ((stats.mode & 0o022) !== 0 && !sticky) {
-    const who = (stats.mode & 0o002) === 0 ? 'its group' : 'other users'
+  const writable = (stats.mode & 0o022) !== 0
+  const who = (stats.mode & 0o002) === 0 ? 'its group' : 'other users'
+  const mode = (stats.mode & 0o7777).toString(8).padStart(4, '0')
+  /* eslint-enable no-bitwise */
+  if (writable && !sticky) {
     throw usageError(
-      `${what} ${path} can be written by ${who} (mode ${(stats.mode & 0o7777).toString(8).padStart(4, '0')}): refusing to use it, they could make this command run their commands`,
+      `${what} ${path} can be written by ${who} (mode ${mode}): refusing to use it, they could make this command run their commands`,
       `chmod go-w ${path}`,
     )
   }

@@ -27,6 +27,7 @@ export function readSecretLine(file: string, what: string): string {
   let fd: number
   try {
     // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer, for ever.
+    // eslint-disable-next-line no-bitwise -- open(2) flags are a bit set
     fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY)
   } catch (error) {
     throw openError(error, file, what)
@@ -59,7 +60,10 @@ export function readSecretLine(file: string, what: string): string {
       }
     }
 
-    const text = buffer.subarray(0, length).toString('utf8').replace(/\r?\n$/, '')
+    const text = buffer
+      .subarray(0, length)
+      .toString('utf8')
+      .replace(/\r?\n$/, '')
     if (text.length === 0) {
       throw usageError(`${what} ${file} is empty`, 'write the secret on its first line')
     }

@@ -258,13 +258,11 @@ describe('a config file or directory that others could write is refused, as ssh 
       [0o602, 'other users'],
       [0o620, 'its group'],
     ] as const) {
-      // eslint-disable-next-line no-await-in-loop -- one mode after the other, on the same file
       await chmod(configPath, mode)
       for (const args of [
         ['backup', '--path', join(home, 'repo'), '--data-dir', dataDir, '--no-encrypt'],
         ['config', 'set', 'port', '1'],
       ]) {
-        // eslint-disable-next-line no-await-in-loop -- a command that runs the file's commands, one that writes it
         const r = await br(args)
         expect(r.code, r.stderr).toBe(2)
         expect(r.stderr).toContain(
@@ -290,7 +288,6 @@ describe('a config file or directory that others could write is refused, as ssh 
       ['config', 'set', 'port', '1'],
       ['list', '--path', join(home, 'repo')],
     ]) {
-      // eslint-disable-next-line no-await-in-loop -- each command that reads the file
       const r = await br(args)
       expect(r.code, args.join(' ')).toBe(2)
       expect(r.stderr).toContain(`Error: config directory ${dir} can be written by other users (mode 0777)`)

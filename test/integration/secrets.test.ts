@@ -93,7 +93,7 @@ describe('secrets stay out of what a stop command prints, errors, --json and DEB
   const stopCmd = `echo "mysqladmin -p${stopPassword} shutdown: refused" >&2; exit 3`
 
   it('a failing stop command is named as mysqladmin -p***, with --password and secret variables hidden', async () => {
-    const secrets = {...(await secretEnv()), MOCTL_BR_WRITER_KEY: 'writer-Key-Value-5', MO_PASSWORD: 'envPw-6-Xy'}
+    const secrets = {...(await secretEnv()), MO_PASSWORD: 'envPw-6-Xy', MOCTL_BR_WRITER_KEY: 'writer-Key-Value-5'}
     const dataDir = join(tmp.path, 'redact-data')
     await makeSmallDataDir(dataDir)
     const args = [
@@ -113,7 +113,6 @@ describe('secrets stay out of what a stop command prints, errors, --json and DEB
       String(await freePort()),
     ]
     for (const json of [false, true]) {
-      // eslint-disable-next-line no-await-in-loop -- two runs, one after the other
       const r = await runCli([...args, '--password', argvPassword, ...(json ? ['--json'] : [])], {
         env: {...secrets, DEBUG: '*', MOCTL_BR_SCRYPT_LOG_N: '10'},
       })
@@ -170,7 +169,6 @@ describe('Ctrl-C during a slow stop command', () => {
       child.on('close', (code, signal) => resolve({code, signal}))
     })
     for (let i = 0; i < 200 && !existsSync(sleepPid); i++) {
-      // eslint-disable-next-line no-await-in-loop -- polling for the stop command to be running
       await new Promise((resolve) => {
         setTimeout(resolve, 50)
       })

@@ -14,7 +14,7 @@ describe('readSecretLine', () => {
   })
   afterAll(() => rm(dir, {force: true, recursive: true}))
 
-  const file = async (name: string, content: string | Buffer) => {
+  const file = async (name: string, content: Buffer | string) => {
     const path = join(dir, name)
     await writeFile(path, content, {mode: 0o600})
     return path
