@@ -7,7 +7,11 @@ import {execute} from '@oclif/core'
 import {dirname, join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 
+import {redactDebugOutput} from '../dist/debug-redaction.js'
+
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+// Before oclif logs process.argv under DEBUG: no secret may reach that output.
+redactDebugOutput(process.argv.slice(2), [root])
 await execute({
   dir: import.meta.url,
   loadOptions: {pluginAdditions: {core: ['@oclif/plugin-help', '@oclif/plugin-plugins']}, root},

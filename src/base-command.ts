@@ -2,6 +2,7 @@ import {Command, type Interfaces} from '@oclif/core'
 
 import {configFile, type ConfigKey, flagDefault, isConfigKey, readConfig, yieldsTo} from './lib/config.js'
 import {BrError, ExitCode, isBrError} from './lib/errors.js'
+import {redact} from './lib/redact.js'
 import {type Flow} from './lib/steps.js'
 import {renderModeFor, runFlowWithTasks} from './lib/ui/tasks.js'
 
@@ -26,6 +27,7 @@ export abstract class BrCommand extends Command {
     process.stderr.write('\ninterrupted: rolling back (Ctrl-C again to exit at once)\n')
     this.abortController.abort(new BrError('interrupted', 'interrupted'))
   }
+  private warnedOfPassword = false
 
   protected override async catch(error: Error & {exitCode?: number}): Promise<unknown> {
     if (this.jsonEnabled()) {
@@ -34,11 +36,12 @@ export abstract class BrCommand extends Command {
       return
     }
 
-    if (!isBrError(error)) return super.catch(error)
+    // oclif's own errors (a flag conflict…) may quote a flag's value: a password among them.
+    if (!isBrError(error)) return super.catch(Object.assign(error, {message: redact(error.message)}))
     const hints = this.hints(error.suggestions)
       .map((s) => `Hint: ${s}\n`)
       .join('')
-    process.stderr.write(`Error: ${error.message}\n${hints}`)
+    process.stderr.write(redact(`Error: ${error.message}\n${hints}`))
     this.exit(error.exitCode)
   }
 
@@ -56,7 +59,7 @@ export abstract class BrCommand extends Command {
 
   /** Warnings go to stderr and never under --json (stdout carries the result only). */
   protected note(message: string): void {
-    if (!this.jsonEnabled()) process.stderr.write(`${message}\n`)
+    if (!this.jsonEnabled()) process.stderr.write(`${redact(message)}\n`)
   }
 
   /** Parses with the config file's values as flag defaults (see the class comment). */
@@ -65,6 +68,7 @@ export abstract class BrCommand extends Command {
     argv?: string[],
   ): Promise<Interfaces.ParserOutput<F, B, A>> {
     const input = options ?? (this.ctor as unknown as Interfaces.Input<F, B, A>)
+    if (input.flags && 'password' in input.flags) this.warnOfPasswordInArgv(argv ?? this.argv)
     const defaults = await this.configDefaults(input.flags ?? {})
     if (defaults.size === 0) return super.parse(options, argv)
     const flags = Object.fromEntries(
@@ -112,14 +116,21 @@ export abstract class BrCommand extends Command {
         error: {
           code: error.code,
           exitCode: error.exitCode,
-          message: error.message,
-          suggestions: this.hints(error.suggestions),
+          message: redact(error.message),
+          suggestions: this.hints(error.suggestions).map((s) => redact(s)),
         },
       }
     }
 
     const err = error as Error & {oclif?: {exit?: number}}
-    return {error: {code: 'error', exitCode: err.oclif?.exit ?? ExitCode.error, message: err.message, suggestions: []}}
+    return {
+      error: {
+        code: 'error',
+        exitCode: err.oclif?.exit ?? ExitCode.error,
+        message: redact(err.message),
+        suggestions: [],
+      },
+    }
   }
 
   /**
@@ -127,8 +138,9 @@ export abstract class BrCommand extends Command {
    * an operator reading its log must still learn of a stale lock taken over or a failing listener.
    */
   public override warn(input: Error | string): Error | string {
-    if (this.jsonEnabled()) process.stderr.write(`Warning: ${typeof input === 'string' ? input : input.message}\n`)
-    else super.warn(input)
+    const message = redact(typeof input === 'string' ? input : input.message)
+    if (this.jsonEnabled()) process.stderr.write(`Warning: ${message}\n`)
+    else super.warn(message)
     return input
   }
 
@@ -154,5 +166,20 @@ export abstract class BrCommand extends Command {
   private hints(suggestions: string[]): string[] {
     const {bin} = this.config
     return bin === 'moctl' ? suggestions : suggestions.map((s) => s.replaceAll('moctl br ', `${bin} br `))
+  }
+
+  /**
+   * --password on the command line is in `ps` for every user of the host while the command runs
+   * (and in shell history): say so, once, and name the safe ways. MO_PASSWORD fills the same flag
+   * from the environment, so the command line itself is what is checked.
+   */
+  private warnOfPasswordInArgv(argv: string[]): void {
+    const end = argv.indexOf('--')
+    const args = end === -1 ? argv : argv.slice(0, end)
+    if (this.warnedOfPassword || !args.some((a) => a === '--password' || a.startsWith('--password='))) return
+    this.warnedOfPassword = true
+    this.warn(
+      '--password on the command line is visible to every user of this host (ps, /proc): use --password-file FILE (mode 0600) or the MO_PASSWORD environment variable',
+    )
   }
 }

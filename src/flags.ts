@@ -79,7 +79,17 @@ export const serviceFlags = {
     description: 'the mo_ctl script, for --service mo_ctl',
     helpGroup: 'SERVICE',
   }),
-  password: Flags.string({description: 'SQL password (env MO_PASSWORD)', env: 'MO_PASSWORD', helpGroup: 'SERVICE'}),
+  password: Flags.string({
+    description:
+      'SQL password (env MO_PASSWORD); on the command line every user sees it in `ps`: prefer --password-file or MO_PASSWORD',
+    env: 'MO_PASSWORD',
+    helpGroup: 'SERVICE',
+  }),
+  'password-file': Flags.string({
+    // Not `exclusive: ['password']`: oclif would refuse MO_PASSWORD with it, and print its value.
+    description: 'file holding the SQL password on one line (mode 0600); wins over MO_PASSWORD',
+    helpGroup: 'SERVICE',
+  }),
   port: Flags.integer({
     default: 6001,
     description: 'SQL port of the service',

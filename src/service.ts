@@ -9,6 +9,8 @@ import type {BrHooks} from './hooks/types.js'
 import type {ServiceControl} from './lib/service/control.js'
 
 import {BrError, usageError} from './lib/errors.js'
+import {registerSecret} from './lib/redact.js'
+import {readSecretLine} from './lib/secret-file.js'
 import {checkServiceSettings, createController} from './lib/service/controller.js'
 import {isAnsweringSql, listDatabases, waitForSql} from './lib/service/sql.js'
 import {SERVICE_KINDS, type ServiceSettings} from './lib/service/types.js'
@@ -18,6 +20,7 @@ export interface ServiceFlagValues {
   host: string
   'mo-ctl'?: string
   password?: string
+  'password-file'?: string
   port: number
   service: string
   'sql-timeout': number
@@ -27,11 +30,19 @@ export interface ServiceFlagValues {
   user: string
 }
 
-/** The service flags as ServiceSettings; a usage error (exit 2) when the chosen kind cannot work here. */
-export function serviceSettingsFrom(flags: ServiceFlagValues): ServiceSettings {
+/**
+ * The service flags as ServiceSettings; a usage error (exit 2) when the chosen kind cannot work
+ * here, or when the password file cannot be read. The password is registered for redaction.
+ */
+export function serviceSettingsFrom(flags: ServiceFlagValues, env: NodeJS.ProcessEnv = process.env): ServiceSettings {
   const kind = flags.service as ServiceSettings['kind']
   if (!SERVICE_KINDS.includes(kind)) {
     throw usageError(`unknown --service ${flags.service}`, `use one of: ${SERVICE_KINDS.join(', ')}`)
+  }
+
+  const passwordFile = flags['password-file']
+  if (passwordFile && flags.password !== undefined && flags.password !== env.MO_PASSWORD) {
+    throw usageError('--password and --password-file are two ways to give one password', 'drop --password')
   }
 
   const settings: ServiceSettings = {
@@ -40,7 +51,8 @@ export function serviceSettingsFrom(flags: ServiceFlagValues): ServiceSettings {
     sql: {
       deadlineMs: flags['sql-timeout'] * 1000,
       host: flags.host,
-      password: flags.password,
+      // The file, when given, wins over MO_PASSWORD.
+      password: passwordFile ? readSecretLine(passwordFile, '--password-file') : flags.password,
       port: flags.port,
       user: flags.user,
     },
@@ -48,7 +60,8 @@ export function serviceSettingsFrom(flags: ServiceFlagValues): ServiceSettings {
     stopCommand: flags['stop-cmd'],
     unit: flags.unit,
   }
-  checkServiceSettings(settings)
+  checkServiceSettings(settings, env)
+  registerSecret(settings.sql.password)
   return settings
 }
 
@@ -71,10 +84,10 @@ export function serviceControl(
    * outcome decides whether the service stopped or started: another plugin's failure is a warning,
    * never a reason to believe the service is in another state than the one our hook left it in.
    */
-  const fire = async (event: 'br:service:start' | 'br:service:stop') => {
+  const fire = async (event: 'br:service:start' | 'br:service:stop', signal?: AbortSignal) => {
     const result = await config.runHook<typeof event, BrHooks>(
       event,
-      {dataDir, reason, service: settings},
+      {dataDir, reason, service: settings, signal},
       undefined,
       true,
     )
@@ -97,11 +110,41 @@ export function serviceControl(
     }
   }
 
+  /**
+   * A stop cut short by Ctrl-C may have stopped the service half-way (mo_ctl had already sent its
+   * kill, a stop script had shut one process down): unless it still answers SQL, run the start
+   * command again, as the flows' rollbacks do after a stop that finished, so that an interrupted
+   * run does not leave it down. Only the start command: the operator asked us to stop waiting,
+   * so readiness is not awaited. It runs on a signal of its own (the command's is aborted); a
+   * second Ctrl-C still exits at once.
+   */
+  const startAfterInterruptedStop = async (interrupted: unknown) => {
+    if (await isAnsweringSql(settings.sql)) return
+    try {
+      await fire('br:service:start', new AbortController().signal)
+    } catch (error) {
+      throw new BrError(
+        'service',
+        `interrupted while stopping the service, and starting it again failed: ${(error as Error).message}`,
+        {cause: interrupted, suggestions: ['check the service and start it by hand']},
+      )
+    }
+
+    onWarning('the stop was interrupted: the start command was run again (not waiting for the service to answer SQL)')
+  }
+
   return {
     describe: createController(settings).describe(),
-    listDatabases: () => listDatabases(settings.sql),
-    start: () => fire('br:service:start'),
-    stop: () => fire('br:service:stop'),
+    listDatabases: (signal) => listDatabases(settings.sql, {signal}),
+    start: (signal) => fire('br:service:start', signal),
+    async stop(signal) {
+      try {
+        await fire('br:service:stop', signal)
+      } catch (error) {
+        if (signal.aborted) await startAfterInterruptedStop(error)
+        throw error
+      }
+    },
     waitReady: (signal) => waitForSql(settings.sql, {signal}),
   }
 }

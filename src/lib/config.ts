@@ -6,13 +6,18 @@
  * Guarantees: only the keys of CONFIG_KEYS, each value checked when set and again when read (a
  * hand-edited file with a bad value or an unknown key is reported, naming the file, never used or
  * silently dropped); paths are stored absolute, so a value means the same from any directory; the
- * file is replaced atomically (temp file, fsync, rename) with mode 0600 in a 0700 directory.
+ * file is replaced atomically (temp file, fsync, rename) with mode 0600 in a 0700 directory; a
+ * file or directory that someone else could have written is refused, as ssh refuses such a
+ * ~/.ssh/config (checkTrusted).
  * Not: a place for secrets. It takes no passwords and no private keys, only the path of an
- * identity file and public recipients. Precedence is the caller's: base-command.ts applies the
+ * identity file or of a password file, and public recipients. A stop-cmd or start-cmd is kept as
+ * given: one that carries a password (`mysqladmin -pSECRET`) is stored in this 0600 file, and is
+ * printed with the password hidden everywhere but `config get` and `config list`. Precedence is the caller's: base-command.ts applies the
  * values as flag defaults, so flags and environment variables win over the file.
  */
 import {randomBytes} from 'node:crypto'
-import {mkdir, open, readFile, rename, rm} from 'node:fs/promises'
+import {constants} from 'node:fs'
+import {mkdir, open, rename, rm, stat} from 'node:fs/promises'
 import {dirname, join, resolve} from 'node:path'
 
 import {BrError, usageError} from './errors.js'
@@ -42,6 +47,11 @@ export const CONFIG_KEYS = {
     yieldsTo: {env: ['MOCTL_BR_IDENTITY']},
   },
   'mo-ctl': {description: 'the mo_ctl script, for --service mo_ctl', kind: 'command'},
+  'password-file': {
+    description: 'file holding the SQL password on one line (the file takes no password itself)',
+    kind: 'path',
+    yieldsTo: {env: ['MO_PASSWORD'], flags: ['password']},
+  },
   path: {description: 'the repository', kind: 'path'},
   port: {description: 'SQL port of the service', kind: 'integer', max: 65_535, min: 1},
   recipient: {
@@ -88,6 +98,15 @@ export function isConfigKey(key: string): key is ConfigKey {
 /** The key, or a usage error listing the valid ones. */
 export function parseConfigKey(key: string): ConfigKey {
   if (isConfigKey(key)) return key
+  if (/^(password|passphrase|identity-key|secret)$/i.test(key)) {
+    throw usageError(
+      `the config file takes no secrets: ${key} cannot be set`,
+      key.toLowerCase() === 'password'
+        ? 'write the password in a file (mode 0600) and set password-file to its path, or use MO_PASSWORD'
+        : 'keep the secret in a file (mode 0600) and pass the file with its flag',
+    )
+  }
+
   throw usageError(`unknown config key ${key}`, `valid keys: ${KEYS.join(', ')}`)
 }
 
@@ -153,14 +172,35 @@ export function yieldsTo(key: ConfigKey): {env: string[]; flags: string[]} {
   return {env: y?.env ?? [], flags: y?.flags ?? []}
 }
 
-/** The file's values; {} when there is no file. Damaged files, unknown keys and bad values are usage errors naming the file. */
+/**
+ * The file's values; {} when there is no file. Damaged files, unknown keys and bad values are usage
+ * errors naming the file; so is a file, or a config directory, that someone else could have
+ * written (see checkTrusted).
+ */
 export async function readConfig(file: string): Promise<ConfigValues> {
-  let text: string
+  let handle
   try {
-    text = await readFile(file, 'utf8')
+    // O_NONBLOCK: a FIFO put in its place must be refused, not waited on for ever.
+    // eslint-disable-next-line no-bitwise -- open(2) flags are a bit set
+    handle = await open(file, constants.O_RDONLY | constants.O_NONBLOCK)
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return {}
     throw new BrError('usage', `cannot read config file ${file}: ${(error as Error).message}`, {cause: error})
+  }
+
+  let text: string
+  try {
+    const stats = await handle.stat()
+    if (!stats.isFile()) throw usageError(`config file ${file} is not a regular file`, `remove it: rm ${file}`)
+    checkTrusted(file, stats, 'config file')
+    checkTrusted(dirname(file), await stat(dirname(file)), 'config directory')
+    if (stats.size > MAX_CONFIG_BYTES) {
+      throw usageError(`config file ${file} is ${stats.size} bytes: not a config file`, `remove it: rm ${file}`)
+    }
+
+    text = await handle.readFile('utf8')
+  } finally {
+    await handle.close()
   }
 
   let data: unknown
@@ -213,6 +253,7 @@ export async function unsetConfig(file: string, key: ConfigKey): Promise<boolean
 
 async function writeConfig(file: string, values: ConfigValues): Promise<void> {
   await mkdir(dirname(file), {mode: 0o700, recursive: true})
+  checkTrusted(dirname(file), await stat(dirname(file)), 'config directory')
   const sorted = Object.fromEntries(KEYS.filter((k) => k in values).map((k) => [k, values[k]]))
   const temp = `${file}.tmp-${randomBytes(6).toString('hex')}`
   const handle = await open(temp, 'wx', 0o600)
@@ -225,6 +266,44 @@ async function writeConfig(file: string, values: ConfigValues): Promise<void> {
     await handle.close().catch(() => {})
     await rm(temp, {force: true})
     throw error
+  }
+}
+
+/** Far more than the dozen keys can take: past this it is not our file. */
+const MAX_CONFIG_BYTES = 64 * 1024
+
+/**
+ * As ssh treats ~/.ssh/config: the file and its directory must belong to the user running the
+ * command (or to root) and must not be writable by group or others. Whoever can write the file
+ * chooses the commands that stop and start the service (stop-cmd, start-cmd, mo-ctl), run as this
+ * user, and the recipients future backups are encrypted to: any of these is refused, whatever the
+ * file holds today. A sticky directory (like /tmp) is fine: others cannot replace our entries.
+ */
+export function checkTrusted(
+  path: string,
+  stats: {isDirectory(): boolean; mode: number; uid: number},
+  what: 'config directory' | 'config file',
+  uid: number | undefined = process.getuid?.(),
+): void {
+  if (uid === undefined) return // no POSIX owners (Windows)
+  if (stats.uid !== uid && stats.uid !== 0) {
+    throw usageError(
+      `${what} ${path} is owned by uid ${stats.uid}, not by you (uid ${uid}) or root: refusing to use it, its owner could make this command run their commands`,
+      `if you trust its content: chown ${uid} ${path}`,
+    )
+  }
+
+  /* eslint-disable no-bitwise -- permission bits */
+  const sticky = stats.isDirectory() && (stats.mode & 0o1000) !== 0
+  const writable = (stats.mode & 0o022) !== 0
+  const who = (stats.mode & 0o002) === 0 ? 'its group' : 'other users'
+  const mode = (stats.mode & 0o7777).toString(8).padStart(4, '0')
+  /* eslint-enable no-bitwise */
+  if (writable && !sticky) {
+    throw usageError(
+      `${what} ${path} can be written by ${who} (mode ${mode}): refusing to use it, they could make this command run their commands`,
+      `chmod go-w ${path}`,
+    )
   }
 }
 

@@ -5,7 +5,8 @@
  * variables winning over them. The service settings are proven through a fake `systemctl` first
  * on PATH that records its arguments (no systemd runs here).
  */
-import {chmod, mkdir, readFile, stat, writeFile} from 'node:fs/promises'
+import {existsSync} from 'node:fs'
+import {chmod, chown, mkdir, readFile, stat, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {afterAll, beforeAll, beforeEach, describe, expect, it} from 'vitest'
 
@@ -88,8 +89,15 @@ describe('config set, get, unset, list', () => {
     expect(unknown.code).toBe(2)
     expect(unknown.stderr).toContain('Error: unknown config key prot')
     expect(unknown.stderr).toContain(
-      'Hint: valid keys: data-dir, host, identity, mo-ctl, path, port, recipient, service, sql-timeout, start-cmd, stop-cmd, unit, user',
+      'Hint: valid keys: data-dir, host, identity, mo-ctl, password-file, path, port, recipient, service, sql-timeout, start-cmd, stop-cmd, unit, user',
     )
+    const password = await br(['config', 'set', 'password', 'hunter2'])
+    expect(password.code).toBe(2)
+    expect(password.stderr).toContain('Error: the config file takes no secrets: password cannot be set')
+    expect(password.stderr).toContain(
+      'Hint: write the password in a file (mode 0600) and set password-file to its path',
+    )
+    expect(password.stderr).not.toContain('hunter2')
     expect((await br(['config', 'get', 'password'])).code).toBe(2)
     for (const [key, value, message] of [
       ['port', '70000', 'config port must be a whole number from 1 to 65535, not 70000'],
@@ -104,6 +112,16 @@ describe('config set, get, unset, list', () => {
     }
 
     expect(await readFile(configPath, 'utf8').catch(() => 'no file')).toBe('no file')
+  })
+
+  it('a stop-cmd with a password is kept, with a warning, and shown as -p*** when set', async () => {
+    const r = await br(['config', 'set', 'stop-cmd', 'mysqladmin -uroot -pHunter2x shutdown'])
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stderr).toContain('stop-cmd holds what looks like a password')
+    expect(r.stderr).toContain(`stop-cmd = mysqladmin -uroot -p*** shutdown (in ${configPath})`)
+    expect(r.stderr.replaceAll(/\s+›\s+/g, ' ')).not.toContain('Hunter2x')
+    // get is how the operator reads it back: whole.
+    expect((await br(['config', 'get', 'stop-cmd'])).stdout).toBe('mysqladmin -uroot -pHunter2x shutdown\n')
   })
 
   it('a damaged config file is reported, naming it (exit 2), by the commands that read it', async () => {
@@ -226,4 +244,72 @@ describe('config values as flag defaults', () => {
     expect(r.code).toBe(2)
     expect(r.stderr).toContain(`Error: mo_ctl script ${join(tmp.path, 'no-mo_ctl')} is not an executable file`)
   })
+})
+
+describe('a config file or directory that others could write is refused, as ssh refuses such a ~/.ssh/config', () => {
+  it('a file others or its group can write: exit 2, naming the file and `chmod go-w`, before anything runs', async () => {
+    // The file's stop command would leave a marker: it must never run.
+    const marker = join(home, 'stop-ran')
+    await set('service', 'command')
+    await set('stop-cmd', `touch '${marker}'`)
+    await set('start-cmd', 'true')
+    for (const [mode, who] of [
+      [0o666, 'other users'],
+      [0o602, 'other users'],
+      [0o620, 'its group'],
+    ] as const) {
+      await chmod(configPath, mode)
+      for (const args of [
+        ['backup', '--path', join(home, 'repo'), '--data-dir', dataDir, '--no-encrypt'],
+        ['config', 'set', 'port', '1'],
+      ]) {
+        const r = await br(args)
+        expect(r.code, r.stderr).toBe(2)
+        expect(r.stderr).toContain(
+          `Error: config file ${configPath} can be written by ${who} (mode 0${mode.toString(8)}): refusing to use it`,
+        )
+        expect(r.stderr).toContain(`Hint: chmod go-w ${configPath}`)
+      }
+
+      expect(existsSync(marker), 'the stop command of the file ran').toBe(false)
+    }
+
+    // Once fixed as the hint says, the file is used again.
+    await chmod(configPath, 0o644)
+    expect((await br(['config', 'get', 'start-cmd'])).stdout).toBe('true\n')
+  })
+
+  it('a config directory others can write is refused; a sticky one (like /tmp) is not', async () => {
+    await set('stop-cmd', 'mo_ctl stop')
+    const dir = join(home, 'moctl')
+    await chmod(dir, 0o777)
+    for (const args of [
+      ['config', 'list'],
+      ['config', 'set', 'port', '1'],
+      ['list', '--path', join(home, 'repo')],
+    ]) {
+      const r = await br(args)
+      expect(r.code, args.join(' ')).toBe(2)
+      expect(r.stderr).toContain(`Error: config directory ${dir} can be written by other users (mode 0777)`)
+      expect(r.stderr).toContain(`Hint: chmod go-w ${dir}`)
+    }
+
+    await chmod(dir, 0o1777)
+    expect(await br(['config', 'list'])).toMatchObject({code: 0, stdout: 'stop-cmd=mo_ctl stop\n'})
+  })
+
+  const root = process.getuid?.() === 0
+  it.skipIf(!root)(
+    `a file owned by another user is refused, naming its owner and the chown fix${root ? '' : ' (skipped: needs root to chown)'}`,
+    async () => {
+      await set('stop-cmd', 'mo_ctl stop')
+      await chown(configPath, 54_321, 54_321)
+      const r = await br(['config', 'list'])
+      expect(r.code).toBe(2)
+      expect(r.stderr).toContain(`Error: config file ${configPath} is owned by uid 54321, not by you (uid 0) or root`)
+      expect(r.stderr).toContain(`Hint: if you trust its content: chown 0 ${configPath}`)
+      await chown(configPath, 0, 0)
+      expect((await br(['config', 'list'])).code).toBe(0)
+    },
+  )
 })

@@ -366,7 +366,7 @@ const hasControlCharacter = (value: string): boolean => /[\u0000-\u001F\u007F]/.
 function hintsFor(error: unknown): string[] {
   const code = (error as {code?: unknown})?.code
   if (code === 'ER_ACCESS_DENIED_ERROR' || code === 'ER_DBACCESS_DENIED_ERROR') {
-    return ['check --user and the password (--password or MO_PASSWORD)']
+    return ['check --user and the password (--password-file or MO_PASSWORD)']
   }
 
   return ['check that MatrixOne is running and listening on --host/--port (mo_ctl status, its log)']

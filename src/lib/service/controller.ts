@@ -12,7 +12,9 @@
  * restore swap the data directory under it); `start` resolves when the start command exited 0,
  * which means "launching", like `mo_ctl start`: readiness is `waitForSql`'s job. Failures are
  * `service` BrErrors (exit 5) naming the command's exit and its last line of output; an abort
- * ends the command's process group and rejects with `interrupted`.
+ * ends the command's process group and rejects with `interrupted`. Command lines are printed
+ * (in describe(), errors, hints) with their passwords hidden (redactCommand in ../redact.ts:
+ * `mysqladmin -p*** shutdown`), and the commands run without our secret environment variables.
  * Not: idempotence or retries beyond what the commands themselves do (mo_ctl retries its stop,
  * STOP_INTERVAL apart), and no check that the commands act on the same server as host:port.
  */
@@ -21,6 +23,7 @@ import {delimiter, join} from 'node:path'
 
 import {BrError, throwIfAborted, usageError} from '../errors.js'
 import {formatDuration} from '../format.js'
+import {redactCommand} from '../redact.js'
 import {lastLine, runShell, type ShellResult} from './spawn.js'
 import {isAnsweringSql} from './sql.js'
 import {type ServiceSettings, type SqlSettings} from './types.js'
@@ -182,7 +185,7 @@ export interface ShellControllerSpec {
 export function shellController(spec: ShellControllerSpec, options: ControllerOptions = {}): ServiceController {
   const {commandTimeoutMs = 300_000, stopSettleMs = 10_000} = options
   return {
-    describe: () => `${spec.label}: ${spec.stopCommand} / ${spec.startCommand}`,
+    describe: () => `${spec.label}: ${redactCommand(spec.stopCommand)} / ${redactCommand(spec.startCommand)}`,
     async start(signal) {
       await runCommand('start', spec.startCommand, commandTimeoutMs, signal)
     },
@@ -193,9 +196,9 @@ export function shellController(spec: ShellControllerSpec, options: ControllerOp
         if (status.exitCode === 0) {
           throw new BrError(
             'service',
-            `stop command returned, but \`${spec.stillRunning}\` says the service still runs`,
+            `stop command returned, but \`${redactCommand(spec.stillRunning)}\` says the service still runs`,
             {
-              suggestions: [`stop it by hand (${spec.stopCommand}), then run again`],
+              suggestions: [`stop it by hand (${redactCommand(spec.stopCommand)}), then run again`],
             },
           )
         }
@@ -214,13 +217,15 @@ async function runCommand(action: 'start' | 'stop', command: string, timeoutMs: 
   } catch (error) {
     throw new BrError('service', `could not run the ${action} command: ${(error as Error).message}`, {
       cause: error,
-      suggestions: [`check that /bin/sh can run: ${command}`],
+      suggestions: [`check that /bin/sh can run: ${redactCommand(command)}`],
     })
   }
 
   if (result.aborted) throw new BrError('interrupted', `${action} command interrupted`, {cause: signal?.reason})
   if (result.exitCode === 0 && !result.timedOut) return
-  const line = lastLine(result.stderr) || lastLine(result.stdout)
+  // The command's own words, less any secret we know of or that looks like one (a script may echo
+  // its own command line, password included).
+  const line = redactCommand(lastLine(result.stderr) || lastLine(result.stdout))
   const how = result.timedOut
     ? `timed out after ${formatDuration(timeoutMs)}`
     : result.signal
@@ -228,7 +233,7 @@ async function runCommand(action: 'start' | 'stop', command: string, timeoutMs: 
       : `failed (exit ${result.exitCode})`
   throw new BrError('service', `${action} command ${how}${line ? `: ${line}` : ''}`, {
     suggestions: [
-      `run it by hand to see its whole output: ${command}`,
+      `run it by hand to see its whole output: ${redactCommand(command)}`,
       ...(result.timedOut
         ? [`it must return once the service has ${action === 'stop' ? 'exited' : 'been launched'}`]
         : []),

@@ -2,10 +2,12 @@
  * The one child_process wrapper of the service layer: runs a user's shell command line
  * (`/bin/sh -c`), the way `--stop-cmd` / `--start-cmd` and, later, `mo_ctl` and `systemctl` run.
  *
- * Guarantees: it never throws for a failing command, it reports how the command ended (exit
- * code, signal, timed out, aborted) with the tail of its stderr and stdout, for the caller to
- * turn into a message; on timeout or abort the command's whole process group gets SIGTERM, then
- * SIGKILL after a grace period, and the promise settles only once the shell has exited.
+ * Guarantees: the command never sees our secrets (SECRET_ENV of ../redact.ts is taken out of its
+ * environment, whatever `env` the caller passes); it never throws for a failing command, it
+ * reports how the command ended (exit code, signal, timed out, aborted) with the tail of its
+ * stderr and stdout, for the caller to turn into a message; on timeout or abort the command's
+ * whole process group gets SIGTERM, then SIGKILL after a grace period, and the promise settles
+ * only once the shell has exited.
  * It resolves when the shell exits, not when its pipes close: a start command leaves a daemon
  * behind, and a daemon that forgot to close an inherited stdout must not hold us until the
  * timeout.
@@ -15,8 +17,11 @@
  */
 import {spawn} from 'node:child_process'
 
+import {childEnv} from '../redact.js'
+
 export interface ShellOptions {
   cwd?: string
+  /** the environment to start from (default process.env), always without SECRET_ENV */
   env?: NodeJS.ProcessEnv
   /** between SIGTERM and SIGKILL on timeout or abort */
   killGraceMs?: number
@@ -56,7 +61,8 @@ export function runShell(command: string, options: ShellOptions = {}): Promise<S
     const child = spawn('/bin/sh', ['-c', command], {
       cwd: options.cwd,
       detached: true,
-      env: options.env ?? process.env,
+      // Never our secrets: a daemon the start command leaves behind would keep them for its whole life.
+      env: childEnv(options.env ?? process.env),
       stdio: ['ignore', 'pipe', 'pipe'],
     })
     const stdout = tail()

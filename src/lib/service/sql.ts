@@ -14,6 +14,7 @@ import {type Connection, createConnection, type RowDataPacket} from 'mysql2/prom
 
 import {BrError, throwIfAborted} from '../errors.js'
 import {formatDuration} from '../format.js'
+import {redact} from '../redact.js'
 import {type SqlSettings} from './types.js'
 
 export interface SqlReady {
@@ -180,22 +181,23 @@ function serverAnswered(error: unknown): boolean {
 }
 
 /**
- * The driver's message in one line. Node's dual-stack connect (e.g. to `localhost`) fails with
- * an AggregateError whose own message is empty: use the inner errors then.
+ * The driver's message in one line, less any secret we know of (mysql2 does not put the password
+ * in its messages, but a server's may echo a statement). Node's dual-stack connect (e.g. to
+ * `localhost`) fails with an AggregateError whose own message is empty: use the inner errors then.
  */
 export function describeError(error: unknown): string {
   if (error instanceof AggregateError && !error.message) {
     return [...new Set(error.errors.map((e) => describeError(e)))].join('; ')
   }
 
-  if (error instanceof Error) return error.message || (error as NodeJS.ErrnoException).code || error.name
-  return String(error)
+  if (error instanceof Error) return redact(error.message || (error as NodeJS.ErrnoException).code || error.name)
+  return redact(String(error))
 }
 
 function hintsFor(error: unknown): string[] {
   const code = (error as {code?: unknown})?.code
   if (code === 'ER_ACCESS_DENIED_ERROR' || code === 'ER_DBACCESS_DENIED_ERROR') {
-    return ['check --user and the password (--password or MO_PASSWORD)']
+    return ['check --user and the password (--password-file or MO_PASSWORD)']
   }
 
   if (serverAnswered(error)) return ['the service answers but refuses the statement: check its log']

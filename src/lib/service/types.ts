@@ -34,4 +34,9 @@ export type ServiceHookOptions = {
   /** which command fired the event, e.g. 'br restore' */
   reason: string
   service: ServiceSettings
+  /**
+   * aborted on Ctrl-C: a listener ends what it runs (our hooks kill the command's process group).
+   * oclif's runHook has no signal of its own, so the command passes its own through the event.
+   */
+  signal?: AbortSignal
 }

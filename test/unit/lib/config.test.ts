@@ -7,6 +7,7 @@ import {join} from 'node:path'
 import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 
 import {
+  checkTrusted,
   configFile,
   flagDefault,
   parseConfigKey,
@@ -101,5 +102,48 @@ describe('readConfig, setConfig, unsetConfig', () => {
       })
       await expect(setConfig(file, 'user', 'root'), text).rejects.toMatchObject({exitCode: 2})
     }
+  })
+})
+
+// A file and a directory as stat shows them (S_IFREG, S_IFDIR) with these permission bits.
+const statFile = (uid: number, mode: number) => ({isDirectory: () => false, mode: 0o10_0000 | mode, uid})
+const statDir = (uid: number, mode: number) => ({isDirectory: () => true, mode: 0o04_0000 | mode, uid})
+
+describe('checkTrusted', () => {
+  it('trusts what the user or root owns and only they can write, as ssh does', () => {
+    expect(() => checkTrusted('/c/config.json', statFile(1000, 0o600), 'config file', 1000)).not.toThrow()
+    expect(() => checkTrusted('/c/config.json', statFile(1000, 0o644), 'config file', 1000)).not.toThrow()
+    // root's files are trusted by everyone (a config in /etc, a dir root made)
+    expect(() => checkTrusted('/c', statDir(0, 0o755), 'config directory', 1000)).not.toThrow()
+    // a sticky directory (like /tmp): others may add entries, never replace ours
+    expect(() => checkTrusted('/tmp', statDir(0, 0o1777), 'config directory', 1000)).not.toThrow()
+  })
+
+  it('refuses another owner, and group or world write bits (exit 2), with the fix', () => {
+    expect(() => checkTrusted('/c/config.json', statFile(1001, 0o600), 'config file', 1000)).toThrow(
+      'config file /c/config.json is owned by uid 1001, not by you (uid 1000) or root',
+    )
+    expect(() => checkTrusted('/c/config.json', statFile(0, 0o666), 'config file', 1000)).toThrow(
+      'config file /c/config.json can be written by other users (mode 0666)',
+    )
+    expect(() => checkTrusted('/c', statDir(1000, 0o770), 'config directory', 1000)).toThrow(
+      'config directory /c can be written by its group (mode 0770)',
+    )
+    let error: unknown
+    try {
+      checkTrusted('/c/config.json', statFile(0, 0o620), 'config file', 0)
+    } catch (error_) {
+      error = error_
+    }
+
+    expect(error).toMatchObject({exitCode: 2, suggestions: ['chmod go-w /c/config.json']})
+  })
+})
+
+describe('password-file', () => {
+  it('is a path, given way to by --password and MO_PASSWORD; a password itself is no key', () => {
+    expect(parseConfigValue('password-file', 'pw', '/etc/moctl')).toBe('/etc/moctl/pw')
+    expect(yieldsTo('password-file')).toEqual({env: ['MO_PASSWORD'], flags: ['password']})
+    expect(() => parseConfigKey('password')).toThrow('the config file takes no secrets: password cannot be set')
   })
 })

@@ -51,6 +51,22 @@ describe('createController', () => {
       expect((error as BrError).suggestions[0]).toContain('exit 3')
     })
 
+    it('names a command with its password hidden: in describe(), the error and its hints', async () => {
+      const stop = `echo "mysqladmin -uroot -pHunter2x shutdown: access denied" >&2; exit 1 # -pHunter2x`
+      const controller = createController(settings(stop, 'MYSQL_PWD=Hunter2x ./start.sh'))
+      expect(controller.describe()).toBe(
+        'command: echo "mysqladmin -uroot -p*** shutdown: access denied" >&2; exit 1 # -p*** / MYSQL_PWD=*** ./start.sh',
+      )
+      const error = (await controller.stop().then(
+        () => expect.fail('the stop must fail'),
+        (error_: unknown) => error_,
+      )) as BrError
+      expect(error.exitCode).toBe(5)
+      expect(error.message).toBe('stop command failed (exit 1): mysqladmin -uroot -p*** shutdown: access denied')
+      expect(JSON.stringify(error.suggestions)).toContain('-p***')
+      expect(JSON.stringify([error.message, error.suggestions])).not.toContain('Hunter2x')
+    })
+
     it('falls back to the last stdout line when stderr is empty', async () => {
       await expect(createController(settings('true', 'echo "port 6001 busy"; exit 1')).start()).rejects.toThrow(
         'start command failed (exit 1): port 6001 busy',

@@ -1,5 +1,6 @@
 import {describe, expect, it} from 'vitest'
 
+import {SECRET_ENV} from '../../../../src/lib/redact.js'
 import {lastLine, runShell} from '../../../../src/lib/service/spawn.js'
 
 describe('spawn', () => {
@@ -37,6 +38,28 @@ describe('spawn', () => {
       expect(result.timedOut).toBe(true)
       expect(result.signal).toBe('SIGKILL')
       expect(Date.now() - started).toBeLessThan(3000)
+    })
+  })
+
+  describe('the environment of a command', () => {
+    it('never holds a secret variable, from process.env or from the env passed in', async () => {
+      const secrets = Object.fromEntries(SECRET_ENV.map((name) => [name, `secret-of-${name}`]))
+      const saved = {...process.env}
+      Object.assign(process.env, secrets)
+      try {
+        const inherited = await runShell('env')
+        const passed = await runShell('env', {env: {...secrets, KEEP_ME: 'kept'}})
+        for (const result of [inherited, passed]) {
+          for (const name of SECRET_ENV) expect(result.stdout).not.toContain(`${name}=`)
+          expect(result.stdout).not.toContain('secret-of-')
+        }
+
+        expect(passed.stdout).toContain('KEEP_ME=kept')
+        expect(inherited.stdout).toContain(`PATH=${process.env.PATH}`)
+      } finally {
+        for (const name of SECRET_ENV) delete process.env[name]
+        Object.assign(process.env, saved)
+      }
     })
   })
 
