@@ -19,7 +19,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 
 import type {Repository} from './repository.js'
 
-import {BrError, throwIfAborted} from '../errors.js'
+import {BrError, isBrError, throwIfAborted} from '../errors.js'
 import {formatDuration} from '../format.js'
 
 export const LOCK_FILE = 'lock.json'
@@ -146,6 +146,13 @@ async function readLock(repo: Repository): Promise<undefined | {bytes: Buffer; h
   try {
     bytes = await repo.backend.readBuffer(LOCK_FILE)
   } catch (error) {
+    // A FIFO, a directory, a huge file: refused unread by the backend, and never a lock of ours.
+    if (isBrError(error)) {
+      throw new BrError('locked', `repository ${repo.path} has a damaged lock: ${error.message}`, {
+        suggestions: [`if no backup, delete or prune runs on it, remove ${lockPath(repo)}`],
+      })
+    }
+
     // Gone: released, or being taken over. Whatever is there by now, the caller's next attempt sees.
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
     if (!(await repo.backend.exists(LOCK_FILE))) return undefined

@@ -11,7 +11,7 @@ import type {Readable} from 'node:stream'
  */
 import {mkdir, readdir, stat} from 'node:fs/promises'
 
-import type {AtomicWriter, RepoBackend} from './backend.js'
+import {type AtomicWriter, MAX_MANIFEST_BYTES, type ReadOptions, type RepoBackend} from './backend.js'
 
 import {BrError, usageError} from '../errors.js'
 import {TOOL} from '../tool.js'
@@ -153,8 +153,10 @@ export class Repository {
     )
   }
 
-  async readObject(id: string, file: string): Promise<Buffer> {
-    return this.backend.readBuffer(objectKey(id, file))
+  /** A backup's object, read whole: at most `maxBytes` (what its record says), and never beyond MAX_MANIFEST_BYTES. */
+  async readObject(id: string, file: string, options: ReadOptions = {}): Promise<Buffer> {
+    const maxBytes = Math.min(options.maxBytes ?? MAX_MANIFEST_BYTES, MAX_MANIFEST_BYTES)
+    return this.backend.readBuffer(objectKey(id, file), {maxBytes})
   }
 
   async writeObject(id: string, file: string, bytes: Uint8Array): Promise<void> {
