@@ -9,7 +9,7 @@ import type {BrHooks} from './hooks/types.js'
 import type {ServiceControl} from './lib/service/control.js'
 
 import {BrError, usageError} from './lib/errors.js'
-import {checkServiceSettings, createController} from './lib/service/controller.js'
+import {checkServiceSettings, createController, shellQuote} from './lib/service/controller.js'
 import {isAnsweringSql, listDatabases, waitForSql} from './lib/service/sql.js'
 import {SERVICE_KINDS, type ServiceSettings} from './lib/service/types.js'
 import {TOOL} from './lib/tool.js'
@@ -101,8 +101,30 @@ export function serviceControl(
     describe: createController(settings).describe(),
     listDatabases: () => listDatabases(settings.sql),
     start: () => fire('br:service:start'),
+    startHint: startCommandOf(settings),
     stop: () => fire('br:service:stop'),
     waitReady: (signal) => waitForSql(settings.sql, {signal}),
+  }
+}
+
+/** The command line that starts the service by hand, as the controller would run it. */
+function startCommandOf(settings: ServiceSettings): string {
+  switch (settings.kind) {
+    case 'command': {
+      return settings.startCommand ?? ''
+    }
+
+    case 'mo_ctl': {
+      return `${shellQuote(settings.moCtl ?? 'mo_ctl')} start`
+    }
+
+    case 'systemd': {
+      return `systemctl start ${shellQuote(settings.unit ?? 'matrixone')}`
+    }
+
+    default: {
+      return ''
+    }
   }
 }
 

@@ -24,6 +24,7 @@ import {integrityError} from '../errors.js'
 import {formatBytes} from '../format.js'
 import {type AtomicWriter, MAX_SMALL_OBJECT_BYTES, type ReadOptions, type RepoBackend} from './backend.js'
 
+// eslint-disable-next-line no-bitwise -- open(2) flags
 const READ_FLAGS = constants.O_RDONLY | constants.O_NONBLOCK
 
 export class FsBackend implements RepoBackend {
