@@ -206,11 +206,11 @@ export function backupFlow(): Flow<BackupContext> {
       {
         async run(ctx, report, signal) {
           const service = ctx.options.service!
-          report.output(service.describe)
           // Before the stop: a run killed during a slow stop leaves the service down too.
           await ctx.dataDirLock?.update({
             service: {describe: service.describe, start: service.startHint ?? service.describe},
           })
+          report.output(service.describe)
           ctx.serviceStoppedAt = performance.now()
           await service.stop(signal)
           ctx.stopped = true

@@ -256,9 +256,9 @@ export function restoreFlow(): Flow<RestoreContext> {
       {
         async run(ctx, report, signal) {
           const service = ctx.options.service!
-          report.output(service.describe)
           // Before the stop: a run killed during a slow stop leaves the service down too.
           await ctx.lock?.update({service: {describe: service.describe, start: service.startHint ?? service.describe}})
+          report.output(service.describe)
           ctx.state.stoppedAt = performance.now()
           await service.stop(signal)
           ctx.state.stopped = true
