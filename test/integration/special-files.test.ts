@@ -94,7 +94,7 @@ describe('special files in the repository never make a command hang', () => {
       ['verify', id, '--passphrase-file', passFile],
       ['restore', id, '--passphrase-file', passFile, '--data-dir', join(tmp.path, 'restored-fifo')],
     ]) {
-      // eslint-disable-next-line no-await-in-loop -- one command after another
+       
       const result = await cli(['br', ...args, '--path', repo])
       expect(result.signal, args.join(' ')).toBeNull()
       expect(result.code, `${args.join(' ')}: ${result.stderr}`).toBe(3)

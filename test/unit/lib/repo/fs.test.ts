@@ -65,8 +65,6 @@ describe('FsBackend.removeIf', () => {
  * test timeout proves no read waits for a FIFO's writer) and never read the 1 GiB into memory.
  */
 describe('FsBackend reads only regular files of a bounded size', () => {
-  const mkfifo = (path: string) => promisify(execFile)('mkfifo', [path])
-
   it('refuses a FIFO through readBuffer and createReadStream without waiting for a writer', async () => {
     await mkfifo(join(tmp.path, 'lock.json'))
     await expect(backend.readBuffer('lock.json')).rejects.toThrow(
@@ -117,6 +115,8 @@ describe('FsBackend reads only regular files of a bounded size', () => {
     expect(await backend.readBuffer('big.json', {maxBytes: 2 * 1024 * 1024})).toHaveLength(1024 * 1024 + 1)
   })
 })
+
+const mkfifo = (path: string) => promisify(execFile)('mkfifo', [path])
 
 async function text(stream: NodeJS.ReadableStream): Promise<string> {
   let out = ''
