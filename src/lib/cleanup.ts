@@ -186,7 +186,11 @@ export async function describeDeadRun(dataDir: string): Promise<string[]> {
 export function describeCleanup(result: CleanupResult): string[] {
   if (result.skipped) return [`skipped ${result.dataDir}: ${result.skipped}`]
   const verb = result.dryRun ? 'would remove' : 'removed'
-  return [...result.recovered, ...result.removed.map((dir) => `${verb} ${dir}`), ...result.previous.map((dir) => previousNote(dir))]
+  return [
+    ...result.recovered,
+    ...result.removed.map((dir) => `${verb} ${dir}`),
+    ...result.previous.map((dir) => previousNote(dir)),
+  ]
 }
 
 async function names(dir: string): Promise<string[]> {

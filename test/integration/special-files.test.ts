@@ -29,7 +29,16 @@ beforeAll(async () => {
   passFile = join(tmp.path, 'pass')
   await writeFile(passFile, 'correct horse battery staple\n')
   pristine = join(tmp.path, 'pristine')
-  const backup = await runCli(['br', 'backup', '--path', pristine, '--data-dir', dataDir, '--passphrase-file', passFile])
+  const backup = await runCli([
+    'br',
+    'backup',
+    '--path',
+    pristine,
+    '--data-dir',
+    dataDir,
+    '--passphrase-file',
+    passFile,
+  ])
   expect(backup.code, backup.stderr).toBe(0)
   id = backup.stdout.trim()
 })
@@ -94,7 +103,6 @@ describe('special files in the repository never make a command hang', () => {
       ['verify', id, '--passphrase-file', passFile],
       ['restore', id, '--passphrase-file', passFile, '--data-dir', join(tmp.path, 'restored-fifo')],
     ]) {
-       
       const result = await cli(['br', ...args, '--path', repo])
       expect(result.signal, args.join(' ')).toBeNull()
       expect(result.code, `${args.join(' ')}: ${result.stderr}`).toBe(3)

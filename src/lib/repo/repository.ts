@@ -11,10 +11,9 @@ import type {Readable} from 'node:stream'
  */
 import {mkdir, readdir, stat} from 'node:fs/promises'
 
-import {type AtomicWriter, MAX_MANIFEST_BYTES, type ReadOptions, type RepoBackend} from './backend.js'
-
 import {BrError, usageError} from '../errors.js'
 import {TOOL} from '../tool.js'
+import {type AtomicWriter, MAX_MANIFEST_BYTES, type ReadOptions, type RepoBackend} from './backend.js'
 import {FsBackend} from './fs.js'
 import {backupPrefix, BACKUPS_PREFIX, objectKey, RECORD_FILE, REPO_INFO_KEY} from './paths.js'
 import {parseRecord} from './record.js'
