@@ -11,7 +11,7 @@ import type {ServiceControl} from './lib/service/control.js'
 import {BrError, usageError} from './lib/errors.js'
 import {registerSecret} from './lib/redact.js'
 import {readSecretLine} from './lib/secret-file.js'
-import {checkServiceSettings, createController} from './lib/service/controller.js'
+import {checkServiceSettings, createController, shellQuote} from './lib/service/controller.js'
 import {isAnsweringSql, listDatabases, waitForSql} from './lib/service/sql.js'
 import {SERVICE_KINDS, type ServiceSettings} from './lib/service/types.js'
 import {TOOL} from './lib/tool.js'
@@ -137,6 +137,7 @@ export function serviceControl(
     describe: createController(settings).describe(),
     listDatabases: (signal) => listDatabases(settings.sql, {signal}),
     start: (signal) => fire('br:service:start', signal),
+    startHint: startCommandOf(settings),
     async stop(signal) {
       try {
         await fire('br:service:stop', signal)
@@ -146,6 +147,27 @@ export function serviceControl(
       }
     },
     waitReady: (signal) => waitForSql(settings.sql, {signal}),
+  }
+}
+
+/** The command line that starts the service by hand, as the controller would run it. */
+function startCommandOf(settings: ServiceSettings): string {
+  switch (settings.kind) {
+    case 'command': {
+      return settings.startCommand ?? ''
+    }
+
+    case 'mo_ctl': {
+      return `${shellQuote(settings.moCtl ?? 'mo_ctl')} start`
+    }
+
+    case 'systemd': {
+      return `systemctl start ${shellQuote(settings.unit ?? 'matrixone')}`
+    }
+
+    default: {
+      return ''
+    }
   }
 }
 

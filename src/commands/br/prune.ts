@@ -4,6 +4,7 @@ import {join, resolve} from 'node:path'
 import {BrCommand} from '../../base-command.js'
 import {lockFlags, repoFlags, trustedSignerFlag, writerKeyFlag} from '../../flags.js'
 import {ManifestCache} from '../../lib/backup/manifest-cache.js'
+import {describeCleanup} from '../../lib/cleanup.js'
 import {pruneRepository, type PruneResult} from '../../lib/repo/maintenance.js'
 import {loadTrustedSigners} from '../../lib/secrets.js'
 
@@ -12,7 +13,8 @@ export default class Prune extends BrCommand {
 
 Keeps the newest --keep-last backups, the newest backup of each of the last --keep-daily days
 and --keep-weekly ISO weeks, and every backup a kept one depends on (its full base and the
-incrementals between). Also removes leftovers of crashed backups older than an hour.`
+incrementals between). Also removes leftovers of crashed backups older than an hour, and what
+killed backups and restores left beside the data directories this host backed up (see br cleanup).`
   static override examples = [
     '<%= config.bin %> <%= command.id %> --path /backups/mo --keep-last 3 --keep-daily 7 --keep-weekly 4',
     '<%= config.bin %> <%= command.id %> --path /backups/mo --keep-last 1 --dry-run --json',
@@ -51,6 +53,7 @@ incrementals between). Also removes leftovers of crashed backups older than an h
         ...result.removed.map((id) => `${verb} ${id}`),
         ...result.incompleteRemoved.map((id) => `${verb} ${id} (incomplete)`),
         ...result.kept.map((k) => `kept ${k.id} (${k.reasons.join(', ')})`),
+        ...result.leftovers.flatMap((l) => describeCleanup(l)),
       ]
       process.stdout.write(lines.length > 0 ? `${lines.join('\n')}\n` : 'nothing to prune\n')
     }

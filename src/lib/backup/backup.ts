@@ -1,17 +1,20 @@
 /**
  * A cold full backup as a flow of named steps: open (or create) the repository and take its
- * writer lock, check the data directory, stop the service, scan, pack → zstd → age straight into
+ * writer lock, lock the data directory (cold: one backup, restore or cleanup of it at a time;
+ * what a dead run left is said and removed), check the data directory, stop the service, scan, pack → zstd → age straight into
  * the repository, start the service, publish the record and release the lock.
  *
  * Guarantees: the data directory is only read; the service is started again whatever happens
  * after it was stopped; objects are written under temporary names and the record (backup.json)
  * is published last and atomically, so a failed or interrupted backup is never listed and leaves
  * nothing half-written that looks complete (rollback removes what it wrote, then releases the
- * lock, so no other writer sees the leftovers). It does not protect against a service that keeps
+ * lock, so no other writer sees the leftovers). The data dir's lock records the stopped service
+ * and the start command while it is down, so that the run after a kill -9 says so; a service
+ * that could not be started again keeps that record. It does not protect against a service that keeps
  * writing while --service none says it is stopped: a file that changes size while read fails the
  * backup loudly.
  */
-import {rm} from 'node:fs/promises'
+import {rm, stat} from 'node:fs/promises'
 import {hostname} from 'node:os'
 import {performance} from 'node:perf_hooks'
 
@@ -24,7 +27,9 @@ import type {ManifestCache} from './manifest-cache.js'
 import {encodeManifest} from '../archive/manifest.js'
 import {scanDataDir, type ScannedEntry} from '../archive/pack.js'
 import {encryptBuffer, writeArchive} from '../archive/pipeline.js'
-import {integrityError, usageError} from '../errors.js'
+import {describeDeadRun, removeLeftovers} from '../cleanup.js'
+import {type DataDirLock, lockDataDir, resolveDataDir} from '../datadir-lock.js'
+import {integrityError, isBrError, usageError} from '../errors.js'
 import {formatBytes, formatDuration, formatProgress} from '../format.js'
 import {sha256Hex} from '../hash.js'
 import {newBackupId} from '../id.js'
@@ -91,6 +96,8 @@ export interface BackupContext {
   cloned?: CloneResult
   /** the clone's directory, once it may exist (--clone); removed after the pack and on rollback */
   clonePath?: string
+  /** cold: the data dir's lock, once held */
+  dataDirLock?: DataDirLock
   entries?: ScannedEntry[]
   id: string
   manifest?: Manifest
@@ -133,8 +140,9 @@ export function backupFlow(): Flow<BackupContext> {
           await startService(ctx, new AbortController().signal)
         }
       } finally {
-        // Last: nobody else may write into the repository before our leftovers are gone.
-        await releaseLock(ctx)
+        // Last: nobody else may write into the repository before our leftovers are gone. A service
+        // that did not start again keeps the data dir's lock and its record of the stop.
+        await releaseLock(ctx, {keepDataDirLock: ctx.stopped})
       }
     },
     steps: [
@@ -143,6 +151,12 @@ export function backupFlow(): Flow<BackupContext> {
           ctx.repo = await openRepository(ctx.options.repoPath, {create: true})
           ctx.unlock = await acquireLock(ctx.repo, {
             command: 'br backup',
+            dataDir: ctx.options.dataDir,
+            async onTakeOver(holder) {
+              // The repository's dead writer was a backup of another data dir: say what it left there.
+              if (!holder.dataDir || holder.dataDir === ctx.options.dataDir) return
+              for (const line of await describeDeadRun(holder.dataDir)) ctx.options.onWarning?.(line)
+            },
             onWarning: ctx.options.onWarning,
             signal,
             waitSeconds: ctx.options.lockWaitSeconds,
@@ -150,6 +164,17 @@ export function backupFlow(): Flow<BackupContext> {
           report.output(`${ctx.repo.describe()}, locked for writing`)
         },
         title: 'Open repository',
+      },
+      {
+        async run(ctx, report) {
+          ctx.dataDirLock = await lockColdDataDir(ctx)
+          if (!ctx.dataDirLock) return
+          // We hold the lock: whatever a run left beside the data dir, its owner is dead.
+          const {notes} = await removeLeftovers(ctx.dataDirLock, {cloneDir: ctx.options.cloneDir})
+          for (const line of notes) report.output(line)
+        },
+        skip: (ctx) => (ctx.options.mode === 'online' ? 'online: MO keeps running, nothing is stopped' : false),
+        title: 'Lock the data directory',
       },
       {
         async run(ctx, report) {
@@ -186,9 +211,14 @@ export function backupFlow(): Flow<BackupContext> {
       },
       {
         async run(ctx, report, signal) {
-          report.output(ctx.options.service!.describe)
+          const service = ctx.options.service!
+          // Before the stop: a run killed during a slow stop leaves the service down too.
+          await ctx.dataDirLock?.update({
+            service: {describe: service.describe, start: service.startHint ?? service.describe},
+          })
+          report.output(service.describe)
           ctx.serviceStoppedAt = performance.now()
-          await ctx.options.service!.stop(signal)
+          await service.stop(signal)
           ctx.stopped = true
         },
         skip: (ctx) =>
@@ -263,7 +293,10 @@ export function backupFlow(): Flow<BackupContext> {
       {
         async run(ctx, report, signal) {
           const entries = ctx.plan ? ctx.plan.toPack : ctx.entries!
-          ctx.clonePath = clonePathFor(ctx.options.dataDir, ctx.id, ctx.options.cloneDir)
+          // Beside the directory a symlinked data dir points to: the same filesystem, where reflinks work.
+          const real = ctx.dataDirLock?.paths.real ?? (await resolveDataDir(ctx.options.dataDir)).real
+          ctx.clonePath = clonePathFor(real, ctx.id, ctx.options.cloneDir)
+          await ctx.dataDirLock?.update({scratch: [ctx.clonePath]})
           let shown = performance.now()
           ctx.cloned = await cloneFiles(ctx.options.dataDir, ctx.clonePath, entries, {
             onProgress(done, total) {
@@ -409,11 +442,40 @@ function checkBaseSigner(base: BackupRecord, signing: SigningKey): void {
   }
 }
 
-/** Releases the repository lock if this flow holds it; safe to call twice. */
-export async function releaseLock(ctx: BackupContext): Promise<void> {
-  const {unlock} = ctx
+/** Releases the repository lock and the data dir's lock if this flow holds them; safe to call twice. */
+export async function releaseLock(ctx: BackupContext, options: {keepDataDirLock?: boolean} = {}): Promise<void> {
+  const {dataDirLock, unlock} = ctx
   ctx.unlock = undefined
-  await unlock?.()
+  try {
+    await unlock?.()
+  } finally {
+    if (!options.keepDataDirLock) {
+      ctx.dataDirLock = undefined
+      await dataDirLock?.release()
+    }
+  }
+}
+
+/**
+ * The data dir's lock for a cold backup. A backup that only reads (no service to stop, no clone)
+ * may run where it cannot write beside the data dir: then it warns and goes on without the lock.
+ */
+async function lockColdDataDir(ctx: BackupContext): Promise<DataDirLock | undefined> {
+  const {options} = ctx
+  const paths = await resolveDataDir(options.dataDir)
+  // A data dir whose parent is missing is refused by the next step; never create it here.
+  if (!(await stat(paths.parent).catch(() => null))) return undefined
+  try {
+    return await lockDataDir(options.dataDir, {backupId: ctx.id, command: 'br backup', onWarning: options.onWarning})
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? ''
+    if (isBrError(error) || !['EACCES', 'EPERM', 'EROFS'].includes(code) || options.service || options.clone)
+      throw error
+    options.onWarning?.(
+      `cannot lock ${options.dataDir} (${code} on ${paths.parent}): backing up without the data dir's lock, so a restore into it at the same time is not refused`,
+    )
+    return undefined
+  }
 }
 
 async function startService(ctx: BackupContext, signal: AbortSignal): Promise<void> {
@@ -421,6 +483,7 @@ async function startService(ctx: BackupContext, signal: AbortSignal): Promise<vo
   await service.start(signal)
   ctx.stopped = false
   await service.waitReady(signal)
+  await ctx.dataDirLock?.update({service: undefined})
   // Down from the stop command until it answers SQL again.
   if (ctx.serviceStoppedAt !== undefined) ctx.serviceDownMs = performance.now() - ctx.serviceStoppedAt
 }

@@ -7,8 +7,23 @@
  * committed objects are durable when commit() returns, and abort() leaves nothing behind.
  * `createExclusive` and `removeIf` are the two conditional operations the repository lock is
  * built on (lock.ts): each is atomic against any other writer of the same key.
+ *
+ * Reads never trust what is at a key: whoever can write the repository can put a FIFO, a socket,
+ * a device or a directory there, or a file of any size. `readBuffer` and `createReadStream` fail
+ * (integrity, exit 3) on anything but a regular file, checked on the opened handle, and
+ * `readBuffer` refuses an object larger than its bound before reading a byte of it.
  */
 import type {Readable, Writable} from 'node:stream'
+
+/** The bound of `readBuffer` unless told otherwise: records, the lock, moctl-br.json. */
+export const MAX_SMALL_OBJECT_BYTES = 1024 * 1024
+/** No manifest is read into memory beyond this, whatever its record says (about 2.5 million files). */
+export const MAX_MANIFEST_BYTES = 512 * 1024 * 1024
+
+export interface ReadOptions {
+  /** refuse (integrity error) an object larger than this, before reading it; default MAX_SMALL_OBJECT_BYTES */
+  maxBytes?: number
+}
 
 export interface AtomicWriter {
   abort(): Promise<void>
@@ -28,7 +43,8 @@ export interface RepoBackend {
   /** names of the immediate children of a prefix ('' for the root), sorted */
   list(prefix: string): Promise<string[]>
   openWriter(key: string): Promise<AtomicWriter>
-  readBuffer(key: string): Promise<Buffer>
+  /** the whole object, if it is a regular file of at most `maxBytes` */
+  readBuffer(key: string, options?: ReadOptions): Promise<Buffer>
   remove(key: string): Promise<void>
   /**
    * Removes the object only if it still holds exactly `expected`: true when removed, false when it

@@ -1,5 +1,3 @@
-import type {Readable} from 'node:stream'
-
 /**
  * A repository in a local directory (or a mounted NFS share).
  *
@@ -10,14 +8,24 @@ import type {Readable} from 'node:stream'
  * local filesystems and NFS alike, and the object is whole from the moment it is visible);
  * `removeIf` renames the object aside before comparing, so it never removes what another writer
  * put there after the comparison.
+ *
+ * Every read opens the file non-blocking (a FIFO opens at once instead of waiting for a writer)
+ * and checks the opened handle with fstat, so what is checked is what is read: anything but a
+ * regular file, or a file over the read's bound, is refused before a byte of it is read.
  */
 import {randomBytes} from 'node:crypto'
-import {createReadStream, createWriteStream} from 'node:fs'
-import {link, mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile} from 'node:fs/promises'
+import {closeSync, constants, createReadStream, createWriteStream, fstatSync, openSync, type Stats} from 'node:fs'
+import {link, mkdir, open, readdir, rename, rm, stat, unlink, writeFile} from 'node:fs/promises'
 import {dirname, resolve, sep} from 'node:path'
+import {Readable} from 'node:stream'
 import {finished} from 'node:stream/promises'
 
-import type {AtomicWriter, RepoBackend} from './backend.js'
+import {integrityError} from '../errors.js'
+import {formatBytes} from '../format.js'
+import {type AtomicWriter, MAX_SMALL_OBJECT_BYTES, type ReadOptions, type RepoBackend} from './backend.js'
+
+// eslint-disable-next-line no-bitwise -- open(2) flags
+const READ_FLAGS = constants.O_RDONLY | constants.O_NONBLOCK
 
 export class FsBackend implements RepoBackend {
   constructor(readonly root: string) {}
@@ -42,7 +50,23 @@ export class FsBackend implements RepoBackend {
   }
 
   createReadStream(key: string, options: {signal?: AbortSignal} = {}): Readable {
-    return createReadStream(this.path(key), {highWaterMark: 1024 * 1024, signal: options.signal})
+    let fd: number
+    try {
+      const path = this.path(key)
+      fd = openSync(path, READ_FLAGS)
+      const info = fstatSync(fd)
+      if (!info.isFile()) {
+        closeSync(fd)
+        throw notRegular(key, info)
+      }
+    } catch (error) {
+      // Fail as a stream does, not synchronously: callers handle a stream's error event.
+      const failed = new Readable({read() {}})
+      process.nextTick(() => failed.destroy(openFailure(error, key) as Error))
+      return failed
+    }
+
+    return createReadStream('', {fd, highWaterMark: 1024 * 1024, signal: options.signal})
   }
 
   describe(): string {
@@ -101,8 +125,8 @@ export class FsBackend implements RepoBackend {
     }
   }
 
-  async readBuffer(key: string): Promise<Buffer> {
-    return readFile(this.path(key))
+  async readBuffer(key: string, options: ReadOptions = {}): Promise<Buffer> {
+    return readRegular(this.path(key), key, options.maxBytes ?? MAX_SMALL_OBJECT_BYTES)
   }
 
   async remove(key: string): Promise<void> {
@@ -120,7 +144,9 @@ export class FsBackend implements RepoBackend {
       throw error
     }
 
-    if (Buffer.from(expected).equals(await readFile(aside))) {
+    // Bounded by what we expect: a bigger or special file there is not ours, and must not hang us.
+    const found = await readRegular(aside, key, expected.length).catch(() => null)
+    if (found && Buffer.from(expected).equals(found)) {
       await unlink(aside)
       await fsyncPath(dirname(target)).catch(() => {})
       return true
@@ -164,6 +190,69 @@ export class FsBackend implements RepoBackend {
       throw new Error(`repository key ${key} escapes the repository`)
     return path
   }
+}
+
+/**
+ * The whole of a regular file of at most `maxBytes`, checked on the opened handle. Anything else
+ * (a FIFO, socket, device, directory, a file too large) is an integrity error naming the key.
+ */
+async function readRegular(path: string, key: string, maxBytes: number): Promise<Buffer> {
+  let handle
+  try {
+    handle = await open(path, READ_FLAGS)
+  } catch (error) {
+    throw openFailure(error, key)
+  }
+
+  try {
+    const info = await handle.stat()
+    if (!info.isFile()) throw notRegular(key, info)
+    if (info.size > maxBytes) {
+      throw integrityError(
+        `repository object ${key} is ${formatBytes(info.size)}, more than the ${formatBytes(maxBytes)} it may be: refused unread`,
+        'the repository was damaged or tampered with: restore it from another copy',
+      )
+    }
+
+    const buffer = Buffer.alloc(info.size)
+    let done = 0
+    while (done < info.size) {
+      // eslint-disable-next-line no-await-in-loop -- each read continues where the last ended
+      const {bytesRead} = await handle.read(buffer, done, info.size - done, done)
+      if (bytesRead === 0) break
+      done += bytesRead
+    }
+
+    return done === info.size ? buffer : buffer.subarray(0, done)
+  } finally {
+    await handle.close()
+  }
+}
+
+function kindOf(info: Stats): string {
+  if (info.isDirectory()) return 'a directory'
+  if (info.isFIFO()) return 'a FIFO'
+  if (info.isSocket()) return 'a socket'
+  if (info.isCharacterDevice() || info.isBlockDevice()) return 'a device'
+  return 'not a file'
+}
+
+const notRegular = (key: string, info: Stats) =>
+  integrityError(
+    `repository object ${key} is ${kindOf(info)}, not a regular file: refused`,
+    'someone put it there: remove it, or restore the repository from another copy',
+  )
+
+/** open(2) fails with ENXIO on a socket: that is a special file too. */
+function openFailure(error: unknown, key: string): unknown {
+  if ((error as NodeJS.ErrnoException).code === 'ENXIO') {
+    return integrityError(
+      `repository object ${key} is a socket or device, not a regular file: refused`,
+      'someone put it there: remove it, or restore the repository from another copy',
+    )
+  }
+
+  return error
 }
 
 const tempName = (path: string) => `${path}.tmp-${randomBytes(6).toString('hex')}`

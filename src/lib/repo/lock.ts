@@ -19,7 +19,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 
 import type {Repository} from './repository.js'
 
-import {BrError, throwIfAborted} from '../errors.js'
+import {BrError, isBrError, throwIfAborted} from '../errors.js'
 import {formatDuration} from '../format.js'
 
 export const LOCK_FILE = 'lock.json'
@@ -29,6 +29,8 @@ const POLL_MS = 250
 
 export interface LockHolder {
   command: string
+  /** the data dir a backup reads: the next writer says what a dead backup left there */
+  dataDir?: string
   host: string
   pid: number
   startedAt: string
@@ -39,6 +41,10 @@ export interface LockHolder {
 export interface LockOptions {
   /** what the holder is doing, e.g. 'br backup': shown to whoever finds the repository locked */
   command: string
+  /** the data dir this writer reads (a backup), recorded in the lock */
+  dataDir?: string
+  /** called with the dead holder, after its stale lock was taken over */
+  onTakeOver?: (holder: LockHolder) => Promise<void> | void
   /** told when a stale lock was taken over */
   onWarning?: (message: string) => void
   signal?: AbortSignal
@@ -53,6 +59,7 @@ export async function acquireLock(repo: Repository, options: LockOptions): Promi
   const {backend} = repo
   const mine: LockHolder = {
     command: options.command,
+    ...(options.dataDir ? {dataDir: options.dataDir} : {}),
     host: hostname(),
     pid: process.pid,
     startedAt: new Date().toISOString(),
@@ -85,6 +92,8 @@ export async function acquireLock(repo: Repository, options: LockOptions): Promi
       // eslint-disable-next-line no-await-in-loop
       if (await backend.removeIf(LOCK_FILE, held.bytes)) {
         options.onWarning?.(`took over a stale lock of ${describeHolder(held.holder)}: ${stale}`)
+        // eslint-disable-next-line no-await-in-loop -- once, after the takeover
+        await options.onTakeOver?.(held.holder)
       }
 
       continue
@@ -146,6 +155,13 @@ async function readLock(repo: Repository): Promise<undefined | {bytes: Buffer; h
   try {
     bytes = await repo.backend.readBuffer(LOCK_FILE)
   } catch (error) {
+    // A FIFO, a directory, a huge file: refused unread by the backend, and never a lock of ours.
+    if (isBrError(error)) {
+      throw new BrError('locked', `repository ${repo.path} has a damaged lock: ${error.message}`, {
+        suggestions: [`if no backup, delete or prune runs on it, remove ${lockPath(repo)}`],
+      })
+    }
+
     // Gone: released, or being taken over. Whatever is there by now, the caller's next attempt sees.
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
     if (!(await repo.backend.exists(LOCK_FILE))) return undefined

@@ -4,10 +4,13 @@
  * Incomplete leftovers of crashed backups are removed by prune once they are older than an hour
  * (a younger one may be a backup still running). Chains are read only from records that can be
  * relied on (retention.ts `sortOutRecords`); a damaged or unreliable record is named in a
- * warning, never removed by prune, and protects every older backup until it is deleted.
+ * warning, never removed by prune, and protects every older backup until it is deleted. Prune
+ * also cleans the data dirs this host backed up into the repository (cleanup.ts): clones and
+ * staging dirs left by killed runs.
  */
 import type {ManifestCache, ManifestHead} from '../backup/manifest-cache.js'
 
+import {cleanupRepositoryLeftovers, type CleanupResult} from '../cleanup.js'
 import {acquireLock} from './lock.js'
 import {openRepository, type Repository} from './repository.js'
 import {planDelete, planPrune, type RetentionPolicy, sortOutRecords, type Unreliable} from './retention.js'
@@ -71,6 +74,8 @@ export interface PruneResult {
   dryRun: boolean
   incompleteRemoved: string[]
   kept: {id: string; reasons: string[]}[]
+  /** leftovers of killed runs beside the data dirs this host backed up here */
+  leftovers: CleanupResult[]
   removed: string[]
 }
 
@@ -79,12 +84,18 @@ export async function pruneRepository(
   policy: RetentionPolicy,
   options: WriterOptions & {dryRun: boolean; onRemoved?: (id: string) => void},
 ): Promise<PruneResult> {
-  return withWriterLock(repoPath, 'br prune', options, async (repo) => {
+  const deadWriters: string[] = []
+  const onTakeOver = (holder: {dataDir?: string}) => {
+    if (holder.dataDir) deadWriters.push(holder.dataDir)
+  }
+
+  return withWriterLock(repoPath, 'br prune', {...options, onTakeOver}, async (repo) => {
     const {reliable, unreliable} = await reliableRecords(repo, options)
     const plan = planPrune(reliable, policy, unreliable)
     const stale = (await repo.listIncomplete()).filter((i) => i.ageMs > STALE_INCOMPLETE_MS).map((i) => i.id)
     if (!options.dryRun) await removeBackups(repo, [...plan.remove, ...stale], options.onRemoved)
-    return {dryRun: options.dryRun, incompleteRemoved: stale, kept: plan.keep, removed: plan.remove}
+    const leftovers = await cleanupRepositoryLeftovers(repo, {dryRun: options.dryRun, more: deadWriters})
+    return {dryRun: options.dryRun, incompleteRemoved: stale, kept: plan.keep, leftovers, removed: plan.remove}
   })
 }
 
@@ -92,12 +103,13 @@ export async function pruneRepository(
 async function withWriterLock<T>(
   repoPath: string,
   command: string,
-  options: WriterOptions,
+  options: WriterOptions & {onTakeOver?: (holder: {dataDir?: string}) => void},
   work: (repo: Repository) => Promise<T>,
 ): Promise<T> {
   const repo = await openRepository(repoPath)
   const unlock = await acquireLock(repo, {
     command,
+    onTakeOver: options.onTakeOver,
     onWarning: options.onWarning,
     waitSeconds: options.waitLockSeconds,
   })

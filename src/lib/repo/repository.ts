@@ -11,10 +11,9 @@ import type {Readable} from 'node:stream'
  */
 import {mkdir, readdir, stat} from 'node:fs/promises'
 
-import type {AtomicWriter, RepoBackend} from './backend.js'
-
 import {BrError, usageError} from '../errors.js'
 import {TOOL} from '../tool.js'
+import {type AtomicWriter, MAX_MANIFEST_BYTES, type ReadOptions, type RepoBackend} from './backend.js'
 import {FsBackend} from './fs.js'
 import {backupPrefix, BACKUPS_PREFIX, objectKey, RECORD_FILE, REPO_INFO_KEY} from './paths.js'
 import {parseRecord} from './record.js'
@@ -142,8 +141,10 @@ export class Repository {
     )
   }
 
-  async readObject(id: string, file: string): Promise<Buffer> {
-    return this.backend.readBuffer(objectKey(id, file))
+  /** A backup's object, read whole: at most `maxBytes` (what its record says), and never beyond MAX_MANIFEST_BYTES. */
+  async readObject(id: string, file: string, options: ReadOptions = {}): Promise<Buffer> {
+    const maxBytes = Math.min(options.maxBytes ?? MAX_MANIFEST_BYTES, MAX_MANIFEST_BYTES)
+    return this.backend.readBuffer(objectKey(id, file), {maxBytes})
   }
 
   /** The full id of a complete backup (its record may be damaged) from an id or unique prefix. */

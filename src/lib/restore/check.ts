@@ -56,7 +56,8 @@ export async function checkBackup(
 
 /** A backup's manifest from the repository: checksum of the stored object, decrypted, decoded, its own. */
 export async function readManifest(repo: Repository, record: BackupRecord, keys: DecryptOptions): Promise<Manifest> {
-  const manifestBytes = await repo.readObject(record.id, record.manifest.file)
+  // Bounded by the record's size: a bigger object is refused before it is read into memory.
+  const manifestBytes = await repo.readObject(record.id, record.manifest.file, {maxBytes: record.manifest.size})
   if (sha256Hex(manifestBytes) !== record.manifest.sha256) {
     throw integrityError(`backup ${record.id}: manifest does not match its checksum in backup.json`)
   }

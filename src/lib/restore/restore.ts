@@ -2,24 +2,35 @@
  * The staged restore (DESIGN.md "Restore: never lose the data that is there"), as a script of
  * named steps:
  *
+ *   0. lock the data directory (one run at a time: a second restore, or a cold backup of it,
+ *      exits 4), handle what a dead run left (datadir-lock.ts) and remove its leftovers
  *   1. check the backup: record, archive object and size, manifest decrypted (a wrong key fails
  *      here, exit 3, before anything is written or stopped)
  *   2. check the target: refuse a non-empty target without --force; the old directory will be kept
- *   3. extract into a staging directory beside the target (same filesystem, so the swap is a
- *      rename), hashing every file against the manifest and the ciphertext against the record
+ *   3. extract into a staging directory of this run beside the target (same filesystem, so the
+ *      swap is a rename), hashing every file against the manifest and the ciphertext against the
+ *      record; then seal it: its directory's identity, file count and bytes
  *   4. stop the service
- *   5. swap: target → <target>.before-<id>, staging → target (two renames)
+ *   5. check the staged tree is still the sealed one (exit 3 and roll back if not), then swap:
+ *      target → <target>.before-<id>, staging → target (two renames)
  *   6. start the service and wait until it answers SQL; list its databases
  *   7. only then, and only with --discard-old, delete the old directory
  *
- * Downtime is steps 4-6: seconds, whatever the size of the backup.
+ * Downtime is steps 4-6: seconds, whatever the size of the backup (plus the re-count of step 5).
+ *
+ * A symlinked data dir keeps its link: the directory it points to is the target, and staging
+ * and <target>.before-<id> go beside that directory. The lock records each phase (the service
+ * stopped and how to start it, the swap under way), so that the run after a crash says what
+ * happened and where the previous data is.
  *
  * Guarantees: until step 5 the target is untouched; any failure after the stop puts the old
  * directory back in place and starts the service again; the old directory is never deleted
- * unless the restore succeeded and --discard-old was given. It does not guarantee that the
+ * unless the restore succeeded and --discard-old was given; what is swapped in is the tree that
+ * was verified (same directory, same number of files and bytes). It does not guarantee that the
  * restored service is healthy beyond answering SQL.
  */
-import {mkdir, readdir, rename, rm, stat, statfs} from 'node:fs/promises'
+import {randomBytes} from 'node:crypto'
+import {lstat, mkdir, readdir, rename, rm, stat, statfs} from 'node:fs/promises'
 import {basename, dirname, join} from 'node:path'
 import {performance} from 'node:perf_hooks'
 
@@ -29,7 +40,9 @@ import type {BackupRecord} from '../repo/types.js'
 import type {ServiceControl} from '../service/control.js'
 import type {Flow} from '../steps.js'
 
-import {BrError, usageError} from '../errors.js'
+import {removeLeftovers} from '../cleanup.js'
+import {type DataDirLock, lockDataDir, resolveDataDir} from '../datadir-lock.js'
+import {BrError, integrityError, usageError} from '../errors.js'
 import {formatBytes, formatDuration} from '../format.js'
 import {type Repository} from '../repo/repository.js'
 import {readChainReporting} from './chain.js'
@@ -44,6 +57,7 @@ export interface RestoreOptions {
   id: string
   /** a quick probe (SQL answers on host:port?) used when the service is not managed */
   isRunning?: () => Promise<boolean>
+  /** told what a dead run of this data dir left, and what was done about it */
   onWarning?: (message: string) => void
   repoPath: string
   /** null: not managed; then `isRunning` must say no before anything is swapped */
@@ -55,6 +69,8 @@ export interface RestoreOptions {
 export interface RestoreContext {
   databases?: string[]
   downtimeMs?: number
+  /** the data dir's lock, once held */
+  lock?: DataDirLock
   manifest?: Manifest
   members?: BackupRecord[]
   /** where the previous data directory is kept (undefined when there was none) */
@@ -68,6 +84,10 @@ export interface RestoreContext {
   staging?: string
   /** the phase reached, so the rollback knows what to undo */
   state: {extracted: boolean; started: boolean; stopped: boolean; stoppedAt?: number; swapped: boolean}
+  /** where the data directory really is: the directory a symlinked data dir points to */
+  target?: string
+  /** the staged tree as verified: checked again just before the swap */
+  verified?: TreeSeal
 }
 
 export function newRestoreContext(options: RestoreOptions): RestoreContext {
@@ -84,6 +104,7 @@ const checkSteps: Flow<RestoreContext>['steps'] = [
         trust: options.trust,
       })
       Object.assign(ctx, {manifest, members, record, repo})
+      await ctx.lock?.update({backupId: record.id})
       report.output(
         `${record.id}: ${record.counts.files} files, ${formatBytes(record.sizes.total)}, taken ${record.createdAt}`,
       )
@@ -99,6 +120,7 @@ const checkSteps: Flow<RestoreContext>['steps'] = [
         )
       }
 
+      ctx.target ??= (await resolveDataDir(ctx.options.dataDir)).real
       ctx.oldDir = await checkTarget(ctx)
       await checkFreeSpace(ctx.options.dataDir, ctx.record!)
       report.output(
@@ -136,7 +158,7 @@ export interface RestorePlan {
 /** What a restore would do, after restoreCheckFlow() passed. `readiness` says how SQL readiness is checked. */
 export async function restorePlan(ctx: RestoreContext, readiness: string): Promise<RestorePlan> {
   const record = ctx.record!
-  const target = ctx.options.dataDir
+  const target = ctx.target!
   const staging = stagingDir(target, record.id)
   const {service} = ctx.options
   const free = await freeBytes(dirname(target))
@@ -176,15 +198,31 @@ export function restoreFlow(): Flow<RestoreContext> {
   return {
     rollback,
     steps: [
+      {
+        async run(ctx, report) {
+          ctx.lock = await lockDataDir(ctx.options.dataDir, {command: 'br restore', onWarning: ctx.options.onWarning})
+          ctx.target = ctx.lock.paths.real
+          // We hold the lock: whatever a run left beside the data dir, its owner is dead.
+          const {notes} = await removeLeftovers(ctx.lock)
+          for (const line of notes) report.output(line)
+          report.output(
+            ctx.target === ctx.lock.paths.given
+              ? `${ctx.lock.paths.lock}`
+              : `${ctx.lock.paths.lock} (${ctx.lock.paths.given} is a symlink to ${ctx.target}: the link is kept)`,
+          )
+        },
+        title: 'Lock the data directory',
+      },
       ...checkSteps,
       {
         async run(ctx, report, signal) {
           const record = ctx.record!
-          const target = ctx.options.dataDir
+          const target = ctx.target!
+          // Unique per run: nothing of another run's is ever removed or swapped in by this one.
           ctx.staging = stagingDir(target, record.id)
+          await ctx.lock?.update({scratch: [ctx.staging, `${ctx.staging}.mo-data`]})
           await mkdir(dirname(target), {recursive: true})
-          await rm(ctx.staging, {force: true, recursive: true})
-          await mkdir(ctx.staging, {mode: 0o700, recursive: true})
+          await mkdir(ctx.staging, {mode: 0o700})
           await readChainReporting(
             {
               dest: ctx.staging,
@@ -197,6 +235,7 @@ export function restoreFlow(): Flow<RestoreContext> {
             report,
           )
           ctx.state.extracted = true
+          if (ctx.record!.mode !== 'online') ctx.verified = await sealTree(ctx.staging, signal)
         },
         title: 'Extract and verify',
       },
@@ -209,6 +248,7 @@ export function restoreFlow(): Flow<RestoreContext> {
           const {moved, skipped} = await layOutOnline(raw, laid, ctx.manifest!, signal)
           await rm(raw, {force: true, recursive: true})
           ctx.staging = laid
+          ctx.verified = await sealTree(laid, signal)
           report.output(
             `${moved} files into shared/ and local/ as mo_br restore lays them out; ${skipped} files of the backup's own metadata left out`,
           )
@@ -218,26 +258,49 @@ export function restoreFlow(): Flow<RestoreContext> {
       },
       {
         async run(ctx, report, signal) {
-          report.output(ctx.options.service!.describe)
+          const service = ctx.options.service!
+          // Before the stop: a run killed during a slow stop leaves the service down too.
+          await ctx.lock?.update({service: {describe: service.describe, start: service.startHint ?? service.describe}})
+          report.output(service.describe)
           ctx.state.stoppedAt = performance.now()
-          await ctx.options.service!.stop(signal)
+          await service.stop(signal)
           ctx.state.stopped = true
         },
         skip: (ctx) => (ctx.options.service ? false : 'not managed (--service none)'),
         title: 'Stop service',
       },
       {
-        async run(ctx, report) {
-          const target = ctx.options.dataDir
+        async run(ctx, report, signal) {
+          const target = ctx.target!
+          const staging = ctx.staging!
+          // The tree about to be swapped in must be the one verified: not replaced, not thinned.
+          const now = await sealTree(staging, signal).catch(() => null)
+          const was = ctx.verified!
+          if (
+            !now ||
+            now.dev !== was.dev ||
+            now.ino !== was.ino ||
+            now.files !== was.files ||
+            now.bytes !== was.bytes
+          ) {
+            throw integrityError(
+              `the staged tree ${staging} is not the one verified (${was.files} files, ${formatBytes(was.bytes)}; now ${now ? `${now.files} files, ${formatBytes(now.bytes)}${now.ino === was.ino ? '' : ', another directory'}` : 'gone'}): refusing to swap it in`,
+              'something else writes beside the data directory: find it, then restore again; the previous data was left in place',
+            )
+          }
+
+          await ctx.lock?.update({swap: {phase: 'swapping', previous: ctx.oldDir ?? null, staging}})
           if (ctx.oldDir) await rename(target, ctx.oldDir)
           try {
-            await rename(ctx.staging!, target)
+            await rename(staging, target)
           } catch (error) {
             if (ctx.oldDir) await rename(ctx.oldDir, target)
+            await ctx.lock?.update({swap: undefined})
             throw error
           }
 
           ctx.state.swapped = true
+          await ctx.lock?.update({scratch: [], swap: {phase: 'swapped', previous: ctx.oldDir ?? null, staging}})
           report.output(ctx.oldDir ? `${target} ← restored; previous data in ${ctx.oldDir}` : `${target} ← restored`)
         },
         title: 'Swap in the restored directory',
@@ -248,6 +311,7 @@ export function restoreFlow(): Flow<RestoreContext> {
           ctx.state.started = true
           await service.start(signal)
           const ready = await service.waitReady(signal)
+          await ctx.lock?.update({service: undefined})
           ctx.downtimeMs = performance.now() - (ctx.state.stoppedAt ?? performance.now())
           ctx.serverVersion = ready.version
           ctx.databases = await service.listDatabases(signal)
@@ -267,13 +331,52 @@ export function restoreFlow(): Flow<RestoreContext> {
         skip: (ctx) => (ctx.options.discardOld && ctx.oldDir ? false : 'Keep the previous data directory'),
         title: 'Discard the previous data directory',
       },
+      {
+        async run(ctx, report) {
+          await ctx.lock?.release()
+          report.output(ctx.oldDir ? `previous data kept in ${ctx.oldDir}` : 'done')
+        },
+        title: 'Unlock the data directory',
+      },
     ],
   }
 }
 
-/** Where a backup is extracted before the swap: beside the target, so the swap is a rename. */
+/** Where a backup is extracted before the swap: beside the target, so the swap is a rename; unique per run. */
 export function stagingDir(target: string, id: string): string {
-  return join(dirname(target), `.${basename(target)}.restore-${id}`)
+  return join(dirname(target), `.${basename(target)}.restore-${id}-${randomBytes(4).toString('hex')}`)
+}
+
+/** What identifies a verified staged tree: its directory, and how many files and bytes it holds. */
+export interface TreeSeal {
+  bytes: number
+  dev: number
+  files: number
+  ino: number
+}
+
+/** Counts the regular files and their bytes under `root` (symlinks not followed). */
+export async function sealTree(root: string, signal?: AbortSignal): Promise<TreeSeal> {
+  const top = await lstat(root)
+  if (!top.isDirectory()) throw new Error(`${root} is not a directory`)
+  const seal: TreeSeal = {bytes: 0, dev: top.dev, files: 0, ino: top.ino}
+  const walk = async (dir: string): Promise<void> => {
+    signal?.throwIfAborted()
+    for (const entry of await readdir(dir, {withFileTypes: true})) {
+      const path = join(dir, entry.name)
+      if (entry.isDirectory()) {
+        // eslint-disable-next-line no-await-in-loop -- depth first, one directory at a time
+        await walk(path)
+      } else if (entry.isFile()) {
+        seal.files++
+        // eslint-disable-next-line no-await-in-loop
+        seal.bytes += (await lstat(path)).size
+      }
+    }
+  }
+
+  await walk(root)
+  return seal
 }
 
 /** Free bytes on the filesystem that holds `path` (or its nearest existing ancestor). */
@@ -301,7 +404,7 @@ async function checkFreeSpace(target: string, record: BackupRecord): Promise<voi
 }
 
 async function checkTarget(ctx: RestoreContext): Promise<string | undefined> {
-  const target = ctx.options.dataDir
+  const target = ctx.target!
   let entries: string[]
   try {
     const info = await stat(target)
@@ -323,8 +426,8 @@ async function checkTarget(ctx: RestoreContext): Promise<string | undefined> {
   const oldDir = `${target}.before-${ctx.record!.id}`
   if (await exists(oldDir)) {
     throw usageError(
-      `${oldDir} already exists (kept by an earlier restore of this backup)`,
-      'move or delete it, then restore again',
+      `${oldDir} already exists (kept by an earlier restore of this backup): it may be the only copy of the data it holds`,
+      `move it elsewhere (e.g. \`mv ${oldDir} ${oldDir}.kept\`), then restore again`,
     )
   }
 
@@ -340,7 +443,7 @@ async function checkTarget(ctx: RestoreContext): Promise<string | undefined> {
 async function rollback(ctx: RestoreContext, _error: unknown, report: {output(line: string): void}): Promise<void> {
   const {signal} = new AbortController()
   const {service} = ctx.options
-  const target = ctx.options.dataDir
+  const target = ctx.target ?? ctx.options.dataDir
   const problems: string[] = []
   const attempt = async (what: string, fn: () => Promise<void>) => {
     try {
@@ -358,6 +461,7 @@ async function rollback(ctx: RestoreContext, _error: unknown, report: {output(li
       await rename(target, ctx.staging!)
       if (ctx.oldDir) await rename(ctx.oldDir, target)
       ctx.state.swapped = false
+      await ctx.lock?.update({swap: undefined})
     })
   }
 
@@ -365,6 +469,7 @@ async function rollback(ctx: RestoreContext, _error: unknown, report: {output(li
     await attempt('starting the service again on the previous data', async () => {
       await service.start(signal)
       await service.waitReady(signal)
+      await ctx.lock?.update({service: undefined})
     })
   }
 
@@ -375,12 +480,17 @@ async function rollback(ctx: RestoreContext, _error: unknown, report: {output(li
     if (dir !== ctx.staging) await attempt(`removing ${dir}`, () => rm(dir, {force: true, recursive: true}))
   }
 
+  // A rollback that could not finish keeps the lock, with its state: the next run says what is where.
+  if (problems.length === 0) await ctx.lock?.release()
   if (problems.length > 0) {
     const where = ctx.state.swapped
       ? `the restored data is in ${target}, the previous data in ${ctx.oldDir}`
       : `the previous data is in ${target}`
     throw new BrError('service', `rollback incomplete: ${problems.join('; ')} (${where})`, {
-      suggestions: ['check the service by hand; nothing was deleted'],
+      suggestions: [
+        'check the service by hand; nothing was deleted',
+        `the next restore, backup or \`moctl br cleanup --data-dir ${ctx.options.dataDir}\` says again what is where`,
+      ],
     })
   }
 }

@@ -9,6 +9,8 @@ export interface ServiceControl {
   /** databases visible over SQL, for the post-restore check */
   listDatabases(signal: AbortSignal): Promise<string[]>
   start(signal: AbortSignal): Promise<void>
+  /** how an operator starts it by hand (a shell command line), said when a run that stopped it died */
+  startHint?: string
   stop(signal: AbortSignal): Promise<void>
   /** waits until the service answers SQL, within the configured deadline */
   waitReady(signal: AbortSignal): Promise<{elapsedMs: number; version: string}>

@@ -2,8 +2,11 @@
  * The local-directory backend's two conditional operations, on real files: createExclusive
  * (create only if absent) and removeIf (remove only what we expect to be there).
  */
-import {readdir, readFile, stat, writeFile} from 'node:fs/promises'
+import {execFile} from 'node:child_process'
+import {lstat, mkdir, readdir, readFile, stat, truncate, writeFile} from 'node:fs/promises'
+import {createServer} from 'node:net'
 import {join} from 'node:path'
+import {promisify} from 'node:util'
 import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 
 import {FsBackend} from '../../../../src/lib/repo/fs.js'
@@ -55,3 +58,68 @@ describe('FsBackend.removeIf', () => {
     expect(await readdir(tmp.path)).toEqual([])
   })
 })
+
+/**
+ * Special files where the repository expects a regular file: made with the real mkfifo(1), a real
+ * listening Unix socket, a directory, and a sparse 1 GiB file. Every read must fail at once (the
+ * test timeout proves no read waits for a FIFO's writer) and never read the 1 GiB into memory.
+ */
+describe('FsBackend reads only regular files of a bounded size', () => {
+  it('refuses a FIFO through readBuffer and createReadStream without waiting for a writer', async () => {
+    await mkfifo(join(tmp.path, 'lock.json'))
+    await expect(backend.readBuffer('lock.json')).rejects.toThrow(
+      'repository object lock.json is a FIFO, not a regular file',
+    )
+    const stream = backend.createReadStream('lock.json')
+    await expect(text(stream)).rejects.toThrow('is a FIFO, not a regular file')
+    // removeIf never reads what it cannot compare: the FIFO is put back, not removed or hung on.
+    expect(await backend.removeIf('lock.json', Buffer.from('x'))).toBe(false)
+    expect((await lstat(join(tmp.path, 'lock.json'))).isFIFO()).toBe(true)
+  }, 5000)
+
+  it('refuses a socket and a directory', async () => {
+    const server = createServer()
+    await new Promise<void>((resolve) => {
+      server.listen(join(tmp.path, 'sock'), resolve)
+    })
+    try {
+      await expect(backend.readBuffer('sock')).rejects.toThrow('repository object sock is a socket or device')
+      await expect(text(backend.createReadStream('sock'))).rejects.toThrow('is a socket or device')
+    } finally {
+      server.close()
+    }
+
+    await mkdir(join(tmp.path, 'backup.json'))
+    await expect(backend.readBuffer('backup.json')).rejects.toThrow('is a directory, not a regular file')
+    await expect(text(backend.createReadStream('backup.json'))).rejects.toThrow('is a directory')
+  }, 5000)
+
+  it('refuses a 1 GiB object over its bound before reading it: memory does not grow', async () => {
+    const path = join(tmp.path, 'manifest.age')
+    await writeFile(path, '')
+    await truncate(path, 1024 ** 3)
+    const before = process.resourceUsage().maxRSS
+    await expect(backend.readBuffer('manifest.age', {maxBytes: 4096})).rejects.toMatchObject({
+      exitCode: 3,
+      message: expect.stringContaining('is 1.0 GiB, more than the 4.0 KiB it may be: refused unread'),
+    })
+    // maxRSS is the peak in KiB: reading the object would have raised it by 1 GiB.
+    expect(process.resourceUsage().maxRSS - before).toBeLessThan(64 * 1024)
+  })
+
+  it('reads a regular file within its bound, and the default bound is 1 MiB', async () => {
+    await writeFile(join(tmp.path, 'a.json'), 'x'.repeat(100))
+    expect((await backend.readBuffer('a.json')).toString()).toBe('x'.repeat(100))
+    await writeFile(join(tmp.path, 'big.json'), Buffer.alloc(1024 * 1024 + 1))
+    await expect(backend.readBuffer('big.json')).rejects.toThrow('more than the')
+    expect(await backend.readBuffer('big.json', {maxBytes: 2 * 1024 * 1024})).toHaveLength(1024 * 1024 + 1)
+  })
+})
+
+const mkfifo = (path: string) => promisify(execFile)('mkfifo', [path])
+
+async function text(stream: NodeJS.ReadableStream): Promise<string> {
+  let out = ''
+  for await (const chunk of stream) out += chunk
+  return out
+}

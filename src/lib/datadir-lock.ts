@@ -1,0 +1,273 @@
+/**
+ * One run at a time per data directory: restore, a cold backup that stops the service, and
+ * cleanup hold `.<name>.moctl-br.lock` beside the data directory (beside its real target when
+ * the data dir is a symlink), and keep in it what a crash would leave behind: the service they
+ * stopped and how to start it, the scratch directories they made (restore staging, --clone
+ * copies), and where the swap of a restore stands.
+ *
+ * Guarantees: two runs never both hold the lock (created with link(2), taken over through a
+ * rename-aside compare, as the repository lock); a second run fails at once with exit 4 naming
+ * the holder; a lock whose process is gone on this host is taken over, and what its run left is
+ * handled first and said out loud: the service it stopped (with the command that starts it),
+ * its scratch directories (removed: their owner is dead), and a swap it did not finish (a restore
+ * that died between its two renames is undone, since the previous data is then whole and nothing
+ * else is in the target's place; one that died after both is reported, never undone, and the
+ * previous data is never deleted). The lock holds no secret: the start command is what the
+ * operator configured, and the lock file is mode 0600.
+ * Not: protection against a run that ignores the lock (an older moctl br, or a person).
+ */
+import {randomBytes} from 'node:crypto'
+import {lstat, readlink, realpath, rename, rm} from 'node:fs/promises'
+import {hostname} from 'node:os'
+import {basename, dirname, join, resolve} from 'node:path'
+
+import {BrError, isBrError} from './errors.js'
+import {FsBackend} from './repo/fs.js'
+import {type LockHolder, staleReason} from './repo/lock.js'
+
+/** Where a data directory really is: the directory a symlinked data dir points to. */
+export interface DataDirPaths {
+  /** as the operator gave it */
+  given: string
+  /** the lock file */
+  lock: string
+  /** basename of `real` */
+  name: string
+  /** dirname of `real`: staging, clones and `.before-<id>` go here, on the same filesystem */
+  parent: string
+  /** the directory itself (a symlink's target, resolved); may not exist yet */
+  real: string
+}
+
+export interface DataDirState extends LockHolder {
+  /** the backup taken or restored */
+  backupId?: string
+  /** the real data dir */
+  dataDir: string
+  /** scratch directories this run made (staging, clone): removed when it is found dead */
+  scratch: string[]
+  /** set before the service is stopped, cleared once it was started again */
+  service?: {describe: string; start: string}
+  /** restore: set just before the first rename of the swap */
+  swap?: {phase: 'swapped' | 'swapping'; previous: null | string; staging: string}
+}
+
+/** What a dead holder left: lines for people (its service, its swap), and the scratch directories removed. */
+export interface Recovery {
+  notes: string[]
+  removed: string[]
+}
+
+export interface DataDirLock {
+  paths: DataDirPaths
+  /** what the lock's dead previous holder left, when it was taken over */
+  recovered: Recovery
+  /** releases the lock if it is still ours; safe to call twice */
+  release(): Promise<void>
+  state: DataDirState
+  /** records a change of state in the lock (atomic rename) */
+  update(change: Partial<Pick<DataDirState, 'backupId' | 'scratch' | 'service' | 'swap'>>): Promise<void>
+}
+
+export interface DataDirLockOptions {
+  backupId?: string
+  /** what the holder does, e.g. 'br restore' */
+  command: string
+  /** told, one line each, what a dead run left and what was done about it */
+  onWarning?: (message: string) => void
+}
+
+/** Resolves a data dir to where it really is; a symlink (even a dangling one) is followed. */
+export async function resolveDataDir(dataDir: string): Promise<DataDirPaths> {
+  const given = resolve(dataDir)
+  let real: string
+  try {
+    real = await realpath(given)
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
+    let target = given
+    // A dangling link: the directory it names will be created.
+    const info = await lstat(given).catch(() => null)
+    if (info?.isSymbolicLink()) target = resolve(dirname(given), await readlink(given))
+    const parent = await realpath(dirname(target)).catch(() => dirname(target))
+    real = join(parent, basename(target))
+  }
+
+  const parent = dirname(real)
+  const name = basename(real)
+  return {given, lock: join(parent, lockName(name)), name, parent, real}
+}
+
+export const lockName = (name: string) => `.${name}.moctl-br.lock`
+
+/** Takes the data dir's lock, handling and reporting what a dead holder left; exit 4 while a live run holds it. */
+export async function lockDataDir(dataDir: string, options: DataDirLockOptions): Promise<DataDirLock> {
+  const paths = await resolveDataDir(dataDir)
+  const backend = new FsBackend(paths.parent)
+  const key = lockName(paths.name)
+  const state: DataDirState = {
+    backupId: options.backupId,
+    command: options.command,
+    dataDir: paths.real,
+    host: hostname(),
+    pid: process.pid,
+    scratch: [],
+    startedAt: new Date().toISOString(),
+    token: randomBytes(8).toString('hex'),
+  }
+  let bytes = encode(state)
+  const recovered: Recovery = {notes: [], removed: []}
+  for (let attempt = 0; ; attempt++) {
+    // Each attempt needs the previous one's answer.
+    // eslint-disable-next-line no-await-in-loop
+    if (await backend.createExclusive(key, bytes)) break
+    // eslint-disable-next-line no-await-in-loop
+    const held = await readDataDirLock(paths)
+    if (!held) continue // released meanwhile: try again
+    if (!held.state) {
+      throw new BrError('locked', `data directory ${paths.given} has a damaged lock ${paths.lock}`, {
+        suggestions: [`if no backup, restore or cleanup of it runs, remove ${paths.lock}`],
+      })
+    }
+
+    const stale = staleReason(held.state)
+    if (!stale) {
+      throw new BrError('locked', `data directory ${paths.given} is locked by ${describeRun(held.state)}`, {
+        suggestions: [
+          'wait for it to finish: one backup, restore or cleanup of a data directory at a time',
+          `if that process no longer runs (its host is down), run \`moctl br cleanup --data-dir ${paths.given}\` there, or remove ${paths.lock}`,
+        ],
+      })
+    }
+
+    // eslint-disable-next-line no-await-in-loop
+    if (!(await backend.removeIf(key, held.bytes))) continue // someone else took it over first
+    options.onWarning?.(`took over the lock of ${paths.given} from ${describeRun(held.state)}: ${stale}`)
+    // eslint-disable-next-line no-await-in-loop
+    const found = await recover(held.state, paths, {dryRun: false})
+    for (const line of found.notes) options.onWarning?.(line)
+    for (const dir of found.removed) options.onWarning?.(`removed ${dir}, left by ${describeRunShort(held.state)}`)
+    recovered.notes.push(...found.notes)
+    recovered.removed.push(...found.removed)
+    if (attempt > 10) throw new BrError('locked', `could not take the lock of ${paths.given}`)
+  }
+
+  let released = false
+  return {
+    paths,
+    recovered,
+    async release() {
+      if (released) return
+      released = true
+      await backend.removeIf(key, bytes)
+    },
+    state,
+    async update(change) {
+      Object.assign(state, change)
+      const next = encode(state)
+      // Ours alone while we live: nobody takes over a lock whose process runs.
+      await backend.writeBuffer(key, next)
+      bytes = next
+    },
+  }
+}
+
+/** The lock's bytes and state (undefined when unreadable), or undefined when there is none. */
+export async function readDataDirLock(paths: DataDirPaths): Promise<undefined | {bytes: Buffer; state?: DataDirState}> {
+  let bytes: Buffer
+  try {
+    bytes = await new FsBackend(paths.parent).readBuffer(lockName(paths.name))
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    if (isBrError(error)) return {bytes: Buffer.alloc(0)} // a FIFO or a huge file: damaged
+    throw error
+  }
+
+  try {
+    const state = JSON.parse(bytes.toString('utf8')) as DataDirState
+    const valid =
+      typeof state.pid === 'number' &&
+      typeof state.host === 'string' &&
+      typeof state.command === 'string' &&
+      Array.isArray(state.scratch) &&
+      !Number.isNaN(Date.parse(state.startedAt))
+    return {bytes, state: valid ? state : undefined}
+  } catch {
+    return {bytes}
+  }
+}
+
+/**
+ * What a dead run left, said out loud, and handled unless `dryRun`: the service it stopped, its
+ * scratch directories (removed), a swap it did not finish (undone when it died between the two
+ * renames; reported, never undone, after both).
+ */
+export async function recover(dead: DataDirState, paths: DataDirPaths, options: {dryRun: boolean}): Promise<Recovery> {
+  const lines: string[] = []
+  const removed: string[] = []
+  const run = describeRunShort(dead)
+  const target = paths.real
+  const {swap} = dead
+  if (swap && swap.previous && isOurs(swap.previous, paths, 'before')) {
+    const targetThere = await present(target)
+    const previousThere = await present(swap.previous)
+    if (!targetThere && previousThere) {
+      if (!options.dryRun) await rename(swap.previous, target)
+      lines.push(
+        `${run} died between the two renames of its swap: ${options.dryRun ? 'would put' : 'put'} the previous data back from ${swap.previous} into ${target}`,
+      )
+    } else if (targetThere && previousThere) {
+      lines.push(
+        `${run} died after swapping in the restored data, before it was checked: ${target} holds the restored data, the previous data is kept in ${swap.previous} (the only copy of it)`,
+        `to go back to the previous data: stop the service, then \`mv ${target} ${target}.failed-${dead.backupId} && mv ${swap.previous} ${target}\``,
+      )
+    }
+  }
+
+  if (dead.service) {
+    lines.push(
+      `the service was stopped by ${run}, which did not finish (pid ${dead.pid} died): it may still be down; start it with: ${dead.service.start}`,
+    )
+  }
+
+  for (const dir of dead.scratch) {
+    // eslint-disable-next-line no-await-in-loop -- one directory after another
+    if (!isOurs(dir, paths, 'scratch') || !(await present(dir))) continue
+    // eslint-disable-next-line no-await-in-loop
+    if (!options.dryRun) await rm(dir, {force: true, recursive: true})
+    removed.push(dir)
+  }
+
+  return {notes: lines, removed}
+}
+
+/** The name patterns of our own directories: nothing a damaged or forged lock names beyond them is touched. */
+export function isOurs(dir: string, paths: DataDirPaths, kind: 'before' | 'scratch'): boolean {
+  const name = basename(dir)
+  if (kind === 'before') return dirname(dir) === paths.parent && name.startsWith(`${paths.name}.before-`)
+  // A clone may live in --clone-dir: its name says whose it is.
+  return (
+    (dirname(dir) === paths.parent && name.startsWith(`.${paths.name}.restore-`)) ||
+    name.startsWith(`.${paths.name}.clone-`)
+  )
+}
+
+function describeRun(s: DataDirState): string {
+  return `${s.command}${s.backupId ? ` ${s.backupId}` : ''} (pid ${s.pid} on host ${s.host} since ${s.startedAt})`
+}
+
+/** 'backup <id>', 'restore <id>', 'cleanup' */
+function describeRunShort(s: DataDirState): string {
+  return `${s.command.replace(/^br /, '')}${s.backupId ? ` ${s.backupId}` : ''}`
+}
+
+const encode = (state: DataDirState) => Buffer.from(JSON.stringify(state) + '\n')
+
+async function present(path: string): Promise<boolean> {
+  try {
+    await lstat(path)
+    return true
+  } catch {
+    return false
+  }
+}

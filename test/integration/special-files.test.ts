@@ -1,0 +1,140 @@
+/**
+ * A repository writer puts special files where the repository expects regular ones: a FIFO (made
+ * with the real mkfifo(1)) as lock.json, moctl-br.json, backup.json, manifest.age and the archive,
+ * a directory as manifest.age, and a sparse 1 GiB manifest.age. Every command must end at once
+ * with a clear error (the per-command timeout proves that none waits for a FIFO's writer), and the
+ * 1 GiB manifest must be refused before it is read into memory (peak RSS measured by time(1)).
+ */
+import {execFile} from 'node:child_process'
+import {cp, mkdir, rm, truncate, writeFile} from 'node:fs/promises'
+import {join} from 'node:path'
+import {promisify} from 'node:util'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+
+import {RUN, runCli, tempDir} from '../helpers/cli.js'
+import {makeSmallDataDir} from '../helpers/fixtures.js'
+
+const run = promisify(execFile)
+let tmp: {cleanup: () => Promise<void>; path: string}
+let pristine: string
+let passFile: string
+let id: string
+/** Every command here must end within this: a FIFO read would hang forever. */
+const timeoutMs = 20_000
+
+beforeAll(async () => {
+  tmp = await tempDir('moctl-br-special-')
+  const dataDir = join(tmp.path, 'mo-data')
+  await makeSmallDataDir(dataDir)
+  passFile = join(tmp.path, 'pass')
+  await writeFile(passFile, 'correct horse battery staple\n')
+  pristine = join(tmp.path, 'pristine')
+  const backup = await runCli([
+    'br',
+    'backup',
+    '--path',
+    pristine,
+    '--data-dir',
+    dataDir,
+    '--passphrase-file',
+    passFile,
+  ])
+  expect(backup.code, backup.stderr).toBe(0)
+  id = backup.stdout.trim()
+})
+afterAll(async () => tmp?.cleanup())
+
+/** A copy of the repository with `key` replaced by a FIFO. */
+async function repoWithFifo(name: string, key: string): Promise<string> {
+  const repo = join(tmp.path, name)
+  await cp(pristine, repo, {recursive: true})
+  const path = join(repo, key.replace('<id>', id))
+  await rm(path, {force: true})
+  await run('mkfifo', [path])
+  return repo
+}
+
+const cli = (args: string[]) => runCli(args, {timeoutMs})
+
+describe('special files in the repository never make a command hang', () => {
+  it('lock.json as a FIFO: a backup fails at once with exit 4, naming the damaged lock', async () => {
+    const repo = await repoWithFifo('fifo-lock', 'lock.json')
+    const result = await cli(['br', 'backup', '--path', repo, '--data-dir', join(tmp.path, 'mo-data'), '--no-encrypt'])
+    expect(result.signal).toBeNull()
+    expect(result.code, result.stderr).toBe(4)
+    expect(result.stderr).toContain('has a damaged lock: repository object lock.json is a FIFO, not a regular file')
+  })
+
+  it('moctl-br.json as a FIFO: list fails with exit 3', async () => {
+    const repo = await repoWithFifo('fifo-info', 'moctl-br.json')
+    const result = await cli(['br', 'list', '--path', repo])
+    expect(result.signal).toBeNull()
+    expect(result.code, result.stderr).toBe(3)
+    expect(result.stderr).toContain('moctl-br.json')
+  })
+
+  it('backup.json as a FIFO: the backup is not listed as complete, and list does not hang', async () => {
+    const repo = await repoWithFifo('fifo-record', 'backups/<id>/backup.json')
+    const result = await cli(['br', 'list', '--path', repo, '--json'])
+    expect(result.signal).toBeNull()
+    expect(result.code, result.stderr).toBe(0)
+    expect(JSON.parse(result.stdout)).toEqual([])
+  })
+
+  it('manifest.age as a FIFO or a directory: verify fails with exit 3 naming it', async () => {
+    const repo = await repoWithFifo('fifo-manifest', 'backups/<id>/manifest.age')
+    const result = await cli(['br', 'verify', id, '--path', repo, '--passphrase-file', passFile])
+    expect(result.signal).toBeNull()
+    expect(result.code, result.stderr).toBe(3)
+    expect(result.stderr).toContain(`backups/${id}/manifest.age is a FIFO, not a regular file`)
+
+    const manifest = join(repo, 'backups', id, 'manifest.age')
+    await rm(manifest)
+    await mkdir(manifest)
+    const dir = await cli(['br', 'verify', id, '--path', repo, '--passphrase-file', passFile])
+    expect(dir.code, dir.stderr).toBe(3)
+    expect(dir.stderr).toContain('manifest.age is a directory, not a regular file')
+  })
+
+  it('the archive as a FIFO: verify --quick, verify and restore fail with exit 3, without hanging', async () => {
+    const repo = await repoWithFifo('fifo-archive', 'backups/<id>/data.tar.zst.age')
+    for (const args of [
+      ['verify', id, '--quick'],
+      ['verify', id, '--passphrase-file', passFile],
+      ['restore', id, '--passphrase-file', passFile, '--data-dir', join(tmp.path, 'restored-fifo')],
+    ]) {
+      const result = await cli(['br', ...args, '--path', repo])
+      expect(result.signal, args.join(' ')).toBeNull()
+      expect(result.code, `${args.join(' ')}: ${result.stderr}`).toBe(3)
+      // The record check (size of a regular file) or the read (fstat of the opened file) refuses it.
+      expect(result.stderr).toMatch(/data\.tar\.zst\.age (is a FIFO, not a regular file|is missing)/)
+    }
+  })
+
+  it('a sparse 1 GiB manifest.age is refused unread: exit 3, and the process never grows by 1 GiB', async () => {
+    const repo = join(tmp.path, 'huge-manifest')
+    await cp(pristine, repo, {recursive: true})
+    await truncate(join(repo, 'backups', id, 'manifest.age'), 1024 ** 3)
+    const {code, stderr} = await run('/usr/bin/time', [
+      '-f',
+      'maxrss-kib=%M',
+      process.execPath,
+      RUN,
+      'br',
+      'verify',
+      id,
+      '--path',
+      repo,
+      '--passphrase-file',
+      passFile,
+    ]).then(
+      (r) => ({code: 0, stderr: r.stderr}),
+      (error: {code: number; stderr: string}) => ({code: error.code, stderr: error.stderr}),
+    )
+    expect(code, stderr).toBe(3)
+    expect(stderr).toContain('manifest.age is 1.0 GiB, more than the')
+    expect(stderr).toContain('refused unread')
+    const rssKib = Number(/maxrss-kib=(\d+)/.exec(stderr)![1])
+    expect(rssKib).toBeLessThan(400 * 1024)
+  })
+})
