@@ -49,7 +49,8 @@ export function childEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEn
   return copy
 }
 
-const AGE_SECRET_KEY = /AGE-SECRET-KEY-1[0-9A-Z]+/gi
+/** age identities and the writer key's signing secret (secrets.ts, signing.ts) */
+const AGE_SECRET_KEY = /(?:AGE-SECRET-KEY-1|BRSIG-SECRET-KEY-1)[0-9A-Z]+/gi
 
 /**
  * `text` with every secret value we know replaced by ***. A short secret is replaced wherever it

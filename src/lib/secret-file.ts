@@ -24,6 +24,27 @@ export const MAX_SECRET_BYTES = 64 * 1024
  * '--password-file'.
  */
 export function readSecretLine(file: string, what: string): string {
+  const text = readSecretText(file, what).replace(/\r?\n$/, '')
+  if (text.length === 0) {
+    throw usageError(`${what} ${file} is empty`, 'write the secret on its first line')
+  }
+
+  if (/[\r\n]/.test(text)) {
+    throw usageError(
+      `${what} ${file} holds more than one line`,
+      'write the secret alone on the first line of the file, with nothing after it',
+    )
+  }
+
+  registerSecret(text)
+  return text
+}
+
+/**
+ * A small secret file's whole text (a key file: comments and key lines), with the same care:
+ * a regular file only, at most MAX_SECRET_BYTES, errors naming the file and never its content.
+ */
+export function readSecretText(file: string, what: string): string {
   let fd: number
   try {
     // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer, for ever.
@@ -38,14 +59,14 @@ export function readSecretLine(file: string, what: string): string {
     if (!stat.isFile()) {
       throw usageError(
         `${what} ${file} is ${kindOf(stat)}, not a regular file`,
-        `write the secret on one line of a regular file (mode 0600) and pass its path`,
+        `write the secret into a regular file (mode 0600) and pass its path`,
       )
     }
 
     if (stat.size > MAX_SECRET_BYTES) {
       throw usageError(
-        `${what} ${file} is ${stat.size} bytes: a secret file holds one line`,
-        'write the secret alone on the first line of the file',
+        `${what} ${file} is ${stat.size} bytes, more than a secret or key file holds (${MAX_SECRET_BYTES})`,
+        'check the path: it should name a small key or secret file',
       )
     }
 
@@ -55,28 +76,10 @@ export function readSecretLine(file: string, what: string): string {
       const n = readSync(fd, buffer, length, buffer.length - length, null)
       if (n === 0) break
       length += n
-      if (length > MAX_SECRET_BYTES) {
-        throw usageError(`${what} ${file} is too large: a secret file holds one line`)
-      }
+      if (length > MAX_SECRET_BYTES) throw usageError(`${what} ${file} is too large for a secret or key file`)
     }
 
-    const text = buffer
-      .subarray(0, length)
-      .toString('utf8')
-      .replace(/\r?\n$/, '')
-    if (text.length === 0) {
-      throw usageError(`${what} ${file} is empty`, 'write the secret on its first line')
-    }
-
-    if (/[\r\n]/.test(text)) {
-      throw usageError(
-        `${what} ${file} holds more than one line`,
-        'write the secret alone on the first line of the file, with nothing after it',
-      )
-    }
-
-    registerSecret(text)
-    return text
+    return buffer.subarray(0, length).toString('utf8')
   } finally {
     closeSync(fd)
   }

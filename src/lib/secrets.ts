@@ -10,11 +10,10 @@
  * key belongs (or the reverse) is named as such. It does not check that a key fits a backup:
  * decryption says that (exit 3).
  */
-import {readFile} from 'node:fs/promises'
-
 import type {DecryptOptions, EncryptOptions} from './archive/types.js'
 
 import {BrError, usageError} from './errors.js'
+import {readSecretLine, readSecretText} from './secret-file.js'
 import {isSigner, parseSigner, parseSigningSecret, SIGNING_SECRET_RE, type SigningKey} from './signing.js'
 
 export interface SecretSources {
@@ -48,7 +47,8 @@ const SECRETISH = /secret|^age-|^brsig-/i
 
 export async function loadDecryptOptions(src: SecretSources): Promise<ReadKeys> {
   const identities: string[] = []
-  const signers = await loadTrustedSigners(src)
+  // A reader's signers: its own flags and key files; never the writer key (a backup host's variable).
+  const signers = flagAndEnvSigners(src)
   const texts = await Promise.all((src.identityFiles ?? []).map((file) => readSecretFile(file, '--identity file')))
   for (const [i, text] of texts.entries()) {
     const parsed = parseReaderKey(text, src.identityFiles![i])
@@ -76,6 +76,14 @@ export async function loadDecryptOptions(src: SecretSources): Promise<ReadKeys> 
  * and the writer key's own signer (the backup host trusts what it signed itself).
  */
 export async function loadTrustedSigners(src: SecretSources): Promise<string[]> {
+  const signers = flagAndEnvSigners(src)
+  const writer = await loadWriterKey(src)
+  if (writer?.signing) signers.push(writer.signing.signer)
+  return [...new Set(signers)]
+}
+
+/** --trusted-signer, and MOCTL_BR_TRUSTED_SIGNER (comma- or space-separated). */
+function flagAndEnvSigners(src: SecretSources): string[] {
   const signers = (src.trustedSigners ?? []).map((s) => parseSigner(s, publicOrHidden(s, '--trusted-signer')))
   const env = src.env.MOCTL_BR_TRUSTED_SIGNER
   if (env) {
@@ -83,9 +91,7 @@ export async function loadTrustedSigners(src: SecretSources): Promise<string[]> 
       signers.push(parseSigner(s, publicOrHidden(s, 'MOCTL_BR_TRUSTED_SIGNER')))
   }
 
-  const writer = await loadWriterKey(src)
-  if (writer?.signing) signers.push(writer.signing.signer)
-  return [...new Set(signers)]
+  return signers
 }
 
 export async function loadEncryptOptions(src: SecretSources): Promise<WriteKeys> {
@@ -134,12 +140,17 @@ async function loadRecipients(src: SecretSources, fromWriterKey: string[]): Prom
   return recipients
 }
 
-/** --writer-key, else MOCTL_BR_WRITER_KEY (a file, or the key file's text itself). */
+/** --writer-key, else MOCTL_BR_WRITER_KEY (a file, or the key file's text itself) unless another key was chosen. */
 async function loadWriterKey(src: SecretSources): Promise<null | {recipients: string[]; signing: SigningKey}> {
   if (src.writerKeyFile)
     return parseWriterKey(await readSecretFile(src.writerKeyFile, '--writer-key file'), src.writerKeyFile)
   const env = src.env.MOCTL_BR_WRITER_KEY
-  if (!env) return null
+  // Flags win over the environment: a key chosen on the command line (or MOCTL_BR_PASSPHRASE) sets it aside.
+  const otherKey =
+    (src.recipients?.length ?? 0) > 0 ||
+    (src.recipientsFiles?.length ?? 0) > 0 ||
+    Boolean(src.passphraseFile || src.noEncrypt || src.env.MOCTL_BR_PASSPHRASE)
+  if (!env || otherKey) return null
   return looksLikeKeyText(env)
     ? parseWriterKey(env, 'MOCTL_BR_WRITER_KEY')
     : parseWriterKey(await readEnvFile(env, 'MOCTL_BR_WRITER_KEY'), envSource(env, 'MOCTL_BR_WRITER_KEY'))
@@ -183,10 +194,12 @@ function envSource(value: string, variable: string): string {
 
 async function readEnvFile(value: string, variable: string): Promise<string> {
   try {
-    return await readFile(value, 'utf8')
+    return readSecretText(value, variable)
   } catch (error) {
-    const {code} = error as NodeJS.ErrnoException
-    throw new BrError('usage', `cannot read ${envSource(value, variable)}: ${describeCode(code, error)}`, {
+    // The message of readSecretText names the value as a path: it may be a secret, so say it again without it.
+    const {code} = ((error as Error).cause ?? {}) as NodeJS.ErrnoException
+    const why = code ? describeCode(code, error) : 'it is not a small regular file'
+    throw new BrError('usage', `cannot read ${envSource(value, variable)}: ${why}`, {
       cause: error,
       suggestions: [`set ${variable} to the path of a key file (or to the key itself)`],
     })
@@ -194,15 +207,7 @@ async function readEnvFile(value: string, variable: string): Promise<string> {
 }
 
 async function readSecretFile(file: string, what: string): Promise<string> {
-  try {
-    return await readFile(file, 'utf8')
-  } catch (error) {
-    const {code} = error as NodeJS.ErrnoException
-    throw new BrError('usage', `cannot read ${what} ${file}: ${describeCode(code, error)}`, {
-      cause: error,
-      suggestions: ['check the path; `moctl br key generate` makes key files'],
-    })
-  }
+  return readSecretText(file, what)
 }
 
 function describeCode(code: string | undefined, error: unknown): string {
@@ -227,9 +232,7 @@ function describeCode(code: string | undefined, error: unknown): string {
 
 async function readPassphrase(file: string): Promise<string> {
   // One line, as `echo secret > file` writes it: the final newline is not part of the passphrase.
-  const text = (await readSecretFile(file, '--passphrase-file')).replace(/\r?\n$/, '')
-  if (text.length === 0) throw usageError(`passphrase file ${file} is empty`, 'write the passphrase on its first line')
-  return text
+  return readSecretLine(file, '--passphrase-file')
 }
 
 function meaningfulLines(text: string): string[] {

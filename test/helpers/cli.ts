@@ -34,6 +34,9 @@ export function runCli(
     'MOCTL_BR_DATA_DIR',
     'MOCTL_BR_WRITER_KEY',
     'MOCTL_BR_TRUSTED_SIGNER',
+    'AWS_ACCESS_KEY_ID',
+    'AWS_SECRET_ACCESS_KEY',
+    'AWS_SESSION_TOKEN',
   ]) {
     if (!options.env || !(key in options.env)) delete env[key]
   }

@@ -153,3 +153,26 @@ describe('writer and reader keys', () => {
     await expect(stat(join(dir, 'w3'))).rejects.toThrow()
   })
 })
+
+describe('key files are read with care', () => {
+  it('a FIFO or a directory given as a key file is refused at once, never waited on', async () => {
+    const {execFileSync} = await import('node:child_process')
+    const fifo = join(tmp.path, 'fifo.key')
+    execFileSync('mkfifo', [fifo])
+    await expect(loadDecryptOptions({env: {}, identityFiles: [fifo]})).rejects.toThrow(/is a FIFO, not a regular file/)
+    await expect(loadEncryptOptions({env: {}, writerKeyFile: tmp.path})).rejects.toThrow(/is a directory/)
+    await expect(loadDecryptOptions({env: {}, passphraseFile: fifo})).rejects.toThrow(/is a FIFO/)
+  })
+
+  it('MOCTL_BR_WRITER_KEY gives way to a key chosen on the command line', async () => {
+    const keys = await generateKeyPair(join(tmp.path, 'w4'), join(tmp.path, 'r4'))
+    const file = join(tmp.path, 'pass4')
+    await writeFile(file, 'pw\n')
+    const env = {MOCTL_BR_WRITER_KEY: keys.writerKey}
+    expect((await loadEncryptOptions({env})).signing?.signer).toBe(keys.signer)
+    expect(await loadEncryptOptions({env, passphraseFile: file})).toEqual({
+      encrypt: {passphrase: 'pw', type: 'passphrase'},
+      signing: null,
+    })
+  })
+})
