@@ -69,7 +69,8 @@ export abstract class BrCommand extends Command {
   ): Promise<Interfaces.ParserOutput<F, B, A>> {
     const input = options ?? (this.ctor as unknown as Interfaces.Input<F, B, A>)
     if (input.flags && 'password' in input.flags) this.warnOfPasswordInArgv(argv ?? this.argv)
-    const defaults = await this.configDefaults(input.flags ?? {})
+    const {takesConfigDefaults} = this.ctor as unknown as {takesConfigDefaults?: boolean}
+    const defaults = takesConfigDefaults === false ? new Map() : await this.configDefaults(input.flags ?? {})
     if (defaults.size === 0) return super.parse(options, argv)
     const flags = Object.fromEntries(
       Object.entries(input.flags ?? {}).map(([name, flag]) => [

@@ -22,6 +22,7 @@ import {dirname, join, resolve} from 'node:path'
 
 import {BrError, usageError} from './errors.js'
 import {SERVICE_KINDS} from './service/types.js'
+import {SIGNER_RE} from './signing.js'
 
 interface KeySpec {
   description: string
@@ -58,16 +59,29 @@ export const CONFIG_KEYS = {
     description: 'age public key(s) backups are encrypted to, comma-separated',
     kind: 'list',
     yieldsTo: {
-      env: ['MOCTL_BR_RECIPIENT', 'MOCTL_BR_PASSPHRASE'],
-      flags: ['recipients-file', 'passphrase-file', 'no-encrypt'],
+      env: ['MOCTL_BR_RECIPIENT', 'MOCTL_BR_PASSPHRASE', 'MOCTL_BR_WRITER_KEY'],
+      flags: ['recipients-file', 'passphrase-file', 'no-encrypt', 'writer-key'],
     },
   },
   service: {description: 'how to stop and start the service', kind: 'string', options: SERVICE_KINDS},
   'sql-timeout': {description: 'seconds to wait for the service to answer SQL', kind: 'integer', min: 1},
   'start-cmd': {description: 'shell command that starts the service, for --service command', kind: 'string'},
   'stop-cmd': {description: 'shell command that stops the service, for --service command', kind: 'string'},
+  'trusted-signer': {
+    description: 'writers (brsig1…) whose backups verify and restore accept, comma-separated',
+    kind: 'list',
+    yieldsTo: {env: ['MOCTL_BR_TRUSTED_SIGNER']},
+  },
   unit: {description: 'the systemd unit, for --service systemd', kind: 'string'},
   user: {description: 'SQL user', kind: 'string'},
+  'writer-key': {
+    description: 'writer key file that encrypts and signs backups (and lets prune trust what it signed)',
+    kind: 'path',
+    yieldsTo: {
+      env: ['MOCTL_BR_WRITER_KEY', 'MOCTL_BR_PASSPHRASE', 'MOCTL_BR_RECIPIENT'],
+      flags: ['recipient', 'recipients-file', 'passphrase-file', 'no-encrypt'],
+    },
+  },
 } as const satisfies Record<string, KeySpec>
 
 export type ConfigKey = keyof typeof CONFIG_KEYS
@@ -133,8 +147,12 @@ export function parseConfigValue(key: ConfigKey, raw: string, cwd = process.cwd(
 
     case 'list': {
       const items = splitList(value)
-      const bad = items.find((item) => !/^age1[0-9a-z]+$/.test(item))
-      if (bad !== undefined) throw usageError(`config ${key}: ${bad} is not an age public key (age1…)`)
+      // The two lists hold public keys: age recipients, or writers' signers.
+      const [shape, what] =
+        key === 'trusted-signer' ? [SIGNER_RE, 'a signer (brsig1…)'] : [/^age1[0-9a-z]+$/, 'an age public key (age1…)']
+      const bad = items.find((item) => !shape.test(item))
+      if (bad !== undefined)
+        throw usageError(`config ${key}: ${bad.length > 80 || /secret/i.test(bad) ? 'a value' : bad} is not ${what}`)
       return items.join(',')
     }
 

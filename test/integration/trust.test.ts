@@ -426,3 +426,31 @@ describe('a damaged backup.json', () => {
     expect(after.map((r: {id: string}) => r.id)).toEqual([ids[0], ids[2], inc.id])
   })
 })
+
+describe('keys from br config', () => {
+  it('writer-key in config signs every backup; trusted-signer in config makes readers refuse unsigned ones', async () => {
+    const env = {...hostEnv(), XDG_CONFIG_HOME: join(tmp.path, 'xdg-config')}
+    const repo = join(tmp.path, 'config-repo')
+    const signer = (await readFile(readerKey, 'utf8')).split('\n').find((l) => l.startsWith('brsig1'))!
+    for (const [key, value] of [
+      ['writer-key', writerKey],
+      ['trusted-signer', signer],
+    ]) {
+      const set = await runCli(['br', 'config', 'set', key, value], {env})
+      expect(set.code, set.stderr).toBe(0)
+    }
+
+    const signed = await backupCli(repo, dataDir, [], env)
+    expect(signed.signature).toMatchObject({alg: 'ed25519'})
+    // a passphrase on the command line sets the configured writer key aside
+    const passFile = join(tmp.path, 'config-pass')
+    await writeFile(passFile, 'pw\n', {mode: 0o600})
+    const unsigned = await backupCli(repo, dataDir, ['--passphrase-file', passFile], env)
+    expect(unsigned.signature).toBeNull()
+    const ok = await runCli(['br', 'verify', signed.id, '--path', repo, '--identity', plainIdentity], {env})
+    expect(ok.code, ok.stderr).toBe(0)
+    const refused = await runCli(['br', 'verify', unsigned.id, '--path', repo, '--passphrase-file', passFile], {env})
+    expect(refused.code, refused.stderr).toBe(3)
+    expect(flat(refused.stderr)).toContain('is not signed')
+  })
+})

@@ -67,9 +67,10 @@ describe('flagDefault and yieldsTo', () => {
 
   it('the recipient gives way to the other ways of choosing the encryption', () => {
     expect(yieldsTo('recipient')).toEqual({
-      env: ['MOCTL_BR_RECIPIENT', 'MOCTL_BR_PASSPHRASE'],
-      flags: ['recipients-file', 'passphrase-file', 'no-encrypt'],
+      env: ['MOCTL_BR_RECIPIENT', 'MOCTL_BR_PASSPHRASE', 'MOCTL_BR_WRITER_KEY'],
+      flags: ['recipients-file', 'passphrase-file', 'no-encrypt', 'writer-key'],
     })
+    expect(yieldsTo('writer-key').flags).toContain('passphrase-file')
     expect(yieldsTo('path')).toEqual({env: [], flags: []})
   })
 })
