@@ -15,7 +15,7 @@
  */
 import {randomBytes} from 'node:crypto'
 import {closeSync, constants, createReadStream, createWriteStream, fstatSync, openSync, type Stats} from 'node:fs'
-import {link, mkdir, open, readdir, rename, rm, stat, unlink, writeFile} from 'node:fs/promises'
+import {link, lstat, mkdir, open, readdir, rename, rm, stat, unlink, writeFile} from 'node:fs/promises'
 import {dirname, resolve, sep} from 'node:path'
 import {Readable} from 'node:stream'
 import {finished} from 'node:stream/promises'
@@ -73,9 +73,15 @@ export class FsBackend implements RepoBackend {
     return `local directory ${this.root}`
   }
 
+  /** Anything at that name: a special file where an object belongs exists, and is refused when read. */
   async exists(key: string): Promise<boolean> {
-    if ((await this.size(key)) !== null) return true
-    return isDir(this.path(key))
+    try {
+      await lstat(this.path(key))
+      return true
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false
+      throw error
+    }
   }
 
   async list(prefix: string): Promise<string[]> {
@@ -166,7 +172,9 @@ export class FsBackend implements RepoBackend {
   async size(key: string): Promise<null | number> {
     try {
       const info = await stat(this.path(key))
-      return info.isFile() ? info.size : null
+      // A FIFO or a directory where an object belongs is not "missing": say what it is.
+      if (!info.isFile()) throw notRegular(key, info)
+      return info.size
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null
       throw error
@@ -263,13 +271,5 @@ async function fsyncPath(path: string): Promise<void> {
     await handle.sync()
   } finally {
     await handle.close()
-  }
-}
-
-async function isDir(path: string): Promise<boolean> {
-  try {
-    return (await stat(path)).isDirectory()
-  } catch {
-    return false
   }
 }

@@ -31,7 +31,11 @@ describe('readSecretLine', () => {
     ['empty', '', /^--password-file .*empty is empty$/],
     ['newline only', '\n', /is empty$/],
     ['two lines', 'first\nsecond\n', /holds more than one line$/],
-    ['too large', Buffer.alloc(MAX_SECRET_BYTES + 1, 'a'), /is 65537 bytes, more than a secret or key file holds \(65536\)$/],
+    [
+      'too large',
+      Buffer.alloc(MAX_SECRET_BYTES + 1, 'a'),
+      /is 65537 bytes, more than a secret or key file holds \(65536\)$/,
+    ],
   ])('refuses a file that is %s (exit 2), never printing its content', async (name, content, message) => {
     const path = await file(name.replaceAll(' ', '-'), content)
     let error: unknown

@@ -36,7 +36,7 @@ Prints the public key (age1…). Refuses to overwrite an existing file.`
       description: 'file for the writer key: age recipient + signing key (for the backup host)',
     }),
   }
-/** --writer-key here names a file to create, not the config's writer key to use. */
+  /** --writer-key here names a file to create, not the config's writer key to use. */
   static takesConfigDefaults = false
 
   async run(): Promise<Result> {
