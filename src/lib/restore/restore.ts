@@ -43,6 +43,8 @@ export interface RestoreOptions {
   id: string
   /** a quick probe (SQL answers on host:port?) used when the service is not managed */
   isRunning?: () => Promise<boolean>
+  /** keep setuid, setgid and sticky bits from the backup (--keep-special-modes); off, they are cleared */
+  keepSpecialModes?: boolean
   repoPath: string
   /** null: not managed; then `isRunning` must say no before anything is swapped */
   service: null | ServiceControl
@@ -185,6 +187,7 @@ export function restoreFlow(): Flow<RestoreContext> {
             {
               dest: ctx.staging,
               finalManifest: ctx.manifest!,
+              keepSpecialModes: ctx.options.keepSpecialModes,
               keys: ctx.options.decrypt,
               members: ctx.members!,
               repo: ctx.repo!,
