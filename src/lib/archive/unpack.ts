@@ -8,9 +8,10 @@
  * segments, names outside data/, types other than file/dir/symlink, entries beneath a symlink
  * (from the archive or already in `dest`), and duplicates are refused (integrity, exit 3); files
  * are created exclusively, never through or over what is there. No symlink may lead out once
- * every symlink of the tree is followed: each is resolved when it arrives against the links made
+ * every symlink of the tree is followed: each is resolved when it arrives against the links known
  * so far (this archive's, and those `links` says a newer archive of the chain already made in
- * `dest`), and all of them again at the end, so no order of entries gets one past. Every entry
+ * `dest`), and all of them again at the end, so no order of entries gets one past; links are
+ * made only after that, so not even a refused archive leaves one that leads out. Every entry
  * the manifest places in this archive must be present with its size and SHA-256, and nothing
  * else may be; the stored bytes must match `expected`; the embedded manifest must equal
  * `expectedManifest`. Modes and mtimes come from the manifest, set at the end, without setuid,
@@ -196,6 +197,8 @@ class EntryReader {
   private readonly destLinks: Map<string, string>
   /** this archive's own symlinks, path → target */
   private readonly links = new Map<string, string>()
+  /** this archive's links to write, once every link has been resolved */
+  private readonly linksToMake: Array<[string, string]> = []
   private manifestBytes: Buffer | undefined
   private readonly progress: PackProgress
   private reported = 0
@@ -248,7 +251,8 @@ class EntryReader {
         if (writer) {
           this.destLinks.set(path, target)
           checkResolved(this.destLinks, path)
-          await writer.symlink(path, target)
+          // Made at the end, once the whole tree is known not to lead out: never a link that escapes.
+          this.linksToMake.push([path, target])
         }
 
         this.seen.set(path, {target, type: 'symlink'})
@@ -265,18 +269,23 @@ class EntryReader {
 
   async finish(): Promise<ReadArchiveResult> {
     if (!this.manifestBytes) throw integrityError(`${TRUNCATED}: it has no ${MANIFEST_ENTRY}`, HINT_DAMAGED)
-    const manifest = decodeManifest(this.manifestBytes)
-    if (this.options.expectedManifest && !sameManifest(this.options.expectedManifest, manifest)) {
-      throw integrityError('the manifest inside the archive differs from manifest.age', HINT_FORGED)
-    }
-
     // Every link again, now that the tree is complete: the order of entries cannot matter.
     for (const links of [this.links, this.destLinks]) {
       const escaping = findEscapingSymlink(links)
       if (escaping) throw refuse(DATA_PREFIX + escaping.path, `it is a symlink: ${escaping.why}`)
     }
 
+    const manifest = decodeManifest(this.manifestBytes)
+    if (this.options.expectedManifest && !sameManifest(this.options.expectedManifest, manifest)) {
+      throw integrityError('the manifest inside the archive differs from manifest.age', HINT_FORGED)
+    }
+
     await checkAgainstManifest(manifest, this.seen, this.breather)
+    for (const [path, target] of this.linksToMake) {
+      // eslint-disable-next-line no-await-in-loop -- links are few
+      await this.writer?.symlink(path, target)
+    }
+
     if (this.options.metadata !== false) await this.writer?.applyMetadata(manifest, this.written, this.breather)
     this.report(true)
     return {bytes: this.progress.bytesDone, files: this.progress.filesDone, manifest}
