@@ -7,7 +7,8 @@
  * Guarantees: every implementation writes ordinary single-frame zstd that the `zstd` CLI and every
  * other implementation here reads; corrupt input makes the decompressor fail (callers turn that
  * into an integrity error). Decompression is bounded whatever the input: frames that ask for a
- * window over 128 MiB (zstd -3 uses 2 MiB, even --long 128 MiB) are refused from their header,
+ * window over 128 MiB (zstd -3 uses 2 MiB, --long 128 MiB; 8 MiB for zstd-codec, whose heap is
+ * 16 MiB) are refused from their header,
  * and output is produced only as the reader takes it (a zstd bomb of a few KiB that inflates to
  * GiBs never sits in memory: at most a few MiB are ahead of the reader). A stream that ends
  * inside a frame fails. It does not check content: hashes live in the manifest and the age layer
@@ -71,7 +72,11 @@ const CODEC_SLICE = 1024 * 1024
 const NODE_CHUNK = 256 * 1024
 /** The largest window a frame may ask for: what `zstd --long` uses; every level we write uses at most 8 MiB. */
 export const MAX_WINDOW_LOG = 27
-const MAX_WINDOW = 2 ** MAX_WINDOW_LOG
+/**
+ * zstd-codec's WebAssembly heap is 16 MiB, and a window that does not fit aborts the module for
+ * the whole process: there, 8 MiB (level 19's window, the largest we write).
+ */
+const CODEC_MAX_WINDOW_LOG = 23
 /** zstd's largest block, decompressed (RFC 8878 Block_Maximum_Size). */
 const BLOCK_MAX = 128 * 1024
 /** Sizes of a frame header's Dictionary_ID and Frame_Content_Size fields, by their flags. */
@@ -137,15 +142,20 @@ export function createCompressor(level: number, impl: ZstdImplementation = zstdI
   }
 }
 
+/** The widest window (log2) `impl` accepts in a frame header. */
+export function maxWindowLog(impl: ZstdImplementation = zstdImplementation()): number {
+  return impl === 'codec' ? CODEC_MAX_WINDOW_LOG : MAX_WINDOW_LOG
+}
+
 /** A stream that decompresses one or more zstd frames, bounded in memory (see the module header). */
 export function createDecompressor(impl: ZstdImplementation = zstdImplementation()): Duplex {
   switch (impl) {
     case 'codec': {
-      return new BoundedDecompressor(new CodecDecoder())
+      return new BoundedDecompressor(new CodecDecoder(), CODEC_MAX_WINDOW_LOG)
     }
 
     case 'napi': {
-      return new BoundedDecompressor(new NapiDecoder(need(napiBinding, 'napi')))
+      return new BoundedDecompressor(new NapiDecoder(need(napiBinding, 'napi')), MAX_WINDOW_LOG)
     }
 
     case 'node': {
@@ -157,7 +167,7 @@ export function createDecompressor(impl: ZstdImplementation = zstdImplementation
         chunkSize: NODE_CHUNK,
         ...(windowLogMax === undefined ? {} : {params: {[windowLogMax]: MAX_WINDOW_LOG}}),
       })
-      const check = new FrameCheck()
+      const check = new FrameCheck(MAX_WINDOW_LOG)
       // Errors of either stage reach the pair (pipeline destroys the other one with them).
       pipeline(check, inflate, () => {})
       return Duplex.from({readable: inflate, writable: check})
@@ -192,6 +202,8 @@ class FrameWalker {
   private state: 'block' | 'descriptor' | 'header' | 'magic' | 'skipping' | 'skipSize' = 'magic'
   private want = 4
   private window = 0
+
+  constructor(private readonly maxWindowLog: number) {}
 
   get atFrameBoundary(): boolean {
     return this.state === 'magic' && this.collected === 0
@@ -307,9 +319,9 @@ class FrameWalker {
       this.window = base + (base / 8) * (head[0] & 7)
     }
 
-    if (this.window > MAX_WINDOW) {
+    if (this.window > 2 ** this.maxWindowLog) {
       throw new Error(
-        `a zstd frame asks for a ${Math.ceil(this.window / 2 ** 20)} MiB window, more than the ${MAX_WINDOW / 2 ** 20} MiB this reader allows`,
+        `a zstd frame asks for a ${Math.ceil(this.window / 2 ** 20)} MiB window, more than the ${2 ** (this.maxWindowLog - 20)} MiB this reader allows`,
       )
     }
   }
@@ -326,7 +338,12 @@ class FrameWalker {
 
 /** Passes bytes on unchanged after FrameWalker checked their frame headers. */
 class FrameCheck extends Transform {
-  private readonly walker = new FrameWalker()
+  private readonly walker: FrameWalker
+
+  constructor(maxWindowLog: number) {
+    super()
+    this.walker = new FrameWalker(maxWindowLog)
+  }
 
   override _flush(callback: TransformCallback): void {
     callback(this.walker.atFrameBoundary ? null : new Error('the zstd stream ended in the middle of a frame'))
@@ -365,10 +382,14 @@ class BoundedDecompressor extends Transform {
   private pieces: Buffer[] = []
   private pumping = false
   private waiting = false
-  private readonly walker = new FrameWalker()
+  private readonly walker: FrameWalker
 
-  constructor(private readonly decoder: Decoder) {
+  constructor(
+    private readonly decoder: Decoder,
+    maxWindowLog: number,
+  ) {
     super({readableHighWaterMark: OUTPUT_HIGH_WATER})
+    this.walker = new FrameWalker(maxWindowLog)
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
