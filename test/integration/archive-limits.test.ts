@@ -39,6 +39,8 @@ async function measured(name: string, args: string[]) {
   return {...r, rssMiB}
 }
 
+const mode = async (path: string) => (await stat(path)).mode % 0o1_0000
+
 async function backup(dataDir: string, repo: string, extra: string[] = []) {
   const r = await runCli([
     'br',
@@ -131,7 +133,7 @@ describe('file names that are not UTF-8', () => {
       'true',
     ])
     expect(r.code, r.stderr).toBe(2)
-    expect(r.stderr).toContain('cannot back up sub/caf\\xe9 in the data directory: its name is not valid UTF-8')
+    expect(r.stderr).toContain(String.raw`cannot back up sub/caf\xe9 in the data directory: its name is not valid UTF-8`)
     expect(r.stderr).toMatch(/rename it to valid UTF-8/)
     // Nothing stopped, nothing written.
     await expect(stat(stopped)).rejects.toThrow(/ENOENT/)
@@ -156,7 +158,7 @@ describe('file names that are not UTF-8', () => {
       'none',
     ])
     expect(r.code).toBe(2)
-    expect(r.stderr).toContain('cannot back up l in the data directory: its target is not valid UTF-8 (a\\xff)')
+    expect(r.stderr).toContain(String.raw`cannot back up l in the data directory: its target is not valid UTF-8 (a\xff)`)
   })
 })
 
@@ -170,7 +172,6 @@ describe('special mode bits', () => {
     await chmod(join(data, 'd'), 0o2775)
     const b = await backup(data, repo)
     expect(b.code, b.stderr).toBe(0)
-    const mode = async (path: string) => (await stat(path)).mode % 0o1_0000
 
     const plain = join(work.path, 'modes-plain')
     const r1 = await runCli([
