@@ -5,7 +5,7 @@
  * through other links; the restore must refuse it (integrity), naming the entry, whatever the
  * order of the entries.
  */
-import {lstat, mkdir, readdir, readFile, readlink, stat} from 'node:fs/promises'
+import {lstat, mkdir, readdir, readFile, readlink, stat, symlink} from 'node:fs/promises'
 import {join} from 'node:path'
 import {Readable} from 'node:stream'
 import tar from 'tar-stream'
@@ -22,6 +22,7 @@ import {
   resolveSymlink,
   symlinkStaysInside,
 } from '../../../../src/lib/archive/manifest.js'
+import {scanDataDir} from '../../../../src/lib/archive/pack.js'
 import {readArchive} from '../../../../src/lib/archive/unpack.js'
 import {BrError} from '../../../../src/lib/errors.js'
 import {sha256, tempDir, through} from './fixture.js'
@@ -273,5 +274,17 @@ describe('holes', () => {
     // 11 MiB of content, two 64 KiB blocks of data: a few hundred KiB allocated at most.
     expect(info.blocks * 512).toBeLessThan(512 * 1024)
     expect(await readFile(join(dest, 'small-zeros'))).toEqual(Buffer.alloc(1000))
+  })
+})
+
+describe('the backup scan', () => {
+  it('refuses a data dir whose links lead out together, so no backup is made that restore refuses', async () => {
+    const root = join(work.dir, 'scan-root', 'data')
+    await mkdir(join(root, 's'), {recursive: true})
+    await symlink('..', join(root, 's', 'l'))
+    await symlink('s/l/s/l/../..', join(root, 'x'))
+    await expect(scanDataDir(root)).rejects.toThrow(
+      /symlink x in the data directory: .*leads outside the data directory/,
+    )
   })
 })
