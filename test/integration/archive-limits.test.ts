@@ -133,7 +133,9 @@ describe('file names that are not UTF-8', () => {
       'true',
     ])
     expect(r.code, r.stderr).toBe(2)
-    expect(r.stderr).toContain(String.raw`cannot back up sub/caf\xe9 in the data directory: its name is not valid UTF-8`)
+    expect(r.stderr).toContain(
+      String.raw`cannot back up sub/caf\xe9 in the data directory: its name is not valid UTF-8`,
+    )
     expect(r.stderr).toMatch(/rename it to valid UTF-8/)
     // Nothing stopped, nothing written.
     await expect(stat(stopped)).rejects.toThrow(/ENOENT/)
@@ -158,7 +160,9 @@ describe('file names that are not UTF-8', () => {
       'none',
     ])
     expect(r.code).toBe(2)
-    expect(r.stderr).toContain(String.raw`cannot back up l in the data directory: its target is not valid UTF-8 (a\xff)`)
+    expect(r.stderr).toContain(
+      String.raw`cannot back up l in the data directory: its target is not valid UTF-8 (a\xff)`,
+    )
   })
 })
 
