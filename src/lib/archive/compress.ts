@@ -15,6 +15,7 @@
  * authenticates every byte.
  */
 import {createRequire} from 'node:module'
+import {performance} from 'node:perf_hooks'
 import {Duplex, pipeline, Transform, type TransformCallback} from 'node:stream'
 import zlib from 'node:zlib'
 
@@ -84,6 +85,8 @@ const DID_SIZES = [0, 1, 2, 4]
 const FCS_SIZES = [0, 2, 4, 8]
 /** A decompression step produces about this much at most (plus one block) before the reader is asked. */
 const OUTPUT_BUDGET = 2 * 1024 * 1024
+/** Decompression runs at most this long before the event loop gets a turn. */
+const PUMP_SLICE_MS = 20
 /** Decompressed bytes buffered ahead of the reader before decompression pauses. */
 const OUTPUT_HIGH_WATER = 1024 * 1024
 
@@ -431,12 +434,22 @@ class BoundedDecompressor extends Transform {
     this.pump().catch((error: unknown) => this.destroy(error as Error))
   }
 
-  /** Decompresses the pending pieces until they are used up or the reader is behind. */
+  /**
+   * Decompresses the pending pieces until they are used up or the reader is behind. A reader
+   * that takes everything at once (a tar parser fed synchronously) would keep this loop going for
+   * the whole archive: after PUMP_SLICE_MS it lets the event loop in and comes back.
+   */
   private async pump(): Promise<void> {
     if (this.pumping) return
     this.pumping = true
+    const started = performance.now()
     try {
       while (this.pieces.length > 0) {
+        if (performance.now() - started > PUMP_SLICE_MS) {
+          setImmediate(() => this.pump().catch((error: unknown) => this.destroy(error as Error)))
+          return
+        }
+
         const piece = this.pieces[0]
         // eslint-disable-next-line no-await-in-loop -- one step after another, in order
         const {consumed, more, output} = await this.decoder.step(piece)

@@ -91,6 +91,15 @@ export function findEscapingSymlink(links: ReadonlyMap<string, string>): undefin
 
 /** The manifest as JSON bytes, keys in a fixed order, one entry per line. */
 export function encodeManifest(m: Manifest): Buffer {
+  return Buffer.from([...manifestPieces(m)].join(''), 'utf8')
+}
+
+/**
+ * The canonical encoding in pieces: the head, each entry's line, the tail. `encodeManifest` joins
+ * them; `matchesEncoding` compares them one at a time with bytes, pausing for the event loop.
+ * @yields the next piece of the JSON text
+ */
+function* manifestPieces(m: Manifest): Generator<string> {
   const head = {
     backupId: m.backupId,
     chain: m.chain,
@@ -99,9 +108,32 @@ export function encodeManifest(m: Manifest): Buffer {
     format: m.format,
     type: m.type,
   }
-  const entries = m.entries.map((e) => JSON.stringify(canonicalEntry(e)))
-  const json = `${JSON.stringify(head).slice(0, -1)},"entries":[${entries.length > 0 ? `\n${entries.join(',\n')}\n` : ''}]}\n`
-  return Buffer.from(json, 'utf8')
+  yield `${JSON.stringify(head).slice(0, -1)},"entries":[`
+  for (const [i, e] of m.entries.entries()) yield `${i === 0 ? '\n' : ',\n'}${JSON.stringify(canonicalEntry(e))}`
+  yield `${m.entries.length > 0 ? '\n' : ''}]}\n`
+}
+
+/**
+ * True when `bytes` are exactly the canonical encoding of `m` (what the packer writes): the
+ * archive's embedded manifest against manifest.age, compared piece by piece, with `pause` awaited
+ * between pieces so a million entries do not block the event loop (unlike decode + encode).
+ */
+export async function matchesEncoding(
+  m: Manifest,
+  bytes: Buffer,
+  pause: () => Promise<void> | undefined,
+): Promise<boolean> {
+  let offset = 0
+  for (const piece of manifestPieces(m)) {
+    const encoded = Buffer.from(piece, 'utf8')
+    if (offset + encoded.length > bytes.length || !encoded.equals(bytes.subarray(offset, offset + encoded.length)))
+      return false
+    offset += encoded.length
+    // eslint-disable-next-line no-await-in-loop -- rarely: lets SIGINT in
+    await pause()
+  }
+
+  return offset === bytes.length
 }
 
 /** Parses and validates a manifest; any problem is an integrity error. */

@@ -39,8 +39,8 @@ import {
   findEscapingSymlink,
   isSafePath,
   manifestTotals,
+  matchesEncoding,
   resolveSymlink,
-  sameManifest,
   symlinkStaysInside,
 } from './manifest.js'
 import {DATA_PREFIX, MANIFEST_ENTRY} from './pack.js'
@@ -218,6 +218,9 @@ class EntryReader {
   }
 
   async entry(entry: TarEntry): Promise<void> {
+    // Parsing runs on microtasks only (a 64 KiB read can inflate to thousands of tiny entries):
+    // every ~50 ms, timers, I/O and SIGINT get their turn.
+    await this.breather.breathe()
     const {header} = entry
     if (this.manifestBytes) throw refuse(header.name, `it comes after ${MANIFEST_ENTRY}, which must be last`)
     if (header.name === MANIFEST_ENTRY) {
@@ -275,10 +278,14 @@ class EntryReader {
       if (escaping) throw refuse(DATA_PREFIX + escaping.path, `it is a symlink: ${escaping.why}`)
     }
 
-    const manifest = decodeManifest(this.manifestBytes)
-    if (this.options.expectedManifest && !sameManifest(this.options.expectedManifest, manifest)) {
+    const expected = this.options.expectedManifest
+    // With manifest.age at hand, the embedded copy must be its very bytes: compared piece by piece
+    // (no second parse of a manifest that may list a million files, no long block of the loop).
+    if (expected && !(await matchesEncoding(expected, this.manifestBytes, () => this.breather.breathe()))) {
       throw integrityError('the manifest inside the archive differs from manifest.age', HINT_FORGED)
     }
+
+    const manifest = expected ?? decodeManifest(this.manifestBytes)
 
     await checkAgainstManifest(manifest, this.seen, this.breather)
     for (const [path, target] of this.linksToMake) {
