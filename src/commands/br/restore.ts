@@ -48,6 +48,10 @@ stop, swap and start, changing nothing.`
         'check the backup, key, chain and target, print what would be stopped, swapped and started; change nothing',
     }),
     force: Flags.boolean({description: 'replace a non-empty data directory (it is kept as <data-dir>.before-<id>)'}),
+    'keep-special-modes': Flags.boolean({
+      description:
+        'keep setuid, setgid and sticky bits as the backup recorded them (by default they are cleared: a MatrixOne data directory has none)',
+    }),
     'restore-path': Flags.string({
       aliases: ['restore_path'],
       description: "the directory that holds mo-data, as mo_br's --restore_path (restores into <restore-path>/mo-data)",
@@ -72,6 +76,7 @@ stop, swap and start, changing nothing.`
       id: args.id,
       isRunning: sqlProbe(settings),
       onWarning: (message) => this.warn(message),
+      keepSpecialModes: flags['keep-special-modes'],
       repoPath: resolve(flags.path),
       service: serviceControl(this.config, settings, {
         dataDir,

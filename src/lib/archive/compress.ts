@@ -6,12 +6,17 @@
  *
  * Guarantees: every implementation writes ordinary single-frame zstd that the `zstd` CLI and every
  * other implementation here reads; corrupt input makes the decompressor fail (callers turn that
- * into an integrity error). It does not check content: hashes live in the manifest and the age
- * layer authenticates every byte. zstd-codec's decompressor does not notice a frame cut short;
- * the tar parser after it does (and the record's size, and age, before it).
+ * into an integrity error). Decompression is bounded whatever the input: frames that ask for a
+ * window over 128 MiB (zstd -3 uses 2 MiB, --long 128 MiB; 8 MiB for zstd-codec, whose heap is
+ * 16 MiB) are refused from their header,
+ * and output is produced only as the reader takes it (a zstd bomb of a few KiB that inflates to
+ * GiBs never sits in memory: at most a few MiB are ahead of the reader). A stream that ends
+ * inside a frame fails. It does not check content: hashes live in the manifest and the age layer
+ * authenticates every byte.
  */
 import {createRequire} from 'node:module'
-import {Transform, type TransformCallback} from 'node:stream'
+import {performance} from 'node:perf_hooks'
+import {Duplex, pipeline, Transform, type TransformCallback} from 'node:stream'
 import zlib from 'node:zlib'
 
 import type {ZstdImplementation} from './types.js'
@@ -22,8 +27,17 @@ export type {ZstdImplementation} from './types.js'
 
 /** The slice of zstd-napi we use; typed here because the package is optional. */
 interface ZstdNapi {
-  CompressStream: new (parameters: {compressionLevel?: number; nbWorkers?: number}) => Transform
-  DecompressStream: new () => Transform
+  CompressStream: new (parameters: {compressionLevel?: number; nbWorkers?: number; windowLog?: number}) => Transform
+}
+
+/** zstd-napi's binding: the streaming decompressor one call at a time, whose output we bound. */
+interface ZstdNapiBinding {
+  DCtx: new () => {
+    decompressStream(dst: Uint8Array, src: Uint8Array): [number, number, number]
+    setParameter(parameter: number, value: number): void
+  }
+  DParameter: {windowLogMax: number}
+  dStreamOutSize(): number
 }
 
 /** Node 22.15+/24 zlib zstd; absent from @types/node 20. */
@@ -57,8 +71,27 @@ const NAPI_WORKERS = 2
 const CODEC_SLICE = 1024 * 1024
 /** Node's zlib default output chunk is 16 KiB: larger chunks mean fewer round trips to the thread pool. */
 const NODE_CHUNK = 256 * 1024
+/** The largest window a frame may ask for: what `zstd --long` uses; every level we write uses at most 8 MiB. */
+export const MAX_WINDOW_LOG = 27
+/**
+ * zstd-codec's WebAssembly heap is 16 MiB, and a window that does not fit aborts the module for
+ * the whole process: there, 8 MiB (level 19's window, the largest we write).
+ */
+const CODEC_MAX_WINDOW_LOG = 23
+/** zstd's largest block, decompressed (RFC 8878 Block_Maximum_Size). */
+const BLOCK_MAX = 128 * 1024
+/** Sizes of a frame header's Dictionary_ID and Frame_Content_Size fields, by their flags. */
+const DID_SIZES = [0, 1, 2, 4]
+const FCS_SIZES = [0, 2, 4, 8]
+/** A decompression step produces about this much at most (plus one block) before the reader is asked. */
+const OUTPUT_BUDGET = 2 * 1024 * 1024
+/** Decompression runs at most this long before the event loop gets a turn. */
+const PUMP_SLICE_MS = 20
+/** Decompressed bytes buffered ahead of the reader before decompression pauses. */
+const OUTPUT_HIGH_WATER = 1024 * 1024
 
 const napi = loadNapi()
+const napiBinding = napi ? (require('zstd-napi/binding') as ZstdNapiBinding) : null
 const nodeZstd = loadNodeZstd()
 const selected = select(process.env.MOCTL_BR_ZSTD)
 
@@ -112,20 +145,395 @@ export function createCompressor(level: number, impl: ZstdImplementation = zstdI
   }
 }
 
-/** A Transform that decompresses one or more zstd frames. */
-export function createDecompressor(impl: ZstdImplementation = zstdImplementation()): Transform {
+/** The widest window (log2) `impl` accepts in a frame header. */
+export function maxWindowLog(impl: ZstdImplementation = zstdImplementation()): number {
+  return impl === 'codec' ? CODEC_MAX_WINDOW_LOG : MAX_WINDOW_LOG
+}
+
+/** A stream that decompresses one or more zstd frames, bounded in memory (see the module header). */
+export function createDecompressor(impl: ZstdImplementation = zstdImplementation()): Duplex {
   switch (impl) {
     case 'codec': {
-      return new CodecStream('decompress')
+      return new BoundedDecompressor(new CodecDecoder(), CODEC_MAX_WINDOW_LOG)
     }
 
     case 'napi': {
-      return new (need(napi, 'napi').DecompressStream)()
+      return new BoundedDecompressor(new NapiDecoder(need(napiBinding, 'napi')), MAX_WINDOW_LOG)
     }
 
     case 'node': {
-      return need(nodeZstd, 'node').createZstdDecompress({chunkSize: NODE_CHUNK})
+      // zlib's streams already wait for the reader between output chunks; the frames are checked
+      // before them, and the window bound is zstd's own parameter too.
+      const zstd = need(nodeZstd, 'node')
+      const windowLogMax = zstd.constants.ZSTD_d_windowLogMax
+      const inflate = zstd.createZstdDecompress({
+        chunkSize: NODE_CHUNK,
+        ...(windowLogMax === undefined ? {} : {params: {[windowLogMax]: MAX_WINDOW_LOG}}),
+      })
+      const check = new FrameCheck(MAX_WINDOW_LOG)
+      // Errors of either stage reach the pair (pipeline destroys the other one with them).
+      pipeline(check, inflate, () => {})
+      return Duplex.from({readable: inflate, writable: check})
     }
+  }
+}
+
+/** A compressor with a chosen window, for tests that need frames asking for more than we accept. */
+export function createCompressorWithWindow(windowLog: number): Transform {
+  return new (need(napi, 'napi').CompressStream)({compressionLevel: 3, windowLog})
+}
+
+/* eslint-disable no-bitwise -- zstd headers are bit fields */
+/**
+ * Walks the zstd frames of a stream by their headers (RFC 8878), without decompressing: refuses
+ * windows over MAX_WINDOW and malformed headers, knows whether the stream stopped between
+ * frames, and says where to cut the input so that no piece can decompress to much more than a
+ * budget (a block header tells the most its block can give: its size for raw and RLE blocks,
+ * 128 KiB for a compressed one).
+ */
+class FrameWalker {
+  /** after the current skip: 'block' (more blocks), 'magic' (next frame) */
+  private after: 'block' | 'magic' = 'magic'
+  private checksum = false
+  private collected = 0
+  private descriptor = 0
+  private readonly head = Buffer.alloc(16)
+  /** predicted output since the last cut */
+  private owed = 0
+  /** bytes still to pass over, in the skip states */
+  private skip = 0
+  private state: 'block' | 'descriptor' | 'header' | 'magic' | 'skipping' | 'skipSize' = 'magic'
+  private want = 4
+  private window = 0
+
+  constructor(private readonly maxWindowLog: number) {}
+
+  get atFrameBoundary(): boolean {
+    return this.state === 'magic' && this.collected === 0
+  }
+
+  /** Offsets inside `chunk` to cut it at; throws on a frame this reader refuses. */
+  scan(chunk: Buffer, budget: number): number[] {
+    const cuts: number[] = []
+    let i = 0
+    while (i < chunk.length) {
+      if (this.state === 'skipping') {
+        const n = Math.min(this.skip, chunk.length - i)
+        i += n
+        this.skip -= n
+        if (this.skip === 0) this.expect(this.after, this.after === 'block' ? 3 : 4)
+        continue
+      }
+
+      const start = i - this.collected // where this header began; negative: in an earlier chunk
+      const n = Math.min(this.want - this.collected, chunk.length - i)
+      chunk.copy(this.head, this.collected, i, i + n)
+      this.collected += n
+      i += n
+      if (this.collected < this.want) continue
+      this.collected = 0
+      const cost = this.parse()
+      if (cost > 0 && this.owed > 0 && this.owed + cost > budget) {
+        if (start > 0) cuts.push(start)
+        this.owed = 0
+      }
+
+      this.owed += cost
+    }
+
+    return cuts
+  }
+
+  private expect(state: FrameWalker['state'], want: number): void {
+    this.state = state
+    this.want = want
+    this.collected = 0
+  }
+
+  /** Takes the header just collected; returns the most output the block it starts can give. */
+  private parse(): number {
+    switch (this.state) {
+      case 'block': {
+        return this.parseBlock()
+      }
+
+      case 'descriptor': {
+        const d = this.head[0]
+        if ((d >> 3) & 1) throw new Error('corrupt zstd data: reserved bit set in a frame header')
+        this.descriptor = d
+        this.checksum = ((d >> 2) & 1) === 1
+        const single = (d >> 5) & 1
+        const fcsFlag = d >> 6
+        this.expect('header', (single ? 0 : 1) + DID_SIZES[d & 3] + (fcsFlag === 0 ? single : FCS_SIZES[fcsFlag]))
+        return 0
+      }
+
+      case 'header': {
+        this.parseWindow()
+        this.expect('block', 3)
+        return 0
+      }
+
+      case 'magic': {
+        const magic = this.head.readUInt32LE(0)
+        if (magic === 0xfd_2f_b5_28) this.expect('descriptor', 1)
+        else if ((magic & 0xff_ff_ff_f0) >>> 0 === 0x18_4d_2a_50) this.expect('skipSize', 4)
+        else throw new Error('corrupt zstd data: not a zstd frame')
+        return 0
+      }
+
+      case 'skipping': {
+        return 0
+      }
+
+      case 'skipSize': {
+        this.skipThen(this.head.readUInt32LE(0), 'magic')
+        return 0
+      }
+    }
+  }
+
+  private parseBlock(): number {
+    const {head} = this
+    const v = head[0] | (head[1] << 8) | (head[2] << 16)
+    const last = (v & 1) === 1
+    const type = (v >> 1) & 3
+    const size = v >>> 3
+    if (type === 3) throw new Error('corrupt zstd data: reserved block type')
+    if (size > BLOCK_MAX) throw new Error(`corrupt zstd data: a block of ${size} bytes`)
+    this.skipThen((type === 1 ? 1 : size) + (last && this.checksum ? 4 : 0), last ? 'magic' : 'block')
+    return type === 2 ? Math.min(BLOCK_MAX, this.window) : size
+  }
+
+  /** The frame's window: from its descriptor, or its content size for a single-segment frame. */
+  private parseWindow(): void {
+    const {descriptor: d, head} = this
+    const fcsFlag = d >> 6
+    if ((d >> 5) & 1) {
+      const at = DID_SIZES[d & 3]
+      this.window = [
+        () => head[at],
+        () => head.readUInt16LE(at) + 256,
+        () => head.readUInt32LE(at),
+        () => Number(head.readBigUInt64LE(at)),
+      ][fcsFlag]()
+    } else {
+      const base = 2 ** (10 + (head[0] >> 3))
+      this.window = base + (base / 8) * (head[0] & 7)
+    }
+
+    if (this.window > 2 ** this.maxWindowLog) {
+      throw new Error(
+        `a zstd frame asks for a ${Math.ceil(this.window / 2 ** 20)} MiB window, more than the ${2 ** (this.maxWindowLog - 20)} MiB this reader allows`,
+      )
+    }
+  }
+
+  private skipThen(bytes: number, after: 'block' | 'magic'): void {
+    this.skip = bytes
+    this.after = after
+    this.state = 'skipping'
+    if (bytes === 0) this.expect(after, after === 'block' ? 3 : 4)
+  }
+}
+
+/* eslint-enable no-bitwise */
+
+/** Passes bytes on unchanged after FrameWalker checked their frame headers. */
+class FrameCheck extends Transform {
+  private readonly walker: FrameWalker
+
+  constructor(maxWindowLog: number) {
+    super()
+    this.walker = new FrameWalker(maxWindowLog)
+  }
+
+  override _flush(callback: TransformCallback): void {
+    callback(this.walker.atFrameBoundary ? null : new Error('the zstd stream ended in the middle of a frame'))
+  }
+
+  override _transform(chunk: Buffer, _encoding: string, callback: TransformCallback): void {
+    try {
+      this.walker.scan(chunk, Number.POSITIVE_INFINITY)
+    } catch (error) {
+      callback(error as Error)
+      return
+    }
+
+    callback(null, chunk)
+  }
+}
+
+/** One decompression call: takes some of `input` and gives some output (maybe none). */
+interface Decoder {
+  release(): void
+  /** `more`: the output may not be all that `input` so far gives; call again, with no new input if need be */
+  step(
+    input: Buffer,
+  ):
+    | Promise<{consumed: number; more: boolean; output: Buffer | null}>
+    | {consumed: number; more: boolean; output: Buffer | null}
+}
+
+/**
+ * Decompression that waits for the reader: input is cut where FrameWalker says (so one step
+ * cannot produce much more than OUTPUT_BUDGET), each step's output is pushed, and once the
+ * readable side holds OUTPUT_HIGH_WATER the steps stop until it is read.
+ */
+class BoundedDecompressor extends Transform {
+  private callback: TransformCallback | undefined
+  private pieces: Buffer[] = []
+  private pumping = false
+  private waiting = false
+  private readonly walker: FrameWalker
+
+  constructor(
+    private readonly decoder: Decoder,
+    maxWindowLog: number,
+  ) {
+    super({readableHighWaterMark: OUTPUT_HIGH_WATER})
+    this.walker = new FrameWalker(maxWindowLog)
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.decoder.release()
+    callback(error)
+  }
+
+  override _flush(callback: TransformCallback): void {
+    this.decoder.release()
+    callback(this.walker.atFrameBoundary ? null : new Error('the zstd stream ended in the middle of a frame'))
+  }
+
+  override _read(size: number): void {
+    if (this.waiting) {
+      this.waiting = false
+      this.pump().catch((error: unknown) => this.destroy(error as Error))
+      return
+    }
+
+    super._read(size)
+  }
+
+  override _transform(chunk: Buffer, _encoding: string, callback: TransformCallback): void {
+    let cuts: number[]
+    try {
+      cuts = this.walker.scan(chunk, OUTPUT_BUDGET)
+    } catch (error) {
+      callback(error as Error)
+      return
+    }
+
+    let from = 0
+    for (const cut of [...cuts, chunk.length]) {
+      this.pieces.push(chunk.subarray(from, cut))
+      from = cut
+    }
+
+    this.callback = callback
+    this.pump().catch((error: unknown) => this.destroy(error as Error))
+  }
+
+  /**
+   * Decompresses the pending pieces until they are used up or the reader is behind. A reader
+   * that takes everything at once (a tar parser fed synchronously) would keep this loop going for
+   * the whole archive: after PUMP_SLICE_MS it lets the event loop in and comes back.
+   */
+  private async pump(): Promise<void> {
+    if (this.pumping) return
+    this.pumping = true
+    const started = performance.now()
+    try {
+      while (this.pieces.length > 0) {
+        if (performance.now() - started > PUMP_SLICE_MS) {
+          setImmediate(() => this.pump().catch((error: unknown) => this.destroy(error as Error)))
+          return
+        }
+
+        const piece = this.pieces[0]
+        // eslint-disable-next-line no-await-in-loop -- one step after another, in order
+        const {consumed, more, output} = await this.decoder.step(piece)
+        if (consumed >= piece.length && !more) this.pieces.shift()
+        else this.pieces[0] = piece.subarray(consumed)
+        if (this.destroyed) return
+        if (output && output.length > 0 && !this.push(output) && this.pieces.length > 0) {
+          this.waiting = true
+          return
+        }
+      }
+    } catch (error) {
+      this.pieces = []
+      const {callback} = this
+      this.callback = undefined
+      callback?.(error as Error)
+      return
+    } finally {
+      this.pumping = false
+    }
+
+    const {callback} = this
+    this.callback = undefined
+    callback?.()
+  }
+}
+
+/** zstd-napi's native decompressor, one output buffer (128 KiB) per step. */
+class NapiDecoder implements Decoder {
+  private readonly context: InstanceType<ZstdNapiBinding['DCtx']>
+  private readonly outSize: number
+
+  constructor(binding: ZstdNapiBinding) {
+    this.context = new binding.DCtx()
+    this.context.setParameter(binding.DParameter.windowLogMax, MAX_WINDOW_LOG)
+    this.outSize = binding.dStreamOutSize()
+  }
+
+  release(): void {
+    // The context is freed by its finalizer.
+  }
+
+  step(input: Buffer): {consumed: number; more: boolean; output: Buffer | null} {
+    const out = Buffer.allocUnsafe(this.outSize)
+    const [, produced, consumed] = this.context.decompressStream(out, input)
+    // A full output buffer may leave more inside the decoder; a partial one means it is drained.
+    return {consumed, more: produced === out.length, output: produced > 0 ? out.subarray(0, produced) : null}
+  }
+}
+
+/** zstd-codec's WebAssembly decompressor: a whole (bounded) piece per step, its outputs joined. */
+class CodecDecoder implements Decoder {
+  private readonly collect = (bytes: Uint8Array) => {
+    this.outputs.push(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength))
+  }
+  private context: CodecContext | undefined
+  private readonly outputs: Buffer[] = []
+
+  release(): void {
+    this.context?.delete()
+    this.context = undefined
+  }
+
+  async step(input: Buffer): Promise<{consumed: number; more: boolean; output: Buffer | null}> {
+    if (!this.context) {
+      const {binding} = await loadCodec()
+      const context = new binding.ZstdDecompressStreamBinding()
+      if (!context.begin()) {
+        context.delete()
+        throw new Error('zstd-codec: cannot start a zstd context')
+      }
+
+      this.context = context
+    }
+
+    // Pieces are at most a few MiB of output, and the WebAssembly heap takes 1 MiB of input at a time.
+    for (let offset = 0; offset < input.length; offset += CODEC_SLICE) {
+      if (!this.context.transform(input.subarray(offset, offset + CODEC_SLICE), this.collect))
+        throw new Error('zstd-codec: corrupt zstd data')
+    }
+
+    const output = this.outputs.length === 1 ? this.outputs[0] : Buffer.concat(this.outputs)
+    this.outputs.length = 0
+    return {consumed: input.length, more: false, output: output.length > 0 ? output : null}
   }
 }
 

@@ -37,8 +37,69 @@ export function symlinkStaysInside(linkPath: string, target: string): boolean {
   return resolved !== '..' && !resolved.startsWith('../')
 }
 
+/** Symlinks followed in one resolution before giving up, as Linux does (ELOOP after 40). */
+const MAX_LINK_HOPS = 40
+
+/**
+ * Where the symlink at `linkPath` really leads once every symlink of the tree is followed, as
+ * the kernel resolves it: `links` maps each symlink's path (relative to the root) to its target,
+ * the link itself included. 'outside' when some step climbs above the root (`s/l -> ..`, then
+ * `x -> s/l/s/l/../..` passes a lexical check but leads two levels up), 'loop' when more than 40
+ * links are followed (the kernel would refuse it too), 'inside' otherwise. Pure: the caller
+ * decides which links make up the tree; the cost is the length of the walk, not the tree's size.
+ */
+export function resolveSymlink(links: ReadonlyMap<string, string>, linkPath: string): 'inside' | 'loop' | 'outside' {
+  const target = links.get(linkPath)
+  if (target === undefined) return 'inside'
+  const at = linkPath.split('/').slice(0, -1)
+  // Components still to walk, the next one last.
+  const todo = target.split('/').reverse()
+  let hops = 0
+  while (todo.length > 0) {
+    const part = todo.pop()!
+    if (part === '' || part === '.') continue
+    if (part === '..') {
+      if (at.length === 0) return 'outside'
+      at.pop()
+      continue
+    }
+
+    at.push(part)
+    const next = links.get(at.join('/'))
+    if (next === undefined) continue
+    if (++hops > MAX_LINK_HOPS) return 'loop'
+    if (next.startsWith('/')) return 'outside'
+    // Replace the link by its target, read from the link's own directory.
+    at.pop()
+    for (const p of next.split('/').reverse()) todo.push(p)
+  }
+
+  return 'inside'
+}
+
+/** The first symlink of `links` that leads outside or loops, with why; undefined when all stay inside. */
+export function findEscapingSymlink(links: ReadonlyMap<string, string>): undefined | {path: string; why: string} {
+  for (const path of links.keys()) {
+    const where = resolveSymlink(links, path)
+    if (where === 'outside')
+      return {path, why: `through the symlinks of the tree it leads outside the data directory (${links.get(path)})`}
+    if (where === 'loop') return {path, why: `it is part of a loop of symlinks (${links.get(path)})`}
+  }
+
+  return undefined
+}
+
 /** The manifest as JSON bytes, keys in a fixed order, one entry per line. */
 export function encodeManifest(m: Manifest): Buffer {
+  return Buffer.from([...manifestPieces(m)].join(''), 'utf8')
+}
+
+/**
+ * The canonical encoding in pieces: the head, each entry's line, the tail. `encodeManifest` joins
+ * them; `matchesEncoding` compares them one at a time with bytes, pausing for the event loop.
+ * @yields the next piece of the JSON text
+ */
+function* manifestPieces(m: Manifest): Generator<string> {
   const head = {
     backupId: m.backupId,
     chain: m.chain,
@@ -49,9 +110,32 @@ export function encodeManifest(m: Manifest): Buffer {
     ...(m.record === undefined ? {} : {record: m.record}),
     type: m.type,
   }
-  const entries = m.entries.map((e) => JSON.stringify(canonicalEntry(e)))
-  const json = `${JSON.stringify(head).slice(0, -1)},"entries":[${entries.length > 0 ? `\n${entries.join(',\n')}\n` : ''}]}\n`
-  return Buffer.from(json, 'utf8')
+  yield `${JSON.stringify(head).slice(0, -1)},"entries":[`
+  for (const [i, e] of m.entries.entries()) yield `${i === 0 ? '\n' : ',\n'}${JSON.stringify(canonicalEntry(e))}`
+  yield `${m.entries.length > 0 ? '\n' : ''}]}\n`
+}
+
+/**
+ * True when `bytes` are exactly the canonical encoding of `m` (what the packer writes): the
+ * archive's embedded manifest against manifest.age, compared piece by piece, with `pause` awaited
+ * between pieces so a million entries do not block the event loop (unlike decode + encode).
+ */
+export async function matchesEncoding(
+  m: Manifest,
+  bytes: Buffer,
+  pause: () => Promise<void> | undefined,
+): Promise<boolean> {
+  let offset = 0
+  for (const piece of manifestPieces(m)) {
+    const encoded = Buffer.from(piece, 'utf8')
+    if (offset + encoded.length > bytes.length || !encoded.equals(bytes.subarray(offset, offset + encoded.length)))
+      return false
+    offset += encoded.length
+    // eslint-disable-next-line no-await-in-loop -- rarely: lets SIGINT in
+    await pause()
+  }
+
+  return offset === bytes.length
 }
 
 /** Parses and validates a manifest; any problem is an integrity error. */
@@ -83,11 +167,19 @@ export function decodeManifest(buf: Uint8Array): Manifest {
   const deleted = array(m.deleted, 'manifest deleted').map((p, i) => safePath(p, `manifest deleted[${i}]`))
   const inChain = new Set(chain)
   const entries = array(m.entries, 'manifest entries').map((e, i) => entry(e, i, inChain))
-  for (let i = 1; i < entries.length; i++) {
-    if (comparePaths(entries[i - 1].path, entries[i].path) >= 0) {
-      throw bad(`manifest entries are not sorted and unique at ${JSON.stringify(entries[i].path)}`)
+  const links = new Map<string, string>()
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i]
+    if (i > 0 && comparePaths(entries[i - 1].path, e.path) >= 0) {
+      throw bad(`manifest entries are not sorted and unique at ${JSON.stringify(e.path)}`)
     }
+
+    if (e.type === 'symlink') links.set(e.path, e.target)
   }
+
+  // Each link stays inside on its own (checked above); together they must too.
+  const escaping = findEscapingSymlink(links)
+  if (escaping) throw bad(`manifest symlink ${escaping.path}: ${escaping.why}`)
 
   const record = m.record === undefined ? {} : {record: sha256(m.record, 'manifest record')}
   return {backupId, chain, createdAt, deleted, entries, format: MANIFEST_FORMAT, ...record, type: m.type}

@@ -4,8 +4,11 @@
  * last. Each file is read once, in 1 MiB chunks, and hashed (SHA-256) as its bytes stream past;
  * no file is ever held in memory whole.
  *
- * Guarantees: symlinks that lead out of the data dir (or are absolute), and anything that is not
- * a file, dir or symlink, are refused by the scan with the path named; a file whose size changes
+ * Guarantees: symlinks that lead out of the data dir (or are absolute), on their own or through
+ * the other symlinks of the tree, names and link targets that are not valid UTF-8 (a manifest
+ * and a restore could not give them back byte for byte), and anything that is not a file, dir or
+ * symlink, are refused by the scan with the path named; `checkNames` finds the names alone, cheaply,
+ * before a backup stops anything; a file whose size changes
  * (or that vanishes) while it is read fails the pack loudly, naming it, before a wrong byte count
  * reaches the tar. It does not decide what an incremental holds: the caller passes the entries to
  * pack, and the unchanged files (whose bytes live in older backups) to list in the manifest only.
@@ -21,8 +24,8 @@ import tar from 'tar-stream'
 
 import type {FileEntry, Manifest, ManifestEntry, PackProgress} from './types.js'
 
-import {BrError, throwIfAborted} from '../errors.js'
-import {comparePaths, encodeManifest, MANIFEST_FORMAT, symlinkStaysInside} from './manifest.js'
+import {BrError, throwIfAborted, usageError} from '../errors.js'
+import {comparePaths, encodeManifest, findEscapingSymlink, MANIFEST_FORMAT, symlinkStaysInside} from './manifest.js'
 
 /** What a scan finds: manifest entries without what packing adds (a file's sha256 and backup id). */
 export type ScannedEntry = Exclude<ManifestEntry, {type: 'file'}> | Omit<FileEntry, 'in' | 'sha256'>
@@ -41,16 +44,77 @@ export interface ScanOptions {
   signal?: AbortSignal
 }
 
+const utf8 = new TextDecoder('utf8', {fatal: true})
+
+/** A name as UTF-8, or a usage error naming it (escaped) when its bytes are not valid UTF-8. */
+function utf8Name(bytes: Buffer, dir: string, what: string): string {
+  let name: string
+  try {
+    name = utf8.decode(bytes)
+  } catch {
+    name = ''
+  }
+
+  // Decoding is not enough: a valid decode must give the same bytes back.
+  if (name !== '' && Buffer.from(name, 'utf8').equals(bytes)) return name
+  const escaped = [...bytes]
+    .map((b) =>
+      b >= 0x20 && b < 0x7f && b !== 0x5c ? String.fromCodePoint(b) : `\\x${b.toString(16).padStart(2, '0')}`,
+    )
+    .join('')
+  const path = what === 'name' ? (dir === '' ? escaped : `${dir}/${escaped}`) : dir
+  return badName(path, what === 'name' ? 'its name is not valid UTF-8' : `its target is not valid UTF-8 (${escaped})`)
+}
+
+function badName(path: string, why: string): never {
+  throw usageError(
+    `cannot back up ${path} in the data directory: ${why}`,
+    `rename it to valid UTF-8 (a manifest keeps names as UTF-8 text, so it could not be restored byte for byte), or --exclude its directory; nothing was stopped or written`,
+  )
+}
+
+function excluder(list: string[] | undefined): (path: string) => boolean {
+  const exclude = (list ?? []).map((e) => e.replaceAll(/^(\.\/)+|\/+$/g, '')).filter((e) => e !== '')
+  return (path) => exclude.some((e) => path === e || path.startsWith(`${e}/`))
+}
+
+/**
+ * Walks `root` for names and symlink targets only, and refuses (usage, exit 2) the first that is
+ * not valid UTF-8: a backup calls it before it stops the service, so it never fails halfway. About
+ * one readdir per directory; it does not stat files.
+ */
+export async function checkNames(root: string, options: ScanOptions = {}): Promise<void> {
+  const excluded = excluder(options.exclude)
+  async function walk(dir: string): Promise<void> {
+    throwIfAborted(options.signal)
+    const entries = await readdir(dir === '' ? root : join(root, dir), {encoding: 'buffer', withFileTypes: true})
+    for (const entry of entries) {
+      const path = dir === '' ? utf8Name(entry.name, dir, 'name') : `${dir}/${utf8Name(entry.name, dir, 'name')}`
+      if (excluded(path)) continue
+      if (entry.isSymbolicLink()) {
+        // eslint-disable-next-line no-await-in-loop -- links are few
+        utf8Name(await readlink(join(root, path), {encoding: 'buffer'}), path, 'target')
+      } else if (entry.isDirectory()) {
+        // eslint-disable-next-line no-await-in-loop -- depth first keeps the walk's memory small
+        await walk(path)
+      }
+    }
+  }
+
+  await walk('')
+}
+
 /** Walks `root` (not following symlinks) and returns its entries sorted by path. */
 export async function scanDataDir(root: string, options: ScanOptions = {}): Promise<ScannedEntry[]> {
-  const exclude = (options.exclude ?? []).map((e) => e.replaceAll(/^(\.\/)+|\/+$/g, '')).filter((e) => e !== '')
-  const excluded = (path: string) => exclude.some((e) => path === e || path.startsWith(`${e}/`))
+  const excluded = excluder(options.exclude)
   const out: ScannedEntry[] = []
 
   async function walk(dir: string): Promise<void> {
     throwIfAborted(options.signal)
-    const names = await readdir(dir === '' ? root : join(root, dir))
-    const paths = names.map((name) => (dir === '' ? name : `${dir}/${name}`)).filter((p) => !excluded(p))
+    const names = await readdir(dir === '' ? root : join(root, dir), {encoding: 'buffer'})
+    const paths = names
+      .map((name) => (dir === '' ? utf8Name(name, dir, 'name') : `${dir}/${utf8Name(name, dir, 'name')}`))
+      .filter((p) => !excluded(p))
     const subdirs: string[] = []
     for (let i = 0; i < paths.length; i += STAT_BATCH) {
       // eslint-disable-next-line no-await-in-loop -- batches bound the open lstat calls
@@ -68,6 +132,18 @@ export async function scanDataDir(root: string, options: ScanOptions = {}): Prom
   }
 
   await walk('')
+  const links = new Map<string, string>()
+  for (const e of out) if (e.type === 'symlink') links.set(e.path, e.target)
+  // Each link stays inside on its own (scanOne); a restore refuses those that lead out together.
+  const escaping = findEscapingSymlink(links)
+  if (escaping) {
+    throw new BrError('error', `symlink ${escaping.path} in the data directory: ${escaping.why}`, {
+      suggestions: [
+        `a backup holds only what is inside the data directory, and a restore refuses links that lead out: fix the link, or --exclude ${escaping.path}`,
+      ],
+    })
+  }
+
   return out.sort((a, b) => comparePaths(a.path, b.path))
 }
 
@@ -77,7 +153,7 @@ async function scanOne(root: string, path: string): Promise<ScannedEntry> {
   if (info.isFile()) return {mode: info.mode % 0o1_0000, mtimeMs: info.mtimeMs, path, size: info.size, type: 'file'}
   if (info.isDirectory()) return {mode: info.mode % 0o1_0000, mtimeMs: info.mtimeMs, path, type: 'dir'}
   if (info.isSymbolicLink()) {
-    const target = await readlink(abs)
+    const target = utf8Name(await readlink(abs, {encoding: 'buffer'}), path, 'target')
     if (!symlinkStaysInside(path, target)) {
       throw new BrError('error', `symlink ${path} in the data directory leads outside it (${target})`, {
         suggestions: [

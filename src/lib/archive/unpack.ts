@@ -5,17 +5,23 @@
  * and compared with it once it arrives.
  *
  * Guarantees: nothing is written outside `dest`: entries named with `..`, absolute or empty
- * segments, names outside data/, types other than file/dir/symlink, symlinks leading out,
- * entries beneath a symlink (from the archive or already in `dest`), and duplicates are refused
- * (integrity, exit 3); files are created exclusively, never through or over what is there. Every
- * entry the manifest places in this archive must be present with its size and SHA-256, and
- * nothing else may be; the stored bytes must match `expected`; the embedded manifest must equal
- * `expectedManifest`. Modes and mtimes come from the manifest, set at the end. It does not clean
- * up: on failure `dest` may hold a partial tree, which the caller owns (restore removes its
- * staging dir), and it does not fsync (restore swaps only after the whole tree verified).
+ * segments, names outside data/, types other than file/dir/symlink, entries beneath a symlink
+ * (from the archive or already in `dest`), and duplicates are refused (integrity, exit 3); files
+ * are created exclusively, never through or over what is there. No symlink may lead out once
+ * every symlink of the tree is followed: each is resolved when it arrives against the links known
+ * so far (this archive's, and those `links` says a newer archive of the chain already made in
+ * `dest`), and all of them again at the end, so no order of entries gets one past; links are
+ * made only after that, so not even a refused archive leaves one that leads out. Every entry
+ * the manifest places in this archive must be present with its size and SHA-256, and nothing
+ * else may be; the stored bytes must match `expected`; the embedded manifest must equal
+ * `expectedManifest`. Modes and mtimes come from the manifest, set at the end, without setuid,
+ * setgid and sticky bits unless `keepSpecialModes`. Runs of 64 KiB of zeros are left as holes,
+ * so a sparse file stays sparse. It does not clean up: on failure `dest` may hold a partial tree,
+ * which the caller owns (restore removes its staging dir), and it does not fsync (restore swaps
+ * only after the whole tree verified).
  */
 import {createHash} from 'node:crypto'
-import {chmodSync, closeSync, lutimesSync, openSync, utimesSync, writeSync} from 'node:fs'
+import {chmodSync, closeSync, ftruncateSync, lutimesSync, openSync, utimesSync, writeSync} from 'node:fs'
 import {lstat, mkdir, symlink} from 'node:fs/promises'
 import {join, posix} from 'node:path'
 import {type Duplex, type Readable} from 'node:stream'
@@ -26,8 +32,17 @@ import type {DecryptOptions, Implementations, Manifest, ManifestEntry, PackProgr
 
 import {BrError, integrityError} from '../errors.js'
 import {createDecryptStream, TAMPERED, TRUNCATED} from './age.js'
+import {Breather} from './breather.js'
 import {createDecompressor} from './compress.js'
-import {decodeManifest, isSafePath, manifestTotals, sameManifest, symlinkStaysInside} from './manifest.js'
+import {
+  decodeManifest,
+  findEscapingSymlink,
+  isSafePath,
+  manifestTotals,
+  matchesEncoding,
+  resolveSymlink,
+  symlinkStaysInside,
+} from './manifest.js'
 import {DATA_PREFIX, MANIFEST_ENTRY} from './pack.js'
 import {type Expected, HashTap} from './tap.js'
 
@@ -36,6 +51,15 @@ const MAX_MANIFEST = 1024 * 1024 * 1024
 const PROGRESS_MS = 200
 const HINT_DAMAGED = 'the stored copy is damaged: use another copy or another backup'
 const HINT_FORGED = 'the archive was not written by moctl br, or was tampered with'
+/**
+ * Modes are taken modulo this by default: permission bits only; setuid, setgid and sticky only
+ * with keepSpecialModes (modulo SPECIAL_MODE_BITS). A modulo of a power of two is a mask.
+ */
+export const PLAIN_MODE_BITS = 0o1000
+export const SPECIAL_MODE_BITS = 0o1_0000
+/** Zero runs this long, aligned in the file, are skipped and left as holes. */
+const HOLE_BLOCK = 64 * 1024
+const ZEROS = Buffer.alloc(HOLE_BLOCK)
 
 export interface ReadArchiveOptions {
   /** null: the archive is not encrypted */
@@ -48,8 +72,17 @@ export interface ReadArchiveOptions {
   expectedManifest?: Manifest
   impl?: Implementations
   input: Readable
+  /** keep setuid, setgid and sticky bits from the manifest (a MatrixOne data dir has none) */
+  keepSpecialModes?: boolean
   /** names the archive in error messages, e.g. 'backup 0193…' */
   label?: string
+  /**
+   * symlinks already made in `dest` (path → target), by newer archives of a chain: the tree this
+   * archive's links resolve in. Links this archive writes are added to it.
+   */
+  links?: Map<string, string>
+  /** false: leave modes and mtimes to the caller (a chain sets them once, from the final manifest) */
+  metadata?: boolean
   /** write only these paths (their parent dirs are created as needed); all entries are still verified */
   only?: Set<string>
   onProgress?: (p: PackProgress) => void
@@ -159,21 +192,35 @@ const refuse = (name: string, why: string) =>
 
 /** Takes the tar's entries one by one: checks each name, hashes (and writes) it, then checks all against the manifest. */
 class EntryReader {
+  private readonly breather: Breather
+  /** symlinks in `dest`: those of newer archives, and the ones written here */
+  private readonly destLinks: Map<string, string>
+  /** this archive's own symlinks, path → target */
+  private readonly links = new Map<string, string>()
+  /** this archive's links to write, once every link has been resolved */
+  private readonly linksToMake: Array<[string, string]> = []
   private manifestBytes: Buffer | undefined
   private readonly progress: PackProgress
   private reported = 0
   private readonly seen = new Map<string, Seen>()
-  private readonly symlinks = new Set<string>()
   private readonly writer: TreeWriter | undefined
   private readonly written = new Set<string>()
 
   constructor(private readonly options: ReadArchiveOptions) {
-    this.writer = options.dest === undefined ? undefined : new TreeWriter(options.dest)
+    this.breather = new Breather(options.signal)
+    this.destLinks = options.links ?? new Map()
+    this.writer =
+      options.dest === undefined
+        ? undefined
+        : new TreeWriter(options.dest, options.keepSpecialModes ? SPECIAL_MODE_BITS : PLAIN_MODE_BITS)
     const own = options.expectedManifest ? manifestTotals(options.expectedManifest) : undefined
     this.progress = {bytesDone: 0, bytesTotal: own?.ownBytes ?? 0, filesDone: 0, filesTotal: own?.ownFiles ?? 0}
   }
 
   async entry(entry: TarEntry): Promise<void> {
+    // Parsing runs on microtasks only (a 64 KiB read can inflate to thousands of tiny entries):
+    // every ~50 ms, timers, I/O and SIGINT get their turn.
+    await this.breather.breathe()
     const {header} = entry
     if (this.manifestBytes) throw refuse(header.name, `it comes after ${MANIFEST_ENTRY}, which must be last`)
     if (header.name === MANIFEST_ENTRY) {
@@ -201,8 +248,16 @@ class EntryReader {
         const target = header.linkname ?? ''
         if (!symlinkStaysInside(path, target))
           throw refuse(header.name, `it is a symlink leading outside the data directory (${target})`)
-        await writer?.symlink(path, target)
-        this.symlinks.add(path)
+        // Against the tree so far; a later link could still change where it leads: finish() looks again.
+        this.links.set(path, target)
+        checkResolved(this.links, path)
+        if (writer) {
+          this.destLinks.set(path, target)
+          checkResolved(this.destLinks, path)
+          // Made at the end, once the whole tree is known not to lead out: never a link that escapes.
+          this.linksToMake.push([path, target])
+        }
+
         this.seen.set(path, {target, type: 'symlink'})
         break
       }
@@ -217,13 +272,28 @@ class EntryReader {
 
   async finish(): Promise<ReadArchiveResult> {
     if (!this.manifestBytes) throw integrityError(`${TRUNCATED}: it has no ${MANIFEST_ENTRY}`, HINT_DAMAGED)
-    const manifest = decodeManifest(this.manifestBytes)
-    if (this.options.expectedManifest && !sameManifest(this.options.expectedManifest, manifest)) {
+    // Every link again, now that the tree is complete: the order of entries cannot matter.
+    for (const links of [this.links, this.destLinks]) {
+      const escaping = findEscapingSymlink(links)
+      if (escaping) throw refuse(DATA_PREFIX + escaping.path, `it is a symlink: ${escaping.why}`)
+    }
+
+    const expected = this.options.expectedManifest
+    // With manifest.age at hand, the embedded copy must be its very bytes: compared piece by piece
+    // (no second parse of a manifest that may list a million files, no long block of the loop).
+    if (expected && !(await matchesEncoding(expected, this.manifestBytes, () => this.breather.breathe()))) {
       throw integrityError('the manifest inside the archive differs from manifest.age', HINT_FORGED)
     }
 
-    checkAgainstManifest(manifest, this.seen)
-    this.writer?.applyMetadata(manifest, this.written)
+    const manifest = expected ?? decodeManifest(this.manifestBytes)
+
+    await checkAgainstManifest(manifest, this.seen, this.breather)
+    for (const [path, target] of this.linksToMake) {
+      // eslint-disable-next-line no-await-in-loop -- links are few
+      await this.writer?.symlink(path, target)
+    }
+
+    if (this.options.metadata !== false) await this.writer?.applyMetadata(manifest, this.written, this.breather)
     this.report(true)
     return {bytes: this.progress.bytesDone, files: this.progress.filesDone, manifest}
   }
@@ -235,7 +305,7 @@ class EntryReader {
     if (!isSafePath(path)) throw refuse(name, 'its path is absolute, empty or has . or .. in it')
     if (this.seen.has(path)) throw refuse(name, 'it appears twice')
     for (let dir = posix.dirname(path); dir !== '.'; dir = posix.dirname(dir)) {
-      if (this.symlinks.has(dir)) throw refuse(name, `it lies beneath the symlink ${dir}`)
+      if (this.links.has(dir)) throw refuse(name, `it lies beneath the symlink ${dir}`)
       if (this.seen.get(dir)?.type === 'file') throw refuse(name, `it lies beneath the file ${dir}`)
     }
 
@@ -284,10 +354,24 @@ async function readManifest(entry: TarEntry): Promise<Buffer> {
   return Buffer.concat(chunks)
 }
 
+/** Refuses the link at `path` if, resolved through `links`, it leads outside or loops. */
+function checkResolved(links: ReadonlyMap<string, string>, path: string): void {
+  const where = resolveSymlink(links, path)
+  if (where === 'inside') return
+  throw refuse(
+    DATA_PREFIX + path,
+    where === 'outside'
+      ? `it is a symlink: through the symlinks of the tree it leads outside the data directory (${links.get(path)})`
+      : `it is a symlink: it is part of a loop of symlinks (${links.get(path)})`,
+  )
+}
+
 /** Every entry the manifest puts in this archive is here, equal; nothing else is. */
-function checkAgainstManifest(manifest: Manifest, seen: Map<string, Seen>): void {
+async function checkAgainstManifest(manifest: Manifest, seen: Map<string, Seen>, breather: Breather): Promise<void> {
   const damaged = (message: string) => integrityError(message, HINT_DAMAGED)
   for (const e of manifest.entries) {
+    // eslint-disable-next-line no-await-in-loop -- rarely: lets SIGINT in during a million entries
+    await breather.breathe()
     // In a chain, files whose bytes live in an older backup are listed but not here.
     if (e.type === 'file' && e.in !== manifest.backupId) {
       if (seen.has(e.path))
@@ -321,36 +405,17 @@ function checkAgainstManifest(manifest: Manifest, seen: Map<string, Seen>): void
  */
 class TreeWriter {
   private readonly checked = new Set<string>()
+  /** the start of a file's current 64 KiB block, when a chunk ended inside it */
+  private readonly pending = Buffer.allocUnsafe(HOLE_BLOCK)
 
-  constructor(private readonly root: string) {}
+  constructor(
+    private readonly root: string,
+    private readonly modeBits: number,
+  ) {}
 
-  /**
-   * Modes and mtimes from the manifest for what was written: dirs last and deepest first, since
-   * writing into a dir changes its mtime. Synchronous: thousands of tiny syscalls, each a
-   * thread-pool round trip otherwise.
-   */
-  applyMetadata(manifest: Manifest, written: Set<string>): void {
-    const dirs: Extract<ManifestEntry, {type: 'dir'}>[] = []
-    for (const e of manifest.entries) {
-      if (!written.has(e.path)) continue
-      const abs = this.abs(e.path)
-      // Seconds as a number keep the sub-millisecond part that a Date would drop.
-      const time = e.mtimeMs / 1000
-      if (e.type === 'dir') {
-        dirs.push(e)
-      } else if (e.type === 'file') {
-        chmodSync(abs, e.mode)
-        utimesSync(abs, time, time)
-      } else {
-        lutimesSync(abs, time, time)
-      }
-    }
-
-    dirs.sort((a, b) => b.path.split('/').length - a.path.split('/').length)
-    for (const d of dirs) {
-      chmodSync(this.abs(d.path), d.mode)
-      utimesSync(this.abs(d.path), d.mtimeMs / 1000, d.mtimeMs / 1000)
-    }
+  /** Modes and mtimes from the manifest for what was written (see applyTreeMetadata). */
+  async applyMetadata(manifest: Manifest, written: Set<string>, breather: Breather): Promise<void> {
+    await applyTreeMetadata(this.root, manifest.entries, {breather, modeBits: this.modeBits, only: written})
   }
 
   async dir(path: string): Promise<void> {
@@ -360,17 +425,69 @@ class TreeWriter {
   /**
    * A new file, opened exclusively (never through or over an existing name). Written
    * synchronously: into the page cache that is a memcpy, where a thread-pool write waits for a
-   * core behind zstd and the decryptor (measured 2x slower on 2 cores).
+   * core behind zstd and the decryptor (measured 2x slower on 2 cores). Aligned 64 KiB blocks of
+   * zeros are not written but skipped, and the size set at the end: holes, as the file had.
    */
   async file(path: string): Promise<{close(): void; write(chunk: Buffer): void}> {
     await this.ensureDir(posix.dirname(path))
     const fd = openSync(this.abs(path), 'wx', 0o600)
+    const {pending} = this
+    let position = 0 // bytes of the file taken so far
+    let held = 0 // of which the last `held` are in `pending`, not yet written
+    let end = 0 // bytes actually written or skipped up to, in the file
+    const put = (bytes: Buffer, at: number) => {
+      for (let offset = 0; offset < bytes.length;)
+        offset += writeSync(fd, bytes, offset, bytes.length - offset, at + offset)
+    }
+
+    /** Writes a run of whole blocks starting at file offset `at`, skipping the zero ones. */
+    const blocks = (bytes: Buffer, at: number) => {
+      let start = 0 // of the run of non-zero blocks not yet written
+      for (let offset = 0; offset < bytes.length; offset += HOLE_BLOCK) {
+        const block = bytes.subarray(offset, offset + HOLE_BLOCK)
+        if (block.length === HOLE_BLOCK && block.equals(ZEROS)) {
+          if (offset > start) put(bytes.subarray(start, offset), at + start)
+          start = offset + HOLE_BLOCK
+        }
+      }
+
+      if (start < bytes.length) put(bytes.subarray(start), at + start)
+      end = at + bytes.length
+    }
+
     return {
       close() {
-        closeSync(fd)
+        try {
+          if (held > 0) blocks(pending.subarray(0, held), position - held)
+          if (end < position) throw new Error('unpack: bytes left unwritten')
+          // A file that ends in a hole: the skipped blocks still count.
+          ftruncateSync(fd, position)
+        } finally {
+          closeSync(fd)
+        }
       },
       write(chunk: Buffer) {
-        for (let offset = 0; offset < chunk.length;) offset += writeSync(fd, chunk, offset)
+        let rest = chunk
+        if (held > 0) {
+          // Complete the block begun by an earlier chunk.
+          const take = Math.min(HOLE_BLOCK - held, rest.length)
+          rest.copy(pending, held, 0, take)
+          held += take
+          position += take
+          rest = rest.subarray(take)
+          if (held < HOLE_BLOCK) return
+          blocks(pending, position - HOLE_BLOCK)
+          held = 0
+        }
+
+        const whole = rest.length - (rest.length % HOLE_BLOCK)
+        if (whole > 0) blocks(rest.subarray(0, whole), position)
+        position += whole
+        if (whole < rest.length) {
+          rest.copy(pending, 0, whole)
+          held = rest.length - whole
+          position += held
+        }
       },
     }
   }
@@ -402,5 +519,44 @@ class TreeWriter {
     }
 
     this.checked.add(path)
+  }
+}
+
+/**
+ * Modes (modulo `modeBits`) and mtimes of `entries` under `root`, all of them or those in
+ * `only`: dirs last and deepest first, since writing into a dir changes its mtime. Synchronous
+ * calls (thousands of tiny syscalls, each a thread-pool round trip otherwise), with a pause for
+ * the event loop every ~50 ms.
+ */
+export async function applyTreeMetadata(
+  root: string,
+  entries: readonly ManifestEntry[],
+  options: {breather: Breather; modeBits: number; only?: Set<string>},
+): Promise<void> {
+  const {breather, modeBits, only} = options
+  const abs = (path: string) => join(root, ...path.split('/'))
+  const dirs: Array<{depth: number; entry: Extract<ManifestEntry, {type: 'dir'}>}> = []
+  for (const e of entries) {
+    // eslint-disable-next-line no-await-in-loop -- rarely: lets SIGINT in
+    await breather.breathe()
+    if (only && !only.has(e.path)) continue
+    // Seconds as a number keep the sub-millisecond part that a Date would drop.
+    const time = e.mtimeMs / 1000
+    if (e.type === 'dir') {
+      dirs.push({depth: e.path.split('/').length, entry: e})
+    } else if (e.type === 'file') {
+      chmodSync(abs(e.path), e.mode % modeBits)
+      utimesSync(abs(e.path), time, time)
+    } else {
+      lutimesSync(abs(e.path), time, time)
+    }
+  }
+
+  dirs.sort((a, b) => b.depth - a.depth)
+  for (const {entry: d} of dirs) {
+    // eslint-disable-next-line no-await-in-loop -- rarely: lets SIGINT in
+    await breather.breathe()
+    chmodSync(abs(d.path), d.mode % modeBits)
+    utimesSync(abs(d.path), d.mtimeMs / 1000, d.mtimeMs / 1000)
   }
 }

@@ -25,7 +25,7 @@ import type {Flow} from '../steps.js'
 import type {ManifestCache} from './manifest-cache.js'
 
 import {encodeManifest} from '../archive/manifest.js'
-import {scanDataDir, type ScannedEntry} from '../archive/pack.js'
+import {checkNames, scanDataDir, type ScannedEntry} from '../archive/pack.js'
 import {encryptBuffer, writeArchive} from '../archive/pipeline.js'
 import {describeDeadRun, removeLeftovers} from '../cleanup.js'
 import {type DataDirLock, lockDataDir, resolveDataDir} from '../datadir-lock.js'
@@ -177,8 +177,11 @@ export function backupFlow(): Flow<BackupContext> {
         title: 'Lock the data directory',
       },
       {
-        async run(ctx, report) {
+        async run(ctx, report, signal) {
           const info = await checkDataDir(ctx.options.dataDir)
+          // Names a backup cannot keep are refused now, before the service stops, not halfway.
+          if (ctx.options.mode !== 'online')
+            await checkNames(ctx.options.dataDir, {exclude: ctx.options.exclude, signal})
           report.output(`${ctx.options.dataDir}: ${info.entries} top-level entries`)
         },
         title: 'Check data directory',

@@ -9,8 +9,6 @@
  * mtimes end as the final manifest says. It does not write outside `dest`, nor remove it on
  * failure (the caller owns the staging directory).
  */
-import {chmod, lutimes, utimes} from 'node:fs/promises'
-import {join} from 'node:path'
 import {performance} from 'node:perf_hooks'
 
 import type {DecryptOptions, FileEntry, Manifest, PackProgress} from '../archive/types.js'
@@ -18,7 +16,8 @@ import type {Repository} from '../repo/repository.js'
 import type {BackupRecord} from '../repo/types.js'
 import type {StepReporter} from '../steps.js'
 
-import {readArchive} from '../archive/unpack.js'
+import {Breather} from '../archive/breather.js'
+import {applyTreeMetadata, PLAIN_MODE_BITS, readArchive, SPECIAL_MODE_BITS} from '../archive/unpack.js'
 import {BrError, integrityError} from '../errors.js'
 import {formatBytes, formatDuration, formatProgress} from '../format.js'
 import {keysFor, readManifest} from './check.js'
@@ -86,6 +85,8 @@ export interface ReadChainOptions {
   dest?: string
   /** the target's manifest, already read */
   finalManifest: Manifest
+  /** keep setuid, setgid and sticky bits (restore --keep-special-modes) */
+  keepSpecialModes?: boolean
   keys: DecryptOptions
   /** oldest first, the target last */
   members: BackupRecord[]
@@ -97,19 +98,29 @@ export interface ReadChainOptions {
 export async function readChain(options: ReadChainOptions): Promise<{bytes: number; files: number}> {
   const {finalManifest, members, repo} = options
   const target = members.at(-1)!
-  const fromMember = new Map<string, string[]>()
-  for (const e of finalManifest.entries)
-    if (e.type === 'file') fromMember.set(e.in, [...(fromMember.get(e.in) ?? []), e.path])
+  // Built once, in one pass: the paths each member gives (linear in files, at a million too).
+  const fromMember = new Map<string, Set<string>>()
+  let totalBytes = 0
+  let totalFiles = 0
+  for (const e of finalManifest.entries) {
+    if (e.type !== 'file') continue
+    let paths = fromMember.get(e.in)
+    if (!paths) fromMember.set(e.in, (paths = new Set()))
+    paths.add(e.path)
+    totalBytes += e.size
+    totalFiles++
+  }
+
   const manifests = new Map<string, Manifest>([[target.id, finalManifest]])
+  // The symlinks restored so far (newest archive first): each archive's links resolve in this tree.
+  const links = new Map<string, string>()
   let bytes = 0
   let files = 0
-  const totalBytes = finalManifest.entries.reduce((n, e) => n + (e.type === 'file' ? e.size : 0), 0)
-  const totalFiles = finalManifest.entries.filter((e) => e.type === 'file').length
   for (const record of [...members].reverse()) {
     const isTarget = record.id === target.id
-    const wanted = fromMember.get(record.id) ?? []
+    const wanted = fromMember.get(record.id) ?? new Set<string>()
     // Restoring: an older archive whose files were all superseded or deleted has nothing to give.
-    if (options.dest && !isTarget && wanted.length === 0) continue
+    if (options.dest && !isTarget && wanted.size === 0) continue
     const keys = keysFor(record, options.keys)
     // eslint-disable-next-line no-await-in-loop
     const manifest = isTarget ? finalManifest : await readManifest(repo, record, options.keys)
@@ -123,7 +134,10 @@ export async function readChain(options: ReadChainOptions): Promise<{bytes: numb
       expectedManifest: manifest,
       input: repo.openObjectStream(record.id, record.archive.file, {signal: options.signal}),
       label: `backup ${record.id}`,
-      only: isTarget ? undefined : new Set(wanted),
+      links,
+      // Set once at the end, from the final manifest.
+      metadata: false,
+      only: isTarget ? undefined : wanted,
       onProgress: (p) =>
         options.onProgress?.({
           bytesDone: before.bytes + p.bytesDone,
@@ -138,7 +152,13 @@ export async function readChain(options: ReadChainOptions): Promise<{bytes: numb
   }
 
   checkFinalManifest(finalManifest, manifests)
-  if (options.dest) await applyFinalMetadata(options.dest, finalManifest)
+  if (options.dest) {
+    await applyTreeMetadata(options.dest, finalManifest.entries, {
+      breather: new Breather(options.signal),
+      modeBits: options.keepSpecialModes ? SPECIAL_MODE_BITS : PLAIN_MODE_BITS,
+    })
+  }
+
   return {bytes, files}
 }
 
@@ -166,34 +186,6 @@ function checkFinalManifest(finalManifest: Manifest, manifests: Map<string, Mani
         'the chain is inconsistent: restore another backup',
       )
     }
-  }
-}
-
-/** The final manifest's modes and mtimes: files and links first, then dirs deepest first. */
-async function applyFinalMetadata(dest: string, manifest: Manifest): Promise<void> {
-  const dirs = manifest.entries
-    .filter((e) => e.type === 'dir')
-    .sort((a, b) => b.path.split('/').length - a.path.split('/').length)
-  for (const e of manifest.entries) {
-    const abs = join(dest, ...e.path.split('/'))
-    const time = new Date(e.mtimeMs)
-    if (e.type === 'file') {
-      // eslint-disable-next-line no-await-in-loop
-      await chmod(abs, e.mode)
-      // eslint-disable-next-line no-await-in-loop
-      await utimes(abs, time, time)
-    } else if (e.type === 'symlink') {
-      // eslint-disable-next-line no-await-in-loop
-      await lutimes(abs, time, time)
-    }
-  }
-
-  for (const d of dirs) {
-    const abs = join(dest, ...d.path.split('/'))
-    // eslint-disable-next-line no-await-in-loop
-    await chmod(abs, d.mode)
-    // eslint-disable-next-line no-await-in-loop
-    await utimes(abs, new Date(d.mtimeMs), new Date(d.mtimeMs))
   }
 }
 

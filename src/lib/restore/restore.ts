@@ -59,6 +59,8 @@ export interface RestoreOptions {
   isRunning?: () => Promise<boolean>
   /** told what a dead run of this data dir left, and what was done about it */
   onWarning?: (message: string) => void
+  /** keep setuid, setgid and sticky bits from the backup (--keep-special-modes); off, they are cleared */
+  keepSpecialModes?: boolean
   repoPath: string
   /** null: not managed; then `isRunning` must say no before anything is swapped */
   service: null | ServiceControl
@@ -227,6 +229,7 @@ export function restoreFlow(): Flow<RestoreContext> {
             {
               dest: ctx.staging,
               finalManifest: ctx.manifest!,
+              keepSpecialModes: ctx.options.keepSpecialModes,
               keys: ctx.options.decrypt,
               members: ctx.members!,
               repo: ctx.repo!,

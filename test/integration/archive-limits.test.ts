@@ -1,0 +1,217 @@
+/**
+ * The archive's limits through the real CLI: memory stays bounded on a GiB of zeros (peak RSS
+ * measured inside the CLI process), a sparse file comes back sparse, file names that are not
+ * UTF-8 are refused before anything is stopped or written, and setuid/setgid bits come back only
+ * with --keep-special-modes.
+ */
+import {chmod, mkdir, open, readdir, readFile, stat, writeFile} from 'node:fs/promises'
+import {join} from 'node:path'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+
+import {ROOT, runCli, tempDir} from '../helpers/cli.js'
+
+const GiB = 1024 * 1024 * 1024
+const PROBE = join(ROOT, 'test', 'helpers', 'rss-probe.mjs')
+let work: Awaited<ReturnType<typeof tempDir>>
+let key: string
+let recipient: string
+
+beforeAll(async () => {
+  work = await tempDir()
+  key = join(work.path, 'backup.key')
+  const r = await runCli(['br', 'key', 'generate', '--output', key, '--json'])
+  expect(r.code).toBe(0)
+  recipient = JSON.parse(r.stdout).recipient
+})
+
+afterAll(async () => {
+  await work.cleanup()
+})
+
+/** Runs the CLI and returns its result with its peak RSS in MiB. */
+async function measured(name: string, args: string[]) {
+  const file = join(work.path, `${name}.rss`)
+  const r = await runCli(args, {
+    env: {MOCTL_TEST_RSS_FILE: file, NODE_OPTIONS: `--import=${PROBE}`},
+    timeoutMs: 170_000,
+  })
+  const rssMiB = Number(await readFile(file, 'utf8')) / 1024
+  return {...r, rssMiB}
+}
+
+const mode = async (path: string) => (await stat(path)).mode % 0o1_0000
+
+async function backup(dataDir: string, repo: string, extra: string[] = []) {
+  const r = await runCli([
+    'br',
+    'backup',
+    '--path',
+    repo,
+    '--data-dir',
+    dataDir,
+    '--service',
+    'none',
+    '--recipient',
+    recipient,
+    '--json',
+    ...extra,
+  ])
+  return {...r, id: r.code === 0 ? (JSON.parse(r.stdout).id as string) : ''}
+}
+
+describe('memory and holes', () => {
+  it('verify and restore of 1 GiB of zeros stay under 256 MiB, and the file comes back sparse', async () => {
+    const data = join(work.path, 'zeros-data')
+    const repo = join(work.path, 'zeros-repo')
+    await mkdir(data)
+    // A sparse GiB with a little data in the middle: the archive is a zstd bomb of ~30 KiB.
+    const handle = await open(join(data, 'zeros.bin'), 'w')
+    await handle.write(Buffer.from('in the middle'), 0, 13, GiB / 2)
+    await handle.truncate(GiB)
+    await handle.close()
+    const b = await backup(data, repo)
+    expect(b.code, b.stderr).toBe(0)
+
+    const v = await measured('verify', ['br', 'verify', b.id, '--path', repo, '--identity', key, '--json'])
+    expect(v.code, v.stderr).toBe(0)
+    expect(v.rssMiB).toBeLessThan(256)
+    console.log(`peak RSS: verify ${v.rssMiB.toFixed(0)} MiB`)
+
+    const target = join(work.path, 'zeros-restored')
+    const r = await measured('restore', [
+      'br',
+      'restore',
+      b.id,
+      '--path',
+      repo,
+      '--identity',
+      key,
+      '--data-dir',
+      target,
+      '--service',
+      'none',
+      '--json',
+    ])
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.rssMiB).toBeLessThan(256)
+    console.log(`peak RSS: restore ${r.rssMiB.toFixed(0)} MiB`)
+    const info = await stat(join(target, 'zeros.bin'))
+    expect(info.size).toBe(GiB)
+    // Holes: one 64 KiB block of data allocated, not a GiB.
+    expect(info.blocks * 512).toBeLessThan(1024 * 1024)
+    const middle = Buffer.alloc(13)
+    const h = await open(join(target, 'zeros.bin'))
+    await h.read(middle, 0, 13, GiB / 2)
+    await h.close()
+    expect(middle.toString()).toBe('in the middle')
+  }, 180_000)
+})
+
+describe('file names that are not UTF-8', () => {
+  it('are refused before the service is stopped or anything is written (exit 2), named and escaped', async () => {
+    const data = join(work.path, 'odd-data')
+    const repo = join(work.path, 'odd-repo')
+    await mkdir(join(data, 'sub'), {recursive: true})
+    await writeFile(join(data, 'fine.txt'), 'fine')
+    // Latin-1 "café": the byte 0xe9 alone is not UTF-8.
+    await writeFile(Buffer.concat([Buffer.from(join(data, 'sub', 'caf')), Buffer.from([0xe9])]), 'x')
+    const stopped = join(work.path, 'stopped')
+    const r = await runCli([
+      'br',
+      'backup',
+      '--path',
+      repo,
+      '--data-dir',
+      data,
+      '--no-encrypt',
+
+      '--service',
+      'command',
+      '--stop-cmd',
+      `touch ${stopped}`,
+      '--start-cmd',
+      'true',
+    ])
+    expect(r.code, r.stderr).toBe(2)
+    expect(r.stderr).toContain(
+      String.raw`cannot back up sub/caf\xe9 in the data directory: its name is not valid UTF-8`,
+    )
+    expect(r.stderr).toMatch(/rename it to valid UTF-8/)
+    // Nothing stopped, nothing written.
+    await expect(stat(stopped)).rejects.toThrow(/ENOENT/)
+    const backups = await readdir(join(repo, 'backups')).catch(() => [])
+    expect(backups).toEqual([])
+  })
+
+  it('a symlink whose target is not UTF-8 too', async () => {
+    const data = join(work.path, 'odd-link-data')
+    await mkdir(data)
+    const {symlink} = await import('node:fs/promises')
+    await symlink(Buffer.from([0x61, 0xff]), join(data, 'l'))
+    const r = await runCli([
+      'br',
+      'backup',
+      '--path',
+      join(work.path, 'odd-link-repo'),
+      '--data-dir',
+      data,
+      '--no-encrypt',
+      '--service',
+      'none',
+    ])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain(
+      String.raw`cannot back up l in the data directory: its target is not valid UTF-8 (a\xff)`,
+    )
+  })
+})
+
+describe('special mode bits', () => {
+  it('setuid and setgid come back only with --keep-special-modes', async () => {
+    const data = join(work.path, 'modes-data')
+    const repo = join(work.path, 'modes-repo')
+    await mkdir(join(data, 'd'), {recursive: true})
+    await writeFile(join(data, 'd', 'tool'), '#!/bin/sh\n')
+    await chmod(join(data, 'd', 'tool'), 0o4755)
+    await chmod(join(data, 'd'), 0o2775)
+    const b = await backup(data, repo)
+    expect(b.code, b.stderr).toBe(0)
+
+    const plain = join(work.path, 'modes-plain')
+    const r1 = await runCli([
+      'br',
+      'restore',
+      b.id,
+      '--path',
+      repo,
+      '--identity',
+      key,
+      '--data-dir',
+      plain,
+      '--service',
+      'none',
+    ])
+    expect(r1.code, r1.stderr).toBe(0)
+    expect(await mode(join(plain, 'd', 'tool'))).toBe(0o755)
+    expect(await mode(join(plain, 'd'))).toBe(0o775)
+
+    const kept = join(work.path, 'modes-kept')
+    const r2 = await runCli([
+      'br',
+      'restore',
+      b.id,
+      '--path',
+      repo,
+      '--identity',
+      key,
+      '--data-dir',
+      kept,
+      '--service',
+      'none',
+      '--keep-special-modes',
+    ])
+    expect(r2.code, r2.stderr).toBe(0)
+    expect(await mode(join(kept, 'd', 'tool'))).toBe(0o4755)
+    expect(await mode(join(kept, 'd'))).toBe(0o2775)
+  })
+})
