@@ -75,8 +75,8 @@ stop, swap and start, changing nothing.`
       force: flags.force,
       id: args.id,
       isRunning: sqlProbe(settings),
-      onWarning: (message) => this.warn(message),
       keepSpecialModes: flags['keep-special-modes'],
+      onWarning: (message) => this.warn(message),
       repoPath: resolve(flags.path),
       service: serviceControl(this.config, settings, {
         dataDir,

@@ -57,10 +57,10 @@ export interface RestoreOptions {
   id: string
   /** a quick probe (SQL answers on host:port?) used when the service is not managed */
   isRunning?: () => Promise<boolean>
-  /** told what a dead run of this data dir left, and what was done about it */
-  onWarning?: (message: string) => void
   /** keep setuid, setgid and sticky bits from the backup (--keep-special-modes); off, they are cleared */
   keepSpecialModes?: boolean
+  /** told what a dead run of this data dir left, and what was done about it */
+  onWarning?: (message: string) => void
   repoPath: string
   /** null: not managed; then `isRunning` must say no before anything is swapped */
   service: null | ServiceControl
