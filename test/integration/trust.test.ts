@@ -277,6 +277,11 @@ describe('a passphrase repository: no downgrade, no edited record', () => {
       (r: Rec) => {
         r.backupTs = 'yesterday'
       },
+      // relabelled as a record of the format before binding, to escape it
+      (r: Rec) => {
+        r.format = 1
+        r.backupTs = 'yesterday'
+      },
     ]) {
       undo = await editRecord(repo, ours.id, edit)
       r = await verify(repo, ours.id, '--passphrase-file', passFile)

@@ -127,7 +127,10 @@ function passphraseBound(record: BackupRecord, keys: DecryptOptions | null): boo
  * with (format 2), and the chain and type the record claims are the manifest's.
  */
 export function checkManifestBinding(record: BackupRecord, manifest: Manifest): void {
-  if (record.format >= 2 && record.encryption.type !== 'none' && manifest.record !== recordBinding(record)) {
+  // A manifest that names its record is always held to it (a record relabelled format 1 too);
+  // format 2 encrypted backups always name theirs.
+  const mustBind = manifest.record !== undefined || (record.format >= 2 && record.encryption.type !== 'none')
+  if (mustBind && manifest.record !== recordBinding(record)) {
     throw integrityError(
       `backup ${record.id}: backup.json was changed after the backup was written (it does not match its manifest)`,
       'restore the record from another copy of the repository, or use another backup',

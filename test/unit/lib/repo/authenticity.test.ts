@@ -110,6 +110,9 @@ describe('the manifest binds its record', () => {
     expect(() => checkManifestBinding({...r, manifest: {...r.manifest, size: 99}}, m)).not.toThrow()
     expect(() => checkManifestBinding({...r, durationMs: 2}, m)).toThrow(/changed after the backup was written/)
     expect(() => checkManifestBinding({...r, durationMs: 2, format: 1}, {...m, record: undefined})).not.toThrow()
+    // relabelling the record format 1 does not escape the binding its manifest carries
+    expect(() => checkManifestBinding({...r, durationMs: 2, format: 1}, m)).toThrow(/changed after/)
+    expect(() => checkManifestBinding({...r, format: 1}, m)).toThrow(/changed after/)
   })
 
   it("the record's chain and type must be the manifest's, whatever the format", () => {
