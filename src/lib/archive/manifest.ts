@@ -5,12 +5,14 @@
  * content encode to the same bytes (that is how the copy inside an archive is compared with
  * manifest.age); `decodeManifest` accepts only a well-formed manifest (known keys, right types,
  * safe relative paths sorted and unique, every file's bytes in a backup of the chain) and throws
- * an integrity BrError naming the first problem otherwise. It does not check a manifest against
+ * an integrity BrError naming the first problem otherwise. The data directory's own entry (`root`)
+ * and each entry's `owner` are optional, so that manifests written before they were recorded
+ * still read; when present they are complete. It does not check a manifest against
  * files or archives: unpack does that.
  */
 import {posix} from 'node:path'
 
-import type {FileEntry, Manifest, ManifestEntry} from './types.js'
+import type {FileEntry, Manifest, ManifestEntry, Owner, RootEntry} from './types.js'
 
 import {integrityError} from '../errors.js'
 
@@ -108,6 +110,7 @@ function* manifestPieces(m: Manifest): Generator<string> {
     format: m.format,
     // manifest.age only: the backup.json it belongs to (repo/authenticity.ts); the copy inside the archive has none
     ...(m.record === undefined ? {} : {record: m.record}),
+    ...(m.root === undefined ? {} : {root: canonicalRoot(m.root)}),
     type: m.type,
   }
   yield `${JSON.stringify(head).slice(0, -1)},"entries":[`
@@ -148,11 +151,7 @@ export function decodeManifest(buf: Uint8Array): Manifest {
   }
 
   const keys = ['backupId', 'chain', 'createdAt', 'deleted', 'entries', 'format', 'type']
-  const m = object(
-    value,
-    'manifest',
-    value && typeof value === 'object' && 'record' in value ? [...keys, 'record'] : keys,
-  )
+  const m = object(value, 'manifest', withOptional(value, keys, 'record', 'root'))
   if (m.format !== MANIFEST_FORMAT)
     throw bad(`manifest format ${JSON.stringify(m.format)} is not supported (expected ${MANIFEST_FORMAT})`)
   const backupId = nonEmptyString(m.backupId, 'manifest backupId')
@@ -182,7 +181,8 @@ export function decodeManifest(buf: Uint8Array): Manifest {
   if (escaping) throw bad(`manifest symlink ${escaping.path}: ${escaping.why}`)
 
   const record = m.record === undefined ? {} : {record: sha256(m.record, 'manifest record')}
-  return {backupId, chain, createdAt, deleted, entries, format: MANIFEST_FORMAT, ...record, type: m.type}
+  const root = m.root === undefined ? {} : {root: rootEntry(m.root)}
+  return {backupId, chain, createdAt, deleted, entries, format: MANIFEST_FORMAT, ...record, ...root, type: m.type}
 }
 
 export interface ManifestTotals {
@@ -222,20 +222,45 @@ export function sameManifest(a: Manifest, b: Manifest): boolean {
   return encodeManifest({...a, record: undefined}).equals(encodeManifest({...b, record: undefined}))
 }
 
+/** Keys in alphabetical order; `owner` only when recorded (older manifests have none). */
 function canonicalEntry(e: ManifestEntry): ManifestEntry {
+  const owner = e.owner === undefined ? {} : {owner: canonicalOwner(e.owner)}
   switch (e.type) {
     case 'dir': {
-      return {mode: e.mode, mtimeMs: e.mtimeMs, path: e.path, type: 'dir'}
+      return {mode: e.mode, mtimeMs: e.mtimeMs, ...owner, path: e.path, type: 'dir'}
     }
 
     case 'file': {
-      return {in: e.in, mode: e.mode, mtimeMs: e.mtimeMs, path: e.path, sha256: e.sha256, size: e.size, type: 'file'}
+      return {
+        in: e.in,
+        mode: e.mode,
+        mtimeMs: e.mtimeMs,
+        ...owner,
+        path: e.path,
+        sha256: e.sha256,
+        size: e.size,
+        type: 'file',
+      }
     }
 
     case 'symlink': {
-      return {mtimeMs: e.mtimeMs, path: e.path, target: e.target, type: 'symlink'}
+      return {mtimeMs: e.mtimeMs, ...owner, path: e.path, target: e.target, type: 'symlink'}
     }
   }
+}
+
+function canonicalOwner(o: Owner): Owner {
+  return {gid: o.gid, gname: o.gname, uid: o.uid, uname: o.uname}
+}
+
+function canonicalRoot(r: RootEntry): RootEntry {
+  return {mode: r.mode, mtimeMs: r.mtimeMs, ...(r.owner === undefined ? {} : {owner: canonicalOwner(r.owner)})}
+}
+
+/** `keys`, plus those of `optional` that `value` has. */
+function withOptional(value: unknown, keys: string[], ...optional: string[]): string[] {
+  if (typeof value !== 'object' || value === null) return keys
+  return [...keys, ...optional.filter((k) => k in value)]
 }
 
 function entry(value: unknown, i: number, inChain: Set<string>): ManifestEntry {
@@ -243,16 +268,27 @@ function entry(value: unknown, i: number, inChain: Set<string>): ManifestEntry {
   const type = (value as null | {type?: unknown})?.type
   switch (type) {
     case 'dir': {
-      const e = object(value, where, ['mode', 'mtimeMs', 'path', 'type'])
-      return {mode: mode(e.mode, where), mtimeMs: time(e.mtimeMs, where), path: safePath(e.path, where), type}
+      const e = object(value, where, withOptional(value, ['mode', 'mtimeMs', 'path', 'type'], 'owner'))
+      return {
+        mode: mode(e.mode, where),
+        mtimeMs: time(e.mtimeMs, where),
+        ...ownerOf(e, where),
+        path: safePath(e.path, where),
+        type,
+      }
     }
 
     case 'file': {
-      const e = object(value, where, ['in', 'mode', 'mtimeMs', 'path', 'sha256', 'size', 'type'])
+      const e = object(
+        value,
+        where,
+        withOptional(value, ['in', 'mode', 'mtimeMs', 'path', 'sha256', 'size', 'type'], 'owner'),
+      )
       const file: FileEntry = {
         in: nonEmptyString(e.in, `${where}.in`),
         mode: mode(e.mode, where),
         mtimeMs: time(e.mtimeMs, where),
+        ...ownerOf(e, where),
         path: safePath(e.path, where),
         sha256: sha256(e.sha256, where),
         size: size(e.size, where),
@@ -264,9 +300,10 @@ function entry(value: unknown, i: number, inChain: Set<string>): ManifestEntry {
     }
 
     case 'symlink': {
-      const e = object(value, where, ['mtimeMs', 'path', 'target', 'type'])
+      const e = object(value, where, withOptional(value, ['mtimeMs', 'path', 'target', 'type'], 'owner'))
       const link = {
         mtimeMs: time(e.mtimeMs, where),
+        ...ownerOf(e, where),
         path: safePath(e.path, where),
         target: nonEmptyString(e.target, `${where}.target`),
         type,
@@ -280,6 +317,40 @@ function entry(value: unknown, i: number, inChain: Set<string>): ManifestEntry {
       throw bad(`${where} has type ${JSON.stringify(type)}, not file, dir or symlink`)
     }
   }
+}
+
+function rootEntry(value: unknown): RootEntry {
+  const where = 'manifest root'
+  const r = object(value, where, withOptional(value, ['mode', 'mtimeMs'], 'owner'))
+  return {mode: mode(r.mode, where), mtimeMs: time(r.mtimeMs, where), ...ownerOf(r, where)}
+}
+
+/** `{owner}` when the entry records one (complete and well-formed), `{}` when it does not. */
+function ownerOf(e: Record<string, unknown>, where: string): {owner?: Owner} {
+  if (e.owner === undefined) return {}
+  const o = object(e.owner, `${where}.owner`, ['gid', 'gname', 'uid', 'uname'])
+  return {
+    owner: {
+      gid: id(o.gid, `${where}.owner.gid`),
+      gname: accountName(o.gname, `${where}.owner.gname`),
+      uid: id(o.uid, `${where}.owner.uid`),
+      uname: accountName(o.uname, `${where}.owner.uname`),
+    },
+  }
+}
+
+/** A uid or gid: 0 … 2^32 - 2 (2^32 - 1 is the kernel's "no id"). */
+function id(value: unknown, where: string): number {
+  if (!Number.isInteger(value) || (value as number) < 0 || (value as number) > 0xff_ff_ff_fe)
+    throw bad(`${where} is not a valid id`)
+  return value as number
+}
+
+/** A user or group name as /etc/passwd and /etc/group can hold it, or '' for none. */
+function accountName(value: unknown, where: string): string {
+  if (typeof value !== 'string' || value.length > 256 || /[\0\n:]/.test(value))
+    throw bad(`${where} is not a valid name`)
+  return value
 }
 
 function object(value: unknown, where: string, keys: string[]): Record<string, unknown> {

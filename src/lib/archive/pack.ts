@@ -1,7 +1,9 @@
 /**
  * The read side of a backup: scan a data directory into a sorted entry list, then pack it as a
- * POSIX (pax) tar stream: `data/<path>` for every dir, file and symlink given, `MANIFEST.json`
- * last. Each file is read once, in 1 MiB chunks, and hashed (SHA-256) as its bytes stream past;
+ * POSIX (pax) tar stream: `data/` for the data directory itself, `data/<path>` for every dir,
+ * file and symlink given, `MANIFEST.json` last. Every entry carries its mode, mtime, uid, gid and
+ * the names of its user and group (pax records where the ustar fields are too small), in the tar
+ * and in the manifest. Each file is read once, in 1 MiB chunks, and hashed (SHA-256) as its bytes stream past;
  * no file is ever held in memory whole.
  *
  * Guarantees: symlinks that lead out of the data dir (or are absolute), on their own or through
@@ -22,13 +24,20 @@ import {join} from 'node:path'
 import {type Readable} from 'node:stream'
 import tar from 'tar-stream'
 
-import type {FileEntry, Manifest, ManifestEntry, PackProgress} from './types.js'
+import type {FileEntry, Manifest, ManifestEntry, Owner, PackProgress, RootEntry} from './types.js'
 
 import {BrError, throwIfAborted, usageError} from '../errors.js'
 import {comparePaths, encodeManifest, findEscapingSymlink, MANIFEST_FORMAT, symlinkStaysInside} from './manifest.js'
+import {OwnerTable} from './owners.js'
 
-/** What a scan finds: manifest entries without what packing adds (a file's sha256 and backup id). */
+/**
+ * What a scan finds: manifest entries without what packing adds (a file's sha256 and backup id).
+ * The first, with path '', is the data directory itself (the manifest's `root`).
+ */
 export type ScannedEntry = Exclude<ManifestEntry, {type: 'file'}> | Omit<FileEntry, 'in' | 'sha256'>
+
+/** The path of the data directory's own entry among scanned entries. */
+export const ROOT_PATH = ''
 
 export const MANIFEST_ENTRY = 'MANIFEST.json'
 export const DATA_PREFIX = 'data/'
@@ -104,10 +113,23 @@ export async function checkNames(root: string, options: ScanOptions = {}): Promi
   await walk('')
 }
 
-/** Walks `root` (not following symlinks) and returns its entries sorted by path. */
+/**
+ * Walks `root` (not following symlinks) and returns its entries sorted by path, `root` itself
+ * first (path ''), each with its owner.
+ */
 export async function scanDataDir(root: string, options: ScanOptions = {}): Promise<ScannedEntry[]> {
   const excluded = excluder(options.exclude)
-  const out: ScannedEntry[] = []
+  const owners = new OwnerTable()
+  const top = await lstat(root)
+  const out: ScannedEntry[] = [
+    {
+      mode: top.mode % 0o1_0000,
+      mtimeMs: top.mtimeMs,
+      owner: owners.owner(top.uid, top.gid),
+      path: ROOT_PATH,
+      type: 'dir',
+    },
+  ]
 
   async function walk(dir: string): Promise<void> {
     throwIfAborted(options.signal)
@@ -118,7 +140,7 @@ export async function scanDataDir(root: string, options: ScanOptions = {}): Prom
     const subdirs: string[] = []
     for (let i = 0; i < paths.length; i += STAT_BATCH) {
       // eslint-disable-next-line no-await-in-loop -- batches bound the open lstat calls
-      const entries = await Promise.all(paths.slice(i, i + STAT_BATCH).map((path) => scanOne(root, path)))
+      const entries = await Promise.all(paths.slice(i, i + STAT_BATCH).map((path) => scanOne(root, path, owners)))
       for (const entry of entries) {
         out.push(entry)
         if (entry.type === 'dir') subdirs.push(entry.path)
@@ -144,14 +166,17 @@ export async function scanDataDir(root: string, options: ScanOptions = {}): Prom
     })
   }
 
+  await owners.name()
   return out.sort((a, b) => comparePaths(a.path, b.path))
 }
 
-async function scanOne(root: string, path: string): Promise<ScannedEntry> {
+async function scanOne(root: string, path: string, owners: OwnerTable): Promise<ScannedEntry> {
   const abs = join(root, path)
   const info = await lstat(abs)
-  if (info.isFile()) return {mode: info.mode % 0o1_0000, mtimeMs: info.mtimeMs, path, size: info.size, type: 'file'}
-  if (info.isDirectory()) return {mode: info.mode % 0o1_0000, mtimeMs: info.mtimeMs, path, type: 'dir'}
+  const owner = owners.owner(info.uid, info.gid)
+  if (info.isFile())
+    return {mode: info.mode % 0o1_0000, mtimeMs: info.mtimeMs, owner, path, size: info.size, type: 'file'}
+  if (info.isDirectory()) return {mode: info.mode % 0o1_0000, mtimeMs: info.mtimeMs, owner, path, type: 'dir'}
   if (info.isSymbolicLink()) {
     const target = utf8Name(await readlink(abs, {encoding: 'buffer'}), path, 'target')
     if (!symlinkStaysInside(path, target)) {
@@ -162,7 +187,7 @@ async function scanOne(root: string, path: string): Promise<ScannedEntry> {
       })
     }
 
-    return {mtimeMs: info.mtimeMs, path, target, type: 'symlink'}
+    return {mtimeMs: info.mtimeMs, owner, path, target, type: 'symlink'}
   }
 
   throw new BrError('error', `${path} in the data directory is not a file, directory or symlink`, {
@@ -172,7 +197,10 @@ async function scanOne(root: string, path: string): Promise<ScannedEntry> {
 
 export interface PackOptions {
   backupId: string
-  /** what to pack, sorted or not: every dir and symlink, and the files whose bytes go in this archive */
+  /**
+   * what to pack, sorted or not: the data directory itself (path '', as scanned; without it the
+   * manifest has no root), every dir and symlink, and the files whose bytes go in this archive
+   */
   entries: ScannedEntry[]
   /** the rest of the manifest */
   manifestBase: Pick<Manifest, 'chain' | 'createdAt' | 'deleted' | 'type'>
@@ -222,14 +250,16 @@ async function writeEntries(pack: tar.Pack, options: PackOptions, state: {rawByt
   }
 
   const packed: ManifestEntry[] = []
+  let rootEntry: RootEntry | undefined
   for (const entry of entries) {
     throwIfAborted(signal)
     const name = DATA_PREFIX + entry.path
     const mtime = new Date(entry.mtimeMs)
     switch (entry.type) {
       case 'dir': {
-        await addEntry(pack, {mode: entry.mode, mtime, name, type: 'directory'})
-        packed.push(entry)
+        await addEntry(pack, {mode: entry.mode, mtime, name, type: 'directory', ...ownerHeader(entry.owner)})
+        if (entry.path === ROOT_PATH) rootEntry = {mode: entry.mode, mtimeMs: entry.mtimeMs, owner: entry.owner}
+        else packed.push(entry)
         break
       }
 
@@ -247,6 +277,7 @@ async function writeEntries(pack: tar.Pack, options: PackOptions, state: {rawByt
           in: backupId,
           mode: entry.mode,
           mtimeMs: entry.mtimeMs,
+          owner: entry.owner,
           path: entry.path,
           sha256,
           size: entry.size,
@@ -256,7 +287,7 @@ async function writeEntries(pack: tar.Pack, options: PackOptions, state: {rawByt
       }
 
       case 'symlink': {
-        await addEntry(pack, {linkname: entry.target, mtime, name, type: 'symlink'})
+        await addEntry(pack, {linkname: entry.target, mtime, name, type: 'symlink', ...ownerHeader(entry.owner)})
         packed.push(entry)
         break
       }
@@ -269,7 +300,13 @@ async function writeEntries(pack: tar.Pack, options: PackOptions, state: {rawByt
       throw new BrError('error', `${all[i].path} is both packed and listed as unchanged`)
   }
 
-  const manifest: Manifest = {...options.manifestBase, backupId, entries: all, format: MANIFEST_FORMAT}
+  const manifest: Manifest = {
+    ...options.manifestBase,
+    backupId,
+    entries: all,
+    format: MANIFEST_FORMAT,
+    ...(rootEntry ? {root: rootEntry} : {}),
+  }
   await addEntry(pack, {mode: 0o600, mtime: new Date(), name: MANIFEST_ENTRY, type: 'file'}, encodeManifest(manifest))
   pack.finalize()
   report(true)
@@ -277,6 +314,33 @@ async function writeEntries(pack: tar.Pack, options: PackOptions, state: {rawByt
 }
 
 /* eslint-enable no-await-in-loop */
+
+/** ustar's uid and gid fields hold 6 octal digits in tar-stream, its names 32 bytes. */
+const USTAR_MAX_ID = 262_143 // 0o777777
+const USTAR_MAX_NAME = 32
+
+const fits = (name: string) => Buffer.byteLength(name) <= USTAR_MAX_NAME
+
+/**
+ * The owner in tar header fields, as `tar --same-owner` reads it back: the ustar fields, and pax
+ * records for what they cannot hold (large ids, long names), as GNU tar writes them.
+ */
+function ownerHeader(owner: Owner | undefined): Partial<Parameters<tar.Pack['entry']>[0]> {
+  if (!owner) return {}
+  const {gid, gname, uid, uname} = owner
+  const pax: Record<string, string> = {}
+  if (uid > USTAR_MAX_ID) pax.uid = String(uid)
+  if (gid > USTAR_MAX_ID) pax.gid = String(gid)
+  if (!fits(uname)) pax.uname = uname
+  if (!fits(gname)) pax.gname = gname
+  return {
+    gid: Math.min(gid, USTAR_MAX_ID),
+    gname: fits(gname) ? gname : '',
+    uid: Math.min(uid, USTAR_MAX_ID),
+    uname: fits(uname) ? uname : '',
+    ...(Object.keys(pax).length > 0 ? {pax} : {}),
+  }
+}
 
 function addEntry(pack: tar.Pack, header: Parameters<tar.Pack['entry']>[0], body?: Buffer): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -303,6 +367,7 @@ async function addFile(
         name: DATA_PREFIX + entry.path,
         size: entry.size,
         type: 'file',
+        ...ownerHeader(entry.owner),
       },
       (error) => (error ? reject(error) : resolve()),
     )

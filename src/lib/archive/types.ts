@@ -3,22 +3,42 @@
  * The archive is age(zstd(pax tar)); see DESIGN.md "The archive".
  */
 
-/** One entry of a backup's full file set. Paths are relative to the data dir, '/'-separated. */
+/**
+ * Who owned an entry on the backup host: the numeric ids, and their names there ('' when the id
+ * had no name). A restore as root gives the owner back by name when the name exists on the
+ * restoring host, by number otherwise (archive/owners.ts).
+ */
+export interface Owner {
+  gid: number
+  gname: string
+  uid: number
+  uname: string
+}
+
+/**
+ * One entry of a backup's full file set. Paths are relative to the data dir, '/'-separated.
+ * `owner` is absent in manifests written before owners were recorded: such entries are restored
+ * owned by the restoring user.
+ */
 export type ManifestEntry =
   | {
       /** id of the backup in the chain whose archive holds these bytes */
       in: string
       mode: number
       mtimeMs: number
+      owner?: Owner
       path: string
       sha256: string
       size: number
       type: 'file'
     }
-  | {mode: number; mtimeMs: number; path: string; type: 'dir'}
-  | {mtimeMs: number; path: string; target: string; type: 'symlink'}
+  | {mode: number; mtimeMs: number; owner?: Owner; path: string; type: 'dir'}
+  | {mtimeMs: number; owner?: Owner; path: string; target: string; type: 'symlink'}
 
 export type FileEntry = Extract<ManifestEntry, {type: 'file'}>
+export type DirEntry = Extract<ManifestEntry, {type: 'dir'}>
+/** The data directory's own mode, mtime and owner (its entry in the tar is `data/`). */
+export type RootEntry = Omit<DirEntry, 'path' | 'type'>
 
 export interface Manifest {
   backupId: string
@@ -35,6 +55,8 @@ export interface Manifest {
    * `manifest` and `signature` fields (repo/authenticity.ts `recordBinding`)
    */
   record?: string
+  /** the data directory itself; absent in manifests written before it was recorded */
+  root?: RootEntry
   type: 'full' | 'incremental'
 }
 

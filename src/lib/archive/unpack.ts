@@ -14,21 +14,34 @@
  * made only after that, so not even a refused archive leaves one that leads out. Every entry
  * the manifest places in this archive must be present with its size and SHA-256, and nothing
  * else may be; the stored bytes must match `expected`; the embedded manifest must equal
- * `expectedManifest`. Modes and mtimes come from the manifest, set at the end, without setuid,
- * setgid and sticky bits unless `keepSpecialModes`. Runs of 64 KiB of zeros are left as holes,
+ * `expectedManifest`. The data directory's own entry (`data/`) is `dest` itself, and must be
+ * there exactly when the manifest has a `root`. Owners, modes and mtimes come from the manifest,
+ * set at the end (owners as `owners` says: see owners.ts), without setuid, setgid and sticky bits
+ * unless `keepSpecialModes`. Runs of 64 KiB of zeros are left as holes,
  * so a sparse file stays sparse. It does not clean up: on failure `dest` may hold a partial tree,
  * which the caller owns (restore removes its staging dir), and it does not fsync (restore swaps
  * only after the whole tree verified).
  */
 import {createHash} from 'node:crypto'
-import {chmodSync, closeSync, ftruncateSync, lutimesSync, openSync, utimesSync, writeSync} from 'node:fs'
+import {
+  chmodSync,
+  chownSync,
+  closeSync,
+  ftruncateSync,
+  lchownSync,
+  lutimesSync,
+  openSync,
+  utimesSync,
+  writeSync,
+} from 'node:fs'
 import {lstat, mkdir, symlink} from 'node:fs/promises'
 import {join, posix} from 'node:path'
 import {type Duplex, type Readable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 import tar from 'tar-stream'
 
-import type {DecryptOptions, Implementations, Manifest, ManifestEntry, PackProgress} from './types.js'
+import type {OwnerPlan} from './owners.js'
+import type {DecryptOptions, DirEntry, Implementations, Manifest, Owner, PackProgress} from './types.js'
 
 import {BrError, integrityError} from '../errors.js'
 import {createDecryptStream, TAMPERED, TRUNCATED} from './age.js'
@@ -43,7 +56,7 @@ import {
   resolveSymlink,
   symlinkStaysInside,
 } from './manifest.js'
-import {DATA_PREFIX, MANIFEST_ENTRY} from './pack.js'
+import {DATA_PREFIX, MANIFEST_ENTRY, ROOT_PATH} from './pack.js'
 import {type Expected, HashTap} from './tap.js'
 
 /** A manifest is ~200 bytes a file: 1 GiB is millions of files, and bounds what a forged header can make us hold. */
@@ -81,11 +94,13 @@ export interface ReadArchiveOptions {
    * archive's links resolve in. Links this archive writes are added to it.
    */
   links?: Map<string, string>
-  /** false: leave modes and mtimes to the caller (a chain sets them once, from the final manifest) */
+  /** false: leave owners, modes and mtimes to the caller (a chain sets them once, from the final manifest) */
   metadata?: boolean
   /** write only these paths (their parent dirs are created as needed); all entries are still verified */
   only?: Set<string>
   onProgress?: (p: PackProgress) => void
+  /** whose the written entries become (owners.ts planOwners); by default they stay the restoring user's */
+  owners?: OwnerPlan
   signal?: AbortSignal
   /** do not write these paths (e.g. already written from a newer backup of the chain); still verified */
   skip?: Set<string>
@@ -212,7 +227,10 @@ class EntryReader {
     this.writer =
       options.dest === undefined
         ? undefined
-        : new TreeWriter(options.dest, options.keepSpecialModes ? SPECIAL_MODE_BITS : PLAIN_MODE_BITS)
+        : new TreeWriter(options.dest, {
+            modeBits: options.keepSpecialModes ? SPECIAL_MODE_BITS : PLAIN_MODE_BITS,
+            owners: options.owners,
+          })
     const own = options.expectedManifest ? manifestTotals(options.expectedManifest) : undefined
     this.progress = {bytesDone: 0, bytesTotal: own?.ownBytes ?? 0, filesDone: 0, filesTotal: own?.ownFiles ?? 0}
   }
@@ -230,6 +248,8 @@ class EntryReader {
 
     const path = this.checkName(header.name)
     const writer = this.wanted(path) ? this.writer : undefined
+    if (path === ROOT_PATH && header.type !== 'directory')
+      throw refuse(header.name, `it names the data directory itself, but is a ${header.type}`)
     switch (header.type) {
       case 'directory': {
         entry.resume()
@@ -304,8 +324,10 @@ class EntryReader {
   private checkName(name: string): string {
     if (!name.startsWith(DATA_PREFIX)) throw refuse(name, `it is outside ${DATA_PREFIX}`)
     const path = name.slice(DATA_PREFIX.length).replace(/\/$/, '')
-    if (!isSafePath(path)) throw refuse(name, 'its path is absolute, empty or has . or .. in it')
     if (this.seen.has(path)) throw refuse(name, 'it appears twice')
+    // `data/`: the data directory itself (dest), its mode, mtime and owner.
+    if (path === ROOT_PATH && name.endsWith('/')) return path
+    if (!isSafePath(path)) throw refuse(name, 'its path is absolute, empty or has . or .. in it')
     for (let dir = posix.dirname(path); dir !== '.'; dir = posix.dirname(dir)) {
       if (this.links.has(dir)) throw refuse(name, `it lies beneath the symlink ${dir}`)
       if (this.seen.get(dir)?.type === 'file') throw refuse(name, `it lies beneath the file ${dir}`)
@@ -371,6 +393,16 @@ function checkResolved(links: ReadonlyMap<string, string>, path: string): void {
 /** Every entry the manifest puts in this archive is here, equal; nothing else is. */
 async function checkAgainstManifest(manifest: Manifest, seen: Map<string, Seen>, breather: Breather): Promise<void> {
   const damaged = (message: string) => integrityError(message, HINT_DAMAGED)
+  const root = seen.get(ROOT_PATH)
+  if (manifest.root && !root) throw damaged(`the data directory's own entry ${DATA_PREFIX} is missing from the archive`)
+  if (root && !manifest.root) {
+    throw integrityError(
+      `the archive has an entry ${DATA_PREFIX} for the data directory, its manifest none`,
+      HINT_FORGED,
+    )
+  }
+
+  seen.delete(ROOT_PATH)
   for (const e of manifest.entries) {
     // eslint-disable-next-line no-await-in-loop -- rarely: lets SIGINT in during a million entries
     await breather.breathe()
@@ -412,16 +444,16 @@ class TreeWriter {
 
   constructor(
     private readonly root: string,
-    private readonly modeBits: number,
+    private readonly metadata: {modeBits: number; owners?: OwnerPlan},
   ) {}
 
-  /** Modes and mtimes from the manifest for what was written (see applyTreeMetadata). */
+  /** Owners, modes and mtimes from the manifest for what was written (see applyTreeMetadata). */
   async applyMetadata(manifest: Manifest, written: Set<string>, breather: Breather): Promise<void> {
-    await applyTreeMetadata(this.root, manifest.entries, {breather, modeBits: this.modeBits, only: written})
+    await applyTreeMetadata(this.root, manifest, {...this.metadata, breather, only: written})
   }
 
   async dir(path: string): Promise<void> {
-    await this.ensureDir(path)
+    await this.ensureDir(path === ROOT_PATH ? '.' : path)
   }
 
   /**
@@ -525,20 +557,29 @@ class TreeWriter {
 }
 
 /**
- * Modes (modulo `modeBits`) and mtimes of `entries` under `root`, all of them or those in
- * `only`: dirs last and deepest first, since writing into a dir changes its mtime. Synchronous
- * calls (thousands of tiny syscalls, each a thread-pool round trip otherwise), with a pause for
- * the event loop every ~50 ms.
+ * Owners (as `owners` plans them), modes (modulo `modeBits`) and mtimes of the manifest's entries
+ * under `root`, all of them or those in `only`; the data directory's own (`root` of the manifest,
+ * path '') goes to `root` itself. Dirs last and deepest first, since writing into a dir changes
+ * its mtime. chown before chmod: chown clears setuid and setgid bits. Symlinks get lchown and
+ * lutimes (their mode means nothing on Linux). Synchronous calls (thousands of tiny syscalls,
+ * each a thread-pool round trip otherwise), with a pause for the event loop every ~50 ms.
  */
 export async function applyTreeMetadata(
   root: string,
-  entries: readonly ManifestEntry[],
-  options: {breather: Breather; modeBits: number; only?: Set<string>},
+  manifest: Pick<Manifest, 'entries' | 'root'>,
+  options: {breather: Breather; modeBits: number; only?: Set<string>; owners?: OwnerPlan},
 ): Promise<void> {
-  const {breather, modeBits, only} = options
-  const abs = (path: string) => join(root, ...path.split('/'))
-  const dirs: Array<{depth: number; entry: Extract<ManifestEntry, {type: 'dir'}>}> = []
-  for (const e of entries) {
+  const {breather, modeBits, only, owners} = options
+  const abs = (path: string) => (path === ROOT_PATH ? root : join(root, ...path.split('/')))
+  const chown = (path: string, owner?: Owner, link = false) => {
+    const ids = owners?.ids(owner)
+    if (!ids) return
+    if (link) lchownSync(abs(path), ids.uid, ids.gid)
+    else chownSync(abs(path), ids.uid, ids.gid)
+  }
+
+  const dirs: Array<{depth: number; entry: Omit<DirEntry, 'type'>}> = []
+  for (const e of manifest.entries) {
     // eslint-disable-next-line no-await-in-loop -- rarely: lets SIGINT in
     await breather.breathe()
     if (only && !only.has(e.path)) continue
@@ -547,17 +588,27 @@ export async function applyTreeMetadata(
     if (e.type === 'dir') {
       dirs.push({depth: e.path.split('/').length, entry: e})
     } else if (e.type === 'file') {
+      chown(e.path, e.owner)
       chmodSync(abs(e.path), e.mode % modeBits)
       utimesSync(abs(e.path), time, time)
     } else {
+      chown(e.path, e.owner, true)
       lutimesSync(abs(e.path), time, time)
     }
   }
 
   dirs.sort((a, b) => b.depth - a.depth)
+  // The data directory itself, last of all (a manifest without `root` still gets --chown).
+  if (!only || only.has(ROOT_PATH)) {
+    const top = manifest.root
+    if (top) dirs.push({depth: 0, entry: {...top, path: ROOT_PATH}})
+    else if (owners?.ids()) chown(ROOT_PATH)
+  }
+
   for (const {entry: d} of dirs) {
     // eslint-disable-next-line no-await-in-loop -- rarely: lets SIGINT in
     await breather.breathe()
+    chown(d.path, d.owner)
     chmodSync(abs(d.path), d.mode % modeBits)
     utimesSync(abs(d.path), d.mtimeMs / 1000, d.mtimeMs / 1000)
   }

@@ -10,8 +10,9 @@
  * refused at once when that is not there.
  *
  * Guarantees: the data directory is only read; only the files to pack are copied (for an
- * incremental, the new and changed ones), so the directory's names, modes, mtimes and sizes are
- * the ones scanned from the data directory itself, and the clone only supplies the bytes; the
+ * incremental, the new and changed ones), so the names, modes, mtimes, owners and sizes packed
+ * are the ones scanned from the data directory itself (the copies are the backup user's, and the
+ * clone directory's own mode is not the data directory's), and the clone only supplies the bytes; the
  * clone is created fresh (mode 0700) and removed by removeClone, whatever happened. Not: a
  * snapshot of files that change while the service runs (it must be stopped while cloning).
  */

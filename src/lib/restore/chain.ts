@@ -5,8 +5,9 @@
  *
  * Guarantees: every member is present and complete before anything is read (exit 3 naming the
  * missing id otherwise); every archive read is checked against its record and its own manifest;
- * every file of the final manifest must match the member manifest that holds its bytes; modes and
- * mtimes end as the final manifest says. It does not write outside `dest`, nor remove it on
+ * every file of the final manifest must match the member manifest that holds its bytes; owners
+ * (archive/owners.ts: by name then number as root, --chown, untouched otherwise), modes and mtimes
+ * end as the final manifest says, the data directory's own included. It does not write outside `dest`, nor remove it on
  * failure (the caller owns the staging directory).
  */
 import {performance} from 'node:perf_hooks'
@@ -17,6 +18,7 @@ import type {BackupRecord} from '../repo/types.js'
 import type {StepReporter} from '../steps.js'
 
 import {Breather} from '../archive/breather.js'
+import {type Ids, planOwners} from '../archive/owners.js'
 import {applyTreeMetadata, PLAIN_MODE_BITS, readArchive, SPECIAL_MODE_BITS} from '../archive/unpack.js'
 import {BrError, integrityError} from '../errors.js'
 import {formatBytes, formatDuration, formatProgress} from '../format.js'
@@ -81,6 +83,8 @@ async function checkObjectSize(
 }
 
 export interface ReadChainOptions {
+  /** restore --chown: every entry gets this owner */
+  chown?: Ids
   /** undefined: verify only */
   dest?: string
   /** the target's manifest, already read */
@@ -91,6 +95,8 @@ export interface ReadChainOptions {
   /** oldest first, the target last */
   members: BackupRecord[]
   onProgress?: (p: PackProgress) => void
+  /** told once when owners cannot be given back as recorded */
+  onWarning?: (message: string) => void
   repo: Repository
   signal?: AbortSignal
 }
@@ -153,9 +159,12 @@ export async function readChain(options: ReadChainOptions): Promise<{bytes: numb
 
   checkFinalManifest(finalManifest, manifests)
   if (options.dest) {
-    await applyTreeMetadata(options.dest, finalManifest.entries, {
-      breather: new Breather(options.signal),
+    const breather = new Breather(options.signal)
+    const owners = await planOwners(finalManifest, {breather, chown: options.chown, onWarning: options.onWarning})
+    await applyTreeMetadata(options.dest, finalManifest, {
+      breather,
       modeBits: options.keepSpecialModes ? SPECIAL_MODE_BITS : PLAIN_MODE_BITS,
+      owners,
     })
   }
 

@@ -187,4 +187,106 @@ describe('manifest', () => {
       ).message,
     ).toMatch(/symlink leading outside/)
   })
+
+  describe('owners and the data directory itself', () => {
+    const mo = {gid: 999, gname: 'mo', uid: 998, uname: 'mo'}
+    const withOwners = (): Manifest => ({
+      ...base(),
+      entries: base().entries.map((e, i) => ({...e, owner: i === 0 ? {...mo, gname: '', uid: 300_000} : mo})),
+      root: {mode: 0o755, mtimeMs: 5.25, owner: mo},
+    })
+
+    it('round-trips owners and the root, in one canonical order', () => {
+      const m = withOwners()
+      const bytes = encodeManifest(m)
+      expect(decodeManifest(bytes)).toEqual(m)
+      expect(bytes.toString()).toContain(
+        '"format":1,"root":{"mode":493,"mtimeMs":5.25,"owner":{"gid":999,"gname":"mo","uid":998,"uname":"mo"}},"type":"incremental"',
+      )
+      expect(bytes.toString()).toContain(
+        '{"mode":493,"mtimeMs":1.5,"owner":{"gid":999,"gname":"","uid":300000,"uname":"mo"},"path":"a","type":"dir"}',
+      )
+      // Whatever the order of keys inside the owner, the same bytes.
+      const shuffled = {
+        ...m,
+        entries: m.entries.map((e) => ({...e, owner: Object.fromEntries(Object.entries(e.owner!).reverse())})),
+      } as Manifest
+      expect(encodeManifest(shuffled).equals(bytes)).toBe(true)
+    })
+
+    it('still reads a manifest written before owners were recorded, to the same bytes', () => {
+      // base() is the shape earlier versions wrote: no root, no owner.
+      const old = encodeManifest(base())
+      expect(old.toString()).not.toMatch(/owner|root/)
+      const back = decodeManifest(old)
+      expect(back.root).toBeUndefined()
+      expect(back.entries.every((e) => e.owner === undefined)).toBe(true)
+      expect(encodeManifest(back).equals(old)).toBe(true)
+    })
+
+    it('refuses an incomplete or malformed owner or root', () => {
+      const m = JSON.parse(encodeManifest(withOwners()).toString()) as Record<string, unknown> & {
+        entries: Array<Record<string, unknown> & {owner: Record<string, unknown>}>
+        root: Record<string, unknown> & {owner: Record<string, unknown>}
+      }
+      const edit = (f: (x: typeof m) => void) => {
+        const copy = structuredClone(m)
+        f(copy)
+        return copy
+      }
+
+      expect(decodeError(edit((x) => delete x.entries[1].owner.gname)).message).toBe(
+        'manifest entries[1].owner lacks gname',
+      )
+      expect(
+        decodeError(
+          edit((x) => {
+            x.entries[1].owner.shell = '/bin/sh'
+          }),
+        ).message,
+      ).toMatch(/entries\[1]\.owner has unknown keys: shell/)
+      for (const uid of [-1, 1.5, 2 ** 32 - 1, '0']) {
+        expect(
+          decodeError(
+            edit((x) => {
+              x.entries[2].owner.uid = uid
+            }),
+          ).message,
+        ).toBe('manifest entries[2].owner.uid is not a valid id')
+      }
+
+      for (const uname of ['a:b', 'a\nb', 7]) {
+        expect(
+          decodeError(
+            edit((x) => {
+              x.entries[3].owner.uname = uname
+            }),
+          ).message,
+        ).toBe('manifest entries[3].owner.uname is not a valid name')
+      }
+
+      expect(
+        decodeError(
+          edit((x) => {
+            x.entries[0].owner = null as unknown as Record<string, unknown>
+          }),
+        ).message,
+      ).toMatch(/entries\[0]\.owner is not an object/)
+      expect(decodeError(edit((x) => delete x.root.mtimeMs)).message).toBe('manifest root lacks mtimeMs')
+      expect(
+        decodeError(
+          edit((x) => {
+            x.root.path = ''
+          }),
+        ).message,
+      ).toBe('manifest root has unknown keys: path')
+      expect(
+        decodeError(
+          edit((x) => {
+            x.root.owner.gid = 2 ** 32
+          }),
+        ).message,
+      ).toBe('manifest root.owner.gid is not a valid id')
+    })
+  })
 })

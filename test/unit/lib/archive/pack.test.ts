@@ -1,5 +1,6 @@
 import {execFileSync} from 'node:child_process'
-import {appendFile, mkdir, symlink, truncate, unlink, writeFile} from 'node:fs/promises'
+import {appendFile, chmod, chown, lchown, lstat, mkdir, symlink, truncate, unlink, writeFile} from 'node:fs/promises'
+import {userInfo} from 'node:os'
 import {join} from 'node:path'
 import {pipeline} from 'node:stream/promises'
 import {afterAll, beforeAll, beforeEach, describe, expect, it} from 'vitest'
@@ -8,6 +9,9 @@ import {comparePaths} from '../../../../src/lib/archive/manifest.js'
 import {packArchive, scanDataDir, type ScannedEntry} from '../../../../src/lib/archive/pack.js'
 import {BrError} from '../../../../src/lib/errors.js'
 import {memorySink, tempDir} from './fixture.js'
+
+const isRoot = process.getuid?.() === 0
+if (!isRoot && process.env.CI) throw new Error('the owner tests need root, and CI runs as root: run them as root')
 
 let work: Awaited<ReturnType<typeof tempDir>>
 let root: string
@@ -54,6 +58,7 @@ describe('scanDataDir', () => {
     await symlink('a/b', join(root, 'ln'))
     const entries = await scanDataDir(root)
     expect(entries.map((e) => `${e.type} ${e.path}`)).toEqual([
+      'dir ',
       'dir a',
       'file a-b',
       'dir a/b',
@@ -72,7 +77,7 @@ describe('scanDataDir', () => {
     }
 
     const paths = (await scanDataDir(root, {exclude: ['shared-cache', './tmp/']})).map((e) => e.path)
-    expect(paths).toEqual(['keep', 'keep/tmp', 'shared-cache2', 'shared-cache2/y'])
+    expect(paths).toEqual(['', 'keep', 'keep/tmp', 'shared-cache2', 'shared-cache2/y'])
   })
 
   it('refuses symlinks that lead outside, absolute or relative', async () => {
@@ -83,7 +88,7 @@ describe('scanDataDir', () => {
     await symlink('../../x', join(root, 'd/rel'))
     expect((await scanError()).message).toMatch(/symlink d\/rel .* leads outside it/)
     expect((await scanError()).suggestions.join(',')).toMatch(/--exclude d\/rel/)
-    expect(await scanDataDir(root, {exclude: ['d/rel']})).toHaveLength(1)
+    expect((await scanDataDir(root, {exclude: ['d/rel']})).map((e) => e.path)).toEqual(['', 'd'])
   })
 
   it('refuses fifos (and other special files)', async () => {
@@ -158,8 +163,125 @@ describe('packArchive', () => {
     })()
     stream.pipe(extract as unknown as NodeJS.WritableStream)
     const [manifest] = await Promise.all([done, reading])
-    expect(names).toEqual(['data/new', 'MANIFEST.json'])
+    expect(names).toEqual(['data/', 'data/new', 'MANIFEST.json'])
     expect(manifest.entries.map((e) => e.path)).toEqual(['new', 'old'])
     expect(manifest.deleted).toEqual(['gone'])
   })
+})
+
+/** Packs `entries` from root; the manifest and every tar header, in order, and the tar's bytes. */
+async function packHeaders(entries: ScannedEntry[]) {
+  const {done, stream} = packArchive({
+    backupId: 'b1',
+    entries,
+    manifestBase: {chain: ['b1'], createdAt: new Date().toISOString(), deleted: [], type: 'full'},
+    root,
+  })
+  const sink = memorySink()
+  const [manifest] = await Promise.all([done, pipeline(stream, sink.stream)])
+  const headers: Array<{
+    gid?: number
+    gname?: string
+    name: string
+    pax?: null | Record<string, string>
+    uid?: number
+    uname?: string
+  }> = []
+  const tar = (await import('tar-stream')).default
+  const extract = tar.extract()
+  const reading = (async () => {
+    for await (const entry of extract) {
+      headers.push(entry.header as (typeof headers)[number])
+      entry.resume()
+    }
+  })()
+  extract.end(sink.bytes())
+  await reading
+  return {bytes: sink.bytes(), headers, manifest}
+}
+
+describe('owners, in the tar and in the manifest', () => {
+  it('records the data directory itself and every owner, by id and by name', async () => {
+    await chmod(root, 0o751)
+    await mkdir(join(root, 'd'), {mode: 0o750})
+    await writeFile(join(root, 'd/f'), 'x', {mode: 0o640})
+    await symlink('d/f', join(root, 'l'))
+    const me = userInfo()
+    const group = execFileSync('id', ['-gn'], {encoding: 'utf8'}).trim()
+    const owner = {gid: me.gid, gname: group, uid: me.uid, uname: me.username}
+    const {headers, manifest} = await packHeaders(await scanDataDir(root))
+    expect(manifest.root).toEqual({mode: 0o751, mtimeMs: (await lstat(root)).mtimeMs, owner})
+    expect(manifest.entries.map((e) => [e.path, e.owner])).toEqual([
+      ['d', owner],
+      ['d/f', owner],
+      ['l', owner],
+    ])
+    expect(headers.map((h) => [h.name, h.uid, h.gid, h.uname, h.gname])).toEqual([
+      ['data/', me.uid, me.gid, me.username, group],
+      ['data/d', me.uid, me.gid, me.username, group],
+      ['data/d/f', me.uid, me.gid, me.username, group],
+      ['data/l', me.uid, me.gid, me.username, group],
+      ['MANIFEST.json', 0, 0, '', ''],
+    ])
+  })
+
+  it('writes pax records for ids and names the ustar header cannot hold, as GNU tar reads them', async () => {
+    await writeFile(join(root, 'f'), 'x')
+    const owner = {gid: 262_144, gname: 'g'.repeat(33), uid: 3_000_000, uname: 'u'.repeat(40)}
+    const small = {gid: 262_143, gname: 'h'.repeat(32), uid: 7, uname: 'v'}
+    const {bytes, headers} = await packHeaders([
+      {mode: 0o755, mtimeMs: 1000, owner: small, path: '', type: 'dir'},
+      {mode: 0o644, mtimeMs: 1000, owner, path: 'f', size: 1, type: 'file'},
+    ])
+    expect(headers[0]).toMatchObject({
+      gid: 262_143,
+      gname: 'h'.repeat(32),
+      name: 'data/',
+      pax: null,
+      uid: 7,
+      uname: 'v',
+    })
+    expect(headers[1].pax).toMatchObject({gid: '262144', gname: 'g'.repeat(33), uid: '3000000', uname: 'u'.repeat(40)})
+    const listing = execFileSync('tar', ['-tv', '--numeric-owner'], {encoding: 'utf8', input: bytes})
+    expect(listing).toMatch(/ 3000000\/262144 .* data\/f\n/)
+    expect(execFileSync('tar', ['-tv'], {encoding: 'utf8', input: bytes})).toContain(
+      `${'u'.repeat(40)}/${'g'.repeat(33)}`,
+    )
+  })
+
+  describe.skipIf(!isRoot)(
+    `as root${isRoot ? '' : ' (SKIPPED: not root, cannot chown; CI runs these as root)'}`,
+    () => {
+      it('scans owners the host has no name for, and tar --same-owner gives every owner and mode back from the tar alone', async () => {
+        await chmod(root, 0o755)
+        await mkdir(join(root, 'd'), {mode: 0o750})
+        await writeFile(join(root, 'd/f'), 'x', {mode: 0o640})
+        await symlink('d/f', join(root, 'l'))
+        await chown(root, 23_456, 34_567)
+        await chown(join(root, 'd'), 23_457, 34_568)
+        await chown(join(root, 'd/f'), 400_000, 400_001)
+        await lchown(join(root, 'l'), 23_458, 34_569)
+        const {bytes, manifest} = await packHeaders(await scanDataDir(root))
+        expect(manifest.root?.owner).toEqual({gid: 34_567, gname: '', uid: 23_456, uname: ''})
+        expect(manifest.entries.map((e) => [e.path, e.owner?.uid, e.owner?.gid])).toEqual([
+          ['d', 23_457, 34_568],
+          ['d/f', 400_000, 400_001],
+          ['l', 23_458, 34_569],
+        ])
+        const out = join(work.dir, `tar-out-${seq}`)
+        await mkdir(out)
+        execFileSync('tar', ['-x', '--same-owner', '--same-permissions', '-C', out], {input: bytes})
+        for (const [path, uid, gid, mode] of [
+          ['data', 23_456, 34_567, 0o755],
+          ['data/d', 23_457, 34_568, 0o750],
+          ['data/d/f', 400_000, 400_001, 0o640],
+          ['data/l', 23_458, 34_569, undefined],
+        ] as const) {
+          const info = await lstat(join(out, path))
+          expect([path, info.uid, info.gid], path).toEqual([path, uid, gid])
+          if (mode !== undefined) expect(info.mode & 0o7777, path).toBe(mode)
+        }
+      })
+    },
+  )
 })

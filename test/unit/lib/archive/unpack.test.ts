@@ -3,7 +3,7 @@
  * hide them behind a key the attacker also has). Each must be refused as an integrity error,
  * with nothing written outside the destination.
  */
-import {mkdir, readdir, symlink, writeFile} from 'node:fs/promises'
+import {lstat, mkdir, readdir, symlink, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {Readable} from 'node:stream'
 import tar from 'tar-stream'
@@ -13,6 +13,7 @@ import type {Manifest, ManifestEntry} from '../../../../src/lib/archive/types.js
 
 import {createCompressor} from '../../../../src/lib/archive/compress.js'
 import {comparePaths, encodeManifest} from '../../../../src/lib/archive/manifest.js'
+import {planOwners} from '../../../../src/lib/archive/owners.js'
 import {readArchive} from '../../../../src/lib/archive/unpack.js'
 import {BrError} from '../../../../src/lib/errors.js'
 import {exists, sha256, tempDir, through} from './fixture.js'
@@ -231,3 +232,80 @@ describe('readArchive refuses hostile archives', () => {
     await refused(await craft(items, bad), /invalid sha256/)
   })
 })
+
+const withRoot = (items: Item[], mode = 0o751): Manifest => ({...manifestFor(items), root: {mode, mtimeMs: 5000}})
+const ownerOf = (uid: number) => ({gid: uid + 1, gname: '', uid, uname: ''})
+
+describe('the data directory itself (data/)', () => {
+  it('gives dest the mode and mtime the manifest records for it', async () => {
+    const items = [file('data/f', 'x')]
+    await readArchive({
+      decrypt: null,
+      dest,
+      input: Readable.from([await craft([dir('data/'), ...items], withRoot(items))]),
+    })
+    const info = await lstat(dest)
+    expect(info.mode & 0o7777).toBe(0o751)
+    expect(info.mtimeMs).toBe(5000)
+  })
+
+  it('refuses data/ as anything but a directory, a data/ the manifest lacks, and a missing data/', async () => {
+    const items = [file('data/f', 'x')]
+    await refused(
+      await craft([file('data/', 'x'), ...items], withRoot(items)),
+      /"data\/": it names the data directory itself, but is a file/,
+    )
+    await refused(
+      await craft([dir('data/'), ...items], manifestFor(items)),
+      /has an entry data\/ for the data directory, its manifest none/,
+    )
+    await refused(
+      await craft(items, withRoot(items)),
+      /the data directory's own entry data\/ is missing from the archive/,
+    )
+    await refused(await craft([dir('data/'), dir('data/'), ...items], withRoot(items)), /"data\/": it appears twice/)
+  })
+})
+
+const isRoot = process.getuid?.() === 0
+if (!isRoot && process.env.CI) throw new Error('the owner tests need root, and CI runs as root: run them as root')
+
+describe.skipIf(!isRoot)(
+  `owners on restore${isRoot ? '' : ' (SKIPPED: not root, cannot chown; CI runs these as root)'}`,
+  () => {
+    it('chowns every entry and dest before chmod, so setuid kept by --keep-special-modes survives', async () => {
+      const items = [dir('data/d'), file('data/d/f', 'x'), link('data/l', 'd/f')]
+      const manifest: Manifest = {
+        ...manifestFor(items),
+        entries: [
+          {mode: 0o750, mtimeMs: 1000, owner: ownerOf(23_001), path: 'd', type: 'dir'},
+          {
+            ...(manifestFor(items).entries[1] as Extract<ManifestEntry, {type: 'file'}>),
+            mode: 0o4750,
+            owner: ownerOf(23_002),
+          },
+          {mtimeMs: 1000, owner: ownerOf(23_003), path: 'l', target: 'd/f', type: 'symlink'},
+        ],
+        root: {mode: 0o755, mtimeMs: 5000, owner: ownerOf(23_000)},
+      }
+      const owners = await planOwners(manifest, {runner: {egid: 0, euid: 0, groups: []}})
+      await readArchive({
+        decrypt: null,
+        dest,
+        input: Readable.from([await craft([dir('data/'), ...items], manifest)]),
+        keepSpecialModes: true,
+        owners,
+      })
+      for (const [path, uid, mode] of [
+        ['', 23_000, 0o755],
+        ['d', 23_001, 0o750],
+        ['d/f', 23_002, 0o4750],
+        ['l', 23_003, undefined],
+      ] as const) {
+        const info = await lstat(join(dest, path))
+        expect([path, info.uid, info.gid]).toEqual([path, uid, uid + 1])
+        if (mode !== undefined) expect(info.mode & 0o7777, path).toBe(mode)
+      }
+    })
+  },
+)
