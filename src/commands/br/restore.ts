@@ -3,6 +3,7 @@ import {join, resolve} from 'node:path'
 
 import {BrCommand} from '../../base-command.js'
 import {decryptFlags, repoFlags, serviceFlags} from '../../flags.js'
+import {resolveChown} from '../../lib/archive/owners.js'
 import {formatDuration} from '../../lib/format.js'
 import {
   newRestoreContext,
@@ -35,6 +36,11 @@ stop, swap and start, changing nothing.`
     ...repoFlags,
     ...decryptFlags,
     ...serviceFlags,
+    chown: Flags.string({
+      description:
+        'give every restored file this owner, names or numbers (for a host whose ids differ); by default root restores the recorded owners, by name, else by number',
+      helpValue: 'USER[:GROUP]',
+    }),
     'data-dir': Flags.string({
       aliases: ['data_dir'],
       description: 'the data directory to restore into: mo-data itself',
@@ -69,6 +75,7 @@ stop, swap and start, changing nothing.`
       trustedSigners: flags['trusted-signer'],
     })
     const context = newRestoreContext({
+      chown: flags.chown === undefined ? undefined : await resolveChown(flags.chown),
       dataDir,
       decrypt,
       discardOld: flags['discard-old'],

@@ -34,6 +34,7 @@ import {lstat, mkdir, readdir, rename, rm, stat, statfs} from 'node:fs/promises'
 import {basename, dirname, join} from 'node:path'
 import {performance} from 'node:perf_hooks'
 
+import type {Ids} from '../archive/owners.js'
 import type {DecryptOptions, Manifest} from '../archive/types.js'
 import type {TrustPolicy} from '../repo/authenticity.js'
 import type {BackupRecord} from '../repo/types.js'
@@ -50,6 +51,8 @@ import {checkBackup} from './check.js'
 import {layOutOnline} from './online-layout.js'
 
 export interface RestoreOptions {
+  /** --chown, resolved (archive/owners.ts resolveChown): every file gets this owner */
+  chown?: Ids
   dataDir: string
   decrypt: DecryptOptions
   discardOld: boolean
@@ -227,11 +230,13 @@ export function restoreFlow(): Flow<RestoreContext> {
           await mkdir(ctx.staging, {mode: 0o700})
           await readChainReporting(
             {
+              chown: ctx.options.chown,
               dest: ctx.staging,
               finalManifest: ctx.manifest!,
               keepSpecialModes: ctx.options.keepSpecialModes,
               keys: ctx.options.decrypt,
               members: ctx.members!,
+              onWarning: ctx.options.onWarning,
               repo: ctx.repo!,
               signal,
             },
