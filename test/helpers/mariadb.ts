@@ -17,7 +17,7 @@ import mysql from 'mysql2/promise'
  */
 import {execFile} from 'node:child_process'
 import {accessSync, constants, readFileSync} from 'node:fs'
-import {chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile} from 'node:fs/promises'
+import {chmod, chown, mkdir, mkdtemp, readFile, rm, stat, writeFile} from 'node:fs/promises'
 import {tmpdir, userInfo} from 'node:os'
 import {delimiter, join} from 'node:path'
 import {promisify} from 'node:util'
@@ -64,6 +64,11 @@ export interface StartOptions {
   dir?: string
   /** how long the first start may take to answer SQL (default 60 s) */
   readyTimeoutMs?: number
+  /**
+   * the account mariadbd runs as (`--user`, as root only): the data dir is installed owned by it,
+   * and the base dir opened to it (default: whoever runs the tests)
+   */
+  user?: string
 }
 
 const SEARCH_DIRS = ['/usr/sbin', '/usr/bin', '/usr/local/sbin', '/usr/local/bin']
@@ -105,7 +110,15 @@ export async function startMariadb(options: StartOptions = {}): Promise<TestServ
     socket: join(baseDir, 'run', 'mysqld.sock'),
   }
   await mkdir(join(baseDir, 'run'))
-  const user = userInfo().username
+  const user = options.user ?? userInfo().username
+  if (options.user) {
+    // mariadbd drops to that account: it must reach the data dir and write its pid file and socket.
+    await chmod(baseDir, 0o755)
+    const {stdout} = await run('id', ['-u', user])
+    const {stdout: gid} = await run('id', ['-g', user])
+    await chown(join(baseDir, 'run'), Number(stdout), Number(gid))
+  }
+
   try {
     await install(bins.installDb, paths.dataDir, user)
     for (let attempt = 1; ; attempt++) {
