@@ -8,10 +8,12 @@
  * Guarantees: only files the manifest lists are moved, each to the one place restorePath names
  * (which refuses any path that could escape); two files mapped to one place fail the restore
  * (integrity) instead of one silently replacing the other; renames keep each file's verified
- * bytes, mode and mtime. Not: a check of MO's own consistency beyond what BACKUP's sidecars and
- * our manifest already proved.
+ * bytes, mode, mtime and owner; the directories it makes (mo-data itself, shared/, local/, …)
+ * get the owner and group of the restored BACKUP folder's root, so a MatrixOne that runs as its
+ * own user can write into them. Not: a check of MO's own consistency beyond what BACKUP's
+ * sidecars and our manifest already proved.
  */
-import {mkdir, rename} from 'node:fs/promises'
+import {chown, mkdir, rename, stat} from 'node:fs/promises'
 import {dirname, join} from 'node:path'
 
 import type {Manifest} from '../archive/types.js'
@@ -54,17 +56,28 @@ export async function layOutOnline(
     targets.set(to, entry.path)
   }
 
-  await mkdir(dest, {mode: 0o755})
-  const made = new Set<string>()
+  // The directories of the layout, parents first, owned as the folder MO's BACKUP wrote was.
+  const {gid, uid} = await stat(raw)
+  const asRoot = process.geteuid?.() === 0
+  const makeDir = async (path: string) => {
+    await mkdir(path, {mode: 0o755})
+    if (asRoot) await chown(path, uid, gid)
+  }
+
+  await makeDir(dest)
+  const dirs = new Set<string>()
+  for (const to of targets.keys()) {
+    for (let d = dirname(to); d !== '.'; d = dirname(d)) dirs.add(d)
+  }
+
+  for (const dir of [...dirs].sort((a, b) => a.split('/').length - b.split('/').length)) {
+    throwIfAborted(signal)
+    // eslint-disable-next-line no-await-in-loop -- directories before the directories and files they hold
+    await makeDir(join(dest, dir))
+  }
+
   for (const [to, from] of targets) {
     throwIfAborted(signal)
-    const parent = dirname(to)
-    if (!made.has(parent)) {
-      // eslint-disable-next-line no-await-in-loop -- directories before the files they hold
-      await mkdir(join(dest, parent), {mode: 0o755, recursive: true})
-      made.add(parent)
-    }
-
     // eslint-disable-next-line no-await-in-loop -- renames in one directory tree: cheap, in order
     await rename(join(raw, from), join(dest, to))
   }
