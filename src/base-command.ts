@@ -1,4 +1,4 @@
-import {Command, type Interfaces} from '@oclif/core'
+import {Command, Errors, type Interfaces} from '@oclif/core'
 
 import {configFile, type ConfigKey, flagDefault, isConfigKey, readConfig, yieldsTo} from './lib/config.js'
 import {BrError, ExitCode, isBrError} from './lib/errors.js'
@@ -43,6 +43,19 @@ export abstract class BrCommand extends Command {
       .join('')
     process.stderr.write(redact(`Error: ${error.message}\n${hints}`))
     this.exit(error.exitCode)
+  }
+
+  /**
+   * Ends the command with `code` after its message was printed. oclif's final handler stays silent
+   * for an ExitError only if it is an instance of its own copy of the class; a host CLI has its own
+   * `@oclif/core`, whose handler would print our ExitError as `Error: EEXIT: 2` and `Code: EEXIT`.
+   * `skipOclifErrorHandling` (oclif/core 2.4 and later) keeps any copy of the handler quiet, and it
+   * still exits with `oclif.exit`.
+   */
+  public override exit(code = 0): never {
+    const exit = new Errors.ExitError(code)
+    exit.skipOclifErrorHandling = true
+    throw exit
   }
 
   protected override async finally(error: Error | undefined): Promise<unknown> {

@@ -1,18 +1,23 @@
 /**
- * The plugin inside another oclif CLI: a tiny host CLI (its own package.json with `@oclif/core` and
- * `@oclif/plugin-plugins`) links this repository with `plugins link`, then runs `br list --help`
- * and a real `br list`. Also: standalone `moctl plugins` and `moctl help` work, and the host's
- * own `plugins` command is the host's (our copy must not shadow it). And a second plugin of the
- * host (test/fixtures/hook-recorder) listens to br:service:stop / br:service:start around a real
- * backup and restore of a throwaway MariaDB, while our own hooks still stop and start it.
+ * The plugin inside another oclif CLI: a host CLI with its own dependencies from the npm registry
+ * (test/helpers/host.ts: its own `@oclif/core` and `@oclif/plugin-plugins`) links this repository
+ * with `plugins link --no-install` (without it, link runs `npm install` in the repository, which
+ * `npm ci` has done already), then runs `br list --help` and a real `br list`, in a user's
+ * environment: production mode (no NODE_ENV) and no OCLIF_DISABLE_LINKED_ESM_WARNING. No warning
+ * about a linked ESM module, and an error prints what standalone `moctl` prints. Also: standalone
+ * `moctl plugins` and `moctl help` work, and the host's own `plugins` command is the host's (our
+ * copy must not shadow it). And a second plugin of the host (test/fixtures/hook-recorder)
+ * listens to br:service:stop / br:service:start around a real backup and restore of a throwaway
+ * MariaDB, while our own hooks still stop and start it.
  */
-import {mkdir, readFile, symlink, writeFile} from 'node:fs/promises'
+import {readFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {stripVTControlCharacters} from 'node:util'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {ROOT, runCli, tempDir} from '../helpers/cli.js'
 import {makeSmallDataDir} from '../helpers/fixtures.js'
+import {HOST_BIN, installedHost, userEnv} from '../helpers/host.js'
 import {mariadbAvailable, skipReason, startMariadb, type TestServer} from '../helpers/mariadb.js'
 
 let tmp: {cleanup: () => Promise<void>; path: string}
@@ -23,31 +28,8 @@ let backupId: string
 
 beforeAll(async () => {
   tmp = await tempDir('moctl-br-host-')
-  const host = join(tmp.path, 'host')
-  await mkdir(join(host, 'bin'), {recursive: true})
-  await writeFile(
-    join(host, 'package.json'),
-    JSON.stringify({
-      dependencies: {'@oclif/core': '*', '@oclif/plugin-plugins': '*'},
-      name: 'opsctl',
-      oclif: {bin: 'opsctl', dirname: 'opsctl-test', plugins: ['@oclif/plugin-plugins'], topicSeparator: ' '},
-      type: 'module',
-      version: '1.0.0',
-    }),
-  )
-  await writeFile(
-    join(host, 'bin', 'run.js'),
-    "import {execute} from '@oclif/core'\nawait execute({dir: import.meta.url})\n",
-  )
-  // The host's dependencies are this repository's own, linked: the test needs no registry.
-  await symlink(join(ROOT, 'node_modules'), join(host, 'node_modules'))
-  hostBin = join(host, 'bin', 'run.js')
-  hostEnv = {
-    OCLIF_DISABLE_LINKED_ESM_WARNING: '1',
-    XDG_CACHE_HOME: join(tmp.path, 'xdg-cache'),
-    XDG_CONFIG_HOME: join(tmp.path, 'xdg-config'),
-    XDG_DATA_HOME: join(tmp.path, 'xdg-data'),
-  }
+  hostBin = await installedHost()
+  hostEnv = userEnv(join(tmp.path, 'host-user'))
   const link = await runCli(['plugins', 'link', ROOT, '--no-install'], {bin: hostBin, env: hostEnv})
   expect(link.code, link.stderr).toBe(0)
 
@@ -60,18 +42,32 @@ beforeAll(async () => {
   })
   expect(backup.code, backup.stderr).toBe(0)
   backupId = backup.stdout.trim()
-})
+}, 600_000)
 
 afterAll(async () => {
   await tmp?.cleanup()
 })
 
 describe('installed into a host CLI', () => {
-  it('shows br commands in the host', async () => {
+  it('shows br commands in the host, with no warning about a linked ESM module', async () => {
     const help = await runCli(['br', 'list', '--help'], {bin: hostBin, env: hostEnv})
     expect(help.code, help.stderr).toBe(0)
     expect(help.stdout).toContain('opsctl br list')
     expect(help.stdout).toContain('--path')
+    expect(help.stderr).toBe('')
+  })
+
+  it('prints an error exactly as standalone moctl does: no EEXIT lines, no warning, the exit code', async () => {
+    const args = ['br', 'verify', 'nope', '--path', join(tmp.path, 'nowhere')]
+    const reference = await runCli(args, {env: userEnv(join(tmp.path, 'standalone-user'))})
+    expect(reference.code).toBe(2)
+    const result = await runCli(args, {bin: hostBin, env: hostEnv})
+    expect(result.code).toBe(2)
+    expect(result.stderr).toBe(reference.stderr.replaceAll('moctl br ', `${HOST_BIN} br `))
+    expect(result.stderr.trimEnd().split('\n').slice(-2)).toEqual([
+      `Error: repository ${join(tmp.path, 'nowhere')} does not exist`,
+      `Hint: check --path; \`${HOST_BIN} br backup --path DIR\` creates a repository`,
+    ])
   })
 
   it('runs a real br list against a repository', async () => {
@@ -97,11 +93,7 @@ describe('installed into a host CLI', () => {
   })
 })
 
-const standaloneEnv = () => ({
-  XDG_CACHE_HOME: join(tmp.path, 's-cache'),
-  XDG_CONFIG_HOME: join(tmp.path, 's-config'),
-  XDG_DATA_HOME: join(tmp.path, 's-data'),
-})
+const standaloneEnv = () => userEnv(join(tmp.path, 'standalone-user'))
 
 describe('standalone moctl', () => {
   it('has help and plugins', async () => {
@@ -177,9 +169,11 @@ describe('another plugin of the host listening to br:service:stop and br:service
     server = await startMariadb()
     recorderLog = join(tmp.path, 'hook-recorder.jsonl')
     markers = join(tmp.path, 'service-markers.txt')
-    env = {...hostEnv, HOOK_RECORDER_LOG: recorderLog}
+    // The fixture is a linked ESM plugin without tsx among its devDependencies, so oclif would
+    // warn about it (not about us) on every command: silenced for it, here only.
+    env = {...hostEnv, HOOK_RECORDER_LOG: recorderLog, OCLIF_DISABLE_LINKED_ESM_WARNING: '1'}
     // A plain-JS plugin that imports nothing: linked as it is, no install, no node_modules.
-    const link = await runCli(['plugins', 'link', RECORDER, '--no-install'], {bin: hostBin, env: hostEnv})
+    const link = await runCli(['plugins', 'link', RECORDER, '--no-install'], {bin: hostBin, env})
     expect(link.code, link.stderr).toBe(0)
   })
 
@@ -188,7 +182,7 @@ describe('another plugin of the host listening to br:service:stop and br:service
   })
 
   it('lists both plugins in the host', async () => {
-    const plugins = await runCli(['plugins'], {bin: hostBin, env: hostEnv})
+    const plugins = await runCli(['plugins'], {bin: hostBin, env})
     expect(plugins.code, plugins.stderr).toBe(0)
     // CI=true makes oclif colour its output even into a pipe.
     const listed = stripVTControlCharacters(plugins.stdout)
