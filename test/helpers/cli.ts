@@ -24,6 +24,8 @@ export function runCli(
 ): Promise<CliResult> {
   // A developer's own ~/.config/moctl/config.json must never leak into the tests.
   const env: NodeJS.ProcessEnv = {...process.env, XDG_CONFIG_HOME: join(ROOT, '.tmp', 'empty-config'), ...options.env}
+  // vitest sets NODE_ENV=test; a user's shell has none, and oclif behaves differently without it.
+  if (!options.env || !('NODE_ENV' in options.env)) delete env.NODE_ENV
   // The CLI must never read the developer's own settings or keys in tests.
   for (const key of [
     'MOCTL_BR_REPO',
