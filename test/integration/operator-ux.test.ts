@@ -374,7 +374,9 @@ describe('help', () => {
         'Hint: pass --path, set MOCTL_BR_REPO, or keep a default with `moctl br config set path …`\n',
     )
     const repo = join(tmp.path, 'config-repo')
-    await backup(repo, join(tmp.path, 'log-data'))
+    const dir = join(tmp.path, 'config-data')
+    await makeSmallDataDir(dir)
+    await backup(repo, dir)
     const set = await runCli(['br', 'config', 'set', 'path', repo], {env: {XDG_CONFIG_HOME: configHome}})
     expect(set.code, set.stderr).toBe(0)
     const listed = await runCli(['br', 'list', '--json'], {env: {XDG_CONFIG_HOME: configHome}})
