@@ -1,7 +1,8 @@
 import {Command, Errors, type Interfaces} from '@oclif/core'
 
+import {isRequiredUnlessConfig} from './flags.js'
 import {configFile, type ConfigKey, flagDefault, isConfigKey, readConfig, yieldsTo} from './lib/config.js'
-import {BrError, ExitCode, isBrError} from './lib/errors.js'
+import {BrError, ExitCode, isBrError, usageError} from './lib/errors.js'
 import {redact} from './lib/redact.js'
 import {type Flow} from './lib/steps.js'
 import {renderModeFor, runFlowWithTasks} from './lib/ui/tasks.js'
@@ -27,6 +28,8 @@ export abstract class BrCommand extends Command {
     process.stderr.write('\ninterrupted: rolling back (Ctrl-C again to exit at once)\n')
     this.abortController.abort(new BrError('interrupted', 'interrupted'))
   }
+  /** --quiet: no progress on stderr (warnings and errors still go there) */
+  private quiet = false
   private warnedOfPassword = false
 
   protected override async catch(error: Error & {exitCode?: number}): Promise<unknown> {
@@ -84,7 +87,7 @@ export abstract class BrCommand extends Command {
     if (input.flags && 'password' in input.flags) this.warnOfPasswordInArgv(argv ?? this.argv)
     const {takesConfigDefaults} = this.ctor as unknown as {takesConfigDefaults?: boolean}
     const defaults = takesConfigDefaults === false ? new Map() : await this.configDefaults(input.flags ?? {})
-    if (defaults.size === 0) return super.parse(options, argv)
+    if (defaults.size === 0) return this.checkParsed(input, await super.parse(options, argv))
     const flags = Object.fromEntries(
       Object.entries(input.flags ?? {}).map(([name, flag]) => [
         name,
@@ -113,13 +116,13 @@ export abstract class BrCommand extends Command {
       }
     }
 
-    return result
+    return this.checkParsed(input, result)
   }
 
-  /** Runs a flow as a task tree on stderr: a terminal's tree, plain lines in a pipe, nothing under --json. */
+  /** Runs a flow as a task tree on stderr: a terminal's tree, timestamped lines in a pipe, nothing under --json or --quiet. */
   protected async runFlow<C extends object>(flow: Flow<C>, ctx: C): Promise<C> {
     return runFlowWithTasks(flow, ctx, {
-      mode: renderModeFor({json: this.jsonEnabled()}),
+      mode: renderModeFor({json: this.jsonEnabled(), quiet: this.quiet}),
       signal: this.abortController.signal,
     })
   }
@@ -148,14 +151,36 @@ export abstract class BrCommand extends Command {
   }
 
   /**
-   * Warnings go to stderr under --json too (oclif drops them there): a script parses stdout, and
-   * an operator reading its log must still learn of a stale lock taken over or a failing listener.
+   * One `Warning: …` line on stderr, under --json too (oclif drops warnings there, and wraps them
+   * at the terminal's width otherwise): a script parses stdout, and an operator reading its log
+   * must still learn of a stale lock taken over or a failing listener, and be able to grep it.
    */
   public override warn(input: Error | string): Error | string {
     const message = redact(typeof input === 'string' ? input : input.message)
-    if (this.jsonEnabled()) process.stderr.write(`Warning: ${message}\n`)
-    else super.warn(message)
+    process.stderr.write(`Warning: ${message}\n`)
     return input
+  }
+
+  /**
+   * What every parse ends with: a flag the command cannot do without, which the config may give
+   * (flags.ts requiredUnlessConfig), refused when neither flag, env nor config gave it; --quiet noted.
+   */
+  private checkParsed<F extends FlagOutput, B extends FlagOutput, A extends FlagOutput>(
+    input: Interfaces.Input<F, B, A>,
+    result: Interfaces.ParserOutput<F, B, A>,
+  ): Interfaces.ParserOutput<F, B, A> {
+    for (const [name, flag] of Object.entries(input.flags ?? {})) {
+      if (result.flags[name] === undefined && isRequiredUnlessConfig(flag)) {
+        const env = flag.type === 'option' && flag.env ? `, set ${flag.env}` : ''
+        throw usageError(
+          `missing --${name}: ${flag.description?.replace(/ \(required.*$/, '') ?? 'required'}`,
+          `pass --${name}${env}, or keep a default with \`moctl br config set ${name} …\``,
+        )
+      }
+    }
+
+    this.quiet = result.flags.quiet === true
+    return result
   }
 
   /** Defaults for this command's flags from the config file; the file is read only if some flag could use it. */

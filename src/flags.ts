@@ -6,6 +6,20 @@ import {Flags} from '@oclif/core'
 
 import {SERVICE_KINDS} from './lib/service/types.js'
 
+/**
+ * Flags a command cannot do without, which `br config set` may give: not `required` for oclif
+ * (its help would say "(required)", and it would refuse before the config is read), but checked
+ * after parsing, in one place (BrCommand.parse), with one message naming the three ways to give it.
+ */
+const configRequired = new WeakSet<object>()
+
+export function requiredUnlessConfig<F extends object>(flag: F): F {
+  configRequired.add(flag)
+  return flag
+}
+
+export const isRequiredUnlessConfig = (flag: object): boolean => configRequired.has(flag)
+
 export const repoFlags = {
   'backup-dir': Flags.string({
     aliases: ['backup_dir'],
@@ -13,11 +27,30 @@ export const repoFlags = {
     description: "kind of repository (mo_br's --backup_dir); only a local filesystem path for now",
     options: ['filesystem'],
   }),
-  path: Flags.string({
-    aliases: ['repo'],
-    description: 'the repository: a local directory (env MOCTL_BR_REPO)',
-    env: 'MOCTL_BR_REPO',
-    required: true,
+  path: requiredUnlessConfig(
+    Flags.string({
+      aliases: ['repo'],
+      description: 'the repository: a local directory (required, or `br config set path`; also --repo)',
+      env: 'MOCTL_BR_REPO',
+    }),
+  ),
+}
+
+/** mo_br's --restore_dir: where the backup is read from; like --backup_dir, only a filesystem repository. */
+export const restoreDirFlag = {
+  'restore-dir': Flags.string({
+    aliases: ['restore_dir'],
+    default: 'filesystem',
+    description: "kind of repository to restore from (mo_br's --restore_dir); only a local filesystem path for now",
+    options: ['filesystem'],
+  }),
+}
+
+/** For commands that show progress on stderr. */
+export const quietFlag = {
+  quiet: Flags.boolean({
+    char: 'q',
+    description: 'no progress on stderr (warnings and errors are still printed)',
   }),
 }
 
@@ -80,8 +113,7 @@ export const serviceFlags = {
     helpGroup: 'SERVICE',
   }),
   password: Flags.string({
-    description:
-      'SQL password (env MO_PASSWORD); on the command line every user sees it in `ps`: prefer --password-file or MO_PASSWORD',
+    description: 'SQL password; on the command line every user sees it in `ps`: prefer --password-file or MO_PASSWORD',
     env: 'MO_PASSWORD',
     helpGroup: 'SERVICE',
   }),

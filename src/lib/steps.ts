@@ -12,8 +12,18 @@
 import {BrError} from './errors.js'
 
 export interface StepReporter {
-  /** a progress line (files n/N, MB/s…): the listr2 task output, or an event in plain mode */
+  /** a line worth keeping (what was done, where): the listr2 task output, or a log line in plain mode */
   output(line: string): void
+  /** how far a long step has got: the renderer shows it with a percent and an ETA, and throttles it */
+  progress(p: StepProgress): void
+}
+
+/** Counts of a long step; a total of 0 means unknown (bytes of a clone). */
+export interface StepProgress {
+  bytesDone: number
+  bytesTotal: number
+  filesDone: number
+  filesTotal: number
 }
 
 export interface Step<C> {
@@ -29,10 +39,14 @@ export interface Flow<C> {
 }
 
 export type FlowEvent =
+  | {error: unknown; step: string; type: 'fail'}
   | {line: string; step: string; type: 'output'}
+  | {progress: StepProgress; step: string; type: 'progress'}
   | {reason: string; step: string; type: 'skip'}
   | {step: string; type: 'end'}
   | {step: string; type: 'start'}
+
+export const ROLL_BACK = 'Roll back'
 
 export async function runFlow<C>(
   flow: Flow<C>,
@@ -41,6 +55,11 @@ export async function runFlow<C>(
 ): Promise<C> {
   const signal = options.signal ?? new AbortController().signal
   const emit = options.onEvent ?? (() => {})
+  const reporter = (step: string): StepReporter => ({
+    output: (line) => emit({line, step, type: 'output'}),
+    progress: (progress) => emit({progress, step, type: 'progress'}),
+  })
+  let current: string | undefined
   try {
     for (const step of flow.steps) {
       const reason = step.skip?.(ctx)
@@ -49,14 +68,28 @@ export async function runFlow<C>(
         continue
       }
 
+      current = step.title
       emit({step: step.title, type: 'start'})
       // Steps are a script: each one needs the previous one done.
       // eslint-disable-next-line no-await-in-loop
-      await runStep(step, ctx, {output: (line) => emit({line, step: step.title, type: 'output'})}, signal)
+      await runStep(step, ctx, reporter(step.title), signal)
       emit({step: step.title, type: 'end'})
+      current = undefined
     }
   } catch (error) {
-    await rollbackOnce(flow, ctx, error, {output: (line) => emit({line, step: 'roll back', type: 'output'})})
+    if (current) emit({error, step: current, type: 'fail'})
+    if (flow.rollback) {
+      emit({step: ROLL_BACK, type: 'start'})
+      try {
+        await rollbackOnce(flow, ctx, error, reporter(ROLL_BACK))
+      } catch (rollbackError) {
+        emit({error: rollbackError, step: ROLL_BACK, type: 'fail'})
+        throw rollbackError
+      }
+
+      emit({step: ROLL_BACK, type: 'end'})
+    }
+
     throw toInterrupted(error, signal)
   }
 

@@ -95,14 +95,20 @@ describe('backup, list, verify', () => {
     })
   })
 
-  it('lists the backup with mo_br columns, and as JSON', async () => {
+  it('lists the backup compactly, with mo_br columns under --wide, and as JSON', async () => {
     const table = await runCli(['br', 'list', '--path', repo])
     expect(table.code, table.stderr).toBe(0)
     const [head, row] = table.stdout.split('\n')
-    for (const col of ['ID', 'SIZE', 'PATH', 'AT TIME', 'DURATION', 'COMPLETE TIME', 'BACKUPTS', 'BACKUPTYPE'])
-      expect(head).toContain(col)
+    for (const col of ['ID', 'TYPE', 'BASE', 'CREATED', 'DURATION', 'SIZE']) expect(head).toContain(col)
     expect(row).toContain(backupId)
     expect(row).toContain('full')
+    const wide = await runCli(['br', 'list', '--path', repo, '--wide'])
+    expect(wide.code, wide.stderr).toBe(0)
+    const [wideHead, wideRow] = wide.stdout.split('\n')
+    for (const col of ['ID', 'SIZE', 'PATH', 'AT TIME', 'DURATION', 'COMPLETE TIME', 'BACKUPTS', 'BACKUPTYPE'])
+      expect(wideHead).toContain(col)
+    expect(wideRow).toContain(backupId)
+    expect(wideRow).toContain(repo)
     const json = await runCli(['br', 'list', '--path', repo, '--json'])
     expect(json.code).toBe(0)
     const list = JSON.parse(json.stdout)

@@ -76,6 +76,15 @@ describe('installed into a host CLI', () => {
     expect(JSON.parse(list.stdout).map((r: {id: string}) => r.id)).toEqual([backupId])
   })
 
+  it("runs mo_br's `br check` (verify's alias) on latest", async () => {
+    const check = await runCli(['br', 'check', 'latest', '--path', repo, '--quick', '--json'], {
+      bin: hostBin,
+      env: hostEnv,
+    })
+    expect(check.code, check.stderr).toBe(0)
+    expect(JSON.parse(check.stdout)).toMatchObject({id: backupId, ok: true})
+  })
+
   it("names the host's command in its hints, not moctl", async () => {
     const missing = await runCli(['br', 'list', '--path', join(tmp.path, 'nowhere')], {bin: hostBin, env: hostEnv})
     expect(missing.code).toBe(2)

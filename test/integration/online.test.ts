@@ -83,7 +83,7 @@ describe('online backups', () => {
       new RegExp(`^BACKUP '\\d+' FILESYSTEM '${tmp.path}/\\.mo-data\\.online-${fullId}' PARALLELISM '3'$`),
     )
     expect((await readdir(tmp.path)).filter((n) => n.includes('.online-'))).toEqual([])
-    const list = await runCli(['br', 'list', '--path', repo])
+    const list = await runCli(['br', 'list', '--path', repo, '--wide'])
     expect(list.stdout).toContain(FULL_TS)
   })
 

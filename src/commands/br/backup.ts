@@ -2,7 +2,7 @@ import {Flags} from '@oclif/core'
 import {join, resolve} from 'node:path'
 
 import {BrCommand} from '../../base-command.js'
-import {lockFlags, repoFlags, serviceFlags, writerKeyFlag} from '../../flags.js'
+import {lockFlags, quietFlag, repoFlags, requiredUnlessConfig, serviceFlags, writerKeyFlag} from '../../flags.js'
 import {
   backupFlow,
   type BackupResult,
@@ -18,13 +18,13 @@ import {serviceControl, serviceSettingsFrom, sqlProbe} from '../../service.js'
 export default class Backup extends BrCommand {
   static override description = `Take a full or incremental physical backup of a MatrixOne data directory.
 
-The directory is packed into a tar archive, compressed with zstd and encrypted with age, with
-a SHA-256 for every file, and written atomically into the repository (created if missing).
-A cold backup reads the directory with the service stopped: --service mo_ctl, systemd or command
-stops and starts it around the read; with --service none it must already be stopped. With --clone
-the service is down only while the files are cloned (a reflink on XFS or btrfs, a copy elsewhere),
-and the pack reads the clone after the service is back. One writer
-at a time: a second backup, delete or prune on the repository fails (exit 4) unless --wait-lock.
+The directory is packed into a tar archive, compressed with zstd and encrypted with age, with \
+a SHA-256 for every file, and written atomically into the repository (created if missing). \
+A cold backup reads the directory with the service stopped: --service mo_ctl, systemd or command \
+stops and starts it around the read; with --service none it must already be stopped. With --clone \
+the service is down only while the files are cloned (a reflink on XFS or btrfs, a copy elsewhere), \
+and the pack reads the clone after the service is back. One writer \
+at a time: a second backup, delete or prune on the repository fails (exit 4) unless --wait-lock. \
 Defaults for the flags can be kept with \`moctl br config set\`. Prints the new backup id.`
   static override examples = [
     '<%= config.bin %> <%= command.id %> --path /backups/mo --data-dir /opt/matrixone/mo-data --writer-key /etc/moctl/writer.key --service mo_ctl',
@@ -40,10 +40,11 @@ Defaults for the flags can be kept with \`moctl br config set\`. Prints the new 
     ...serviceFlags,
     ...lockFlags,
     ...writerKeyFlag,
+    ...quietFlag,
     base: Flags.string({
       aliases: ['base_id'],
       description:
-        "incremental: the backup to build on (mo_br's --base_id); default the newest backup of this data dir",
+        "incremental: the backup to build on, or latest (the newest backup of --data-dir); default the newest backup of this data dir and host (mo_br's --base_id)",
       relationships: [{flags: [{name: 'type', when: async (f) => f.type === 'incremental'}], type: 'all'}],
     }),
     checksum: Flags.boolean({
@@ -57,12 +58,14 @@ Defaults for the flags can be kept with \`moctl br config set\`. Prints the new 
       dependsOn: ['clone'],
       description: 'where --clone puts its copy (default: beside the data dir, where reflinks work)',
     }),
-    'data-dir': Flags.string({
-      aliases: ['data_dir'],
-      description: 'the data directory to back up: mo-data itself (env MOCTL_BR_DATA_DIR)',
-      env: 'MOCTL_BR_DATA_DIR',
-      required: true,
-    }),
+    'data-dir': requiredUnlessConfig(
+      Flags.string({
+        aliases: ['data_dir'],
+        description:
+          'the data directory to back up: mo-data itself (required, or `br config set data-dir`; also --data_dir)',
+        env: 'MOCTL_BR_DATA_DIR',
+      }),
+    ),
     exclude: Flags.string({
       default: DEFAULT_EXCLUDES,
       description: 'path under the data dir to leave out (repeatable); MO caches by default',
@@ -115,7 +118,7 @@ Defaults for the flags can be kept with \`moctl br config set\`. Prints the new 
 
   async run(): Promise<BackupResult> {
     const {flags} = await this.parse(Backup)
-    const dataDir = resolve(flags['data-dir'])
+    const dataDir = resolve(flags['data-dir']!)
     const settings = serviceSettingsFrom(flags)
     const online = flags.mode === 'online'
     if (online && flags.clone) {
@@ -162,7 +165,7 @@ Defaults for the flags can be kept with \`moctl br config set\`. Prints the new 
       onlineDir: flags['online-dir'] ? resolve(flags['online-dir']) : undefined,
       onWarning: (message) => this.warn(message),
       parallelism: flags.parallelism,
-      repoPath: resolve(flags.path),
+      repoPath: resolve(flags.path!),
       service: serviceControl(this.config, settings, {
         dataDir,
         onWarning: (message) => this.warn(message),

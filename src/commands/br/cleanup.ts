@@ -8,12 +8,12 @@ import {openRepository} from '../../lib/repo/repository.js'
 export default class Cleanup extends BrCommand {
   static override description = `Remove what killed backups and restores left beside a data directory.
 
-Finds restore staging directories (.<data-dir>.restore-<id>-…) and --clone copies
-(.<data-dir>.clone-<id>, beside the data dir or in --clone-dir) whose run is dead, and removes them.
-Takes the data directory's lock first, so a running backup or restore is never touched (exit 4).
-Says what a dead run left: a service it stopped (with the command that starts it), a restore that
-died mid-swap (undone when it died between its two renames; otherwise where the old data is).
-The previous data a restore kept (<data-dir>.before-<id>) is never removed: it is listed.
+Finds restore staging directories (.<data-dir>.restore-<id>-…) and --clone copies \
+(.<data-dir>.clone-<id>, beside the data dir or in --clone-dir) whose run is dead, and removes them. \
+Takes the data directory's lock first, so a running backup or restore is never touched (exit 4). \
+Says what a dead run left: a service it stopped (with the command that starts it), a restore that \
+died mid-swap (undone when it died between its two renames; otherwise where the old data is). \
+The previous data a restore kept (<data-dir>.before-<id>) is never removed: it is listed. \
 With --path: every data directory this host backed up into that repository.`
   static override examples = [
     '<%= config.bin %> <%= command.id %> --data-dir /opt/matrixone/mo-data',

@@ -8,11 +8,16 @@ import {deleteBackups, type DeleteResult} from '../../lib/repo/maintenance.js'
 import {loadTrustedSigners} from '../../lib/secrets.js'
 
 export default class Delete extends BrCommand {
-  static override args = {id: Args.string({description: 'backup id (or a unique prefix of one)', required: true})}
+  static override args = {
+    id: Args.string({
+      description: 'backup id, a unique prefix of one, or latest (the newest backup in the repository)',
+      required: true,
+    }),
+  }
   static override description = `Delete a backup from the repository.
 
-Refuses when other backups are incrementals on top of it, unless --cascade, which deletes those
-too (newest first). Each backup's record goes first, so an interrupted delete never leaves a
+Refuses when other backups are incrementals on top of it, unless --cascade, which deletes those \
+too (newest first). Each backup's record goes first, so an interrupted delete never leaves a \
 backup that is listed but cannot be restored. --dry-run names what would go.`
   static override examples = [
     '<%= config.bin %> <%= command.id %> 0193… --path /backups/mo',
@@ -29,11 +34,14 @@ backup that is listed but cannot be restored. --dry-run names what would go.`
 
   async run(): Promise<DeleteResult> {
     const {args, flags} = await this.parse(Delete)
-    const result = await deleteBackups(resolve(flags.path), args.id, {
+    const result = await deleteBackups(resolve(flags.path!), args.id, {
       cache: new ManifestCache(join(this.config.cacheDir, 'manifests')),
       cascade: flags.cascade,
       dryRun: flags['dry-run'],
-      onRemoved: (id) => this.note(`deleted ${id}`),
+      // Each one as it goes, on stdout only: an interrupted delete has said what it removed.
+      onRemoved: (id) => {
+        if (!this.jsonEnabled()) process.stdout.write(`deleted ${id}\n`)
+      },
       onWarning: (message) => this.warn(message),
       signers: await loadTrustedSigners({
         env: process.env,
@@ -42,9 +50,8 @@ backup that is listed but cannot be restored. --dry-run names what would go.`
       }),
       waitLockSeconds: flags['wait-lock'],
     })
-    if (!this.jsonEnabled()) {
-      process.stdout.write(result.removed.map((id) => `${result.dryRun ? 'would delete' : 'deleted'} ${id}\n`).join(''))
-    }
+    if (result.dryRun && !this.jsonEnabled())
+      process.stdout.write(result.removed.map((id) => `would delete ${id}\n`).join(''))
 
     return result
   }

@@ -1,3 +1,4 @@
+import {Flags} from '@oclif/core'
 import Table from 'cli-table3'
 import {resolve} from 'node:path'
 
@@ -6,7 +7,7 @@ import type {BackupRecord} from '../../lib/repo/types.js'
 import {BrCommand} from '../../base-command.js'
 import {repoFlags} from '../../flags.js'
 import {openRepository} from '../../lib/repo/repository.js'
-import {LIST_COLUMNS, listRows} from '../../lib/ui/list.js'
+import {LIST_COLUMNS, listRows, WIDE_LIST_COLUMNS, wideListRows} from '../../lib/ui/list.js'
 
 /** A backup whose backup.json does not read: listed, so that it can be seen and deleted. */
 interface DamagedEntry {
@@ -17,28 +18,38 @@ interface DamagedEntry {
 export default class List extends BrCommand {
   static override description = `List the complete backups in a repository, oldest first.
 
-Reads only the plaintext records: needs no key. A backup that never finished (no backup.json)
-is not listed; one whose backup.json is damaged is listed as DAMAGED (with --json:
-{"id", "damaged": why}), and \`br delete\` removes it.`
+Reads only the plaintext records: needs no key. A backup that never finished (no backup.json) \
+is not listed; one whose backup.json is damaged is listed as DAMAGED (with --json: \
+{"id", "damaged": why}), and \`br delete\` removes it. Takes no lock: it runs while a backup is being \
+written.
+
+The default columns fit 120 characters: the whole id, the type and base, the local time it \
+started, its duration and stored size. --wide prints mo_br's columns (the repository path, local \
+times with their offset, BACKUPTS) for scripts written for \`mo_br list\`.`
   static override examples = [
     '<%= config.bin %> <%= command.id %> --path /backups/mo',
+    '<%= config.bin %> <%= command.id %> --path /backups/mo --wide',
     '<%= config.bin %> <%= command.id %> --path /backups/mo --json',
   ]
-  static override flags = {...repoFlags}
+  static override flags = {
+    ...repoFlags,
+    wide: Flags.boolean({description: "mo_br's columns: the repository path, times with their offset, BACKUPTS"}),
+  }
 
   async run(): Promise<Array<BackupRecord | DamagedEntry>> {
     const {flags} = await this.parse(List)
-    const repoPath = resolve(flags.path)
+    const repoPath = resolve(flags.path!)
     const {damaged, records} = await (await openRepository(repoPath)).scanBackups()
     for (const d of damaged) this.warn(`backup ${d.id} is damaged: ${d.reason.replace(`backup ${d.id}: `, '')}`)
     if (!this.jsonEnabled()) {
       const table = new Table({
         chars: BORDERLESS,
-        head: LIST_COLUMNS,
+        head: flags.wide ? WIDE_LIST_COLUMNS : LIST_COLUMNS,
         style: {border: [], compact: true, head: [], 'padding-left': 0, 'padding-right': 2},
       })
-      table.push(...listRows(records, damaged, repoPath))
-      process.stdout.write(`${table.toString()}\n`)
+      table.push(...(flags.wide ? wideListRows(records, damaged, repoPath) : listRows(records, damaged)))
+      // The last column's padding would end every line in spaces.
+      process.stdout.write(`${table.toString().replaceAll(/ +$/gm, '')}\n`)
     }
 
     return [...records, ...damaged.map((d) => ({damaged: d.reason, id: d.id}))].sort((a, b) => (a.id < b.id ? -1 : 1))

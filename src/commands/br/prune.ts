@@ -11,9 +11,9 @@ import {loadTrustedSigners} from '../../lib/secrets.js'
 export default class Prune extends BrCommand {
   static override description = `Remove the backups a retention policy does not keep.
 
-Keeps the newest --keep-last backups, the newest backup of each of the last --keep-daily days
-and --keep-weekly ISO weeks, and every backup a kept one depends on (its full base and the
-incrementals between). Also removes leftovers of crashed backups older than an hour, and what
+Keeps the newest --keep-last backups, the newest backup of each of the last --keep-daily days \
+and --keep-weekly ISO weeks, and every backup a kept one depends on (its full base and the \
+incrementals between). Also removes leftovers of crashed backups older than an hour, and what \
 killed backups and restores left beside the data directories this host backed up (see br cleanup).`
   static override examples = [
     '<%= config.bin %> <%= command.id %> --path /backups/mo --keep-last 3 --keep-daily 7 --keep-weekly 4',
@@ -33,7 +33,7 @@ killed backups and restores left beside the data directories this host backed up
   async run(): Promise<PruneResult> {
     const {flags} = await this.parse(Prune)
     const result = await pruneRepository(
-      resolve(flags.path),
+      resolve(flags.path!),
       {keepDaily: flags['keep-daily'], keepLast: flags['keep-last'], keepWeekly: flags['keep-weekly']},
       {
         cache: new ManifestCache(join(this.config.cacheDir, 'manifests')),

@@ -2,7 +2,7 @@ import {Args, Flags} from '@oclif/core'
 import {join, resolve} from 'node:path'
 
 import {BrCommand} from '../../base-command.js'
-import {decryptFlags, repoFlags, serviceFlags} from '../../flags.js'
+import {decryptFlags, quietFlag, repoFlags, restoreDirFlag, serviceFlags} from '../../flags.js'
 import {resolveChown} from '../../lib/archive/owners.js'
 import {formatDuration} from '../../lib/format.js'
 import {
@@ -18,24 +18,31 @@ import {loadDecryptOptions} from '../../lib/secrets.js'
 import {serviceControl, serviceSettingsFrom, sqlProbe} from '../../service.js'
 
 export default class Restore extends BrCommand {
-  static override args = {id: Args.string({description: 'backup id (or a unique prefix of one)', required: true})}
+  static override args = {
+    id: Args.string({
+      description: 'backup id, a unique prefix of one, or latest (the newest backup of the target data dir)',
+      required: true,
+    }),
+  }
   static override description = `Restore a backup into a data directory, with the service stopped and started around it.
 
-The backup is extracted and verified in a staging directory beside the target first; only then
-is the service stopped, the directories swapped by rename, the service started, and restore
-waits until it answers SQL. Any failure puts the previous directory back and starts the service
-again. The previous directory is kept as <data-dir>.before-<id> unless --discard-old.
---dry-run runs the same checks (backup, key, chain, target, free space) and prints what it would
+The backup is extracted and verified in a staging directory beside the target first; only then \
+is the service stopped, the directories swapped by rename, the service started, and restore \
+waits until it answers SQL. Any failure puts the previous directory back and starts the service \
+again. The previous directory is kept as <data-dir>.before-<id> unless --discard-old. \
+--dry-run runs the same checks (backup, key, chain, target, free space) and prints what it would \
 stop, swap and start, changing nothing.`
   static override examples = [
     '<%= config.bin %> <%= command.id %> 0193… --path /backups/mo --data-dir /opt/matrixone/mo-data --identity /root/.moctl/backup.key --force --service command --stop-cmd "mo_ctl stop" --start-cmd "mo_ctl start"',
-    '<%= config.bin %> <%= command.id %> 0193… --path /backups/mo --restore_path /opt/matrixone --identity backup.key --force --json',
+    '<%= config.bin %> <%= command.id %> latest --path /backups/mo --restore_path /opt/matrixone --identity backup.key --force --json',
     '<%= config.bin %> <%= command.id %> 0193… --path /backups/mo --data-dir /opt/matrixone/mo-data --identity backup.key --force --service mo_ctl --dry-run',
   ]
   static override flags = {
     ...repoFlags,
     ...decryptFlags,
     ...serviceFlags,
+    ...restoreDirFlag,
+    ...quietFlag,
     chown: Flags.string({
       description:
         'give every restored file this owner, names or numbers (for a host whose ids differ); by default root restores the recorded owners, by name, else by number',
@@ -43,7 +50,7 @@ stop, swap and start, changing nothing.`
     }),
     'data-dir': Flags.string({
       aliases: ['data_dir'],
-      description: 'the data directory to restore into: mo-data itself',
+      description: 'the data directory to restore into: mo-data itself (also --data_dir)',
       exactlyOne: ['data-dir', 'restore-path'],
     }),
     'discard-old': Flags.boolean({
@@ -84,7 +91,7 @@ stop, swap and start, changing nothing.`
       isRunning: sqlProbe(settings),
       keepSpecialModes: flags['keep-special-modes'],
       onWarning: (message) => this.warn(message),
-      repoPath: resolve(flags.path),
+      repoPath: resolve(flags.path!),
       service: serviceControl(this.config, settings, {
         dataDir,
         onWarning: (message) => this.warn(message),

@@ -2,31 +2,60 @@ import {Args, Flags} from '@oclif/core'
 import {resolve} from 'node:path'
 
 import {BrCommand} from '../../base-command.js'
-import {decryptFlags, repoFlags} from '../../flags.js'
-import {newVerifyContext, verifyFlow, type VerifyResult, verifyResult} from '../../lib/restore/verify.js'
+import {decryptFlags, quietFlag, repoFlags} from '../../flags.js'
+import {BrError, ExitCode, usageError} from '../../lib/errors.js'
+import {
+  newVerifyContext,
+  verifyAll,
+  verifyAllExitCode,
+  verifyFlow,
+  type VerifyOutcome,
+  type VerifyResult,
+  verifyResult,
+} from '../../lib/restore/verify.js'
 import {loadDecryptOptions} from '../../lib/secrets.js'
 
 export default class Verify extends BrCommand {
-  static override args = {id: Args.string({description: 'backup id (or a unique prefix of one)', required: true})}
+  static override aliases = ['br:check']
+  static override args = {
+    id: Args.string({
+      description: 'backup id, a unique prefix of one, or latest (the newest backup in the repository)',
+    }),
+  }
   static override description = `Check that a backup can be restored, without restoring it.
 
-Decrypts, decompresses and re-hashes every file against the manifest, and the stored archive
-against the SHA-256 in its record. --quick checks only the SHA-256 and size of every stored
-object of the chain, and needs no key. Records are checked against the trusted signers (the
-reader key's, --trusted-signer): an unsigned or foreign backup is refused; without signers,
-a warning says that authenticity was not checked. Exit 3 when anything does not match.`
+Decrypts, decompresses and re-hashes every file against the manifest, and the stored archive \
+against the SHA-256 in its record. --quick checks only the SHA-256 and size of every stored \
+object of the chain, and needs no key. Records are checked against the trusted signers (the \
+reader key's, --trusted-signer): an unsigned or foreign backup is refused; without signers, \
+a warning says that authenticity was not checked. Exit 3 when anything does not match.
+
+--all checks every backup of the repository and prints one line each: its id, then ok or what \
+is wrong; exit 3 when any is bad (with --json: an array of per-backup results). Takes no lock: \
+it runs while a backup is being written. Also \`br check\` (mo_br's name).`
   static override examples = [
     '<%= config.bin %> <%= command.id %> 0193… --path /backups/mo --identity /root/.moctl/backup.key',
-    '<%= config.bin %> <%= command.id %> 0193… --path /backups/mo --quick --trusted-signer brsig1… --json',
+    '<%= config.bin %> <%= command.id %> latest --path /backups/mo --quick --trusted-signer brsig1… --json',
+    '<%= config.bin %> <%= command.id %> --all --path /backups/mo --identity /root/.moctl/backup.key',
   ]
   static override flags = {
     ...repoFlags,
     ...decryptFlags,
+    ...quietFlag,
+    all: Flags.boolean({description: 'verify every backup of the repository, one line each'}),
     quick: Flags.boolean({description: "check only the stored archive's SHA-256 and size (no key needed)"}),
   }
 
-  async run(): Promise<VerifyResult> {
+  async run(): Promise<VerifyOutcome[] | VerifyResult> {
     const {args, flags} = await this.parse(Verify)
+    if (Boolean(args.id) === Boolean(flags.all)) {
+      throw usageError(
+        flags.all ? 'give either a backup id or --all, not both' : 'no backup named',
+        'pass a backup id (or latest), or --all for every backup',
+      )
+    }
+
+    const repoPath = resolve(flags.path!)
     // --quick reads no archive, but the reader key's signers still decide which records are accepted.
     const keys = await loadDecryptOptions({
       env: process.env,
@@ -34,23 +63,49 @@ a warning says that authenticity was not checked. Exit 3 when anything does not 
       passphraseFile: flags.quick ? undefined : flags['passphrase-file'],
       trustedSigners: flags['trusted-signer'],
     })
-    const ctx = await this.runFlow(
-      verifyFlow(),
-      newVerifyContext({
-        decrypt: keys,
-        id: args.id,
-        onWarning: (message) => this.warn(message),
-        quick: flags.quick,
-        repoPath: resolve(flags.path),
-        trust: {
-          allowUnencrypted: flags['allow-unencrypted'],
-          allowUnsigned: flags['allow-unsigned'],
-          signers: keys.signers,
-        },
-      }),
-    )
-    const result = verifyResult(ctx)
-    if (!this.jsonEnabled()) process.stdout.write(`backup ${result.id}: ok (${result.checked})\n`)
-    return result
+    // --all: one warning of a kind, not one a backup.
+    const warned = new Set<string>()
+    const onWarning = (message: string) => {
+      if (!warned.has(message)) this.warn(message)
+      warned.add(message)
+    }
+
+    const verifyOne = async (id: string) =>
+      verifyResult(
+        await this.runFlow(
+          verifyFlow(),
+          newVerifyContext({
+            decrypt: keys,
+            id,
+            onWarning,
+            quick: flags.quick,
+            repoPath,
+            trust: {
+              allowUnencrypted: flags['allow-unencrypted'],
+              allowUnsigned: flags['allow-unsigned'],
+              signers: keys.signers,
+            },
+          }),
+        ),
+      )
+
+    if (!flags.all) {
+      const result = await verifyOne(args.id!)
+      if (!this.jsonEnabled()) process.stdout.write(`backup ${result.id}: ok (${result.checked})\n`)
+      return result
+    }
+
+    const outcomes = await verifyAll(repoPath, verifyOne, (o) => {
+      if (!this.jsonEnabled()) process.stdout.write(`${o.id}  ${o.error ? o.error.message : `ok (${o.checked})`}\n`)
+    })
+    const code = verifyAllExitCode(outcomes)
+    if (code !== 'ok') {
+      const bad = outcomes.filter((o) => o.error).length
+      // --json: the array is the result, and the exit code says that some failed.
+      if (this.jsonEnabled()) process.exitCode = ExitCode[code]
+      else throw new BrError(code, `${bad} of ${outcomes.length} backups failed verification`)
+    }
+
+    return outcomes
   }
 }

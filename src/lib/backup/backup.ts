@@ -30,7 +30,7 @@ import {encryptBuffer, writeArchive} from '../archive/pipeline.js'
 import {describeDeadRun, removeLeftovers} from '../cleanup.js'
 import {type DataDirLock, lockDataDir, resolveDataDir} from '../datadir-lock.js'
 import {integrityError, isBrError, usageError} from '../errors.js'
-import {formatBytes, formatDuration, formatProgress} from '../format.js'
+import {formatBytes, formatDuration} from '../format.js'
 import {sha256Hex} from '../hash.js'
 import {newBackupId} from '../id.js'
 import {type MoBackupResult, runMoBackup} from '../mo/backup-sql.js'
@@ -300,13 +300,9 @@ export function backupFlow(): Flow<BackupContext> {
           const real = ctx.dataDirLock?.paths.real ?? (await resolveDataDir(ctx.options.dataDir)).real
           ctx.clonePath = clonePathFor(real, ctx.id, ctx.options.cloneDir)
           await ctx.dataDirLock?.update({scratch: [ctx.clonePath]})
-          let shown = performance.now()
           ctx.cloned = await cloneFiles(ctx.options.dataDir, ctx.clonePath, entries, {
-            onProgress(done, total) {
-              if (performance.now() - shown < 1000) return
-              shown = performance.now()
-              report.output(`${done}/${total} files`)
-            },
+            onProgress: (done, total) =>
+              report.progress({bytesDone: 0, bytesTotal: 0, filesDone: done, filesTotal: total}),
             signal,
           })
           const {bytes, files, ms, reflink} = ctx.cloned
@@ -343,7 +339,7 @@ export function backupFlow(): Flow<BackupContext> {
                 deleted: ctx.plan?.deleted ?? [],
                 type: ctx.options.type,
               },
-              onProgress: (p) => report.output(formatProgress(p, performance.now() - started)),
+              onProgress: (p) => report.progress(p),
               output: writer.stream,
               root: ctx.onlineFolder ?? ctx.clonePath ?? ctx.options.dataDir,
               signal,

@@ -6,7 +6,7 @@
  * relied on (retention.ts `sortOutRecords`); a damaged or unreliable record is named in a
  * warning, never removed by prune, and protects every older backup until it is deleted. Prune
  * also cleans the data dirs this host backed up into the repository (cleanup.ts): clones and
- * staging dirs left by killed runs.
+ * staging dirs left by killed runs. Dry runs take no lock: they only read.
  */
 import type {ManifestCache, ManifestHead} from '../backup/manifest-cache.js'
 
@@ -61,7 +61,7 @@ export async function deleteBackups(
   idOrPrefix: string,
   options: WriterOptions & {cascade: boolean; dryRun: boolean; onRemoved?: (id: string) => void},
 ): Promise<DeleteResult> {
-  return withWriterLock(repoPath, 'br delete', options, async (repo) => {
+  return withWriterLock(repoPath, 'br delete', {...options, readOnly: options.dryRun}, async (repo) => {
     const id = await repo.resolveId(idOrPrefix)
     const {reliable, unreliable} = await reliableRecords(repo, options)
     const plan = planDelete(reliable, id, {cascade: options.cascade, unreliable})
@@ -89,7 +89,7 @@ export async function pruneRepository(
     if (holder.dataDir) deadWriters.push(holder.dataDir)
   }
 
-  return withWriterLock(repoPath, 'br prune', {...options, onTakeOver}, async (repo) => {
+  return withWriterLock(repoPath, 'br prune', {...options, onTakeOver, readOnly: options.dryRun}, async (repo) => {
     const {reliable, unreliable} = await reliableRecords(repo, options)
     const plan = planPrune(reliable, policy, unreliable)
     const stale = (await repo.listIncomplete()).filter((i) => i.ageMs > STALE_INCOMPLETE_MS).map((i) => i.id)
@@ -99,14 +99,19 @@ export async function pruneRepository(
   })
 }
 
-/** Opens the repository and runs `work` holding its writer lock, released whatever happens. */
+/**
+ * Opens the repository and runs `work` holding its writer lock, released whatever happens. A
+ * dry run (`readOnly`) only reads, so it takes no lock: it works while a backup is being written,
+ * and what it shows is what a real run would do were it to start now.
+ */
 async function withWriterLock<T>(
   repoPath: string,
   command: string,
-  options: WriterOptions & {onTakeOver?: (holder: {dataDir?: string}) => void},
+  options: WriterOptions & {onTakeOver?: (holder: {dataDir?: string}) => void; readOnly?: boolean},
   work: (repo: Repository) => Promise<T>,
 ): Promise<T> {
   const repo = await openRepository(repoPath)
+  if (options.readOnly) return work(repo)
   const unlock = await acquireLock(repo, {
     command,
     onTakeOver: options.onTakeOver,

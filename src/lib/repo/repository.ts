@@ -6,7 +6,8 @@ import type {Readable} from 'node:stream'
  * Guarantees: a backup is complete exactly when its backup.json exists and parses; listing
  * ignores folders without one (crashed or running backups) and reports damaged records as
  * integrity errors instead of skipping them silently; deleting removes backup.json first, so a
- * half-deleted backup is never listed as complete. Ids may be given as unique prefixes. It does
+ * half-deleted backup is never listed as complete. Ids may be given as unique prefixes, or as
+ * `latest`: the newest backup whose record reads (of a data dir, or of the repository). It does
  * not lock: writers take lock.ts's lock.
  */
 import {mkdir, readdir, stat} from 'node:fs/promises'
@@ -75,6 +76,14 @@ export async function openRepository(path: string, options: {create?: boolean} =
   return new Repository(backend, path)
 }
 
+/** The id that names the newest complete backup (of the data dir, when the command has one). */
+export const LATEST = 'latest'
+
+export interface ResolveOptions {
+  /** `latest` means the newest backup of this data dir (restore's target, backup's --data-dir) */
+  dataDir?: string
+}
+
 /** A backup whose backup.json exists but does not read (bad JSON, bad shape, another id). */
 export interface DamagedBackup {
   id: string
@@ -97,9 +106,9 @@ export class Repository {
     return this.backend.describe()
   }
 
-  /** A backup by id or unique id prefix. */
-  async getBackup(idOrPrefix: string): Promise<BackupRecord> {
-    return this.readRecord(await this.resolveId(idOrPrefix))
+  /** A backup by id, unique id prefix, or `latest` (see resolveId). */
+  async getBackup(idOrPrefix: string, options: ResolveOptions = {}): Promise<BackupRecord> {
+    return this.readRecord(await this.resolveId(idOrPrefix, options))
   }
 
   /** Complete backups whose record reads, oldest first (UUIDv7 ids sort by time); scanBackups also names the damaged ones. */
@@ -147,8 +156,13 @@ export class Repository {
     return this.backend.readBuffer(objectKey(id, file), {maxBytes})
   }
 
-  /** The full id of a complete backup (its record may be damaged) from an id or unique prefix. */
-  async resolveId(idOrPrefix: string): Promise<string> {
+  /**
+   * The full id of a complete backup (its record may be damaged) from an id or unique prefix; or
+   * LATEST: the newest complete backup whose record reads (a damaged one never counts), of
+   * `dataDir` when the command has one, else of the whole repository.
+   */
+  async resolveId(idOrPrefix: string, options: ResolveOptions = {}): Promise<string> {
+    if (idOrPrefix === LATEST) return this.latestId(options.dataDir)
     const ids = await this.completeIds()
     const matches = ids.filter((id) => id.startsWith(idOrPrefix))
     if (matches.length === 0 || idOrPrefix.length === 0) {
@@ -195,6 +209,21 @@ export class Repository {
     const ids = await this.backend.list(BACKUPS_PREFIX)
     const complete = await Promise.all(ids.map((id) => this.backend.exists(objectKey(id, RECORD_FILE))))
     return ids.filter((_, i) => complete[i])
+  }
+
+  private async latestId(dataDir?: string): Promise<string> {
+    const {records} = await this.scanBackups()
+    const latest = records.findLast((r) => dataDir === undefined || r.source.dataDir === dataDir)
+    if (!latest) {
+      throw dataDir === undefined
+        ? usageError(`no complete backup in ${this.path}: nothing is latest`, 'take a backup first (`moctl br backup`)')
+        : usageError(
+            `no complete backup of ${dataDir} in ${this.path}: nothing is latest`,
+            `\`moctl br list --path ${this.path}\` shows the backups there: name one by its id`,
+          )
+    }
+
+    return latest.id
   }
 
   private async readRecord(id: string): Promise<BackupRecord> {

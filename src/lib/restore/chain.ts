@@ -21,7 +21,7 @@ import {Breather} from '../archive/breather.js'
 import {type Ids, planOwners} from '../archive/owners.js'
 import {applyTreeMetadata, PLAIN_MODE_BITS, readArchive, SPECIAL_MODE_BITS} from '../archive/unpack.js'
 import {BrError, integrityError} from '../errors.js'
-import {formatBytes, formatDuration, formatProgress} from '../format.js'
+import {formatBytes, formatDuration} from '../format.js'
 import {keysFor, readManifest} from './check.js'
 
 /**
@@ -101,6 +101,7 @@ export interface ReadChainOptions {
   signal?: AbortSignal
 }
 
+/** Reads the chain; returns the target's full file set (count and bytes), every file of it checked. */
 export async function readChain(options: ReadChainOptions): Promise<{bytes: number; files: number}> {
   const {finalManifest, members, repo} = options
   const target = members.at(-1)!
@@ -117,6 +118,12 @@ export async function readChain(options: ReadChainOptions): Promise<{bytes: numb
     totalFiles++
   }
 
+  // Progress counts what is read: a restore reads the final file set once; verify reads every
+  // archive of the chain whole (superseded files too), so its total is the archives' own bytes.
+  const whole = !options.dest && members.length > 1
+  const progressTotal = whole
+    ? {bytes: members.reduce((n, m) => n + m.sizes.archived, 0), files: 0}
+    : {bytes: totalBytes, files: totalFiles}
   const manifests = new Map<string, Manifest>([[target.id, finalManifest]])
   // The symlinks restored so far (newest archive first): each archive's links resolve in this tree.
   const links = new Map<string, string>()
@@ -147,9 +154,9 @@ export async function readChain(options: ReadChainOptions): Promise<{bytes: numb
       onProgress: (p) =>
         options.onProgress?.({
           bytesDone: before.bytes + p.bytesDone,
-          bytesTotal: totalBytes,
+          bytesTotal: progressTotal.bytes,
           filesDone: before.files + p.filesDone,
-          filesTotal: totalFiles,
+          filesTotal: progressTotal.files,
         }),
       signal: options.signal,
     })
@@ -168,7 +175,8 @@ export async function readChain(options: ReadChainOptions): Promise<{bytes: numb
     })
   }
 
-  return {bytes, files}
+  // The backup's own file set, every file of it checked: not the sum of what the chain's archives held.
+  return {bytes: totalBytes, files: totalFiles}
 }
 
 /** Every file's bytes come from a member whose own manifest has the same content for that path. */
@@ -204,10 +212,7 @@ export async function readChainReporting(
   report: StepReporter,
 ): Promise<{bytes: number; files: number}> {
   const started = performance.now()
-  const result = await readChain({
-    ...options,
-    onProgress: (p) => report.output(formatProgress(p, performance.now() - started)),
-  })
+  const result = await readChain({...options, onProgress: (p) => report.progress(p)})
   report.output(
     `${result.files} files, ${formatBytes(result.bytes)} verified in ${formatDuration(performance.now() - started)}`,
   )

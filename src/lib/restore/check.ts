@@ -32,6 +32,8 @@ export interface CheckedBackup {
 }
 
 export interface CheckOptions {
+  /** `latest` names the newest backup of this data dir (restore's target) */
+  dataDir?: string
   /** told once per run which backups could not be authenticated */
   onWarning?: (message: string) => void
   trust?: TrustPolicy
@@ -44,7 +46,7 @@ export async function checkBackup(
   options: CheckOptions = {},
 ): Promise<CheckedBackup> {
   const repo = await openRepository(repoPath)
-  const record = await repo.getBackup(id)
+  const record = await repo.getBackup(id, {dataDir: options.dataDir})
   const members = await resolveChain(repo, record)
   const trust = options.trust ?? NO_TRUST
   const unchecked = members.filter((m) => authenticate(m, trust, keys) === 'none')

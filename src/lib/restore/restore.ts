@@ -105,6 +105,7 @@ const checkSteps: Flow<RestoreContext>['steps'] = [
     async run(ctx, report) {
       const {options} = ctx
       const {manifest, members, record, repo} = await checkBackup(options.repoPath, options.id, options.decrypt, {
+        dataDir: options.dataDir,
         onWarning: options.onWarning,
         trust: options.trust,
       })

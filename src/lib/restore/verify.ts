@@ -4,19 +4,21 @@
  * record; --quick hashes only the stored objects, every archive and manifest.age of the chain (no
  * key needed, e.g. on the offsite host). Both check the records against the reader's trust policy.
  *
- * Guarantees: reads only; exit 3 (integrity) names the backup and what did not match.
+ * Guarantees: reads only, and takes no lock (it works while a backup is written); exit 3
+ * (integrity) names the backup and what did not match. `verifyAll` checks every backup and says
+ * which are bad, one line each.
  */
 import {createHash} from 'node:crypto'
 import {pipeline} from 'node:stream/promises'
 
 import type {DecryptOptions, Manifest} from '../archive/types.js'
 import type {TrustPolicy} from '../repo/authenticity.js'
-import type {Repository} from '../repo/repository.js'
 import type {BackupRecord} from '../repo/types.js'
 import type {Flow} from '../steps.js'
 
-import {integrityError} from '../errors.js'
+import {BrError, ExitCode, type ExitCodeName, integrityError} from '../errors.js'
 import {formatBytes} from '../format.js'
+import {openRepository, type Repository} from '../repo/repository.js'
 import {readChainReporting} from './chain.js'
 import {checkBackup} from './check.js'
 
@@ -123,4 +125,53 @@ export function verifyResult(ctx: VerifyContext): VerifyResult {
     id: ctx.record!.id,
     ok: true,
   }
+}
+
+/** One backup's outcome in `verify --all`: its result, or what was wrong with it. */
+export type VerifyOutcome =
+  | (VerifyResult & {error?: undefined})
+  | {error: {code: ExitCodeName; exitCode: number; message: string}; id: string; ok: false}
+
+/**
+ * Every backup of the repository, oldest first, each verified by `verifyOne`: one bad backup is
+ * reported and the next one is checked (a damaged record is bad without being read). Only an
+ * interruption, or an error that is not ours (the repository itself gone), stops the run.
+ */
+export async function verifyAll(
+  repoPath: string,
+  verifyOne: (id: string) => Promise<VerifyResult>,
+  onOutcome?: (outcome: VerifyOutcome) => void,
+): Promise<VerifyOutcome[]> {
+  const {damaged, records} = await (await openRepository(repoPath)).scanBackups()
+  const bad = new Map(damaged.map((d) => [d.id, d.reason]))
+  const ids = [...records.map((r) => r.id), ...bad.keys()].sort()
+  const outcomes: VerifyOutcome[] = []
+  for (const id of ids) {
+    let outcome: VerifyOutcome
+    const reason = bad.get(id)
+    if (reason === undefined) {
+      try {
+        // One backup after another: each reads whole archives, and the tree shows one at a time.
+        // eslint-disable-next-line no-await-in-loop
+        outcome = await verifyOne(id)
+      } catch (error) {
+        if (!(error instanceof BrError) || error.code === 'interrupted') throw error
+        outcome = {error: {code: error.code, exitCode: error.exitCode, message: error.message}, id, ok: false}
+      }
+    } else {
+      outcome = {error: {code: 'integrity', exitCode: ExitCode.integrity, message: reason}, id, ok: false}
+    }
+
+    outcomes.push(outcome)
+    onOutcome?.(outcome)
+  }
+
+  return outcomes
+}
+
+/** How a `verify --all` ends: integrity (3) when any backup is corrupt, else as the first failure, else ok. */
+export function verifyAllExitCode(outcomes: VerifyOutcome[]): ExitCodeName {
+  const failed = outcomes.filter((o) => o.error)
+  if (failed.some((o) => o.error!.code === 'integrity')) return 'integrity'
+  return failed[0]?.error!.code ?? 'ok'
 }

@@ -2,7 +2,14 @@ import {describe, expect, it} from 'vitest'
 
 import type {BackupRecord} from '../../../../src/lib/repo/types.js'
 
-import {LIST_COLUMNS, listRows, localTime} from '../../../../src/lib/ui/list.js'
+import {
+  compactLocalTime,
+  LIST_COLUMNS,
+  listRows,
+  localTime,
+  WIDE_LIST_COLUMNS,
+  wideListRows,
+} from '../../../../src/lib/ui/list.js'
 
 const record = (over: Partial<BackupRecord>): BackupRecord =>
   ({
@@ -19,9 +26,33 @@ const record = (over: Partial<BackupRecord>): BackupRecord =>
   }) as BackupRecord
 
 describe('listRows', () => {
-  it("gives mo_br's eight columns, with sizes and durations for people", () => {
-    const [row] = listRows([record({})], [], '/backups/mo')
+  it('gives the whole id, type, base, a compact time, duration and size', () => {
+    const [row] = listRows([record({base: '01a22f33-5745-73f6-b142-e055b47ab39d', id: 'b', type: 'incremental'})], [])
     expect(row).toHaveLength(LIST_COLUMNS.length)
+    expect(row).toEqual([
+      'b',
+      'incremental',
+      '01a22f33-5745',
+      compactLocalTime('2026-11-25T01:02:03.000Z'),
+      '2.5s',
+      '5.0 MiB',
+    ])
+    expect(row[3]).toMatch(/^2026-11-2[45] \d\d:\d\d:03$/)
+  })
+
+  it('keeps a damaged record as a row', () => {
+    const rows = listRows([record({})], [{id: '0', reason: 'bad json'}])
+    expect(rows.map((r) => r.slice(0, 2))).toEqual([
+      ['0', 'DAMAGED'],
+      ['a', 'full'],
+    ])
+  })
+})
+
+describe('wideListRows', () => {
+  it("gives mo_br's eight columns, with sizes and durations for people", () => {
+    const [row] = wideListRows([record({})], [], '/backups/mo')
+    expect(row).toHaveLength(WIDE_LIST_COLUMNS.length)
     expect(row[0]).toBe('a')
     expect(row[1]).toBe('5.0 MiB')
     expect(row[2]).toBe('/backups/mo')
@@ -30,7 +61,7 @@ describe('listRows', () => {
   })
 
   it('names the base of an incremental', () => {
-    const [row] = listRows([record({base: 'a', id: 'b', type: 'incremental'})], [], '/r')
+    const [row] = wideListRows([record({base: 'a', id: 'b', type: 'incremental'})], [], '/r')
     expect(row[7]).toBe('incremental (base a)')
   })
 
