@@ -110,3 +110,14 @@ export function userEnv(dir: string): NodeJS.ProcessEnv {
     XDG_DATA_HOME: join(dir, 'xdg-data'),
   }
 }
+
+/**
+ * stderr as two runs of the same error can be compared: without the timestamped step lines a
+ * log gets ("2026-…Z Check backup: failed after 2ms"), whose times differ from run to run.
+ */
+export function withoutStepLines(stderr: string): string {
+  return stderr
+    .split('\n')
+    .filter((line) => !/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ /.test(line))
+    .join('\n')
+}
