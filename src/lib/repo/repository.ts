@@ -19,6 +19,9 @@ import {backupPrefix, BACKUPS_PREFIX, objectKey, RECORD_FILE, REPO_INFO_KEY} fro
 import {parseRecord} from './record.js'
 import {type BackupRecord, REPO_FORMAT, type RepoInfo} from './types.js'
 
+/** The object probeWrite writes and removes. */
+const PROBE_FILE = '.write-probe'
+
 export async function openRepository(path: string, options: {create?: boolean} = {}): Promise<Repository> {
   const backend = new FsBackend(path)
   let entries: string[] | undefined
@@ -131,6 +134,20 @@ export class Repository {
 
   async openWriter(id: string, file: string): Promise<AtomicWriter> {
     return this.backend.openWriter(objectKey(id, file))
+  }
+
+  /**
+   * Writes and removes a small object where backup `id`'s objects will go: a repository that
+   * cannot take them (read-only, no permission, a file in the way) fails now, before a backup
+   * stops anything. A run killed in between leaves a folder without a record: incomplete, never
+   * listed, removed by prune and cleanup.
+   */
+  async probeWrite(id: string): Promise<void> {
+    try {
+      await this.backend.writeBuffer(objectKey(id, PROBE_FILE), Buffer.from('moctl br write probe\n'))
+    } finally {
+      await this.backend.removePrefix(backupPrefix(id))
+    }
   }
 
   /** The last write of a backup: from now on it is complete and listed. */
