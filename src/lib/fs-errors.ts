@@ -34,6 +34,8 @@ export interface FsErrorContext {
   /** what the needed bytes are, e.g. 'the files to pack (less once compressed)' */
   neededWhat?: string
   paths: KnownPath[]
+  /** where the step writes, for an error that names no path (a stream's write) */
+  writing?: KnownPath
 }
 
 const CODES = new Set(['EACCES', 'EDQUOT', 'EISDIR', 'ENOSPC', 'ENOTDIR', 'EPERM', 'EROFS'])
@@ -45,7 +47,7 @@ export async function explainFsError(error: unknown, context: FsErrorContext): P
   if (!code || !CODES.has(code)) return error
   // copyfile and rename name two paths: a full or read-only filesystem is the destination's fault.
   const at = dest && ['EDQUOT', 'ENOSPC', 'EROFS'].includes(code) ? dest : (path ?? dest)
-  const known = at ? knownPathOf(at, context.paths) : context.paths.length === 1 ? context.paths[0] : undefined
+  const known = at ? knownPathOf(at, context.paths) : context.writing
   if (!known) return error
   const where = at && at !== known.path ? ` (${syscall ?? 'access'} ${at})` : syscall ? ` (${syscall})` : ''
   const said = await sentence(code, {at: at ?? known.path, context, known, where})

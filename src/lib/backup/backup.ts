@@ -181,6 +181,12 @@ function fsErrorContext(ctx: BackupContext): FsErrorContext {
       ...(options.onlineDir ? [{flag: '--online-dir', path: options.onlineDir, role: 'online backup directory'}] : []),
       ...(ctx.onlineFolder ? [{flag: '--online-dir', path: ctx.onlineFolder, role: 'online backup folder'}] : []),
     ],
+    writing:
+      ctx.clonePath && !ctx.cloned
+        ? {flag: '--clone-dir', path: ctx.clonePath, role: 'clone directory'}
+        : ctx.wroteObjects
+          ? {flag: '--path', path: options.repoPath, role: 'repository'}
+          : undefined,
   }
 }
 

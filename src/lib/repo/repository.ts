@@ -12,6 +12,7 @@ import type {Readable} from 'node:stream'
 import {mkdir, readdir, stat} from 'node:fs/promises'
 
 import {BrError, usageError} from '../errors.js'
+import {explainFsError} from '../fs-errors.js'
 import {TOOL} from '../tool.js'
 import {type AtomicWriter, MAX_MANIFEST_BYTES, type ReadOptions, type RepoBackend} from './backend.js'
 import {FsBackend} from './fs.js'
@@ -30,7 +31,9 @@ export async function openRepository(path: string, options: {create?: boolean} =
       throw usageError(`repository ${path} is not a directory`, 'pass --path with a directory')
     entries = await readdir(path)
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
+    // Every command opens the repository here: a file in its path, or no permission, is said once, plainly.
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT')
+      throw await explainFsError(error, {paths: [{flag: '--path', path, role: 'repository'}]})
   }
 
   if (entries === undefined || !entries.includes(REPO_INFO_KEY)) {

@@ -161,6 +161,10 @@ function fsErrorContext(ctx: RestoreContext): FsErrorContext {
       ...ctx.scratch.map((path) => ({flag: '--data-dir', path, role: 'staging directory'})),
       ...(ctx.staging ? [{flag: '--data-dir', path: ctx.staging, role: 'staging directory'}] : []),
     ],
+    writing:
+      ctx.staging && !ctx.state.swapped
+        ? {flag: '--data-dir', path: ctx.staging, role: 'staging directory'}
+        : undefined,
   }
 }
 
