@@ -9,7 +9,7 @@ import {execFile} from 'node:child_process'
 import {mkdir, readdir, stat, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {promisify} from 'node:util'
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {afterAll, beforeAll, beforeEach, describe, expect, it} from 'vitest'
 
 import {runCli, tempDir} from '../helpers/cli.js'
 import {makeSmallDataDir} from '../helpers/fixtures.js'
@@ -22,7 +22,18 @@ let dataDir: string
 let marker: string
 const mounts: string[] = []
 
-const service = () => ['--service', 'command', '--stop-cmd', `touch '${marker}'`, '--start-cmd', 'true', '--port', '1']
+const service = () => [
+  '--service',
+  'command',
+  '--stop-cmd',
+  `touch '${marker}'`,
+  '--start-cmd',
+  'true',
+  '--port',
+  '1',
+  '--sql-timeout',
+  '1',
+]
 
 async function tmpfs(dir: string, size: string): Promise<string> {
   await mkdir(dir, {recursive: true})
@@ -34,8 +45,13 @@ async function tmpfs(dir: string, size: string): Promise<string> {
 beforeAll(async () => {
   tmp = await tempDir()
   dataDir = join(tmp.path, 'mo-data')
-  marker = join(tmp.path, 'STOPPED')
   await makeSmallDataDir(dataDir)
+})
+
+// A marker of its own per test: one test's stop never fails another's check.
+let markers = 0
+beforeEach(() => {
+  marker = join(tmp.path, `STOPPED-${++markers}`)
 })
 
 afterAll(async () => {

@@ -11,7 +11,7 @@ import {execFile} from 'node:child_process'
 import {mkdir, readdir, readFile, stat, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {promisify} from 'node:util'
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {afterAll, beforeAll, beforeEach, describe, expect, it} from 'vitest'
 
 import {runCli, tempDir} from '../helpers/cli.js'
 import {makeSmallDataDir} from '../helpers/fixtures.js'
@@ -30,7 +30,18 @@ let env: NodeJS.ProcessEnv
 const mounts: string[] = []
 
 /** A stop command that leaves the marker (and a start command that removes nothing): any stop is seen. */
-const service = () => ['--service', 'command', '--stop-cmd', `touch '${marker}'`, '--start-cmd', 'true', '--port', '1']
+const service = () => [
+  '--service',
+  'command',
+  '--stop-cmd',
+  `touch '${marker}'`,
+  '--start-cmd',
+  'true',
+  '--port',
+  '1',
+  '--sql-timeout',
+  '1',
+]
 
 const backupTo = (repoPath: string, ...args: string[]) =>
   runCli(['br', 'backup', '--path', repoPath, '--data-dir', dataDir, ...service(), ...args], {env})
@@ -67,7 +78,6 @@ beforeAll(async () => {
   dataDir = join(tmp.path, 'mo-data')
   repo = join(tmp.path, 'repo')
   keyFile = join(tmp.path, 'keys', 'backup.key')
-  marker = join(tmp.path, 'STOPPED')
   // A cache of our own: the incremental below must find no cached base manifest.
   env = {MOCTL_BR_SCRYPT_LOG_N: '10', XDG_CACHE_HOME: join(tmp.path, 'cache')}
   await makeSmallDataDir(dataDir)
@@ -80,6 +90,12 @@ beforeAll(async () => {
   })
   expect(full.code, full.stderr).toBe(0)
   fullId = full.stdout.trim()
+})
+
+// A marker of its own per test: one test's stop never fails another's check.
+let markers = 0
+beforeEach(() => {
+  marker = join(tmp.path, `STOPPED-${++markers}`)
 })
 
 afterAll(async () => {
