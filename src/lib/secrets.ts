@@ -12,6 +12,7 @@
  */
 import type {DecryptOptions, EncryptOptions} from './archive/types.js'
 
+import {checkRecipients} from './archive/age.js'
 import {BrError, usageError} from './errors.js'
 import {readSecretLine, readSecretText} from './secret-file.js'
 import {isSigner, parseSigner, parseSigningSecret, SIGNING_SECRET_RE, type SigningKey} from './signing.js'
@@ -137,6 +138,8 @@ async function loadRecipients(src: SecretSources, fromWriterKey: string[]): Prom
   }
 
   for (const r of recipients) checkRecipient(r)
+  // The shape is not enough: a typo breaks the checksum, and encryption would fail only after the stop.
+  if (recipients.length > 0) checkRecipients(recipients)
   return recipients
 }
 

@@ -71,6 +71,9 @@ afterAll(async () => {
   await tmp?.cleanup()
 })
 
+/** oclif wraps its usage text at the terminal width, and `opsctl` is one character longer than `moctl`. */
+const flat = (text: string) => text.replaceAll(/\s+/g, ' ')
+
 /** stderr must be standalone's, with the host's bin in the hints, and end on the Error and Hint lines. */
 function expectSameError(actual: CliResult, reference: CliResult, bin: string, tail: string[]) {
   expect(actual.code).toBe(reference.code)
@@ -119,8 +122,6 @@ describe(`installed into a host with plugins install file:… (${HOST_BIN}, its 
     const reference = await standalone(args)
     expect(reference.code).toBe(2)
     expect(reference.stderr).toContain('Nonexistent flag: --no-such-flag')
-    // oclif wraps its usage text at the terminal width, and `opsctl` is one character longer than `moctl`.
-    const flat = (text: string) => text.replaceAll(/\s+/g, ' ')
     expect(flat((await host(args)).stderr)).toBe(flat(reference.stderr.replaceAll('moctl br ', `${HOST_BIN} br `)))
   })
 

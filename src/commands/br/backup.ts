@@ -8,6 +8,7 @@ import {
   type BackupResult,
   backupResult,
   DEFAULT_EXCLUDES,
+  excludeList,
   newBackupContext,
 } from '../../lib/backup/backup.js'
 import {ManifestCache} from '../../lib/backup/manifest-cache.js'
@@ -21,7 +22,8 @@ export default class Backup extends BrCommand {
 The directory is packed into a tar archive, compressed with zstd and encrypted with age, with \
 a SHA-256 for every file, and written atomically into the repository (created if missing). \
 A cold backup reads the directory with the service stopped: --service mo_ctl, systemd or command \
-stops and starts it around the read; with --service none it must already be stopped. With --clone \
+stops and starts it around the read; with --service none it must already be stopped (refused \
+while something answers SQL on --host:--port, unless --allow-running). With --clone \
 the service is down only while the files are cloned (a reflink on XFS or btrfs, a copy elsewhere), \
 and the pack reads the clone after the service is back. One writer \
 at a time: a second backup, delete or prune on the repository fails (exit 4) unless --wait-lock. \
@@ -40,6 +42,10 @@ Defaults for the flags can be kept with \`moctl br config set\`. Prints the new 
     ...serviceFlags,
     ...lockFlags,
     ...writerKeyFlag,
+    'allow-running': Flags.boolean({
+      description:
+        'cold, --service none: back up although something answers SQL on --host:--port (refused by default: a copy of a running service is not consistent)',
+    }),
     ...quietFlag,
     base: Flags.string({
       aliases: ['base_id'],
@@ -67,8 +73,7 @@ Defaults for the flags can be kept with \`moctl br config set\`. Prints the new 
       }),
     ),
     exclude: Flags.string({
-      default: DEFAULT_EXCLUDES,
-      description: 'path under the data dir to leave out (repeatable); MO caches by default',
+      description: `path under the data dir to leave out (repeatable), on top of the MO caches left out by default (${DEFAULT_EXCLUDES.join(', ')})`,
       multiple: true,
     }),
     force: Flags.boolean({description: 'incremental: accept a --base taken from another data dir or host'}),
@@ -84,6 +89,9 @@ Defaults for the flags can be kept with \`moctl br config set\`. Prints the new 
       description:
         "cold: read the data dir with the service stopped; online: MO's own BACKUP statement while MO runs (on the MO host)",
       options: ['cold', 'online'],
+    }),
+    'no-default-excludes': Flags.boolean({
+      description: `back up the MO caches too (${DEFAULT_EXCLUDES.join(', ')}): only --exclude paths are left out`,
     }),
     'no-encrypt': Flags.boolean({
       description: 'store the archive unencrypted (explicit opt-out)',
@@ -139,16 +147,11 @@ Defaults for the flags can be kept with \`moctl br config set\`. Prints the new 
       )
     }
 
-    if (!online && settings.kind === 'none' && (await sqlProbe(settings)())) {
-      this.warn(
-        `something answers SQL on ${settings.sql.host}:${settings.sql.port}: a cold backup needs the service stopped (--service command stops it for you)`,
-      )
-    }
-
     const decrypt = await loadDecryptOptions({env: process.env, identityFiles: flags.identity})
     // A passphrase backup's base was encrypted with the same passphrase.
     if (encrypt.type === 'passphrase') decrypt.passphrases.push(encrypt.passphrase)
     const ctx = newBackupContext({
+      allowRunning: flags['allow-running'],
       baseId: flags.base,
       cache: new ManifestCache(join(this.config.cacheDir, 'manifests')),
       checksum: flags.checksum,
@@ -157,8 +160,9 @@ Defaults for the flags can be kept with \`moctl br config set\`. Prints the new 
       dataDir,
       decrypt,
       encrypt,
-      exclude: flags.exclude,
+      exclude: excludeList(flags.exclude ?? [], {defaults: !flags['no-default-excludes']}),
       force: flags.force,
+      isRunning: sqlProbe(settings),
       level: flags.level,
       lockWaitSeconds: flags['wait-lock'],
       mode: online ? 'online' : 'cold',

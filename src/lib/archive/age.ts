@@ -436,6 +436,11 @@ async function scryptKey(passphrase: string, salt: Buffer, logN: number): Promis
   })
 }
 
+/** Parses each recipient as encryption will (bech32 checksum, key length): a usage error naming the bad one. */
+export function checkRecipients(recipients: string[]): void {
+  addRecipients(new Encrypter(), recipients)
+}
+
 function addRecipients(encrypter: Encrypter, recipients: string[]): void {
   if (recipients.length === 0)
     throw usageError('no recipient to encrypt to', 'pass --recipient age1… or --passphrase-file FILE')

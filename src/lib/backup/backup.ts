@@ -1,8 +1,13 @@
 /**
- * A cold full backup as a flow of named steps: open (or create) the repository and take its
- * writer lock, lock the data directory (cold: one backup, restore or cleanup of it at a time;
- * what a dead run left is said and removed), check the data directory, stop the service, scan, pack → zstd → age straight into
- * the repository, start the service, publish the record and release the lock.
+ * A cold full backup as a flow of named steps: check the paths (the repository, a clone or online
+ * folder never inside the data directory) and that nothing answers SQL when nothing will stop the
+ * service; open (or create) the repository, take its writer lock and probe that a backup's objects
+ * can be written; lock the data directory (cold: one backup, restore or cleanup of it at a time;
+ * what a dead run left is said and removed), check the data directory (every directory listed),
+ * find the base of an incremental and read its manifest, check the room for a --clone; only then
+ * stop the service, scan, pack → zstd → age straight into the repository, start the service,
+ * publish the record and release the lock. Filesystem errors on the paths the user gave are
+ * explained by fs-errors.ts.
  *
  * Guarantees: the data directory is only read; the service is started again whatever happens
  * after it was stopped; objects are written under temporary names and the record (backup.json)
@@ -16,6 +21,7 @@
  */
 import {rm, stat} from 'node:fs/promises'
 import {hostname} from 'node:os'
+import {dirname} from 'node:path'
 import {performance} from 'node:perf_hooks'
 
 import type {DecryptOptions, EncryptOptions, Manifest} from '../archive/types.js'
@@ -31,11 +37,13 @@ import {describeDeadRun, removeLeftovers} from '../cleanup.js'
 import {type DataDirLock, lockDataDir, resolveDataDir} from '../datadir-lock.js'
 import {integrityError, isBrError, usageError} from '../errors.js'
 import {formatBytes, formatDuration} from '../format.js'
+import {explainingFsErrors, type FsErrorContext} from '../fs-errors.js'
 import {sha256Hex} from '../hash.js'
 import {newBackupId} from '../id.js'
 import {type MoBackupResult, runMoBackup} from '../mo/backup-sql.js'
 import {parseTaeList, TAE_LIST} from '../mo/meta.js'
 import {checkSidecars, readVerifiedFile} from '../mo/sidecars.js'
+import {overlap} from '../path-overlap.js'
 import {recordBinding, signatureState, signRecord} from '../repo/authenticity.js'
 import {acquireLock, type Unlock} from '../repo/lock.js'
 import {archiveFileName, manifestFileName} from '../repo/paths.js'
@@ -44,7 +52,7 @@ import {type BackupRecord, RECORD_FORMAT} from '../repo/types.js'
 import {type SigningKey} from '../signing.js'
 import {TOOL} from '../tool.js'
 import {loadBaseManifest, resolveBase} from './base.js'
-import {cloneFiles, clonePathFor, type CloneResult, removeClone} from './clone.js'
+import {checkCloneRoom, cloneFiles, clonePathFor, type CloneResult, removeClone} from './clone.js'
 import {checkDataDir} from './data-dir.js'
 import {onlineFolderFor, planOnlineIncremental} from './online.js'
 import {type IncrementalPlan, planIncremental} from './plan.js'
@@ -52,7 +60,31 @@ import {type IncrementalPlan, planIncremental} from './plan.js'
 /** MO caches, rebuilt by MO itself: not worth backing up (DESIGN.md "The MO facts"). */
 export const DEFAULT_EXCLUDES = ['shared-cache', 'tmp']
 
+/**
+ * What a cold backup leaves out: the defaults (unless `defaults` is false) and `extra`, each a path
+ * relative to the data dir, normalised (no ./, no trailing /) and once. A path that cannot be
+ * under the data dir (absolute, or climbing out with ..) would exclude nothing: refused.
+ */
+export function excludeList(extra: string[], options: {defaults: boolean}): string[] {
+  const out: string[] = options.defaults ? [...DEFAULT_EXCLUDES] : []
+  for (const raw of extra) {
+    const path = raw.replaceAll(/^(\.\/)+|\/+$/g, '')
+    if (path.startsWith('/') || path.split('/').includes('..') || path === '' || path === '.') {
+      throw usageError(
+        `--exclude ${raw}: not a path under the data directory`,
+        'give it relative to the data directory, e.g. --exclude etl or --exclude shared-cache',
+      )
+    }
+
+    if (!out.includes(path)) out.push(path)
+  }
+
+  return out
+}
+
 export interface BackupOptions {
+  /** --service none while something answers SQL: back up anyway, with a warning (default: refuse) */
+  allowRunning?: boolean
   /** incrementals: the base's id (or prefix); default the newest backup of this data dir */
   baseId?: string
   /** where manifests are cached for later incrementals (none: no cache) */
@@ -67,9 +99,12 @@ export interface BackupOptions {
   /** keys to read the base's manifest when it is not cached */
   decrypt: DecryptOptions
   encrypt: EncryptOptions
+  /** paths relative to the data dir left out of a cold backup: excludeList() */
   exclude: string[]
   /** incrementals: accept a base taken from another data dir or host */
   force: boolean
+  /** cold with service null: does something answer SQL where the service would (then refuse, or warn with allowRunning) */
+  isRunning?: () => Promise<boolean>
   level: number
   /** seconds to wait for the repository lock */
   lockWaitSeconds: number
@@ -125,6 +160,37 @@ export function newBackupContext(options: BackupOptions): BackupContext {
 }
 
 export function backupFlow(): Flow<BackupContext> {
+  return explainingFsErrors(flow(), fsErrorContext)
+}
+
+/** The paths of a backup, for fs-errors.ts; ENOSPC needs the bytes to pack (before compression). */
+function fsErrorContext(ctx: BackupContext): FsErrorContext {
+  const {options} = ctx
+  const parent = ctx.dataDirLock?.paths.parent
+  const packing = ctx.plan ? ctx.plan.toPack : ctx.entries
+  return {
+    needed: packing?.reduce((n, e) => n + (e.type === 'file' ? e.size : 0), 0),
+    neededWhat: ctx.cloned || !ctx.clonePath ? 'the files to pack, before compression' : 'the files to clone',
+    paths: [
+      {flag: '--path', path: options.repoPath, role: 'repository'},
+      {flag: '--data-dir', path: options.dataDir, role: 'data directory'},
+      ...(ctx.dataDirLock ? [{flag: '--data-dir', path: ctx.dataDirLock.paths.real, role: 'data directory'}] : []),
+      ...(parent ? [{flag: '--data-dir', path: parent, role: 'the directory that holds the data directory'}] : []),
+      ...(options.cloneDir ? [{flag: '--clone-dir', path: options.cloneDir, role: 'clone directory'}] : []),
+      ...(ctx.clonePath ? [{flag: '--clone-dir', path: ctx.clonePath, role: 'clone directory'}] : []),
+      ...(options.onlineDir ? [{flag: '--online-dir', path: options.onlineDir, role: 'online backup directory'}] : []),
+      ...(ctx.onlineFolder ? [{flag: '--online-dir', path: ctx.onlineFolder, role: 'online backup folder'}] : []),
+    ],
+    writing:
+      ctx.clonePath && !ctx.cloned
+        ? {flag: '--clone-dir', path: ctx.clonePath, role: 'clone directory'}
+        : ctx.wroteObjects
+          ? {flag: '--path', path: options.repoPath, role: 'repository'}
+          : undefined,
+  }
+}
+
+function flow(): Flow<BackupContext> {
   return {
     async rollback(ctx, _error, report) {
       try {
@@ -147,6 +213,15 @@ export function backupFlow(): Flow<BackupContext> {
     },
     steps: [
       {
+        async run(ctx, report) {
+          // Before the repository is created: never inside the data directory.
+          await checkPaths(ctx.options)
+          await checkNotRunning(ctx.options)
+          report.output(`repository ${ctx.options.repoPath} is outside the data directory`)
+        },
+        title: 'Check paths and service',
+      },
+      {
         async run(ctx, report, signal) {
           ctx.repo = await openRepository(ctx.options.repoPath, {create: true})
           ctx.unlock = await acquireLock(ctx.repo, {
@@ -161,6 +236,8 @@ export function backupFlow(): Flow<BackupContext> {
             signal,
             waitSeconds: ctx.options.lockWaitSeconds,
           })
+          // The lock was written at the root; a backup's objects go under backups/: try that too.
+          await ctx.repo.probeWrite(ctx.id)
           report.output(`${ctx.repo.describe()}, locked for writing`)
         },
         title: 'Open repository',
@@ -211,6 +288,29 @@ export function backupFlow(): Flow<BackupContext> {
         },
         skip: (ctx) => (ctx.options.type === 'incremental' ? false : 'full backup'),
         title: 'Find the base backup',
+      },
+      {
+        async run(ctx, report, signal) {
+          // An estimate from the running service's files: cloneFiles checks again with the stopped ones.
+          const entries = await scanDataDir(ctx.options.dataDir, {exclude: ctx.options.exclude, signal})
+          const toClone = ctx.baseManifest
+            ? (await planIncremental(entries, ctx.baseManifest, {checksum: false, root: ctx.options.dataDir, signal}))
+                .toPack
+            : entries
+          const real = ctx.dataDirLock?.paths.real ?? (await resolveDataDir(ctx.options.dataDir)).real
+          const room = await checkCloneRoom(
+            ctx.options.dataDir,
+            clonePathFor(real, ctx.id, ctx.options.cloneDir),
+            toClone,
+          )
+          report.output(
+            room.reflink
+              ? `${dirname(clonePathFor(real, ctx.id, ctx.options.cloneDir))} can reflink: the clone takes no space`
+              : `about ${formatBytes(room.bytes)} to copy, ${formatBytes(room.free)} free`,
+          )
+        },
+        skip: (ctx) => (ctx.options.clone && ctx.options.mode === 'cold' ? false : 'no --clone'),
+        title: 'Check room for the clone',
       },
       {
         async run(ctx, report, signal) {
@@ -421,6 +521,74 @@ export function backupFlow(): Flow<BackupContext> {
 }
 
 /**
+ * Refuses (exit 2), before anything is created, a repository that overlaps the data directory
+ * (every backup would hold the ones before it, or a backup would read itself), and a clone or
+ * online folder inside it; a --clone-dir must be an existing directory.
+ */
+async function checkPaths(options: BackupOptions): Promise<void> {
+  const {dataDir, repoPath} = options
+  const repo = await overlap(repoPath, dataDir)
+  if (repo) {
+    throw usageError(
+      repo === 'same'
+        ? `repository ${repoPath} is the data directory itself`
+        : repo === 'inside'
+          ? `repository ${repoPath} is inside the data directory ${dataDir}: every backup would hold the ones before it`
+          : `data directory ${dataDir} is inside the repository ${repoPath}: backups would read the repository`,
+      'keep the repository outside the data directory: pass --path with another directory (e.g. /backups/mo)',
+    )
+  }
+
+  for (const [flag, dir] of [
+    ['--clone-dir', options.cloneDir],
+    ['--online-dir', options.onlineDir],
+  ] as const) {
+    // eslint-disable-next-line no-await-in-loop -- two paths at most
+    if (dir && ['inside', 'same'].includes((await overlap(dir, dataDir)) ?? '')) {
+      throw usageError(
+        `${flag} ${dir} is inside the data directory ${dataDir}: the copy would land in what it copies`,
+        `pass ${flag} with a directory outside the data directory`,
+      )
+    }
+  }
+
+  if (options.cloneDir && options.clone) {
+    const info = await stat(options.cloneDir).catch((error: NodeJS.ErrnoException) => error)
+    if (info instanceof Error && info.code === 'ENOENT') {
+      throw usageError(
+        `clone directory ${options.cloneDir} does not exist`,
+        "create it (on the data directory's filesystem, where reflinks work), or pass another --clone-dir",
+      )
+    }
+
+    if (!(info instanceof Error) && !info.isDirectory())
+      throw usageError(`clone directory ${options.cloneDir} is not a directory`, 'pass --clone-dir with a directory')
+  }
+}
+
+/**
+ * A cold backup that stops nothing reads whatever the running service is writing: not a
+ * consistent copy. Refused (exit 2) while something answers SQL, unless --allow-running.
+ */
+async function checkNotRunning(options: BackupOptions): Promise<void> {
+  if (options.mode !== 'cold' || options.service || !(await options.isRunning?.())) return
+  const where = options.sql ? ` on ${options.sql.host}:${options.sql.port}` : ''
+  if (options.allowRunning) {
+    options.onWarning?.(
+      `something answers SQL${where}: backing up a running service (--allow-running); files that change while read fail the backup, and the copy may not be consistent`,
+    )
+    return
+  }
+
+  throw usageError(
+    `something answers SQL${where}: a cold backup of a running service is not a consistent copy`,
+    'let backup stop and start it: --service mo_ctl, --service systemd, or --service command --stop-cmd … --start-cmd …',
+    "or back up while it runs with --mode online (MatrixOne's own BACKUP)",
+    'or pass --allow-running if you know the files do not change (e.g. a paused or read-only service)',
+  )
+}
+
+/**
  * A signing writer builds only on what it signed itself: an incremental on a forged or unsigned
  * base could not be restored by readers that require signatures.
  */
@@ -519,6 +687,8 @@ function draftRecord(
       recipients: encrypt.type === 'recipients' ? encrypt.recipients : [],
       type: encrypt.type,
     },
+    // Online backups pack MO's BACKUP folder: nothing of it is left out.
+    excluded: ctx.options.mode === 'online' ? [] : ctx.options.exclude,
     format: RECORD_FORMAT,
     id: ctx.id,
     manifest: {file: '', plainSha256: '', sha256: '', size: 0},

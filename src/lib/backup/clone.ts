@@ -7,7 +7,8 @@
  * and takes no time or space, on filesystems that can (XFS with reflink, btrfs, bcachefs), and a
  * plain copy elsewhere (ext4, tmpfs). Whether reflinks work is learned from the first file, with
  * COPYFILE_FICLONE_FORCE; when they do not, the clone needs the files' size in free space, and is
- * refused at once when that is not there.
+ * refused at once when that is not there. `checkCloneRoom` asks the same before the service is
+ * stopped (a probe copy of one file beside where the clone goes, removed at once).
  *
  * Guarantees: the data directory is only read; only the files to pack are copied (for an
  * incremental, the new and changed ones), so the names, modes, mtimes, owners and sizes packed
@@ -17,7 +18,7 @@
  * snapshot of files that change while the service runs (it must be stopped while cloning).
  */
 import {constants} from 'node:fs'
-import {copyFile, mkdir, rm, statfs} from 'node:fs/promises'
+import {copyFile, mkdir, rm, statfs, writeFile} from 'node:fs/promises'
 import {basename, dirname, join} from 'node:path'
 import {performance} from 'node:perf_hooks'
 
@@ -75,14 +76,7 @@ export async function cloneFiles(
       throw error
     reflink = false
     const fs = await statfs(dest)
-    const free = fs.bavail * fs.bsize
-    if (free < bytes) {
-      throw usageError(
-        `not enough space to clone ${formatBytes(bytes)} beside the data directory (${formatBytes(free)} free on ${dirname(dest)}, which cannot reflink)`,
-        'free some space there, pass --clone-dir on a filesystem with room, or back up without --clone',
-      )
-    }
-
+    refuseWithoutRoom(bytes, fs.bavail * fs.bsize, dest)
     await copyFile(join(root, first.path), join(dest, first.path))
   }
 
@@ -102,6 +96,53 @@ export async function cloneFiles(
   await Promise.all(Array.from({length: Math.min(PARALLEL_COPIES, rest.length)}, worker))
   throwIfAborted(options.signal)
   return {bytes, files: files.length, ms: performance.now() - started, reflink}
+}
+
+/**
+ * Before the service is stopped: whether a clone of `entries` (an estimate, from the running
+ * service's files) fits at `dest`. A probe copies one file beside `dest` by reflink and removes it;
+ * where that cannot work, the free space must hold the files. Also fails (as the real clone would)
+ * when the directory cannot be written. Creates nothing that stays.
+ */
+export async function checkCloneRoom(
+  root: string,
+  dest: string,
+  entries: ScannedEntry[],
+): Promise<{bytes: number; free: number; reflink: boolean}> {
+  const files = entries.filter((e) => e.type === 'file')
+  const bytes = files.reduce((n, f) => n + f.size, 0)
+  const sample = files.find((f) => f.size > 0)
+  const probe = `${dest}.probe`
+  let reflink = false
+  try {
+    if (sample) {
+      try {
+        await copyFile(join(root, sample.path), probe, constants.COPYFILE_FICLONE_FORCE)
+        reflink = true
+      } catch (error) {
+        if (!['EINVAL', 'ENOSYS', 'ENOTSUP', 'EOPNOTSUPP', 'EXDEV'].includes((error as NodeJS.ErrnoException).code!))
+          throw error
+      }
+    }
+
+    // The clone's directory must be writable, reflink or not.
+    if (!reflink) await writeFile(probe, '', {flag: 'w', mode: 0o600})
+  } finally {
+    await rm(probe, {force: true})
+  }
+
+  const fs = await statfs(dirname(dest))
+  const free = fs.bavail * fs.bsize
+  if (!reflink) refuseWithoutRoom(bytes, free, dest)
+  return {bytes, free, reflink}
+}
+
+function refuseWithoutRoom(bytes: number, free: number, dest: string): void {
+  if (free >= bytes) return
+  throw usageError(
+    `not enough space to clone ${formatBytes(bytes)} beside the data directory (${formatBytes(free)} free on ${dirname(dest)}, which cannot reflink)`,
+    'free some space there, pass --clone-dir on a filesystem with room, or back up without --clone',
+  )
 }
 
 export async function removeClone(dest: string): Promise<void> {

@@ -1,6 +1,8 @@
 /**
  * Checks on the data directory a backup reads, so a typo fails at once with the fix, not after
- * the service was stopped.
+ * the service was stopped. The walk that lists every directory is checkNames (archive/pack.ts),
+ * run right after this; errors other than a missing directory (permission, a file in the path)
+ * are left to fs-errors.ts, which names the path and the fix.
  */
 import {readdir, stat} from 'node:fs/promises'
 
@@ -10,7 +12,8 @@ export async function checkDataDir(dir: string): Promise<{entries: number}> {
   let info
   try {
     info = await stat(dir)
-  } catch {
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
     throw usageError(
       `data directory ${dir} does not exist`,
       'pass --data-dir with the path of mo-data (e.g. /opt/matrixone/mo-data)',

@@ -15,6 +15,11 @@ const oneOf =
   (v) =>
     values.includes(v)
 const sha256: Check = (v) => typeof v === 'string' && /^[0-9a-f]{64}$/.test(v)
+/** A field added later: older records do not have it. */
+const optional =
+  (check: Check): Check =>
+  (v) =>
+    v === undefined || check(v)
 const iso: Check = (v) => typeof v === 'string' && !Number.isNaN(Date.parse(v))
 
 const SHAPE: Record<string, Check> = {
@@ -35,6 +40,7 @@ const SHAPE: Record<string, Check> = {
   'encryption.passphrase': (v) => typeof v === 'boolean',
   'encryption.recipients': strArray,
   'encryption.type': oneOf('none', 'passphrase', 'recipients'),
+  excluded: optional(strArray),
   id: str,
   'manifest.file': str,
   'manifest.plainSha256': sha256,

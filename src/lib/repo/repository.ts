@@ -13,12 +13,16 @@ import type {Readable} from 'node:stream'
 import {mkdir, readdir, stat} from 'node:fs/promises'
 
 import {BrError, usageError} from '../errors.js'
+import {explainFsError} from '../fs-errors.js'
 import {TOOL} from '../tool.js'
 import {type AtomicWriter, MAX_MANIFEST_BYTES, type ReadOptions, type RepoBackend} from './backend.js'
 import {FsBackend} from './fs.js'
 import {backupPrefix, BACKUPS_PREFIX, objectKey, RECORD_FILE, REPO_INFO_KEY} from './paths.js'
 import {parseRecord} from './record.js'
 import {type BackupRecord, REPO_FORMAT, type RepoInfo} from './types.js'
+
+/** The object probeWrite writes and removes. */
+const PROBE_FILE = '.write-probe'
 
 export async function openRepository(path: string, options: {create?: boolean} = {}): Promise<Repository> {
   const backend = new FsBackend(path)
@@ -28,7 +32,9 @@ export async function openRepository(path: string, options: {create?: boolean} =
       throw usageError(`repository ${path} is not a directory`, 'pass --path with a directory')
     entries = await readdir(path)
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
+    // Every command opens the repository here: a file in its path, or no permission, is said once, plainly.
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT')
+      throw await explainFsError(error, {paths: [{flag: '--path', path, role: 'repository'}]})
   }
 
   if (entries === undefined || !entries.includes(REPO_INFO_KEY)) {
@@ -140,6 +146,20 @@ export class Repository {
 
   async openWriter(id: string, file: string): Promise<AtomicWriter> {
     return this.backend.openWriter(objectKey(id, file))
+  }
+
+  /**
+   * Writes and removes a small object where backup `id`'s objects will go: a repository that
+   * cannot take them (read-only, no permission, a file in the way) fails now, before a backup
+   * stops anything. A run killed in between leaves a folder without a record: incomplete, never
+   * listed, removed by prune and cleanup.
+   */
+  async probeWrite(id: string): Promise<void> {
+    try {
+      await this.backend.writeBuffer(objectKey(id, PROBE_FILE), Buffer.from('moctl br write probe\n'))
+    } finally {
+      await this.backend.removePrefix(backupPrefix(id))
+    }
   }
 
   /** The last write of a backup: from now on it is complete and listed. */

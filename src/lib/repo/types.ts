@@ -46,6 +46,8 @@ export interface BackupRecord {
   createdAt: string
   durationMs: number
   encryption: {passphrase: boolean; recipients: string[]; type: EncryptOptions['type']}
+  /** paths under the data dir a cold backup left out (--exclude and the defaults); absent in older records */
+  excluded?: string[]
   format: number
   id: string
   /** sha256: of the stored (encrypted) object; plainSha256: of the manifest itself, checks a local cache */

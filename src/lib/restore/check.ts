@@ -73,7 +73,11 @@ export async function readManifest(repo: Repository, record: BackupRecord, keys:
   return manifest
 }
 
-/** The record says how the archive was encrypted; null (no keys needed) for --no-encrypt backups. */
+/**
+ * The record says how the archive was encrypted; null (no keys needed) for --no-encrypt backups.
+ * Keys of the wrong kind only (an identity for a passphrase backup, or the reverse) are refused
+ * by name, before any decryption is tried.
+ */
 export function keysFor(record: BackupRecord, keys: DecryptOptions): DecryptOptions | null {
   if (record.encryption.type === 'none') return null
   if (keys.identities.length === 0 && keys.passphrases.length === 0) {
@@ -82,6 +86,21 @@ export function keysFor(record: BackupRecord, keys: DecryptOptions): DecryptOpti
       record.encryption.type === 'passphrase'
         ? 'pass --passphrase-file FILE (or MOCTL_BR_PASSPHRASE)'
         : 'pass --identity FILE (or MOCTL_BR_IDENTITY)',
+    )
+  }
+
+  // The right kind of key is a usage question (exit 2); a key of the right kind that does not fit is exit 3.
+  if (record.encryption.type === 'passphrase' && keys.passphrases.length === 0) {
+    throw usageError(
+      `backup ${record.id} is encrypted with a passphrase: an age identity (--identity) cannot open it`,
+      'pass --passphrase-file FILE (or MOCTL_BR_PASSPHRASE) with the passphrase it was taken with',
+    )
+  }
+
+  if (record.encryption.type === 'recipients' && keys.identities.length === 0) {
+    throw usageError(
+      `backup ${record.id} is encrypted to age recipients (age1…): a passphrase cannot open it`,
+      'pass --identity FILE (the reader key or age identity of one of its recipients, or MOCTL_BR_IDENTITY)',
     )
   }
 

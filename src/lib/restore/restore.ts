@@ -16,6 +16,11 @@
  *   6. start the service and wait until it answers SQL; list its databases
  *   7. only then, and only with --discard-old, delete the old directory
  *
+ * Before step 1 nothing but the lock is written; every input is checked by the end of step 2
+ * (keys that open this backup, a target apart from the repository, free space for staging), so a
+ * bad one never stops the service. Filesystem errors on the paths the user gave are explained by
+ * fs-errors.ts.
+ *
  * Downtime is steps 4-6: seconds, whatever the size of the backup (plus the re-count of step 5).
  *
  * A symlinked data dir keeps its link: the directory it points to is the target, and staging
@@ -45,6 +50,8 @@ import {removeLeftovers} from '../cleanup.js'
 import {type DataDirLock, lockDataDir, resolveDataDir} from '../datadir-lock.js'
 import {BrError, integrityError, usageError} from '../errors.js'
 import {formatBytes, formatDuration} from '../format.js'
+import {explainingFsErrors, type FsErrorContext} from '../fs-errors.js'
+import {overlap} from '../path-overlap.js'
 import {type Repository} from '../repo/repository.js'
 import {readChainReporting} from './chain.js'
 import {checkBackup} from './check.js'
@@ -127,6 +134,7 @@ const checkSteps: Flow<RestoreContext>['steps'] = [
       }
 
       ctx.target ??= (await resolveDataDir(ctx.options.dataDir)).real
+      await checkApart(ctx.options.repoPath, ctx.options.dataDir)
       ctx.oldDir = await checkTarget(ctx)
       await checkFreeSpace(ctx.options.dataDir, ctx.record!)
       report.output(
@@ -139,7 +147,29 @@ const checkSteps: Flow<RestoreContext>['steps'] = [
 
 /** The checks of a restore, without the restore: what `restore --dry-run` runs. */
 export function restoreCheckFlow(): Flow<RestoreContext> {
-  return {steps: checkSteps}
+  return explainingFsErrors({steps: checkSteps}, fsErrorContext)
+}
+
+/** The paths of a restore, for fs-errors.ts; ENOSPC needs the backup's size. */
+function fsErrorContext(ctx: RestoreContext): FsErrorContext {
+  const {dataDir, repoPath} = ctx.options
+  const target = ctx.target ?? dataDir
+  return {
+    needed: ctx.record?.sizes.total,
+    neededWhat: "the backup's files",
+    paths: [
+      {flag: '--path', path: repoPath, role: 'repository'},
+      {flag: '--data-dir', path: dataDir, role: 'restore target'},
+      {flag: '--data-dir', path: target, role: 'restore target'},
+      {flag: '--data-dir', path: dirname(target), role: 'the directory that holds the restore target'},
+      ...ctx.scratch.map((path) => ({flag: '--data-dir', path, role: 'staging directory'})),
+      ...(ctx.staging ? [{flag: '--data-dir', path: ctx.staging, role: 'staging directory'}] : []),
+    ],
+    writing:
+      ctx.staging && !ctx.state.swapped
+        ? {flag: '--data-dir', path: ctx.staging, role: 'staging directory'}
+        : undefined,
+  }
 }
 
 export interface RestorePlan {
@@ -201,6 +231,10 @@ export async function restorePlan(ctx: RestoreContext, readiness: string): Promi
 }
 
 export function restoreFlow(): Flow<RestoreContext> {
+  return explainingFsErrors(flow(), fsErrorContext)
+}
+
+function flow(): Flow<RestoreContext> {
   return {
     rollback,
     steps: [
@@ -410,6 +444,24 @@ async function checkFreeSpace(target: string, record: BackupRecord): Promise<voi
       'free some space on that filesystem (the old data stays until the restore succeeded), or restore into --data-dir on another one',
     )
   }
+}
+
+/**
+ * The target and the repository must be apart: a target inside the repository would be swapped
+ * among its backups, and a repository inside the target would be moved aside with the old data
+ * (and deleted with --discard-old). Staging goes beside the target, so it cannot hold either.
+ */
+async function checkApart(repoPath: string, dataDir: string): Promise<void> {
+  const how = await overlap(dataDir, repoPath)
+  if (!how) return
+  throw usageError(
+    how === 'same'
+      ? `restore target ${dataDir} is the repository itself`
+      : how === 'inside'
+        ? `restore target ${dataDir} is inside the repository ${repoPath}`
+        : `the repository ${repoPath} is inside the restore target ${dataDir}: the restore would move it aside with the old data`,
+    'restore into a data directory outside the repository (--data-dir), and keep the repository outside it',
+  )
 }
 
 async function checkTarget(ctx: RestoreContext): Promise<string | undefined> {

@@ -5,7 +5,7 @@ import {promisify} from 'node:util'
 import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 
 import {scanDataDir} from '../../../../src/lib/archive/pack.js'
-import {cloneFiles, clonePathFor} from '../../../../src/lib/backup/clone.js'
+import {checkCloneRoom, cloneFiles, clonePathFor} from '../../../../src/lib/backup/clone.js'
 import {tempDir} from '../../../helpers/cli.js'
 
 const run = promisify(execFile)
@@ -75,5 +75,36 @@ describe('cloneFiles', () => {
     await expect(
       cloneFiles(data, clonePathFor(data, 'id3'), await scanDataDir(data), {signal: abort.signal}),
     ).rejects.toMatchObject({exitCode: 130})
+  })
+})
+
+describe('checkCloneRoom', () => {
+  it('before the stop: says how much a clone needs and what is free, and leaves nothing behind', async () => {
+    const entries = await scanDataDir(data)
+    const dest = clonePathFor(data, 'room')
+    const room = await checkCloneRoom(data, dest, entries)
+    expect(room.bytes).toBe(300_000 + 'checkpoint'.length + 'hakeeper'.length)
+    expect(room.free).toBeGreaterThan(0)
+    expect(typeof room.reflink).toBe('boolean')
+    expect((await readdir(tmp.path)).sort()).toEqual(['mo-data'])
+  })
+
+  it.skipIf(!root)('refuses (exit 2) where the files do not fit and reflinks cannot work', async () => {
+    const small = join(tmp.path, 'small')
+    await mkdir(small)
+    await run('mount', ['-t', 'tmpfs', '-o', 'size=128k', 'tmpfs', small])
+    try {
+      await expect(checkCloneRoom(data, clonePathFor(data, 'x', small), await scanDataDir(data))).rejects.toMatchObject(
+        {
+          code: 'usage',
+          message: expect.stringMatching(
+            /^not enough space to clone 293 KiB beside the data directory \(\d+ KiB free on .*small, which cannot reflink\)$/,
+          ),
+        },
+      )
+      expect(await readdir(small)).toEqual([])
+    } finally {
+      await run('umount', [small])
+    }
   })
 })

@@ -130,3 +130,42 @@ describe('Repository', () => {
     await expect(repo.readObject('..', '../../etc/passwd')).rejects.toThrow('escapes the repository')
   })
 })
+
+describe('the excluded field of backup.json', () => {
+  const id = '01930000-0000-7000-8000-000000000001'
+
+  it('reads records without it (older ones) and with a list of paths', async () => {
+    const path = join(tmp.path, 'repo')
+    const repo = await openRepository(path, {create: true})
+    await repo.publishRecord(record(id))
+    expect((await repo.getBackup(id)).excluded).toBeUndefined()
+    await repo.publishRecord({...record(id), excluded: ['shared-cache', 'tmp', 'etl']})
+    expect((await repo.getBackup(id)).excluded).toEqual(['shared-cache', 'tmp', 'etl'])
+  })
+
+  it('refuses a record whose excluded is not a list of strings (integrity)', async () => {
+    const path = join(tmp.path, 'repo')
+    const repo = await openRepository(path, {create: true})
+    await repo.publishRecord({...record(id), excluded: 'tmp' as unknown as string[]})
+    await expect(repo.getBackup(id)).rejects.toMatchObject({
+      code: 'integrity',
+      message: `backup ${id}: backup.json has a bad or missing excluded`,
+    })
+  })
+})
+
+describe('Repository.probeWrite', () => {
+  it('writes under backups/<id>/ and leaves nothing behind', async () => {
+    const path = join(tmp.path, 'repo')
+    const repo = await openRepository(path, {create: true})
+    await repo.probeWrite('01930000-0000-7000-8000-000000000002')
+    expect(await readdir(join(path, 'backups'))).toEqual([])
+  })
+
+  it('fails as the write fails: a file where backups/ belongs', async () => {
+    const path = join(tmp.path, 'repo')
+    const repo = await openRepository(path, {create: true})
+    await writeFile(join(path, 'backups'), 'not a directory')
+    await expect(repo.probeWrite('01930000-0000-7000-8000-000000000003')).rejects.toMatchObject({code: 'ENOTDIR'})
+  })
+})
