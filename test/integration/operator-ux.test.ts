@@ -202,7 +202,7 @@ describe('progress without a terminal', () => {
     await makeSmallDataDir(dir)
     const r = await runCli(['br', 'backup', '--path', repo, '--data-dir', dir, '--no-encrypt', ...NO_SQL])
     expect(r.code, r.stderr).toBe(0)
-    // --no-encrypt: one warning that the backup is not signed; every other line is a step's.
+    // Warnings aside, every line is a step's.
     const lines = r.stderr
       .trimEnd()
       .split('\n')
@@ -211,6 +211,7 @@ describe('progress without a terminal', () => {
     const started = lines.filter((l) => l.endsWith(': started')).map((l) => STEP_LINE.exec(l)![1])
     const done = lines.filter((l) => / done in \d/.test(l)).map((l) => STEP_LINE.exec(l)![1])
     expect(started).toEqual([
+      'Check paths and service',
       'Open repository',
       'Lock the data directory',
       'Check data directory',

@@ -141,7 +141,8 @@ Defaults for the flags can be kept with \`moctl br config set\`. Prints the new 
       recipientsFiles: flags['recipients-file'],
       writerKeyFile: flags['writer-key'],
     })
-    if (!signing && encrypt.type !== 'passphrase') {
+    // A passphrase binds the record; --no-encrypt chose no protection at all, and said so.
+    if (!signing && encrypt.type === 'recipients') {
       this.warn(
         'this backup is not signed: readers cannot tell it from one forged by whoever can write the repository (pass --writer-key from `moctl br key generate`)',
       )
