@@ -1,9 +1,14 @@
 import {Command, Errors, type Interfaces} from '@oclif/core'
+import {join} from 'node:path'
+
+import type {WriterOptions} from './lib/repo/maintenance.js'
 
 import {isRequiredUnlessConfig} from './flags.js'
+import {ManifestCache} from './lib/backup/manifest-cache.js'
 import {configFile, type ConfigKey, flagDefault, isConfigKey, readConfig, yieldsTo} from './lib/config.js'
 import {BrError, ExitCode, isBrError, usageError} from './lib/errors.js'
 import {redact} from './lib/redact.js'
+import {loadTrustedSigners} from './lib/secrets.js'
 import {type Flow} from './lib/steps.js'
 import {renderModeFor, runFlowWithTasks} from './lib/ui/tasks.js'
 
@@ -159,6 +164,27 @@ export abstract class BrCommand extends Command {
     const message = redact(typeof input === 'string' ? input : input.message)
     process.stderr.write(`Warning: ${message}\n`)
     return input
+  }
+
+  /**
+   * What delete and prune share: the manifest cache and the signers that say which records they
+   * may rely on (--trusted-signer, --writer-key's own signer), warnings, the lock wait.
+   */
+  protected async writerOptions(flags: {
+    'trusted-signer'?: string[]
+    'wait-lock': number
+    'writer-key'?: string
+  }): Promise<WriterOptions> {
+    return {
+      cache: new ManifestCache(join(this.config.cacheDir, 'manifests')),
+      onWarning: (message) => this.warn(message),
+      signers: await loadTrustedSigners({
+        env: process.env,
+        trustedSigners: flags['trusted-signer'],
+        writerKeyFile: flags['writer-key'],
+      }),
+      waitLockSeconds: flags['wait-lock'],
+    }
   }
 
   /**

@@ -1,11 +1,9 @@
 import {Args, Flags} from '@oclif/core'
-import {join, resolve} from 'node:path'
+import {resolve} from 'node:path'
 
 import {BrCommand} from '../../base-command.js'
 import {lockFlags, repoFlags, trustedSignerFlag, writerKeyFlag} from '../../flags.js'
-import {ManifestCache} from '../../lib/backup/manifest-cache.js'
 import {deleteBackups, type DeleteResult} from '../../lib/repo/maintenance.js'
-import {loadTrustedSigners} from '../../lib/secrets.js'
 
 export default class Delete extends BrCommand {
   static override args = {
@@ -35,20 +33,13 @@ backup that is listed but cannot be restored. --dry-run names what would go.`
   async run(): Promise<DeleteResult> {
     const {args, flags} = await this.parse(Delete)
     const result = await deleteBackups(resolve(flags.path!), args.id, {
-      cache: new ManifestCache(join(this.config.cacheDir, 'manifests')),
+      ...(await this.writerOptions(flags)),
       cascade: flags.cascade,
       dryRun: flags['dry-run'],
       // Each one as it goes, on stdout only: an interrupted delete has said what it removed.
       onRemoved: (id) => {
         if (!this.jsonEnabled()) process.stdout.write(`deleted ${id}\n`)
       },
-      onWarning: (message) => this.warn(message),
-      signers: await loadTrustedSigners({
-        env: process.env,
-        trustedSigners: flags['trusted-signer'],
-        writerKeyFile: flags['writer-key'],
-      }),
-      waitLockSeconds: flags['wait-lock'],
     })
     if (result.dryRun && !this.jsonEnabled())
       process.stdout.write(result.removed.map((id) => `would delete ${id}\n`).join(''))

@@ -1,12 +1,10 @@
 import {Flags} from '@oclif/core'
-import {join, resolve} from 'node:path'
+import {resolve} from 'node:path'
 
 import {BrCommand} from '../../base-command.js'
 import {lockFlags, repoFlags, trustedSignerFlag, writerKeyFlag} from '../../flags.js'
-import {ManifestCache} from '../../lib/backup/manifest-cache.js'
 import {describeCleanup} from '../../lib/cleanup.js'
 import {pruneRepository, type PruneResult} from '../../lib/repo/maintenance.js'
-import {loadTrustedSigners} from '../../lib/secrets.js'
 
 export default class Prune extends BrCommand {
   static override description = `Remove the backups a retention policy does not keep.
@@ -35,17 +33,7 @@ killed backups and restores left beside the data directories this host backed up
     const result = await pruneRepository(
       resolve(flags.path!),
       {keepDaily: flags['keep-daily'], keepLast: flags['keep-last'], keepWeekly: flags['keep-weekly']},
-      {
-        cache: new ManifestCache(join(this.config.cacheDir, 'manifests')),
-        dryRun: flags['dry-run'],
-        onWarning: (message) => this.warn(message),
-        signers: await loadTrustedSigners({
-          env: process.env,
-          trustedSigners: flags['trusted-signer'],
-          writerKeyFile: flags['writer-key'],
-        }),
-        waitLockSeconds: flags['wait-lock'],
-      },
+      {...(await this.writerOptions(flags)), dryRun: flags['dry-run']},
     )
     if (!this.jsonEnabled()) {
       const verb = result.dryRun ? 'would remove' : 'removed'
