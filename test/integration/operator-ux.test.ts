@@ -75,6 +75,32 @@ describe('latest', () => {
     expect(JSON.parse(r.stdout)).toMatchObject({id: ids.incA})
   })
 
+  it('restore latest into another path: the newest backup when the repository holds one data dir, refused when it holds several', async () => {
+    const single = join(tmp.path, 'single-repo')
+    const source = join(tmp.path, 'single-data')
+    await makeSmallDataDir(source)
+    const made = await runCli([
+      'br',
+      'backup',
+      '--path',
+      single,
+      '--data-dir',
+      source,
+      '--no-encrypt',
+      '--json',
+      ...NO_SQL,
+    ])
+    expect(made.code, made.stderr).toBe(0)
+    const elsewhere = join(tmp.path, 'dr-host', 'mo-data')
+    const args = ['br', 'restore', 'latest', '--data-dir', elsewhere, '--dry-run', '--json', ...NO_SQL]
+    const r = await runCli([...args, '--path', single])
+    expect(r.code, r.stderr).toBe(0)
+    expect(JSON.parse(r.stdout)).toMatchObject({id: JSON.parse(made.stdout).id})
+    const several = await runCli([...args, '--path', repo])
+    expect(several.code, several.stdout).toBe(2)
+    expect(JSON.parse(several.stdout).error.message).toContain('nothing is latest')
+  })
+
   it("backup --base latest builds on the newest backup of --data-dir; mo_br's --restore_dir filesystem is accepted", async () => {
     const r = await runCli([
       'br',

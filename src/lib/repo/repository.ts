@@ -233,7 +233,10 @@ export class Repository {
 
   private async latestId(dataDir?: string): Promise<string> {
     const {records} = await this.scanBackups()
-    const latest = records.findLast((r) => dataDir === undefined || r.source.dataDir === dataDir)
+    // A repository that holds the backups of one data dir only: its newest is latest wherever it
+    // is restored (a disaster-recovery host may put mo-data elsewhere).
+    const oneSource = new Set(records.map((r) => r.source.dataDir)).size === 1
+    const latest = records.findLast((r) => dataDir === undefined || oneSource || r.source.dataDir === dataDir)
     if (!latest) {
       throw dataDir === undefined
         ? usageError(`no complete backup in ${this.path}: nothing is latest`, 'take a backup first (`moctl br backup`)')
