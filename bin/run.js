@@ -7,7 +7,6 @@ import {execute} from '@oclif/core'
 import {dirname, join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 
-// eslint-disable-next-line import/no-unresolved -- dist/ is what `npm run build` writes; lint runs before it on a clean clone
 import {redactDebugOutput} from '../dist/debug-redaction.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
