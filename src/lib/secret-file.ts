@@ -44,28 +44,30 @@ export function readSecretLine(file: string, what: string): string {
  * A small secret file's whole text (a key file: comments and key lines), with the same care:
  * a regular file only, at most MAX_SECRET_BYTES, errors naming the file and never its content.
  */
-export function readSecretText(file: string, what: string): string {
+export function readSecretText(file: string, what: string, options: {shownAs?: string} = {}): string {
+  // `shownAs`: how messages name the file when its path may itself be a secret (an environment value).
+  const shown = options.shownAs ?? `${what} ${file}`
   let fd: number
   try {
     // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer, for ever.
     // eslint-disable-next-line no-bitwise -- open(2) flags are a bit set
     fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY)
   } catch (error) {
-    throw openError(error, file, what)
+    throw openError(error, shown, options.shownAs ? 'the file' : file)
   }
 
   try {
     const stat = fstatSync(fd)
     if (!stat.isFile()) {
       throw usageError(
-        `${what} ${file} is ${kindOf(stat)}, not a regular file`,
+        `${shown} is ${kindOf(stat)}, not a regular file`,
         `write the secret into a regular file (mode 0600) and pass its path`,
       )
     }
 
     if (stat.size > MAX_SECRET_BYTES) {
       throw usageError(
-        `${what} ${file} is ${stat.size} bytes, more than a secret or key file holds (${MAX_SECRET_BYTES})`,
+        `${shown} is ${stat.size} bytes, more than a secret or key file holds (${MAX_SECRET_BYTES})`,
         'check the path: it should name a small key or secret file',
       )
     }
@@ -76,7 +78,7 @@ export function readSecretText(file: string, what: string): string {
       const n = readSync(fd, buffer, length, buffer.length - length, null)
       if (n === 0) break
       length += n
-      if (length > MAX_SECRET_BYTES) throw usageError(`${what} ${file} is too large for a secret or key file`)
+      if (length > MAX_SECRET_BYTES) throw usageError(`${shown} is too large for a secret or key file`)
     }
 
     return buffer.subarray(0, length).toString('utf8')
@@ -85,7 +87,8 @@ export function readSecretText(file: string, what: string): string {
   }
 }
 
-function openError(error: unknown, file: string, what: string): BrError {
+/** `shown` names the file in the message, `file` in the hint ("the file" when its path must not be printed). */
+function openError(error: unknown, shown: string, file: string): BrError {
   const {code} = error as NodeJS.ErrnoException
   const why =
     code === 'ENOENT'
@@ -95,12 +98,12 @@ function openError(error: unknown, file: string, what: string): BrError {
         : code === 'ENOTDIR'
           ? 'a part of the path is not a directory'
           : (code ?? 'cannot open it')
-  return new BrError('usage', `cannot read ${what} ${file}: ${why}`, {
+  return new BrError('usage', `cannot read ${shown}: ${why}`, {
     cause: error,
     suggestions: [
       code === 'EACCES' || code === 'EPERM'
         ? `let the user running the command read it (chmod 600 ${file}, owned by that user)`
-        : 'check the path: the file must hold the secret on one line',
+        : 'check the path: it must name a readable regular file',
     ],
   })
 }

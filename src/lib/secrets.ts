@@ -13,7 +13,7 @@
 import type {DecryptOptions, EncryptOptions} from './archive/types.js'
 
 import {checkRecipients} from './archive/age.js'
-import {BrError, usageError} from './errors.js'
+import {usageError} from './errors.js'
 import {readSecretLine, readSecretText} from './secret-file.js'
 import {isSigner, parseSigner, parseSigningSecret, SIGNING_SECRET_RE, type SigningKey} from './signing.js'
 
@@ -50,7 +50,7 @@ export async function loadDecryptOptions(src: SecretSources): Promise<ReadKeys> 
   const identities: string[] = []
   // A reader's signers: its own flags and key files; never the writer key (a backup host's variable).
   const signers = flagAndEnvSigners(src)
-  const texts = await Promise.all((src.identityFiles ?? []).map((file) => readSecretFile(file, '--identity file')))
+  const texts = await Promise.all((src.identityFiles ?? []).map((file) => readSecretText(file, '--identity file')))
   for (const [i, text] of texts.entries()) {
     const parsed = parseReaderKey(text, src.identityFiles![i])
     identities.push(...parsed.identities)
@@ -61,7 +61,7 @@ export async function loadDecryptOptions(src: SecretSources): Promise<ReadKeys> 
   if (identities.length === 0 && envIdentity) {
     const parsed = looksLikeKeyText(envIdentity)
       ? parseReaderKey(envIdentity, 'MOCTL_BR_IDENTITY')
-      : parseReaderKey(await readEnvFile(envIdentity, 'MOCTL_BR_IDENTITY'), envSource(envIdentity, 'MOCTL_BR_IDENTITY'))
+      : parseReaderKey(readEnvFile(envIdentity, 'MOCTL_BR_IDENTITY'), envSource(envIdentity, 'MOCTL_BR_IDENTITY'))
     identities.push(...parsed.identities)
     signers.push(...parsed.signers)
   }
@@ -131,7 +131,7 @@ export async function loadEncryptOptions(src: SecretSources): Promise<WriteKeys>
 /** --recipient, the writer key's, --recipients-file, else MOCTL_BR_RECIPIENT; each checked. */
 async function loadRecipients(src: SecretSources, fromWriterKey: string[]): Promise<string[]> {
   const recipients = [...(src.recipients ?? []), ...fromWriterKey]
-  const texts = await Promise.all((src.recipientsFiles ?? []).map((file) => readSecretFile(file, '--recipients-file')))
+  const texts = await Promise.all((src.recipientsFiles ?? []).map((file) => readSecretText(file, '--recipients-file')))
   for (const [i, text] of texts.entries()) recipients.push(...parseRecipients(text, src.recipientsFiles![i]))
   if (recipients.length === 0 && !src.passphraseFile && src.env.MOCTL_BR_RECIPIENT) {
     recipients.push(...src.env.MOCTL_BR_RECIPIENT.split(/[\s,]+/).filter(Boolean))
@@ -146,7 +146,7 @@ async function loadRecipients(src: SecretSources, fromWriterKey: string[]): Prom
 /** --writer-key, else MOCTL_BR_WRITER_KEY (a file, or the key file's text itself) unless another key was chosen. */
 async function loadWriterKey(src: SecretSources): Promise<null | {recipients: string[]; signing: SigningKey}> {
   if (src.writerKeyFile)
-    return parseWriterKey(await readSecretFile(src.writerKeyFile, '--writer-key file'), src.writerKeyFile)
+    return parseWriterKey(await readSecretText(src.writerKeyFile, '--writer-key file'), src.writerKeyFile)
   const env = src.env.MOCTL_BR_WRITER_KEY
   // Flags win over the environment: a key chosen on the command line (or MOCTL_BR_PASSPHRASE) sets it aside.
   const otherKey =
@@ -156,7 +156,7 @@ async function loadWriterKey(src: SecretSources): Promise<null | {recipients: st
   if (!env || otherKey) return null
   return looksLikeKeyText(env)
     ? parseWriterKey(env, 'MOCTL_BR_WRITER_KEY')
-    : parseWriterKey(await readEnvFile(env, 'MOCTL_BR_WRITER_KEY'), envSource(env, 'MOCTL_BR_WRITER_KEY'))
+    : parseWriterKey(readEnvFile(env, 'MOCTL_BR_WRITER_KEY'), envSource(env, 'MOCTL_BR_WRITER_KEY'))
 }
 
 function checkRecipient(r: string): void {
@@ -195,42 +195,9 @@ function envSource(value: string, variable: string): string {
     : `the file ${variable} names`
 }
 
-async function readEnvFile(value: string, variable: string): Promise<string> {
-  try {
-    return readSecretText(value, variable)
-  } catch (error) {
-    // The message of readSecretText names the value as a path: it may be a secret, so say it again without it.
-    const {code} = ((error as Error).cause ?? {}) as NodeJS.ErrnoException
-    const why = code ? describeCode(code, error) : 'it is not a small regular file'
-    throw new BrError('usage', `cannot read ${envSource(value, variable)}: ${why}`, {
-      cause: error,
-      suggestions: [`set ${variable} to the path of a key file (or to the key itself)`],
-    })
-  }
-}
-
-async function readSecretFile(file: string, what: string): Promise<string> {
-  return readSecretText(file, what)
-}
-
-function describeCode(code: string | undefined, error: unknown): string {
-  switch (code) {
-    case 'EACCES': {
-      return 'permission denied'
-    }
-
-    case 'EISDIR': {
-      return 'it is a directory'
-    }
-
-    case 'ENOENT': {
-      return 'no such file'
-    }
-
-    default: {
-      return code ?? String(error)
-    }
-  }
+function readEnvFile(value: string, variable: string): string {
+  // The value may be a mistyped secret rather than a path: messages name the variable, not it.
+  return readSecretText(value, variable, {shownAs: envSource(value, variable)})
 }
 
 async function readPassphrase(file: string): Promise<string> {
