@@ -1,0 +1,202 @@
+/**
+ * The golden repositories (test/fixtures/golden, made once by its make.mjs, which says how each
+ * was made): every later version of moctl br must read them. Each golden backup verifies and
+ * restores, with bin/run.js as a process, to the tree its source had, byte for byte, with its
+ * modes and mtimes; each corrupted copy fails with exit 3 and a message naming what is wrong,
+ * leaving no target behind; `list --json` gives back the committed records. A change that stops
+ * reading record format 1 or 2, the manifests or archives of today fails here.
+ *
+ * The fixture folder is copied to a temp dir first: nothing is ever written into test/fixtures.
+ */
+import {chmod, cp, lstat, readdir, readFile} from 'node:fs/promises'
+import {join} from 'node:path'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+
+import {ROOT, runCli, tempDir} from '../helpers/cli.js'
+import {treeHashes} from '../helpers/tree.js'
+
+interface Golden {
+  id: string
+  keys: 'identity' | 'passphrase' | 'reader'
+  repo: string
+  version: string
+}
+interface Expected {
+  corrupt: Record<string, Omit<Golden, 'version'> & {what: string}>
+  goldens: Record<string, Golden>
+  versions: Record<string, {hashes: Record<string, string>; meta: Record<string, {mode: number; mtimeMs: number}>}>
+}
+
+const FIXTURE = join(ROOT, 'test', 'fixtures', 'golden')
+const expected = JSON.parse(await readFile(join(FIXTURE, 'expected.json'), 'utf8')) as Expected
+
+let tmp: {cleanup: () => Promise<void>; path: string}
+let golden: string
+const env = (): NodeJS.ProcessEnv => ({XDG_CACHE_HOME: join(tmp.path, 'cache')})
+
+function keyArgs(keys: Golden['keys']): string[] {
+  const dir = join(golden, 'keys')
+  if (keys === 'passphrase') return ['--passphrase-file', join(dir, 'test-only-passphrase.txt')]
+  return ['--identity', join(dir, keys === 'reader' ? 'test-only-reader.key' : 'test-only-identity.key')]
+}
+
+const verify = (g: Omit<Golden, 'version'>) =>
+  runCli(['br', 'verify', g.id, '--path', join(golden, g.repo), ...keyArgs(g.keys), '--quiet'], {env: env()})
+
+const restore = (g: Omit<Golden, 'version'>, target: string) =>
+  runCli(
+    [
+      'br',
+      'restore',
+      g.id,
+      '--path',
+      join(golden, g.repo),
+      ...keyArgs(g.keys),
+      '--data-dir',
+      target,
+      '--service',
+      'none',
+      '--port',
+      '1',
+      '--quiet',
+    ],
+    {env: env()},
+  )
+
+/** Modes and mtimes as make.mjs recorded them: the data dir itself is '', directories end in '/'. */
+async function metaOf(root: string, hashes: Record<string, string>): Promise<Record<string, unknown>> {
+  const out: Record<string, unknown> = {}
+  for (const key of ['', ...Object.keys(hashes)]) {
+    if (hashes[key]?.startsWith('-> ')) continue
+
+    const info = await lstat(join(root, key))
+    out[key] = {mode: info.mode & 0o7777, mtimeMs: info.mtimeMs}
+  }
+
+  return out
+}
+
+beforeAll(async () => {
+  tmp = await tempDir('moctl-br-golden-')
+  golden = join(tmp.path, 'golden')
+  await cp(FIXTURE, golden, {recursive: true})
+  // git keeps 0644; the key files are refused unless private.
+  for (const name of await readdir(join(golden, 'keys'))) await chmod(join(golden, 'keys', name), 0o600)
+})
+
+afterAll(async () => {
+  await tmp?.cleanup()
+})
+
+describe('the golden fixtures are what make.mjs says', () => {
+  it('hold a format-1 unsigned record, format-2 records, a signed one and a default-work-factor passphrase one', async () => {
+    const record = async (name: string) =>
+      JSON.parse(
+        await readFile(
+          join(golden, expected.goldens[name].repo, 'backups', expected.goldens[name].id, 'backup.json'),
+          'utf8',
+        ),
+      )
+    expect(await record('format1')).toMatchObject({format: 1})
+    expect(await record('format1')).not.toHaveProperty('signature')
+    expect(await record('full')).toMatchObject({format: 2, signature: null})
+    expect((await record('signed')).signature).toMatchObject({alg: 'ed25519'})
+    expect(await record('chain-incremental-2')).toMatchObject({
+      chain: [
+        expected.goldens['chain-full'].id,
+        expected.goldens['chain-incremental-1'].id,
+        expected.goldens['chain-incremental-2'].id,
+      ],
+      type: 'incremental',
+    })
+    const pass = expected.goldens.passphrase
+    const header = await readFile(join(golden, pass.repo, 'backups', pass.id, 'data.tar.zst.age'), 'latin1')
+    // age's scrypt stanza names its work factor; 18 is the default, never weakened for a golden.
+    expect(header.split('\n')[1]).toMatch(/^-> scrypt \S+ 18$/)
+  })
+
+  it('are small', async () => {
+    const du = async (dir: string): Promise<number> => {
+      let n = 0
+      for (const e of await readdir(dir, {withFileTypes: true})) {
+        n += e.isDirectory() ? await du(join(dir, e.name)) : (await lstat(join(dir, e.name))).size
+      }
+
+      return n
+    }
+
+    expect(await du(FIXTURE)).toBeLessThan(512 * 1024)
+  })
+})
+
+describe('every golden backup verifies and restores byte for byte', () => {
+  for (const [name, g] of Object.entries(expected.goldens)) {
+    it(`${name} (${g.repo}, ${g.version})`, async () => {
+      const v = await verify(g)
+      expect(v.code, v.stderr).toBe(0)
+      const target = join(tmp.path, 'restored', name)
+      const r = await restore(g, target)
+      expect(r.code, r.stderr).toBe(0)
+      // Signed and passphrase backups are authenticated and say nothing; the others say so, and nothing else.
+      if (g.keys === 'identity') expect(r.stderr).toMatch(/^Warning: authenticity not checked for [^\n]+\n$/)
+      else expect(r.stderr + v.stderr).toBe('')
+
+      const want = expected.versions[g.version]
+      const got = await treeHashes(target)
+      expect(got).toEqual(want.hashes)
+      const meta: Record<string, unknown> = {...want.meta}
+      const gotMeta = await metaOf(target, want.hashes)
+      if (name === 'format1') {
+        // Made before the data dir's own metadata was recorded: it is the staging dir's 0700, as before.
+        expect(gotMeta['']).toMatchObject({mode: 0o700})
+        delete meta['']
+        delete gotMeta['']
+      }
+
+      expect(gotMeta).toEqual(meta)
+    })
+  }
+})
+
+describe('list --json gives back the committed records', () => {
+  for (const repo of new Set(Object.values(expected.goldens).map((g) => g.repo))) {
+    it(repo, async () => {
+      const r = await runCli(['br', 'list', '--path', join(golden, repo), '--json'], {env: env()})
+      expect(r.code, r.stderr).toBe(0)
+      const ids = (await readdir(join(golden, repo, 'backups'))).sort()
+      const records = await Promise.all(
+        ids.map(async (id) => JSON.parse(await readFile(join(golden, repo, 'backups', id, 'backup.json'), 'utf8'))),
+      )
+      expect(JSON.parse(r.stdout)).toEqual(records)
+    })
+  }
+})
+
+describe('every corrupted copy fails with exit 3, naming what is wrong', () => {
+  const messages: Record<string, RegExp> = {
+    'edited-manifest': /backup \S+: the manifest inside the archive differs from manifest\.age/,
+    'edited-record': /backup \S+: backup\.json was changed after the backup was written/,
+    'flipped-archive': /backup \S+: archive does not match the SHA-256 in its record/,
+    'truncated-archive': /backup \S+: archive data\.tar\.zst\.age is \d+ bytes, its record says \d+/,
+  }
+
+  it('covers every corrupted copy', () => {
+    expect(Object.keys(expected.corrupt).sort()).toEqual(Object.keys(messages).sort())
+  })
+
+  for (const [name, c] of Object.entries(expected.corrupt)) {
+    it(`${name}: ${c.what}`, async () => {
+      const v = await verify(c)
+      expect(v.code, v.stderr).toBe(3)
+      expect(v.stderr).toMatch(messages[name])
+      expect(v.stderr).toContain(c.id)
+
+      const parent = join(tmp.path, 'corrupt-restore', name)
+      const r = await restore(c, join(parent, 'mo-data'))
+      expect(r.code, r.stderr).toBe(3)
+      expect(r.stderr).toMatch(messages[name])
+      // Refused before or while extracting: no target, no staging left beside it.
+      expect(await readdir(parent).catch(() => [])).toEqual([])
+    })
+  }
+})
