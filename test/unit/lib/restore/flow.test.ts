@@ -269,11 +269,13 @@ describe('restoreFlow', () => {
   describe('Ctrl-C (the signal aborted) at each phase: rolled back, exit 130', () => {
     /** where to abort: a service call (the call then fails as an interrupted one does, or returns) or a step's end */
     const phases: Array<{
-      at: {call: ServiceCall; fails: boolean} | {stepEnd: string} | {stepStart: string}
+      at: {call: ServiceCall; fails: boolean} | {progress: string} | {stepEnd: string} | {stepStart: string}
       calls: string[]
       name: string
     }> = [
       {at: {stepStart: 'Extract and verify'}, calls: [], name: 'before extracting'},
+      // The first file's first bytes report progress: the abort lands mid-archive, staging half written.
+      {at: {progress: 'Extract and verify'}, calls: [], name: 'while extracting'},
       // The lib does not start a service whose stop was cut short: src/service.ts's stop does, if it went down.
       {at: {call: 'stop', fails: true}, calls: ['stop@previous'], name: 'during the stop'},
       {
@@ -317,13 +319,19 @@ describe('restoreFlow', () => {
           }
         }
 
+        let progressed = false
         const onEvent = (e: FlowEvent) => {
           if ('stepStart' in at && e.type === 'start' && e.step === at.stepStart) controller.abort()
           if ('stepEnd' in at && e.type === 'end' && e.step === at.stepEnd) controller.abort()
+          if ('progress' in at && e.type === 'progress' && e.step === at.progress) {
+            progressed = true
+            controller.abort()
+          }
         }
 
         const {error} = await restore(c, {onEvent, signal: controller.signal})
         expect(error?.exitCode).toBe(ExitCode.interrupted)
+        expect(progressed).toBe('progress' in at)
         expect(error?.message).toBe('interrupted; what was done so far was rolled back')
         expect(c.service.summary).toEqual(phase.calls)
         // Every call after the abort is the rollback's: none gets the aborted signal, or it would be cut short.
