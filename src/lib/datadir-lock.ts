@@ -166,7 +166,7 @@ export async function lockDataDir(dataDir: string, options: DataDirLockOptions):
       Object.assign(state, change)
       const next = encode(state)
       // Ours alone while we live: nobody takes over a lock whose process runs.
-      await backend.writeBuffer(key, next)
+      await backend.save(key, next)
       bytes = next
     },
   }
@@ -176,7 +176,7 @@ export async function lockDataDir(dataDir: string, options: DataDirLockOptions):
 export async function readDataDirLock(paths: DataDirPaths): Promise<undefined | {bytes: Buffer; state?: DataDirState}> {
   let bytes: Buffer
   try {
-    bytes = await new FsBackend(paths.parent).readBuffer(lockName(paths.name))
+    bytes = await new FsBackend(paths.parent).load(lockName(paths.name))
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
     if (isBrError(error)) return {bytes: Buffer.alloc(0)} // a FIFO or a huge file: damaged

@@ -21,6 +21,7 @@ import type {Repository} from './repository.js'
 
 import {BrError, isBrError, throwIfAborted} from '../errors.js'
 import {formatDuration} from '../format.js'
+import {isMissing} from './backend.js'
 
 export const LOCK_FILE = 'lock.json'
 /** A lock from another host cannot be checked for life; after this long it is presumed dead. */
@@ -153,7 +154,7 @@ const lockPath = (repo: Repository) => `${repo.path}/${LOCK_FILE}`
 async function readLock(repo: Repository): Promise<undefined | {bytes: Buffer; holder?: LockHolder}> {
   let bytes: Buffer
   try {
-    bytes = await repo.backend.readBuffer(LOCK_FILE)
+    bytes = await repo.backend.load(LOCK_FILE)
   } catch (error) {
     // A FIFO, a directory, a huge file: refused unread by the backend, and never a lock of ours.
     if (isBrError(error)) {
@@ -163,8 +164,7 @@ async function readLock(repo: Repository): Promise<undefined | {bytes: Buffer; h
     }
 
     // Gone: released, or being taken over. Whatever is there by now, the caller's next attempt sees.
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
-    if (!(await repo.backend.exists(LOCK_FILE))) return undefined
+    if (isMissing(error)) return undefined
     throw error
   }
 
