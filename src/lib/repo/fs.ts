@@ -17,7 +17,16 @@
  * regular file, or a file over the read's bound, is refused before a byte of it is read.
  */
 import {randomBytes} from 'node:crypto'
-import {closeSync, constants, createReadStream, createWriteStream, fstatSync, openSync, type Stats} from 'node:fs'
+import {
+  closeSync,
+  constants,
+  createReadStream,
+  createWriteStream,
+  type Dirent,
+  fstatSync,
+  openSync,
+  type Stats,
+} from 'node:fs'
 import {link, lstat, mkdir, open, readdir, rename, rm, stat, unlink, writeFile} from 'node:fs/promises'
 import {dirname, resolve, sep} from 'node:path'
 import {Readable} from 'node:stream'
@@ -213,33 +222,42 @@ export class FsBackend implements RepoBackend {
     const leftovers: ObjectInfo[] = []
     /** Visits a folder; resolves to how many entries it has. */
     const visit = async (dirKey: string): Promise<number> => {
-      let names: string[]
+      let entries: Dirent[]
       try {
-        names = await readdir(this.path(dirKey))
+        entries = await readdir(this.path(dirKey), {withFileTypes: true})
       } catch (error) {
         const {code} = error as NodeJS.ErrnoException
         if (code === 'ENOENT' || code === 'ENOTDIR') return 0
         throw error
       }
 
-      for (const name of names) {
+      // Only the folders on the way to the prefix, and everything under it.
+      const wanted = entries.filter(({name}) => {
         const key = `${dirKey}${name}`
-        // Only the folders on the way to the prefix, and everything under it.
-        if (!key.startsWith(prefix) && !prefix.startsWith(`${key}/`)) continue
-        // eslint-disable-next-line no-await-in-loop -- one entry after another: a listing, not a hot path
-        const info = await lstat(this.path(key)).catch(() => null)
-        if (!info) continue // removed meanwhile
-        if (info.isDirectory()) {
-          // eslint-disable-next-line no-await-in-loop
-          const entries = await visit(`${key}/`)
-          if (entries === 0 && key.startsWith(prefix))
-            leftovers.push({key: `${key}/`, modifiedMs: info.mtimeMs, size: 0})
-        } else if (key.startsWith(prefix)) {
-          ;(TEMP_NAME.test(name) ? leftovers : objects).push({key, modifiedMs: info.mtimeMs, size: info.size})
-        }
+        return key.startsWith(prefix) || prefix.startsWith(`${key}/`)
+      })
+      // A few entries at a time: a repository of thousands of backups is thousands of folders.
+      for (let i = 0; i < wanted.length; i += 16) {
+        // eslint-disable-next-line no-await-in-loop -- one batch after another
+        await Promise.all(
+          wanted.slice(i, i + 16).map(async (entry) => {
+            const key = `${dirKey}${entry.name}`
+            if (entry.isDirectory()) {
+              if ((await visit(`${key}/`)) > 0 || !key.startsWith(prefix)) return
+              const info = await lstat(this.path(key)).catch(() => null)
+              if (info) leftovers.push({key: `${key}/`, modifiedMs: info.mtimeMs, size: 0})
+              return
+            }
+
+            if (!key.startsWith(prefix)) return
+            const info = await lstat(this.path(key)).catch(() => null)
+            if (!info) return // removed meanwhile
+            ;(TEMP_NAME.test(entry.name) ? leftovers : objects).push({key, modifiedMs: info.mtimeMs, size: info.size})
+          }),
+        )
       }
 
-      return names.length
+      return entries.length
     }
 
     // Start at the deepest folder the prefix names: the rest of the tree cannot match.

@@ -14,7 +14,7 @@ import {PassThrough, type Readable, type Writable} from 'node:stream'
 import {BrError, usageError} from '../errors.js'
 import {TOOL} from '../tool.js'
 import {backendFor} from './backend-for.js'
-import {type LoadOptions, MAX_MANIFEST_BYTES, type RepoBackend} from './backend.js'
+import {type LoadOptions, MAX_MANIFEST_BYTES, type ObjectInfo, type RepoBackend} from './backend.js'
 import {backupIdOf, backupPrefix, BACKUPS_PREFIX, objectKey, RECORD_FILE, REPO_INFO_KEY} from './paths.js'
 import {parseRecord} from './record.js'
 import {type BackupRecord, REPO_FORMAT, type RepoInfo} from './types.js'
@@ -120,11 +120,12 @@ export class Repository {
   /** Folders without a record: crashed or still running backups, with how long since they were touched. */
   async listIncomplete(): Promise<{ageMs: number; id: string}[]> {
     // What a crashed backup left may be objects (a whole archive) or only leftovers (a killed save).
-    const found = [
-      ...(await this.backend.list(`${BACKUPS_PREFIX}/`)),
-      ...(await this.backend.listLeftovers(`${BACKUPS_PREFIX}/`)),
-    ]
-    const complete = new Set(await this.completeIds())
+    const [objects, leftovers] = await Promise.all([
+      this.backend.list(`${BACKUPS_PREFIX}/`),
+      this.backend.listLeftovers(`${BACKUPS_PREFIX}/`),
+    ])
+    const complete = new Set(completeIdsOf(objects))
+    const found = [...objects, ...leftovers]
     const touched = new Map<string, number>()
     for (const {key, modifiedMs} of found) {
       const id = backupIdOf(key)
@@ -249,11 +250,7 @@ export class Repository {
   }
 
   private async completeIds(): Promise<string[]> {
-    // A record that is not a regular file (a FIFO) is listed: its backup counts, and reads as damaged.
-    const keys = await this.backend.list(`${BACKUPS_PREFIX}/`)
-    return keys
-      .filter(({key}) => key === objectKey(backupIdOf(key) ?? '', RECORD_FILE))
-      .map(({key}) => backupIdOf(key)!)
+    return completeIdsOf(await this.backend.list(`${BACKUPS_PREFIX}/`))
   }
 
   private async latestId(dataDir?: string): Promise<string> {
@@ -277,4 +274,12 @@ export class Repository {
   private async readRecord(id: string): Promise<BackupRecord> {
     return parseRecord((await this.backend.load(objectKey(id, RECORD_FILE))).toString('utf8'), id)
   }
+}
+
+/** The backups of a listing of backups/ that have a record. */
+function completeIdsOf(objects: ObjectInfo[]): string[] {
+  // A record that is not a regular file (a FIFO) is listed: its backup counts, and reads as damaged.
+  return objects
+    .filter(({key}) => key === objectKey(backupIdOf(key) ?? '', RECORD_FILE))
+    .map(({key}) => backupIdOf(key)!)
 }
