@@ -25,7 +25,7 @@ import {basename, dirname, join, resolve} from 'node:path'
 
 import {BrError, isBrError} from './errors.js'
 import {FsBackend} from './repo/fs.js'
-import {type LockHolder, REFRESH_MS, staleReason} from './repo/lock.js'
+import {isLockHolder, type LockHolder, REFRESH_MS, staleReason} from './repo/lock.js'
 
 /** Where a data directory really is: the directory a symlinked data dir points to. */
 export interface DataDirPaths {
@@ -209,15 +209,9 @@ export async function readDataDirLock(paths: DataDirPaths): Promise<undefined | 
   }
 
   try {
-    const state = JSON.parse(bytes.toString('utf8')) as DataDirState
-    const valid =
-      typeof state.pid === 'number' &&
-      typeof state.host === 'string' &&
-      typeof state.command === 'string' &&
-      Array.isArray(state.scratch) &&
-      !Number.isNaN(Date.parse(state.startedAt)) &&
-      (state.refreshedAt === undefined || !Number.isNaN(Date.parse(state.refreshedAt)))
-    return {bytes, state: valid ? state : undefined}
+    const state: unknown = JSON.parse(bytes.toString('utf8'))
+    const valid = isLockHolder(state) && Array.isArray((state as DataDirState).scratch)
+    return {bytes, state: valid ? (state as DataDirState) : undefined}
   } catch {
     return {bytes}
   }

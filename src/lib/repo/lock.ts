@@ -238,17 +238,25 @@ async function readLock(repo: Repository): Promise<undefined | {bytes: Buffer; h
   }
 
   try {
-    const holder = JSON.parse(bytes.toString('utf8')) as LockHolder
-    const valid =
-      typeof holder.pid === 'number' &&
-      typeof holder.host === 'string' &&
-      typeof holder.command === 'string' &&
-      !Number.isNaN(Date.parse(holder.startedAt)) &&
-      (holder.refreshedAt === undefined || !Number.isNaN(Date.parse(holder.refreshedAt)))
-    return {bytes, holder: valid ? holder : undefined}
+    const holder: unknown = JSON.parse(bytes.toString('utf8'))
+    return {bytes, holder: isLockHolder(holder) ? holder : undefined}
   } catch {
     return {bytes}
   }
+}
+
+/** A lock's holder as this or an older version wrote it (no refreshedAt), shared with the data dir's lock. */
+export function isLockHolder(value: unknown): value is LockHolder {
+  const holder = value as LockHolder
+  return (
+    typeof holder === 'object' &&
+    holder !== null &&
+    typeof holder.pid === 'number' &&
+    typeof holder.host === 'string' &&
+    typeof holder.command === 'string' &&
+    !Number.isNaN(Date.parse(holder.startedAt)) &&
+    (holder.refreshedAt === undefined || !Number.isNaN(Date.parse(holder.refreshedAt)))
+  )
 }
 
 function pidAlive(pid: number): boolean {
