@@ -7,7 +7,9 @@
  *
  * Guarantees: two runs never both hold the lock (created with link(2), taken over through a
  * rename-aside compare, as the repository lock); a second run fails at once with exit 4 naming
- * the holder; a lock whose process is gone on this host is taken over, and what its run left is
+ * the holder; the lock is refreshed while held, and one whose process is gone on this host (or,
+ * from another host sharing the directory, not refreshed for 30 minutes) is taken over, with the
+ * repository lock's rules (repo/lock.ts `staleReason`), and what its run left is
  * handled first and said out loud: the service it stopped (with the command that starts it),
  * its scratch directories (removed: their owner is dead), and a swap it did not finish (a restore
  * that died between its two renames is undone, since the previous data is then whole and nothing
@@ -23,7 +25,7 @@ import {basename, dirname, join, resolve} from 'node:path'
 
 import {BrError, isBrError} from './errors.js'
 import {FsBackend} from './repo/fs.js'
-import {type LockHolder, staleReason} from './repo/lock.js'
+import {isLockHolder, type LockHolder, REFRESH_MS, staleReason} from './repo/lock.js'
 
 /** Where a data directory really is: the directory a symlinked data dir points to. */
 export interface DataDirPaths {
@@ -73,8 +75,10 @@ export interface DataDirLockOptions {
   backupId?: string
   /** what the holder does, e.g. 'br restore' */
   command: string
-  /** told, one line each, what a dead run left and what was done about it */
+  /** told, one line each, what a dead run left and what was done about it, and a failed refresh */
   onWarning?: (message: string) => void
+  /** how often the held lock is refreshed; default REFRESH_MS */
+  refreshMs?: number
 }
 
 /** Resolves a data dir to where it really is; a symlink (even a dangling one) is followed. */
@@ -115,6 +119,7 @@ export async function lockDataDir(dataDir: string, options: DataDirLockOptions):
     startedAt: new Date().toISOString(),
     token: randomBytes(8).toString('hex'),
   }
+  state.refreshedAt = state.startedAt
   let bytes = encode(state)
   const recovered: Recovery = {notes: [], removed: []}
   for (let attempt = 0; ; attempt++) {
@@ -153,21 +158,41 @@ export async function lockDataDir(dataDir: string, options: DataDirLockOptions):
   }
 
   let released = false
+  // One write at a time: a heartbeat and a change of state never interleave.
+  let writing: Promise<void> = Promise.resolve()
+  const write = (change: Partial<DataDirState>) => {
+    const done = writing.then(async () => {
+      Object.assign(state, change, {refreshedAt: new Date().toISOString()})
+      const next = encode(state)
+      // Ours alone while we live: nobody takes over a lock whose process runs, or that is refreshed.
+      await backend.save(key, next)
+      bytes = next
+    })
+    writing = done.catch(() => {})
+    return done
+  }
+
+  // The same heartbeat as the repository lock's (repo/lock.ts): another host's view of a shared
+  // data dir sees it refreshed, and never takes it over while this run lives.
+  const timer = setInterval(() => {
+    write({}).catch((error: unknown) =>
+      options.onWarning?.(`could not refresh the lock of ${paths.given}: ${(error as Error).message}`),
+    )
+  }, options.refreshMs ?? REFRESH_MS)
+  timer.unref()
   return {
     paths,
     recovered,
     async release() {
       if (released) return
       released = true
+      clearInterval(timer)
+      await writing
       await backend.removeIf(key, bytes)
     },
     state,
     async update(change) {
-      Object.assign(state, change)
-      const next = encode(state)
-      // Ours alone while we live: nobody takes over a lock whose process runs.
-      await backend.writeBuffer(key, next)
-      bytes = next
+      await write(change)
     },
   }
 }
@@ -176,7 +201,7 @@ export async function lockDataDir(dataDir: string, options: DataDirLockOptions):
 export async function readDataDirLock(paths: DataDirPaths): Promise<undefined | {bytes: Buffer; state?: DataDirState}> {
   let bytes: Buffer
   try {
-    bytes = await new FsBackend(paths.parent).readBuffer(lockName(paths.name))
+    bytes = await new FsBackend(paths.parent).load(lockName(paths.name))
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
     if (isBrError(error)) return {bytes: Buffer.alloc(0)} // a FIFO or a huge file: damaged
@@ -184,14 +209,9 @@ export async function readDataDirLock(paths: DataDirPaths): Promise<undefined | 
   }
 
   try {
-    const state = JSON.parse(bytes.toString('utf8')) as DataDirState
-    const valid =
-      typeof state.pid === 'number' &&
-      typeof state.host === 'string' &&
-      typeof state.command === 'string' &&
-      Array.isArray(state.scratch) &&
-      !Number.isNaN(Date.parse(state.startedAt))
-    return {bytes, state: valid ? state : undefined}
+    const state: unknown = JSON.parse(bytes.toString('utf8'))
+    const valid = isLockHolder(state) && Array.isArray((state as DataDirState).scratch)
+    return {bytes, state: valid ? (state as DataDirState) : undefined}
   } catch {
     return {bytes}
   }

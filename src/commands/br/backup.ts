@@ -11,8 +11,8 @@ import {
   excludeList,
   newBackupContext,
 } from '../../lib/backup/backup.js'
-import {ManifestCache} from '../../lib/backup/manifest-cache.js'
 import {usageError} from '../../lib/errors.js'
+import {ManifestCache} from '../../lib/repo/manifest-cache.js'
 import {loadDecryptOptions, loadEncryptOptions} from '../../lib/secrets.js'
 import {serviceControl, serviceSettingsFrom, sqlProbe} from '../../service.js'
 

@@ -25,10 +25,10 @@ import {dirname} from 'node:path'
 import {performance} from 'node:perf_hooks'
 
 import type {DecryptOptions, EncryptOptions, Manifest} from '../archive/types.js'
+import type {ManifestCache} from '../repo/manifest-cache.js'
 import type {ServiceControl} from '../service/control.js'
 import type {SqlSettings} from '../service/types.js'
 import type {Flow} from '../steps.js'
-import type {ManifestCache} from './manifest-cache.js'
 
 import {encodeManifest} from '../archive/manifest.js'
 import {checkNames, scanDataDir, type ScannedEntry} from '../archive/pack.js'

@@ -5,12 +5,12 @@
  * downtime.
  */
 import type {DecryptOptions, Manifest} from '../archive/types.js'
+import type {ManifestCache} from '../repo/manifest-cache.js'
 import type {Repository} from '../repo/repository.js'
 import type {BackupRecord} from '../repo/types.js'
-import type {ManifestCache} from './manifest-cache.js'
 
 import {usageError} from '../errors.js'
-import {readManifest} from '../restore/check.js'
+import {readManifest} from '../repo/catalog.js'
 
 export async function resolveBase(
   repo: Repository,

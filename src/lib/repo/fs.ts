@@ -1,34 +1,67 @@
 /**
- * A repository in a local directory (or a mounted NFS share).
+ * A repository in a local directory (or a mounted NFS share): each object is a file at its key's
+ * path under the root. Directories are how the files are stored, never something the repository
+ * sees: `list` walks them and gives object keys.
  *
- * Guarantees: objects are written to `<key>.tmp-<random>`, fsynced, renamed into place and the
- * directory fsynced, so a crash leaves either the old state or the whole new object, never a
- * partial one under the real name. Keys may not climb out of the root. `createExclusive` writes a
- * temp file and hard-links it into place (link fails if the name exists: atomic and exclusive, on
- * local filesystems and NFS alike, and the object is whole from the moment it is visible);
- * `removeIf` renames the object aside before comparing, so it never removes what another writer
- * put there after the comparison.
+ * Guarantees: `save` writes `<key>.tmp-<random>`, fsyncs it, renames it into place and fsyncs the
+ * directory, so a crash (kill -9, power loss) leaves either the old state or the whole new object,
+ * never a partial one under the real name; temp files are not objects (`list` skips them,
+ * `listLeftovers` names them, with empty directories, for prune). Keys may not climb out of the
+ * root. `createExclusive` writes a temp file and hard-links it into place (link fails if the name
+ * exists: atomic and exclusive, on local filesystems and NFS alike, and the object is whole from
+ * the moment it is visible); `removeIf` renames the object aside before comparing, so it never
+ * removes what another writer put there after the comparison.
  *
  * Every read opens the file non-blocking (a FIFO opens at once instead of waiting for a writer)
  * and checks the opened handle with fstat, so what is checked is what is read: anything but a
  * regular file, or a file over the read's bound, is refused before a byte of it is read.
  */
 import {randomBytes} from 'node:crypto'
-import {closeSync, constants, createReadStream, createWriteStream, fstatSync, openSync, type Stats} from 'node:fs'
+import {
+  closeSync,
+  constants,
+  createReadStream,
+  createWriteStream,
+  type Dirent,
+  fstatSync,
+  openSync,
+  type Stats,
+} from 'node:fs'
 import {link, lstat, mkdir, open, readdir, rename, rm, stat, unlink, writeFile} from 'node:fs/promises'
 import {dirname, resolve, sep} from 'node:path'
 import {Readable} from 'node:stream'
-import {finished} from 'node:stream/promises'
+import {pipeline} from 'node:stream/promises'
 
-import {integrityError} from '../errors.js'
+import {integrityError, usageError} from '../errors.js'
 import {formatBytes} from '../format.js'
-import {type AtomicWriter, MAX_SMALL_OBJECT_BYTES, type ReadOptions, type RepoBackend} from './backend.js'
+import {explainFsError} from '../fs-errors.js'
+import {type LoadOptions, MAX_SMALL_OBJECT_BYTES, type ObjectInfo, type RepoBackend} from './backend.js'
 
 // eslint-disable-next-line no-bitwise -- open(2) flags
 const READ_FLAGS = constants.O_RDONLY | constants.O_NONBLOCK
+/** What save and removeIf name their temporary files: never objects. */
+const TEMP_NAME = /\.(tmp|removing)-[\da-f]{12}$/
 
 export class FsBackend implements RepoBackend {
-  constructor(readonly root: string) {}
+  /** the root, absolute */
+  readonly root: string
+
+  constructor(readonly location: string) {
+    this.root = resolve(location)
+  }
+
+  async connect(): Promise<{exists: boolean}> {
+    try {
+      if (!(await stat(this.root)).isDirectory())
+        throw usageError(`repository ${this.location} is not a directory`, 'pass --path with a directory')
+      // Read now: a directory we may not list is said once, plainly, not at the first listing.
+      await readdir(this.root)
+      return {exists: true}
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return {exists: false}
+      throw await explainFsError(error, {paths: [{flag: '--path', path: this.location, role: 'repository'}]})
+    }
+  }
 
   async createExclusive(key: string, bytes: Uint8Array): Promise<boolean> {
     const target = this.path(key)
@@ -49,7 +82,23 @@ export class FsBackend implements RepoBackend {
     return true
   }
 
-  createReadStream(key: string, options: {signal?: AbortSignal} = {}): Readable {
+  describe(): string {
+    return `local directory ${this.root}`
+  }
+
+  async list(prefix: string): Promise<ObjectInfo[]> {
+    return (await this.walk(prefix)).objects
+  }
+
+  async listLeftovers(prefix: string): Promise<ObjectInfo[]> {
+    return (await this.walk(prefix)).leftovers
+  }
+
+  async load(key: string, options: LoadOptions = {}): Promise<Buffer> {
+    return readRegular(this.path(key), key, options.maxBytes ?? MAX_SMALL_OBJECT_BYTES)
+  }
+
+  open(key: string, options: {offset?: number; signal?: AbortSignal} = {}): Readable {
     let fd: number
     try {
       const path = this.path(key)
@@ -66,73 +115,7 @@ export class FsBackend implements RepoBackend {
       return failed
     }
 
-    return createReadStream('', {fd, highWaterMark: 1024 * 1024, signal: options.signal})
-  }
-
-  describe(): string {
-    return `local directory ${this.root}`
-  }
-
-  /** Anything at that name: a special file where an object belongs exists, and is refused when read. */
-  async exists(key: string): Promise<boolean> {
-    try {
-      await lstat(this.path(key))
-      return true
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false
-      throw error
-    }
-  }
-
-  async list(prefix: string): Promise<string[]> {
-    try {
-      return (await readdir(this.path(prefix))).sort()
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return []
-      throw error
-    }
-  }
-
-  async openWriter(key: string): Promise<AtomicWriter> {
-    const target = this.path(key)
-    await mkdir(dirname(target), {recursive: true})
-    const temp = tempName(target)
-    const stream = createWriteStream(temp, {flags: 'wx', highWaterMark: 1024 * 1024, mode: 0o600})
-    let settled = false
-    return {
-      async abort() {
-        if (settled) return
-        settled = true
-        // The stream opens its file asynchronously: wait until it is closed, or the open could
-        // land after the removal and leave the temp file behind.
-        if (!stream.closed) {
-          const closed = new Promise<void>((resolve) => {
-            stream.once('close', () => resolve())
-          })
-          stream.destroy()
-          await closed
-        }
-
-        await rm(temp, {force: true})
-      },
-      async commit() {
-        if (settled) throw new Error(`writer for ${key} already settled`)
-        settled = true
-        if (!stream.writableFinished) {
-          stream.end()
-          await finished(stream)
-        }
-
-        await fsyncPath(temp)
-        await rename(temp, target)
-        await fsyncPath(dirname(target))
-      },
-      stream,
-    }
-  }
-
-  async readBuffer(key: string, options: ReadOptions = {}): Promise<Buffer> {
-    return readRegular(this.path(key), key, options.maxBytes ?? MAX_SMALL_OBJECT_BYTES)
+    return createReadStream('', {fd, highWaterMark: 1024 * 1024, signal: options.signal, start: options.offset ?? 0})
   }
 
   async remove(key: string): Promise<void> {
@@ -166,28 +149,58 @@ export class FsBackend implements RepoBackend {
   }
 
   async removePrefix(prefix: string): Promise<void> {
-    await rm(this.path(prefix), {force: true, recursive: true})
+    // A prefix that ends a folder's name is that folder: removed whole, leftovers and all.
+    if (prefix.endsWith('/')) {
+      await rm(this.path(prefix), {force: true, recursive: true})
+      return
+    }
+
+    const {leftovers, objects} = await this.walk(prefix)
+    for (const {key} of [...objects, ...leftovers]) {
+      // eslint-disable-next-line no-await-in-loop -- one removal after another
+      await rm(this.path(key), {force: true, recursive: true})
+    }
   }
 
-  async size(key: string): Promise<null | number> {
+  async save(key: string, source: Readable | Uint8Array, options: {signal?: AbortSignal} = {}): Promise<void> {
+    const target = this.path(key)
+    await mkdir(dirname(target), {recursive: true})
+    const temp = tempName(target)
+    try {
+      if (source instanceof Uint8Array) {
+        await writeFile(temp, source, {flag: 'wx', mode: 0o600, signal: options.signal})
+      } else {
+        const out = createWriteStream(temp, {flags: 'wx', highWaterMark: 1024 * 1024, mode: 0o600})
+        try {
+          await pipeline(source, out, {signal: options.signal})
+        } finally {
+          // The stream opens its file asynchronously: wait until it is closed, or the open could
+          // land after the removal below and leave the temp file behind.
+          if (!out.closed)
+            await new Promise<void>((resolve) => {
+              out.once('close', () => resolve())
+            })
+        }
+      }
+
+      await fsyncPath(temp)
+      await rename(temp, target)
+    } catch (error) {
+      await rm(temp, {force: true})
+      throw error
+    }
+
+    await fsyncPath(dirname(target))
+  }
+
+  async stat(key: string): Promise<null | ObjectInfo> {
     try {
       const info = await stat(this.path(key))
       // A FIFO or a directory where an object belongs is not "missing": say what it is.
       if (!info.isFile()) throw notRegular(key, info)
-      return info.size
+      return {key, modifiedMs: info.mtimeMs, size: info.size}
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null
-      throw error
-    }
-  }
-
-  async writeBuffer(key: string, bytes: Uint8Array): Promise<void> {
-    const writer = await this.openWriter(key)
-    try {
-      writer.stream.end(bytes)
-      await writer.commit()
-    } catch (error) {
-      await writer.abort()
       throw error
     }
   }
@@ -197,6 +210,60 @@ export class FsBackend implements RepoBackend {
     if (path !== this.root && !path.startsWith(this.root + sep))
       throw new Error(`repository key ${key} escapes the repository`)
     return path
+  }
+
+  /**
+   * The objects and leftovers whose keys start with `prefix`, sorted by key: files (and special
+   * files, which reads refuse) are objects, temp files and empty directories are leftovers
+   * (an empty directory's key ends in '/').
+   */
+  private async walk(prefix: string): Promise<{leftovers: ObjectInfo[]; objects: ObjectInfo[]}> {
+    const objects: ObjectInfo[] = []
+    const leftovers: ObjectInfo[] = []
+    /** Visits a folder; resolves to how many entries it has. */
+    const visit = async (dirKey: string): Promise<number> => {
+      let entries: Dirent[]
+      try {
+        entries = await readdir(this.path(dirKey), {withFileTypes: true})
+      } catch (error) {
+        const {code} = error as NodeJS.ErrnoException
+        if (code === 'ENOENT' || code === 'ENOTDIR') return 0
+        throw error
+      }
+
+      // Only the folders on the way to the prefix, and everything under it.
+      const wanted = entries.filter(({name}) => {
+        const key = `${dirKey}${name}`
+        return key.startsWith(prefix) || prefix.startsWith(`${key}/`)
+      })
+      // A few entries at a time: a repository of thousands of backups is thousands of folders.
+      for (let i = 0; i < wanted.length; i += 16) {
+        // eslint-disable-next-line no-await-in-loop -- one batch after another
+        await Promise.all(
+          wanted.slice(i, i + 16).map(async (entry) => {
+            const key = `${dirKey}${entry.name}`
+            if (entry.isDirectory()) {
+              if ((await visit(`${key}/`)) > 0 || !key.startsWith(prefix)) return
+              const info = await lstat(this.path(key)).catch(() => null)
+              if (info) leftovers.push({key: `${key}/`, modifiedMs: info.mtimeMs, size: 0})
+              return
+            }
+
+            if (!key.startsWith(prefix)) return
+            const info = await lstat(this.path(key)).catch(() => null)
+            if (!info) return // removed meanwhile
+            ;(TEMP_NAME.test(entry.name) ? leftovers : objects).push({key, modifiedMs: info.mtimeMs, size: info.size})
+          }),
+        )
+      }
+
+      return entries.length
+    }
+
+    // Start at the deepest folder the prefix names: the rest of the tree cannot match.
+    await visit(prefix.slice(0, prefix.lastIndexOf('/') + 1))
+    const byKey = (a: ObjectInfo, b: ObjectInfo) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)
+    return {leftovers: leftovers.sort(byKey), objects: objects.sort(byKey)}
   }
 }
 

@@ -5,12 +5,19 @@
  *
  * Guarantees: the lock is created with the backend's `createExclusive`, so two writers never both
  * hold it, and it is whole from the moment it is visible; a second writer fails at once with exit
- * 4 naming the holder, or polls for up to `waitSeconds`; a stale lock (its process is gone on this
- * host, or it is older than STALE_AFTER_MS and from another host, whose processes we cannot see)
- * is taken over with a warning, through `removeIf`, which only removes that very lock, so two
- * takers cannot both win; unlock removes the lock only while it is still ours.
- * Not: a lease. A holder that hangs keeps the lock until someone ends it; a holder presumed dead
- * on another host after six hours loses it. Readers (verify, restore, list) take no lock.
+ * 4 naming the holder, or polls for up to `waitSeconds`. While held, the lock is refreshed (a
+ * heartbeat every REFRESH_MS rewrites it, atomically, with a new `refreshedAt`), after checking
+ * that it still holds our bytes; a refresh that fails is told through `onRefreshError` (default:
+ * `onWarning`), never swallowed, and the next beat tries again. A stale lock is taken over with a
+ * warning, through `removeIf`, which only removes that very lock, so two takers cannot both win:
+ * on this host, when its process is gone (the pid says more than a clock); from another host,
+ * whose processes we cannot see, when it was not refreshed for STALE_AFTER_MS (30 minutes, as
+ * restic). A lock written by an older version has no `refreshedAt`: its `startedAt` counts.
+ * Unlock stops the heartbeat and removes the lock only while it is still ours.
+ * Not: a lease. A holder on this host that hangs keeps the lock until someone ends it; between a
+ * refresh's check and its rewrite another host could take over a lock that had gone 30 minutes
+ * unrefreshed (the next refresh then says the lock was lost). Readers (verify, restore, list) take
+ * no lock.
  */
 import {randomBytes} from 'node:crypto'
 import {readFileSync} from 'node:fs'
@@ -21,10 +28,13 @@ import type {Repository} from './repository.js'
 
 import {BrError, isBrError, throwIfAborted} from '../errors.js'
 import {formatDuration} from '../format.js'
+import {isMissing} from './backend.js'
 
 export const LOCK_FILE = 'lock.json'
-/** A lock from another host cannot be checked for life; after this long it is presumed dead. */
-export const STALE_AFTER_MS = 6 * 60 * 60 * 1000
+/** A lock from another host cannot be checked for life: this long without a refresh, it is presumed dead. */
+export const STALE_AFTER_MS = 30 * 60 * 1000
+/** How often a held lock is refreshed: well within STALE_AFTER_MS, so a slow beat or two never lose it. */
+export const REFRESH_MS = 5 * 60 * 1000
 const POLL_MS = 250
 
 export interface LockHolder {
@@ -33,6 +43,8 @@ export interface LockHolder {
   dataDir?: string
   host: string
   pid: number
+  /** the last heartbeat (absent in locks of older versions: startedAt stands for it) */
+  refreshedAt?: string
   startedAt: string
   /** tells two locks of the same process apart */
   token: string
@@ -43,11 +55,17 @@ export interface LockOptions {
   command: string
   /** the data dir this writer reads (a backup), recorded in the lock */
   dataDir?: string
+  /** told when a refresh of the held lock failed (default: onWarning with a sentence) */
+  onRefreshError?: (error: Error) => void
   /** called with the dead holder, after its stale lock was taken over */
   onTakeOver?: (holder: LockHolder) => Promise<void> | void
   /** told when a stale lock was taken over */
   onWarning?: (message: string) => void
+  /** how often the held lock is refreshed; default REFRESH_MS */
+  refreshMs?: number
   signal?: AbortSignal
+  /** how long a lock from another host may go unrefreshed before it is stale; default STALE_AFTER_MS */
+  staleAfterMs?: number
   /** how long to wait for the holder to release it; 0 (default): fail at once */
   waitSeconds?: number
 }
@@ -57,12 +75,14 @@ export type Unlock = () => Promise<void>
 /** Takes the repository's writer lock; resolves to the function that releases it. */
 export async function acquireLock(repo: Repository, options: LockOptions): Promise<Unlock> {
   const {backend} = repo
+  const startedAt = new Date().toISOString()
   const mine: LockHolder = {
     command: options.command,
     ...(options.dataDir ? {dataDir: options.dataDir} : {}),
     host: hostname(),
     pid: process.pid,
-    startedAt: new Date().toISOString(),
+    refreshedAt: startedAt,
+    startedAt,
     token: randomBytes(8).toString('hex'),
   }
   const bytes = Buffer.from(JSON.stringify(mine) + '\n')
@@ -72,11 +92,7 @@ export async function acquireLock(repo: Repository, options: LockOptions): Promi
     throwIfAborted(options.signal)
     // Polling: each attempt needs the previous one's answer.
     // eslint-disable-next-line no-await-in-loop
-    if (await backend.createExclusive(LOCK_FILE, bytes)) {
-      return async () => {
-        await backend.removeIf(LOCK_FILE, bytes)
-      }
-    }
+    if (await backend.createExclusive(LOCK_FILE, bytes)) return holdLock(repo, mine, bytes, options)
 
     // eslint-disable-next-line no-await-in-loop
     const held = await readLock(repo)
@@ -87,7 +103,7 @@ export async function acquireLock(repo: Repository, options: LockOptions): Promi
       })
     }
 
-    const stale = staleReason(held.holder)
+    const stale = staleReason(held.holder, Date.now(), options.staleAfterMs)
     if (stale) {
       // eslint-disable-next-line no-await-in-loop
       if (await backend.removeIf(LOCK_FILE, held.bytes)) {
@@ -125,14 +141,65 @@ export async function acquireLock(repo: Repository, options: LockOptions): Promi
 }
 
 /**
+ * The held lock: a heartbeat rewrites it with a new refreshedAt every `refreshMs`, one beat at a
+ * time; unlock stops the heartbeat, waits for a beat under way, and removes the lock if it is
+ * still ours.
+ */
+function holdLock(repo: Repository, mine: LockHolder, first: Buffer, options: LockOptions): Unlock {
+  const {backend} = repo
+  let bytes = first
+  let beat: Promise<void> = Promise.resolve()
+  const report =
+    options.onRefreshError ??
+    ((error: Error) =>
+      options.onWarning?.(
+        `could not refresh the lock of repository ${repo.path}: ${error.message} (another writer may take it over once it is ${minutes(options.staleAfterMs ?? STALE_AFTER_MS)} old)`,
+      ))
+  const refresh = async () => {
+    const next = Buffer.from(JSON.stringify({...mine, refreshedAt: new Date().toISOString()}) + '\n')
+    const held = await backend.load(LOCK_FILE).catch((error: unknown) => {
+      if (isMissing(error)) return null
+      throw error
+    })
+    if (!held?.equals(bytes)) {
+      throw new BrError(
+        'locked',
+        held ? 'another writer took it over' : `${LOCK_FILE} was removed while this run held it`,
+      )
+    }
+
+    await backend.save(LOCK_FILE, next)
+    bytes = next
+  }
+
+  const timer = setInterval(() => {
+    beat = beat.then(refresh).catch((error: unknown) => {
+      // A lock another writer holds now is not ours to refresh again: say so once.
+      if (isBrError(error) && error.code === 'locked') clearInterval(timer)
+      report(error as Error)
+    })
+  }, options.refreshMs ?? REFRESH_MS)
+  // A held lock never keeps the process alive by itself.
+  timer.unref()
+  return async () => {
+    clearInterval(timer)
+    await beat
+    await backend.removeIf(LOCK_FILE, bytes)
+  }
+}
+
+/**
  * Why a holder is presumed dead, or null when it may be alive. On this host: its pid is gone, or
  * now belongs to a process started after the lock (the pid was reused, e.g. after a reboot).
+ * From another host: it was not refreshed for `staleAfterMs` (an older version's lock, never
+ * refreshed: since it started).
  */
-export function staleReason(holder: LockHolder, now = Date.now()): null | string {
+export function staleReason(holder: LockHolder, now = Date.now(), staleAfterMs = STALE_AFTER_MS): null | string {
   const since = Date.parse(holder.startedAt)
   if (holder.host !== hostname()) {
-    return now - since > STALE_AFTER_MS
-      ? `a lock from another host older than ${STALE_AFTER_MS / 3_600_000} h is presumed dead`
+    const refreshed = holder.refreshedAt === undefined ? since : Date.parse(holder.refreshedAt)
+    return now - refreshed > staleAfterMs
+      ? `a lock from another host not refreshed for over ${minutes(staleAfterMs)} is presumed dead`
       : null
   }
 
@@ -142,6 +209,9 @@ export function staleReason(holder: LockHolder, now = Date.now()): null | string
   if (started !== undefined && started > since + 60_000) return `pid ${holder.pid} is now another process`
   return null
 }
+
+/** '30 min', or a short duration to the second (tests pass short ones in). */
+const minutes = (ms: number) => (ms >= 60_000 ? `${Math.round(ms / 60_000)} min` : formatDuration(ms))
 
 function describeHolder(h: LockHolder): string {
   return `${h.command} (pid ${h.pid} on host ${h.host} since ${h.startedAt})`
@@ -153,7 +223,7 @@ const lockPath = (repo: Repository) => `${repo.path}/${LOCK_FILE}`
 async function readLock(repo: Repository): Promise<undefined | {bytes: Buffer; holder?: LockHolder}> {
   let bytes: Buffer
   try {
-    bytes = await repo.backend.readBuffer(LOCK_FILE)
+    bytes = await repo.backend.load(LOCK_FILE)
   } catch (error) {
     // A FIFO, a directory, a huge file: refused unread by the backend, and never a lock of ours.
     if (isBrError(error)) {
@@ -163,22 +233,30 @@ async function readLock(repo: Repository): Promise<undefined | {bytes: Buffer; h
     }
 
     // Gone: released, or being taken over. Whatever is there by now, the caller's next attempt sees.
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
-    if (!(await repo.backend.exists(LOCK_FILE))) return undefined
+    if (isMissing(error)) return undefined
     throw error
   }
 
   try {
-    const holder = JSON.parse(bytes.toString('utf8')) as LockHolder
-    const valid =
-      typeof holder.pid === 'number' &&
-      typeof holder.host === 'string' &&
-      typeof holder.command === 'string' &&
-      !Number.isNaN(Date.parse(holder.startedAt))
-    return {bytes, holder: valid ? holder : undefined}
+    const holder: unknown = JSON.parse(bytes.toString('utf8'))
+    return {bytes, holder: isLockHolder(holder) ? holder : undefined}
   } catch {
     return {bytes}
   }
+}
+
+/** A lock's holder as this or an older version wrote it (no refreshedAt), shared with the data dir's lock. */
+export function isLockHolder(value: unknown): value is LockHolder {
+  const holder = value as LockHolder
+  return (
+    typeof holder === 'object' &&
+    holder !== null &&
+    typeof holder.pid === 'number' &&
+    typeof holder.host === 'string' &&
+    typeof holder.command === 'string' &&
+    !Number.isNaN(Date.parse(holder.startedAt)) &&
+    (holder.refreshedAt === undefined || !Number.isNaN(Date.parse(holder.refreshedAt)))
+  )
 }
 
 function pidAlive(pid: number): boolean {

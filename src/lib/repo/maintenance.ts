@@ -8,7 +8,7 @@
  * also cleans the data dirs this host backed up into the repository (cleanup.ts): clones and
  * staging dirs left by killed runs. Dry runs take no lock: they only read.
  */
-import type {ManifestCache, ManifestHead} from '../backup/manifest-cache.js'
+import type {ManifestCache, ManifestHead} from './manifest-cache.js'
 
 import {cleanupRepositoryLeftovers, type CleanupResult} from '../cleanup.js'
 import {acquireLock} from './lock.js'

@@ -1,7 +1,6 @@
-import type {Readable} from 'node:stream'
-
 /**
- * A moctl br repository: moctl-br.json at the root, one folder per backup under backups/.
+ * A moctl br repository: moctl-br.json at the root, one key prefix per backup under backups/,
+ * in whatever backend its location names (backend-for.ts); it makes no filesystem call itself.
  *
  * Guarantees: a backup is complete exactly when its backup.json exists and parses; listing
  * ignores folders without one (crashed or running backups) and reports damaged records as
@@ -10,62 +9,58 @@ import type {Readable} from 'node:stream'
  * `latest`: the newest backup whose record reads (of a data dir, or of the repository). It does
  * not lock: writers take lock.ts's lock.
  */
-import {mkdir, readdir, stat} from 'node:fs/promises'
+import {PassThrough, type Readable, type Writable} from 'node:stream'
 
 import {BrError, usageError} from '../errors.js'
-import {explainFsError} from '../fs-errors.js'
 import {TOOL} from '../tool.js'
-import {type AtomicWriter, MAX_MANIFEST_BYTES, type ReadOptions, type RepoBackend} from './backend.js'
-import {FsBackend} from './fs.js'
-import {backupPrefix, BACKUPS_PREFIX, objectKey, RECORD_FILE, REPO_INFO_KEY} from './paths.js'
+import {backendFor} from './backend-for.js'
+import {type LoadOptions, MAX_MANIFEST_BYTES, type ObjectInfo, type RepoBackend} from './backend.js'
+import {backupIdOf, backupPrefix, BACKUPS_PREFIX, objectKey, RECORD_FILE, REPO_INFO_KEY} from './paths.js'
 import {parseRecord} from './record.js'
 import {type BackupRecord, REPO_FORMAT, type RepoInfo} from './types.js'
+
+/** A stream into one object of a backup, saved whole on commit, or not at all. */
+export interface AtomicWriter {
+  abort(): Promise<void>
+  commit(): Promise<void>
+  stream: Writable
+}
 
 /** The object probeWrite writes and removes. */
 const PROBE_FILE = '.write-probe'
 
 export async function openRepository(path: string, options: {create?: boolean} = {}): Promise<Repository> {
-  const backend = new FsBackend(path)
-  let entries: string[] | undefined
-  try {
-    if (!(await stat(path)).isDirectory())
-      throw usageError(`repository ${path} is not a directory`, 'pass --path with a directory')
-    entries = await readdir(path)
-  } catch (error) {
-    // Every command opens the repository here: a file in its path, or no permission, is said once, plainly.
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT')
-      throw await explainFsError(error, {paths: [{flag: '--path', path, role: 'repository'}]})
-  }
-
-  if (entries === undefined || !entries.includes(REPO_INFO_KEY)) {
+  const backend = backendFor(path)
+  // Every command opens the repository here: a file in its path, or no permission, is said once, plainly.
+  const {exists} = await backend.connect()
+  if (!exists || !(await backend.stat(REPO_INFO_KEY))) {
     if (!options.create) {
-      throw entries === undefined
-        ? usageError(
+      throw exists
+        ? usageError(`${path} is not a moctl br repository (no ${REPO_INFO_KEY})`, 'check --path')
+        : usageError(
             `repository ${path} does not exist`,
             'check --path; `moctl br backup --path DIR` creates a repository',
           )
-        : usageError(`${path} is not a moctl br repository (no ${REPO_INFO_KEY})`, 'check --path')
     }
 
-    if (entries !== undefined && entries.length > 0) {
+    if (exists && ((await backend.list('')).length > 0 || (await backend.listLeftovers('')).length > 0)) {
       throw usageError(
         `${path} is not empty and is not a moctl br repository`,
         'pass an empty or new directory as --path',
       )
     }
 
-    await mkdir(path, {recursive: true})
     const info: RepoInfo = {
       createdAt: new Date().toISOString(),
       format: REPO_FORMAT,
       tool: `${TOOL.name} ${TOOL.version}`,
     }
-    await backend.writeBuffer(REPO_INFO_KEY, Buffer.from(JSON.stringify(info, null, 2) + '\n'))
+    await backend.save(REPO_INFO_KEY, Buffer.from(JSON.stringify(info, null, 2) + '\n'))
   }
 
   let info: RepoInfo
   try {
-    info = JSON.parse((await backend.readBuffer(REPO_INFO_KEY)).toString('utf8'))
+    info = JSON.parse((await backend.load(REPO_INFO_KEY)).toString('utf8'))
   } catch {
     throw new BrError('integrity', `${path}/${REPO_INFO_KEY} is damaged`, {
       suggestions: ['restore it from another copy of the repository'],
@@ -124,28 +119,60 @@ export class Repository {
 
   /** Folders without a record: crashed or still running backups, with how long since they were touched. */
   async listIncomplete(): Promise<{ageMs: number; id: string}[]> {
-    const out: {ageMs: number; id: string}[] = []
-    for (const id of await this.backend.list(BACKUPS_PREFIX)) {
-      // eslint-disable-next-line no-await-in-loop
-      if (await this.backend.exists(objectKey(id, RECORD_FILE))) continue
-      // eslint-disable-next-line no-await-in-loop
-      const info = await stat(`${this.path}/${backupPrefix(id)}`).catch(() => null)
-      out.push({ageMs: info ? Date.now() - info.mtimeMs : 0, id})
+    // What a crashed backup left may be objects (a whole archive) or only leftovers (a killed save).
+    const [objects, leftovers] = await Promise.all([
+      this.backend.list(`${BACKUPS_PREFIX}/`),
+      this.backend.listLeftovers(`${BACKUPS_PREFIX}/`),
+    ])
+    const complete = new Set(completeIdsOf(objects))
+    const found = [...objects, ...leftovers]
+    const touched = new Map<string, number>()
+    for (const {key, modifiedMs} of found) {
+      const id = backupIdOf(key)
+      if (id === undefined || complete.has(id)) continue
+      touched.set(id, Math.max(touched.get(id) ?? 0, modifiedMs))
     }
 
-    return out
+    return [...touched]
+      .sort(([a], [b]) => (a < b ? -1 : 1))
+      .map(([id, modifiedMs]) => ({ageMs: Math.max(0, Date.now() - modifiedMs), id}))
   }
 
   async objectSize(id: string, file: string): Promise<null | number> {
-    return this.backend.size(objectKey(id, file))
+    return (await this.backend.stat(objectKey(id, file)))?.size ?? null
   }
 
   openObjectStream(id: string, file: string, options: {signal?: AbortSignal} = {}): Readable {
-    return this.backend.createReadStream(objectKey(id, file), options)
+    return this.backend.open(objectKey(id, file), options)
   }
 
+  /**
+   * A stream to write backup `id`'s object into, saved atomically by the backend: `commit` ends it
+   * and resolves once the object is whole and durable; `abort` leaves no object.
+   */
   async openWriter(id: string, file: string): Promise<AtomicWriter> {
-    return this.backend.openWriter(objectKey(id, file))
+    const stream = new PassThrough({highWaterMark: 1024 * 1024})
+    const abort = new AbortController()
+    const saved = this.backend.save(objectKey(id, file), stream, {signal: abort.signal})
+    // Observed by commit or abort; until then a failed save also fails the stream its writer pipes into.
+    saved.catch(() => {})
+    let settled = false
+    return {
+      async abort() {
+        if (settled) return
+        settled = true
+        abort.abort()
+        stream.destroy()
+        await saved.catch(() => {})
+      },
+      async commit() {
+        if (settled) throw new Error(`writer for ${objectKey(id, file)} already settled`)
+        settled = true
+        if (!stream.writableEnded) stream.end()
+        await saved
+      },
+      stream,
+    }
   }
 
   /**
@@ -156,7 +183,7 @@ export class Repository {
    */
   async probeWrite(id: string): Promise<void> {
     try {
-      await this.backend.writeBuffer(objectKey(id, PROBE_FILE), Buffer.from('moctl br write probe\n'))
+      await this.backend.save(objectKey(id, PROBE_FILE), Buffer.from('moctl br write probe\n'))
     } finally {
       await this.backend.removePrefix(backupPrefix(id))
     }
@@ -164,16 +191,13 @@ export class Repository {
 
   /** The last write of a backup: from now on it is complete and listed. */
   async publishRecord(record: BackupRecord): Promise<void> {
-    await this.backend.writeBuffer(
-      objectKey(record.id, RECORD_FILE),
-      Buffer.from(JSON.stringify(record, null, 2) + '\n'),
-    )
+    await this.backend.save(objectKey(record.id, RECORD_FILE), Buffer.from(JSON.stringify(record, null, 2) + '\n'))
   }
 
   /** A backup's object, read whole: at most `maxBytes` (what its record says), and never beyond MAX_MANIFEST_BYTES. */
-  async readObject(id: string, file: string, options: ReadOptions = {}): Promise<Buffer> {
+  async readObject(id: string, file: string, options: LoadOptions = {}): Promise<Buffer> {
     const maxBytes = Math.min(options.maxBytes ?? MAX_MANIFEST_BYTES, MAX_MANIFEST_BYTES)
-    return this.backend.readBuffer(objectKey(id, file), {maxBytes})
+    return this.backend.load(objectKey(id, file), {maxBytes})
   }
 
   /**
@@ -222,13 +246,11 @@ export class Repository {
   }
 
   async writeObject(id: string, file: string, bytes: Uint8Array): Promise<void> {
-    await this.backend.writeBuffer(objectKey(id, file), bytes)
+    await this.backend.save(objectKey(id, file), bytes)
   }
 
   private async completeIds(): Promise<string[]> {
-    const ids = await this.backend.list(BACKUPS_PREFIX)
-    const complete = await Promise.all(ids.map((id) => this.backend.exists(objectKey(id, RECORD_FILE))))
-    return ids.filter((_, i) => complete[i])
+    return completeIdsOf(await this.backend.list(`${BACKUPS_PREFIX}/`))
   }
 
   private async latestId(dataDir?: string): Promise<string> {
@@ -250,6 +272,14 @@ export class Repository {
   }
 
   private async readRecord(id: string): Promise<BackupRecord> {
-    return parseRecord((await this.backend.readBuffer(objectKey(id, RECORD_FILE))).toString('utf8'), id)
+    return parseRecord((await this.backend.load(objectKey(id, RECORD_FILE))).toString('utf8'), id)
   }
+}
+
+/** The backups of a listing of backups/ that have a record. */
+function completeIdsOf(objects: ObjectInfo[]): string[] {
+  // A record that is not a regular file (a FIFO) is listed: its backup counts, and reads as damaged.
+  return objects
+    .filter(({key}) => key === objectKey(backupIdOf(key) ?? '', RECORD_FILE))
+    .map(({key}) => backupIdOf(key)!)
 }

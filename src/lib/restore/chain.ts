@@ -20,67 +20,9 @@ import type {StepReporter} from '../steps.js'
 import {Breather} from '../archive/breather.js'
 import {type Ids, planOwners} from '../archive/owners.js'
 import {applyTreeMetadata, PLAIN_MODE_BITS, readArchive, SPECIAL_MODE_BITS} from '../archive/unpack.js'
-import {BrError, integrityError} from '../errors.js'
+import {integrityError} from '../errors.js'
 import {formatBytes, formatDuration} from '../format.js'
-import {keysFor, readManifest} from './check.js'
-
-/**
- * The records of a chain, oldest first, each present, complete, with its objects of the right
- * size, and consistent with the target's chain: member i's own chain is the target's first i+1
- * ids, and only the first member is a full backup.
- */
-export async function resolveChain(repo: Repository, target: BackupRecord): Promise<BackupRecord[]> {
-  const members: BackupRecord[] = []
-  for (const [i, id] of target.chain.entries()) {
-    let record: BackupRecord
-    try {
-      // eslint-disable-next-line no-await-in-loop
-      record = id === target.id ? target : await repo.getBackup(id)
-    } catch (error) {
-      if (error instanceof BrError && error.code === 'usage') {
-        throw integrityError(
-          `backup ${id}, which ${target.id} is built on, is missing or incomplete`,
-          'restore an older complete backup, or take a new full backup',
-        )
-      }
-
-      throw error
-    }
-
-    if (record.id !== id) throw integrityError(`backup ${id}, which ${target.id} is built on, is missing`)
-    const expectedChain = target.chain.slice(0, i + 1).join(',')
-    if (record.chain.join(',') !== expectedChain || (record.type === 'full') !== (i === 0)) {
-      throw integrityError(
-        `backup ${target.id}: its chain ${target.chain.join(' ← ')} does not agree with backup ${id} (${record.type}, chain ${record.chain.join(' ← ')})`,
-        'a record was edited or damaged: restore it from another copy of the repository, or use another backup',
-      )
-    }
-
-    // eslint-disable-next-line no-await-in-loop
-    await checkObjectSize(repo, record, {...record.archive, what: 'archive'})
-    // eslint-disable-next-line no-await-in-loop
-    await checkObjectSize(repo, record, {...record.manifest, what: 'manifest'})
-    members.push(record)
-  }
-
-  return members
-}
-
-async function checkObjectSize(
-  repo: Repository,
-  record: BackupRecord,
-  object: {file: string; size: number; what: string},
-): Promise<void> {
-  const {file, size: expected, what} = object
-  const size = await repo.objectSize(record.id, file)
-  if (size === null) throw integrityError(`backup ${record.id}: ${what} ${file} is missing from the repository`)
-  if (size !== expected) {
-    throw integrityError(
-      `backup ${record.id}: ${what} ${file} is ${size} bytes, its record says ${expected}`,
-      `the ${what} is truncated or was replaced: use another backup`,
-    )
-  }
-}
+import {keysFor, readManifest} from '../repo/catalog.js'
 
 export interface ReadChainOptions {
   /** restore --chown: every entry gets this owner */

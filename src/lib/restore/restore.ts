@@ -52,9 +52,9 @@ import {BrError, integrityError, usageError} from '../errors.js'
 import {formatBytes, formatDuration} from '../format.js'
 import {explainingFsErrors, type FsErrorContext} from '../fs-errors.js'
 import {overlap} from '../path-overlap.js'
+import {checkBackup} from '../repo/catalog.js'
 import {type Repository} from '../repo/repository.js'
 import {readChainReporting} from './chain.js'
-import {checkBackup} from './check.js'
 import {layOutOnline} from './online-layout.js'
 
 export interface RestoreOptions {

@@ -18,9 +18,9 @@ import type {Flow} from '../steps.js'
 
 import {BrError, ExitCode, type ExitCodeName, integrityError} from '../errors.js'
 import {formatBytes} from '../format.js'
+import {checkBackup} from '../repo/catalog.js'
 import {openRepository, type Repository} from '../repo/repository.js'
 import {readChainReporting} from './chain.js'
-import {checkBackup} from './check.js'
 
 export interface VerifyOptions {
   decrypt: DecryptOptions

@@ -3,9 +3,10 @@
  * process gone) cannot make the takeover remove anything but our own leftovers' names.
  */
 import {spawnSync} from 'node:child_process'
-import {mkdir, readdir, writeFile} from 'node:fs/promises'
+import {mkdir, readdir, readFile, writeFile} from 'node:fs/promises'
 import {hostname} from 'node:os'
 import {join} from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
 import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 
 import {lockDataDir} from '../../../src/lib/datadir-lock.js'
@@ -55,5 +56,21 @@ describe('lockDataDir', () => {
     expect(warnings).toHaveLength(1)
     expect(warnings[0]).toMatch(/^took over the lock of .* no longer runs$/)
     expect((await readdir(tmp.path)).sort()).toEqual(['mo-data', 'precious'])
+  })
+
+  it('is refreshed while held (a heartbeat beside the changes of state), and the beat stops at release', async () => {
+    const dataDir = join(tmp.path, 'mo-data')
+    const lockFile = join(tmp.path, '.mo-data.moctl-br.lock')
+    const lock = await lockDataDir(dataDir, {command: 'br restore', refreshMs: 100})
+    const first = JSON.parse(await readFile(lockFile, 'utf8'))
+    expect(first.refreshedAt).toBe(first.startedAt)
+    await lock.update({backupId: 'b2'})
+    await sleep(350)
+    const later = JSON.parse(await readFile(lockFile, 'utf8'))
+    expect(later).toMatchObject({backupId: 'b2', startedAt: first.startedAt, token: first.token})
+    expect(Date.parse(later.refreshedAt)).toBeGreaterThan(Date.parse(first.refreshedAt) + 200)
+    await lock.release()
+    await sleep(250)
+    expect(await readdir(tmp.path)).toEqual([])
   })
 })

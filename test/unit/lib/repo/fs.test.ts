@@ -67,10 +67,8 @@ describe('FsBackend.removeIf', () => {
 describe('FsBackend reads only regular files of a bounded size', () => {
   it('refuses a FIFO through readBuffer and createReadStream without waiting for a writer', async () => {
     await mkfifo(join(tmp.path, 'lock.json'))
-    await expect(backend.readBuffer('lock.json')).rejects.toThrow(
-      'repository object lock.json is a FIFO, not a regular file',
-    )
-    const stream = backend.createReadStream('lock.json')
+    await expect(backend.load('lock.json')).rejects.toThrow('repository object lock.json is a FIFO, not a regular file')
+    const stream = backend.open('lock.json')
     await expect(text(stream)).rejects.toThrow('is a FIFO, not a regular file')
     // removeIf never reads what it cannot compare: the FIFO is put back, not removed or hung on.
     expect(await backend.removeIf('lock.json', Buffer.from('x'))).toBe(false)
@@ -83,15 +81,15 @@ describe('FsBackend reads only regular files of a bounded size', () => {
       server.listen(join(tmp.path, 'sock'), resolve)
     })
     try {
-      await expect(backend.readBuffer('sock')).rejects.toThrow('repository object sock is a socket or device')
-      await expect(text(backend.createReadStream('sock'))).rejects.toThrow('is a socket or device')
+      await expect(backend.load('sock')).rejects.toThrow('repository object sock is a socket or device')
+      await expect(text(backend.open('sock'))).rejects.toThrow('is a socket or device')
     } finally {
       server.close()
     }
 
     await mkdir(join(tmp.path, 'backup.json'))
-    await expect(backend.readBuffer('backup.json')).rejects.toThrow('is a directory, not a regular file')
-    await expect(text(backend.createReadStream('backup.json'))).rejects.toThrow('is a directory')
+    await expect(backend.load('backup.json')).rejects.toThrow('is a directory, not a regular file')
+    await expect(text(backend.open('backup.json'))).rejects.toThrow('is a directory')
   }, 5000)
 
   it('refuses a 1 GiB object over its bound before reading it: memory does not grow', async () => {
@@ -99,7 +97,7 @@ describe('FsBackend reads only regular files of a bounded size', () => {
     await writeFile(path, '')
     await truncate(path, 1024 ** 3)
     const before = process.resourceUsage().maxRSS
-    await expect(backend.readBuffer('manifest.age', {maxBytes: 4096})).rejects.toMatchObject({
+    await expect(backend.load('manifest.age', {maxBytes: 4096})).rejects.toMatchObject({
       exitCode: 3,
       message: expect.stringContaining('is 1.0 GiB, more than the 4.0 KiB it may be: refused unread'),
     })
@@ -109,10 +107,10 @@ describe('FsBackend reads only regular files of a bounded size', () => {
 
   it('reads a regular file within its bound, and the default bound is 1 MiB', async () => {
     await writeFile(join(tmp.path, 'a.json'), 'x'.repeat(100))
-    expect((await backend.readBuffer('a.json')).toString()).toBe('x'.repeat(100))
+    expect((await backend.load('a.json')).toString()).toBe('x'.repeat(100))
     await writeFile(join(tmp.path, 'big.json'), Buffer.alloc(1024 * 1024 + 1))
-    await expect(backend.readBuffer('big.json')).rejects.toThrow('more than the')
-    expect(await backend.readBuffer('big.json', {maxBytes: 2 * 1024 * 1024})).toHaveLength(1024 * 1024 + 1)
+    await expect(backend.load('big.json')).rejects.toThrow('more than the')
+    expect(await backend.load('big.json', {maxBytes: 2 * 1024 * 1024})).toHaveLength(1024 * 1024 + 1)
   })
 })
 

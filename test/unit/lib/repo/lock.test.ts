@@ -3,9 +3,10 @@
  * lock, a process that has exited (its pid is gone), and many takers racing in one process.
  */
 import {type ChildProcess, spawn, spawnSync} from 'node:child_process'
-import {readdir, readFile, writeFile} from 'node:fs/promises'
+import {readdir, readFile, rm, writeFile} from 'node:fs/promises'
 import {hostname} from 'node:os'
 import {join} from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
 import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 
 import {BrError} from '../../../../src/lib/errors.js'
@@ -179,16 +180,95 @@ describe('acquireLock', () => {
   })
 })
 
+describe('the heartbeat of a held lock', () => {
+  it('rewrites the lock with a new refreshedAt while held, the same holder otherwise; unlock stops it', async () => {
+    const warnings: string[] = []
+    const unlock = await acquireLock(repo, {command: 'br backup', onWarning: (m) => warnings.push(m), refreshMs: 100})
+    const first = await readHolder()
+    expect(first.refreshedAt).toBe(first.startedAt)
+    await sleep(450)
+    const later = await readHolder()
+    expect(Date.parse(later.refreshedAt!)).toBeGreaterThan(Date.parse(first.refreshedAt!) + 200)
+    expect({...later, refreshedAt: undefined}).toEqual({...first, refreshedAt: undefined})
+    await unlock()
+    expect((await readdir(repo.path)).filter((name) => name.startsWith(LOCK_FILE))).toEqual([])
+    await sleep(300)
+    // Stopped: no beat came back to write it again, or to complain that it is gone.
+    expect((await readdir(repo.path)).filter((name) => name.startsWith(LOCK_FILE))).toEqual([])
+    expect(warnings).toEqual([])
+  })
+
+  it('says when a refresh fails (the lock was taken over), writes nothing over the new holder, and stops', async () => {
+    const errors: Error[] = []
+    const unlock = await acquireLock(repo, {
+      command: 'br backup',
+      onRefreshError: (error) => errors.push(error),
+      refreshMs: 100,
+    })
+    await writeFile(lockFile(), holder(process.pid, {command: 'br prune', token: 'someone-else'}))
+    await sleep(450)
+    expect(errors.map((e) => e.message)).toEqual(['another writer took it over'])
+    expect(await readHolder()).toMatchObject({command: 'br prune', token: 'someone-else'})
+    await unlock()
+    expect((await readHolder()).token).toBe('someone-else')
+  })
+
+  it('by default, a failed refresh is a warning naming the repository', async () => {
+    const warnings: string[] = []
+    const unlock = await acquireLock(repo, {command: 'br backup', onWarning: (m) => warnings.push(m), refreshMs: 100})
+    await rm(lockFile())
+    await sleep(250)
+    await unlock()
+    expect(warnings[0]).toBe(
+      `could not refresh the lock of repository ${repo.path}: lock.json was removed while this run held it (another writer may take it over once it is 30 min old)`,
+    )
+  })
+
+  it('a lock of another host is respected while refreshed, and taken over once its refresh is older than the limit', async () => {
+    const old = new Date(Date.now() - 10 * 3_600_000).toISOString()
+    await writeFile(
+      lockFile(),
+      holder(1, {host: 'elsewhere', refreshedAt: new Date(Date.now() - 60_000).toISOString(), startedAt: old}),
+    )
+    await expect(acquireLock(repo, {command: 'br backup'})).rejects.toMatchObject({
+      exitCode: 4,
+      message: expect.stringContaining('locked by br backup (pid 1 on host elsewhere'),
+    })
+    const warnings: string[] = []
+    const unlock = await acquireLock(repo, {
+      command: 'br prune',
+      onWarning: (m) => warnings.push(m),
+      staleAfterMs: 30_000,
+    })
+    expect(warnings).toEqual([
+      expect.stringMatching(
+        /^took over a stale lock of br backup \(pid 1 on host elsewhere .*\): a lock from another host not refreshed for over 30.0s is presumed dead$/,
+      ),
+    ])
+    expect(await readHolder()).toMatchObject({command: 'br prune', host: hostname(), pid: process.pid})
+    await unlock()
+  })
+})
+
 describe('staleReason', () => {
   const now = Date.now()
   const at = (msAgo: number) => new Date(now - msAgo).toISOString()
 
-  it('presumes a lock from another host dead only after six hours', () => {
+  it('presumes a lock from another host dead once it went 30 minutes without a refresh, however old it is', () => {
     const other = {command: 'x', host: 'elsewhere', pid: process.pid, token: 't'}
-    expect(staleReason({...other, startedAt: at(60_000)}, now)).toBeNull()
-    expect(staleReason({...other, startedAt: at(5.9 * 3_600_000)}, now)).toBeNull()
-    expect(staleReason({...other, startedAt: at(7 * 3_600_000)}, now)).toBe(
-      'a lock from another host older than 6 h is presumed dead',
+    // Started ten hours ago, refreshed a minute ago: a long backup that is alive.
+    expect(staleReason({...other, refreshedAt: at(60_000), startedAt: at(10 * 3_600_000)}, now)).toBeNull()
+    expect(staleReason({...other, refreshedAt: at(29 * 60_000), startedAt: at(10 * 3_600_000)}, now)).toBeNull()
+    expect(staleReason({...other, refreshedAt: at(31 * 60_000), startedAt: at(40 * 60_000)}, now)).toBe(
+      'a lock from another host not refreshed for over 30 min is presumed dead',
+    )
+    // An older version's lock has no refreshedAt: its start counts.
+    expect(staleReason({...other, startedAt: at(29 * 60_000)}, now)).toBeNull()
+    expect(staleReason({...other, startedAt: at(31 * 60_000)}, now)).toBe(
+      'a lock from another host not refreshed for over 30 min is presumed dead',
+    )
+    expect(staleReason({...other, startedAt: at(2000)}, now, 1000)).toBe(
+      'a lock from another host not refreshed for over 1.0s is presumed dead',
     )
   })
 

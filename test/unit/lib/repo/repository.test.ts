@@ -1,4 +1,4 @@
-import {mkdir, readdir, readFile, writeFile} from 'node:fs/promises'
+import {mkdir, readdir, readFile, stat, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 
@@ -58,6 +58,15 @@ describe('openRepository', () => {
     await openRepository(path, {create: true})
     expect(JSON.parse(await readFile(join(path, 'moctl-br.json'), 'utf8'))).toMatchObject({format: 1})
     expect((await (await openRepository(path)).listBackups()).length).toBe(0)
+  })
+
+  it('refuses an s3:// location as not supported yet (exit 2), without making a directory of it', async () => {
+    await expect(openRepository('s3://bucket/backups', {create: true})).rejects.toMatchObject({
+      exitCode: 2,
+      message: 'repository s3://bucket/backups: S3 repositories are not supported yet',
+    })
+    // A relative path "s3:/bucket/backups" would have been made under the working directory.
+    await expect(stat('s3:')).rejects.toMatchObject({code: 'ENOENT'})
   })
 
   it('refuses a format it does not know', async () => {

@@ -12,7 +12,7 @@ import {mkdir, readFile, rename, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import type {Manifest} from '../archive/types.js'
-import type {BackupRecord} from '../repo/types.js'
+import type {BackupRecord} from './types.js'
 
 import {decodeManifest, encodeManifest} from '../archive/manifest.js'
 import {sha256Hex} from '../hash.js'

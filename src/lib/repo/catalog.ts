@@ -1,26 +1,25 @@
 /**
- * The checks that come before reading an archive, shared by verify and restore: the records of
- * the chain (present, consistent, and accepted by the reader's trust policy: signed by a trusted
- * signer, or bound by a passphrase, or said out loud to be unauthenticated), the stored objects'
- * presence and size, and the manifest (its checksum, then decrypted, then matched against its
- * record). A wrong key or a forged record fails here, before anything is written or stopped.
+ * What the repository knows of its backups, beyond listing them (repository.ts): a backup's chain
+ * of records, its manifest, and the checks that come before reading an archive, shared by backup
+ * (an incremental's base), verify and restore.
+ *
+ * Guarantees: a chain's records are present, complete, consistent with each other (member i's own
+ * chain is the target's first i+1 ids, only the first is full) and their objects have the size
+ * their records say; every record is accepted by the reader's trust policy (signed by a trusted
+ * signer, or bound by a passphrase, or said out loud to be unauthenticated); a manifest is checked
+ * against its record's checksum before it is decrypted, then matched against its record. A wrong
+ * key or a forged record fails here, before anything is written or stopped.
+ * Not: reading archives (restore/chain.ts does, with archive/), nor locking (readers take no lock).
  */
 import type {DecryptOptions, Manifest} from '../archive/types.js'
-import type {BackupRecord} from '../repo/types.js'
+import type {BackupRecord} from './types.js'
 
 import {decodeManifest} from '../archive/manifest.js'
 import {decryptBuffer} from '../archive/pipeline.js'
-import {integrityError, usageError} from '../errors.js'
+import {BrError, integrityError, usageError} from '../errors.js'
 import {sha256Hex} from '../hash.js'
-import {
-  authenticate,
-  checkManifestBinding,
-  NO_TRUST,
-  type TrustPolicy,
-  unauthenticatedWarning,
-} from '../repo/authenticity.js'
-import {openRepository, type Repository} from '../repo/repository.js'
-import {resolveChain} from './chain.js'
+import {authenticate, checkManifestBinding, NO_TRUST, type TrustPolicy, unauthenticatedWarning} from './authenticity.js'
+import {openRepository, type Repository} from './repository.js'
 
 export interface CheckedBackup {
   /** undefined when no keys were asked for (verify --quick) */
@@ -105,4 +104,62 @@ export function keysFor(record: BackupRecord, keys: DecryptOptions): DecryptOpti
   }
 
   return keys
+}
+
+/**
+ * The records of a chain, oldest first, each present, complete, with its objects of the right
+ * size, and consistent with the target's chain: member i's own chain is the target's first i+1
+ * ids, and only the first member is a full backup.
+ */
+export async function resolveChain(repo: Repository, target: BackupRecord): Promise<BackupRecord[]> {
+  const members: BackupRecord[] = []
+  for (const [i, id] of target.chain.entries()) {
+    let record: BackupRecord
+    try {
+      // eslint-disable-next-line no-await-in-loop
+      record = id === target.id ? target : await repo.getBackup(id)
+    } catch (error) {
+      if (error instanceof BrError && error.code === 'usage') {
+        throw integrityError(
+          `backup ${id}, which ${target.id} is built on, is missing or incomplete`,
+          'restore an older complete backup, or take a new full backup',
+        )
+      }
+
+      throw error
+    }
+
+    if (record.id !== id) throw integrityError(`backup ${id}, which ${target.id} is built on, is missing`)
+    const expectedChain = target.chain.slice(0, i + 1).join(',')
+    if (record.chain.join(',') !== expectedChain || (record.type === 'full') !== (i === 0)) {
+      throw integrityError(
+        `backup ${target.id}: its chain ${target.chain.join(' ← ')} does not agree with backup ${id} (${record.type}, chain ${record.chain.join(' ← ')})`,
+        'a record was edited or damaged: restore it from another copy of the repository, or use another backup',
+      )
+    }
+
+    // eslint-disable-next-line no-await-in-loop
+    await checkObjectSize(repo, record, {...record.archive, what: 'archive'})
+    // eslint-disable-next-line no-await-in-loop
+    await checkObjectSize(repo, record, {...record.manifest, what: 'manifest'})
+    members.push(record)
+  }
+
+  return members
+}
+
+async function checkObjectSize(
+  repo: Repository,
+  record: BackupRecord,
+  object: {file: string; size: number; what: string},
+): Promise<void> {
+  const {file, size: expected, what} = object
+  const size = await repo.objectSize(record.id, file)
+  if (size === null) throw integrityError(`backup ${record.id}: ${what} ${file} is missing from the repository`)
+  if (size !== expected) {
+    throw integrityError(
+      `backup ${record.id}: ${what} ${file} is ${size} bytes, its record says ${expected}`,
+      `the ${what} is truncated or was replaced: use another backup`,
+    )
+  }
 }
