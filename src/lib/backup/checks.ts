@@ -95,9 +95,10 @@ export function checkBaseSigner(base: BackupRecord, signing: SigningKey): void {
     )
   }
 
-  if (state === 'unsigned' || base.signature!.signer !== signing.signer) {
+  const signer = base.signature?.signer
+  if (!signer || signer !== signing.signer) {
     throw usageError(
-      `base ${base.id} is ${state === 'unsigned' ? 'not signed' : `signed by ${base.signature!.signer}`}, not by this writer key (${signing.signer})`,
+      `base ${base.id} is ${signer ? `signed by ${signer}` : 'not signed'}, not by this writer key (${signing.signer})`,
       'take --type full with this writer key, or pass --base with a backup it signed',
     )
   }

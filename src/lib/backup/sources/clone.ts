@@ -140,7 +140,7 @@ export async function cloneFiles(
   try {
     await copyFile(join(root, first.path), join(dest, first.path), constants.COPYFILE_FICLONE_FORCE)
   } catch (error) {
-    if (!['EINVAL', 'ENOSYS', 'ENOTSUP', 'EOPNOTSUPP', 'EXDEV'].includes((error as NodeJS.ErrnoException).code!))
+    if (!['EINVAL', 'ENOSYS', 'ENOTSUP', 'EOPNOTSUPP', 'EXDEV'].includes((error as NodeJS.ErrnoException).code ?? ''))
       throw error
     reflink = false
     const fs = await statfs(dest)
@@ -188,7 +188,9 @@ export async function checkCloneRoom(
         await copyFile(join(root, sample.path), probe, constants.COPYFILE_FICLONE_FORCE)
         reflink = true
       } catch (error) {
-        if (!['EINVAL', 'ENOSYS', 'ENOTSUP', 'EOPNOTSUPP', 'EXDEV'].includes((error as NodeJS.ErrnoException).code!))
+        if (
+          !['EINVAL', 'ENOSYS', 'ENOTSUP', 'EOPNOTSUPP', 'EXDEV'].includes((error as NodeJS.ErrnoException).code ?? '')
+        )
           throw error
       }
     }
