@@ -398,6 +398,23 @@ describe('backupFlow: online', () => {
     }
   })
 
+  for (const step of ["Check MO's checksums", 'Scan data directory', 'Pack, compress and encrypt', 'Publish']) {
+    it(`an abort as "${step}" starts removes MO's folder and what was written`, async () => {
+      const mo = await startFakeMo(async (statement, connection) => {
+        await writeBackupFolder(/FILESYSTEM '([^']+)'/.exec(statement)?.[1] ?? '')
+        connection.writeOk()
+      })
+      try {
+        const sql = {deadlineMs: 0, host: '127.0.0.1', password: '', port: mo.port, user: 'root'}
+        const run = await backup(optionsWith({mode: 'online', sql}), {abortAt: step})
+        expect(run.error).toMatchObject({code: 'interrupted'})
+        await expectNothingLeft()
+      } finally {
+        await mo.close()
+      }
+    })
+  }
+
   it("a failed BACKUP removes MO's folder and the run's objects", async () => {
     const mo = await startFakeMo(async (statement, connection) => {
       const target = /FILESYSTEM '([^']+)'/.exec(statement)?.[1] ?? ''
