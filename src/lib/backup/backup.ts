@@ -115,6 +115,11 @@ export interface BackupRun {
   result(): BackupResult
 }
 
+/**
+ * The one script every source shares; the source's steps go where the files are made ready, and
+ * after the pack. Steps that do not apply (the base of a full, a lock for a source that does not
+ * read the data dir) are left out here, from the options, not skipped at run time.
+ */
 export function backupFlow(options: BackupOptions, source: Source = sourceFor(options)): BackupRun {
   const script = Script.begin<BackupTrail, Begun>()
     .step('Check paths and service', checkStep)
@@ -142,6 +147,7 @@ export function backupFlow(options: BackupOptions, source: Source = sourceFor(op
     ctx,
     flow: explainingFsErrors(script.flow(rollback), (c) => fsErrorContext(c.state)),
     result() {
+      if (!('record' in ctx.values)) throw new Error('the backup has no result: its flow did not run to the end')
       const {clone, record, serviceDownMs} = script.output(ctx)
       return {
         ...record,
