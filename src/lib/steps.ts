@@ -129,3 +129,66 @@ export function toInterrupted(error: unknown, signal: AbortSignal): unknown {
 
   return error
 }
+
+/**
+ * A flow written as a typed script: each step gets what the steps before it gave (their outputs
+ * merged, starting from the values the run begins with) and returns what it adds. The compiler
+ * checks that a step only reads what an earlier step gave, so no context of optional fields is
+ * read back with assertions. `state` is the other half: what the rollback must undo (locks held,
+ * objects written), which a step records as it goes.
+ *
+ * Steps that do not apply are left out when the script is built (they are not shown anyway).
+ */
+export interface ScriptContext<S> {
+  state: S
+  values: object
+}
+
+export type ScriptStep<S, T, O> = (input: T, state: S, report: StepReporter, signal: AbortSignal) => Promise<O>
+
+export class Script<S, T extends object> {
+  private constructor(private readonly steps: Step<ScriptContext<S>>[]) {}
+
+  static begin<S, T extends object>(): Script<S, T> {
+    return new Script<S, T>([])
+  }
+
+  /** The flow to run with `{state, values}`; `values` are the first step's input. */
+  flow(rollback?: (state: S, error: unknown, report: StepReporter) => Promise<void>): Flow<ScriptContext<S>> {
+    return {
+      rollback: rollback && ((ctx, error, report) => rollback(ctx.state, error, report)),
+      steps: this.steps,
+    }
+  }
+
+  /** What the steps gave, once the flow has run to the end. */
+  output(ctx: ScriptContext<S>): T {
+    return ctx.values as T
+  }
+
+  /** Steps another module writes (a source's), spliced in where they belong. */
+  pipe<O extends object>(part: (script: Script<S, T>) => Script<S, O>): Script<S, O> {
+    return part(this)
+  }
+
+  /** A step whose output (an object, or nothing) is merged into the next step's input. */
+  step<O extends object = Record<never, never>>(title: string, run: ScriptStep<S, T, O | void>): Script<S, O & T> {
+    const step: Step<ScriptContext<S>> = {
+      async run(ctx, report, signal) {
+        const out = await run(ctx.values as T, ctx.state, report, signal)
+        ctx.values = {...ctx.values, ...out}
+      },
+      title,
+    }
+    return new Script<S, O & T>([...this.steps, step])
+  }
+
+  /**
+   * The step only when `when` holds (decided as the script is built, from the options). Its output
+   * may only replace values the script already has, so what comes after reads the same type
+   * either way: the values the run begins with hold what stands when the step is left out.
+   */
+  stepIf(when: boolean, title: string, run: ScriptStep<S, T, Partial<T> | void>): Script<S, T> {
+    return when ? this.step(title, run) : this
+  }
+}

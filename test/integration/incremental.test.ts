@@ -5,7 +5,7 @@
  * the chain. Bad input: unknown or foreign bases, a host with neither cache nor key, a chain
  * with a missing member.
  */
-import {cp, mkdir, readdir, rm, stat} from 'node:fs/promises'
+import {cp, readdir, rm, stat} from 'node:fs/promises'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
@@ -144,6 +144,8 @@ describe('incremental backups', () => {
   })
 })
 
+// Base resolution (latest, prefix, another data dir, none, damaged) is tested in process:
+// test/unit/lib/backup/base.test.ts. This is its CLI smoke test.
 describe('incremental bad input', () => {
   it('an unknown --base names it (exit 2)', async () => {
     const r = await runCli(
@@ -167,55 +169,6 @@ describe('incremental bad input', () => {
     )
     expect(r.code).toBe(2)
     expect(r.stderr).toContain('backup ffff0000 not found')
-  })
-
-  it('a base from another data dir is refused unless --force', async () => {
-    const other = join(tmp.path, 'other', 'mo-data')
-    await mkdir(join(tmp.path, 'other'))
-    await cp(dataDir, other, {recursive: true})
-    const args = [
-      'br',
-      'backup',
-      '--path',
-      repo,
-      '--data-dir',
-      other,
-      '--recipient',
-      recipient,
-      '--port',
-      '1',
-      '--type',
-      'incremental',
-      '--base',
-      ids[0],
-    ]
-    const refused = await runCli(args, {env})
-    expect(refused.code).toBe(2)
-    expect(refused.stderr).toContain(`was taken from ${dataDir}`)
-    expect(refused.stderr).toContain('--force')
-    const forced = await runCli([...args, '--force'], {env})
-    expect(forced.code, forced.stderr).toBe(0)
-    expect((await runCli(['br', 'delete', forced.stdout.trim(), '--path', repo])).code).toBe(0)
-    // With no earlier backup of that directory, there is no base to find.
-    const none = await runCli(
-      [
-        'br',
-        'backup',
-        '--path',
-        repo,
-        '--data-dir',
-        other,
-        '--recipient',
-        recipient,
-        '--port',
-        '1',
-        '--type',
-        'incremental',
-      ],
-      {env},
-    )
-    expect(none.code).toBe(2)
-    expect(none.stderr).toContain('no earlier backup of')
   })
 
   it('a host with neither the cached manifest nor a key says what to pass; with --identity it works', async () => {

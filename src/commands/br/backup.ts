@@ -3,14 +3,7 @@ import {join, resolve} from 'node:path'
 
 import {BrCommand} from '../../base-command.js'
 import {lockFlags, quietFlag, repoFlags, requiredUnlessConfig, serviceFlags, writerKeyFlag} from '../../flags.js'
-import {
-  backupFlow,
-  type BackupResult,
-  backupResult,
-  DEFAULT_EXCLUDES,
-  excludeList,
-  newBackupContext,
-} from '../../lib/backup/backup.js'
+import {backupFlow, type BackupResult, DEFAULT_EXCLUDES, excludeList} from '../../lib/backup/backup.js'
 import {usageError} from '../../lib/errors.js'
 import {ManifestCache} from '../../lib/repo/manifest-cache.js'
 import {loadDecryptOptions, loadEncryptOptions} from '../../lib/secrets.js'
@@ -151,7 +144,7 @@ Defaults for the flags can be kept with \`moctl br config set\`. Prints the new 
     const decrypt = await loadDecryptOptions({env: process.env, identityFiles: flags.identity})
     // A passphrase backup's base was encrypted with the same passphrase.
     if (encrypt.type === 'passphrase') decrypt.passphrases.push(encrypt.passphrase)
-    const ctx = newBackupContext({
+    const backup = backupFlow({
       allowRunning: flags['allow-running'],
       baseId: flags.base,
       cache: new ManifestCache(join(this.config.cacheDir, 'manifests')),
@@ -181,9 +174,9 @@ Defaults for the flags can be kept with \`moctl br config set\`. Prints the new 
       type: flags.type as 'full' | 'incremental',
     })
     // The flow holds the repository lock from its first step and releases it itself.
-    await this.runFlow(backupFlow(), ctx)
+    await this.runFlow(backup.flow, backup.ctx)
 
-    const result = backupResult(ctx)
+    const result = backup.result()
     if (!this.jsonEnabled()) process.stdout.write(`${result.id}\n`)
     return result
   }

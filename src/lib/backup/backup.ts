@@ -1,13 +1,15 @@
 /**
- * A cold full backup as a flow of named steps: check the paths (the repository, a clone or online
- * folder never inside the data directory) and that nothing answers SQL when nothing will stop the
+ * A backup as one flow of named steps that every source shares (sources/: the stopped data dir,
+ * a clone of it, or MO's BACKUP folder): check the paths (the repository, a clone or online folder
+ * never inside the data directory) and that nothing answers SQL when nothing will stop the
  * service; open (or create) the repository, take its writer lock and probe that a backup's objects
- * can be written; lock the data directory (cold: one backup, restore or cleanup of it at a time;
- * what a dead run left is said and removed), check the data directory (every directory listed),
- * find the base of an incremental and read its manifest, check the room for a --clone; only then
- * stop the service, scan, pack → zstd → age straight into the repository, start the service,
- * publish the record and release the lock. Filesystem errors on the paths the user gave are
- * explained by fs-errors.ts.
+ * can be written; lock the data directory when the source reads it (one backup, restore or cleanup
+ * of it at a time; what a dead run left is said and removed), check the data directory (every
+ * directory listed), find the base of an incremental and read its manifest; then the source's
+ * steps make the files ready (stop the service, scan, plan, clone…); pack → zstd → age straight
+ * into the repository; the source's steps after the pack (start the service); publish the record,
+ * built once and complete, and release the locks. Each step's output is the next one's input
+ * (steps.ts Script); filesystem errors on the paths the user gave are explained by fs-errors.ts.
  *
  * Guarantees: the data directory is only read; the service is started again whatever happens
  * after it was stopped; objects are written under temporary names and the record (backup.json)
@@ -19,43 +21,48 @@
  * writing while --service none says it is stopped: a file that changes size while read fails the
  * backup loudly.
  */
-import {rm, stat} from 'node:fs/promises'
+import {stat} from 'node:fs/promises'
 import {hostname} from 'node:os'
-import {dirname} from 'node:path'
 import {performance} from 'node:perf_hooks'
 
-import type {DecryptOptions, EncryptOptions, Manifest} from '../archive/types.js'
-import type {ManifestCache} from '../repo/manifest-cache.js'
-import type {ServiceControl} from '../service/control.js'
-import type {SqlSettings} from '../service/types.js'
-import type {Flow} from '../steps.js'
+import type {Manifest} from '../archive/types.js'
+import type {Source} from './sources/types.js'
 
 import {encodeManifest} from '../archive/manifest.js'
-import {checkNames, scanDataDir, type ScannedEntry} from '../archive/pack.js'
+import {checkNames} from '../archive/pack.js'
 import {encryptBuffer, writeArchive} from '../archive/pipeline.js'
 import {describeDeadRun, removeLeftovers} from '../cleanup.js'
 import {type DataDirLock, lockDataDir, resolveDataDir} from '../datadir-lock.js'
-import {integrityError, isBrError, usageError} from '../errors.js'
+import {isBrError, usageError} from '../errors.js'
 import {formatBytes, formatDuration} from '../format.js'
 import {explainingFsErrors, type FsErrorContext} from '../fs-errors.js'
 import {sha256Hex} from '../hash.js'
 import {newBackupId} from '../id.js'
-import {type MoBackupResult, runMoBackup} from '../mo/backup-sql.js'
-import {parseTaeList, TAE_LIST} from '../mo/meta.js'
-import {checkSidecars, readVerifiedFile} from '../mo/sidecars.js'
-import {overlap} from '../path-overlap.js'
-import {recordBinding, signatureState, signRecord} from '../repo/authenticity.js'
-import {acquireLock, type Unlock} from '../repo/lock.js'
+import {recordBinding, signRecord} from '../repo/authenticity.js'
+import {acquireLock} from '../repo/lock.js'
 import {archiveFileName, manifestFileName} from '../repo/paths.js'
-import {openRepository, type Repository} from '../repo/repository.js'
+import {openRepository} from '../repo/repository.js'
 import {type BackupRecord, RECORD_FORMAT} from '../repo/types.js'
-import {type SigningKey} from '../signing.js'
+import {type Flow, Script, type ScriptContext, type ScriptStep} from '../steps.js'
 import {TOOL} from '../tool.js'
 import {loadBaseManifest, resolveBase} from './base.js'
-import {checkCloneRoom, cloneFiles, clonePathFor, type CloneResult, removeClone} from './clone.js'
+import {checkBaseSigner, checkNotRunning, checkPaths} from './checks.js'
 import {checkDataDir} from './data-dir.js'
-import {onlineFolderFor, planOnlineIncremental} from './online.js'
-import {type IncrementalPlan, planIncremental} from './plan.js'
+import {cloneSource} from './sources/clone.js'
+import {coldSource, PACK_WHAT} from './sources/cold.js'
+import {onlineSource} from './sources/online.js'
+import {
+  type BackupOptions,
+  type BackupTrail,
+  type Begun,
+  type CloneResult,
+  type Opened,
+  type Packed,
+  type Published,
+  type Taken,
+} from './types.js'
+
+export type {BackupOptions} from './types.js'
 
 /** MO caches, rebuilt by MO itself: not worth backing up (DESIGN.md "The MO facts"). */
 export const DEFAULT_EXCLUDES = ['shared-cache', 'tmp']
@@ -82,623 +89,15 @@ export function excludeList(extra: string[], options: {defaults: boolean}): stri
   return out
 }
 
-export interface BackupOptions {
-  /** --service none while something answers SQL: back up anyway, with a warning (default: refuse) */
-  allowRunning?: boolean
-  /** incrementals: the base's id (or prefix); default the newest backup of this data dir */
-  baseId?: string
-  /** where manifests are cached for later incrementals (none: no cache) */
-  cache?: ManifestCache
-  /** incrementals: decide by content hash instead of size and mtime */
-  checksum: boolean
-  /** cold: copy the files to pack while the service is stopped, start it, then pack from the copy */
-  clone: boolean
-  /** where the clone goes (default: beside the data dir, where reflinks can work) */
-  cloneDir?: string
-  dataDir: string
-  /** keys to read the base's manifest when it is not cached */
-  decrypt: DecryptOptions
-  encrypt: EncryptOptions
-  /** paths relative to the data dir left out of a cold backup: excludeList() */
-  exclude: string[]
-  /** incrementals: accept a base taken from another data dir or host */
-  force: boolean
-  /** cold with service null: does something answer SQL where the service would (then refuse, or warn with allowRunning) */
-  isRunning?: () => Promise<boolean>
-  level: number
-  /** seconds to wait for the repository lock */
-  lockWaitSeconds: number
-  /** cold: read the stopped data dir; online: MO's BACKUP statement while it runs */
-  mode: 'cold' | 'online'
-  /** online: where MO's BACKUP writes its folder (default beside the data dir) */
-  onlineDir?: string
-  onWarning?: (message: string) => void
-  /** online: BACKUP's PARALLELISM */
-  parallelism: number
-  repoPath: string
-  /** null: the service is not managed, the caller vouches that it is stopped */
-  service: null | ServiceControl
-  /** the writer key's signing half; null: the record is not signed */
-  signing: null | SigningKey
-  /** online: how to reach MO over SQL */
-  sql?: SqlSettings
-  type: 'full' | 'incremental'
-}
-
-export interface BackupContext {
-  base?: BackupRecord
-  baseManifest?: Manifest
-  cloned?: CloneResult
-  /** the clone's directory, once it may exist (--clone); removed after the pack and on rollback */
-  clonePath?: string
-  /** cold: the data dir's lock, once held */
-  dataDirLock?: DataDirLock
-  entries?: ScannedEntry[]
-  id: string
-  manifest?: Manifest
-  /** online: what MO's BACKUP reported */
-  mo?: MoBackupResult
-  /** online: the folder MO's BACKUP writes, once it may exist; removed after the pack and on rollback */
-  onlineFolder?: string
-  options: BackupOptions
-  plan?: IncrementalPlan
-  record?: BackupRecord
-  repo?: Repository
-  serviceDownMs?: number
-  serviceStoppedAt?: number
-  startedAt: Date
-  /** set once the service was stopped and is not yet running again */
-  stopped: boolean
-  /** releases the repository lock: the last step and the rollback call it (releaseLock) */
-  unlock?: Unlock
-  /** objects this backup has written so far (for the rollback) */
-  wroteObjects: boolean
-}
-
-export function newBackupContext(options: BackupOptions): BackupContext {
-  return {id: newBackupId(), options, startedAt: new Date(), stopped: false, wroteObjects: false}
-}
-
-export function backupFlow(): Flow<BackupContext> {
-  return explainingFsErrors(flow(), fsErrorContext)
-}
-
-/** The paths of a backup, for fs-errors.ts; ENOSPC needs the bytes to pack (before compression). */
-function fsErrorContext(ctx: BackupContext): FsErrorContext {
-  const {options} = ctx
-  const parent = ctx.dataDirLock?.paths.parent
-  const packing = ctx.plan ? ctx.plan.toPack : ctx.entries
-  return {
-    needed: packing?.reduce((n, e) => n + (e.type === 'file' ? e.size : 0), 0),
-    neededWhat: ctx.cloned || !ctx.clonePath ? 'the files to pack, before compression' : 'the files to clone',
-    paths: [
-      {flag: '--path', path: options.repoPath, role: 'repository'},
-      {flag: '--data-dir', path: options.dataDir, role: 'data directory'},
-      ...(ctx.dataDirLock ? [{flag: '--data-dir', path: ctx.dataDirLock.paths.real, role: 'data directory'}] : []),
-      ...(parent ? [{flag: '--data-dir', path: parent, role: 'the directory that holds the data directory'}] : []),
-      ...(options.cloneDir ? [{flag: '--clone-dir', path: options.cloneDir, role: 'clone directory'}] : []),
-      ...(ctx.clonePath ? [{flag: '--clone-dir', path: ctx.clonePath, role: 'clone directory'}] : []),
-      ...(options.onlineDir ? [{flag: '--online-dir', path: options.onlineDir, role: 'online backup directory'}] : []),
-      ...(ctx.onlineFolder ? [{flag: '--online-dir', path: ctx.onlineFolder, role: 'online backup folder'}] : []),
-    ],
-    writing:
-      ctx.clonePath && !ctx.cloned
-        ? {flag: '--clone-dir', path: ctx.clonePath, role: 'clone directory'}
-        : ctx.wroteObjects
-          ? {flag: '--path', path: options.repoPath, role: 'repository'}
-          : undefined,
-  }
-}
-
-function flow(): Flow<BackupContext> {
-  return {
-    async rollback(ctx, _error, report) {
-      try {
-        if (ctx.clonePath) await removeClone(ctx.clonePath)
-        if (ctx.onlineFolder) await rm(ctx.onlineFolder, {force: true, recursive: true})
-        if (ctx.wroteObjects && ctx.repo) {
-          report.output(`removing the unfinished backup ${ctx.id}`)
-          await ctx.repo.deleteBackup(ctx.id)
-        }
-
-        if (ctx.stopped && ctx.options.service) {
-          report.output('starting the service again')
-          await startService(ctx, new AbortController().signal)
-        }
-      } finally {
-        // Last: nobody else may write into the repository before our leftovers are gone. A service
-        // that did not start again keeps the data dir's lock and its record of the stop.
-        await releaseLock(ctx, {keepDataDirLock: ctx.stopped})
-      }
-    },
-    steps: [
-      {
-        async run(ctx, report) {
-          // Before the repository is created: never inside the data directory.
-          await checkPaths(ctx.options)
-          await checkNotRunning(ctx.options)
-          report.output(`repository ${ctx.options.repoPath} is outside the data directory`)
-        },
-        title: 'Check paths and service',
-      },
-      {
-        async run(ctx, report, signal) {
-          ctx.repo = await openRepository(ctx.options.repoPath, {create: true})
-          ctx.unlock = await acquireLock(ctx.repo, {
-            command: 'br backup',
-            dataDir: ctx.options.dataDir,
-            async onTakeOver(holder) {
-              // The repository's dead writer was a backup of another data dir: say what it left there.
-              if (!holder.dataDir || holder.dataDir === ctx.options.dataDir) return
-              for (const line of await describeDeadRun(holder.dataDir)) ctx.options.onWarning?.(line)
-            },
-            onWarning: ctx.options.onWarning,
-            signal,
-            waitSeconds: ctx.options.lockWaitSeconds,
-          })
-          // The lock was written at the root; a backup's objects go under backups/: try that too.
-          await ctx.repo.probeWrite(ctx.id)
-          report.output(`${ctx.repo.describe()}, locked for writing`)
-        },
-        title: 'Open repository',
-      },
-      {
-        async run(ctx, report) {
-          ctx.dataDirLock = await lockColdDataDir(ctx)
-          if (!ctx.dataDirLock) return
-          // We hold the lock: whatever a run left beside the data dir, its owner is dead.
-          const {notes} = await removeLeftovers(ctx.dataDirLock, {cloneDir: ctx.options.cloneDir})
-          for (const line of notes) report.output(line)
-        },
-        skip: (ctx) => (ctx.options.mode === 'online' ? 'online: MO keeps running, nothing is stopped' : false),
-        title: 'Lock the data directory',
-      },
-      {
-        async run(ctx, report, signal) {
-          const info = await checkDataDir(ctx.options.dataDir)
-          // Names a backup cannot keep are refused now, before the service stops, not halfway.
-          if (ctx.options.mode !== 'online')
-            await checkNames(ctx.options.dataDir, {exclude: ctx.options.exclude, signal})
-          report.output(`${ctx.options.dataDir}: ${info.entries} top-level entries`)
-        },
-        title: 'Check data directory',
-      },
-      {
-        async run(ctx, report) {
-          const {options} = ctx
-          ctx.base = await resolveBase(ctx.repo!, {
-            baseId: options.baseId,
-            dataDir: options.dataDir,
-            force: options.force,
-            host: hostname(),
-            onWarning: options.onWarning,
-          })
-          if ((ctx.base.mode === 'online') !== (options.mode === 'online')) {
-            throw usageError(
-              `base ${ctx.base.id} is ${ctx.base.mode === 'online' ? 'an online' : 'a cold'} backup: ${options.mode} incrementals need ${options.mode} bases`,
-              `take --mode ${options.mode} --type full first, or pass --base with a ${options.mode} backup`,
-            )
-          }
-
-          if (options.signing) checkBaseSigner(ctx.base, options.signing)
-          ctx.baseManifest = await loadBaseManifest(ctx.repo!, ctx.base, {cache: options.cache, keys: options.decrypt})
-          report.output(
-            `base ${ctx.base.id} (${ctx.base.type}, ${ctx.base.createdAt}), chain of ${ctx.base.chain.length}`,
-          )
-        },
-        skip: (ctx) => (ctx.options.type === 'incremental' ? false : 'full backup'),
-        title: 'Find the base backup',
-      },
-      {
-        async run(ctx, report, signal) {
-          // An estimate from the running service's files: cloneFiles checks again with the stopped ones.
-          const entries = await scanDataDir(ctx.options.dataDir, {exclude: ctx.options.exclude, signal})
-          const toClone = ctx.baseManifest
-            ? (await planIncremental(entries, ctx.baseManifest, {checksum: false, root: ctx.options.dataDir, signal}))
-                .toPack
-            : entries
-          const real = ctx.dataDirLock?.paths.real ?? (await resolveDataDir(ctx.options.dataDir)).real
-          const room = await checkCloneRoom(
-            ctx.options.dataDir,
-            clonePathFor(real, ctx.id, ctx.options.cloneDir),
-            toClone,
-          )
-          report.output(
-            room.reflink
-              ? `${dirname(clonePathFor(real, ctx.id, ctx.options.cloneDir))} can reflink: the clone takes no space`
-              : `about ${formatBytes(room.bytes)} to copy, ${formatBytes(room.free)} free`,
-          )
-        },
-        skip: (ctx) => (ctx.options.clone && ctx.options.mode === 'cold' ? false : 'no --clone'),
-        title: 'Check room for the clone',
-      },
-      {
-        async run(ctx, report, signal) {
-          const service = ctx.options.service!
-          // Before the stop: a run killed during a slow stop leaves the service down too.
-          await ctx.dataDirLock?.update({
-            service: {describe: service.describe, start: service.startHint ?? service.describe},
-          })
-          report.output(service.describe)
-          ctx.serviceStoppedAt = performance.now()
-          await service.stop(signal)
-          ctx.stopped = true
-        },
-        skip: (ctx) =>
-          ctx.options.mode === 'online'
-            ? 'online: MO keeps running'
-            : ctx.options.service
-              ? false
-              : 'not managed (--service none)',
-        title: 'Stop service',
-      },
-      {
-        async run(ctx, report, signal) {
-          const {options} = ctx
-          ctx.onlineFolder = onlineFolderFor(options.dataDir, ctx.id, options.onlineDir)
-          report.output(`MO writes into ${ctx.onlineFolder}`)
-          ctx.mo = await runMoBackup(options.sql!, {
-            baseTs: ctx.base?.backupTs,
-            dir: ctx.onlineFolder,
-            parallelism: options.parallelism,
-            signal,
-            type: options.type,
-          })
-          report.output(
-            `${ctx.mo.serverVersion}: backup ts ${ctx.mo.backupTs}, ${formatBytes(ctx.mo.size)} in ${formatDuration(ctx.mo.elapsedMs)}`,
-          )
-        },
-        skip: (ctx) => (ctx.options.mode === 'online' ? false : 'cold backup'),
-        title: "Run MO's BACKUP",
-      },
-      {
-        async run(ctx, report, signal) {
-          const checked = await checkSidecars(ctx.onlineFolder!, {signal})
-          report.output(
-            `${checked.files} files, ${formatBytes(checked.bytes)}: ${checked.viaSidecar} by .sha256 sidecar, ${checked.viaTaeList} by tae_list`,
-          )
-        },
-        skip: (ctx) => (ctx.options.mode === 'online' ? false : 'cold backup'),
-        title: "Check MO's checksums",
-      },
-      {
-        async run(ctx, report, signal) {
-          ctx.entries = ctx.onlineFolder
-            ? await scanDataDir(ctx.onlineFolder, {signal})
-            : await scanDataDir(ctx.options.dataDir, {exclude: ctx.options.exclude, signal})
-          const files = ctx.entries.filter((e) => e.type === 'file')
-          report.output(`${files.length} files, ${formatBytes(files.reduce((n, f) => n + f.size, 0))}`)
-        },
-        title: 'Scan data directory',
-      },
-      {
-        async run(ctx, report, signal) {
-          ctx.plan = ctx.onlineFolder
-            ? planOnlineIncremental(
-                ctx.entries!,
-                parseTaeList((await readVerifiedFile(ctx.onlineFolder, TAE_LIST, signal)).toString('utf8')),
-                ctx.baseManifest!,
-              )
-            : await planIncremental(ctx.entries!, ctx.baseManifest!, {
-                checksum: ctx.options.checksum,
-                root: ctx.options.dataDir,
-                signal,
-              })
-          const changed = ctx.plan.toPack.filter((e) => e.type === 'file').length
-          report.output(
-            `${changed} new or changed files (${formatBytes(ctx.plan.changedBytes)}), ${ctx.plan.unchanged.length} unchanged, ${ctx.plan.deleted.length} deleted` +
-              (ctx.options.checksum ? `; ${ctx.plan.reread} files re-read for --checksum` : ''),
-          )
-        },
-        skip: (ctx) => (ctx.options.type === 'incremental' ? false : 'full backup'),
-        title: 'Plan the incremental',
-      },
-      {
-        async run(ctx, report, signal) {
-          const entries = ctx.plan ? ctx.plan.toPack : ctx.entries!
-          // Beside the directory a symlinked data dir points to: the same filesystem, where reflinks work.
-          const real = ctx.dataDirLock?.paths.real ?? (await resolveDataDir(ctx.options.dataDir)).real
-          ctx.clonePath = clonePathFor(real, ctx.id, ctx.options.cloneDir)
-          await ctx.dataDirLock?.update({scratch: [ctx.clonePath]})
-          ctx.cloned = await cloneFiles(ctx.options.dataDir, ctx.clonePath, entries, {
-            onProgress: (done, total) =>
-              report.progress({bytesDone: 0, bytesTotal: 0, filesDone: done, filesTotal: total}),
-            signal,
-          })
-          const {bytes, files, ms, reflink} = ctx.cloned
-          report.output(
-            `${files} files, ${formatBytes(bytes)} ${reflink ? 'reflinked' : 'copied'} into ${ctx.clonePath} in ${formatDuration(ms)}`,
-          )
-        },
-        skip: (ctx) => (ctx.options.clone ? false : 'packing straight from the data directory'),
-        title: 'Clone the files to pack',
-      },
-      {
-        async run(ctx, report, signal) {
-          await startService(ctx, signal)
-          report.output(`service down for ${formatDuration(ctx.serviceDownMs!)}`)
-        },
-        skip: (ctx) => (ctx.options.clone && ctx.options.service ? false : 'after the pack'),
-        title: 'Start service',
-      },
-      {
-        async run(ctx, report, signal) {
-          const repo = ctx.repo!
-          const started = performance.now()
-          const writer = await repo.openWriter(ctx.id, archiveFileName(ctx.options.encrypt))
-          ctx.wroteObjects = true
-          try {
-            const result = await writeArchive({
-              backupId: ctx.id,
-              encrypt: ctx.options.encrypt,
-              entries: ctx.plan ? ctx.plan.toPack : ctx.entries!,
-              level: ctx.options.level,
-              manifestBase: {
-                chain: [...(ctx.base?.chain ?? []), ctx.id],
-                createdAt: ctx.startedAt.toISOString(),
-                deleted: ctx.plan?.deleted ?? [],
-                type: ctx.options.type,
-              },
-              onProgress: (p) => report.progress(p),
-              output: writer.stream,
-              root: ctx.onlineFolder ?? ctx.clonePath ?? ctx.options.dataDir,
-              signal,
-              unchanged: ctx.plan?.unchanged,
-            })
-            await writer.commit()
-            ctx.manifest = result.manifest
-            ctx.record = draftRecord(ctx, result)
-          } catch (error) {
-            await writer.abort()
-            throw error
-          }
-
-          if (ctx.clonePath) await removeClone(ctx.clonePath)
-          ctx.clonePath = undefined
-          if (ctx.onlineFolder) await rm(ctx.onlineFolder, {force: true, recursive: true})
-          ctx.onlineFolder = undefined
-          const ms = performance.now() - started
-          report.output(
-            `${formatBytes(ctx.record.sizes.archived)} in ${formatDuration(ms)} (${(ctx.record.sizes.archived / 1e6 / (ms / 1000)).toFixed(0)} MB/s) → ${formatBytes(ctx.record.archive.size)} stored`,
-          )
-        },
-        title: 'Pack, compress and encrypt',
-      },
-      {
-        async run(ctx, report, signal) {
-          await startService(ctx, signal)
-          report.output(`service down for ${formatDuration(ctx.serviceDownMs!)}`)
-        },
-        skip: (ctx) =>
-          ctx.options.mode === 'online'
-            ? 'online: MO kept running'
-            : ctx.options.service
-              ? ctx.options.clone
-                ? 'started after the clone'
-                : false
-              : 'not managed (--service none)',
-        title: 'Start service',
-      },
-      {
-        async run(ctx, report) {
-          const repo = ctx.repo!
-          const name = manifestFileName(ctx.options.encrypt)
-          const completedAt = new Date()
-          const draft: BackupRecord = {
-            ...ctx.record!,
-            completedAt: completedAt.toISOString(),
-            durationMs: completedAt.getTime() - ctx.startedAt.getTime(),
-          }
-          // manifest.age names the record it belongs to: with a passphrase, that binds every field.
-          ctx.manifest = {...ctx.manifest!, record: recordBinding(draft)}
-          const plain = encodeManifest(ctx.manifest)
-          const manifestBytes = await encryptBuffer(plain, ctx.options.encrypt)
-          await repo.writeObject(ctx.id, name, manifestBytes)
-          const unsigned: BackupRecord = {
-            ...draft,
-            manifest: {
-              file: name,
-              plainSha256: sha256Hex(plain),
-              sha256: sha256Hex(manifestBytes),
-              size: manifestBytes.length,
-            },
-            signature: null,
-          }
-          // The signature covers the record, which names the archive's and the manifest's SHA-256.
-          const {signing} = ctx.options
-          const record = signing ? signRecord(unsigned, signing) : unsigned
-          await repo.publishRecord(record)
-          ctx.record = record
-          await releaseLock(ctx)
-          // So that the next incremental can be planned on a host without the identity.
-          await ctx.options.cache?.put(repo.path, ctx.manifest!).catch(() => {})
-          report.output(`backup ${ctx.id} complete`)
-        },
-        title: 'Publish',
-      },
-    ],
-  }
-}
-
-/**
- * Refuses (exit 2), before anything is created, a repository that overlaps the data directory
- * (every backup would hold the ones before it, or a backup would read itself), and a clone or
- * online folder inside it; a --clone-dir must be an existing directory.
- */
-async function checkPaths(options: BackupOptions): Promise<void> {
-  const {dataDir, repoPath} = options
-  const repo = await overlap(repoPath, dataDir)
-  if (repo) {
-    throw usageError(
-      repo === 'same'
-        ? `repository ${repoPath} is the data directory itself`
-        : repo === 'inside'
-          ? `repository ${repoPath} is inside the data directory ${dataDir}: every backup would hold the ones before it`
-          : `data directory ${dataDir} is inside the repository ${repoPath}: backups would read the repository`,
-      'keep the repository outside the data directory: pass --path with another directory (e.g. /backups/mo)',
-    )
+/** Where the files come from, as the options say: MO's BACKUP folder, a clone, or the data dir. */
+export function sourceFor(options: BackupOptions): Source {
+  if (options.mode === 'online') {
+    // The command always gives it; a library caller that does not is told at once, not halfway.
+    if (!options.sql) throw new Error('an online backup needs options.sql: where MO answers SQL')
+    return onlineSource(options, options.sql)
   }
 
-  for (const [flag, dir] of [
-    ['--clone-dir', options.cloneDir],
-    ['--online-dir', options.onlineDir],
-  ] as const) {
-    // eslint-disable-next-line no-await-in-loop -- two paths at most
-    if (dir && ['inside', 'same'].includes((await overlap(dir, dataDir)) ?? '')) {
-      throw usageError(
-        `${flag} ${dir} is inside the data directory ${dataDir}: the copy would land in what it copies`,
-        `pass ${flag} with a directory outside the data directory`,
-      )
-    }
-  }
-
-  if (options.cloneDir && options.clone) {
-    const info = await stat(options.cloneDir).catch((error: NodeJS.ErrnoException) => error)
-    if (info instanceof Error && info.code === 'ENOENT') {
-      throw usageError(
-        `clone directory ${options.cloneDir} does not exist`,
-        "create it (on the data directory's filesystem, where reflinks work), or pass another --clone-dir",
-      )
-    }
-
-    if (!(info instanceof Error) && !info.isDirectory())
-      throw usageError(`clone directory ${options.cloneDir} is not a directory`, 'pass --clone-dir with a directory')
-  }
-}
-
-/**
- * A cold backup that stops nothing reads whatever the running service is writing: not a
- * consistent copy. Refused (exit 2) while something answers SQL, unless --allow-running.
- */
-async function checkNotRunning(options: BackupOptions): Promise<void> {
-  if (options.mode !== 'cold' || options.service || !(await options.isRunning?.())) return
-  const where = options.sql ? ` on ${options.sql.host}:${options.sql.port}` : ''
-  if (options.allowRunning) {
-    options.onWarning?.(
-      `something answers SQL${where}: backing up a running service (--allow-running); files that change while read fail the backup, and the copy may not be consistent`,
-    )
-    return
-  }
-
-  throw usageError(
-    `something answers SQL${where}: a cold backup of a running service is not a consistent copy`,
-    'let backup stop and start it: --service mo_ctl, --service systemd, or --service command --stop-cmd … --start-cmd …',
-    "or back up while it runs with --mode online (MatrixOne's own BACKUP)",
-    'or pass --allow-running if you know the files do not change (e.g. a paused or read-only service)',
-  )
-}
-
-/**
- * A signing writer builds only on what it signed itself: an incremental on a forged or unsigned
- * base could not be restored by readers that require signatures.
- */
-function checkBaseSigner(base: BackupRecord, signing: SigningKey): void {
-  const state = signatureState(base)
-  if (state === 'invalid') {
-    throw integrityError(
-      `base ${base.id}: its signature does not match its backup.json: the record was changed after it was written`,
-      'take --type full, and find out who changed the repository',
-    )
-  }
-
-  if (state === 'unsigned' || base.signature!.signer !== signing.signer) {
-    throw usageError(
-      `base ${base.id} is ${state === 'unsigned' ? 'not signed' : `signed by ${base.signature!.signer}`}, not by this writer key (${signing.signer})`,
-      'take --type full with this writer key, or pass --base with a backup it signed',
-    )
-  }
-}
-
-/** Releases the repository lock and the data dir's lock if this flow holds them; safe to call twice. */
-export async function releaseLock(ctx: BackupContext, options: {keepDataDirLock?: boolean} = {}): Promise<void> {
-  const {dataDirLock, unlock} = ctx
-  ctx.unlock = undefined
-  try {
-    await unlock?.()
-  } finally {
-    if (!options.keepDataDirLock) {
-      ctx.dataDirLock = undefined
-      await dataDirLock?.release()
-    }
-  }
-}
-
-/**
- * The data dir's lock for a cold backup. A backup that only reads (no service to stop, no clone)
- * may run where it cannot write beside the data dir: then it warns and goes on without the lock.
- */
-async function lockColdDataDir(ctx: BackupContext): Promise<DataDirLock | undefined> {
-  const {options} = ctx
-  const paths = await resolveDataDir(options.dataDir)
-  // A data dir whose parent is missing is refused by the next step; never create it here.
-  if (!(await stat(paths.parent).catch(() => null))) return undefined
-  try {
-    return await lockDataDir(options.dataDir, {backupId: ctx.id, command: 'br backup', onWarning: options.onWarning})
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code ?? ''
-    if (isBrError(error) || !['EACCES', 'EPERM', 'EROFS'].includes(code) || options.service || options.clone)
-      throw error
-    options.onWarning?.(
-      `cannot lock ${options.dataDir} (${code} on ${paths.parent}): backing up without the data dir's lock, so a restore into it at the same time is not refused`,
-    )
-    return undefined
-  }
-}
-
-async function startService(ctx: BackupContext, signal: AbortSignal): Promise<void> {
-  const service = ctx.options.service!
-  await service.start(signal)
-  ctx.stopped = false
-  await service.waitReady(signal)
-  await ctx.dataDirLock?.update({service: undefined})
-  // Down from the stop command until it answers SQL again.
-  if (ctx.serviceStoppedAt !== undefined) ctx.serviceDownMs = performance.now() - ctx.serviceStoppedAt
-}
-
-function draftRecord(
-  ctx: BackupContext,
-  result: {archiveSha256: string; archiveSize: number; manifest: Manifest},
-): BackupRecord {
-  const files = result.manifest.entries.filter((e) => e.type === 'file')
-  const total = files.reduce((n, f) => n + f.size, 0)
-  const archived = files.filter((f) => f.in === ctx.id).reduce((n, f) => n + f.size, 0)
-  const {encrypt} = ctx.options
-  return {
-    archive: {
-      compression: 'zstd',
-      file: archiveFileName(encrypt),
-      level: ctx.options.level,
-      sha256: result.archiveSha256,
-      size: result.archiveSize,
-    },
-    backupTs: ctx.mo?.backupTs ?? ctx.startedAt.toISOString(),
-    base: ctx.base?.id ?? null,
-    chain: result.manifest.chain,
-    completedAt: '',
-    counts: {
-      dirs: result.manifest.entries.filter((e) => e.type === 'dir').length,
-      files: files.length,
-      symlinks: result.manifest.entries.filter((e) => e.type === 'symlink').length,
-    },
-    createdAt: ctx.startedAt.toISOString(),
-    durationMs: 0,
-    encryption: {
-      passphrase: encrypt.type === 'passphrase',
-      recipients: encrypt.type === 'recipients' ? encrypt.recipients : [],
-      type: encrypt.type,
-    },
-    // Online backups pack MO's BACKUP folder: nothing of it is left out.
-    excluded: ctx.options.mode === 'online' ? [] : ctx.options.exclude,
-    format: RECORD_FORMAT,
-    id: ctx.id,
-    manifest: {file: '', plainSha256: '', sha256: '', size: 0},
-    mode: ctx.options.mode,
-    signature: null,
-    sizes: {archived, total},
-    source: {dataDir: ctx.options.dataDir, host: hostname(), serverVersion: ctx.mo?.serverVersion ?? null},
-    tool: TOOL,
-    type: ctx.options.type,
-  }
+  return options.clone ? cloneSource(options) : coldSource(options)
 }
 
 export type BackupResult = BackupRecord & {
@@ -708,11 +107,337 @@ export type BackupResult = BackupRecord & {
   serviceDownMs: null | number
 }
 
-export function backupResult(ctx: BackupContext): BackupResult {
-  const clone = ctx.cloned ? {...ctx.cloned, ms: Math.round(ctx.cloned.ms)} : null
+/** A backup ready to run: the flow (for runFlow or the task tree), its context, and its result once it ran. */
+export interface BackupRun {
+  ctx: ScriptContext<BackupTrail>
+  flow: Flow<ScriptContext<BackupTrail>>
+  /** the published record, the clone and the downtime; only after the flow ran to its end */
+  result(): BackupResult
+}
+
+/**
+ * The one script every source shares; the source's steps go where the files are made ready, and
+ * after the pack. Steps that do not apply (the base of a full, a lock for a source that does not
+ * read the data dir) are left out here, from the options, not skipped at run time.
+ */
+export function backupFlow(options: BackupOptions, source: Source = sourceFor(options)): BackupRun {
+  const script = Script.begin<BackupTrail, Begun>()
+    .step('Check paths and service', checkStep)
+    .step('Open repository', openStep)
+    .stepIf(source.readsDataDir, 'Lock the data directory', lockStep)
+    .step('Check data directory', checkDataDirStep(source))
+    .stepIf(options.type === 'incremental', 'Find the base backup', findBaseStep)
+    .pipe((opened) => source.take(opened))
+    .step('Pack, compress and encrypt', packStep)
+    .pipe((packed) => source.afterPack(packed))
+    .step('Publish', publishStep(source))
+  const id = newBackupId()
+  const values: Begun = {
+    base: null,
+    clone: null,
+    dataDirLock: undefined,
+    id,
+    mo: null,
+    options,
+    serviceDownMs: null,
+    startedAt: new Date(),
+  }
+  const ctx: ScriptContext<BackupTrail> = {state: {id, options, paths: [], wroteObjects: false}, values}
   return {
-    ...ctx.record!,
-    clone,
-    serviceDownMs: ctx.serviceDownMs === undefined ? null : Math.round(ctx.serviceDownMs),
+    ctx,
+    flow: explainingFsErrors(script.flow(rollback), (c) => fsErrorContext(c.state)),
+    result() {
+      if (!('record' in ctx.values)) throw new Error('the backup has no result: its flow did not run to the end')
+      const {clone, record, serviceDownMs} = script.output(ctx)
+      return {
+        ...record,
+        clone: clone ? {...clone, ms: Math.round(clone.ms)} : null,
+        serviceDownMs: serviceDownMs === null ? null : Math.round(serviceDownMs),
+      }
+    },
+  }
+}
+
+/** Undoes what the trail says was done, in order; the locks last. */
+async function rollback(trail: BackupTrail, _error: unknown, report: {output(line: string): void}): Promise<void> {
+  try {
+    await trail.release?.()
+    if (trail.wroteObjects && trail.repo) {
+      report.output(`removing the unfinished backup ${trail.id}`)
+      await trail.repo.deleteBackup(trail.id)
+    }
+
+    if (trail.restart) {
+      report.output('starting the service again')
+      await trail.restart(new AbortController().signal)
+    }
+  } finally {
+    // Last: nobody else may write into the repository before our leftovers are gone. A service
+    // that did not start again keeps the data dir's lock and its record of the stop.
+    await releaseLocks(trail, {keepDataDirLock: trail.restart !== undefined})
+  }
+}
+
+/** The paths of a backup, for fs-errors.ts; ENOSPC needs the bytes to pack (before compression). */
+function fsErrorContext(trail: BackupTrail): FsErrorContext {
+  const {options} = trail
+  const repo = {flag: '--path', path: options.repoPath, role: 'repository'}
+  const lock = trail.dataDirLock?.paths
+  return {
+    needed: trail.needed?.bytes,
+    neededWhat: trail.needed?.what ?? PACK_WHAT,
+    paths: [
+      repo,
+      {flag: '--data-dir', path: options.dataDir, role: 'data directory'},
+      ...(lock ? [{flag: '--data-dir', path: lock.real, role: 'data directory'}] : []),
+      ...(lock ? [{flag: '--data-dir', path: lock.parent, role: 'the directory that holds the data directory'}] : []),
+      ...(options.cloneDir ? [{flag: '--clone-dir', path: options.cloneDir, role: 'clone directory'}] : []),
+      ...(options.onlineDir ? [{flag: '--online-dir', path: options.onlineDir, role: 'online backup directory'}] : []),
+      ...trail.paths,
+    ],
+    writing: trail.writing ?? (trail.wroteObjects ? repo : undefined),
+  }
+}
+
+/** Releases the repository lock and the data dir's lock if this run holds them; safe to call twice. */
+async function releaseLocks(trail: BackupTrail, options: {keepDataDirLock?: boolean} = {}): Promise<void> {
+  const {dataDirLock, unlock} = trail
+  trail.unlock = undefined
+  try {
+    await unlock?.()
+  } finally {
+    if (!options.keepDataDirLock) {
+      trail.dataDirLock = undefined
+      await dataDirLock?.release()
+    }
+  }
+}
+
+const checkStep: ScriptStep<BackupTrail, Begun, void> = async ({options}, _trail, report) => {
+  // Before the repository is created: never inside the data directory.
+  await checkPaths(options)
+  await checkNotRunning(options)
+  report.output(`repository ${options.repoPath} is outside the data directory`)
+}
+
+const openStep: ScriptStep<BackupTrail, Begun, Pick<Opened, 'repo'>> = async ({id, options}, trail, report, signal) => {
+  const repo = await openRepository(options.repoPath, {create: true})
+  trail.repo = repo
+  trail.unlock = await acquireLock(repo, {
+    command: 'br backup',
+    dataDir: options.dataDir,
+    async onTakeOver(holder) {
+      // The repository's dead writer was a backup of another data dir: say what it left there.
+      if (!holder.dataDir || holder.dataDir === options.dataDir) return
+      for (const line of await describeDeadRun(holder.dataDir)) options.onWarning?.(line)
+    },
+    onWarning: options.onWarning,
+    signal,
+    waitSeconds: options.lockWaitSeconds,
+  })
+  // The lock was written at the root; a backup's objects go under backups/: try that too.
+  await repo.probeWrite(id)
+  report.output(`${repo.describe()}, locked for writing`)
+  return {repo}
+}
+
+const lockStep: ScriptStep<BackupTrail, Begun, Pick<Begun, 'dataDirLock'>> = async (input, trail, report) => {
+  const dataDirLock = await lockColdDataDir(input)
+  trail.dataDirLock = dataDirLock
+  if (!dataDirLock) return {dataDirLock}
+  // We hold the lock: whatever a run left beside the data dir, its owner is dead.
+  const {notes} = await removeLeftovers(dataDirLock, {cloneDir: input.options.cloneDir})
+  for (const line of notes) report.output(line)
+  return {dataDirLock}
+}
+
+function checkDataDirStep(source: Source): ScriptStep<BackupTrail, Begun, void> {
+  return async ({options}, _trail, report, signal) => {
+    const info = await checkDataDir(options.dataDir)
+    // Names a backup cannot keep are refused now, before the service stops, not halfway.
+    if (source.readsDataDir) await checkNames(options.dataDir, {exclude: options.exclude, signal})
+    report.output(`${options.dataDir}: ${info.entries} top-level entries`)
+  }
+}
+
+const findBaseStep: ScriptStep<BackupTrail, Opened, Pick<Begun, 'base'>> = async ({options, repo}, _trail, report) => {
+  const record = await resolveBase(repo, {
+    baseId: options.baseId,
+    dataDir: options.dataDir,
+    force: options.force,
+    host: hostname(),
+    onWarning: options.onWarning,
+  })
+  if ((record.mode === 'online') !== (options.mode === 'online')) {
+    throw usageError(
+      `base ${record.id} is ${record.mode === 'online' ? 'an online' : 'a cold'} backup: ${options.mode} incrementals need ${options.mode} bases`,
+      `take --mode ${options.mode} --type full first, or pass --base with a ${options.mode} backup`,
+    )
+  }
+
+  if (options.signing) checkBaseSigner(record, options.signing)
+  const manifest = await loadBaseManifest(repo, record, {cache: options.cache, keys: options.decrypt})
+  report.output(`base ${record.id} (${record.type}, ${record.createdAt}), chain of ${record.chain.length}`)
+  return {base: {manifest, record}}
+}
+
+const packStep: ScriptStep<BackupTrail, Taken, Pick<Packed, 'archive' | 'manifest'>> = async (
+  input,
+  trail,
+  report,
+  signal,
+) => {
+  const {base, id, options, packing, repo} = input
+  const started = performance.now()
+  const writer = await repo.openWriter(id, archiveFileName(options.encrypt))
+  trail.wroteObjects = true
+  let written: Awaited<ReturnType<typeof writeArchive>>
+  try {
+    written = await writeArchive({
+      backupId: id,
+      encrypt: options.encrypt,
+      entries: packing.entries,
+      level: options.level,
+      manifestBase: {
+        chain: [...(base?.record.chain ?? []), id],
+        createdAt: input.startedAt.toISOString(),
+        deleted: packing.plan?.deleted ?? [],
+        type: options.type,
+      },
+      onProgress: (p) => report.progress(p),
+      output: writer.stream,
+      root: packing.root,
+      signal,
+      unchanged: packing.plan?.unchanged,
+    })
+    await writer.commit()
+  } catch (error) {
+    await writer.abort()
+    throw error
+  }
+
+  await packing.release()
+  trail.release = undefined
+  const ms = performance.now() - started
+  const {archived} = sizesOf(written.manifest, id)
+  report.output(
+    `${formatBytes(archived)} in ${formatDuration(ms)} (${(archived / 1e6 / (ms / 1000)).toFixed(0)} MB/s) → ${formatBytes(written.archiveSize)} stored`,
+  )
+  return {archive: {sha256: written.archiveSha256, size: written.archiveSize}, manifest: written.manifest}
+}
+
+function publishStep(source: Source): ScriptStep<BackupTrail, Packed, Pick<Published, 'record'>> {
+  return async (input, trail, report) => {
+    const {id, options, repo} = input
+    const fields = recordFields(input, source, new Date())
+    // manifest.age names the record it belongs to: with a passphrase, that binds every field.
+    const manifest = {...input.manifest, record: recordBinding(fields)}
+    const plain = encodeManifest(manifest)
+    const bytes = await encryptBuffer(plain, options.encrypt)
+    const file = manifestFileName(options.encrypt)
+    await repo.writeObject(id, file, bytes)
+    const unsigned = completeRecord(fields, {
+      file,
+      plainSha256: sha256Hex(plain),
+      sha256: sha256Hex(bytes),
+      size: bytes.length,
+    })
+    // The signature covers the record, which names the archive's and the manifest's SHA-256.
+    const record = options.signing ? signRecord(unsigned, options.signing) : unsigned
+    await repo.publishRecord(record)
+    await releaseLocks(trail)
+    // So that the next incremental can be planned on a host without the identity.
+    await options.cache?.put(repo.path, manifest).catch(() => {})
+    report.output(`backup ${id} complete`)
+    return {record}
+  }
+}
+
+/** Everything the record says but manifest.age itself (which names the record) and the signature (made after). */
+type RecordFields = Omit<BackupRecord, 'manifest' | 'signature'>
+
+function recordFields(input: Packed, source: Source, completedAt: Date): RecordFields {
+  const {archive, base, id, manifest, mo, options, startedAt} = input
+  const {encrypt} = options
+  const count = (type: string) => manifest.entries.filter((e) => e.type === type).length
+  return {
+    archive: {compression: 'zstd', file: archiveFileName(encrypt), level: options.level, ...archive},
+    backupTs: mo?.backupTs ?? startedAt.toISOString(),
+    base: base?.record.id ?? null,
+    chain: manifest.chain,
+    completedAt: completedAt.toISOString(),
+    counts: {dirs: count('dir'), files: count('file'), symlinks: count('symlink')},
+    createdAt: startedAt.toISOString(),
+    durationMs: completedAt.getTime() - startedAt.getTime(),
+    encryption: {
+      passphrase: encrypt.type === 'passphrase',
+      recipients: encrypt.type === 'recipients' ? encrypt.recipients : [],
+      type: encrypt.type,
+    },
+    excluded: source.excluded,
+    format: RECORD_FORMAT,
+    id,
+    mode: options.mode,
+    sizes: sizesOf(manifest, id),
+    source: {dataDir: options.dataDir, host: hostname(), serverVersion: mo?.serverVersion ?? null},
+    tool: TOOL,
+    type: options.type,
+  }
+}
+
+/** The record with its manifest, unsigned; its keys in the order backup.json has always had. */
+function completeRecord(fields: RecordFields, manifest: BackupRecord['manifest']): BackupRecord {
+  const {archive, backupTs, base, chain, completedAt, counts, createdAt, durationMs, encryption} = fields
+  const {excluded, format, id, mode, sizes, source, tool, type} = fields
+  return {
+    archive,
+    backupTs,
+    base,
+    chain,
+    completedAt,
+    counts,
+    createdAt,
+    durationMs,
+    encryption,
+    excluded,
+    format,
+    id,
+    manifest,
+    mode,
+    signature: null,
+    sizes,
+    source,
+    tool,
+    type,
+  }
+}
+
+/** The bytes of the files the manifest lists (total), and of those in this backup's own archive. */
+function sizesOf(manifest: Manifest, id: string): BackupRecord['sizes'] {
+  const files = manifest.entries.filter((e) => e.type === 'file')
+  return {
+    archived: files.filter((f) => f.in === id).reduce((n, f) => n + f.size, 0),
+    total: files.reduce((n, f) => n + f.size, 0),
+  }
+}
+
+/**
+ * The data dir's lock for a cold backup. A backup that only reads (no service to stop, no clone)
+ * may run where it cannot write beside the data dir: then it warns and goes on without the lock.
+ */
+async function lockColdDataDir({id, options}: Begun): Promise<DataDirLock | undefined> {
+  const paths = await resolveDataDir(options.dataDir)
+  // A data dir whose parent is missing is refused by the next step; never create it here.
+  if (!(await stat(paths.parent).catch(() => null))) return undefined
+  try {
+    return await lockDataDir(options.dataDir, {backupId: id, command: 'br backup', onWarning: options.onWarning})
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? ''
+    if (isBrError(error) || !['EACCES', 'EPERM', 'EROFS'].includes(code) || options.service || options.clone)
+      throw error
+    options.onWarning?.(
+      `cannot lock ${options.dataDir} (${code} on ${paths.parent}): backing up without the data dir's lock, so a restore into it at the same time is not refused`,
+    )
+    return undefined
   }
 }

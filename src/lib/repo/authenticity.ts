@@ -58,7 +58,7 @@ export function canonicalJson(value: unknown): string {
  * The SHA-256 that manifest.age carries of its record: every field but `manifest` (which names
  * manifest.age itself) and `signature` (made after).
  */
-export function recordBinding(record: BackupRecord): string {
+export function recordBinding(record: Omit<BackupRecord, 'manifest' | 'signature'>): string {
   return sha256Hex(Buffer.from(CONTEXT + canonicalJson({...record, manifest: undefined, signature: undefined})))
 }
 

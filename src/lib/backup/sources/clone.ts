@@ -16,23 +16,91 @@
  * clone directory's own mode is not the data directory's), and the clone only supplies the bytes; the
  * clone is created fresh (mode 0700) and removed by removeClone, whatever happened. Not: a
  * snapshot of files that change while the service runs (it must be stopped while cloning).
+ *
+ * As a source (cloneSource): check the room before the stop, then the cold steps (stop, scan,
+ * plan), clone, start the service, and the pack reads the clone; the pack's release removes it.
  */
 import {constants} from 'node:fs'
 import {copyFile, mkdir, rm, statfs, writeFile} from 'node:fs/promises'
 import {basename, dirname, join} from 'node:path'
 import {performance} from 'node:perf_hooks'
 
-import type {ScannedEntry} from '../archive/pack.js'
+import type {ScannedEntry} from '../../archive/pack.js'
+import type {ScriptStep} from '../../steps.js'
+import type {BackupOptions, BackupTrail, CloneResult, Opened, Taken} from '../types.js'
+import type {Source} from './types.js'
 
-import {throwIfAborted, usageError} from '../errors.js'
-import {formatBytes} from '../format.js'
+import {scanDataDir} from '../../archive/pack.js'
+import {resolveDataDir} from '../../datadir-lock.js'
+import {throwIfAborted, usageError} from '../../errors.js'
+import {formatBytes, formatDuration} from '../../format.js'
+import {planIncremental} from '../plan.js'
+import {coldSteps, PACK_WHAT, START, startServiceStep} from './cold.js'
 
-export interface CloneResult {
-  bytes: number
-  files: number
-  ms: number
-  /** true: every file was reflinked (no data copied); false: plain copies */
-  reflink: boolean
+export type {CloneResult} from '../types.js'
+
+/** The clone source: the cold steps, with a clone made while the service is down, and the service started before the pack. */
+export function cloneSource(options: BackupOptions): Source {
+  const {service} = options
+  return {
+    afterPack: (script) => script,
+    excluded: options.exclude,
+    readsDataDir: true,
+    take(script) {
+      const cloned = coldSteps(script.step('Check room for the clone', checkRoomStep(options)), options).step(
+        'Clone the files to pack',
+        cloneStep(options),
+      )
+      return service ? cloned.step(START, startServiceStep(service)) : cloned
+    },
+  }
+}
+
+/** An estimate from the running service's files, before it is stopped: cloneFiles checks again with the stopped ones. */
+function checkRoomStep(options: BackupOptions): ScriptStep<BackupTrail, Opened, void> {
+  return async (input, _trail, report, signal) => {
+    const entries = await scanDataDir(options.dataDir, {exclude: options.exclude, signal})
+    const toClone = input.base
+      ? (await planIncremental(entries, input.base.manifest, {checksum: false, root: options.dataDir, signal})).toPack
+      : entries
+    const dest = await clonePath(input, options)
+    const room = await checkCloneRoom(options.dataDir, dest, toClone)
+    report.output(
+      room.reflink
+        ? `${dirname(dest)} can reflink: the clone takes no space`
+        : `about ${formatBytes(room.bytes)} to copy, ${formatBytes(room.free)} free`,
+    )
+  }
+}
+
+function cloneStep(options: BackupOptions): ScriptStep<BackupTrail, Taken, Pick<Taken, 'clone' | 'packing'>> {
+  return async (input, trail, report, signal) => {
+    const dest = await clonePath(input, options)
+    const where = {flag: '--clone-dir', path: dest, role: 'clone directory'}
+    trail.paths.push(where)
+    trail.release = () => removeClone(dest)
+    trail.writing = where
+    const needed = trail.needed?.bytes
+    trail.needed = {bytes: needed ?? 0, what: 'the files to clone'}
+    await input.dataDirLock?.update({scratch: [dest]})
+    const clone = await cloneFiles(options.dataDir, dest, input.packing.entries, {
+      onProgress: (done, total) => report.progress({bytesDone: 0, bytesTotal: 0, filesDone: done, filesTotal: total}),
+      signal,
+    })
+    trail.writing = undefined
+    trail.needed = {bytes: needed ?? 0, what: PACK_WHAT}
+    const {bytes, files, ms, reflink} = clone
+    report.output(
+      `${files} files, ${formatBytes(bytes)} ${reflink ? 'reflinked' : 'copied'} into ${dest} in ${formatDuration(ms)}`,
+    )
+    return {clone, packing: {...input.packing, release: () => removeClone(dest), root: dest}}
+  }
+}
+
+/** Beside the directory a symlinked data dir points to: the same filesystem, where reflinks work. */
+async function clonePath(input: Opened, options: BackupOptions): Promise<string> {
+  const real = input.dataDirLock?.paths.real ?? (await resolveDataDir(options.dataDir)).real
+  return clonePathFor(real, input.id, options.cloneDir)
 }
 
 /** Where the clone of `dataDir` for backup `id` goes: beside it, on the same filesystem, so reflinks can work. */
@@ -72,7 +140,7 @@ export async function cloneFiles(
   try {
     await copyFile(join(root, first.path), join(dest, first.path), constants.COPYFILE_FICLONE_FORCE)
   } catch (error) {
-    if (!['EINVAL', 'ENOSYS', 'ENOTSUP', 'EOPNOTSUPP', 'EXDEV'].includes((error as NodeJS.ErrnoException).code!))
+    if (!['EINVAL', 'ENOSYS', 'ENOTSUP', 'EOPNOTSUPP', 'EXDEV'].includes((error as NodeJS.ErrnoException).code ?? ''))
       throw error
     reflink = false
     const fs = await statfs(dest)
@@ -120,7 +188,9 @@ export async function checkCloneRoom(
         await copyFile(join(root, sample.path), probe, constants.COPYFILE_FICLONE_FORCE)
         reflink = true
       } catch (error) {
-        if (!['EINVAL', 'ENOSYS', 'ENOTSUP', 'EOPNOTSUPP', 'EXDEV'].includes((error as NodeJS.ErrnoException).code!))
+        if (
+          !['EINVAL', 'ENOSYS', 'ENOTSUP', 'EOPNOTSUPP', 'EXDEV'].includes((error as NodeJS.ErrnoException).code ?? '')
+        )
           throw error
       }
     }

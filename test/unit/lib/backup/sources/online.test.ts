@@ -1,8 +1,8 @@
 import {describe, expect, it} from 'vitest'
 
-import type {FileEntry, Manifest} from '../../../../src/lib/archive/types.js'
+import type {FileEntry, Manifest} from '../../../../../src/lib/archive/types.js'
 
-import {onlineFolderFor, planOnlineIncremental} from '../../../../src/lib/backup/online.js'
+import {onlineFolderFor, planOnlineIncremental} from '../../../../../src/lib/backup/sources/online.js'
 
 const file = (path: string, inId = 'base'): FileEntry => ({
   in: inId,

@@ -4,9 +4,9 @@ import {join} from 'node:path'
 import {promisify} from 'node:util'
 import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 
-import {scanDataDir} from '../../../../src/lib/archive/pack.js'
-import {checkCloneRoom, cloneFiles, clonePathFor} from '../../../../src/lib/backup/clone.js'
-import {tempDir} from '../../../helpers/cli.js'
+import {scanDataDir} from '../../../../../src/lib/archive/pack.js'
+import {checkCloneRoom, cloneFiles, clonePathFor} from '../../../../../src/lib/backup/sources/clone.js'
+import {tempDir} from '../../../../helpers/cli.js'
 
 const run = promisify(execFile)
 const root = process.getuid?.() === 0

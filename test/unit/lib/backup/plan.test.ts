@@ -1,0 +1,87 @@
+/**
+ * planIncremental in process, against the manifest of a real backup of a real data dir: what is
+ * unchanged by size and mtime, what --checksum decides by content, what was deleted, and that
+ * directories and symlinks always go into the archive.
+ */
+import {appendFile, rm, utimes, writeFile} from 'node:fs/promises'
+import {join} from 'node:path'
+import {afterEach, beforeEach, describe, expect, it} from 'vitest'
+
+import type {Manifest} from '../../../../src/lib/archive/types.js'
+
+import {ROOT_PATH, scanDataDir} from '../../../../src/lib/archive/pack.js'
+import {excludeList} from '../../../../src/lib/backup/backup.js'
+import {ManifestCache} from '../../../../src/lib/repo/manifest-cache.js'
+import {planIncremental} from '../../../../src/lib/backup/plan.js'
+import {tempDir} from '../../../helpers/cli.js'
+import {makeSmallDataDir} from '../../../helpers/fixtures.js'
+import {optionsFor, takeBackup} from './run.js'
+
+let tmp: {cleanup: () => Promise<void>; path: string}
+let dataDir: string
+let base: Manifest
+
+const exclude = excludeList([], {defaults: true})
+const WAL = 'logservice-data/wal/0000000001.log'
+const HK = 'local/hk_data'
+
+beforeEach(async () => {
+  tmp = await tempDir()
+  dataDir = join(tmp.path, 'mo-data')
+  await makeSmallDataDir(dataDir)
+  const cache = new ManifestCache(join(tmp.path, 'cache'))
+  const repoPath = join(tmp.path, 'repo')
+  const record = await takeBackup(optionsFor(dataDir, repoPath, {cache}))
+  base = (await cache.get(repoPath, record))!
+})
+
+afterEach(async () => {
+  await tmp.cleanup()
+})
+
+const files = (entries: {path: string; type: string}[]) => entries.filter((e) => e.type === 'file').map((e) => e.path)
+
+describe('planIncremental', () => {
+  it('packs nothing but the tree when nothing changed; every file stays in the base', async () => {
+    const scanned = await scanDataDir(dataDir, {exclude})
+    const plan = await planIncremental(scanned, base, {checksum: false, root: dataDir})
+    expect(files(plan.toPack)).toEqual([])
+    expect(plan.changedBytes).toBe(0)
+    expect(plan.deleted).toEqual([])
+    expect(plan.unchanged.map((f) => f.path)).toEqual(files(base.entries))
+    expect(plan.unchanged.every((f) => f.in === base.backupId)).toBe(true)
+    // Directories and symlinks go in every archive: the newest holds the whole tree's shape.
+    // (the data dir's own entry is the manifest's root, not one of its entries)
+    expect(plan.toPack.filter((e) => e.path !== ROOT_PATH).map((e) => e.path)).toEqual(
+      base.entries.filter((e) => e.type !== 'file').map((e) => e.path),
+    )
+    expect(plan.reread).toBe(0)
+  })
+
+  it('packs a file whose size or mtime changed, and lists what was deleted', async () => {
+    await appendFile(join(dataDir, WAL), 'more')
+    await utimes(join(dataDir, HK), 1_800_000_000, 1_800_000_000)
+    await rm(join(dataDir, 'etl'), {recursive: true})
+    await writeFile(join(dataDir, 'local', 'new'), 'new')
+    const plan = await planIncremental(await scanDataDir(dataDir, {exclude}), base, {checksum: false, root: dataDir})
+    expect(files(plan.toPack).sort()).toEqual([HK, 'local/new', WAL])
+    expect(plan.deleted).toEqual(base.entries.filter((e) => e.path.startsWith('etl')).map((e) => e.path))
+    expect(plan.changedBytes).toBe(
+      (base.entries.find((e) => e.path === WAL) as {size: number}).size + 4 + 'hakeeper 1\n'.length + 3,
+    )
+  })
+
+  it('--checksum decides by content: a touched file is unchanged, a same-size rewrite with the old mtime is packed', async () => {
+    await utimes(join(dataDir, HK), 1_800_000_000, 1_800_000_000)
+    const ckp = 'shared/ckp/meta_0-100.ckp'
+    await writeFile(join(dataDir, ckp), 'checkpoint 9')
+    await utimes(join(dataDir, ckp), 1_764_000_001, 1_764_000_001)
+    const scanned = await scanDataDir(dataDir, {exclude})
+    // By size and mtime: the touched file is packed, the rewrite (same size, same mtime) is trusted unchanged.
+    const quick = await planIncremental(scanned, base, {checksum: false, root: dataDir})
+    expect(files(quick.toPack)).toEqual([HK])
+    const checked = await planIncremental(scanned, base, {checksum: true, root: dataDir})
+    expect(files(checked.toPack)).toEqual([ckp])
+    expect(checked.reread).toBe(files(base.entries).length)
+  })
+})
