@@ -22,7 +22,7 @@ import {copyFile, mkdir, rm, statfs, writeFile} from 'node:fs/promises'
 import {basename, dirname, join} from 'node:path'
 import {performance} from 'node:perf_hooks'
 
-import type {ScannedEntry} from '../archive/pack.js'
+import type {ScannedEntry} from '../archive/walk.js'
 
 import {throwIfAborted, usageError} from '../errors.js'
 import {formatBytes} from '../format.js'

@@ -15,8 +15,8 @@
  */
 import {basename, dirname, join} from 'node:path'
 
-import type {ScannedEntry} from '../archive/pack.js'
 import type {FileEntry, Manifest} from '../archive/types.js'
+import type {ScannedEntry} from '../archive/walk.js'
 import type {TaeListEntry} from '../mo/meta.js'
 import type {IncrementalPlan} from './plan.js'
 

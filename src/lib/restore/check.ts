@@ -8,8 +8,8 @@
 import type {DecryptOptions, Manifest} from '../archive/types.js'
 import type {BackupRecord} from '../repo/types.js'
 
+import {decryptBuffer} from '../archive/age.js'
 import {decodeManifest} from '../archive/manifest.js'
-import {decryptBuffer} from '../archive/pipeline.js'
 import {integrityError, usageError} from '../errors.js'
 import {sha256Hex} from '../hash.js'
 import {

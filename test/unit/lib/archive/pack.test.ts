@@ -6,7 +6,8 @@ import {pipeline} from 'node:stream/promises'
 import {afterAll, beforeAll, beforeEach, describe, expect, it} from 'vitest'
 
 import {comparePaths} from '../../../../src/lib/archive/manifest.js'
-import {packArchive, scanDataDir, type ScannedEntry} from '../../../../src/lib/archive/pack.js'
+import {scanDataDir, type ScannedEntry} from '../../../../src/lib/archive/walk.js'
+import {packArchive} from '../../../../src/lib/archive/write.js'
 import {BrError} from '../../../../src/lib/errors.js'
 import {memorySink, tempDir} from './fixture.js'
 
