@@ -26,7 +26,7 @@ import {lstat, mkdir, symlink} from 'node:fs/promises'
 import {join, posix} from 'node:path'
 
 import type {Breather} from './breather.js'
-import type {OwnerPlan} from './owners.js'
+import type {Ids, OwnerPlan} from './owners.js'
 import type {DirEntry, Manifest, Owner} from './types.js'
 
 import {integrityError} from '../errors.js'
@@ -163,13 +163,15 @@ export interface TreeMetadataOptions {
   breather: Breather
   /** keep setuid, setgid and sticky bits from the manifest (a MatrixOne data dir has none) */
   keepSpecialModes?: boolean
-  /** whose the entries become (owners.ts planOwners); by default they stay the restoring user's */
+  /** whose the entries become (owners.ts ownerPlan, resolved as the pass meets them); by default they stay the restoring user's */
   owners?: OwnerPlan
 }
 
 /**
  * Owners (as `owners` plans them), modes and mtimes of every entry of `manifest` under `root`, in
- * one pass; the data directory's own (`root` of the manifest, path '') goes to `root` itself.
+ * one pass: the owner plan looks each recorded name up the first time the pass meets it, and says
+ * what it could not give back once the pass is over. The data directory's own (`root` of the
+ * manifest, path '') goes to `root` itself.
  * Dirs last and deepest first, since writing into a dir changes its mtime. chown before chmod:
  * chown clears setuid and setgid bits. Symlinks get lchown and lutimes (their mode means nothing
  * on Linux). Synchronous calls (thousands of tiny syscalls, each a thread-pool round trip
@@ -183,42 +185,54 @@ export async function applyTreeMetadata(
   const {breather, owners} = options
   const modeBits = options.keepSpecialModes ? SPECIAL_MODE_BITS : PLAIN_MODE_BITS
   const abs = (path: string) => (path === ROOT_PATH ? root : join(root, ...path.split('/')))
-  const chown = (path: string, owner?: Owner, link = false) => {
-    const ids = owners?.ids(owner)
+  /** The ids for `owner`: a plain value, but for the first entry of each owner (one name lookup). */
+  const idsOf = (owner?: Owner) => owners?.ids(owner)
+  const chown = (path: string, ids: Ids | undefined, link = false) => {
     if (!ids) return
     if (link) lchownSync(abs(path), ids.uid, ids.gid)
     else chownSync(abs(path), ids.uid, ids.gid)
   }
 
+  // The data directory's owner first, as the backup recorded it first.
+  const top = manifest.root
+  let topIds = idsOf(top?.owner)
+  if (topIds instanceof Promise) topIds = await topIds
   const dirs: Array<{depth: number; entry: Omit<DirEntry, 'type'>}> = []
   for (const e of manifest.entries) {
     // eslint-disable-next-line no-await-in-loop -- rarely: lets SIGINT in
     await breather.breathe()
+    let ids = idsOf(e.owner)
+    // eslint-disable-next-line no-await-in-loop -- once per distinct owner
+    if (ids instanceof Promise) ids = await ids
     // Seconds as a number keep the sub-millisecond part that a Date would drop.
     const time = e.mtimeMs / 1000
     if (e.type === 'dir') {
       dirs.push({depth: e.path.split('/').length, entry: e})
     } else if (e.type === 'file') {
-      chown(e.path, e.owner)
+      chown(e.path, ids)
       chmodSync(abs(e.path), e.mode % modeBits)
       utimesSync(abs(e.path), time, time)
     } else {
-      chown(e.path, e.owner, true)
+      chown(e.path, ids, true)
       lutimesSync(abs(e.path), time, time)
     }
   }
 
   dirs.sort((a, b) => b.depth - a.depth)
   // The data directory itself, last of all (a manifest without `root` still gets --chown).
-  const top = manifest.root
   if (top) dirs.push({depth: 0, entry: {...top, path: ROOT_PATH}})
-  else if (owners?.ids()) chown(ROOT_PATH)
+  else chown(ROOT_PATH, topIds)
 
   for (const {entry: d} of dirs) {
     // eslint-disable-next-line no-await-in-loop -- rarely: lets SIGINT in
     await breather.breathe()
-    chown(d.path, d.owner)
+    let ids = idsOf(d.owner)
+    // eslint-disable-next-line no-await-in-loop -- resolved in the pass above: a plain value
+    if (ids instanceof Promise) ids = await ids
+    chown(d.path, ids)
     chmodSync(abs(d.path), d.mode % modeBits)
     utimesSync(abs(d.path), d.mtimeMs / 1000, d.mtimeMs / 1000)
   }
+
+  await owners?.finish()
 }

@@ -18,7 +18,7 @@ import type {BackupRecord} from '../repo/types.js'
 import type {StepReporter} from '../steps.js'
 
 import {Breather} from '../archive/breather.js'
-import {type Ids, planOwners} from '../archive/owners.js'
+import {type Ids, ownerPlan} from '../archive/owners.js'
 import {readArchive} from '../archive/read.js'
 import {applyTreeMetadata} from '../archive/tree-writer.js'
 import {BrError, integrityError} from '../errors.js'
@@ -167,12 +167,10 @@ export async function readChain(options: ReadChainOptions): Promise<{bytes: numb
   if (options.dest) {
     // The one metadata pass of a restore: readArchive writes bytes only, and each file's owner,
     // mode and mtime come from the final manifest, once every archive of the chain is in place.
-    const breather = new Breather(options.signal)
-    const owners = await planOwners(finalManifest, {breather, chown: options.chown, onWarning: options.onWarning})
     await applyTreeMetadata(options.dest, finalManifest, {
-      breather,
+      breather: new Breather(options.signal),
       keepSpecialModes: options.keepSpecialModes,
-      owners,
+      owners: ownerPlan({chown: options.chown, onWarning: options.onWarning}),
     })
   }
 
