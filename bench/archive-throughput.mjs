@@ -116,9 +116,9 @@ function run(job) {
 }
 
 async function child(job) {
-  const {scanDataDir} = await lib('pack.js')
-  const {writeArchive} = await lib('pipeline.js')
-  const {readArchive} = await lib('unpack.js')
+  const {scanDataDir} = await lib('walk.js')
+  const {writeArchive} = await lib('write.js')
+  const {readArchive} = await lib('read.js')
   const fs = await import('node:fs')
   const started = performance.now()
   let bytes

@@ -21,7 +21,7 @@ let keyFile: string
 let recipient: string
 let backupId: string
 
-const env = {MOCTL_BR_SCRYPT_LOG_N: '10'}
+const env: NodeJS.ProcessEnv = {}
 const run = promisify(execFile)
 
 function withoutCache(tree: Record<string, string>): Record<string, string> {

@@ -40,7 +40,7 @@ beforeEach(async () => {
 })
 
 const br = (args: string[], env: NodeJS.ProcessEnv = {}, cwd?: string) =>
-  runCli(['br', ...args], {cwd, env: {MOCTL_BR_SCRYPT_LOG_N: '10', XDG_CONFIG_HOME: home, ...env}})
+  runCli(['br', ...args], {cwd, env: {XDG_CONFIG_HOME: home, ...env}})
 
 async function set(key: string, value: string): Promise<void> {
   const r = await br(['config', 'set', key, value])

@@ -79,7 +79,7 @@ beforeAll(async () => {
   repo = join(tmp.path, 'repo')
   keyFile = join(tmp.path, 'keys', 'backup.key')
   // A cache of our own: the incremental below must find no cached base manifest.
-  env = {MOCTL_BR_SCRYPT_LOG_N: '10', XDG_CACHE_HOME: join(tmp.path, 'cache')}
+  env = {XDG_CACHE_HOME: join(tmp.path, 'cache')}
   await makeSmallDataDir(dataDir)
   // key generate --output DIR/FILE creates the missing DIR, 0700 (the README's quick start).
   const key = await runCli(['br', 'key', 'generate', '--output', keyFile])

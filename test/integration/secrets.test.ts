@@ -114,7 +114,7 @@ describe('secrets stay out of what a stop command prints, errors, --json and DEB
     ]
     for (const json of [false, true]) {
       const r = await runCli([...args, '--password', argvPassword, ...(json ? ['--json'] : [])], {
-        env: {...secrets, DEBUG: '*', MOCTL_BR_SCRYPT_LOG_N: '10'},
+        env: {...secrets, DEBUG: '*'},
       })
       const out = r.stdout + r.stderr
       expect(r.code, out).toBe(5)
@@ -234,7 +234,7 @@ describe('with a real MariaDB', () => {
     const dataDir = join(dir, 'data')
     await makeSmallDataDir(dataDir)
     const repo = join(dir, 'repo')
-    const env = {...secrets, DEBUG: '*', MOCTL_BR_SCRYPT_LOG_N: '10', XDG_CONFIG_HOME: join(dir, 'xdg')}
+    const env = {...secrets, DEBUG: '*', XDG_CONFIG_HOME: join(dir, 'xdg')}
 
     const sleepAfterBackup = join(dir, 'sleep-backup.pid')
     const backup = await runCli(

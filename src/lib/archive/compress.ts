@@ -1,8 +1,9 @@
 /**
  * zstd compression and decompression as Node Transform streams, over the fastest implementation
  * that loads here: zstd-napi (native, optional dependency, multi-threaded), Node's own zlib zstd
- * (Node >= 22.15), or zstd-codec (WebAssembly, always there). The choice is made once, when this
- * module loads; `MOCTL_BR_ZSTD=napi|node|codec` forces one (tests and benchmarks).
+ * (Node >= 22.15), or zstd-codec (WebAssembly, always there). The fastest is found once, when
+ * this module loads; a caller (tests, benchmarks) may name another through `Implementations`,
+ * never through the environment.
  *
  * Guarantees: every implementation writes ordinary single-frame zstd that the `zstd` CLI and every
  * other implementation here reads; corrupt input makes the decompressor fail (callers turn that
@@ -93,17 +94,16 @@ const OUTPUT_HIGH_WATER = 1024 * 1024
 const napi = loadNapi()
 const napiBinding = napi ? (require('zstd-napi/binding') as ZstdNapiBinding) : null
 const nodeZstd = loadNodeZstd()
-const selected = select(process.env.MOCTL_BR_ZSTD)
+const fastest = zstdImplementations()[0]
 
 /** The implementations that load in this process, fastest first. */
 export function zstdImplementations(): ZstdImplementation[] {
   return [...(napi ? (['napi'] as const) : []), ...(nodeZstd ? (['node'] as const) : []), 'codec']
 }
 
-/** The implementation used when none is named (chosen at load; see the module header). */
+/** The implementation used when none is named: the fastest that loads here. */
 export function zstdImplementation(): ZstdImplementation {
-  if (selected instanceof BrError) throw selected
-  return selected
+  return fastest
 }
 
 /** Human name of the implementation in use, for logs and benchmark output. */
@@ -555,16 +555,6 @@ function loadNodeZstd(): null | ZlibZstd {
     : null
 }
 
-function select(forced: string | undefined): BrError | ZstdImplementation {
-  if (forced === undefined || forced === '') return zstdImplementations()[0]
-  if (forced !== 'napi' && forced !== 'node' && forced !== 'codec') {
-    return usageError(`MOCTL_BR_ZSTD=${forced} is not a zstd implementation`, 'use napi, node or codec, or unset it')
-  }
-
-  if (!zstdImplementations().includes(forced)) return unavailable(forced)
-  return forced
-}
-
 function need<T>(impl: null | T, name: ZstdImplementation): T {
   if (impl === null) throw unavailable(name)
   return impl
@@ -574,11 +564,11 @@ function unavailable(name: ZstdImplementation): BrError {
   return name === 'napi'
     ? usageError(
         'zstd-napi is not installed (its native build did not run)',
-        'reinstall with a C++ toolchain (python3, make, g++), or unset MOCTL_BR_ZSTD',
+        'reinstall with a C++ toolchain (python3, make, g++), or use another implementation',
       )
     : usageError(
         'this Node.js has no zlib zstd (it needs Node >= 22.15)',
-        'unset MOCTL_BR_ZSTD, or run a newer Node.js',
+        'run a newer Node.js, or use another implementation',
       )
 }
 

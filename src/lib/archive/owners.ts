@@ -193,10 +193,16 @@ async function chownGroup(accounts: Accounts, spec: string): Promise<number> {
   return id
 }
 
-/** What the restore does with each entry's owner, decided once: ask `ids` per entry, without I/O. */
+/**
+ * What the restore does with each entry's owner, decided as the one metadata pass meets the
+ * entries (tree-writer.ts applyTreeMetadata): `ids` gives the ids to chown an entry to (undefined:
+ * leave it as created, the restoring user's), looking each recorded name up once, the first time
+ * it is met (a promise then, a plain value after); `finish`, after the last entry, says once what
+ * could not be given back as recorded.
+ */
 export interface OwnerPlan {
-  /** the ids to chown an entry to; undefined: leave it as created (the restoring user's) */
-  ids(owner?: Owner): Ids | undefined
+  finish(): Promise<void>
+  ids(owner?: Owner): Ids | Promise<Ids | undefined> | undefined
 }
 
 export interface PlanOwnersOptions {
@@ -208,93 +214,142 @@ export interface PlanOwnersOptions {
   runner?: Runner
 }
 
-/** Not root, no --chown: no chown at all, every entry stays the restoring user's. */
-const LEAVE_AS_CREATED: OwnerPlan = {
-  ids(): Ids | undefined {
-    return undefined
-  },
-}
-
 /** A recorded id and the name it had on the backup host, keyed `<id>\0<name>`. */
 type Recorded = Map<string, {id: number; name: string}>
 
 const recordedKey = (id: number, name: string) => `${id}\0${name}`
 
 /**
- * How the owners of `manifest` are given back here. As root: by name, else number (one warning
- * lists the names this host lacks). As another user: not at all (one warning when the backup
- * had owners other than that user). With `chown`: that owner for everything.
+ * How owners are given back here. As root: by name, else number (one warning, at `finish`, lists
+ * the names this host lacks). As another user: not at all (one warning at `finish` when the
+ * backup had owners other than that user). With `chown`: that owner for everything.
+ */
+export function ownerPlan(options: PlanOwnersOptions = {}): OwnerPlan {
+  const {chown} = options
+  if (chown) return {async finish() {}, ids: () => chown}
+
+  const accounts = options.accounts ?? new Accounts()
+  const runner = options.runner ?? currentRunner()
+  const users = new IdsHere('user', (name) => accounts.user(name))
+  const groups = new IdsHere('group', (name) => accounts.group(name))
+  const asRoot = runner.euid === 0
+  return {
+    async finish() {
+      if (asRoot) {
+        const missing = [...users.missing, ...groups.missing]
+        if (missing.length > 0) {
+          options.onWarning?.(
+            `${missing.join(', ')} of the backup ${missing.length === 1 ? 'does' : 'do'} not exist on this host: their files get the recorded ids; pass --chown USER[:GROUP] to give them to a local account`,
+          )
+        }
+
+        return
+      }
+
+      const [uids, gids] = await Promise.all([users.all(), groups.all()])
+      const others = [
+        ...uids.filter(([here]) => here !== runner.euid).map(([, u]) => describe('uid', u)),
+        ...gids.filter(([here]) => here !== runner.egid).map(([, g]) => describe('gid', g)),
+      ]
+      if (others.length > 0) {
+        const listed = others.slice(0, 4).join(', ') + (others.length > 4 ? ` and ${others.length - 4} more` : '')
+        options.onWarning?.(
+          `not running as root: the restored files belong to uid ${runner.euid} (gid ${runner.egid}), not to their owners in the backup (${listed}); restore as root to give them back, or pass --chown`,
+        )
+      }
+    },
+    ids(owner?: Owner) {
+      if (!owner) return
+      if (!asRoot) {
+        // Changes nothing; what it would have changed is told at the end.
+        users.note(owner.uid, owner.uname)
+        groups.note(owner.gid, owner.gname)
+        return
+      }
+
+      const uid = users.here(owner.uid, owner.uname)
+      const gid = groups.here(owner.gid, owner.gname)
+      if (typeof uid === 'number' && typeof gid === 'number') return {gid, uid}
+      return Promise.all([uid, gid]).then(([u, g]) => ({gid: g, uid: u}))
+    },
+  }
+}
+
+/**
+ * The plan for `manifest`, every owner of it looked up and `finish` already told: for callers
+ * that want the answers before touching anything (and the tests of the rules above).
  */
 export async function planOwners(
   manifest: Pick<Manifest, 'entries' | 'root'>,
   options: PlanOwnersOptions = {},
 ): Promise<OwnerPlan> {
-  const {chown} = options
-  if (chown) return {ids: () => chown}
-
-  // The distinct users and groups of the backup: a pass over the entries, a few lookups.
-  const users: Recorded = new Map()
-  const groups: Recorded = new Map()
-  const note = (o: Owner | undefined) => {
-    if (!o) return
-    users.set(recordedKey(o.uid, o.uname), {id: o.uid, name: o.uname})
-    groups.set(recordedKey(o.gid, o.gname), {id: o.gid, name: o.gname})
-  }
-
-  note(manifest.root?.owner)
+  const plan = ownerPlan(options)
+  await plan.ids(manifest.root?.owner)
   for (const e of manifest.entries) {
     // eslint-disable-next-line no-await-in-loop -- rarely: lets SIGINT in during a million entries
     await options.breather?.breathe()
-    note(e.owner)
+    const ids = plan.ids(e.owner)
+    // eslint-disable-next-line no-await-in-loop -- a handful of names, each looked up once
+    if (ids instanceof Promise) await ids
   }
 
-  const accounts = options.accounts ?? new Accounts()
-  const missing: string[] = []
-  const uids = await idsHere(users, (n) => accounts.user(n), `user`, missing)
-  const gids = await idsHere(groups, (n) => accounts.group(n), `group`, missing)
-  const runner = options.runner ?? currentRunner()
-  if (runner.euid === 0) {
-    if (missing.length > 0) {
-      options.onWarning?.(
-        `${missing.join(', ')} of the backup ${missing.length === 1 ? 'does' : 'do'} not exist on this host: their files get the recorded ids; pass --chown USER[:GROUP] to give them to a local account`,
-      )
-    }
+  await plan.finish()
+  return {async finish() {}, ids: plan.ids}
+}
 
-    return {
-      ids: (o) => o && {gid: gids.get(recordedKey(o.gid, o.gname))!, uid: uids.get(recordedKey(o.uid, o.uname))!},
-    }
-  }
+/**
+ * Recorded ids as this host has them: the id of the recorded name when the name exists here, the
+ * recorded id otherwise; each (id, name) looked up once.
+ */
+class IdsHere {
+  readonly missing: string[] = []
+  private readonly pending = new Map<string, Promise<number>>()
+  private readonly recorded: Recorded = new Map()
+  private readonly resolved = new Map<string, number>()
 
-  const others = [
-    ...[...users].filter(([key]) => uids.get(key) !== runner.euid).map(([, u]) => describe('uid', u)),
-    ...[...groups].filter(([key]) => gids.get(key) !== runner.egid).map(([, g]) => describe('gid', g)),
-  ]
-  if (others.length > 0) {
-    const listed = others.slice(0, 4).join(', ') + (others.length > 4 ? ` and ${others.length - 4} more` : '')
-    options.onWarning?.(
-      `not running as root: the restored files belong to uid ${runner.euid} (gid ${runner.egid}), not to their owners in the backup (${listed}); restore as root to give them back, or pass --chown`,
+  constructor(
+    private readonly what: string,
+    private readonly find: (name: string) => Promise<Account | undefined>,
+  ) {}
+
+  /** Every (id here, recorded) met so far. */
+  async all(): Promise<Array<[number, {id: number; name: string}]>> {
+    return Promise.all(
+      [...this.recorded.values()].map(async (r): Promise<[number, {id: number; name: string}]> => [
+        await this.here(r.id, r.name),
+        r,
+      ]),
     )
   }
 
-  return LEAVE_AS_CREATED
-}
+  here(id: number, name: string): number | Promise<number> {
+    const key = recordedKey(id, name)
+    const done = this.resolved.get(key)
+    if (done !== undefined) return done
+    let pending = this.pending.get(key)
+    if (!pending) {
+      this.recorded.set(key, {id, name})
+      pending = this.lookup(id, name).then((here) => {
+        this.resolved.set(key, here)
+        return here
+      })
+      this.pending.set(key, pending)
+    }
 
-/** Each recorded id as this host has it: the id of its name when the name exists here, else the recorded one. */
-async function idsHere(
-  recorded: Recorded,
-  find: (name: string) => Promise<Account | undefined>,
-  what: string,
-  missing: string[],
-): Promise<Map<string, number>> {
-  const ids = new Map<string, number>()
-  for (const [key, {id, name}] of recorded) {
-    // eslint-disable-next-line no-await-in-loop -- a handful of names
-    const here = name === '' ? undefined : await find(name)
-    if (name !== '' && !here) missing.push(`${what} ${name} (${id})`)
-    ids.set(key, here?.id ?? id)
+    return pending
   }
 
-  return ids
+  note(id: number, name: string): void {
+    const key = recordedKey(id, name)
+    if (!this.recorded.has(key)) this.recorded.set(key, {id, name})
+  }
+
+  private async lookup(id: number, name: string): Promise<number> {
+    if (name === '') return id
+    const here = await this.find(name)
+    if (!here) this.missing.push(`${this.what} ${name} (${id})`)
+    return here?.id ?? id
+  }
 }
 
 function describe(what: 'gid' | 'uid', {id, name}: {id: number; name: string}): string {

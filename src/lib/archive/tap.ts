@@ -1,10 +1,13 @@
 /**
- * A pass-through stage that hashes (SHA-256) and counts the bytes flowing past: the stored
- * archive's checksum and size on the write side, their check against the record on the read side.
+ * Taps that hash (SHA-256) and count the bytes flowing past, without changing them: `HashTap`,
+ * a stream stage, for the stored archive (its checksum and size on the write side, their check
+ * against the record on the read side); `FileTap`, for one file's chunks on their way from the
+ * data dir into the tar (the manifest's sha256 of each file).
  *
- * Guarantees: bytes pass unchanged; with `expected`, the stream fails with an integrity error as
- * soon as more bytes than expected arrive, and at the end when fewer did or the hash differs, so
- * a truncated or replaced archive is named as such before any later stage can blame its symptoms.
+ * Guarantees: bytes pass unchanged and in order; with `expected`, the stream fails with an
+ * integrity error as soon as more bytes than expected arrive, and at the end when fewer did or the
+ * hash differs, so a truncated or replaced archive is named as such before any later stage can
+ * blame its symptoms. A FileTap's digest covers exactly the chunks its consumer took.
  */
 import {createHash} from 'node:crypto'
 import {Transform, type TransformCallback} from 'node:stream'
@@ -102,5 +105,33 @@ export class HashTap extends Transform {
     this.push(this.batch.length === 1 ? this.batch[0] : Buffer.concat(this.batch, this.batched))
     this.batch = []
     this.batched = 0
+  }
+}
+
+/**
+ * One file's chunks, hashed as they pass: the packer takes `chunks`, the manifest gets `sha256()`
+ * once they are all taken. A generator stage, not a stream: a chunk costs one hash update and no
+ * buffering (measured: packing runs as fast as with the hash inside the tar writer).
+ */
+export class FileTap {
+  private readonly hash = createHash('sha256')
+
+  constructor(private readonly onBytes?: (n: number) => void) {}
+
+  /**
+   * The chunks of `source`, unchanged.
+   * @yields each chunk, once hashed
+   */
+  *chunks(source: Iterable<Buffer>): Generator<Buffer> {
+    for (const chunk of source) {
+      this.hash.update(chunk)
+      yield chunk
+      this.onBytes?.(chunk.length)
+    }
+  }
+
+  /** The SHA-256 (hex) of the chunks taken; call once, after the last. */
+  sha256(): string {
+    return this.hash.digest('hex')
   }
 }

@@ -62,7 +62,13 @@ export interface Manifest {
 
 /** How an archive is encrypted. `none` only when the user asked for --no-encrypt. */
 export type EncryptOptions =
-  {passphrase: string; type: 'passphrase'} | {recipients: string[]; type: 'recipients'} | {type: 'none'}
+  | {
+      passphrase: string
+      /** scrypt work factor as log2 N, 1-20; 18 (age's default) when left out */ scryptLogN?: number
+      type: 'passphrase'
+    }
+  | {recipients: string[]; type: 'recipients'}
+  | {type: 'none'}
 
 /** What can decrypt: identities (AGE-SECRET-KEY-1…) and/or passphrases. Empty for unencrypted archives. */
 export interface DecryptOptions {

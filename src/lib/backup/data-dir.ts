@@ -1,6 +1,6 @@
 /**
  * Checks on the data directory a backup reads, so a typo fails at once with the fix, not after
- * the service was stopped. The walk that lists every directory is checkNames (archive/pack.ts),
+ * the service was stopped. The walk that lists every directory is checkNames (archive/walk.ts),
  * run right after this; errors other than a missing directory (permission, a file in the path)
  * are left to fs-errors.ts, which names the path and the fix.
  */

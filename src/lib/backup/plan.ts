@@ -12,8 +12,8 @@ import {createReadStream} from 'node:fs'
 import {join} from 'node:path'
 import {pipeline} from 'node:stream/promises'
 
-import type {ScannedEntry} from '../archive/pack.js'
 import type {FileEntry, Manifest} from '../archive/types.js'
+import type {ScannedEntry} from '../archive/walk.js'
 
 export interface IncrementalPlan {
   /** bytes of the files that go into the archive */

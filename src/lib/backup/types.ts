@@ -1,4 +1,3 @@
-import type {ScannedEntry} from '../archive/pack.js'
 /**
  * What a backup run is given (BackupOptions), what its steps hand one another (the stages, each
  * the one before plus what a step added), and what it holds while it runs (BackupTrail: what the
@@ -6,16 +5,17 @@ import type {ScannedEntry} from '../archive/pack.js'
  * files come from is sources/ (a Source hands the packer a Packing).
  */
 import type {DecryptOptions, EncryptOptions, Manifest} from '../archive/types.js'
+import type {ScannedEntry} from '../archive/walk.js'
 import type {DataDirLock} from '../datadir-lock.js'
 import type {KnownPath} from '../fs-errors.js'
 import type {MoBackupResult} from '../mo/backup-sql.js'
 import type {Unlock} from '../repo/lock.js'
+import type {ManifestCache} from '../repo/manifest-cache.js'
 import type {Repository} from '../repo/repository.js'
 import type {BackupRecord} from '../repo/types.js'
 import type {ServiceControl} from '../service/control.js'
 import type {SqlSettings} from '../service/types.js'
 import type {SigningKey} from '../signing.js'
-import type {ManifestCache} from '../repo/manifest-cache.js'
 import type {IncrementalPlan} from './plan.js'
 
 export interface BackupOptions {

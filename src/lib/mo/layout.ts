@@ -1,3 +1,4 @@
+import {isSafePath} from '../archive/paths.js'
 /**
  * Where each file of a MatrixOne `BACKUP` folder goes in a restored `mo-data/`: the layout
  * `mo_br restore` produces.
@@ -33,7 +34,7 @@
  * Not: any file I/O.
  */
 import {integrityError} from '../errors.js'
-import {isSafeRelative, type TaeListEntry} from './meta.js'
+import {type TaeListEntry} from './meta.js'
 
 export type OnlineFileKind = 'backup-metadata' | 'config' | 'data' | 'hakeeper' | 'sidecar' | 'tae-metadata' | 'unknown'
 
@@ -94,7 +95,7 @@ const BACKUP_METADATA = new Set(['backup_meta', 'mo_meta'])
 
 /** What a file of a BACKUP folder is (path relative to the folder, '/'-separated). */
 export function classifyOnlineFile(relPath: string): OnlineFileKind {
-  if (!isSafeRelative(relPath)) {
+  if (!isSafePath(relPath, {refuseBackslash: true})) {
     throw integrityError(
       `'${relPath}' is not a path inside a backup folder`,
       'the backup folder or archive is damaged or was tampered with: use another backup',

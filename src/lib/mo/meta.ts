@@ -1,3 +1,4 @@
+import {isSafePath} from '../archive/paths.js'
 /**
  * Reads the metadata files a MatrixOne `BACKUP` statement writes into its folder: `mo_meta`,
  * `tae/tae_sum` and `tae/tae_list`. All three are CSV written with Go's `encoding/csv`.
@@ -126,7 +127,7 @@ export function parseTaeList(text: string): TaeListEntry[] {
   for (const [index, fields] of parseCsv(text, TAE_LIST).entries()) {
     const line = index + 1
     const [path = '', size = '', sha256 = '', needCopy = 'true', ts = ''] = fields
-    if (!isSafeRelative(path))
+    if (!isSafePath(path, {refuseBackslash: true}))
       throw integrityError(`${TAE_LIST} line ${line}: '${path}' is not a path inside tae/`, RERUN)
     if (sha256 && !/^[\da-f]{64}$/i.test(sha256)) {
       throw integrityError(`${TAE_LIST} line ${line}: '${sha256}' is not a SHA-256`, RERUN)
@@ -149,12 +150,6 @@ export function parseTaeList(text: string): TaeListEntry[] {
   }
 
   return entries
-}
-
-/** A relative POSIX path that stays where it is put: no '', '.', '..' segments, no NUL, not absolute. */
-export function isSafeRelative(path: string): boolean {
-  if (!path || path.startsWith('/') || path.includes('\0') || path.includes('\\')) return false
-  return path.split('/').every((segment) => segment !== '' && segment !== '.' && segment !== '..')
 }
 
 function parseSize(value: string, file: string, line: number): number {

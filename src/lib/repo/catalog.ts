@@ -14,8 +14,8 @@
 import type {DecryptOptions, Manifest} from '../archive/types.js'
 import type {BackupRecord} from './types.js'
 
+import {decryptBuffer} from '../archive/age.js'
 import {decodeManifest} from '../archive/manifest.js'
-import {decryptBuffer} from '../archive/pipeline.js'
 import {BrError, integrityError, usageError} from '../errors.js'
 import {sha256Hex} from '../hash.js'
 import {authenticate, checkManifestBinding, NO_TRUST, type TrustPolicy, unauthenticatedWarning} from './authenticity.js'

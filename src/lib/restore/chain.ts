@@ -18,8 +18,9 @@ import type {BackupRecord} from '../repo/types.js'
 import type {StepReporter} from '../steps.js'
 
 import {Breather} from '../archive/breather.js'
-import {type Ids, planOwners} from '../archive/owners.js'
-import {applyTreeMetadata, PLAIN_MODE_BITS, readArchive, SPECIAL_MODE_BITS} from '../archive/unpack.js'
+import {type Ids, ownerPlan} from '../archive/owners.js'
+import {readArchive} from '../archive/read.js'
+import {applyTreeMetadata} from '../archive/tree-writer.js'
 import {integrityError} from '../errors.js'
 import {formatBytes, formatDuration} from '../format.js'
 import {keysFor, readManifest} from '../repo/catalog.js'
@@ -90,8 +91,6 @@ export async function readChain(options: ReadChainOptions): Promise<{bytes: numb
       input: repo.openObjectStream(record.id, record.archive.file, {signal: options.signal}),
       label: `backup ${record.id}`,
       links,
-      // Set once at the end, from the final manifest.
-      metadata: false,
       only: isTarget ? undefined : wanted,
       onProgress: (p) =>
         options.onProgress?.({
@@ -108,12 +107,12 @@ export async function readChain(options: ReadChainOptions): Promise<{bytes: numb
 
   checkFinalManifest(finalManifest, manifests)
   if (options.dest) {
-    const breather = new Breather(options.signal)
-    const owners = await planOwners(finalManifest, {breather, chown: options.chown, onWarning: options.onWarning})
+    // The one metadata pass of a restore: readArchive writes bytes only, and each file's owner,
+    // mode and mtime come from the final manifest, once every archive of the chain is in place.
     await applyTreeMetadata(options.dest, finalManifest, {
-      breather,
-      modeBits: options.keepSpecialModes ? SPECIAL_MODE_BITS : PLAIN_MODE_BITS,
-      owners,
+      breather: new Breather(options.signal),
+      keepSpecialModes: options.keepSpecialModes,
+      owners: ownerPlan({chown: options.chown, onWarning: options.onWarning}),
     })
   }
 

@@ -16,7 +16,7 @@ import type {DataDirLock} from '../../datadir-lock.js'
 import type {ServiceControl} from '../../service/control.js'
 import type {BackupOptions, BackupTrail, Opened, Packed, Packing, Taken} from '../types.js'
 
-import {scanDataDir} from '../../archive/pack.js'
+import {scanDataDir} from '../../archive/walk.js'
 import {formatBytes, formatDuration} from '../../format.js'
 import {type Script, type ScriptStep} from '../../steps.js'
 import {type IncrementalPlan, planIncremental} from '../plan.js'

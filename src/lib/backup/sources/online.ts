@@ -16,15 +16,15 @@
 import {rm} from 'node:fs/promises'
 import {basename, dirname, join} from 'node:path'
 
-import type {ScannedEntry} from '../../archive/pack.js'
 import type {FileEntry, Manifest} from '../../archive/types.js'
+import type {ScannedEntry} from '../../archive/walk.js'
 import type {TaeListEntry} from '../../mo/meta.js'
 import type {SqlSettings} from '../../service/types.js'
 import type {IncrementalPlan} from '../plan.js'
 import type {BackupOptions, Packing} from '../types.js'
 import type {Source} from './types.js'
 
-import {scanDataDir} from '../../archive/pack.js'
+import {scanDataDir} from '../../archive/walk.js'
 import {integrityError} from '../../errors.js'
 import {formatBytes, formatDuration} from '../../format.js'
 import {runMoBackup} from '../../mo/backup-sql.js'

@@ -8,9 +8,9 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import type {AgeImplementation} from '../../../../src/lib/archive/types.js'
 
 import {
-  ageImplementation,
   createDecryptStream,
   createEncryptStream,
+  DEFAULT_AGE,
   generateIdentity,
   identityToRecipient,
   NO_IDENTITY,
@@ -24,14 +24,14 @@ const IMPLS: AgeImplementation[] = ['native', 'typage']
 const AGE = '/usr/bin/age'
 // The spec's edge sizes: empty, one byte, exactly one chunk, one chunk and a byte, exactly two chunks, many.
 const SIZES = [0, 1, 65_536, 65_537, 131_072, 1_000_003]
+/** scrypt at 2^10 keeps passphrase tests fast; production writes age's 2^18. */
+const FAST_SCRYPT = 10
 
 let key: {identity: string; recipient: string}
 let other: {identity: string; recipient: string}
 let work: Awaited<ReturnType<typeof tempDir>>
 
 beforeAll(async () => {
-  // scrypt at 2^10 keeps passphrase tests fast; production uses typage's 2^18.
-  process.env.MOCTL_BR_SCRYPT_LOG_N = '10'
   key = await generateIdentity()
   other = await generateIdentity()
   work = await tempDir()
@@ -57,7 +57,7 @@ async function rejection(promise: Promise<unknown>): Promise<BrError> {
 
 describe('age', () => {
   it('is native by default, and keys round-trip through identityToRecipient', async () => {
-    expect(ageImplementation()).toBe('native')
+    expect(DEFAULT_AGE).toBe('native')
     expect(key.identity).toMatch(/^AGE-SECRET-KEY-1[\dA-Z]+$/)
     expect(key.recipient).toMatch(/^age1[\da-z]+$/)
     expect(await identityToRecipient(key.identity)).toBe(key.recipient)
@@ -82,7 +82,7 @@ describe('age', () => {
         const plain = randomBytes(200_000)
         const sealed = await through(
           plain,
-          await createEncryptStream({passphrase: 'correct horse', type: 'passphrase'}, writer),
+          await createEncryptStream({passphrase: 'correct horse', scryptLogN: FAST_SCRYPT, type: 'passphrase'}, writer),
         )
         expect(sealed.toString('latin1')).toMatch(/\n-> scrypt \S{22} 10\n/)
         const back = await through(
@@ -104,7 +104,7 @@ describe('age', () => {
 
       const locked = await through(
         randomBytes(1000),
-        await createEncryptStream({passphrase: 'right', type: 'passphrase'}, impl),
+        await createEncryptStream({passphrase: 'right', scryptLogN: FAST_SCRYPT, type: 'passphrase'}, impl),
       )
       const wrongPass = await rejection(
         through(locked, createDecryptStream({identities: [key.identity], passphrases: ['wrong']}, impl)),

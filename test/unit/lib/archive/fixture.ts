@@ -11,7 +11,7 @@ import {Readable, Writable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 import {expect} from 'vitest'
 
-import {scanDataDir} from '../../../../src/lib/archive/pack.js'
+import {scanDataDir} from '../../../../src/lib/archive/walk.js'
 
 export const LONG_DIR = `${'l'.repeat(60)}/${'m'.repeat(60)}`
 export const LONG_FILE = `${LONG_DIR}/${'n'.repeat(80)}.dat`

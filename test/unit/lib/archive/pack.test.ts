@@ -1,3 +1,7 @@
+/**
+ * The tar the write side makes (write.ts packArchive over pack.ts): each file hashed and listed, a
+ * file that changes while read refused, owners in the tar and in the manifest.
+ */
 import {execFileSync} from 'node:child_process'
 import {appendFile, chmod, chown, lchown, lstat, mkdir, symlink, truncate, unlink, writeFile} from 'node:fs/promises'
 import {userInfo} from 'node:os'
@@ -5,8 +9,8 @@ import {join} from 'node:path'
 import {pipeline} from 'node:stream/promises'
 import {afterAll, beforeAll, beforeEach, describe, expect, it} from 'vitest'
 
-import {comparePaths} from '../../../../src/lib/archive/manifest.js'
-import {packArchive, scanDataDir, type ScannedEntry} from '../../../../src/lib/archive/pack.js'
+import {scanDataDir, type ScannedEntry} from '../../../../src/lib/archive/walk.js'
+import {packArchive} from '../../../../src/lib/archive/write.js'
 import {BrError} from '../../../../src/lib/errors.js'
 import {memorySink, tempDir} from './fixture.js'
 
@@ -30,12 +34,6 @@ beforeEach(async () => {
   await mkdir(root)
 })
 
-async function scanError(options: Parameters<typeof scanDataDir>[1] = {}): Promise<BrError> {
-  const error = await scanDataDir(root, options).catch((error_: unknown) => error_)
-  expect(error).toBeInstanceOf(BrError)
-  return error as BrError
-}
-
 /** Packs `entries` from root, draining the tar; resolves to the manifest or rejects with the first error. */
 async function pack(entries: ScannedEntry[], beforeRead?: () => Promise<void>) {
   await beforeRead?.()
@@ -49,58 +47,6 @@ async function pack(entries: ScannedEntry[], beforeRead?: () => Promise<void>) {
   const [manifest] = await Promise.all([done, drained])
   return manifest
 }
-
-describe('scanDataDir', () => {
-  it('lists files, dirs and inside symlinks sorted by path, without following links', async () => {
-    await mkdir(join(root, 'a/b'), {recursive: true})
-    await writeFile(join(root, 'a/b/f'), '12345')
-    await writeFile(join(root, 'a-b'), 'x')
-    await symlink('a/b', join(root, 'ln'))
-    const entries = await scanDataDir(root)
-    expect(entries.map((e) => `${e.type} ${e.path}`)).toEqual([
-      'dir ',
-      'dir a',
-      'file a-b',
-      'dir a/b',
-      'file a/b/f',
-      'symlink ln',
-    ])
-    expect(entries.map((e) => e.path)).toEqual(entries.map((e) => e.path).sort(comparePaths))
-    expect(entries.find((e) => e.path === 'a/b/f')).toMatchObject({mode: 0o644, size: 5, type: 'file'})
-    expect(entries.find((e) => e.path === 'ln')).toMatchObject({target: 'a/b', type: 'symlink'})
-  })
-
-  it('leaves out excluded prefixes, and only whole path segments', async () => {
-    for (const p of ['shared-cache/x', 'shared-cache2/y', 'tmp/z', 'keep/tmp']) {
-      await mkdir(join(root, p, '..'), {recursive: true})
-      await writeFile(join(root, p), p)
-    }
-
-    const paths = (await scanDataDir(root, {exclude: ['shared-cache', './tmp/']})).map((e) => e.path)
-    expect(paths).toEqual(['', 'keep', 'keep/tmp', 'shared-cache2', 'shared-cache2/y'])
-  })
-
-  it('refuses symlinks that lead outside, absolute or relative', async () => {
-    await symlink('/etc/passwd', join(root, 'abs'))
-    expect((await scanError()).message).toBe('symlink abs in the data directory leads outside it (/etc/passwd)')
-    await unlink(join(root, 'abs'))
-    await mkdir(join(root, 'd'))
-    await symlink('../../x', join(root, 'd/rel'))
-    expect((await scanError()).message).toMatch(/symlink d\/rel .* leads outside it/)
-    expect((await scanError()).suggestions.join(',')).toMatch(/--exclude d\/rel/)
-    expect((await scanDataDir(root, {exclude: ['d/rel']})).map((e) => e.path)).toEqual(['', 'd'])
-  })
-
-  it('refuses fifos (and other special files)', async () => {
-    execFileSync('mkfifo', [join(root, 'pipe')])
-    expect((await scanError()).message).toBe('pipe in the data directory is not a file, directory or symlink')
-  })
-
-  it('stops when aborted', async () => {
-    const error = await scanError({signal: AbortSignal.abort()})
-    expect(error.code).toBe('interrupted')
-  })
-})
 
 describe('packArchive', () => {
   it('hashes each file and lists it in the manifest', async () => {

@@ -9,10 +9,10 @@ import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 
 import type {Manifest} from '../../../../src/lib/archive/types.js'
 
-import {ROOT_PATH, scanDataDir} from '../../../../src/lib/archive/pack.js'
+import {ROOT_PATH, scanDataDir} from '../../../../src/lib/archive/walk.js'
 import {excludeList} from '../../../../src/lib/backup/backup.js'
-import {ManifestCache} from '../../../../src/lib/repo/manifest-cache.js'
 import {planIncremental} from '../../../../src/lib/backup/plan.js'
+import {ManifestCache} from '../../../../src/lib/repo/manifest-cache.js'
 import {tempDir} from '../../../helpers/cli.js'
 import {makeSmallDataDir} from '../../../helpers/fixtures.js'
 import {optionsFor, takeBackup} from './run.js'

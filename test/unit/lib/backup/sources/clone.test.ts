@@ -4,7 +4,7 @@ import {join} from 'node:path'
 import {promisify} from 'node:util'
 import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 
-import {scanDataDir} from '../../../../../src/lib/archive/pack.js'
+import {scanDataDir} from '../../../../../src/lib/archive/walk.js'
 import {checkCloneRoom, cloneFiles, clonePathFor} from '../../../../../src/lib/backup/sources/clone.js'
 import {tempDir} from '../../../../helpers/cli.js'
 

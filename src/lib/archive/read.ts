@@ -1,8 +1,9 @@
 /**
- * The read side, one pipeline for verify and restore: stored bytes → sha256/size tap → age
- * decrypt → zstd → tar → for each entry, hash the bytes while discarding them (verify) or while
- * writing them under `dest` (restore). MANIFEST.json comes last, so every file's hash is kept
- * and compared with it once it arrives.
+ * The read pipeline, one for verify and restore, the write pipeline (write.ts) undone stage by
+ * stage: stored bytes → sha256/size tap (tap.ts) → age decrypt (age.ts) → zstd (compress.ts) →
+ * tar → for each entry, hash the bytes while discarding them (verify) or while writing them under
+ * `dest` (tree-writer.ts). MANIFEST.json comes last, so every file's hash is kept and compared
+ * with it (manifest-check.ts) once it arrives.
  *
  * Guarantees: nothing is written outside `dest`: entries named with `..`, absolute or empty
  * segments, names outside data/, types other than file/dir/symlink, entries beneath a symlink
@@ -15,64 +16,37 @@
  * the manifest places in this archive must be present with its size and SHA-256, and nothing
  * else may be; the stored bytes must match `expected`; the embedded manifest must equal
  * `expectedManifest`. The data directory's own entry (`data/`) is `dest` itself, and must be
- * there exactly when the manifest has a `root`. Owners, modes and mtimes come from the manifest,
- * set at the end (owners as `owners` says: see owners.ts), without setuid, setgid and sticky bits
- * unless `keepSpecialModes`. Runs of 64 KiB of zeros are left as holes,
- * so a sparse file stays sparse. It does not clean up: on failure `dest` may hold a partial tree,
- * which the caller owns (restore removes its staging dir), and it does not fsync (restore swaps
- * only after the whole tree verified).
+ * there exactly when the manifest has a `root`. An error is the first that happened, in the words
+ * of the stage it happened in (a damaged archive, a full disk), labelled with the archive.
+ * It does not set owners, modes or mtimes: entries are created with the restoring user's owner
+ * and private modes, and the caller applies the final manifest's metadata once, in one pass,
+ * when every archive of a chain is in place (tree-writer.ts applyTreeMetadata). It does not clean
+ * up: on failure `dest` may hold a partial tree, which the caller owns (restore removes its
+ * staging dir), and it does not fsync (restore swaps only after the whole tree verified).
  */
 import {createHash} from 'node:crypto'
-import {
-  chmodSync,
-  chownSync,
-  closeSync,
-  ftruncateSync,
-  lchownSync,
-  lutimesSync,
-  openSync,
-  utimesSync,
-  writeSync,
-} from 'node:fs'
-import {lstat, mkdir, symlink} from 'node:fs/promises'
-import {join, posix} from 'node:path'
+import {posix} from 'node:path'
 import {type Duplex, type Readable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 import tar from 'tar-stream'
 
-import type {OwnerPlan} from './owners.js'
-import type {DecryptOptions, DirEntry, Implementations, Manifest, Owner, PackProgress} from './types.js'
+import type {DecryptOptions, Implementations, Manifest, PackProgress} from './types.js'
 
 import {BrError, integrityError} from '../errors.js'
 import {createDecryptStream, TAMPERED, TRUNCATED} from './age.js'
 import {Breather} from './breather.js'
 import {createDecompressor} from './compress.js'
-import {
-  decodeManifest,
-  findEscapingSymlink,
-  isSafePath,
-  manifestTotals,
-  matchesEncoding,
-  resolveSymlink,
-  symlinkStaysInside,
-} from './manifest.js'
-import {DATA_PREFIX, MANIFEST_ENTRY, ROOT_PATH} from './pack.js'
+import {checkAgainstManifest, HINT_DAMAGED, HINT_FORGED, type Seen} from './manifest-check.js'
+import {decodeManifest, manifestTotals, matchesEncoding} from './manifest.js'
+import {DATA_PREFIX, MANIFEST_ENTRY} from './pack.js'
+import {findEscapingSymlink, isSafePath, resolveSymlink, symlinkStaysInside} from './paths.js'
 import {type Expected, HashTap} from './tap.js'
+import {TreeWriter} from './tree-writer.js'
+import {ROOT_PATH} from './walk.js'
 
 /** A manifest is ~200 bytes a file: 1 GiB is millions of files, and bounds what a forged header can make us hold. */
 const MAX_MANIFEST = 1024 * 1024 * 1024
 const PROGRESS_MS = 200
-const HINT_DAMAGED = 'the stored copy is damaged: use another copy or another backup'
-const HINT_FORGED = 'the archive was not written by moctl br, or was tampered with'
-/**
- * Modes are taken modulo this by default: permission bits only; setuid, setgid and sticky only
- * with keepSpecialModes (modulo SPECIAL_MODE_BITS). A modulo of a power of two is a mask.
- */
-export const PLAIN_MODE_BITS = 0o1000
-export const SPECIAL_MODE_BITS = 0o1_0000
-/** Zero runs this long, aligned in the file, are skipped and left as holes. */
-const HOLE_BLOCK = 64 * 1024
-const ZEROS = Buffer.alloc(HOLE_BLOCK)
 
 export interface ReadArchiveOptions {
   /** null: the archive is not encrypted */
@@ -85,8 +59,6 @@ export interface ReadArchiveOptions {
   expectedManifest?: Manifest
   impl?: Implementations
   input: Readable
-  /** keep setuid, setgid and sticky bits from the manifest (a MatrixOne data dir has none) */
-  keepSpecialModes?: boolean
   /** names the archive in error messages, e.g. 'backup 0193…' */
   label?: string
   /**
@@ -94,13 +66,9 @@ export interface ReadArchiveOptions {
    * archive's links resolve in. Links this archive writes are added to it.
    */
   links?: Map<string, string>
-  /** false: leave owners, modes and mtimes to the caller (a chain sets them once, from the final manifest) */
-  metadata?: boolean
   /** write only these paths (their parent dirs are created as needed); all entries are still verified */
   only?: Set<string>
   onProgress?: (p: PackProgress) => void
-  /** whose the written entries become (owners.ts planOwners); by default they stay the restoring user's */
-  owners?: OwnerPlan
   signal?: AbortSignal
   /** do not write these paths (e.g. already written from a newer backup of the chain); still verified */
   skip?: Set<string>
@@ -116,8 +84,6 @@ export interface ReadArchiveResult {
 
 /** One entry as tar-stream's extractor yields it (its type is not exported). */
 type TarEntry = tar.Extract extends AsyncIterable<infer T> ? T : never
-
-type Seen = {sha256: string; size: number; type: 'file'} | {target: string; type: 'symlink'} | {type: 'dir'}
 
 export async function readArchive(options: ReadArchiveOptions): Promise<ReadArchiveResult> {
   const tap = new HashTap({expected: options.expected})
@@ -219,18 +185,11 @@ class EntryReader {
   private reported = 0
   private readonly seen = new Map<string, Seen>()
   private readonly writer: TreeWriter | undefined
-  private readonly written = new Set<string>()
 
   constructor(private readonly options: ReadArchiveOptions) {
     this.breather = new Breather(options.signal)
     this.destLinks = options.links ?? new Map()
-    this.writer =
-      options.dest === undefined
-        ? undefined
-        : new TreeWriter(options.dest, {
-            modeBits: options.keepSpecialModes ? SPECIAL_MODE_BITS : PLAIN_MODE_BITS,
-            owners: options.owners,
-          })
+    this.writer = options.dest === undefined ? undefined : new TreeWriter(options.dest)
     const own = options.expectedManifest ? manifestTotals(options.expectedManifest) : undefined
     this.progress = {bytesDone: 0, bytesTotal: own?.ownBytes ?? 0, filesDone: 0, filesTotal: own?.ownFiles ?? 0}
   }
@@ -286,8 +245,6 @@ class EntryReader {
         throw refuse(header.name, `its type ${header.type} is not a file, directory or symlink`)
       }
     }
-
-    if (writer) this.written.add(path)
   }
 
   async finish(): Promise<ReadArchiveResult> {
@@ -315,7 +272,6 @@ class EntryReader {
       await this.writer?.symlink(path, target)
     }
 
-    if (this.options.metadata !== false) await this.writer?.applyMetadata(manifest, this.written, this.breather)
     this.report(true)
     return {bytes: this.progress.bytesDone, files: this.progress.filesDone, manifest}
   }
@@ -388,228 +344,4 @@ function checkResolved(links: ReadonlyMap<string, string>, path: string): void {
       ? `it is a symlink: through the symlinks of the tree it leads outside the data directory (${links.get(path)})`
       : `it is a symlink: it is part of a loop of symlinks (${links.get(path)})`,
   )
-}
-
-/** Every entry the manifest puts in this archive is here, equal; nothing else is. */
-async function checkAgainstManifest(manifest: Manifest, seen: Map<string, Seen>, breather: Breather): Promise<void> {
-  const damaged = (message: string) => integrityError(message, HINT_DAMAGED)
-  const root = seen.get(ROOT_PATH)
-  if (manifest.root && !root) throw damaged(`the data directory's own entry ${DATA_PREFIX} is missing from the archive`)
-  if (root && !manifest.root) {
-    throw integrityError(
-      `the archive has an entry ${DATA_PREFIX} for the data directory, its manifest none`,
-      HINT_FORGED,
-    )
-  }
-
-  seen.delete(ROOT_PATH)
-  for (const e of manifest.entries) {
-    // eslint-disable-next-line no-await-in-loop -- rarely: lets SIGINT in during a million entries
-    await breather.breathe()
-    // In a chain, files whose bytes live in an older backup are listed but not here.
-    if (e.type === 'file' && e.in !== manifest.backupId) {
-      if (seen.has(e.path))
-        throw damaged(`${e.path} is in the archive, but its manifest says its bytes are in backup ${e.in}`)
-      continue
-    }
-
-    const got = seen.get(e.path)
-    if (!got) throw damaged(`${e.path} is in the manifest but missing from the archive`)
-    if (got.type !== e.type) throw damaged(`${e.path} is a ${got.type} in the archive, a ${e.type} in the manifest`)
-    if (e.type === 'file' && got.type === 'file') {
-      if (got.size !== e.size) throw damaged(`${e.path} is ${got.size} bytes in the archive, ${e.size} in the manifest`)
-      if (got.sha256 !== e.sha256) throw damaged(`${e.path} does not match its SHA-256 in the manifest`)
-    }
-
-    if (e.type === 'symlink' && got.type === 'symlink' && got.target !== e.target) {
-      throw damaged(`symlink ${e.path} points to ${got.target} in the archive, ${e.target} in the manifest`)
-    }
-
-    seen.delete(e.path)
-  }
-
-  const extra = seen.keys().next()
-  if (!extra.done) throw integrityError(`${extra.value} is in the archive but not in its manifest`, HINT_FORGED)
-}
-
-/**
- * Writes entries under `root`, never outside it: every parent directory is checked once (lstat:
- * a real directory, not a symlink planted in a non-empty dest) before anything is created in it,
- * and files and symlinks are created exclusively.
- */
-class TreeWriter {
-  private readonly checked = new Set<string>()
-  /** the start of a file's current 64 KiB block, when a chunk ended inside it */
-  private readonly pending = Buffer.allocUnsafe(HOLE_BLOCK)
-
-  constructor(
-    private readonly root: string,
-    private readonly metadata: {modeBits: number; owners?: OwnerPlan},
-  ) {}
-
-  /** Owners, modes and mtimes from the manifest for what was written (see applyTreeMetadata). */
-  async applyMetadata(manifest: Manifest, written: Set<string>, breather: Breather): Promise<void> {
-    await applyTreeMetadata(this.root, manifest, {...this.metadata, breather, only: written})
-  }
-
-  async dir(path: string): Promise<void> {
-    await this.ensureDir(path === ROOT_PATH ? '.' : path)
-  }
-
-  /**
-   * A new file, opened exclusively (never through or over an existing name). Written
-   * synchronously: into the page cache that is a memcpy, where a thread-pool write waits for a
-   * core behind zstd and the decryptor (measured 2x slower on 2 cores). Aligned 64 KiB blocks of
-   * zeros are not written but skipped, and the size set at the end: holes, as the file had.
-   */
-  async file(path: string): Promise<{close(): void; write(chunk: Buffer): void}> {
-    await this.ensureDir(posix.dirname(path))
-    const fd = openSync(this.abs(path), 'wx', 0o600)
-    const {pending} = this
-    let position = 0 // bytes of the file taken so far
-    let held = 0 // of which the last `held` are in `pending`, not yet written
-    let end = 0 // bytes actually written or skipped up to, in the file
-    const put = (bytes: Buffer, at: number) => {
-      for (let offset = 0; offset < bytes.length;)
-        offset += writeSync(fd, bytes, offset, bytes.length - offset, at + offset)
-    }
-
-    /** Writes a run of whole blocks starting at file offset `at`, skipping the zero ones. */
-    const blocks = (bytes: Buffer, at: number) => {
-      let start = 0 // of the run of non-zero blocks not yet written
-      for (let offset = 0; offset < bytes.length; offset += HOLE_BLOCK) {
-        const block = bytes.subarray(offset, offset + HOLE_BLOCK)
-        if (block.length === HOLE_BLOCK && block.equals(ZEROS)) {
-          if (offset > start) put(bytes.subarray(start, offset), at + start)
-          start = offset + HOLE_BLOCK
-        }
-      }
-
-      if (start < bytes.length) put(bytes.subarray(start), at + start)
-      end = at + bytes.length
-    }
-
-    return {
-      close() {
-        try {
-          if (held > 0) blocks(pending.subarray(0, held), position - held)
-          if (end < position) throw new Error('unpack: bytes left unwritten')
-          // A file that ends in a hole: the skipped blocks still count.
-          ftruncateSync(fd, position)
-        } finally {
-          closeSync(fd)
-        }
-      },
-      write(chunk: Buffer) {
-        let rest = chunk
-        if (held > 0) {
-          // Complete the block begun by an earlier chunk.
-          const take = Math.min(HOLE_BLOCK - held, rest.length)
-          rest.copy(pending, held, 0, take)
-          held += take
-          position += take
-          rest = rest.subarray(take)
-          if (held < HOLE_BLOCK) return
-          blocks(pending, position - HOLE_BLOCK)
-          held = 0
-        }
-
-        const whole = rest.length - (rest.length % HOLE_BLOCK)
-        if (whole > 0) blocks(rest.subarray(0, whole), position)
-        position += whole
-        if (whole < rest.length) {
-          rest.copy(pending, 0, whole)
-          held = rest.length - whole
-          position += held
-        }
-      },
-    }
-  }
-
-  async symlink(path: string, target: string): Promise<void> {
-    await this.ensureDir(posix.dirname(path))
-    await symlink(target, this.abs(path))
-  }
-
-  private abs(path: string): string {
-    return path === '.' ? this.root : join(this.root, ...path.split('/'))
-  }
-
-  private async ensureDir(path: string): Promise<void> {
-    if (this.checked.has(path)) return
-    if (path !== '.') await this.ensureDir(posix.dirname(path))
-    const abs = this.abs(path)
-    try {
-      await mkdir(abs, {mode: 0o700})
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
-      const info = await lstat(abs)
-      if (!info.isDirectory()) {
-        throw integrityError(
-          `refusing to write beneath ${path === '.' ? abs : path}: it is a ${info.isSymbolicLink() ? 'symlink' : 'non-directory'} in the destination`,
-          'restore into an empty directory',
-        )
-      }
-    }
-
-    this.checked.add(path)
-  }
-}
-
-/**
- * Owners (as `owners` plans them), modes (modulo `modeBits`) and mtimes of the manifest's entries
- * under `root`, all of them or those in `only`; the data directory's own (`root` of the manifest,
- * path '') goes to `root` itself. Dirs last and deepest first, since writing into a dir changes
- * its mtime. chown before chmod: chown clears setuid and setgid bits. Symlinks get lchown and
- * lutimes (their mode means nothing on Linux). Synchronous calls (thousands of tiny syscalls,
- * each a thread-pool round trip otherwise), with a pause for the event loop every ~50 ms.
- */
-export async function applyTreeMetadata(
-  root: string,
-  manifest: Pick<Manifest, 'entries' | 'root'>,
-  options: {breather: Breather; modeBits: number; only?: Set<string>; owners?: OwnerPlan},
-): Promise<void> {
-  const {breather, modeBits, only, owners} = options
-  const abs = (path: string) => (path === ROOT_PATH ? root : join(root, ...path.split('/')))
-  const chown = (path: string, owner?: Owner, link = false) => {
-    const ids = owners?.ids(owner)
-    if (!ids) return
-    if (link) lchownSync(abs(path), ids.uid, ids.gid)
-    else chownSync(abs(path), ids.uid, ids.gid)
-  }
-
-  const dirs: Array<{depth: number; entry: Omit<DirEntry, 'type'>}> = []
-  for (const e of manifest.entries) {
-    // eslint-disable-next-line no-await-in-loop -- rarely: lets SIGINT in
-    await breather.breathe()
-    if (only && !only.has(e.path)) continue
-    // Seconds as a number keep the sub-millisecond part that a Date would drop.
-    const time = e.mtimeMs / 1000
-    if (e.type === 'dir') {
-      dirs.push({depth: e.path.split('/').length, entry: e})
-    } else if (e.type === 'file') {
-      chown(e.path, e.owner)
-      chmodSync(abs(e.path), e.mode % modeBits)
-      utimesSync(abs(e.path), time, time)
-    } else {
-      chown(e.path, e.owner, true)
-      lutimesSync(abs(e.path), time, time)
-    }
-  }
-
-  dirs.sort((a, b) => b.depth - a.depth)
-  // The data directory itself, last of all (a manifest without `root` still gets --chown).
-  if (!only || only.has(ROOT_PATH)) {
-    const top = manifest.root
-    if (top) dirs.push({depth: 0, entry: {...top, path: ROOT_PATH}})
-    else if (owners?.ids()) chown(ROOT_PATH)
-  }
-
-  for (const {entry: d} of dirs) {
-    // eslint-disable-next-line no-await-in-loop -- rarely: lets SIGINT in
-    await breather.breathe()
-    chown(d.path, d.owner)
-    chmodSync(abs(d.path), d.mode % modeBits)
-    utimesSync(abs(d.path), d.mtimeMs / 1000, d.mtimeMs / 1000)
-  }
 }

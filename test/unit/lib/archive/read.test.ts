@@ -11,10 +11,12 @@ import {afterAll, beforeAll, beforeEach, describe, expect, it} from 'vitest'
 
 import type {Manifest, ManifestEntry} from '../../../../src/lib/archive/types.js'
 
+import {Breather} from '../../../../src/lib/archive/breather.js'
 import {createCompressor} from '../../../../src/lib/archive/compress.js'
 import {comparePaths, encodeManifest} from '../../../../src/lib/archive/manifest.js'
 import {planOwners} from '../../../../src/lib/archive/owners.js'
-import {readArchive} from '../../../../src/lib/archive/unpack.js'
+import {readArchive} from '../../../../src/lib/archive/read.js'
+import {applyTreeMetadata} from '../../../../src/lib/archive/tree-writer.js'
 import {BrError} from '../../../../src/lib/errors.js'
 import {exists, sha256, tempDir, through} from './fixture.js'
 
@@ -239,11 +241,12 @@ const ownerOf = (uid: number) => ({gid: uid + 1, gname: '', uid, uname: ''})
 describe('the data directory itself (data/)', () => {
   it('gives dest the mode and mtime the manifest records for it', async () => {
     const items = [file('data/f', 'x')]
-    await readArchive({
+    const {manifest} = await readArchive({
       decrypt: null,
       dest,
       input: Readable.from([await craft([dir('data/'), ...items], withRoot(items))]),
     })
+    await applyTreeMetadata(dest, manifest, {breather: new Breather()})
     const info = await lstat(dest)
     expect(info.mode & 0o7777).toBe(0o751)
     expect(info.mtimeMs).toBe(5000)
@@ -289,13 +292,12 @@ describe.skipIf(!isRoot)(
         root: {mode: 0o755, mtimeMs: 5000, owner: ownerOf(23_000)},
       }
       const owners = await planOwners(manifest, {runner: {egid: 0, euid: 0, groups: []}})
-      await readArchive({
+      const read = await readArchive({
         decrypt: null,
         dest,
         input: Readable.from([await craft([dir('data/'), ...items], manifest)]),
-        keepSpecialModes: true,
-        owners,
       })
+      await applyTreeMetadata(dest, read.manifest, {breather: new Breather(), keepSpecialModes: true, owners})
       for (const [path, uid, mode] of [
         ['', 23_000, 0o755],
         ['d', 23_001, 0o750],

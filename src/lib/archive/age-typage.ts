@@ -1,0 +1,96 @@
+/**
+ * The all-typage implementation of age (age-encryption's own streams, header and payload): the
+ * fallback, and the second implementation the interop tests check the native one against. Chosen
+ * only by passing `impl: 'typage'` (Implementations), never by the environment.
+ *
+ * Guarantees: the same format and the same errors as the native path (integrity BrErrors in the
+ * same words); backpressure across the Node/web stream bridge. It is several times slower than
+ * the native payload (LIBRARIES.md).
+ */
+import {type Decrypter, Encrypter} from 'age-encryption'
+import {Duplex, Readable, Writable} from 'node:stream'
+
+import type {EncryptOptions} from './types.js'
+
+import {integrityError, usageError} from '../errors.js'
+import {addRecipients, describe, headerError, HINT_OTHER_COPY, TAMPERED} from './age-header.js'
+
+/*
+ * The typage path speaks web streams, which typage requires. eslint-plugin-n dates them to Node 21,
+ * but Node 20 has them (since 16.5) and this path is tested on it.
+ */
+/* eslint-disable n/no-unsupported-features/node-builtins */
+export async function typageEncrypt(opts: Exclude<EncryptOptions, {type: 'none'}>, logN: number): Promise<Duplex> {
+  const encrypter = new Encrypter()
+  if (opts.type === 'passphrase') {
+    if (opts.passphrase === '') throw usageError('the passphrase is empty')
+    encrypter.setPassphrase(opts.passphrase)
+    encrypter.setScryptWorkFactor(logN)
+  } else {
+    addRecipients(encrypter, opts.recipients)
+  }
+
+  const input = new TransformStream<Uint8Array, Uint8Array>()
+  const output = await encrypter.encrypt(input.readable)
+  return Duplex.from({
+    readable: Readable.from(chunks(output), {objectMode: false}),
+    writable: webWriter(input.writable),
+  })
+}
+
+export function typageDecrypt(decrypter: Decrypter): Duplex {
+  const input = new TransformStream<Uint8Array, Uint8Array>()
+  async function* plaintext(): AsyncGenerator<Buffer> {
+    let output: ReadableStream<Uint8Array>
+    try {
+      output = await decrypter.decrypt(input.readable)
+    } catch (error) {
+      throw headerError(error)
+    }
+
+    try {
+      yield* chunks(output)
+    } catch (error) {
+      throw integrityError(`${TAMPERED} (or truncated): ${describe(error)}`, HINT_OTHER_COPY)
+    }
+  }
+
+  return Duplex.from({readable: Readable.from(plaintext(), {objectMode: false}), writable: webWriter(input.writable)})
+}
+
+/**
+ * A web stream's chunks as Buffers.
+ * @yields each chunk, without copying
+ */
+async function* chunks(stream: ReadableStream<Uint8Array>): AsyncGenerator<Buffer> {
+  const reader = stream.getReader()
+  try {
+    for (;;) {
+      // eslint-disable-next-line no-await-in-loop -- a stream is read one chunk after another
+      const {done, value} = await reader.read()
+      if (done) return
+      yield Buffer.from(value.buffer, value.byteOffset, value.byteLength)
+    }
+  } finally {
+    reader.releaseLock()
+  }
+}
+
+/** A Node Writable into a web WritableStream; each write waits until typage took the chunk (backpressure). */
+function webWriter(stream: WritableStream<Uint8Array>): Writable {
+  const writer = stream.getWriter()
+  return new Writable({
+    destroy(error, callback) {
+      writer.abort(error).catch(() => {})
+      callback(error)
+    },
+    final(callback) {
+      writer.close().then(() => callback(), callback)
+    },
+    write(chunk: Buffer, _encoding, callback) {
+      writer.write(chunk).then(() => callback(), callback)
+    },
+  })
+}
+
+/* eslint-enable n/no-unsupported-features/node-builtins */

@@ -1,0 +1,193 @@
+/**
+ * The write pipeline: the entries walk.ts scanned → each file read once (walk.ts) → its SHA-256
+ * (tap.ts FileTap) → tar entries (pack.ts) → zstd (compress.ts) → age (age.ts) → the stored
+ * bytes' sha256/size (tap.ts HashTap) → output, joined with stream/promises pipeline. The read
+ * pipeline (read.ts) undoes it stage by stage.
+ *
+ * Guarantees: the manifest lists every packed entry with the hash of the very bytes packed, plus
+ * the unchanged files of an incremental, and goes in last (MANIFEST.json); the returned sha256 and
+ * size are those of the bytes handed to `output` (what the record will promise); any stage's
+ * failure rejects the whole, destroys the other stages, and is reported as the error that started
+ * it (a file that changed while read, not the broken pipe it causes). It does not decide what an
+ * incremental holds: the caller passes the entries to pack, and the unchanged files (whose bytes
+ * live in older backups) to list in the manifest only; every dir and symlink of the full set must
+ * be among the packed entries (they are small; read.ts checks that). It does not make the output
+ * durable or atomic: the repository writer does.
+ */
+import {type Readable, type Writable} from 'node:stream'
+import {pipeline} from 'node:stream/promises'
+
+import type {
+  EncryptOptions,
+  FileEntry,
+  Implementations,
+  Manifest,
+  ManifestEntry,
+  PackProgress,
+  RootEntry,
+} from './types.js'
+
+import {BrError, throwIfAborted} from '../errors.js'
+import {createEncryptStream} from './age.js'
+import {createCompressor} from './compress.js'
+import {comparePaths, encodeManifest, MANIFEST_FORMAT} from './manifest.js'
+import {TarPacker} from './pack.js'
+import {FileTap, HashTap} from './tap.js'
+import {readFile, ROOT_PATH, type ScannedEntry} from './walk.js'
+
+/** The output sees writes of at least this size (a file write or an upload part per MiB, not per 64 KiB). */
+const OUTPUT_BATCH = 1024 * 1024
+const PROGRESS_MS = 200
+
+export interface PackOptions {
+  backupId: string
+  /**
+   * what to pack, sorted or not: the data directory itself (path '', as scanned; without it the
+   * manifest has no root), every dir and symlink, and the files whose bytes go in this archive
+   */
+  entries: ScannedEntry[]
+  /** the rest of the manifest */
+  manifestBase: Pick<Manifest, 'chain' | 'createdAt' | 'deleted' | 'type'>
+  onProgress?: (p: PackProgress) => void
+  root: string
+  signal?: AbortSignal
+  /** incrementals: files listed in the manifest as they are in the base (their bytes stay there) */
+  unchanged?: FileEntry[]
+}
+
+export interface WriteArchiveOptions extends PackOptions {
+  encrypt: EncryptOptions
+  impl?: Implementations
+  /** zstd level, 1-19 */
+  level: number
+  /** where the archive goes; ended by writeArchive */
+  output: Writable
+}
+
+export interface WriteArchiveResult {
+  /** SHA-256 (hex) of the stored bytes */
+  archiveSha256: string
+  /** size of the stored bytes */
+  archiveSize: number
+  manifest: Manifest
+  /** file bytes packed (before compression) */
+  rawBytes: number
+}
+
+export async function writeArchive(options: WriteArchiveOptions): Promise<WriteArchiveResult> {
+  const encrypt = await createEncryptStream(options.encrypt, options.impl?.age)
+  const compress = createCompressor(options.level, options.impl?.zstd)
+  const packed = packArchive(options)
+  const tap = new HashTap({batchBytes: OUTPUT_BATCH})
+  try {
+    await pipeline([packed.stream, compress, encrypt, tap, options.output], {signal: options.signal})
+  } catch (error) {
+    if (options.signal?.aborted) throw new BrError('interrupted', 'interrupted', {cause: options.signal.reason})
+    // A pack error (a file changed while read…) says more than the stream errors it causes.
+    await packed.done
+    throw error
+  }
+
+  return {archiveSha256: tap.sha256, archiveSize: tap.bytes, manifest: await packed.done, rawBytes: packed.rawBytes()}
+}
+
+/**
+ * Starts packing: the first stage of the pipeline. `stream` is the tar; `done` resolves to the
+ * manifest once MANIFEST.json was written, or rejects with the first error (the stream is
+ * destroyed with the same error). `rawBytes` counts file bytes read so far.
+ */
+export function packArchive(options: PackOptions): {done: Promise<Manifest>; rawBytes: () => number; stream: Readable} {
+  const packer = new TarPacker()
+  const state = {rawBytes: 0}
+  const done = writeEntries(packer, options, state).catch((error: unknown) => {
+    packer.destroy(error as Error)
+    throw error
+  })
+  // The consumer sees the error through the stream too: keep the promise from being unhandled.
+  done.catch(() => {})
+  return {done, rawBytes: () => state.rawBytes, stream: packer.stream}
+}
+
+/* eslint-disable no-await-in-loop -- a tar is written one entry after another */
+async function writeEntries(packer: TarPacker, options: PackOptions, state: {rawBytes: number}): Promise<Manifest> {
+  const {backupId, root, signal} = options
+  const entries = [...options.entries].sort((a, b) => comparePaths(a.path, b.path))
+  const files = entries.filter((e) => e.type === 'file')
+  const progress: PackProgress = {
+    bytesDone: 0,
+    bytesTotal: files.reduce((n, f) => n + f.size, 0),
+    filesDone: 0,
+    filesTotal: files.length,
+  }
+  let reported = 0
+  const report = (force: boolean) => {
+    const now = Date.now()
+    if (options.onProgress && (force || now - reported >= PROGRESS_MS)) {
+      reported = now
+      options.onProgress({...progress})
+    }
+  }
+
+  const onBytes = (n: number) => {
+    progress.bytesDone += n
+    state.rawBytes += n
+    report(false)
+  }
+
+  const packed: ManifestEntry[] = []
+  let rootEntry: RootEntry | undefined
+  for (const entry of entries) {
+    throwIfAborted(signal)
+    switch (entry.type) {
+      case 'dir': {
+        await packer.dir(entry.path, entry)
+        if (entry.path === ROOT_PATH) rootEntry = {mode: entry.mode, mtimeMs: entry.mtimeMs, owner: entry.owner}
+        else packed.push(entry)
+        break
+      }
+
+      case 'file': {
+        const tap = new FileTap(onBytes)
+        await packer.file(entry.path, entry.size, entry, tap.chunks(readFile(root, entry, signal)))
+        progress.filesDone++
+        packed.push({
+          in: backupId,
+          mode: entry.mode,
+          mtimeMs: entry.mtimeMs,
+          owner: entry.owner,
+          path: entry.path,
+          sha256: tap.sha256(),
+          size: entry.size,
+          type: 'file',
+        })
+        break
+      }
+
+      case 'symlink': {
+        await packer.symlink(entry.path, entry.target, entry)
+        packed.push(entry)
+        break
+      }
+    }
+  }
+
+  const all = [...packed, ...(options.unchanged ?? [])].sort((a, b) => comparePaths(a.path, b.path))
+  for (let i = 1; i < all.length; i++) {
+    if (all[i - 1].path === all[i].path)
+      throw new BrError('error', `${all[i].path} is both packed and listed as unchanged`)
+  }
+
+  const manifest: Manifest = {
+    ...options.manifestBase,
+    backupId,
+    entries: all,
+    format: MANIFEST_FORMAT,
+    ...(rootEntry ? {root: rootEntry} : {}),
+  }
+  await packer.manifest(encodeManifest(manifest))
+  packer.finalize()
+  report(true)
+  return manifest
+}
+
+/* eslint-enable no-await-in-loop */
