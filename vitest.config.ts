@@ -1,15 +1,62 @@
+import {existsSync, readdirSync} from 'node:fs'
+import {dirname} from 'node:path'
 import {defineConfig} from 'vitest/config'
+
+/**
+ * The Node 24 leg (`npm run test:node24`): what differs between runtimes, not the whole suite.
+ * Node 24 has zlib zstd and another OpenSSL, so: the archive streams (zstd, age on node:crypto,
+ * the write and read pipelines), keys and signatures, and the CLI end to end (a backup, verify
+ * and restore round trip, and the plugin linked into a host CLI). Every pattern must select at
+ * least one file, so a rename cannot shrink the leg silently.
+ */
+export const NODE24_LEG = [
+  'test/unit/lib/archive/*.test.ts',
+  'test/unit/lib/secrets.test.ts',
+  'test/unit/lib/repo/authenticity.test.ts',
+  'test/integration/cli.test.ts',
+  'test/integration/host-plugin.test.ts',
+]
+/** Files a pattern of NODE24_LEG selects: a path, or `dir/*.test.ts` (fs.globSync needs Node 22). */
+const selected = (pattern: string) =>
+  pattern.endsWith('/*.test.ts')
+    ? readdirSync(dirname(pattern)).filter((name) => name.endsWith('.test.ts'))
+    : [pattern].filter((path) => existsSync(path))
+for (const pattern of NODE24_LEG) {
+  if (selected(pattern).length === 0)
+    throw new Error(`the node24 leg's ${pattern} selects no test file: update NODE24_LEG`)
+}
+
+/** Unit files that measure time: the scale test compares verify of 20k files against 200k. */
+const TIMED = ['test/unit/lib/restore/scale.test.ts']
+
+/**
+ * The projects a plain `vitest run` runs. vitest reads `project` (the CLI's --project, which
+ * replaces it) from the config file too, but InlineConfig does not declare it: hence a spread.
+ */
+const DEFAULT_PROJECTS = {project: ['unit', 'integration', 'timed']}
 
 export default defineConfig({
   test: {
     hookTimeout: 180_000,
-    include: ['test/**/*.test.ts'],
+    // Unit and integration files share these workers. Integration suites spend most of their time
+    // waiting on child processes (the CLI, mariadbd, npm), so four workers keep two cores busy.
+    // Each suite has its own temp dirs, ports and servers; the host CLI install is shared through a
+    // lock (test/helpers/host.ts).
+    maxWorkers: 4,
     // json: scripts/test-summary.mjs prints the closing 'N passed, N failed' line from it.
     outputFile: {json: '.tmp/vitest.json'},
     pool: 'forks',
+    // `vitest run` runs unit, integration and timed; `vitest run --project node24` runs the Node 24 leg alone.
+    ...DEFAULT_PROJECTS,
+    projects: [
+      {extends: true, test: {exclude: TIMED, include: ['test/unit/**/*.test.ts'], name: 'unit'}},
+      // After the others, alone: its verdict is a ratio of two timings, which other files running
+      // beside it would skew.
+      {extends: true, test: {include: TIMED, maxWorkers: 1, name: 'timed', sequence: {groupOrder: 1}}},
+      {extends: true, test: {include: ['test/integration/**/*.test.ts'], name: 'integration'}},
+      {extends: true, test: {include: NODE24_LEG, name: 'node24'}},
+    ],
     reporters: [process.env.CI ? 'verbose' : 'default', 'json'],
-    // Integration suites start their own mariadbd and CLI processes: give them room, and keep
-    // the suites in separate workers so one server's stop never races another suite's.
     testTimeout: 120_000,
   },
 })

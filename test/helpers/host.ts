@@ -10,8 +10,9 @@
  * installed `moctl` runs with.
  */
 import {execFile} from 'node:child_process'
-import {access, mkdir, mkdtemp, rename, rm, writeFile} from 'node:fs/promises'
+import {access, mkdir, mkdtemp, readFile, rename, rm, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
+import {setTimeout as delay} from 'node:timers/promises'
 import {promisify} from 'node:util'
 
 import {ROOT} from './cli.js'
@@ -46,29 +47,68 @@ const exists = (path: string) =>
   )
 
 /**
- * The host's `bin/run.js`, installing the host first if the cache has none. Concurrent callers
- * (suites in other workers) may both install; each installs into its own temp dir and renames it
- * into place, and the loser of that race uses the winner's.
+ * The host's `bin/run.js`, installing the host first if the cache has none. Suites in other
+ * workers run at the same time: one installs while the others wait on a lock (a directory, which
+ * mkdir creates for exactly one of them, holding the installer's pid), so the registry install
+ * runs once per cache key. A lock whose process is gone is taken over. The install goes into a
+ * temp dir renamed into place, so a killed install never leaves a half-installed host behind.
  */
 export async function installedHost(): Promise<string> {
   const dir = join(CACHE, cacheKey())
   const bin = join(dir, 'bin', 'run.js')
-  if (await exists(bin)) return bin
+  const lock = `${dir}.lock`
   await mkdir(CACHE, {recursive: true})
+  for (;;) {
+    if (await exists(bin)) return bin
+    if (await takeLock(lock)) break
+    await delay(250)
+  }
+
+  try {
+    if (!(await exists(bin))) await installHost(dir)
+  } finally {
+    await rm(lock, {force: true, recursive: true})
+  }
+
+  return bin
+}
+
+/** true when this process now holds the lock; a lock left by a dead process is removed first. */
+async function takeLock(lock: string): Promise<boolean> {
+  try {
+    await mkdir(lock)
+    await writeFile(join(lock, 'pid'), String(process.pid))
+    return true
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
+  }
+
+  const holder = Number(await readFile(join(lock, 'pid'), 'utf8').catch(() => ''))
+  // No pid yet: the holder is between its mkdir and its write; wait for it.
+  if (holder > 0 && !alive(holder)) await rm(lock, {force: true, recursive: true})
+  return false
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+async function installHost(dir: string): Promise<void> {
   const staging = await mkdtemp(join(CACHE, '.installing-'))
   try {
     await mkdir(join(staging, 'bin'))
     await writeFile(join(staging, 'package.json'), `${JSON.stringify(HOST_PACKAGE, null, 2)}\n`)
     await writeFile(join(staging, 'bin', 'run.js'), HOST_RUN, {mode: 0o755})
     await npm(['install', '--no-audit', '--no-fund', '--loglevel=error', ...HOST_DEPENDENCIES], staging)
-    await rename(staging, dir).catch(async (error: NodeJS.ErrnoException) => {
-      if (!(await exists(bin))) throw error
-    })
+    await rename(staging, dir)
   } finally {
     await rm(staging, {force: true, recursive: true})
   }
-
-  return bin
 }
 
 /**
@@ -86,10 +126,38 @@ export async function packPlugin(dest: string): Promise<string> {
   return join(dest, filename)
 }
 
+/**
+ * The environment that lets an install of this plugin take zstd-napi's native binding from this
+ * checkout instead of compiling it again (about a minute of CPU per install): zstd-napi installs
+ * with `prebuild-install || node-gyp rebuild`, and prebuild-install looks in the folder named by
+ * `npm_config_zstd_napi_local_prebuilds` before it tries the network (unreachable here). The
+ * binding is the one `npm ci` built from the same source; that build is what proves the native
+ * path compiles. Empty when this checkout has no binding (zstd-napi is optional).
+ */
+export async function localZstdPrebuild(dir: string): Promise<NodeJS.ProcessEnv> {
+  const pkg = join(ROOT, 'node_modules', 'zstd-napi')
+  if (!(await exists(join(pkg, 'build', 'Release', 'binding.node')))) return {}
+  const {binary, version} = JSON.parse(await readFile(join(pkg, 'package.json'), 'utf8')) as {
+    binary: {napi_versions: number[]}
+    version: string
+  }
+  // prebuild-install's default name: {name}-v{version}-napi-v{napi}-{platform}-{arch}.tar.gz
+  const name = `zstd-napi-v${version}-napi-v${Math.max(...binary.napi_versions)}-${process.platform}-${process.arch}.tar.gz`
+  await mkdir(dir, {recursive: true})
+  await run('tar', ['-czf', join(dir, name), '-C', pkg, 'build/Release/binding.node'])
+  // prebuild-install's name for it: npm_config_ and the package name with _ for -.
+  return {[`npm_config_${'zstd-napi'.replace('-', '_')}_local_prebuilds`]: dir}
+}
+
 /** Runs npm (the one on PATH, as a user would), rejecting with its stderr on failure. */
-export async function npm(args: string[], cwd: string, timeoutMs = 300_000): Promise<{stderr: string; stdout: string}> {
+export async function npm(
+  args: string[],
+  cwd: string,
+  timeoutMs = 300_000,
+  env: NodeJS.ProcessEnv = {},
+): Promise<{stderr: string; stdout: string}> {
   try {
-    return await run('npm', args, {cwd, timeout: timeoutMs})
+    return await run('npm', args, {cwd, env: {...process.env, ...env}, timeout: timeoutMs})
   } catch (error) {
     const {stderr, stdout} = error as {stderr?: string; stdout?: string}
     throw new Error(`npm ${args.join(' ')} failed in ${cwd}:\n${stderr ?? ''}${stdout ?? ''}`)

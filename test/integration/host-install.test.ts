@@ -7,21 +7,33 @@
  *
  * In the host, an error must print exactly what standalone `moctl` prints (the host has its own
  * `@oclif/core`, whose error handler does not know our ExitError), and our service hooks must
- * stop and start a real server around a backup. The global install keeps `help` and `plugins`.
+ * stop and start a real server around a backup. The host gets no second @oclif/plugin-plugins (an
+ * optional peer dependency of ours, with its npm about 19 MB): the host has its own. The global
+ * install, with plugin-plugins beside it as the README says, keeps `help` and `plugins`.
  */
-import {readFile} from 'node:fs/promises'
+import {createHash} from 'node:crypto'
+import {readdir, readFile} from 'node:fs/promises'
 import {createRequire} from 'node:module'
 import {basename, dirname, join} from 'node:path'
 import {stripVTControlCharacters} from 'node:util'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {type CliResult, runCli, tempDir} from '../helpers/cli.js'
+import {type CliResult, ROOT, runCli, tempDir} from '../helpers/cli.js'
 import {makeSmallDataDir} from '../helpers/fixtures.js'
-import {HOST_BIN, installedHost, npm, packPlugin, userEnv, withoutStepLines} from '../helpers/host.js'
+import {
+  HOST_BIN,
+  installedHost,
+  localZstdPrebuild,
+  npm,
+  packPlugin,
+  userEnv,
+  withoutStepLines,
+} from '../helpers/host.js'
 import {mariadbAvailable, skipReason, startMariadb, type TestServer} from '../helpers/mariadb.js'
 
-// Each install fetches our dependencies and builds zstd-napi from source when no prebuilt binary
-// can be downloaded (as here): about a minute on an idle machine, more on a busy one.
+// Each install fetches our dependencies from the registry (the npm cache, once warm). zstd-napi's
+// binding comes from this checkout (localZstdPrebuild): compiling it, about a minute of CPU, is
+// what `npm ci` here has just proved works, and each install would only repeat it.
 const INSTALL_TIMEOUT = 480_000
 
 let tmp: {cleanup: () => Promise<void>; path: string}
@@ -41,7 +53,11 @@ beforeAll(async () => {
   hostEnv = userEnv(join(tmp.path, 'host-user'))
   globalEnv = userEnv(join(tmp.path, 'global-user'))
   standaloneEnv = userEnv(join(tmp.path, 'standalone-user'))
-  const [bin, tarball] = await Promise.all([installedHost(), packPlugin(tmp.path)])
+  const [bin, tarball, prebuilt] = await Promise.all([
+    installedHost(),
+    packPlugin(tmp.path),
+    localZstdPrebuild(join(tmp.path, 'prebuilds')),
+  ])
   hostBin = bin
   const prefix = join(tmp.path, 'global')
   const timed = async <T>(what: string, work: Promise<T>): Promise<T> => {
@@ -55,12 +71,22 @@ beforeAll(async () => {
     // An absolute path with the file: prefix: a bare path is read as a GitHub shorthand.
     timed(
       'plugins install file:',
-      runCli(['plugins', 'install', `file:${tarball}`], {bin: hostBin, env: hostEnv, timeoutMs: INSTALL_TIMEOUT}),
+      runCli(['plugins', 'install', `file:${tarball}`], {
+        bin: hostBin,
+        env: {...hostEnv, ...prebuilt},
+        timeoutMs: INSTALL_TIMEOUT,
+      }),
     ),
-    // The README's command, in the tarball's directory, with a prefix instead of the system's.
+    // The README's command, in the tarball's directory, with a prefix instead of the system's:
+    // plugin-plugins is an optional peer dependency, installed beside moctl for `moctl plugins`.
     timed(
       'npm install -g',
-      npm(['install', '-g', '--prefix', prefix, `./${basename(tarball)}`], dirname(tarball), INSTALL_TIMEOUT),
+      npm(
+        ['install', '-g', '--prefix', prefix, `./${basename(tarball)}`, '@oclif/plugin-plugins@5'],
+        dirname(tarball),
+        INSTALL_TIMEOUT,
+        prebuilt,
+      ),
     ),
   ])
   expect(plugin.code, plugin.stderr).toBe(0)
@@ -70,6 +96,37 @@ beforeAll(async () => {
 afterAll(async () => {
   await tmp?.cleanup()
 })
+
+/** A file's SHA-256: a binary compared by hash, as toEqual walks a buffer byte by byte (a minute for a binding on a busy machine). */
+const fileHash = async (path: string) =>
+  createHash('sha256')
+    .update(await readFile(path))
+    .digest('hex')
+
+/** The folders under `nodeModules`, at any depth, of the packages with these names. */
+async function packagesNamed(nodeModules: string, names: string[]): Promise<string[]> {
+  const found: string[] = []
+  const visit = async (dir: string): Promise<void> => {
+    const entries = await readdir(dir, {withFileTypes: true}).catch(() => [])
+    for (const entry of entries) {
+      if (!entry.isDirectory()) continue
+      const path = join(dir, entry.name)
+      if (entry.name.startsWith('@')) {
+        for (const scoped of await readdir(path, {withFileTypes: true})) {
+          if (scoped.isDirectory()) await visitPackage(join(path, scoped.name), `${entry.name}/${scoped.name}`)
+        }
+      } else if (!entry.name.startsWith('.')) await visitPackage(path, entry.name)
+    }
+  }
+
+  const visitPackage = async (path: string, name: string) => {
+    if (names.includes(name)) found.push(path)
+    await visit(join(path, 'node_modules'))
+  }
+
+  await visit(nodeModules)
+  return found
+}
 
 /** oclif wraps its usage text at the terminal width, and `opsctl` is one character longer than `moctl`. */
 const flat = (text: string) => text.replaceAll(/\s+/g, ' ')
@@ -98,6 +155,36 @@ describe(`installed into a host with plugins install file:… (${HOST_BIN}, its 
     const theirs = createRequire(hostBin).resolve('@oclif/core')
     expect(ours).toContain(join(tmp.path, 'host-user'))
     expect(ours).not.toBe(theirs)
+  })
+
+  it('brings no second @oclif/plugin-plugins, nor its npm, into the host', async () => {
+    const [info] = JSON.parse((await host(['plugins', 'inspect', '@moctl/plugin-br', '--json'])).stdout)
+    const installedInto = join(info.root, '..', '..')
+    expect(basename(installedInto)).toBe('node_modules')
+    expect(await packagesNamed(installedInto, ['@oclif/plugin-plugins', 'npm'])).toEqual([])
+  })
+
+  it("has zstd-napi's native binding, the one this checkout built, not a second compile", async () => {
+    const release = (root: string) => join(root, 'node_modules', 'zstd-napi', 'build', 'Release')
+    const installedRelease = release(join(tmp.path, 'host-user', 'xdg-data', 'opsctl-test'))
+    expect(await fileHash(join(installedRelease, 'binding.node'))).toBe(
+      await fileHash(join(release(ROOT), 'binding.node')),
+    )
+    // node-gyp leaves its object files here; prebuild-install unpacks the binding alone.
+    expect(await readdir(installedRelease)).toEqual(['binding.node'])
+  })
+
+  it('its own bin, run on its own there, has help, and says what `moctl plugins` needs', async () => {
+    const [info] = JSON.parse((await host(['plugins', 'inspect', '@moctl/plugin-br', '--json'])).stdout)
+    const bin = join(info.root, 'bin', 'run.js')
+    const help = await runCli(['help', 'br'], {bin, env: hostEnv})
+    expect(help.code, help.stderr).toBe(0)
+    expect(help.stdout).toContain('$ moctl br COMMAND')
+    const plugins = await runCli(['plugins'], {bin, env: hostEnv})
+    expect(plugins.code).toBe(2)
+    expect(plugins.stderr).toBe(
+      'Error: moctl plugins needs @oclif/plugin-plugins\nHint: npm install -g @oclif/plugin-plugins@5 (beside moctl)\n',
+    )
   })
 
   it('shows its commands under the host', async () => {

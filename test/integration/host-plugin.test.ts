@@ -115,6 +115,17 @@ describe('standalone moctl', () => {
     expect(plugins.code, plugins.stderr).toBe(0)
     expect(plugins.stdout + plugins.stderr).toMatch(/no plugins installed/i)
   })
+
+  it('runs from src/ through tsx with bin/dev.js, without a build', async () => {
+    const help = await runCli(['br', 'list', '--help'], {
+      bin: join(ROOT, 'bin', 'dev.js'),
+      env: {...standaloneEnv(), DEBUG: 'oclif:config:ts-path'},
+      node: process.execPath,
+    })
+    expect(help.code, help.stderr).toBe(0)
+    expect(help.stdout).toContain('$ moctl br list')
+    expect(help.stderr).toContain('registering tsx')
+  })
 })
 
 /** One line of the hook-recorder fixture's log (test/fixtures/hook-recorder/hooks/record.js). */
