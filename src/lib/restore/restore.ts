@@ -549,7 +549,7 @@ async function rollback(ctx: RestoreContext, _error: unknown, report: {output(li
       : `the previous data is in ${target}`
     throw new BrError('service', `rollback incomplete: ${problems.join('; ')} (${where})`, {
       suggestions: [
-        'check the service by hand; nothing was deleted',
+        'check the service by hand; the previous data was not deleted',
         `the next restore, backup or \`moctl br cleanup --data-dir ${ctx.options.dataDir}\` says again what is where`,
       ],
     })

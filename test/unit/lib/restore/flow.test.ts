@@ -224,7 +224,7 @@ describe('restoreFlow', () => {
       expect(error?.message).toBe(
         `rollback incomplete: starting the service again on the previous data: the fake service would not start (the previous data is in ${c.dataDir})`,
       )
-      expect(error?.suggestions.join('\n')).toMatch(/nothing was deleted/)
+      expect(error?.suggestions.join('\n')).toMatch(/the previous data was not deleted/)
       expect(c.service.summary).toEqual([
         'stop@previous',
         'start@backup',
