@@ -11,5 +11,7 @@ export default defineConfig({
     // Integration suites start their own mariadbd and CLI processes: give them room, and keep
     // the suites in separate workers so one server's stop never races another suite's.
     testTimeout: 120_000,
+    // Tests change the environment with vi.stubEnv only; vitest puts it back before each test.
+    unstubEnvs: true,
   },
 })

@@ -10,11 +10,11 @@
  * installed `moctl` runs with.
  */
 import {execFile} from 'node:child_process'
-import {access, mkdir, mkdtemp, rename, rm, writeFile} from 'node:fs/promises'
+import {access, mkdir, rename, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {promisify} from 'node:util'
 
-import {ROOT} from './cli.js'
+import {ROOT, tempDir} from './cli.js'
 
 const run = promisify(execFile)
 
@@ -55,7 +55,7 @@ export async function installedHost(): Promise<string> {
   const bin = join(dir, 'bin', 'run.js')
   if (await exists(bin)) return bin
   await mkdir(CACHE, {recursive: true})
-  const staging = await mkdtemp(join(CACHE, '.installing-'))
+  const {cleanup, path: staging} = await tempDir('.installing-', CACHE)
   try {
     await mkdir(join(staging, 'bin'))
     await writeFile(join(staging, 'package.json'), `${JSON.stringify(HOST_PACKAGE, null, 2)}\n`)
@@ -65,7 +65,7 @@ export async function installedHost(): Promise<string> {
       if (!(await exists(bin))) throw error
     })
   } finally {
-    await rm(staging, {force: true, recursive: true})
+    await cleanup()
   }
 
   return bin

@@ -18,13 +18,13 @@ import {promisify} from 'node:util'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {ROOT, RUN, runCli, tempDir} from '../helpers/cli.js'
-import {findMariadb, skipReason, startMariadb, type TestServer} from '../helpers/mariadb.js'
+import {mariadbAvailable, skipReason, startMariadb, type TestServer} from '../helpers/mariadb.js'
+import {needs} from '../helpers/needs.js'
 
 const run = promisify(execFile)
 const isRoot = process.getuid?.() === 0
-const mariadb = findMariadb() !== null
-if (process.env.CI && !isRoot) throw new Error('owners.test.ts needs root (useradd, chown): CI must run it as root')
-if (process.env.CI && !mariadb) throw new Error(skipReason())
+const mariadb = mariadbAvailable()
+needs(isRoot, 'owners.test.ts needs root (useradd, chown)')
 const why = isRoot ? (mariadb ? '' : skipReason()) : 'not root: cannot create users or chown'
 
 interface Stat {
