@@ -10,18 +10,20 @@ import {join} from 'node:path'
 import {promisify} from 'node:util'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {runCli, tempDir} from '../helpers/cli.js'
+import {backupArgs, encryptTo, NO_SQL, readWith, restoreArgs, serviceArgs, type SuiteKey} from '../helpers/args.js'
+import {runCli, tempDir, type TempDir} from '../helpers/cli.js'
 import {makeSmallDataDir} from '../helpers/fixtures.js'
 import {treeHashes} from '../helpers/tree.js'
 
-let tmp: {cleanup: () => Promise<void>; path: string}
+let tmp: TempDir
 let dataDir: string
 let repo: string
 let keyFile: string
 let recipient: string
+/** the key the CLI generated above: every backup here is encrypted to it */
+let key: SuiteKey
 let backupId: string
 
-const env = {MOCTL_BR_SCRYPT_LOG_N: '10'}
 const run = promisify(execFile)
 
 function withoutCache(tree: Record<string, string>): Record<string, string> {
@@ -34,21 +36,11 @@ beforeAll(async () => {
   repo = join(tmp.path, 'repo')
   keyFile = join(tmp.path, 'backup.key')
   await makeSmallDataDir(dataDir)
-  const key = await runCli(['br', 'key', 'generate', '--output', keyFile])
-  expect(key.code, key.stderr).toBe(0)
-  recipient = key.stdout.trim()
-  const backup = await runCli([
-    'br',
-    'backup',
-    '--path',
-    repo,
-    '--data-dir',
-    dataDir,
-    '--recipient',
-    recipient,
-    '--port',
-    '1',
-  ])
+  const generated = await runCli(['br', 'key', 'generate', '--output', keyFile])
+  expect(generated.code, generated.stderr).toBe(0)
+  recipient = generated.stdout.trim()
+  key = {identity: keyFile, recipient}
+  const backup = await runCli(backupArgs(repo, dataDir, ...encryptTo(key), ...NO_SQL))
   expect(backup.code, backup.stderr).toBe(0)
   backupId = backup.stdout.trim()
 })
@@ -128,19 +120,7 @@ describe('backup, list, verify', () => {
 
   it('keeps the cache directory out of the backup', async () => {
     const target = join(tmp.path, 'check-excl')
-    const r = await runCli([
-      'br',
-      'restore',
-      backupId,
-      '--path',
-      repo,
-      '--data-dir',
-      target,
-      '--identity',
-      keyFile,
-      '--port',
-      '1',
-    ])
+    const r = await runCli(restoreArgs(backupId, repo, target, ...readWith(key), ...NO_SQL))
     expect(r.code, r.stderr).toBe(0)
     expect(await treeHashes(target)).toEqual(withoutCache(await treeHashes(dataDir)))
   })
@@ -174,37 +154,12 @@ describe('restore with --service none', () => {
     const target = join(tmp.path, 'occupied')
     await mkdir(target)
     await writeFile(join(target, 'precious'), 'old data')
-    const refused = await runCli([
-      'br',
-      'restore',
-      backupId,
-      '--path',
-      repo,
-      '--data-dir',
-      target,
-      '--identity',
-      keyFile,
-      '--port',
-      '1',
-    ])
+    const refused = await runCli(restoreArgs(backupId, repo, target, ...readWith(key), ...NO_SQL))
     expect(refused.code).toBe(2)
     expect(refused.stderr).toContain('is not empty')
     expect(refused.stderr).toContain('--force')
     expect(await readdir(target)).toEqual(['precious'])
-    const forced = await runCli([
-      'br',
-      'restore',
-      backupId,
-      '--path',
-      repo,
-      '--data-dir',
-      target,
-      '--identity',
-      keyFile,
-      '--force',
-      '--port',
-      '1',
-    ])
+    const forced = await runCli(restoreArgs(backupId, repo, target, ...readWith(key), '--force', ...NO_SQL))
     expect(forced.code, forced.stderr).toBe(0)
     expect(await readFile(join(`${target}.before-${backupId}`, 'precious'), 'utf8')).toBe('old data')
     expect(await treeHashes(target)).toEqual(withoutCache(await treeHashes(dataDir)))
@@ -217,27 +172,16 @@ describe('restore --dry-run', () => {
     await mkdir(target)
     await writeFile(join(target, 'live'), 'live data')
     const log = join(tmp.path, 'dry.log')
-    const args = [
-      'br',
-      'restore',
+    const args = restoreArgs(
       backupId,
-      '--path',
       repo,
-      '--data-dir',
       target,
-      '--identity',
-      keyFile,
+      ...readWith(key),
       '--force',
-      '--service',
-      'command',
-      '--stop-cmd',
-      `echo stop >> '${log}'`,
-      '--start-cmd',
-      `echo start >> '${log}'`,
-      '--port',
-      '1',
+      ...serviceArgs(`echo stop >> '${log}'`, `echo start >> '${log}'`),
+      ...NO_SQL,
       '--dry-run',
-    ]
+    )
     const r = await runCli(args)
     expect(r.code, r.stderr).toBe(0)
     const lines = r.stdout.trim().split('\n')
@@ -277,7 +221,7 @@ describe('restore --dry-run', () => {
     const target = join(tmp.path, 'dry-occupied')
     await mkdir(target)
     await writeFile(join(target, 'live'), 'live data')
-    const base = ['br', 'restore', backupId, '--path', repo, '--data-dir', target, '--port', '1', '--dry-run']
+    const base = restoreArgs(backupId, repo, target, ...NO_SQL, '--dry-run')
     const occupied = await runCli([...base, '--identity', keyFile])
     expect(occupied.code).toBe(2)
     expect(occupied.stderr).toContain(`restore target ${target} is not empty`)
@@ -306,25 +250,9 @@ describe('restore onto a filesystem without room for the backup', () => {
   it.skipIf(!root)('refuses before anything is extracted or stopped, naming the sizes (exit 2)', async () => {
     const target = join(small, 'mo-data')
     const log = join(tmp.path, 'small.log')
-    const r = await runCli([
-      'br',
-      'restore',
-      backupId,
-      '--path',
-      repo,
-      '--data-dir',
-      target,
-      '--identity',
-      keyFile,
-      '--service',
-      'command',
-      '--stop-cmd',
-      `echo stop >> '${log}'`,
-      '--start-cmd',
-      'true',
-      '--port',
-      '1',
-    ])
+    const r = await runCli(
+      restoreArgs(backupId, repo, target, ...readWith(key), ...serviceArgs(`echo stop >> '${log}'`, 'true'), ...NO_SQL),
+    )
     expect(r.code).toBe(2)
     expect(r.stderr).toMatch(
       new RegExp(`Error: not enough space to restore ${backupId} beside ${target}: it needs .* free`),
@@ -339,21 +267,18 @@ describe('passphrase backups', () => {
     const pass = join(tmp.path, 'pass')
     await writeFile(pass, 'correct horse battery staple\n')
     const passRepo = join(tmp.path, 'pass-repo')
-    const backup = await runCli(
-      ['br', 'backup', '--path', passRepo, '--data-dir', dataDir, '--passphrase-file', pass, '--port', '1'],
-      {env},
-    )
+    const backup = await runCli(backupArgs(passRepo, dataDir, '--passphrase-file', pass, ...NO_SQL))
     expect(backup.code, backup.stderr).toBe(0)
     const id = backup.stdout.trim()
     const target = join(tmp.path, 'pass-target')
-    const restored = await runCli(['br', 'restore', id, '--path', passRepo, '--data-dir', target, '--port', '1'], {
-      env: {...env, MOCTL_BR_PASSPHRASE: 'correct horse battery staple'},
+    const restored = await runCli(restoreArgs(id, passRepo, target, ...NO_SQL), {
+      env: {MOCTL_BR_PASSPHRASE: 'correct horse battery staple'},
     })
     expect(restored.code, restored.stderr).toBe(0)
     expect(await treeHashes(target)).toEqual(withoutCache(await treeHashes(dataDir)))
     const wrong = join(tmp.path, 'wrong-pass')
     await writeFile(wrong, 'incorrect horse\n')
-    const r = await runCli(['br', 'verify', id, '--path', passRepo, '--passphrase-file', wrong], {env})
+    const r = await runCli(['br', 'verify', id, '--path', passRepo, '--passphrase-file', wrong])
     expect(r.code).toBe(3)
     expect(r.stdout).toBe('')
   })
@@ -374,41 +299,19 @@ describe('bad input', () => {
   })
 
   it('a missing or empty data dir fails before anything is written (exit 2)', async () => {
-    const missing = await runCli([
-      'br',
-      'backup',
-      '--path',
-      repo,
-      '--data-dir',
-      join(tmp.path, 'nope'),
-      '--recipient',
-      recipient,
-      '--port',
-      '1',
-    ])
+    const missing = await runCli(backupArgs(repo, join(tmp.path, 'nope'), ...encryptTo(key), ...NO_SQL))
     expect(missing.code).toBe(2)
     expect(missing.stderr).toContain('does not exist')
     const empty = join(tmp.path, 'empty')
     await mkdir(empty)
-    const r = await runCli([
-      'br',
-      'backup',
-      '--path',
-      repo,
-      '--data-dir',
-      empty,
-      '--recipient',
-      recipient,
-      '--port',
-      '1',
-    ])
+    const r = await runCli(backupArgs(repo, empty, ...encryptTo(key), ...NO_SQL))
     expect(r.code).toBe(2)
     expect(r.stderr).toContain('is empty')
     expect(await readdir(join(repo, 'backups'))).toEqual([backupId])
   })
 
   it('a backup without any key is refused unless --no-encrypt (exit 2)', async () => {
-    const r = await runCli(['br', 'backup', '--path', repo, '--data-dir', dataDir, '--port', '1'])
+    const r = await runCli(backupArgs(repo, dataDir, ...NO_SQL))
     expect(r.code).toBe(2)
     expect(r.stderr).toContain('--no-encrypt')
   })
@@ -424,19 +327,7 @@ describe('bad input', () => {
     const otherKey = join(tmp.path, 'other.key')
     expect((await runCli(['br', 'key', 'generate', '--output', otherKey])).code).toBe(0)
     const target = join(tmp.path, 'wrong-key-target')
-    const r = await runCli([
-      'br',
-      'restore',
-      backupId,
-      '--path',
-      repo,
-      '--data-dir',
-      target,
-      '--identity',
-      otherKey,
-      '--port',
-      '1',
-    ])
+    const r = await runCli(restoreArgs(backupId, repo, target, '--identity', otherKey, ...NO_SQL))
     expect(r.code).toBe(3)
     expect(r.stderr.toLowerCase()).toContain('identity')
     await expect(stat(target)).rejects.toThrow()
@@ -455,18 +346,7 @@ describe('damaged archives', () => {
 
   beforeAll(async () => {
     damagedRepo = join(tmp.path, 'damaged-repo')
-    const r = await runCli([
-      'br',
-      'backup',
-      '--path',
-      damagedRepo,
-      '--data-dir',
-      dataDir,
-      '--recipient',
-      recipient,
-      '--port',
-      '1',
-    ])
+    const r = await runCli(backupArgs(damagedRepo, dataDir, ...encryptTo(key), ...NO_SQL))
     expect(r.code, r.stderr).toBe(0)
   })
 
@@ -500,20 +380,7 @@ describe('damaged archives', () => {
     const target = join(tmp.path, 'damaged-target')
     await mkdir(target, {recursive: true})
     await writeFile(join(target, 'live'), 'live data')
-    const restore = await runCli([
-      'br',
-      'restore',
-      id,
-      '--path',
-      copy,
-      '--data-dir',
-      target,
-      '--identity',
-      keyFile,
-      '--force',
-      '--port',
-      '1',
-    ])
+    const restore = await runCli(restoreArgs(id, copy, target, ...readWith(key), '--force', ...NO_SQL))
     expect(restore.code).toBe(3)
     expect(await readdir(target)).toEqual(['live'])
     expect(
@@ -537,26 +404,17 @@ describe('service commands around a restore', () => {
     const target = join(tmp.path, 'stop-fails')
     await mkdir(target)
     await writeFile(join(target, 'live'), 'live data')
-    const r = await runCli([
-      'br',
-      'restore',
-      backupId,
-      '--path',
-      repo,
-      '--data-dir',
-      target,
-      '--identity',
-      keyFile,
-      '--force',
-      '--service',
-      'command',
-      '--stop-cmd',
-      'echo cannot stop >&2; exit 7',
-      '--start-cmd',
-      'true',
-      '--port',
-      '1',
-    ])
+    const r = await runCli(
+      restoreArgs(
+        backupId,
+        repo,
+        target,
+        ...readWith(key),
+        '--force',
+        ...serviceArgs('echo cannot stop >&2; exit 7', 'true'),
+        ...NO_SQL,
+      ),
+    )
     expect(r.code).toBe(5)
     expect(r.stderr).toContain('cannot stop')
     expect(await readdir(target)).toEqual(['live'])
@@ -574,28 +432,19 @@ describe('service commands around a restore', () => {
       `#!/bin/sh\necho "start $(ls '${target}' | tr '\\n' ' ')" >> '${log}'\nif [ ! -f '${log}.once' ]; then touch '${log}.once'; echo start failed >&2; exit 1; fi\n`,
     )
     await chmod(script, 0o755)
-    const r = await runCli([
-      'br',
-      'restore',
-      backupId,
-      '--path',
-      repo,
-      '--data-dir',
-      target,
-      '--identity',
-      keyFile,
-      '--force',
-      '--service',
-      'command',
-      '--stop-cmd',
-      `echo stop >> '${log}'`,
-      '--start-cmd',
-      script,
-      '--port',
-      '1',
-      '--sql-timeout',
-      '1',
-    ])
+    const r = await runCli(
+      restoreArgs(
+        backupId,
+        repo,
+        target,
+        ...readWith(key),
+        '--force',
+        ...serviceArgs(`echo stop >> '${log}'`, script),
+        ...NO_SQL,
+        '--sql-timeout',
+        '1',
+      ),
+    )
     expect(r.code).toBe(5)
     expect(await readdir(target)).toEqual(['live'])
     const events = (await readFile(log, 'utf8')).split('\n').filter(Boolean)

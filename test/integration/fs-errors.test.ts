@@ -5,42 +5,25 @@
  * and how much is free). chmod does not stop root, so read-only means a tmpfs remounted ro, and
  * full means a small tmpfs; both need root, as CI has.
  */
-import {execFile} from 'node:child_process'
 import {mkdir, readdir, stat, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
-import {promisify} from 'node:util'
 import {afterAll, beforeAll, beforeEach, describe, expect, it} from 'vitest'
 
-import {runCli, tempDir} from '../helpers/cli.js'
+import {backupArgs, markingService, NO_SQL, restoreArgs} from '../helpers/args.js'
+import {runCli, tempDir, type TempDir} from '../helpers/cli.js'
 import {makeSmallDataDir} from '../helpers/fixtures.js'
+import {tmpfsMounts} from '../helpers/tmpfs.js'
 
-const run = promisify(execFile)
 const root = process.getuid?.() === 0
 
-let tmp: {cleanup: () => Promise<void>; path: string}
+let tmp: TempDir
 let dataDir: string
 let marker: string
-const mounts: string[] = []
+const mounts = tmpfsMounts()
 
-const service = () => [
-  '--service',
-  'command',
-  '--stop-cmd',
-  `touch '${marker}'`,
-  '--start-cmd',
-  'true',
-  '--port',
-  '1',
-  '--sql-timeout',
-  '1',
-]
+const service = () => markingService(marker)
 
-async function tmpfs(dir: string, size: string): Promise<string> {
-  await mkdir(dir, {recursive: true})
-  await run('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir])
-  mounts.push(dir)
-  return dir
-}
+const tmpfs = (dir: string, size: string) => mounts.mount(dir, size)
 
 beforeAll(async () => {
   tmp = await tempDir()
@@ -55,7 +38,7 @@ beforeEach(() => {
 })
 
 afterAll(async () => {
-  for (const dir of mounts.reverse()) await run('umount', [dir]).catch(() => {})
+  await mounts.unmountAll()
   await tmp?.cleanup()
 })
 
@@ -63,10 +46,10 @@ describe('the repository', () => {
   it.skipIf(!root)('read-only: exit 2 naming it, before the service is stopped', async () => {
     const fs = await tmpfs(join(tmp.path, 'ro-repo'), '4m')
     const repo = join(fs, 'repo')
-    const first = await runCli(['br', 'backup', '--path', repo, '--data-dir', dataDir, '--no-encrypt', '--port', '1'])
+    const first = await runCli(backupArgs(repo, dataDir, '--no-encrypt', ...NO_SQL))
     expect(first.code, first.stderr).toBe(0)
-    await run('mount', ['-o', 'remount,ro', fs])
-    const r = await runCli(['br', 'backup', '--path', repo, '--data-dir', dataDir, '--no-encrypt', ...service()])
+    await mounts.readOnly(fs)
+    const r = await runCli(backupArgs(repo, dataDir, '--no-encrypt', ...service()))
     expect(r.code).toBe(2)
     expect(r.stderr).toMatch(
       new RegExp(`^Error: repository ${repo} is on a read-only filesystem \\(\\w+ ${repo}/`, 'm'),
@@ -79,7 +62,7 @@ describe('the repository', () => {
   it.skipIf(!root)('full during the pack: exit 1, how much was needed and how much is free, nothing left', async () => {
     const fs = await tmpfs(join(tmp.path, 'full-repo'), '256k')
     const repo = join(fs, 'repo')
-    const r = await runCli(['br', 'backup', '--path', repo, '--data-dir', dataDir, '--no-encrypt', '--port', '1'])
+    const r = await runCli(backupArgs(repo, dataDir, '--no-encrypt', ...NO_SQL))
     expect(r.code).toBe(1)
     expect(r.stderr).toMatch(
       new RegExp(
@@ -99,16 +82,7 @@ describe('the repository', () => {
     const r = await runCli(['br', 'list', '--path', join(file, 'repo')])
     expect(r.code).toBe(2)
     expect(r.stderr).toMatch(/^Error: repository .*plain-file\/repo: a part of the path is a file, not a directory/m)
-    const b = await runCli([
-      'br',
-      'backup',
-      '--path',
-      join(file, 'repo'),
-      '--data-dir',
-      dataDir,
-      '--no-encrypt',
-      ...service(),
-    ])
+    const b = await runCli(backupArgs(join(file, 'repo'), dataDir, '--no-encrypt', ...service()))
     expect(b.code).toBe(2)
     expect(b.stderr).toMatch(/^Error: repository .*plain-file\/repo: a part of the path is a file, not a directory/m)
     await expect(stat(marker)).rejects.toThrow(/ENOENT/)
@@ -127,16 +101,16 @@ describe('restore targets and staging', () => {
       await writeFile(join(many, `d${i % 10}`, `f${i}`), `file ${i}\n`)
     }
 
-    const b = await runCli(['br', 'backup', '--path', repo, '--data-dir', many, '--no-encrypt', '--port', '1'])
+    const b = await runCli(backupArgs(repo, many, '--no-encrypt', ...NO_SQL))
     expect(b.code, b.stderr).toBe(0)
     id = b.stdout.trim()
   })
 
   it.skipIf(!root)('a target on a read-only filesystem: exit 2 naming the directory that holds it', async () => {
     const fs = await tmpfs(join(tmp.path, 'ro-target'), '1m')
-    await run('mount', ['-o', 'remount,ro', fs])
+    await mounts.readOnly(fs)
     const target = join(fs, 'mo-data')
-    const r = await runCli(['br', 'restore', id, '--path', repo, '--data-dir', target, ...service()])
+    const r = await runCli(restoreArgs(id, repo, target, ...service()))
     expect(r.code).toBe(2)
     expect(r.stderr).toMatch(
       new RegExp(`^Error: the directory that holds the restore target ${fs} is on a read-only filesystem`, 'm'),
@@ -149,7 +123,7 @@ describe('restore targets and staging', () => {
     // The files' bytes fit (the check before extraction passes), their blocks do not.
     const fs = await tmpfs(join(tmp.path, 'full-target'), '200k')
     const target = join(fs, 'mo-data')
-    const r = await runCli(['br', 'restore', id, '--path', repo, '--data-dir', target, ...service()])
+    const r = await runCli(restoreArgs(id, repo, target, ...service()))
     expect(r.code).toBe(1)
     expect(r.stderr).toMatch(
       new RegExp(

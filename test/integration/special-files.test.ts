@@ -11,6 +11,7 @@ import {join} from 'node:path'
 import {promisify} from 'node:util'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
+import {backupArgs} from '../helpers/args.js'
 import {RUN, runCli, tempDir} from '../helpers/cli.js'
 import {makeSmallDataDir} from '../helpers/fixtures.js'
 
@@ -29,16 +30,7 @@ beforeAll(async () => {
   passFile = join(tmp.path, 'pass')
   await writeFile(passFile, 'correct horse battery staple\n')
   pristine = join(tmp.path, 'pristine')
-  const backup = await runCli([
-    'br',
-    'backup',
-    '--path',
-    pristine,
-    '--data-dir',
-    dataDir,
-    '--passphrase-file',
-    passFile,
-  ])
+  const backup = await runCli(backupArgs(pristine, dataDir, '--passphrase-file', passFile))
   expect(backup.code, backup.stderr).toBe(0)
   id = backup.stdout.trim()
 })
@@ -59,7 +51,7 @@ const cli = (args: string[]) => runCli(args, {timeoutMs})
 describe('special files in the repository never make a command hang', () => {
   it('lock.json as a FIFO: a backup fails at once with exit 4, naming the damaged lock', async () => {
     const repo = await repoWithFifo('fifo-lock', 'lock.json')
-    const result = await cli(['br', 'backup', '--path', repo, '--data-dir', join(tmp.path, 'mo-data'), '--no-encrypt'])
+    const result = await cli(backupArgs(repo, join(tmp.path, 'mo-data'), '--no-encrypt'))
     expect(result.signal).toBeNull()
     expect(result.code, result.stderr).toBe(4)
     expect(result.stderr).toContain('has a damaged lock: repository object lock.json is a FIFO, not a regular file')
