@@ -10,7 +10,16 @@ import {join} from 'node:path'
 import {promisify} from 'node:util'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {backupArgs, encryptTo, NO_SQL, readWith, restoreArgs, serviceArgs, type SuiteKey} from '../helpers/args.js'
+import {
+  backupArgs,
+  encryptTo,
+  NO_SQL,
+  readWith,
+  restoreArgs,
+  serviceArgs,
+  suiteKey,
+  type SuiteKey,
+} from '../helpers/args.js'
 import {runCli, tempDir, type TempDir} from '../helpers/cli.js'
 import {makeSmallDataDir} from '../helpers/fixtures.js'
 import {treeHashes} from '../helpers/tree.js'
@@ -222,12 +231,11 @@ describe('restore --dry-run', () => {
     await mkdir(target)
     await writeFile(join(target, 'live'), 'live data')
     const base = restoreArgs(backupId, repo, target, ...NO_SQL, '--dry-run')
-    const occupied = await runCli([...base, '--identity', keyFile])
+    const occupied = await runCli([...base, ...readWith(key)])
     expect(occupied.code).toBe(2)
     expect(occupied.stderr).toContain(`restore target ${target} is not empty`)
-    const otherKey = join(tmp.path, 'dry-other.key')
-    expect((await runCli(['br', 'key', 'generate', '--output', otherKey])).code).toBe(0)
-    const wrong = await runCli([...base, '--identity', otherKey, '--force'])
+    const otherKey = await suiteKey(tmp.path, 'dry-other.key')
+    const wrong = await runCli([...base, ...readWith(otherKey), '--force'])
     expect(wrong.code).toBe(3)
     expect(await readdir(target)).toEqual(['live'])
   })
@@ -324,10 +332,9 @@ describe('bad input', () => {
   })
 
   it('a wrong identity is an integrity failure (exit 3) and touches nothing', async () => {
-    const otherKey = join(tmp.path, 'other.key')
-    expect((await runCli(['br', 'key', 'generate', '--output', otherKey])).code).toBe(0)
+    const otherKey = await suiteKey(tmp.path, 'other.key')
     const target = join(tmp.path, 'wrong-key-target')
-    const r = await runCli(restoreArgs(backupId, repo, target, '--identity', otherKey, ...NO_SQL))
+    const r = await runCli(restoreArgs(backupId, repo, target, ...readWith(otherKey), ...NO_SQL))
     expect(r.code).toBe(3)
     expect(r.stderr.toLowerCase()).toContain('identity')
     await expect(stat(target)).rejects.toThrow()

@@ -13,7 +13,7 @@ import {join} from 'node:path'
 import {promisify} from 'node:util'
 import {afterAll, beforeAll, beforeEach, describe, expect, it} from 'vitest'
 
-import {backupArgs, markingService, NO_SQL, readWith, restoreArgs} from '../helpers/args.js'
+import {backupArgs, markingService, NO_SQL, readWith, restoreArgs, suiteKey} from '../helpers/args.js'
 import {runCli, tempDir, type TempDir} from '../helpers/cli.js'
 import {makeSmallDataDir} from '../helpers/fixtures.js'
 import {tmpfsMounts} from '../helpers/tmpfs.js'
@@ -219,10 +219,9 @@ describe('backup: a bad input never stops the service', () => {
 
 describe('restore: a bad input never stops the service', () => {
   it('an identity that cannot open this backup (exit 3): the manifest is decrypted before the stop', async () => {
-    const other = join(tmp.path, 'other.key')
-    expect((await runCli(['br', 'key', 'generate', '--output', other])).code).toBe(0)
+    const other = await suiteKey(tmp.path, 'other.key')
     const target = join(tmp.path, 'restore-wrong-key')
-    const r = await restore(target, '--identity', other)
+    const r = await restore(target, ...readWith(other))
     expect(r.code).toBe(3)
     expect(r.stderr).toContain('no identity matches')
     await expect(stat(target)).rejects.toThrow(/ENOENT/)
