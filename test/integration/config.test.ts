@@ -99,17 +99,10 @@ describe('config set, get, unset, list', () => {
     )
     expect(password.stderr).not.toContain('hunter2')
     expect((await br(['config', 'get', 'password'])).code).toBe(2)
-    for (const [key, value, message] of [
-      ['port', '70000', 'config port must be a whole number from 1 to 65535, not 70000'],
-      ['sql-timeout', '0', 'config sql-timeout must be a whole number of at least 1, not 0'],
-      ['service', 'docker', 'config service must be one of mo_ctl, systemd, command, none, not docker'],
-      ['recipient', 'age1notakey!', 'config recipient: age1notakey! is not an age public key (age1…)'],
-      ['identity', `AGE-SECRET-KEY-1${'Q'.repeat(58)}`, 'config identity looks like a private key'],
-    ]) {
-      const r = await br(['config', 'set', key, value])
-      expect(r.code, `${key} ${value}`).toBe(2)
-      expect(r.stderr).toContain(`Error: ${message}`)
-    }
+    // Every bad value is checked in process (unit/lib/config.test.ts); one through the CLI here.
+    const port = await br(['config', 'set', 'port', '70000'])
+    expect(port.code).toBe(2)
+    expect(port.stderr).toContain('Error: config port must be a whole number from 1 to 65535, not 70000')
 
     expect(await readFile(configPath, 'utf8').catch(() => 'no file')).toBe('no file')
   })
