@@ -7,7 +7,14 @@ import {execFile} from 'node:child_process'
 import {mkdir} from 'node:fs/promises'
 import {promisify} from 'node:util'
 
+import {needs} from './needs.js'
+
 const run = promisify(execFile)
+
+export const NOT_ROOT = 'not root: cannot mount a tmpfs'
+
+/** Whether tmpfs mounts can be made here (root); in CI a non-root run fails instead of skipping. */
+export const canMount = (): boolean => needs(process.getuid?.() === 0, NOT_ROOT)
 
 export interface Tmpfs {
   /** bind-mounts `dir` onto itself read-only (a directory that cannot be written, on a writable fs) */

@@ -4,10 +4,8 @@
  * asserts stdout, stderr and the exit code separately. The MariaDB round trip is in
  * restore-mariadb.test.ts.
  */
-import {execFile} from 'node:child_process'
 import {chmod, mkdir, open, readdir, readFile, stat, truncate, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
-import {promisify} from 'node:util'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {
@@ -22,6 +20,8 @@ import {
 } from '../helpers/args.js'
 import {runCli, tempDir, type TempDir} from '../helpers/cli.js'
 import {makeSmallDataDir} from '../helpers/fixtures.js'
+import {skipNote} from '../helpers/needs.js'
+import {canMount, NOT_ROOT, tmpfsMounts} from '../helpers/tmpfs.js'
 import {treeHashes} from '../helpers/tree.js'
 
 let tmp: TempDir
@@ -32,8 +32,6 @@ let recipient: string
 /** the key the CLI generated above: every backup here is encrypted to it */
 let key: SuiteKey
 let backupId: string
-
-const run = promisify(execFile)
 
 function withoutCache(tree: Record<string, string>): Record<string, string> {
   return Object.fromEntries(Object.entries(tree).filter(([k]) => !k.startsWith('shared-cache')))
@@ -243,31 +241,38 @@ describe('restore --dry-run', () => {
 
 describe('restore onto a filesystem without room for the backup', () => {
   // Mounting a small tmpfs needs root, as the CI machines have.
-  const root = process.getuid?.() === 0
+  const root = canMount()
+  const mounts = tmpfsMounts()
   let small = ''
+  // Nothing to mount where the test is skipped (not root, off CI).
   beforeAll(async () => {
-    if (!root) return
-    small = join(tmp.path, 'small-fs')
-    await mkdir(small)
-    await run('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', small])
+    if (root) small = await mounts.mount(join(tmp.path, 'small-fs'), '256k')
   })
-  afterAll(async () => {
-    if (small) await run('umount', [small])
-  })
+  afterAll(() => mounts.unmountAll())
 
-  it.skipIf(!root)('refuses before anything is extracted or stopped, naming the sizes (exit 2)', async () => {
-    const target = join(small, 'mo-data')
-    const log = join(tmp.path, 'small.log')
-    const r = await runCli(
-      restoreArgs(backupId, repo, target, ...readWith(key), ...serviceArgs(`echo stop >> '${log}'`, 'true'), ...NO_SQL),
-    )
-    expect(r.code).toBe(2)
-    expect(r.stderr).toMatch(
-      new RegExp(`Error: not enough space to restore ${backupId} beside ${target}: it needs .* free`),
-    )
-    expect(await readdir(small)).toEqual([])
-    await expect(stat(log)).rejects.toThrow(/ENOENT/)
-  })
+  it.skipIf(!root)(
+    `refuses before anything is extracted or stopped, naming the sizes (exit 2)${skipNote(root, NOT_ROOT)}`,
+    async () => {
+      const target = join(small, 'mo-data')
+      const log = join(tmp.path, 'small.log')
+      const r = await runCli(
+        restoreArgs(
+          backupId,
+          repo,
+          target,
+          ...readWith(key),
+          ...serviceArgs(`echo stop >> '${log}'`, 'true'),
+          ...NO_SQL,
+        ),
+      )
+      expect(r.code).toBe(2)
+      expect(r.stderr).toMatch(
+        new RegExp(`Error: not enough space to restore ${backupId} beside ${target}: it needs .* free`),
+      )
+      expect(await readdir(small)).toEqual([])
+      await expect(stat(log)).rejects.toThrow(/ENOENT/)
+    },
+  )
 })
 
 describe('passphrase backups', () => {

@@ -16,10 +16,11 @@ import {afterAll, beforeAll, beforeEach, describe, expect, it} from 'vitest'
 import {backupArgs, markingService, NO_SQL, readWith, restoreArgs, suiteKey} from '../helpers/args.js'
 import {runCli, tempDir, type TempDir} from '../helpers/cli.js'
 import {makeSmallDataDir} from '../helpers/fixtures.js'
-import {tmpfsMounts} from '../helpers/tmpfs.js'
+import {skipNote} from '../helpers/needs.js'
+import {canMount, NOT_ROOT, tmpfsMounts} from '../helpers/tmpfs.js'
 
 const run = promisify(execFile)
-const root = process.getuid?.() === 0
+const root = canMount()
 
 let tmp: TempDir
 let dataDir: string
@@ -175,34 +176,40 @@ describe('backup: a bad input never stops the service', () => {
     await expectNoStop()
   })
 
-  it.skipIf(!root)('--clone onto a filesystem without room for the copy (exit 2)', async () => {
-    const small = await tmpfs(join(tmp.path, 'small-clone'), '256k')
-    const r = await backup('-r', recipient, '--clone', '--clone-dir', small)
-    expect(r.code).toBe(2)
-    expect(r.stderr).toMatch(/Error: not enough space to clone .* free on .*small-clone, which cannot reflink/)
-    expect(await readdir(small)).toEqual([])
-    await expectNoStop()
-  })
+  it.skipIf(!root)(
+    `--clone onto a filesystem without room for the copy (exit 2)${skipNote(root, NOT_ROOT)}`,
+    async () => {
+      const small = await tmpfs(join(tmp.path, 'small-clone'), '256k')
+      const r = await backup('-r', recipient, '--clone', '--clone-dir', small)
+      expect(r.code).toBe(2)
+      expect(r.stderr).toMatch(/Error: not enough space to clone .* free on .*small-clone, which cannot reflink/)
+      expect(await readdir(small)).toEqual([])
+      await expectNoStop()
+    },
+  )
 
-  it.skipIf(!root)('a repository whose backups/ cannot be written, though its root can (exit 2)', async () => {
-    const roRepo = join(tmp.path, 'ro-backups-repo')
-    const ok = await runCli(backupArgs(roRepo, dataDir, '-r', recipient, ...NO_SQL), {
-      env,
-    })
-    expect(ok.code, ok.stderr).toBe(0)
-    // The lock at the root can be taken; only the probe under backups/ finds the read-only mount.
-    const backups = join(roRepo, 'backups')
-    await mounts.bindReadOnly(backups)
-    const r = await backupTo(roRepo, '-r', recipient)
-    expect(r.code).toBe(2)
-    expect(r.stderr).toMatch(
-      new RegExp(`^Error: repository ${roRepo} is on a read-only filesystem \\((mkdir|open) ${backups}/`, 'm'),
-    )
-    expect(r.stderr).toContain('Hint: mount it read-write, or pass --path with another one')
-    await expectNoStop()
-    // The lock was released: the next writer is not refused.
-    expect(await readdir(roRepo)).not.toContain('lock.json')
-  })
+  it.skipIf(!root)(
+    `a repository whose backups/ cannot be written, though its root can (exit 2)${skipNote(root, NOT_ROOT)}`,
+    async () => {
+      const roRepo = join(tmp.path, 'ro-backups-repo')
+      const ok = await runCli(backupArgs(roRepo, dataDir, '-r', recipient, ...NO_SQL), {
+        env,
+      })
+      expect(ok.code, ok.stderr).toBe(0)
+      // The lock at the root can be taken; only the probe under backups/ finds the read-only mount.
+      const backups = join(roRepo, 'backups')
+      await mounts.bindReadOnly(backups)
+      const r = await backupTo(roRepo, '-r', recipient)
+      expect(r.code).toBe(2)
+      expect(r.stderr).toMatch(
+        new RegExp(`^Error: repository ${roRepo} is on a read-only filesystem \\((mkdir|open) ${backups}/`, 'm'),
+      )
+      expect(r.stderr).toContain('Hint: mount it read-write, or pass --path with another one')
+      await expectNoStop()
+      // The lock was released: the next writer is not refused.
+      expect(await readdir(roRepo)).not.toContain('lock.json')
+    },
+  )
 
   it('a bad value in the config file (exit 2)', async () => {
     const configHome = join(tmp.path, 'config-home')
