@@ -37,6 +37,10 @@ function withoutCache(tree: Record<string, string>): Record<string, string> {
   return Object.fromEntries(Object.entries(tree).filter(([k]) => !k.startsWith('shared-cache')))
 }
 
+/** The suite's backup restored over `target` with these service flags; nothing answers SQL. */
+const restoreOver = (target: string, ...service: string[]) =>
+  runCli(restoreArgs(backupId, repo, target, ...readWith(key), '--force', ...service, ...NO_SQL))
+
 beforeAll(async () => {
   tmp = await tempDir()
   dataDir = join(tmp.path, 'mo-data')
@@ -381,17 +385,7 @@ describe('service commands around a restore', () => {
     const target = join(tmp.path, 'stop-fails')
     await mkdir(target)
     await writeFile(join(target, 'live'), 'live data')
-    const r = await runCli(
-      restoreArgs(
-        backupId,
-        repo,
-        target,
-        ...readWith(key),
-        '--force',
-        ...serviceArgs('echo cannot stop >&2; exit 7', 'true'),
-        ...NO_SQL,
-      ),
-    )
+    const r = await restoreOver(target, ...serviceArgs('echo cannot stop >&2; exit 7', 'true'))
     expect(r.code).toBe(5)
     expect(r.stderr).toContain('cannot stop')
     expect(await readdir(target)).toEqual(['live'])
@@ -409,19 +403,7 @@ describe('service commands around a restore', () => {
       `#!/bin/sh\necho "start $(ls '${target}' | tr '\\n' ' ')" >> '${log}'\nif [ ! -f '${log}.once' ]; then touch '${log}.once'; echo start failed >&2; exit 1; fi\n`,
     )
     await chmod(script, 0o755)
-    const r = await runCli(
-      restoreArgs(
-        backupId,
-        repo,
-        target,
-        ...readWith(key),
-        '--force',
-        ...serviceArgs(`echo stop >> '${log}'`, script),
-        ...NO_SQL,
-        '--sql-timeout',
-        '1',
-      ),
-    )
+    const r = await restoreOver(target, ...serviceArgs(`echo stop >> '${log}'`, script), '--sql-timeout', '1')
     expect(r.code).toBe(5)
     expect(await readdir(target)).toEqual(['live'])
     const events = (await readFile(log, 'utf8')).split('\n').filter(Boolean)
