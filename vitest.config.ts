@@ -58,5 +58,7 @@ export default defineConfig({
     ],
     reporters: [process.env.CI ? 'verbose' : 'default', 'json'],
     testTimeout: 120_000,
+    // Tests change the environment with vi.stubEnv only; vitest puts it back before each test.
+    unstubEnvs: true,
   },
 })

@@ -63,8 +63,17 @@ export function runCli(
   })
 }
 
-/** A temp dir removed by the returned function. */
-export async function tempDir(prefix = 'moctl-br-test-'): Promise<{cleanup: () => Promise<void>; path: string}> {
-  const path = await mkdtemp(join(tmpdir(), prefix))
+/** A temp dir of the tests' own: `cleanup` removes it and everything in it (idempotent). */
+export interface TempDir {
+  cleanup: () => Promise<void>
+  path: string
+}
+
+/**
+ * The one way tests make a temp dir: under the OS temp dir, or under `parent` when a test needs
+ * it on a given filesystem. Every caller cleans it up in an afterAll/afterEach (or finally).
+ */
+export async function tempDir(prefix = 'moctl-br-test-', parent = tmpdir()): Promise<TempDir> {
+  const path = await mkdtemp(join(parent, prefix))
   return {cleanup: () => rm(path, {force: true, recursive: true}), path}
 }

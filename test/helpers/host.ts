@@ -10,12 +10,12 @@
  * installed `moctl` runs with.
  */
 import {execFile} from 'node:child_process'
-import {access, mkdir, mkdtemp, readFile, rename, rm, writeFile} from 'node:fs/promises'
+import {access, mkdir, readFile, rename, rm, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {setTimeout as delay} from 'node:timers/promises'
 import {promisify} from 'node:util'
 
-import {ROOT} from './cli.js'
+import {ROOT, tempDir} from './cli.js'
 
 const run = promisify(execFile)
 
@@ -99,7 +99,7 @@ function alive(pid: number): boolean {
 }
 
 async function installHost(dir: string): Promise<void> {
-  const staging = await mkdtemp(join(CACHE, '.installing-'))
+  const {cleanup, path: staging} = await tempDir('.installing-', CACHE)
   try {
     await mkdir(join(staging, 'bin'))
     await writeFile(join(staging, 'package.json'), `${JSON.stringify(HOST_PACKAGE, null, 2)}\n`)
@@ -107,7 +107,7 @@ async function installHost(dir: string): Promise<void> {
     await npm(['install', '--no-audit', '--no-fund', '--loglevel=error', ...HOST_DEPENDENCIES], staging)
     await rename(staging, dir)
   } finally {
-    await rm(staging, {force: true, recursive: true})
+    await cleanup()
   }
 }
 

@@ -8,20 +8,17 @@ import {chmod, mkdir, open, readdir, readFile, stat, writeFile} from 'node:fs/pr
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
+import {backupArgs, encryptTo, readWith, restoreArgs, serviceArgs, suiteKey, type SuiteKey} from '../helpers/args.js'
 import {ROOT, runCli, tempDir} from '../helpers/cli.js'
 
 const GiB = 1024 * 1024 * 1024
 const PROBE = join(ROOT, 'test', 'helpers', 'rss-probe.mjs')
 let work: Awaited<ReturnType<typeof tempDir>>
-let key: string
-let recipient: string
+let key: SuiteKey
 
 beforeAll(async () => {
   work = await tempDir()
-  key = join(work.path, 'backup.key')
-  const r = await runCli(['br', 'key', 'generate', '--output', key, '--json'])
-  expect(r.code).toBe(0)
-  recipient = JSON.parse(r.stdout).recipient
+  key = await suiteKey(work.path)
 })
 
 afterAll(async () => {
@@ -42,20 +39,7 @@ async function measured(name: string, args: string[]) {
 const mode = async (path: string) => (await stat(path)).mode % 0o1_0000
 
 async function backup(dataDir: string, repo: string, extra: string[] = []) {
-  const r = await runCli([
-    'br',
-    'backup',
-    '--path',
-    repo,
-    '--data-dir',
-    dataDir,
-    '--service',
-    'none',
-    '--recipient',
-    recipient,
-    '--json',
-    ...extra,
-  ])
+  const r = await runCli(backupArgs(repo, dataDir, ...encryptTo(key), '--service', 'none', '--json', ...extra))
   return {...r, id: r.code === 0 ? (JSON.parse(r.stdout).id as string) : ''}
 }
 
@@ -72,26 +56,16 @@ describe('memory and holes', () => {
     const b = await backup(data, repo)
     expect(b.code, b.stderr).toBe(0)
 
-    const v = await measured('verify', ['br', 'verify', b.id, '--path', repo, '--identity', key, '--json'])
+    const v = await measured('verify', ['br', 'verify', b.id, '--path', repo, ...readWith(key), '--json'])
     expect(v.code, v.stderr).toBe(0)
     expect(v.rssMiB).toBeLessThan(256)
     console.log(`peak RSS: verify ${v.rssMiB.toFixed(0)} MiB`)
 
     const target = join(work.path, 'zeros-restored')
-    const r = await measured('restore', [
-      'br',
+    const r = await measured(
       'restore',
-      b.id,
-      '--path',
-      repo,
-      '--identity',
-      key,
-      '--data-dir',
-      target,
-      '--service',
-      'none',
-      '--json',
-    ])
+      restoreArgs(b.id, repo, target, ...readWith(key), '--service', 'none', '--json'),
+    )
     expect(r.code, r.stderr).toBe(0)
     expect(r.rssMiB).toBeLessThan(256)
     console.log(`peak RSS: restore ${r.rssMiB.toFixed(0)} MiB`)
@@ -116,22 +90,7 @@ describe('file names that are not UTF-8', () => {
     // Latin-1 "café": the byte 0xe9 alone is not UTF-8.
     await writeFile(Buffer.concat([Buffer.from(join(data, 'sub', 'caf')), Buffer.from([0xe9])]), 'x')
     const stopped = join(work.path, 'stopped')
-    const r = await runCli([
-      'br',
-      'backup',
-      '--path',
-      repo,
-      '--data-dir',
-      data,
-      '--no-encrypt',
-
-      '--service',
-      'command',
-      '--stop-cmd',
-      `touch ${stopped}`,
-      '--start-cmd',
-      'true',
-    ])
+    const r = await runCli(backupArgs(repo, data, '--no-encrypt', ...serviceArgs(`touch ${stopped}`, 'true')))
     expect(r.code, r.stderr).toBe(2)
     expect(r.stderr).toContain(
       String.raw`cannot back up sub/caf\xe9 in the data directory: its name is not valid UTF-8`,
@@ -148,17 +107,7 @@ describe('file names that are not UTF-8', () => {
     await mkdir(data)
     const {symlink} = await import('node:fs/promises')
     await symlink(Buffer.from([0x61, 0xff]), join(data, 'l'))
-    const r = await runCli([
-      'br',
-      'backup',
-      '--path',
-      join(work.path, 'odd-link-repo'),
-      '--data-dir',
-      data,
-      '--no-encrypt',
-      '--service',
-      'none',
-    ])
+    const r = await runCli(backupArgs(join(work.path, 'odd-link-repo'), data, '--no-encrypt', '--service', 'none'))
     expect(r.code).toBe(2)
     expect(r.stderr).toContain(
       String.raw`cannot back up l in the data directory: its target is not valid UTF-8 (a\xff)`,
@@ -178,38 +127,15 @@ describe('special mode bits', () => {
     expect(b.code, b.stderr).toBe(0)
 
     const plain = join(work.path, 'modes-plain')
-    const r1 = await runCli([
-      'br',
-      'restore',
-      b.id,
-      '--path',
-      repo,
-      '--identity',
-      key,
-      '--data-dir',
-      plain,
-      '--service',
-      'none',
-    ])
+    const r1 = await runCli(restoreArgs(b.id, repo, plain, ...readWith(key), '--service', 'none'))
     expect(r1.code, r1.stderr).toBe(0)
     expect(await mode(join(plain, 'd', 'tool'))).toBe(0o755)
     expect(await mode(join(plain, 'd'))).toBe(0o775)
 
     const kept = join(work.path, 'modes-kept')
-    const r2 = await runCli([
-      'br',
-      'restore',
-      b.id,
-      '--path',
-      repo,
-      '--identity',
-      key,
-      '--data-dir',
-      kept,
-      '--service',
-      'none',
-      '--keep-special-modes',
-    ])
+    const r2 = await runCli(
+      restoreArgs(b.id, repo, kept, ...readWith(key), '--service', 'none', '--keep-special-modes'),
+    )
     expect(r2.code, r2.stderr).toBe(0)
     expect(await mode(join(kept, 'd', 'tool'))).toBe(0o4755)
     expect(await mode(join(kept, 'd'))).toBe(0o2775)

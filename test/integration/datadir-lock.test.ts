@@ -19,6 +19,7 @@ import {hostname} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
+import {backupArgs, NO_SQL, restoreArgs, serviceArgs} from '../helpers/args.js'
 import {RUN, runCli, tempDir} from '../helpers/cli.js'
 import {makeSmallDataDir} from '../helpers/fixtures.js'
 import {treeHashes} from '../helpers/tree.js'
@@ -33,15 +34,15 @@ beforeAll(async () => {
   small = join(tmp.path, 'mo-data')
   await makeSmallDataDir(small)
   repo = join(tmp.path, 'repo')
-  const backup = await runCli(['br', 'backup', '--path', repo, '--data-dir', small, '--no-encrypt'])
+  const backup = await runCli(backupArgs(repo, small, '--no-encrypt'))
   expect(backup.code, backup.stderr).toBe(0)
   id = backup.stdout.trim()
 })
 afterAll(async () => tmp?.cleanup())
 
-/** `br ARGS` in its own process group; `reached(text)` resolves once stderr shows it. */
+/** the CLI with ARGS (from 'br') in its own process group; `reached(text)` resolves once stderr shows it. */
 function background(args: string[]) {
-  const child = spawn(process.execPath, [RUN, 'br', ...args], {detached: true, stdio: ['ignore', 'pipe', 'pipe']})
+  const child = spawn(process.execPath, [RUN, ...args], {detached: true, stdio: ['ignore', 'pipe', 'pipe']})
   let stderr = ''
   const waiters: {resolve: () => void; text: string}[] = []
   child.stderr.on('data', (d) => {
@@ -89,7 +90,7 @@ describe('one run at a time per data directory', () => {
     await mkdir(join(link, '..'))
     await symlink(real, link)
 
-    const restore = await runCli(['br', 'restore', id, '--path', repo, '--data-dir', link, '--force', '--json'])
+    const restore = await runCli(restoreArgs(id, repo, link, '--force', '--json'))
     expect(restore.code, restore.stderr).toBe(0)
     expect((await lstat(link)).isSymbolicLink()).toBe(true)
     expect(await readlink(link)).toBe(real)
@@ -106,28 +107,13 @@ describe('a killed run says what it left', () => {
     await makeSmallDataDir(dataDir, {seed: 5})
     const repoK = join(tmp.path, 'repo-killed-backup')
     const start = `touch ${join(tmp.path, 'killed-backup', 'started')}`
-    const killed = background([
-      'backup',
-      '--path',
-      repoK,
-      '--data-dir',
-      dataDir,
-      '--no-encrypt',
-      '--service',
-      'command',
-      '--stop-cmd',
-      'sleep 30',
-      '--start-cmd',
-      start,
-      '--port',
-      '1',
-    ])
+    const killed = background(backupArgs(repoK, dataDir, '--no-encrypt', ...serviceArgs('sleep 30', start), ...NO_SQL))
     await killed.reached('command: sleep 30')
     expect(await killed.kill9()).toBeNull()
     const lock = JSON.parse(spawnSync('cat', [join(dataDir, '..', '.mo-data.moctl-br.lock')]).stdout.toString())
     expect(lock).toMatchObject({backupId: expect.any(String), command: 'br backup', service: {start}})
 
-    const next = await runCli(['br', 'backup', '--path', repoK, '--data-dir', dataDir, '--no-encrypt', '--port', '1'])
+    const next = await runCli(backupArgs(repoK, dataDir, '--no-encrypt', ...NO_SQL))
     expect(next.code, next.stderr).toBe(0)
     const {stderr} = next
     says(
@@ -141,13 +127,13 @@ describe('a killed run says what it left', () => {
     const dataDir = join(tmp.path, 'leftovers', 'mo-data')
     await makeSmallDataDir(dataDir, {seed: 6})
     const repoL = join(tmp.path, 'repo-leftovers')
-    const backup = await runCli(['br', 'backup', '--path', repoL, '--data-dir', dataDir, '--no-encrypt'])
+    const backup = await runCli(backupArgs(repoL, dataDir, '--no-encrypt'))
     expect(backup.code, backup.stderr).toBe(0)
     const lid = backup.stdout.trim()
-    const service = ['--service', 'command', '--stop-cmd', 'sleep 30', '--start-cmd', 'true', '--port', '1']
+    const service = [...serviceArgs('sleep 30', 'true'), ...NO_SQL]
 
     // A restore killed while the service stops: its verified staging dir stays behind.
-    const restore = background(['restore', lid, '--path', repoL, '--data-dir', dataDir, '--force', ...service])
+    const restore = background(restoreArgs(lid, repoL, dataDir, '--force', ...service))
     await restore.reached('command: sleep 30')
     await restore.kill9()
     const staging = (await beside(dataDir)).filter((n) => n.startsWith(`.mo-data.restore-${lid}-`))
@@ -161,40 +147,16 @@ describe('a killed run says what it left', () => {
     expect(await beside(dataDir)).toContain(staging[0])
 
     // The next restore removes it, and says the service was left stopped.
-    const next = await runCli([
-      'br',
-      'restore',
-      lid,
-      '--path',
-      repoL,
-      '--data-dir',
-      dataDir,
-      '--force',
-      '--discard-old',
-    ])
+    const next = await runCli(restoreArgs(lid, repoL, dataDir, '--force', '--discard-old'))
     expect(next.code, next.stderr).toBe(0)
     says(next.stderr, `the service was stopped by restore ${lid}, which did not finish`)
     says(next.stderr, `removed ${join(dataDir, '..', staging[0])}`)
     expect((await beside(dataDir)).filter((n) => n.includes('.restore-'))).toEqual([])
 
     // A --clone backup whose start hangs: its clone exists while it runs, and cleanup leaves it alone.
-    const clone = background([
-      'backup',
-      '--path',
-      repoL,
-      '--data-dir',
-      dataDir,
-      '--no-encrypt',
-      '--clone',
-      '--service',
-      'command',
-      '--stop-cmd',
-      'true',
-      '--start-cmd',
-      'sleep 30',
-      '--port',
-      '1',
-    ])
+    const clone = background(
+      backupArgs(repoL, dataDir, '--no-encrypt', '--clone', ...serviceArgs('true', 'sleep 30'), ...NO_SQL),
+    )
     await clone.reached('Start service')
     const clones = (await beside(dataDir)).filter((n) => n.startsWith('.mo-data.clone-'))
     expect(clones).toHaveLength(1)
@@ -216,23 +178,7 @@ describe('a killed run says what it left', () => {
     const dataDir = join(tmp.path, 'mid-swap', 'mo-data')
     await mkdir(dataDir, {recursive: true})
     await writeFile(join(dataDir, 'precious'), 'the only copy')
-    const restore = background([
-      'restore',
-      id,
-      '--path',
-      repo,
-      '--data-dir',
-      dataDir,
-      '--force',
-      '--service',
-      'command',
-      '--stop-cmd',
-      'true',
-      '--start-cmd',
-      'sleep 30',
-      '--port',
-      '1',
-    ])
+    const restore = background(restoreArgs(id, repo, dataDir, '--force', ...serviceArgs('true', 'sleep 30'), ...NO_SQL))
     await restore.reached('Start service and wait for SQL')
     await restore.kill9()
     const previous = `${dataDir}.before-${id}`
@@ -248,18 +194,10 @@ describe('a killed run says what it left', () => {
     expect(await readdir(previous)).toEqual(['precious'])
 
     // Later runs still say where it is, and a restore of the same backup refuses to overwrite it.
-    const backup = await runCli([
-      'br',
-      'backup',
-      '--path',
-      join(tmp.path, 'repo-mid'),
-      '--data-dir',
-      dataDir,
-      '--no-encrypt',
-    ])
+    const backup = await runCli(backupArgs(join(tmp.path, 'repo-mid'), dataDir, '--no-encrypt'))
     expect(backup.code, backup.stderr).toBe(0)
     says(backup.stderr, `the data as it was before a restore is kept in ${previous}`)
-    const again = await runCli(['br', 'restore', id, '--path', repo, '--data-dir', dataDir, '--force'])
+    const again = await runCli(restoreArgs(id, repo, dataDir, '--force'))
     expect(again.code).toBe(2)
     expect(again.stderr).toContain(`${previous} already exists`)
     expect(again.stderr).toContain('it may be the only copy of the data it holds')
@@ -295,15 +233,7 @@ describe('a killed run says what it left', () => {
       }),
     )
 
-    const next = await runCli([
-      'br',
-      'backup',
-      '--path',
-      join(tmp.path, 'repo-between'),
-      '--data-dir',
-      dataDir,
-      '--no-encrypt',
-    ])
+    const next = await runCli(backupArgs(join(tmp.path, 'repo-between'), dataDir, '--no-encrypt'))
     expect(next.code, next.stderr).toBe(0)
     const {stderr} = next
     says(

@@ -5,42 +5,26 @@
  * and how much is free). chmod does not stop root, so read-only means a tmpfs remounted ro, and
  * full means a small tmpfs; both need root, as CI has.
  */
-import {execFile} from 'node:child_process'
 import {mkdir, readdir, stat, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
-import {promisify} from 'node:util'
 import {afterAll, beforeAll, beforeEach, describe, expect, it} from 'vitest'
 
-import {runCli, tempDir} from '../helpers/cli.js'
+import {backupArgs, markingService, NO_SQL, restoreArgs} from '../helpers/args.js'
+import {runCli, tempDir, type TempDir} from '../helpers/cli.js'
 import {makeSmallDataDir} from '../helpers/fixtures.js'
+import {skipNote} from '../helpers/needs.js'
+import {canMount, NOT_ROOT, tmpfsMounts} from '../helpers/tmpfs.js'
 
-const run = promisify(execFile)
-const root = process.getuid?.() === 0
+const root = canMount()
 
-let tmp: {cleanup: () => Promise<void>; path: string}
+let tmp: TempDir
 let dataDir: string
 let marker: string
-const mounts: string[] = []
+const mounts = tmpfsMounts()
 
-const service = () => [
-  '--service',
-  'command',
-  '--stop-cmd',
-  `touch '${marker}'`,
-  '--start-cmd',
-  'true',
-  '--port',
-  '1',
-  '--sql-timeout',
-  '1',
-]
+const service = () => markingService(marker)
 
-async function tmpfs(dir: string, size: string): Promise<string> {
-  await mkdir(dir, {recursive: true})
-  await run('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir])
-  mounts.push(dir)
-  return dir
-}
+const tmpfs = (dir: string, size: string) => mounts.mount(dir, size)
 
 beforeAll(async () => {
   tmp = await tempDir()
@@ -55,43 +39,51 @@ beforeEach(() => {
 })
 
 afterAll(async () => {
-  for (const dir of mounts.reverse()) await run('umount', [dir]).catch(() => {})
+  await mounts.unmountAll()
   await tmp?.cleanup()
 })
 
 describe('the repository', () => {
-  it.skipIf(!root)('read-only: exit 2 naming it, before the service is stopped', async () => {
-    const fs = await tmpfs(join(tmp.path, 'ro-repo'), '4m')
-    const repo = join(fs, 'repo')
-    const first = await runCli(['br', 'backup', '--path', repo, '--data-dir', dataDir, '--no-encrypt', '--port', '1'])
-    expect(first.code, first.stderr).toBe(0)
-    await run('mount', ['-o', 'remount,ro', fs])
-    const r = await runCli(['br', 'backup', '--path', repo, '--data-dir', dataDir, '--no-encrypt', ...service()])
-    expect(r.code).toBe(2)
-    expect(r.stderr).toMatch(
-      new RegExp(`^Error: repository ${repo} is on a read-only filesystem \\(\\w+ ${repo}/`, 'm'),
-    )
-    expect(r.stderr).toContain('Hint: mount it read-write, or pass --path with another one')
-    expect(r.stderr).not.toContain('EROFS:')
-    await expect(stat(marker)).rejects.toThrow(/ENOENT/)
-  })
+  it.skipIf(!root)(
+    `read-only: exit 2 naming it, before the service is stopped${skipNote(root, NOT_ROOT)}`,
+    async () => {
+      const fs = await tmpfs(join(tmp.path, 'ro-repo'), '4m')
+      const repo = join(fs, 'repo')
+      const first = await runCli(backupArgs(repo, dataDir, '--no-encrypt', ...NO_SQL))
+      expect(first.code, first.stderr).toBe(0)
+      await mounts.readOnly(fs)
+      const r = await runCli(backupArgs(repo, dataDir, '--no-encrypt', ...service()))
+      expect(r.code).toBe(2)
+      expect(r.stderr).toMatch(
+        new RegExp(`^Error: repository ${repo} is on a read-only filesystem \\(\\w+ ${repo}/`, 'm'),
+      )
+      expect(r.stderr).toContain('Hint: mount it read-write, or pass --path with another one')
+      expect(r.stderr).not.toContain('EROFS:')
+      await expect(stat(marker)).rejects.toThrow(/ENOENT/)
+    },
+  )
 
-  it.skipIf(!root)('full during the pack: exit 1, how much was needed and how much is free, nothing left', async () => {
-    const fs = await tmpfs(join(tmp.path, 'full-repo'), '256k')
-    const repo = join(fs, 'repo')
-    const r = await runCli(['br', 'backup', '--path', repo, '--data-dir', dataDir, '--no-encrypt', '--port', '1'])
-    expect(r.code).toBe(1)
-    expect(r.stderr).toMatch(
-      new RegExp(
-        `^Error: no space left on repository ${repo} \\(write\\): needed [\\d.]+ [KM]iB \\(the files to pack, before compression\\), [\\d.]+ [KM]?i?B free$`,
-        'm',
-      ),
-    )
-    expect(r.stderr).toContain('Hint: free some space there, or pass --path with another one on a filesystem with room')
-    // Rolled back: no half-written backup, no lock.
-    expect(await readdir(join(repo, 'backups'))).toEqual([])
-    expect(await readdir(repo)).not.toContain('lock.json')
-  })
+  it.skipIf(!root)(
+    `full during the pack: exit 1, how much was needed and how much is free, nothing left${skipNote(root, NOT_ROOT)}`,
+    async () => {
+      const fs = await tmpfs(join(tmp.path, 'full-repo'), '256k')
+      const repo = join(fs, 'repo')
+      const r = await runCli(backupArgs(repo, dataDir, '--no-encrypt', ...NO_SQL))
+      expect(r.code).toBe(1)
+      expect(r.stderr).toMatch(
+        new RegExp(
+          `^Error: no space left on repository ${repo} \\(write\\): needed [\\d.]+ [KM]iB \\(the files to pack, before compression\\), [\\d.]+ [KM]?i?B free$`,
+          'm',
+        ),
+      )
+      expect(r.stderr).toContain(
+        'Hint: free some space there, or pass --path with another one on a filesystem with room',
+      )
+      // Rolled back: no half-written backup, no lock.
+      expect(await readdir(join(repo, 'backups'))).toEqual([])
+      expect(await readdir(repo)).not.toContain('lock.json')
+    },
+  )
 
   it('reached through a file (ENOTDIR): exit 2 naming it', async () => {
     const file = join(tmp.path, 'plain-file')
@@ -99,16 +91,7 @@ describe('the repository', () => {
     const r = await runCli(['br', 'list', '--path', join(file, 'repo')])
     expect(r.code).toBe(2)
     expect(r.stderr).toMatch(/^Error: repository .*plain-file\/repo: a part of the path is a file, not a directory/m)
-    const b = await runCli([
-      'br',
-      'backup',
-      '--path',
-      join(file, 'repo'),
-      '--data-dir',
-      dataDir,
-      '--no-encrypt',
-      ...service(),
-    ])
+    const b = await runCli(backupArgs(join(file, 'repo'), dataDir, '--no-encrypt', ...service()))
     expect(b.code).toBe(2)
     expect(b.stderr).toMatch(/^Error: repository .*plain-file\/repo: a part of the path is a file, not a directory/m)
     await expect(stat(marker)).rejects.toThrow(/ENOENT/)
@@ -127,40 +110,46 @@ describe('restore targets and staging', () => {
       await writeFile(join(many, `d${i % 10}`, `f${i}`), `file ${i}\n`)
     }
 
-    const b = await runCli(['br', 'backup', '--path', repo, '--data-dir', many, '--no-encrypt', '--port', '1'])
+    const b = await runCli(backupArgs(repo, many, '--no-encrypt', ...NO_SQL))
     expect(b.code, b.stderr).toBe(0)
     id = b.stdout.trim()
   })
 
-  it.skipIf(!root)('a target on a read-only filesystem: exit 2 naming the directory that holds it', async () => {
-    const fs = await tmpfs(join(tmp.path, 'ro-target'), '1m')
-    await run('mount', ['-o', 'remount,ro', fs])
-    const target = join(fs, 'mo-data')
-    const r = await runCli(['br', 'restore', id, '--path', repo, '--data-dir', target, ...service()])
-    expect(r.code).toBe(2)
-    expect(r.stderr).toMatch(
-      new RegExp(`^Error: the directory that holds the restore target ${fs} is on a read-only filesystem`, 'm'),
-    )
-    expect(r.stderr).toContain('Hint: mount it read-write, or pass --data-dir with another one')
-    await expect(stat(marker)).rejects.toThrow(/ENOENT/)
-  })
+  it.skipIf(!root)(
+    `a target on a read-only filesystem: exit 2 naming the directory that holds it${skipNote(root, NOT_ROOT)}`,
+    async () => {
+      const fs = await tmpfs(join(tmp.path, 'ro-target'), '1m')
+      await mounts.readOnly(fs)
+      const target = join(fs, 'mo-data')
+      const r = await runCli(restoreArgs(id, repo, target, ...service()))
+      expect(r.code).toBe(2)
+      expect(r.stderr).toMatch(
+        new RegExp(`^Error: the directory that holds the restore target ${fs} is on a read-only filesystem`, 'm'),
+      )
+      expect(r.stderr).toContain('Hint: mount it read-write, or pass --data-dir with another one')
+      await expect(stat(marker)).rejects.toThrow(/ENOENT/)
+    },
+  )
 
-  it.skipIf(!root)('staging that fills up while extracting: exit 1, needed and free, staging removed', async () => {
-    // The files' bytes fit (the check before extraction passes), their blocks do not.
-    const fs = await tmpfs(join(tmp.path, 'full-target'), '200k')
-    const target = join(fs, 'mo-data')
-    const r = await runCli(['br', 'restore', id, '--path', repo, '--data-dir', target, ...service()])
-    expect(r.code).toBe(1)
-    expect(r.stderr).toMatch(
-      new RegExp(
-        `^Error: no space left on staging directory ${fs}/\\.mo-data\\.restore-${id}-\\w+.*: needed [\\d.]+ [KM]?i?B \\(the backup's files\\), [\\d.]+ [KM]?i?B free$`,
-        'm',
-      ),
-    )
-    expect(r.stderr).toContain(
-      'Hint: free some space there, or pass --data-dir with another one on a filesystem with room',
-    )
-    expect(await readdir(fs)).toEqual([])
-    await expect(stat(marker)).rejects.toThrow(/ENOENT/)
-  })
+  it.skipIf(!root)(
+    `staging that fills up while extracting: exit 1, needed and free, staging removed${skipNote(root, NOT_ROOT)}`,
+    async () => {
+      // The files' bytes fit (the check before extraction passes), their blocks do not.
+      const fs = await tmpfs(join(tmp.path, 'full-target'), '200k')
+      const target = join(fs, 'mo-data')
+      const r = await runCli(restoreArgs(id, repo, target, ...service()))
+      expect(r.code).toBe(1)
+      expect(r.stderr).toMatch(
+        new RegExp(
+          `^Error: no space left on staging directory ${fs}/\\.mo-data\\.restore-${id}-\\w+.*: needed [\\d.]+ [KM]?i?B \\(the backup's files\\), [\\d.]+ [KM]?i?B free$`,
+          'm',
+        ),
+      )
+      expect(r.stderr).toContain(
+        'Hint: free some space there, or pass --data-dir with another one on a filesystem with room',
+      )
+      expect(await readdir(fs)).toEqual([])
+      await expect(stat(marker)).rejects.toThrow(/ENOENT/)
+    },
+  )
 })

@@ -18,6 +18,7 @@ import {basename, dirname, join} from 'node:path'
 import {stripVTControlCharacters} from 'node:util'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
+import {backupArgs, mariadbService, NO_SQL} from '../helpers/args.js'
 import {type CliResult, ROOT, runCli, tempDir} from '../helpers/cli.js'
 import {makeSmallDataDir} from '../helpers/fixtures.js'
 import {
@@ -231,7 +232,7 @@ describe(`installed into a host with plugins install file:… (${HOST_BIN}, its 
     const data = join(tmp.path, 'plain', 'mo-data')
     await makeSmallDataDir(data)
     const repo = join(tmp.path, 'plain', 'repo')
-    const backup = await host(['br', 'backup', '--path', repo, '--data-dir', data, '--no-encrypt', '--port', '1'])
+    const backup = await host(backupArgs(repo, data, '--no-encrypt', ...NO_SQL))
     expect(backup.code, backup.stderr).toBe(0)
     const list = await host(['br', 'list', '--path', repo, '--json'])
     expect(list.code, list.stderr).toBe(0)
@@ -259,30 +260,18 @@ describe(`installed into a host with plugins install file:… (${HOST_BIN}, its 
       const pidBefore = await server.pid()
       expect(pidBefore).toBeGreaterThan(0)
       const markers = join(tmp.path, 'service-markers.txt')
-      const backup = await host([
-        'br',
-        'backup',
-        '--path',
-        join(tmp.path, 'repo-service'),
-        '--data-dir',
-        server.dataDir,
-        '--no-encrypt',
-        '--json',
-        '--service',
-        'command',
-        '--stop-cmd',
-        `${server.stopCommand} && echo stop >>'${markers}'`,
-        '--start-cmd',
-        `echo start >>'${markers}' && ${server.startCommand}`,
-        '--host',
-        '127.0.0.1',
-        '--port',
-        String(server.port),
-        '--user',
-        'root',
-        '--sql-timeout',
-        '60',
-      ])
+      const backup = await host(
+        backupArgs(
+          join(tmp.path, 'repo-service'),
+          server.dataDir,
+          '--no-encrypt',
+          '--json',
+          ...mariadbService(server, {
+            start: `echo start >>'${markers}' && ${server.startCommand}`,
+            stop: `${server.stopCommand} && echo stop >>'${markers}'`,
+          }),
+        ),
+      )
       expect(backup.code, backup.stderr).toBe(0)
       expect(JSON.parse(backup.stdout).serviceDownMs).toBeGreaterThan(0)
       expect(await readFile(markers, 'utf8')).toBe('stop\nstart\n')

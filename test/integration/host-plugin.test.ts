@@ -15,6 +15,7 @@ import {join} from 'node:path'
 import {stripVTControlCharacters} from 'node:util'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
+import {backupArgs, mariadbService, NO_SQL, restoreArgs} from '../helpers/args.js'
 import {ROOT, runCli, tempDir} from '../helpers/cli.js'
 import {makeSmallDataDir} from '../helpers/fixtures.js'
 import {HOST_BIN, installedHost, userEnv, withoutStepLines} from '../helpers/host.js'
@@ -36,7 +37,7 @@ beforeAll(async () => {
   const data = join(tmp.path, 'mo-data')
   await makeSmallDataDir(data)
   repo = join(tmp.path, 'repo')
-  const backup = await runCli(['br', 'backup', '--path', repo, '--data-dir', data, '--no-encrypt', '--port', '1'], {
+  const backup = await runCli(backupArgs(repo, data, '--no-encrypt', ...NO_SQL), {
     bin: hostBin,
     env: hostEnv,
   })
@@ -156,22 +157,11 @@ describe('another plugin of the host listening to br:service:stop and br:service
 
   // Our hooks run the helper's real stop and start scripts; each also notes when it ran, so the
   // recorder's timestamps can be placed against the real stop and start.
-  const serviceArgs = () => [
-    '--service',
-    'command',
-    '--stop-cmd',
-    `${server.stopCommand} && echo "stop $(date +%s%3N)" >>'${markers}'`,
-    '--start-cmd',
-    `echo "start $(date +%s%3N)" >>'${markers}' && ${server.startCommand}`,
-    '--host',
-    '127.0.0.1',
-    '--port',
-    String(server.port),
-    '--user',
-    'root',
-    '--sql-timeout',
-    '60',
-  ]
+  const serviceArgs = () =>
+    mariadbService(server, {
+      start: `echo "start $(date +%s%3N)" >>'${markers}' && ${server.startCommand}`,
+      stop: `${server.stopCommand} && echo "stop $(date +%s%3N)" >>'${markers}'`,
+    })
   const recorded = async (): Promise<Recorded[]> =>
     (await readFile(recorderLog, 'utf8').catch(() => ''))
       .split('\n')
@@ -220,10 +210,10 @@ describe('another plugin of the host listening to br:service:stop and br:service
     expect(pidBefore).toBeGreaterThan(0)
 
     const repo = join(tmp.path, 'repo-hooks')
-    const backup = await runCli(
-      ['br', 'backup', '--path', repo, '--data-dir', server.dataDir, '--no-encrypt', '--json', ...serviceArgs()],
-      {bin: hostBin, env},
-    )
+    const backup = await runCli(backupArgs(repo, server.dataDir, '--no-encrypt', '--json', ...serviceArgs()), {
+      bin: hostBin,
+      env,
+    })
     expect(backup.code, backup.stderr).toBe(0)
     const record = JSON.parse(backup.stdout)
     expect(record.serviceDownMs).toBeGreaterThan(0)
@@ -242,19 +232,7 @@ describe('another plugin of the host listening to br:service:stop and br:service
     await server.query('drop database hooked')
     await server.query('create database not_in_backup')
     const restore = await runCli(
-      [
-        'br',
-        'restore',
-        record.id,
-        '--path',
-        repo,
-        '--data-dir',
-        server.dataDir,
-        '--force',
-        '--discard-old',
-        '--json',
-        ...serviceArgs(),
-      ],
+      restoreArgs(record.id, repo, server.dataDir, '--force', '--discard-old', '--json', ...serviceArgs()),
       {bin: hostBin, env},
     )
     expect(restore.code, restore.stderr).toBe(0)
@@ -296,10 +274,10 @@ describe('another plugin of the host listening to br:service:stop and br:service
     const repo = join(tmp.path, 'repo-failing-listener')
     const pidBefore = await server.pid()
     // A plain Error on stop: our hook still stops the server, and the backup starts it again.
-    const backup = await runCli(
-      ['br', 'backup', '--path', repo, '--data-dir', server.dataDir, '--no-encrypt', '--json', ...serviceArgs()],
-      {bin: hostBin, env: {...env, HOOK_RECORDER_FAIL: 'br:service:stop'}},
-    )
+    const backup = await runCli(backupArgs(repo, server.dataDir, '--no-encrypt', '--json', ...serviceArgs()), {
+      bin: hostBin,
+      env: {...env, HOOK_RECORDER_FAIL: 'br:service:stop'},
+    })
     expect(backup.code, backup.stderr).toBe(0)
     expect(backup.stderr).toContain(
       'br:service:stop listener of hook-recorder failed (ignored): hook-recorder refuses br:service:stop',
@@ -312,19 +290,15 @@ describe('another plugin of the host listening to br:service:stop and br:service
     // An oclif error (with an exit code) on start: the restore goes on and the server runs on the restored data.
     await server.query('drop database listener_fails')
     const restore = await runCli(
-      [
-        'br',
-        'restore',
+      restoreArgs(
         JSON.parse(backup.stdout).id,
-        '--path',
         repo,
-        '--data-dir',
         server.dataDir,
         '--force',
         '--discard-old',
         '--json',
         ...serviceArgs(),
-      ],
+      ),
       {bin: hostBin, env: {...env, HOOK_RECORDER_ERROR: 'br:service:start'}},
     )
     expect(restore.code, restore.stderr).toBe(0)

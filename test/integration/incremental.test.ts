@@ -10,14 +10,16 @@ import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {createMoData, mutateMoData} from '../../scripts/make-mo-data.mjs'
-import {runCli, tempDir} from '../helpers/cli.js'
+import {backupArgs, encryptTo, NO_SQL, readWith, restoreArgs, suiteKey, type SuiteKey} from '../helpers/args.js'
+import {runCli, tempDir, type TempDir} from '../helpers/cli.js'
 import {treeHashes} from '../helpers/tree.js'
 
-let tmp: {cleanup: () => Promise<void>; path: string}
+let tmp: TempDir
 let dataDir: string
 let repo: string
 let keyFile: string
 let recipient: string
+let key: SuiteKey
 let env: NodeJS.ProcessEnv
 const ids: string[] = []
 const states: Record<string, string>[] = []
@@ -28,23 +30,7 @@ const withoutCaches = (t: Record<string, string>) =>
 async function backup(
   ...extra: string[]
 ): Promise<{id: string; record: Record<string, unknown> & {archive: {size: number}}; stderr: string}> {
-  const r = await runCli(
-    [
-      'br',
-      'backup',
-      '--path',
-      repo,
-      '--data-dir',
-      dataDir,
-      '--recipient',
-      recipient,
-      '--port',
-      '1',
-      '--json',
-      ...extra,
-    ],
-    {env},
-  )
+  const r = await runCli(backupArgs(repo, dataDir, ...encryptTo(key), ...NO_SQL, '--json', ...extra), {env})
   expect(r.code, r.stderr + r.stdout).toBe(0)
   const record = JSON.parse(r.stdout)
   return {id: record.id, record, stderr: r.stderr}
@@ -54,11 +40,12 @@ beforeAll(async () => {
   tmp = await tempDir('moctl-br-inc-')
   dataDir = join(tmp.path, 'mo-data')
   repo = join(tmp.path, 'repo')
-  keyFile = join(tmp.path, 'backup.key')
   // The manifest cache of "this host" lives here; a test below plays a host without one.
   env = {XDG_CACHE_HOME: join(tmp.path, 'cache')}
   createMoData(dataDir, {seed: 11, size: '24MiB'})
-  recipient = (await runCli(['br', 'key', 'generate', '--output', keyFile])).stdout.trim()
+  key = await suiteKey(tmp.path, 'backup.key')
+  keyFile = key.identity
+  recipient = key.recipient
   const full = await backup()
   ids.push(full.id)
   states.push(withoutCaches(await treeHashes(dataDir)))
@@ -88,19 +75,7 @@ describe('incremental backups', () => {
     for (const [i, id] of ids.entries()) {
       const target = join(tmp.path, `restore-${i}`, 'mo-data')
 
-      const r = await runCli([
-        'br',
-        'restore',
-        id,
-        '--path',
-        repo,
-        '--data-dir',
-        target,
-        '--identity',
-        keyFile,
-        '--port',
-        '1',
-      ])
+      const r = await runCli(restoreArgs(id, repo, target, ...readWith(key), ...NO_SQL))
       expect(r.code, r.stderr).toBe(0)
 
       expect(await treeHashes(target)).toEqual(states[i])
@@ -121,21 +96,7 @@ describe('incremental backups', () => {
 
   it('--checksum decides by content and says how many files it re-read', async () => {
     const r = await runCli(
-      [
-        'br',
-        'backup',
-        '--path',
-        repo,
-        '--data-dir',
-        dataDir,
-        '--recipient',
-        recipient,
-        '--port',
-        '1',
-        '--type',
-        'incremental',
-        '--checksum',
-      ],
+      backupArgs(repo, dataDir, ...encryptTo(key), ...NO_SQL, '--type', 'incremental', '--checksum'),
       {env},
     )
     expect(r.code, r.stderr).toBe(0)
@@ -202,19 +163,7 @@ describe('incremental bad input', () => {
     await cp(repo, copy, {recursive: true})
     await rm(join(copy, 'backups', ids[1], 'backup.json'))
     const target = join(tmp.path, 'broken-target')
-    const r = await runCli([
-      'br',
-      'restore',
-      ids[2],
-      '--path',
-      copy,
-      '--data-dir',
-      target,
-      '--identity',
-      keyFile,
-      '--port',
-      '1',
-    ])
+    const r = await runCli(restoreArgs(ids[2], copy, target, ...readWith(key), ...NO_SQL))
     expect(r.code).toBe(3)
     expect(r.stderr).toContain(ids[1])
     await expect(stat(target)).rejects.toThrow()

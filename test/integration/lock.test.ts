@@ -10,6 +10,7 @@ import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {createMoData} from '../../scripts/make-mo-data.mjs'
+import {backupArgs, NO_SQL} from '../helpers/args.js'
 import {RUN, runCli, tempDir} from '../helpers/cli.js'
 import {makeSmallDataDir} from '../helpers/fixtures.js'
 
@@ -73,23 +74,11 @@ describe('repository lock', () => {
     const repo = join(tmp.path, 'repo-concurrent')
     const first = slowBackup(repo, 3)
     await first.locked
-    const second = await runCli(['br', 'backup', '--path', repo, '--data-dir', dataDir, '--no-encrypt', '--port', '1'])
+    const second = await runCli(backupArgs(repo, dataDir, '--no-encrypt', ...NO_SQL))
     expect(second.code).toBe(4)
     expect(second.stderr).toContain(`is locked by br backup (pid ${first.child.pid}`)
     expect(second.stderr).toContain('--wait-lock')
-    const waiting = runCli([
-      'br',
-      'backup',
-      '--path',
-      repo,
-      '--data-dir',
-      dataDir,
-      '--no-encrypt',
-      '--port',
-      '1',
-      '--wait-lock',
-      '60',
-    ])
+    const waiting = runCli(backupArgs(repo, dataDir, '--no-encrypt', ...NO_SQL, '--wait-lock', '60'))
     // The first backup's restart is not confirmed (nothing answers SQL on port 1): it fails, exit 5, and unlocks.
     expect(await first.exited).toBe(5)
     const waited = await waiting
@@ -104,7 +93,7 @@ describe('repository lock', () => {
     await killed.locked
     process.kill(-killed.child.pid!, 'SIGKILL')
     await killed.exited
-    const next = await runCli(['br', 'backup', '--path', repo, '--data-dir', dataDir, '--no-encrypt', '--port', '1'])
+    const next = await runCli(backupArgs(repo, dataDir, '--no-encrypt', ...NO_SQL))
     expect(next.code, next.stderr).toBe(0)
     expect(unwrap(next.stderr)).toContain(`took over a stale lock of br backup (pid ${killed.child.pid}`)
   })
@@ -124,7 +113,7 @@ describe('repository lock', () => {
     const leftovers = await readdir(join(repo, 'backups'))
     expect(leftovers).toHaveLength(1)
 
-    const next = await runCli(['br', 'backup', '--path', repo, '--data-dir', dataDir, '--no-encrypt', '--port', '1'])
+    const next = await runCli(backupArgs(repo, dataDir, '--no-encrypt', ...NO_SQL))
     expect(next.code, next.stderr).toBe(0)
     expect(unwrap(next.stderr)).toMatch(
       new RegExp(

@@ -7,7 +7,7 @@
 import {execFile} from 'node:child_process'
 import {join} from 'node:path'
 import {promisify} from 'node:util'
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {afterAll, beforeAll, beforeEach, describe, expect, it, vi} from 'vitest'
 
 import {createController} from '../../src/lib/service/controller.js'
 import {isAnsweringSql, listDatabases, waitForSql} from '../../src/lib/service/sql.js'
@@ -37,21 +37,20 @@ describe('mo_ctl controller with a real MariaDB', () => {
 
   let server: TestServer
   let settings: ServiceSettings
-  const saved = {...process.env}
-
   beforeAll(async () => {
     server = await startMariadb()
     settings = {kind: 'mo_ctl', moCtl: MO_CTL, sql: server.sql}
-    // The controller runs mo_ctl with this process's environment, as the CLI would.
-    Object.assign(process.env, {
-      MO_CTL_FIXTURE_PIDFILE: server.pidFile,
-      MO_CTL_FIXTURE_START: server.startCommand,
-      STOP_INTERVAL: '0.1',
-    })
+  })
+
+  // The controller runs mo_ctl with this process's environment, as the CLI would. Stubbed per
+  // test: vitest (unstubEnvs) puts the environment back before the next one.
+  beforeEach(() => {
+    vi.stubEnv('MO_CTL_FIXTURE_PIDFILE', server.pidFile)
+    vi.stubEnv('MO_CTL_FIXTURE_START', server.startCommand)
+    vi.stubEnv('STOP_INTERVAL', '0.1')
   })
 
   afterAll(async () => {
-    process.env = saved
     await server?.cleanup()
   })
 
@@ -80,20 +79,15 @@ describe('mo_ctl controller with a real MariaDB', () => {
   })
 
   it('fails with exit 5 when mo_ctl gives up stopping a service that will not stop; the server keeps running', async () => {
-    process.env.MO_CTL_FIXTURE_IGNORE_TERM = '1'
-    process.env.STOP_INTERVAL = '0.02'
-    try {
-      await expect(createController(settings).stop()).rejects.toMatchObject({
-        code: 'service',
-        exitCode: 5,
-        message: expect.stringMatching(
-          /^stop command failed \(exit 1\): .*\[ERROR] {4}Stop failed after a maximum of 10 times$/,
-        ),
-      })
-    } finally {
-      delete process.env.MO_CTL_FIXTURE_IGNORE_TERM
-      process.env.STOP_INTERVAL = '0.1'
-    }
+    vi.stubEnv('MO_CTL_FIXTURE_IGNORE_TERM', '1')
+    vi.stubEnv('STOP_INTERVAL', '0.02')
+    await expect(createController(settings).stop()).rejects.toMatchObject({
+      code: 'service',
+      exitCode: 5,
+      message: expect.stringMatching(
+        /^stop command failed \(exit 1\): .*\[ERROR] {4}Stop failed after a maximum of 10 times$/,
+      ),
+    })
 
     expect(await isAnsweringSql(server.sql)).toBe(true)
   })

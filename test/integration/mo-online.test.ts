@@ -9,8 +9,7 @@ import {createConnection} from 'mysql2/promise'
  * and MO_TEST_PASSWORD default to MatrixOne's first-install `root` / `111`. The folders go under
  * MO_TEST_BACKUP_DIR (default: the OS temp dir), which mo-service must be able to write.
  */
-import {chmod, mkdir, mkdtemp, readdir, rm} from 'node:fs/promises'
-import {tmpdir} from 'node:os'
+import {chmod, mkdir, readdir, rm} from 'node:fs/promises'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
@@ -19,6 +18,7 @@ import {classifyOnlineFile, restorePath} from '../../src/lib/mo/layout.js'
 import {TS_PATTERN} from '../../src/lib/mo/meta.js'
 import {checkSidecars, readBackupSummary} from '../../src/lib/mo/sidecars.js'
 import {type SqlSettings} from '../../src/lib/service/types.js'
+import {tempDir, type TempDir} from '../helpers/cli.js'
 
 const {MO_TEST_BACKUP_DIR, MO_TEST_HOST, MO_TEST_PASSWORD, MO_TEST_PORT, MO_TEST_USER} = process.env
 const configured = Boolean(MO_TEST_HOST && MO_TEST_PORT)
@@ -43,6 +43,7 @@ describe.skipIf(!configured)(
       port: Number(MO_TEST_PORT ?? 6001),
       user: MO_TEST_USER ?? 'root',
     }
+    let tmp: TempDir | undefined
     let folder: string
     let fullTs: string
 
@@ -56,9 +57,9 @@ describe.skipIf(!configured)(
     }
 
     beforeAll(async () => {
-      const parent = MO_TEST_BACKUP_DIR ?? tmpdir()
-      await mkdir(parent, {recursive: true})
-      folder = await mkdtemp(join(parent, 'moctl-br-mo-'))
+      if (MO_TEST_BACKUP_DIR) await mkdir(MO_TEST_BACKUP_DIR, {recursive: true})
+      tmp = await tempDir('moctl-br-mo-', MO_TEST_BACKUP_DIR)
+      folder = tmp.path
       // mo-service may run as another user: it creates the backup folders inside this one
       await chmod(folder, 0o777)
       await run([
@@ -71,7 +72,7 @@ describe.skipIf(!configured)(
 
     afterAll(async () => {
       await run([`drop database if exists ${DATABASE}`]).catch(() => {})
-      if (folder) await rm(folder, {force: true, recursive: true}).catch(() => {})
+      await tmp?.cleanup().catch(() => {})
     })
 
     it('takes a full backup whose files check out and map onto mo-data', async () => {

@@ -9,6 +9,7 @@ import {mkdir, readdir, readFile, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
+import {backupArgs, NO_SQL, restoreArgs} from '../helpers/args.js'
 import {runCli, tempDir} from '../helpers/cli.js'
 import {treeHashes} from '../helpers/tree.js'
 import {type FakeMo, startFakeMo} from '../unit/lib/mo/fake-mo.js'
@@ -101,7 +102,7 @@ describe('online backups', () => {
 
   it('restores the incremental as mo_br restore lays it out: tae/ into shared/, hk_data into local/', async () => {
     const target = join(tmp.path, 'restored', 'mo-data')
-    const r = await runCli(['br', 'restore', incId, '--path', repo, '--data-dir', target, '--port', '1', '--json'])
+    const r = await runCli(restoreArgs(incId, repo, target, ...NO_SQL, '--json'))
     expect(r.code, r.stderr).toBe(0)
     const tree = await treeHashes(target)
     // What MO's incremental tae_list names: the new object, the three the full holds, its own ckp/ and gc/.
@@ -127,19 +128,7 @@ describe('online backups', () => {
   })
 
   it('refuses a cold incremental on an online base, and --clone with --mode online (exit 2)', async () => {
-    const cold = await runCli([
-      'br',
-      'backup',
-      '--path',
-      repo,
-      '--data-dir',
-      dataDir,
-      '--no-encrypt',
-      '--port',
-      '1',
-      '--type',
-      'incremental',
-    ])
+    const cold = await runCli(backupArgs(repo, dataDir, '--no-encrypt', ...NO_SQL, '--type', 'incremental'))
     expect(cold.code).toBe(2)
     expect(cold.stderr).toContain(`base ${incId} is an online backup: cold incrementals need cold bases`)
     const clone = await backup('--clone')

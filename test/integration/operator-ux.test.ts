@@ -9,6 +9,7 @@ import {hostname} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
+import {backupArgs, restoreArgs} from '../helpers/args.js'
 import {runCli, tempDir} from '../helpers/cli.js'
 import {makeSmallDataDir} from '../helpers/fixtures.js'
 
@@ -18,7 +19,7 @@ let tmp: {cleanup: () => Promise<void>; path: string}
 const NO_SQL = ['--port', '1']
 
 async function backup(repo: string, dataDir: string, ...more: string[]): Promise<string> {
-  const r = await runCli(['br', 'backup', '--path', repo, '--data-dir', dataDir, '--no-encrypt', ...NO_SQL, ...more])
+  const r = await runCli(backupArgs(repo, dataDir, '--no-encrypt', ...NO_SQL, ...more))
   expect(r.code, r.stderr).toBe(0)
   return r.stdout.trim()
 }
@@ -58,19 +59,7 @@ describe('latest', () => {
   })
 
   it("restore latest is the newest backup of the target data dir, not the repository's", async () => {
-    const r = await runCli([
-      'br',
-      'restore',
-      'latest',
-      '--path',
-      repo,
-      '--data-dir',
-      dirA,
-      '--force',
-      '--dry-run',
-      '--json',
-      ...NO_SQL,
-    ])
+    const r = await runCli(restoreArgs('latest', repo, dirA, '--force', '--dry-run', '--json', ...NO_SQL))
     expect(r.code, r.stderr).toBe(0)
     expect(JSON.parse(r.stdout)).toMatchObject({id: ids.incA})
   })
@@ -79,17 +68,7 @@ describe('latest', () => {
     const single = join(tmp.path, 'single-repo')
     const source = join(tmp.path, 'single-data')
     await makeSmallDataDir(source)
-    const made = await runCli([
-      'br',
-      'backup',
-      '--path',
-      single,
-      '--data-dir',
-      source,
-      '--no-encrypt',
-      '--json',
-      ...NO_SQL,
-    ])
+    const made = await runCli(backupArgs(single, source, '--no-encrypt', '--json', ...NO_SQL))
     expect(made.code, made.stderr).toBe(0)
     const elsewhere = join(tmp.path, 'dr-host', 'mo-data')
     const args = ['br', 'restore', 'latest', '--data-dir', elsewhere, '--dry-run', '--json', ...NO_SQL]
@@ -102,21 +81,9 @@ describe('latest', () => {
   })
 
   it("backup --base latest builds on the newest backup of --data-dir; mo_br's --restore_dir filesystem is accepted", async () => {
-    const r = await runCli([
-      'br',
-      'backup',
-      '--path',
-      repo,
-      '--data-dir',
-      dirB,
-      '--no-encrypt',
-      '--type',
-      'incremental',
-      '--base',
-      'latest',
-      '--json',
-      ...NO_SQL,
-    ])
+    const r = await runCli(
+      backupArgs(repo, dirB, '--no-encrypt', '--type', 'incremental', '--base', 'latest', '--json', ...NO_SQL),
+    )
     expect(r.code, r.stderr).toBe(0)
     const record = JSON.parse(r.stdout)
     expect(record).toMatchObject({base: ids.fullB, chain: [ids.fullB, record.id]})
@@ -141,17 +108,7 @@ describe('latest', () => {
   })
 
   it('latest of a data dir with no backup is a usage error naming it; delete latest deletes the newest', async () => {
-    const none = await runCli([
-      'br',
-      'restore',
-      'latest',
-      '--path',
-      repo,
-      '--data-dir',
-      join(tmp.path, 'elsewhere'),
-      '--dry-run',
-      ...NO_SQL,
-    ])
+    const none = await runCli(restoreArgs('latest', repo, join(tmp.path, 'elsewhere'), '--dry-run', ...NO_SQL))
     expect(none.code).toBe(2)
     expect(none.stderr).toContain(`Error: no complete backup of ${join(tmp.path, 'elsewhere')} in ${repo}`)
     // The damaged record could be an incremental on top of anything: delete it first.
@@ -226,7 +183,7 @@ describe('progress without a terminal', () => {
     const repo = join(tmp.path, 'log-repo')
     const dir = join(tmp.path, 'log-data')
     await makeSmallDataDir(dir)
-    const r = await runCli(['br', 'backup', '--path', repo, '--data-dir', dir, '--no-encrypt', ...NO_SQL])
+    const r = await runCli(backupArgs(repo, dir, '--no-encrypt', ...NO_SQL))
     expect(r.code, r.stderr).toBe(0)
     // Warnings aside, every line is a step's.
     const lines = r.stderr
@@ -342,17 +299,7 @@ describe("counts are the backup's own file set", () => {
     const verify = await runCli(['br', 'verify', inc, '--path', repo, '--json'])
     expect(verify.code, verify.stderr).toBe(0)
     expect(JSON.parse(verify.stdout)).toMatchObject({bytes: record.sizes.total, files})
-    const restore = await runCli([
-      'br',
-      'restore',
-      inc,
-      '--path',
-      repo,
-      '--data-dir',
-      join(tmp.path, 'count-restored'),
-      '--json',
-      ...NO_SQL,
-    ])
+    const restore = await runCli(restoreArgs(inc, repo, join(tmp.path, 'count-restored'), '--json', ...NO_SQL))
     expect(restore.code, restore.stderr).toBe(0)
     expect(JSON.parse(restore.stdout)).toMatchObject({files, id: inc})
   })

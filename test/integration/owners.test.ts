@@ -17,14 +17,15 @@ import {join} from 'node:path'
 import {promisify} from 'node:util'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
+import {backupArgs, mariadbService, restoreArgs, serviceArgs} from '../helpers/args.js'
 import {ROOT, RUN, runCli, tempDir} from '../helpers/cli.js'
-import {findMariadb, skipReason, startMariadb, type TestServer} from '../helpers/mariadb.js'
+import {mariadbAvailable, skipReason, startMariadb, type TestServer} from '../helpers/mariadb.js'
+import {needs} from '../helpers/needs.js'
 
 const run = promisify(execFile)
 const isRoot = process.getuid?.() === 0
-const mariadb = findMariadb() !== null
-if (process.env.CI && !isRoot) throw new Error('owners.test.ts needs root (useradd, chown): CI must run it as root')
-if (process.env.CI && !mariadb) throw new Error(skipReason())
+const mariadb = mariadbAvailable()
+needs(isRoot, 'owners.test.ts needs root (useradd, chown)')
 const why = isRoot ? (mariadb ? '' : skipReason()) : 'not root: cannot create users or chown'
 
 interface Stat {
@@ -101,8 +102,6 @@ describe.skipIf(!isRoot || !mariadb)(`owners and modes on restore${why ? ` (SKIP
   /** the data dir as it was backed up */
   let backedUp: Map<string, Stat>
 
-  const sqlArgs = () => ['--host', '127.0.0.1', '--port', String(server.port), '--user', 'root', '--sql-timeout', '60']
-
   beforeAll(async () => {
     for (const user of [owner, other])
       await run('useradd', ['--system', '--no-create-home', '--user-group', '--shell', '/usr/sbin/nologin', user])
@@ -135,19 +134,7 @@ describe.skipIf(!isRoot || !mariadb)(`owners and modes on restore${why ? ` (SKIP
     await lchown(join(data, 'extra', 'link'), ownerIds.uid, ownerIds.gid)
 
     backedUp = await snapshot(data)
-    const backup = await runCli([
-      'br',
-      'backup',
-      '--path',
-      repo,
-      '--data-dir',
-      data,
-      '--writer-key',
-      writer,
-      '--service',
-      'none',
-      '--json',
-    ])
+    const backup = await runCli(backupArgs(repo, data, '--writer-key', writer, '--service', 'none', '--json'))
     expect(backup.code, backup.stderr).toBe(0)
     backupId = JSON.parse(backup.stdout).id
   }, 180_000)
@@ -169,26 +156,20 @@ describe.skipIf(!isRoot || !mariadb)(`owners and modes on restore${why ? ` (SKIP
 
     const seen = join(tmp.path, 'staging.txt')
     const staging = join(server.baseDir, `.data.restore-${backupId}-*`)
-    const restore = await runCli([
-      'br',
-      'restore',
-      backupId,
-      '--path',
-      repo,
-      '--data-dir',
-      server.dataDir,
-      '--identity',
-      reader,
-      '--force',
-      '--service',
-      'command',
-      '--stop-cmd',
-      `find ${staging} -printf '%U %G %m %T@ %y %P\\n' > ${seen}; ${server.stopCommand}`,
-      '--start-cmd',
-      server.startCommand,
-      ...sqlArgs(),
-      '--json',
-    ])
+    const restore = await runCli(
+      restoreArgs(
+        backupId,
+        repo,
+        server.dataDir,
+        '--identity',
+        reader,
+        '--force',
+        ...mariadbService(server, {
+          stop: `find ${staging} -printf '%U %G %m %T@ %y %P\\n' > ${seen}; ${server.stopCommand}`,
+        }),
+        '--json',
+      ),
+    )
     expect(restore.code, restore.stderr).toBe(0)
     expect(restore.stderr).not.toMatch(/warn/i)
 
@@ -222,26 +203,19 @@ describe.skipIf(!isRoot || !mariadb)(`owners and modes on restore${why ? ` (SKIP
     const marker = join(tmp.path, 'stopped')
     const target = join(tmp.path, 'chowned', 'mo-data')
     const restore = (...more: string[]) =>
-      runCli([
-        'br',
-        'restore',
-        backupId,
-        '--path',
-        repo,
-        '--data-dir',
-        target,
-        '--identity',
-        reader,
-        '--service',
-        'command',
-        '--stop-cmd',
-        `touch ${marker}`,
-        '--start-cmd',
-        'true',
-        '--sql-timeout',
-        '1',
-        ...more,
-      ])
+      runCli(
+        restoreArgs(
+          backupId,
+          repo,
+          target,
+          '--identity',
+          reader,
+          ...serviceArgs(`touch ${marker}`, 'true'),
+          '--sql-timeout',
+          '1',
+          ...more,
+        ),
+      )
     for (const [spec, message] of [
       ['nosuch-moctl-user', 'no user nosuch-moctl-user on this host'],
       [`${other}:nosuch-moctl-group`, 'no group nosuch-moctl-group on this host'],
@@ -254,21 +228,9 @@ describe.skipIf(!isRoot || !mariadb)(`owners and modes on restore${why ? ` (SKIP
       expect(await readdir(tmp.path)).not.toContain('stopped')
     }
 
-    const good = await runCli([
-      'br',
-      'restore',
-      backupId,
-      '--path',
-      repo,
-      '--data-dir',
-      target,
-      '--identity',
-      reader,
-      '--service',
-      'none',
-      '--chown',
-      other,
-    ])
+    const good = await runCli(
+      restoreArgs(backupId, repo, target, '--identity', reader, '--service', 'none', '--chown', other),
+    )
     expect(good.code, good.stderr).toBe(0)
     const got = await snapshot(target)
     const expected = new Map([...backedUp].map(([path, s]) => [path, {...s, ...otherIds}]))
@@ -316,40 +278,22 @@ describe.skipIf(!isRoot || !mariadb)(`owners and modes on restore${why ? ` (SKIP
   it('a --clone backup records the real owners, not the clone’s', async () => {
     await server.stop()
     const now = await snapshot(server.dataDir)
-    const backup = await runCli([
-      'br',
-      'backup',
-      '--path',
-      repo,
-      '--data-dir',
-      server.dataDir,
-      '--writer-key',
-      writer,
-      '--service',
-      'command',
-      '--stop-cmd',
-      'true',
-      '--start-cmd',
-      server.startCommand,
-      ...sqlArgs(),
-      '--clone',
-      '--json',
-    ])
+    const backup = await runCli(
+      backupArgs(
+        repo,
+        server.dataDir,
+        '--writer-key',
+        writer,
+        ...mariadbService(server, {stop: 'true'}),
+        '--clone',
+        '--json',
+      ),
+    )
     expect(backup.code, backup.stderr).toBe(0)
     const target = join(tmp.path, 'from-clone', 'mo-data')
-    const restore = await runCli([
-      'br',
-      'restore',
-      JSON.parse(backup.stdout).id,
-      '--path',
-      repo,
-      '--data-dir',
-      target,
-      '--identity',
-      reader,
-      '--service',
-      'none',
-    ])
+    const restore = await runCli(
+      restoreArgs(JSON.parse(backup.stdout).id, repo, target, '--identity', reader, '--service', 'none'),
+    )
     expect(restore.code, restore.stderr).toBe(0)
     expectSame(await snapshot(target), now, '--clone')
     expect((await snapshot(target)).get('')).toMatchObject({mode: 0o755, uid: ownerIds.uid})
@@ -362,19 +306,17 @@ describe.skipIf(!isRoot || !mariadb)(`owners and modes on restore${why ? ` (SKIP
     await cp(fixture, old, {recursive: true})
     await chmod(join(old, 'reader.key'), 0o600)
     const target = join(old, 'mo-data')
-    const restore = await runCli([
-      'br',
-      'restore',
-      '01a22f38-fb0d-769f-8f0a-7724e274a15a',
-      '--path',
-      join(old, 'repo'),
-      '--data-dir',
-      target,
-      '--identity',
-      join(old, 'reader.key'),
-      '--service',
-      'none',
-    ])
+    const restore = await runCli(
+      restoreArgs(
+        '01a22f38-fb0d-769f-8f0a-7724e274a15a',
+        join(old, 'repo'),
+        target,
+        '--identity',
+        join(old, 'reader.key'),
+        '--service',
+        'none',
+      ),
+    )
     expect(restore.code, restore.stderr).toBe(0)
     expect(restore.stderr).not.toMatch(/warn/i)
     const got = await snapshot(target)

@@ -13,13 +13,16 @@ import {join} from 'node:path'
 import {promisify} from 'node:util'
 import {afterAll, beforeAll, beforeEach, describe, expect, it} from 'vitest'
 
-import {runCli, tempDir} from '../helpers/cli.js'
+import {backupArgs, markingService, NO_SQL, readWith, restoreArgs, suiteKey} from '../helpers/args.js'
+import {runCli, tempDir, type TempDir} from '../helpers/cli.js'
 import {makeSmallDataDir} from '../helpers/fixtures.js'
+import {skipNote} from '../helpers/needs.js'
+import {canMount, NOT_ROOT, tmpfsMounts} from '../helpers/tmpfs.js'
 
 const run = promisify(execFile)
-const root = process.getuid?.() === 0
+const root = canMount()
 
-let tmp: {cleanup: () => Promise<void>; path: string}
+let tmp: TempDir
 let dataDir: string
 let repo: string
 let keyFile: string
@@ -27,37 +30,23 @@ let recipient: string
 let fullId: string
 let marker: string
 let env: NodeJS.ProcessEnv
-const mounts: string[] = []
+const mounts = tmpfsMounts()
 
 /** A stop command that leaves the marker (and a start command that removes nothing): any stop is seen. */
-const service = () => [
-  '--service',
-  'command',
-  '--stop-cmd',
-  `touch '${marker}'`,
-  '--start-cmd',
-  'true',
-  '--port',
-  '1',
-  '--sql-timeout',
-  '1',
-]
+const service = () => markingService(marker)
 
 const backupTo = (repoPath: string, ...args: string[]) =>
-  runCli(['br', 'backup', '--path', repoPath, '--data-dir', dataDir, ...service(), ...args], {env})
+  runCli(backupArgs(repoPath, dataDir, ...service(), ...args), {env})
 const backup = (...args: string[]) => backupTo(repo, ...args)
 const restore = (target: string, ...args: string[]) =>
-  runCli(['br', 'restore', fullId, '--path', repo, '--data-dir', target, '--force', ...service(), ...args], {env})
+  runCli(restoreArgs(fullId, repo, target, '--force', ...service(), ...args), {env})
 
 /** The top-level names a backup restores. */
 const restoredTop = async (r: string, id: string) => {
   const target = join(tmp.path, `files-${id}`)
-  const restored = await runCli(
-    ['br', 'restore', id, '--path', r, '--data-dir', target, '--identity', keyFile, '--port', '1'],
-    {
-      env,
-    },
-  )
+  const restored = await runCli(restoreArgs(id, r, target, ...readWith(keyFile), ...NO_SQL), {
+    env,
+  })
   expect(restored.code, restored.stderr).toBe(0)
   return readdir(target)
 }
@@ -66,12 +55,7 @@ async function expectNoStop(): Promise<void> {
   await expect(stat(marker)).rejects.toThrow(/ENOENT/)
 }
 
-async function tmpfs(dir: string, size: string): Promise<string> {
-  await mkdir(dir, {recursive: true})
-  await run('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir])
-  mounts.push(dir)
-  return dir
-}
+const tmpfs = (dir: string, size: string) => mounts.mount(dir, size)
 
 beforeAll(async () => {
   tmp = await tempDir()
@@ -85,7 +69,7 @@ beforeAll(async () => {
   const key = await runCli(['br', 'key', 'generate', '--output', keyFile])
   expect(key.code, key.stderr).toBe(0)
   recipient = key.stdout.trim()
-  const full = await runCli(['br', 'backup', '--path', repo, '--data-dir', dataDir, '-r', recipient, '--port', '1'], {
+  const full = await runCli(backupArgs(repo, dataDir, '-r', recipient, ...NO_SQL), {
     env,
   })
   expect(full.code, full.stderr).toBe(0)
@@ -99,7 +83,7 @@ beforeEach(() => {
 })
 
 afterAll(async () => {
-  for (const dir of mounts.reverse()) await run('umount', [dir]).catch(() => {})
+  await mounts.unmountAll()
   await tmp?.cleanup()
 })
 
@@ -136,10 +120,9 @@ describe('backup: a bad input never stops the service', () => {
   })
 
   it('an incremental whose base manifest cannot be read: no cache, no key (exit 2)', async () => {
-    const r = await runCli(
-      ['br', 'backup', '--path', repo, '--data-dir', dataDir, '-r', recipient, '--type', 'incremental', ...service()],
-      {env: {...env, XDG_CACHE_HOME: join(tmp.path, 'empty-cache')}},
-    )
+    const r = await runCli(backupArgs(repo, dataDir, '-r', recipient, '--type', 'incremental', ...service()), {
+      env: {...env, XDG_CACHE_HOME: join(tmp.path, 'empty-cache')},
+    })
     expect(r.code).toBe(2)
     expect(r.stderr).toContain(`the manifest of base ${fullId} is not cached on this host and no key was given`)
     await expectNoStop()
@@ -176,10 +159,7 @@ describe('backup: a bad input never stops the service', () => {
   it('a data directory reached through a file (ENOTDIR, exit 2)', async () => {
     const file = join(tmp.path, 'a-file')
     await writeFile(file, 'x')
-    const r = await runCli(
-      ['br', 'backup', '--path', repo, '--data-dir', join(file, 'mo-data'), '-r', recipient, ...service()],
-      {env},
-    )
+    const r = await runCli(backupArgs(repo, join(file, 'mo-data'), '-r', recipient, ...service()), {env})
     expect(r.code).toBe(2)
     expect(r.stderr).toMatch(/^Error: data directory .*a-file\/mo-data: a part of the path is a file, not a directory/m)
     expect(r.stderr).toContain('Hint: ')
@@ -196,42 +176,46 @@ describe('backup: a bad input never stops the service', () => {
     await expectNoStop()
   })
 
-  it.skipIf(!root)('--clone onto a filesystem without room for the copy (exit 2)', async () => {
-    const small = await tmpfs(join(tmp.path, 'small-clone'), '256k')
-    const r = await backup('-r', recipient, '--clone', '--clone-dir', small)
-    expect(r.code).toBe(2)
-    expect(r.stderr).toMatch(/Error: not enough space to clone .* free on .*small-clone, which cannot reflink/)
-    expect(await readdir(small)).toEqual([])
-    await expectNoStop()
-  })
+  it.skipIf(!root)(
+    `--clone onto a filesystem without room for the copy (exit 2)${skipNote(root, NOT_ROOT)}`,
+    async () => {
+      const small = await tmpfs(join(tmp.path, 'small-clone'), '256k')
+      const r = await backup('-r', recipient, '--clone', '--clone-dir', small)
+      expect(r.code).toBe(2)
+      expect(r.stderr).toMatch(/Error: not enough space to clone .* free on .*small-clone, which cannot reflink/)
+      expect(await readdir(small)).toEqual([])
+      await expectNoStop()
+    },
+  )
 
-  it.skipIf(!root)('a repository whose backups/ cannot be written, though its root can (exit 2)', async () => {
-    const roRepo = join(tmp.path, 'ro-backups-repo')
-    const ok = await runCli(['br', 'backup', '--path', roRepo, '--data-dir', dataDir, '-r', recipient, '--port', '1'], {
-      env,
-    })
-    expect(ok.code, ok.stderr).toBe(0)
-    // The lock at the root can be taken; only the probe under backups/ finds the read-only mount.
-    const backups = join(roRepo, 'backups')
-    await run('mount', ['--bind', backups, backups])
-    mounts.push(backups)
-    await run('mount', ['-o', 'remount,bind,ro', backups])
-    const r = await backupTo(roRepo, '-r', recipient)
-    expect(r.code).toBe(2)
-    expect(r.stderr).toMatch(
-      new RegExp(`^Error: repository ${roRepo} is on a read-only filesystem \\((mkdir|open) ${backups}/`, 'm'),
-    )
-    expect(r.stderr).toContain('Hint: mount it read-write, or pass --path with another one')
-    await expectNoStop()
-    // The lock was released: the next writer is not refused.
-    expect(await readdir(roRepo)).not.toContain('lock.json')
-  })
+  it.skipIf(!root)(
+    `a repository whose backups/ cannot be written, though its root can (exit 2)${skipNote(root, NOT_ROOT)}`,
+    async () => {
+      const roRepo = join(tmp.path, 'ro-backups-repo')
+      const ok = await runCli(backupArgs(roRepo, dataDir, '-r', recipient, ...NO_SQL), {
+        env,
+      })
+      expect(ok.code, ok.stderr).toBe(0)
+      // The lock at the root can be taken; only the probe under backups/ finds the read-only mount.
+      const backups = join(roRepo, 'backups')
+      await mounts.bindReadOnly(backups)
+      const r = await backupTo(roRepo, '-r', recipient)
+      expect(r.code).toBe(2)
+      expect(r.stderr).toMatch(
+        new RegExp(`^Error: repository ${roRepo} is on a read-only filesystem \\((mkdir|open) ${backups}/`, 'm'),
+      )
+      expect(r.stderr).toContain('Hint: mount it read-write, or pass --path with another one')
+      await expectNoStop()
+      // The lock was released: the next writer is not refused.
+      expect(await readdir(roRepo)).not.toContain('lock.json')
+    },
+  )
 
   it('a bad value in the config file (exit 2)', async () => {
     const configHome = join(tmp.path, 'config-home')
     await mkdir(join(configHome, 'moctl'), {mode: 0o700, recursive: true})
     await writeFile(join(configHome, 'moctl', 'config.json'), JSON.stringify({port: 99_999}), {mode: 0o600})
-    const r = await runCli(['br', 'backup', '--path', repo, '--data-dir', dataDir, '-r', recipient, ...service()], {
+    const r = await runCli(backupArgs(repo, dataDir, '-r', recipient, ...service()), {
       env: {...env, XDG_CONFIG_HOME: configHome},
     })
     expect(r.code).toBe(2)
@@ -242,10 +226,9 @@ describe('backup: a bad input never stops the service', () => {
 
 describe('restore: a bad input never stops the service', () => {
   it('an identity that cannot open this backup (exit 3): the manifest is decrypted before the stop', async () => {
-    const other = join(tmp.path, 'other.key')
-    expect((await runCli(['br', 'key', 'generate', '--output', other])).code).toBe(0)
+    const other = await suiteKey(tmp.path, 'other.key')
     const target = join(tmp.path, 'restore-wrong-key')
-    const r = await restore(target, '--identity', other)
+    const r = await restore(target, ...readWith(other))
     expect(r.code).toBe(3)
     expect(r.stderr).toContain('no identity matches')
     await expect(stat(target)).rejects.toThrow(/ENOENT/)
@@ -268,25 +251,11 @@ describe('restore: a bad input never stops the service', () => {
     const pass = join(tmp.path, 'pass2')
     await writeFile(pass, 'the passphrase\n')
     const passRepo = join(tmp.path, 'pass-repo')
-    const b = await runCli(
-      ['br', 'backup', '--path', passRepo, '--data-dir', dataDir, '--passphrase-file', pass, '--port', '1'],
-      {env},
-    )
+    const b = await runCli(backupArgs(passRepo, dataDir, '--passphrase-file', pass, ...NO_SQL), {env})
     expect(b.code, b.stderr).toBe(0)
     const id = b.stdout.trim()
     const r = await runCli(
-      [
-        'br',
-        'restore',
-        id,
-        '--path',
-        passRepo,
-        '--data-dir',
-        join(tmp.path, 'restore-id'),
-        '--identity',
-        keyFile,
-        ...service(),
-      ],
+      restoreArgs(id, passRepo, join(tmp.path, 'restore-id'), '--identity', keyFile, ...service()),
       {env},
     )
     expect(r.code).toBe(2)
@@ -321,24 +290,7 @@ describe('restore: a bad input never stops the service', () => {
 describe('--exclude adds to the default excludes', () => {
   it('--exclude etl leaves out etl and still the caches; the record and --json say what was left out', async () => {
     const r = join(tmp.path, 'exclude-repo')
-    const b = await runCli(
-      [
-        'br',
-        'backup',
-        '--path',
-        r,
-        '--data-dir',
-        dataDir,
-        '-r',
-        recipient,
-        '--exclude',
-        'etl',
-        '--port',
-        '1',
-        '--json',
-      ],
-      {env},
-    )
+    const b = await runCli(backupArgs(r, dataDir, '-r', recipient, '--exclude', 'etl', ...NO_SQL, '--json'), {env})
     expect(b.code, b.stderr).toBe(0)
     const result = JSON.parse(b.stdout)
     expect(result.excluded).toEqual(['shared-cache', 'tmp', 'etl'])
@@ -352,23 +304,7 @@ describe('--exclude adds to the default excludes', () => {
 
   it('--no-default-excludes backs up the caches too', async () => {
     const r = join(tmp.path, 'no-default-repo')
-    const b = await runCli(
-      [
-        'br',
-        'backup',
-        '--path',
-        r,
-        '--data-dir',
-        dataDir,
-        '-r',
-        recipient,
-        '--no-default-excludes',
-        '--port',
-        '1',
-        '--json',
-      ],
-      {env},
-    )
+    const b = await runCli(backupArgs(r, dataDir, '-r', recipient, '--no-default-excludes', ...NO_SQL, '--json'), {env})
     expect(b.code, b.stderr).toBe(0)
     const result = JSON.parse(b.stdout)
     expect(result.excluded).toEqual([])
@@ -378,10 +314,7 @@ describe('--exclude adds to the default excludes', () => {
   it('the default run records the default excludes; an --exclude outside the data dir is refused (exit 2)', async () => {
     const record = JSON.parse(await readFile(join(repo, 'backups', fullId, 'backup.json'), 'utf8'))
     expect(record.excluded).toEqual(['shared-cache', 'tmp'])
-    const bad = await runCli(
-      ['br', 'backup', '--path', repo, '--data-dir', dataDir, '-r', recipient, '--exclude', '../etc', ...service()],
-      {env},
-    )
+    const bad = await runCli(backupArgs(repo, dataDir, '-r', recipient, '--exclude', '../etc', ...service()), {env})
     expect(bad.code).toBe(2)
     expect(bad.stderr).toContain('--exclude ../etc: not a path under the data directory')
     await expectNoStop()

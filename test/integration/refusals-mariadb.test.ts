@@ -7,26 +7,24 @@ import {readdir, readFile, stat} from 'node:fs/promises'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {runCli, tempDir} from '../helpers/cli.js'
-import {findMariadb, skipReason, startMariadb, type TestServer} from '../helpers/mariadb.js'
+import {backupArgs, serviceArgs, sqlArgs, suiteKey} from '../helpers/args.js'
+import {runCli, tempDir, type TempDir} from '../helpers/cli.js'
+import {mariadbAvailable, skipReason, startMariadb, type TestServer} from '../helpers/mariadb.js'
 
-const available = findMariadb() !== null
-if (!available && process.env.CI) throw new Error(skipReason())
+const available = mariadbAvailable()
 
 describe.skipIf(!available)(`refusals with a running MariaDB${available ? '' : ` (skipped: ${skipReason()})`}`, () => {
   let server: TestServer
-  let tmp: {cleanup: () => Promise<void>; path: string}
+  let tmp: TempDir
   let recipient: string
   let marker: string
-  const sql = () => ['--host', '127.0.0.1', '--port', String(server.port), '--user', 'root']
+  const sql = () => sqlArgs(server.port)
 
   beforeAll(async () => {
     tmp = await tempDir()
     server = await startMariadb()
     marker = join(tmp.path, 'STOPPED')
-    const key = await runCli(['br', 'key', 'generate', '--output', join(tmp.path, 'backup.key')])
-    expect(key.code, key.stderr).toBe(0)
-    recipient = key.stdout.trim()
+    recipient = (await suiteKey(tmp.path)).recipient
   })
 
   afterAll(async () => {
@@ -36,7 +34,7 @@ describe.skipIf(!available)(`refusals with a running MariaDB${available ? '' : `
 
   it('a cold backup with --service none while the server answers SQL: exit 2, and how to do it right', async () => {
     const repo = join(tmp.path, 'repo-running')
-    const r = await runCli(['br', 'backup', '--path', repo, '--data-dir', server.dataDir, '-r', recipient, ...sql()])
+    const r = await runCli(backupArgs(repo, server.dataDir, '-r', recipient, ...sql()))
     expect(r.code).toBe(2)
     expect(r.stdout).toBe('')
     expect(r.stderr).toContain(
@@ -54,19 +52,7 @@ describe.skipIf(!available)(`refusals with a running MariaDB${available ? '' : `
 
   it('--allow-running takes it anyway, with a warning', async () => {
     const repo = join(tmp.path, 'repo-allowed')
-    const r = await runCli([
-      'br',
-      'backup',
-      '--path',
-      repo,
-      '--data-dir',
-      server.dataDir,
-      '-r',
-      recipient,
-      '--allow-running',
-      '--json',
-      ...sql(),
-    ])
+    const r = await runCli(backupArgs(repo, server.dataDir, '-r', recipient, '--allow-running', '--json', ...sql()))
     expect(r.code, r.stderr).toBe(0)
     expect(r.stderr).toContain(
       `Warning: something answers SQL on 127.0.0.1:${server.port}: backing up a running service (--allow-running)`,
@@ -77,23 +63,16 @@ describe.skipIf(!available)(`refusals with a running MariaDB${available ? '' : `
   it('a bad recipient never runs the real stop command: the server keeps answering', async () => {
     const repo = join(tmp.path, 'repo-bad-recipient')
     const bad = `${recipient.slice(0, -1)}${recipient.endsWith('q') ? 'p' : 'q'}`
-    const r = await runCli([
-      'br',
-      'backup',
-      '--path',
-      repo,
-      '--data-dir',
-      server.dataDir,
-      '-r',
-      bad,
-      '--service',
-      'command',
-      '--stop-cmd',
-      `touch '${marker}'; ${server.stopCommand}`,
-      '--start-cmd',
-      server.startCommand,
-      ...sql(),
-    ])
+    const r = await runCli(
+      backupArgs(
+        repo,
+        server.dataDir,
+        '-r',
+        bad,
+        ...serviceArgs(`touch '${marker}'; ${server.stopCommand}`, server.startCommand),
+        ...sql(),
+      ),
+    )
     expect(r.code).toBe(2)
     expect(r.stderr).toContain('is not an age public key')
     await expect(stat(marker)).rejects.toThrow(/ENOENT/)

@@ -13,6 +13,7 @@ import {readdir} from 'node:fs/promises'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
+import {backupArgs, mariadbService, NO_SQL, restoreArgs} from '../helpers/args.js'
 import {RUN, runCli, tempDir} from '../helpers/cli.js'
 import {mariadbAvailable, skipReason, startMariadb, type TestServer} from '../helpers/mariadb.js'
 import {treeHashes} from '../helpers/tree.js'
@@ -28,22 +29,7 @@ describe.skipIf(!available)(
     let id: string
     let backedUp: Record<string, string>
 
-    const service = (stop = server.stopCommand, start = server.startCommand) => [
-      '--service',
-      'command',
-      '--stop-cmd',
-      stop,
-      '--start-cmd',
-      start,
-      '--host',
-      '127.0.0.1',
-      '--port',
-      String(server.port),
-      '--user',
-      'root',
-      '--sql-timeout',
-      '60',
-    ]
+    const service = (stop = server.stopCommand, start = server.startCommand) => mariadbService(server, {start, stop})
     const databases = async () => (await server.query('show databases')).map((r) => Object.values(r)[0] as string)
 
     beforeAll(async () => {
@@ -53,21 +39,12 @@ describe.skipIf(!available)(
       await server.query('create database kept')
       await server.query('create table kept.t (id int primary key)')
       await server.query('insert into kept.t values (1), (2), (3)')
-      const backup = await runCli([
-        'br',
-        'backup',
-        '--path',
-        repo,
-        '--data-dir',
-        server.dataDir,
-        '--no-encrypt',
-        ...service(),
-      ])
+      const backup = await runCli(backupArgs(repo, server.dataDir, '--no-encrypt', ...service()))
       expect(backup.code, backup.stderr).toBe(0)
       id = backup.stdout.trim()
       // The backup's files as a restore alone lays them down (each checked against the manifest's SHA-256).
       const reference = join(tmp.path, 'reference')
-      const alone = await runCli(['br', 'restore', id, '--path', repo, '--data-dir', reference, '--port', '1'])
+      const alone = await runCli(restoreArgs(id, repo, reference, ...NO_SQL))
       expect(alone.code, alone.stderr).toBe(0)
       backedUp = await treeHashes(reference)
       await server.query('create database after_backup')
@@ -86,18 +63,16 @@ describe.skipIf(!available)(
         process.execPath,
         [
           RUN,
-          'br',
-          'restore',
-          id,
-          '--path',
-          repo,
-          '--data-dir',
-          server.dataDir,
-          '--force',
-          '--discard-old',
-          ...service(
-            `${server.stopCommand} && sleep 2`,
-            `cp -a ${server.dataDir} ${snapshot} && ${server.startCommand}`,
+          ...restoreArgs(
+            id,
+            repo,
+            server.dataDir,
+            '--force',
+            '--discard-old',
+            ...service(
+              `${server.stopCommand} && sleep 2`,
+              `cp -a ${server.dataDir} ${snapshot} && ${server.startCommand}`,
+            ),
           ),
         ],
         {stdio: ['ignore', 'pipe', 'pipe']},
@@ -113,18 +88,7 @@ describe.skipIf(!available)(
         first.on('close', resolve)
       })
       await locked
-      const second = await runCli([
-        'br',
-        'restore',
-        id,
-        '--path',
-        repo,
-        '--data-dir',
-        server.dataDir,
-        '--force',
-        '--discard-old',
-        ...service(),
-      ])
+      const second = await runCli(restoreArgs(id, repo, server.dataDir, '--force', '--discard-old', ...service()))
       expect(second.code, second.stderr).toBe(4)
       expect(second.stderr).toContain(`data directory ${server.dataDir} is locked by br restore`)
       expect(second.stderr).toContain(`(pid ${first.pid} `)
@@ -145,17 +109,7 @@ describe.skipIf(!available)(
       const parent = join(server.dataDir, '..')
       // Runs after the verification and before the swap: removes one file from the staged tree.
       const tamper = `${server.stopCommand} && rm -f ${parent}/.data.restore-${id}-*/ibdata1`
-      const restore = await runCli([
-        'br',
-        'restore',
-        id,
-        '--path',
-        repo,
-        '--data-dir',
-        server.dataDir,
-        '--force',
-        ...service(tamper),
-      ])
+      const restore = await runCli(restoreArgs(id, repo, server.dataDir, '--force', ...service(tamper)))
       expect(restore.code, restore.stderr).toBe(3)
       expect(restore.stderr).toContain('is not the one verified')
       expect(restore.stderr).toContain('refusing to swap it in')

@@ -9,11 +9,11 @@ import {readdir, readFile, rm} from 'node:fs/promises'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
+import {backupArgs, mariadbService, restoreArgs} from '../helpers/args.js'
 import {ROOT, RUN, runCli, tempDir} from '../helpers/cli.js'
-import {findMariadb, skipReason, startMariadb, type TestServer} from '../helpers/mariadb.js'
+import {mariadbAvailable, skipReason, startMariadb, type TestServer} from '../helpers/mariadb.js'
 
-const available = findMariadb() !== null
-if (!available && process.env.CI) throw new Error(skipReason())
+const available = mariadbAvailable()
 
 describe.skipIf(!available)(
   `full backup and restore of a running MariaDB${available ? '' : ` (skipped: ${skipReason()})`}`,
@@ -23,22 +23,7 @@ describe.skipIf(!available)(
     let keyFile: string
     let repo: string
 
-    const serviceArgs = () => [
-      '--service',
-      'command',
-      '--stop-cmd',
-      server.stopCommand,
-      '--start-cmd',
-      server.startCommand,
-      '--host',
-      '127.0.0.1',
-      '--port',
-      String(server.port),
-      '--user',
-      'root',
-      '--sql-timeout',
-      '60',
-    ]
+    const serviceArgs = () => mariadbService(server)
     const databases = async () => (await server.query('show databases')).map((r) => Object.values(r)[0] as string)
 
     beforeAll(async () => {
@@ -68,20 +53,9 @@ describe.skipIf(!available)(
       const publicKey = (await readFile(keyFile, 'utf8')).match(/public key: (age1\w+)/)![1]
       expect(recipient).not.toBe(publicKey)
 
-      const backup = await runCli([
-        'br',
-        'backup',
-        '--path',
-        repo,
-        '--data-dir',
-        server.dataDir,
-        '--recipient',
-        publicKey,
-        '--mode',
-        'cold',
-        '--json',
-        ...serviceArgs(),
-      ])
+      const backup = await runCli(
+        backupArgs(repo, server.dataDir, '--recipient', publicKey, '--mode', 'cold', '--json', ...serviceArgs()),
+      )
       expect(backup.code, backup.stderr).toBe(0)
       const record = JSON.parse(backup.stdout)
       expect(record.type).toBe('full')
@@ -93,20 +67,9 @@ describe.skipIf(!available)(
       await server.query('create database db3')
       expect(await databases()).not.toContain('db1')
 
-      const restore = await runCli([
-        'br',
-        'restore',
-        record.id,
-        '--path',
-        repo,
-        '--data-dir',
-        server.dataDir,
-        '--identity',
-        keyFile,
-        '--force',
-        '--json',
-        ...serviceArgs(),
-      ])
+      const restore = await runCli(
+        restoreArgs(record.id, repo, server.dataDir, '--identity', keyFile, '--force', '--json', ...serviceArgs()),
+      )
       expect(restore.code, restore.stderr).toBe(0)
       const result = JSON.parse(restore.stdout)
       expect(result.databases).toEqual(expect.arrayContaining(['db1', 'db2']))
@@ -135,30 +98,15 @@ describe.skipIf(!available)(
         process.execPath,
         [
           RUN,
-          'br',
-          'restore',
-          list[0].id,
-          '--path',
-          repo,
-          '--data-dir',
-          server.dataDir,
-          '--identity',
-          keyFile,
-          '--force',
-          '--service',
-          'command',
-          '--stop-cmd',
-          `${server.stopCommand} && sleep 1`,
-          '--start-cmd',
-          server.startCommand,
-          '--host',
-          '127.0.0.1',
-          '--port',
-          String(server.port),
-          '--user',
-          'root',
-          '--sql-timeout',
-          '60',
+          ...restoreArgs(
+            list[0].id,
+            repo,
+            server.dataDir,
+            '--identity',
+            keyFile,
+            '--force',
+            ...mariadbService(server, {stop: `${server.stopCommand} && sleep 1`}),
+          ),
         ],
         {stdio: ['ignore', 'pipe', 'pipe']},
       )
@@ -182,30 +130,15 @@ describe.skipIf(!available)(
       const repo2 = join(tmp.path, 'repo-inc')
       await server.query('drop database if exists db3')
       const full = await runCli(
-        [
-          'br',
-          'backup',
-          '--path',
-          repo2,
-          '--data-dir',
-          server.dataDir,
-          '--recipient',
-          publicKey,
-          '--json',
-          ...serviceArgs(),
-        ],
+        backupArgs(repo2, server.dataDir, '--recipient', publicKey, '--json', ...serviceArgs()),
         {env},
       )
       expect(full.code, full.stderr).toBe(0)
       await server.query("insert into db1.t values (4, 'four')")
       await server.query('insert into db2.u values (43)')
       const inc = await runCli(
-        [
-          'br',
-          'backup',
-          '--path',
+        backupArgs(
           repo2,
-          '--data-dir',
           server.dataDir,
           '--recipient',
           publicKey,
@@ -213,7 +146,7 @@ describe.skipIf(!available)(
           'incremental',
           '--json',
           ...serviceArgs(),
-        ],
+        ),
         {env},
       )
       expect(inc.code, inc.stderr).toBe(0)
@@ -224,20 +157,9 @@ describe.skipIf(!available)(
       await server.query('drop database db1')
       await server.query('create database db3')
       await rm(`${server.dataDir}.before-${record.id}`, {force: true, recursive: true})
-      const restore = await runCli([
-        'br',
-        'restore',
-        record.id,
-        '--path',
-        repo2,
-        '--data-dir',
-        server.dataDir,
-        '--identity',
-        keyFile,
-        '--force',
-        '--json',
-        ...serviceArgs(),
-      ])
+      const restore = await runCli(
+        restoreArgs(record.id, repo2, server.dataDir, '--identity', keyFile, '--force', '--json', ...serviceArgs()),
+      )
       expect(restore.code, restore.stderr).toBe(0)
       expect(await databases()).not.toContain('db3')
       expect(await server.query('select id, v from db1.t order by id')).toEqual([
@@ -271,40 +193,15 @@ describe.skipIf(!available)(
       ]
       const publicKey = (await readFile(keyFile, 'utf8')).match(/public key: (age1\w+)/)![1]
       const repo3 = join(tmp.path, 'repo-mo-ctl')
-      const backup = await runCli(
-        [
-          'br',
-          'backup',
-          '--path',
-          repo3,
-          '--data-dir',
-          server.dataDir,
-          '--recipient',
-          publicKey,
-          '--json',
-          ...moCtlArgs,
-        ],
-        {env},
-      )
+      const backup = await runCli(backupArgs(repo3, server.dataDir, '--recipient', publicKey, '--json', ...moCtlArgs), {
+        env,
+      })
       expect(backup.code, backup.stderr).toBe(0)
       const record = JSON.parse(backup.stdout)
       expect(record.serviceDownMs).toBeGreaterThan(0)
       await server.query('create database after_backup')
       const restore = await runCli(
-        [
-          'br',
-          'restore',
-          record.id,
-          '--path',
-          repo3,
-          '--data-dir',
-          server.dataDir,
-          '--identity',
-          keyFile,
-          '--force',
-          '--json',
-          ...moCtlArgs,
-        ],
+        restoreArgs(record.id, repo3, server.dataDir, '--identity', keyFile, '--force', '--json', ...moCtlArgs),
         {env},
       )
       expect(restore.code, restore.stderr).toBe(0)
@@ -318,19 +215,9 @@ describe.skipIf(!available)(
       await server.query('insert into cloned.t values (1), (2)')
       const publicKey = (await readFile(keyFile, 'utf8')).match(/public key: (age1\w+)/)![1]
       const repo4 = join(tmp.path, 'repo-clone')
-      const backup = await runCli([
-        'br',
-        'backup',
-        '--path',
-        repo4,
-        '--data-dir',
-        server.dataDir,
-        '--recipient',
-        publicKey,
-        '--clone',
-        '--json',
-        ...serviceArgs(),
-      ])
+      const backup = await runCli(
+        backupArgs(repo4, server.dataDir, '--recipient', publicKey, '--clone', '--json', ...serviceArgs()),
+      )
       expect(backup.code, backup.stderr).toBe(0)
       const record = JSON.parse(backup.stdout)
       // ext4 and tmpfs cannot reflink: the clone is a plain copy of every file.
@@ -344,21 +231,19 @@ describe.skipIf(!available)(
       expect(beside.filter((n) => n.includes('.clone-'))).toEqual([])
       // Written while the pack read the clone: not in the backup.
       await server.query('insert into cloned.t values (3)')
-      const restore = await runCli([
-        'br',
-        'restore',
-        record.id,
-        '--path',
-        repo4,
-        '--data-dir',
-        server.dataDir,
-        '--identity',
-        keyFile,
-        '--force',
-        '--discard-old',
-        '--json',
-        ...serviceArgs(),
-      ])
+      const restore = await runCli(
+        restoreArgs(
+          record.id,
+          repo4,
+          server.dataDir,
+          '--identity',
+          keyFile,
+          '--force',
+          '--discard-old',
+          '--json',
+          ...serviceArgs(),
+        ),
+      )
       expect(restore.code, restore.stderr).toBe(0)
       expect(await server.query('select id from cloned.t order by id')).toEqual([{id: 1}, {id: 2}])
     })

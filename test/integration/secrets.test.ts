@@ -14,6 +14,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {generateIdentity} from '../../src/lib/archive/age.js'
 import {SECRET_ENV} from '../../src/lib/redact.js'
+import {backupArgs, restoreArgs, serviceArgs} from '../helpers/args.js'
 import {RUN, runCli, tempDir} from '../helpers/cli.js'
 import {makeSmallDataDir} from '../helpers/fixtures.js'
 import {mariadbAvailable, skipReason, startMariadb, type TestServer} from '../helpers/mariadb.js'
@@ -96,22 +97,13 @@ describe('secrets stay out of what a stop command prints, errors, --json and DEB
     const secrets = {...(await secretEnv()), MO_PASSWORD: 'envPw-6-Xy', MOCTL_BR_WRITER_KEY: 'writer-Key-Value-5'}
     const dataDir = join(tmp.path, 'redact-data')
     await makeSmallDataDir(dataDir)
-    const args = [
-      'br',
-      'backup',
-      '--path',
+    const args = backupArgs(
       join(tmp.path, 'redact-repo'),
-      '--data-dir',
       dataDir,
-      '--service',
-      'command',
-      '--stop-cmd',
-      stopCmd,
-      '--start-cmd',
-      'true',
+      ...serviceArgs(stopCmd, 'true'),
       '--port',
       String(await freePort()),
-    ]
+    )
     for (const json of [false, true]) {
       const r = await runCli([...args, '--password', argvPassword, ...(json ? ['--json'] : [])], {
         env: {...secrets, DEBUG: '*'},
@@ -143,21 +135,14 @@ describe('Ctrl-C during a slow stop command', () => {
       process.execPath,
       [
         RUN,
-        'br',
-        'backup',
-        '--path',
-        join(dir, 'repo'),
-        '--data-dir',
-        dataDir,
-        '--no-encrypt',
-        '--service',
-        'command',
-        '--stop-cmd',
-        `sleep 60 & echo $! > '${sleepPid}'; wait`,
-        '--start-cmd',
-        `touch '${started}'`,
-        '--port',
-        String(await freePort()),
+        ...backupArgs(
+          join(dir, 'repo'),
+          dataDir,
+          '--no-encrypt',
+          ...serviceArgs(`sleep 60 & echo $! > '${sleepPid}'; wait`, `touch '${started}'`),
+          '--port',
+          String(await freePort()),
+        ),
       ],
       {env: {...process.env, XDG_CONFIG_HOME: join(dir, 'xdg')}, stdio: ['ignore', 'pipe', 'pipe']},
     )
@@ -213,13 +198,11 @@ describe('with a real MariaDB', () => {
   })
 
   /** --service command with the server's own commands; the start also leaves a sleep behind. */
-  const serviceArgs = (sleepPidFile: string, sqlTimeout = 60) => [
-    '--service',
-    'command',
-    '--stop-cmd',
-    server.stopCommand,
-    '--start-cmd',
-    `${server.startCommand} && { sleep 300 </dev/null >/dev/null 2>&1 & echo $! > '${sleepPidFile}'; }`,
+  const serverService = (sleepPidFile: string, sqlTimeout = 60) => [
+    ...serviceArgs(
+      server.stopCommand,
+      `${server.startCommand} && { sleep 300 </dev/null >/dev/null 2>&1 & echo $! > '${sleepPidFile}'; }`,
+    ),
     '--port',
     String(server.port),
     '--user',
@@ -237,12 +220,9 @@ describe('with a real MariaDB', () => {
     const env = {...secrets, DEBUG: '*', XDG_CONFIG_HOME: join(dir, 'xdg')}
 
     const sleepAfterBackup = join(dir, 'sleep-backup.pid')
-    const backup = await runCli(
-      ['br', 'backup', '--path', repo, '--data-dir', dataDir, ...serviceArgs(sleepAfterBackup)],
-      {
-        env,
-      },
-    )
+    const backup = await runCli(backupArgs(repo, dataDir, ...serverService(sleepAfterBackup)), {
+      env,
+    })
     expect(backup.code, backup.stderr).toBe(0)
     leftovers.push(await readPid(sleepAfterBackup))
     expectCleanEnviron(await readPid(sleepAfterBackup), secrets, 'the sleep left by the start command of a backup')
@@ -256,17 +236,7 @@ describe('with a real MariaDB', () => {
     await makeSmallDataDir(target, {seed: 2})
     const sleepAfterRestore = join(dir, 'sleep-restore.pid')
     const restore = await runCli(
-      [
-        'br',
-        'restore',
-        backup.stdout.trim(),
-        '--path',
-        repo,
-        '--data-dir',
-        target,
-        '--force',
-        ...serviceArgs(sleepAfterRestore),
-      ],
+      restoreArgs(backup.stdout.trim(), repo, target, '--force', ...serverService(sleepAfterRestore)),
       {env: {...env, ...restoreSecrets}},
     )
     expect(restore.code, restore.stderr).toBe(0)
@@ -286,17 +256,19 @@ describe('with a real MariaDB', () => {
     await makeSmallDataDir(dataDir)
     const passwordFile = join(dir, 'mo-password')
     await writeFile(passwordFile, `${password}\n`, {mode: 0o600})
-    const base = ['br', 'backup', '--path', join(dir, 'repo'), '--data-dir', dataDir, '--no-encrypt']
+    const base = backupArgs(join(dir, 'repo'), dataDir, '--no-encrypt')
     const env = {DEBUG: '*', MO_PASSWORD: 'not-the-Password-9', XDG_CONFIG_HOME: join(dir, 'xdg')}
 
-    const ok = await runCli([...base, ...serviceArgs(join(dir, 'sleep1.pid')), '--password-file', passwordFile], {env})
+    const ok = await runCli([...base, ...serverService(join(dir, 'sleep1.pid')), '--password-file', passwordFile], {
+      env,
+    })
     expect(ok.code, ok.stderr).toBe(0)
     leftovers.push(await readPid(join(dir, 'sleep1.pid')))
     expect(ok.stderr).not.toContain('--password on the command line')
     expectNoSecrets(ok.stdout + ok.stderr, {password}, 'a backup with --password-file')
 
     // The wrong password from MO_PASSWORD: the readiness check fails, naming the refusal only.
-    const wrong = await runCli([...base, ...serviceArgs(join(dir, 'sleep2.pid'), 2), '--json'], {env})
+    const wrong = await runCli([...base, ...serverService(join(dir, 'sleep2.pid'), 2), '--json'], {env})
     leftovers.push(await readPid(join(dir, 'sleep2.pid')))
     expect(wrong.code, wrong.stderr).toBe(5)
     expect(JSON.parse(wrong.stdout).error.message).toMatch(/Access denied for user 'br'/)

@@ -6,18 +6,19 @@
  * 1 GiB manifest must be refused before it is read into memory (peak RSS measured by time(1)).
  */
 import {execFile} from 'node:child_process'
-import {cp, mkdir, rm, truncate, writeFile} from 'node:fs/promises'
+import {cp, mkdir, rm, truncate} from 'node:fs/promises'
 import {join} from 'node:path'
 import {promisify} from 'node:util'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {RUN, runCli, tempDir} from '../helpers/cli.js'
+import {backupArgs, encryptTo, readWith, type SuiteKey, suiteKey} from '../helpers/args.js'
+import {RUN, runCli, tempDir, type TempDir} from '../helpers/cli.js'
 import {makeSmallDataDir} from '../helpers/fixtures.js'
 
 const run = promisify(execFile)
-let tmp: {cleanup: () => Promise<void>; path: string}
+let tmp: TempDir
 let pristine: string
-let passFile: string
+let key: SuiteKey
 let id: string
 /** Every command here must end within this: a FIFO read would hang forever. */
 const timeoutMs = 20_000
@@ -26,19 +27,9 @@ beforeAll(async () => {
   tmp = await tempDir('moctl-br-special-')
   const dataDir = join(tmp.path, 'mo-data')
   await makeSmallDataDir(dataDir)
-  passFile = join(tmp.path, 'pass')
-  await writeFile(passFile, 'correct horse battery staple\n')
+  key = await suiteKey(tmp.path)
   pristine = join(tmp.path, 'pristine')
-  const backup = await runCli([
-    'br',
-    'backup',
-    '--path',
-    pristine,
-    '--data-dir',
-    dataDir,
-    '--passphrase-file',
-    passFile,
-  ])
+  const backup = await runCli(backupArgs(pristine, dataDir, ...encryptTo(key)))
   expect(backup.code, backup.stderr).toBe(0)
   id = backup.stdout.trim()
 })
@@ -59,7 +50,7 @@ const cli = (args: string[]) => runCli(args, {timeoutMs})
 describe('special files in the repository never make a command hang', () => {
   it('lock.json as a FIFO: a backup fails at once with exit 4, naming the damaged lock', async () => {
     const repo = await repoWithFifo('fifo-lock', 'lock.json')
-    const result = await cli(['br', 'backup', '--path', repo, '--data-dir', join(tmp.path, 'mo-data'), '--no-encrypt'])
+    const result = await cli(backupArgs(repo, join(tmp.path, 'mo-data'), '--no-encrypt'))
     expect(result.signal).toBeNull()
     expect(result.code, result.stderr).toBe(4)
     expect(result.stderr).toContain('has a damaged lock: repository object lock.json is a FIFO, not a regular file')
@@ -83,7 +74,7 @@ describe('special files in the repository never make a command hang', () => {
 
   it('manifest.age as a FIFO or a directory: verify fails with exit 3 naming it', async () => {
     const repo = await repoWithFifo('fifo-manifest', 'backups/<id>/manifest.age')
-    const result = await cli(['br', 'verify', id, '--path', repo, '--passphrase-file', passFile])
+    const result = await cli(['br', 'verify', id, '--path', repo, ...readWith(key)])
     expect(result.signal).toBeNull()
     expect(result.code, result.stderr).toBe(3)
     expect(result.stderr).toContain(`backups/${id}/manifest.age is a FIFO, not a regular file`)
@@ -91,7 +82,7 @@ describe('special files in the repository never make a command hang', () => {
     const manifest = join(repo, 'backups', id, 'manifest.age')
     await rm(manifest)
     await mkdir(manifest)
-    const dir = await cli(['br', 'verify', id, '--path', repo, '--passphrase-file', passFile])
+    const dir = await cli(['br', 'verify', id, '--path', repo, ...readWith(key)])
     expect(dir.code, dir.stderr).toBe(3)
     expect(dir.stderr).toContain('manifest.age is a directory, not a regular file')
   })
@@ -100,8 +91,8 @@ describe('special files in the repository never make a command hang', () => {
     const repo = await repoWithFifo('fifo-archive', 'backups/<id>/data.tar.zst.age')
     for (const args of [
       ['verify', id, '--quick'],
-      ['verify', id, '--passphrase-file', passFile],
-      ['restore', id, '--passphrase-file', passFile, '--data-dir', join(tmp.path, 'restored-fifo')],
+      ['verify', id, ...readWith(key)],
+      ['restore', id, ...readWith(key), '--data-dir', join(tmp.path, 'restored-fifo')],
     ]) {
       const result = await cli(['br', ...args, '--path', repo])
       expect(result.signal, args.join(' ')).toBeNull()
@@ -125,8 +116,7 @@ describe('special files in the repository never make a command hang', () => {
       id,
       '--path',
       repo,
-      '--passphrase-file',
-      passFile,
+      ...readWith(key),
     ]).then(
       (r) => ({code: 0, stderr: r.stderr}),
       (error: {code: number; stderr: string}) => ({code: error.code, stderr: error.stderr}),

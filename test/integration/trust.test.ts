@@ -13,6 +13,7 @@ import {cp, mkdir, readdir, readFile, rm, stat, writeFile} from 'node:fs/promise
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
+import {backupArgs, NO_SQL, restoreArgs} from '../helpers/args.js'
 import {runCli, tempDir} from '../helpers/cli.js'
 import {makeSmallDataDir, randomPassphrase} from '../helpers/fixtures.js'
 import {treeHashes} from '../helpers/tree.js'
@@ -33,10 +34,7 @@ type Rec = Record<string, unknown> & {chain: string[]; id: string}
 
 async function backupCli(repo: string, dir: string, keyArgs: string[], ...more: [NodeJS.ProcessEnv, ...string[]]) {
   const [env, ...extra] = more
-  const r = await runCli(
-    ['br', 'backup', '--path', repo, '--data-dir', dir, ...keyArgs, '--port', '1', '--json', ...extra],
-    {env},
-  )
+  const r = await runCli(backupArgs(repo, dir, ...keyArgs, ...NO_SQL, '--json', ...extra), {env})
   expect(r.code, r.stderr + r.stdout).toBe(0)
   return JSON.parse(r.stdout) as Rec
 }
@@ -117,10 +115,9 @@ describe('a backup must prove who wrote it', () => {
     expect(r.code, r.stderr).toBe(0)
     expect(flat(r.stderr)).not.toMatch(/authenticity not checked/)
     const target = join(tmp.path, 'restore-ours', 'mo-data')
-    const restored = await runCli(
-      ['br', 'restore', ours.id, '--path', repo, '--data-dir', target, '--identity', readerKey, '--port', '1'],
-      {env: hostEnv()},
-    )
+    const restored = await runCli(restoreArgs(ours.id, repo, target, '--identity', readerKey, ...NO_SQL), {
+      env: hostEnv(),
+    })
     expect(restored.code, restored.stderr).toBe(0)
     const source = Object.entries(await treeHashes(dataDir)).filter(([k]) => !k.startsWith('shared-cache'))
     expect(await treeHashes(target)).toEqual(Object.fromEntries(source))
@@ -143,10 +140,7 @@ describe('a backup must prove who wrote it', () => {
     const target = join(tmp.path, 'restore-forged', 'mo-data')
     await mkdir(target, {recursive: true})
     await writeFile(join(target, 'precious'), 'old data')
-    const r = await runCli(
-      ['br', 'restore', forged.id, '--path', repo, '--data-dir', target, '--identity', readerKey, '--force'],
-      {env: hostEnv()},
-    )
+    const r = await runCli(restoreArgs(forged.id, repo, target, '--identity', readerKey, '--force'), {env: hostEnv()})
     expect(r.code, r.stderr).toBe(3)
     expect(await readdir(target)).toEqual(['precious'])
     expect(await readdir(join(tmp.path, 'restore-forged'))).toEqual(['mo-data'])
@@ -211,10 +205,7 @@ describe('a backup must prove who wrote it', () => {
 
   it('an unsigned backup warns when taken, and is accepted by a signing reader only with --allow-unsigned', async () => {
     const repo2 = join(tmp.path, 'unsigned-repo')
-    const r = await runCli(
-      ['br', 'backup', '--path', repo2, '--data-dir', dataDir, '--recipient', recipient, '--port', '1', '--json'],
-      {env: hostEnv()},
-    )
+    const r = await runCli(backupArgs(repo2, dataDir, '--recipient', recipient, ...NO_SQL, '--json'), {env: hostEnv()})
     expect(r.code, r.stderr).toBe(0)
     expect(flat(r.stderr)).toContain('this backup is not signed')
     const {id} = JSON.parse(r.stdout)
@@ -251,10 +242,7 @@ describe('a passphrase repository: no downgrade, no edited record', () => {
     expect(r.code, r.stderr).toBe(3)
     expect(flat(r.stderr)).toContain('is stored unencrypted, but keys were given')
     const target = join(tmp.path, 'restore-plain', 'mo-data')
-    const restored = await runCli(
-      ['br', 'restore', forged.id, '--path', repo, '--data-dir', target, '--passphrase-file', passFile],
-      {env: hostEnv()},
-    )
+    const restored = await runCli(restoreArgs(forged.id, repo, target, '--passphrase-file', passFile), {env: hostEnv()})
     expect(restored.code, restored.stderr).toBe(3)
     await expect(stat(target)).rejects.toThrow()
     expect((await verify(repo, forged.id, '--passphrase-file', passFile, '--allow-unencrypted')).code).toBe(0)
@@ -321,17 +309,7 @@ describe('verify means restorable: chains from what is authenticated', () => {
       }
 
       const target = join(tmp.path, 'restore-edited', 'mo-data')
-      const restored = await runCli([
-        'br',
-        'restore',
-        c,
-        '--path',
-        repo,
-        '--data-dir',
-        target,
-        '--identity',
-        plainIdentity,
-      ])
+      const restored = await runCli(restoreArgs(c, repo, target, '--identity', plainIdentity))
       expect(restored.code, restored.stderr).toBe(3)
       // nothing beside it either: no staging dir, and the data dir's lock released
       expect(await readdir(join(tmp.path, 'restore-edited')).catch(() => [])).toEqual([])

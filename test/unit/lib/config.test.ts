@@ -50,6 +50,41 @@ describe('parseConfigValue', () => {
     }
   })
 
+  // What `br config set` refuses (exit 2), decided here; integration/config.test.ts keeps one CLI run.
+  it.each([
+    ['port', '70000', 'config port must be a whole number from 1 to 65535, not 70000'],
+    ['sql-timeout', '0', 'config sql-timeout must be a whole number of at least 1, not 0'],
+    ['service', 'docker', 'config service must be one of mo_ctl, systemd, command, none, not docker'],
+    ['recipient', 'age1notakey!', 'config recipient: age1notakey! is not an age public key (age1…)'],
+    [
+      'identity',
+      `AGE-SECRET-KEY-1${'Q'.repeat(58)}`,
+      'config identity looks like a private key: the config file takes no secrets',
+    ],
+  ] as const)('refuses %s %s as a usage error (exit 2)', (key, value, message) => {
+    expect(() => parseConfigValue(key, value)).toThrow(
+      expect.objectContaining({code: 'usage', exitCode: 2, message: expect.stringContaining(message)}),
+    )
+  })
+
+  it('refuses secrets as keys, saying where a secret goes instead', () => {
+    expect(() => parseConfigKey('password')).toThrow(
+      expect.objectContaining({
+        code: 'usage',
+        message: 'the config file takes no secrets: password cannot be set',
+        suggestions: ['write the password in a file (mode 0600) and set password-file to its path, or use MO_PASSWORD'],
+      }),
+    )
+    expect(() => parseConfigKey('prot')).toThrow(
+      expect.objectContaining({
+        message: 'unknown config key prot',
+        suggestions: [
+          'valid keys: data-dir, host, identity, mo-ctl, password-file, path, port, recipient, service, sql-timeout, start-cmd, stop-cmd, trusted-signer, unit, user, writer-key',
+        ],
+      }),
+    )
+  })
+
   it('parseConfigKey names the valid keys', () => {
     expect(parseConfigKey('sql-timeout')).toBe('sql-timeout')
     expect(() => parseConfigKey('toString')).toThrow(

@@ -1,18 +1,20 @@
 import {execFileSync} from 'node:child_process'
-import {mkdir, mkdtemp, rm, writeFile} from 'node:fs/promises'
-import {tmpdir} from 'node:os'
+import {mkdir, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {redact} from '../../../src/lib/redact.js'
 import {MAX_SECRET_BYTES, readSecretLine} from '../../../src/lib/secret-file.js'
+import {tempDir, type TempDir} from '../../helpers/cli.js'
 
 describe('readSecretLine', () => {
+  let tmp: TempDir
   let dir: string
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'moctl-br-secret-file-'))
+    tmp = await tempDir('moctl-br-secret-file-')
+    dir = tmp.path
   })
-  afterAll(() => rm(dir, {force: true, recursive: true}))
+  afterAll(() => tmp?.cleanup())
 
   const file = async (name: string, content: Buffer | string) => {
     const path = join(dir, name)

@@ -9,9 +9,13 @@ import {
   zstdImplementation,
   zstdImplementations,
 } from '../../../../src/lib/archive/compress.js'
+import {needs, skipNote} from '../../../helpers/needs.js'
 import {mixedBytes, through} from './fixture.js'
 
 const impls = zstdImplementations()
+const ZSTD_CLI = '/usr/bin/zstd'
+const NO_ZSTD_CLI = `no ${ZSTD_CLI}: apt-get install -y zstd`
+const zstdCli = needs(existsSync(ZSTD_CLI), NO_ZSTD_CLI)
 const data = mixedBytes(5 * 1024 * 1024 + 7)
 
 describe('compress', () => {
@@ -32,15 +36,14 @@ describe('compress', () => {
       })
     }
 
-    it.skipIf(!existsSync('/usr/bin/zstd'))(`the zstd CLI reads what ${writer} writes`, async () => {
+    it.skipIf(!zstdCli)(`the zstd CLI reads what ${writer} writes${skipNote(zstdCli, NO_ZSTD_CLI)}`, async () => {
       const compressed = await through(data, createCompressor(3, writer))
       const cli = spawnSync('/usr/bin/zstd', ['-d', '-c'], {input: compressed, maxBuffer: 64 * 1024 * 1024})
       expect(cli.status).toBe(0)
       expect(cli.stdout.equals(data)).toBe(true)
     })
 
-    it(`${writer} reads what the zstd CLI writes`, async () => {
-      if (!existsSync('/usr/bin/zstd')) return
+    it.skipIf(!zstdCli)(`${writer} reads what the zstd CLI writes${skipNote(zstdCli, NO_ZSTD_CLI)}`, async () => {
       const cli = spawnSync('/usr/bin/zstd', ['-3', '-c'], {input: data, maxBuffer: 64 * 1024 * 1024})
       expect(cli.status).toBe(0)
       expect((await through(cli.stdout, createDecompressor(writer))).equals(data)).toBe(true)

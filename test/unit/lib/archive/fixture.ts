@@ -4,23 +4,23 @@
  * and unicode paths, symlinks, odd modes, set mtimes), a tree comparison, and byte sinks.
  */
 import {createHash, randomBytes} from 'node:crypto'
-import {chmod, lstat, mkdir, mkdtemp, readFile, readlink, rm, symlink, utimes, writeFile} from 'node:fs/promises'
-import {tmpdir} from 'node:os'
+import {chmod, lstat, mkdir, readFile, readlink, symlink, utimes, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {Readable, Writable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 import {expect} from 'vitest'
 
 import {scanDataDir} from '../../../../src/lib/archive/walk.js'
+import {tempDir as sharedTempDir} from '../../../helpers/cli.js'
 
 export const LONG_DIR = `${'l'.repeat(60)}/${'m'.repeat(60)}`
 export const LONG_FILE = `${LONG_DIR}/${'n'.repeat(80)}.dat`
 export const UNICODE_FILE = 'données/日本語-файл ünïcödé.txt'
 
-/** A new temporary directory; the returned function removes it. */
+/** The tests' one temp dir helper (test/helpers/cli.ts), under the name these tests use. */
 export async function tempDir(prefix = 'moctl-br-archive-'): Promise<{cleanup: () => Promise<void>; dir: string}> {
-  const dir = await mkdtemp(join(tmpdir(), prefix))
-  return {cleanup: () => rm(dir, {force: true, recursive: true}), dir}
+  const {cleanup, path} = await sharedTempDir(prefix)
+  return {cleanup, dir: path}
 }
 
 /** Half random (incompressible), half text (compressible), like real data files. */

@@ -1,22 +1,24 @@
-import {mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
-import {tmpdir} from 'node:os'
+import {readFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {BrError} from '../../../../src/lib/errors.js'
 import {createController} from '../../../../src/lib/service/controller.js'
 import {type ServiceSettings} from '../../../../src/lib/service/types.js'
+import {tempDir, type TempDir} from '../../../helpers/cli.js'
 import {freePort} from '../../../helpers/net.js'
 
 describe('createController', () => {
+  let tmp: TempDir
   let dir: string
   let closedPort: number
 
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'moctl-br-controller-'))
+    tmp = await tempDir('moctl-br-controller-')
+    dir = tmp.path
     closedPort = await freePort()
   })
-  afterAll(() => rm(dir, {force: true, recursive: true}))
+  afterAll(() => tmp?.cleanup())
 
   // SQL on a port where nothing listens: a stop is confirmed at once.
   const settings = (stopCommand: string, startCommand = 'true'): ServiceSettings => ({
@@ -110,13 +112,16 @@ describe('createController', () => {
   })
 
   describe('none', () => {
-    it('does nothing', async () => {
+    it('runs nothing, even with commands in its settings, and returns at once', async () => {
+      // A stray --stop-cmd beside --service none must not run: the marker would appear.
       const marker = join(dir, 'none-marker')
-      await writeFile(marker, 'x')
-      const controller = createController({kind: 'none', sql: settings('true').sql})
+      const controller = createController({...settings(`touch '${marker}'`, `touch '${marker}'`), kind: 'none'})
+      const started = Date.now()
       await controller.stop()
       await controller.start()
-      expect(controller.describe()).toMatch(/^none/)
+      expect(Date.now() - started).toBeLessThan(500)
+      await expect(readFile(marker)).rejects.toMatchObject({code: 'ENOENT'})
+      expect(controller.describe()).toBe('none: the service is not managed')
     })
   })
 })

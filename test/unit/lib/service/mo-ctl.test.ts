@@ -6,21 +6,18 @@
  */
 import {chmod, mkdir, readFile, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
-import {afterEach, beforeEach, describe, expect, it} from 'vitest'
+import {afterEach, beforeEach, describe, expect, it, vi} from 'vitest'
 
 import {createController} from '../../../../src/lib/service/controller.js'
 import {type ServiceSettings} from '../../../../src/lib/service/types.js'
-import {tempDir} from '../../../helpers/cli.js'
+import {tempDir, type TempDir} from '../../../helpers/cli.js'
 import {freePort} from '../../../helpers/net.js'
 
-let tmp: {cleanup: () => Promise<void>; path: string}
-let savedPath: string | undefined
+let tmp: TempDir
 beforeEach(async () => {
   tmp = await tempDir()
-  savedPath = process.env.PATH
 })
 afterEach(async () => {
-  process.env.PATH = savedPath
   await tmp.cleanup()
 })
 
@@ -71,7 +68,7 @@ describe('mo_ctl controller', () => {
 
   it('defaults to mo_ctl on PATH', async () => {
     await fakeMoCtl(join(tmp.path, 'mo_ctl'), 'works')
-    process.env.PATH = `${tmp.path}:${savedPath}`
+    vi.stubEnv('PATH', `${tmp.path}:${process.env.PATH}`)
     const controller = createController(await settings())
     await controller.stop()
     expect(await calls()).toEqual(['stop', 'status'])

@@ -1,4 +1,4 @@
-import {describe, expect, it} from 'vitest'
+import {describe, expect, it, vi} from 'vitest'
 
 import {SECRET_ENV} from '../../../../src/lib/redact.js'
 import {lastLine, runShell} from '../../../../src/lib/service/spawn.js'
@@ -44,22 +44,16 @@ describe('spawn', () => {
   describe('the environment of a command', () => {
     it('never holds a secret variable, from process.env or from the env passed in', async () => {
       const secrets = Object.fromEntries(SECRET_ENV.map((name) => [name, `secret-of-${name}`]))
-      const saved = {...process.env}
-      Object.assign(process.env, secrets)
-      try {
-        const inherited = await runShell('env')
-        const passed = await runShell('env', {env: {...secrets, KEEP_ME: 'kept'}})
-        for (const result of [inherited, passed]) {
-          for (const name of SECRET_ENV) expect(result.stdout).not.toContain(`${name}=`)
-          expect(result.stdout).not.toContain('secret-of-')
-        }
-
-        expect(passed.stdout).toContain('KEEP_ME=kept')
-        expect(inherited.stdout).toContain(`PATH=${process.env.PATH}`)
-      } finally {
-        for (const name of SECRET_ENV) delete process.env[name]
-        Object.assign(process.env, saved)
+      for (const [name, value] of Object.entries(secrets)) vi.stubEnv(name, value)
+      const inherited = await runShell('env')
+      const passed = await runShell('env', {env: {...secrets, KEEP_ME: 'kept'}})
+      for (const result of [inherited, passed]) {
+        for (const name of SECRET_ENV) expect(result.stdout).not.toContain(`${name}=`)
+        expect(result.stdout).not.toContain('secret-of-')
       }
+
+      expect(passed.stdout).toContain('KEEP_ME=kept')
+      expect(inherited.stdout).toContain(`PATH=${process.env.PATH}`)
     })
   })
 

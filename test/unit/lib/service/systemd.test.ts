@@ -5,14 +5,13 @@
  */
 import {chmod, readFile, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
-import {afterEach, beforeEach, describe, expect, it} from 'vitest'
+import {afterEach, beforeEach, describe, expect, it, vi} from 'vitest'
 
 import {createController} from '../../../../src/lib/service/controller.js'
-import {tempDir} from '../../../helpers/cli.js'
+import {tempDir, type TempDir} from '../../../helpers/cli.js'
 import {freePort} from '../../../helpers/net.js'
 
-let tmp: {cleanup: () => Promise<void>; path: string}
-let savedPath: string | undefined
+let tmp: TempDir
 
 async function fakeSystemctl(options: {stopWorks: boolean}): Promise<void> {
   const script = `#!/bin/sh
@@ -30,11 +29,9 @@ esac
 
 beforeEach(async () => {
   tmp = await tempDir()
-  savedPath = process.env.PATH
-  process.env.PATH = `${tmp.path}:${process.env.PATH}`
+  vi.stubEnv('PATH', `${tmp.path}:${process.env.PATH}`)
 })
 afterEach(async () => {
-  process.env.PATH = savedPath
   await tmp.cleanup()
 })
 

@@ -1,0 +1,123 @@
+/**
+ * How a br command resolves its settings, in process: a flag given on the command line wins over
+ * its environment variable, which wins over `moctl br config` (the file under XDG_CONFIG_HOME);
+ * a file value gives way to a flag or variable that chooses another way (a passphrase over the
+ * file's recipient); a setting nobody gave is a usage error that says all three ways to give it.
+ *
+ * A probe command with backup's own flags runs BrCommand.parse and returns what it resolved,
+ * against a real config file: no CLI process. One CLI run of the same (integration/config.test.ts)
+ * proves the wiring end to end.
+ */
+import {Config} from '@oclif/core'
+import {join} from 'node:path'
+import {afterAll, beforeAll, beforeEach, describe, expect, it, vi} from 'vitest'
+
+import {BrCommand} from '../../src/base-command.js'
+import Backup from '../../src/commands/br/backup.js'
+import {configFile, setConfig} from '../../src/lib/config.js'
+import {BrError} from '../../src/lib/errors.js'
+import {suiteKey} from '../helpers/args.js'
+import {ROOT, tempDir, type TempDir} from '../helpers/cli.js'
+
+type Resolved = Record<string, unknown>
+
+/** Backup's flags, resolved and returned; nothing is backed up. */
+class Probe extends BrCommand {
+  static override flags = Backup.flags
+
+  public async run(): Promise<Resolved> {
+    const {flags} = await this.parse(Probe)
+    return flags
+  }
+}
+
+let tmp: TempDir
+let home: string
+let n = 0
+let recipient: string
+
+beforeAll(async () => {
+  tmp = await tempDir('moctl-br-precedence-')
+  recipient = (await suiteKey(tmp.path)).recipient
+})
+afterAll(() => tmp?.cleanup())
+
+// Each test its own config dir, and none of the developer's variables.
+beforeEach(() => {
+  home = join(tmp.path, `xdg-${++n}`)
+  vi.stubEnv('XDG_CONFIG_HOME', home)
+  for (const name of ['MOCTL_BR_REPO', 'MOCTL_BR_DATA_DIR', 'MOCTL_BR_PASSPHRASE', 'MOCTL_BR_RECIPIENT']) {
+    // undefined removes the variable (vitest's stubEnv); the argument is required by its type
+    // eslint-disable-next-line unicorn/no-useless-undefined
+    vi.stubEnv(name, undefined)
+  }
+})
+
+/** oclif reads XDG_CONFIG_HOME when it loads: a fresh Config per run sees this test's dir. */
+async function resolve(argv: string[]): Promise<Resolved> {
+  const config = await Config.load({root: ROOT})
+  expect(config.configDir).toBe(join(home, 'moctl'))
+  return new Probe(argv, config).run()
+}
+
+const set = (key: Parameters<typeof setConfig>[1], value: string) =>
+  setConfig(configFile(join(home, 'moctl')), key, value)
+
+/** Backup cannot do without these two: given as flags where a test is about other settings. */
+const REQUIRED = ['--path', '/flag/repo', '--data-dir', '/flag/mo-data']
+
+describe('flag > environment > config file', () => {
+  it('the repository: --path, else MOCTL_BR_REPO, else the file', async () => {
+    await set('path', '/from/file')
+    await set('data-dir', '/file/mo-data')
+    expect((await resolve([])).path).toBe('/from/file')
+    vi.stubEnv('MOCTL_BR_REPO', '/from/env')
+    expect((await resolve([])).path).toBe('/from/env')
+    expect((await resolve(['--path', '/from/flag'])).path).toBe('/from/flag')
+  })
+
+  it('the data dir: --data-dir, else MOCTL_BR_DATA_DIR, else the file', async () => {
+    await set('data-dir', '/file/mo-data')
+    expect((await resolve(['--path', '/r']))['data-dir']).toBe('/file/mo-data')
+    vi.stubEnv('MOCTL_BR_DATA_DIR', '/env/mo-data')
+    expect((await resolve(['--path', '/r']))['data-dir']).toBe('/env/mo-data')
+    expect((await resolve(['--path', '/r', '--data-dir', '/flag/mo-data']))['data-dir']).toBe('/flag/mo-data')
+  })
+
+  it('a number from the file is a default, and the flag still wins', async () => {
+    await set('port', '6002')
+    await set('sql-timeout', '7')
+    expect(await resolve(REQUIRED)).toMatchObject({port: 6002, 'sql-timeout': 7})
+    expect(await resolve([...REQUIRED, '--port', '6003'])).toMatchObject({port: 6003, 'sql-timeout': 7})
+  })
+
+  it("the file's recipient gives way to a passphrase from a flag or from the environment", async () => {
+    await set('recipient', recipient)
+    expect((await resolve(REQUIRED)).recipient).toEqual([recipient])
+    const byFlag = await resolve([...REQUIRED, '--passphrase-file', join(tmp.path, 'pass')])
+    expect(byFlag.recipient).toBeUndefined()
+    expect(byFlag['passphrase-file']).toBe(join(tmp.path, 'pass'))
+    vi.stubEnv('MOCTL_BR_PASSPHRASE', 'battery staple')
+    expect((await resolve(REQUIRED)).recipient).toBeUndefined()
+  })
+
+  it('without a file, flags and variables alone resolve, as before there was a config', async () => {
+    vi.stubEnv('MOCTL_BR_REPO', '/env/repo')
+    expect(await resolve(['--data-dir', '/d'])).toMatchObject({'data-dir': '/d', path: '/env/repo', port: 6001})
+  })
+})
+
+describe('a setting given nowhere', () => {
+  it('is a usage error (exit 2) naming the flag, its variable and the config key', async () => {
+    const error = await resolve(['--data-dir', '/d']).then(
+      () => expect.fail('a repository is required'),
+      (error_: unknown) => error_,
+    )
+    expect(error).toBeInstanceOf(BrError)
+    expect(error).toMatchObject({code: 'usage', exitCode: 2})
+    expect((error as BrError).message).toMatch(/^missing --path: the repository: a local directory/)
+    expect((error as BrError).suggestions).toEqual([
+      'pass --path, set MOCTL_BR_REPO, or keep a default with `moctl br config set path …`',
+    ])
+  })
+})
