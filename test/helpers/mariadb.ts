@@ -120,7 +120,7 @@ export async function startMariadb(options: StartOptions = {}): Promise<TestServ
   }
 
   try {
-    await install(bins.installDb, paths.dataDir, user)
+    await install(bins.installDb, paths, user)
     for (let attempt = 1; ; attempt++) {
       // Another suite may take the free port between our probe and mariadbd's bind: try another.
       const port = await freePort()
@@ -160,13 +160,16 @@ const SERVER_TUNING = [
   '--max-connections=50',
 ]
 
-async function install(installDb: string, dataDir: string, user: string): Promise<void> {
+async function install(installDb: string, paths: Paths, user: string): Promise<void> {
   try {
     await run(
       installDb,
       [
         '--no-defaults',
-        `--datadir=${dataDir}`,
+        `--datadir=${paths.dataDir}`,
+        // Its own temp dir: servers bootstrapping side by side in one /tmp have failed on each
+        // other's temp tables (ERROR 1051 Unknown table 'mysql.tmp_proxies_priv').
+        `--tmpdir=${join(paths.baseDir, 'run')}`,
         `--user=${user}`,
         // root@127.0.0.1 with an empty password over TCP, as on an old-style fresh install
         '--auth-root-authentication-method=normal',
@@ -191,6 +194,7 @@ async function makeServer(bins: MariadbBinaries, paths: Paths, port: number, use
     '--bind-address=127.0.0.1',
     `--socket=${paths.socket}`,
     `--pid-file=${paths.pidFile}`,
+    `--tmpdir=${join(paths.baseDir, 'run')}`,
     `--user=${user}`,
     ...SERVER_TUNING,
   ]
