@@ -1,4 +1,3 @@
-import {createConnection} from 'mysql2/promise'
 import {access, mkdir, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {afterEach, beforeAll, beforeEach, describe, expect, it} from 'vitest'
@@ -7,22 +6,15 @@ import {BrError} from '../../../../src/lib/errors.js'
 import {backupStatement, runMoBackup} from '../../../../src/lib/mo/backup-sql.js'
 import {type SqlSettings} from '../../../../src/lib/service/types.js'
 import {tempDir} from '../../../helpers/cli.js'
+import {mariadbAvailable, skipReason, startMariadb} from '../../../helpers/mariadb.js'
 import {freePort} from '../../../helpers/net.js'
 import {type FakeMo, MO_VERSION, startFakeMo} from './fake-mo.js'
 import {FULL_TS, INCREMENTAL_TS, writeBackupFolder} from './fixture.js'
 
 const at = (port: number): SqlSettings => ({deadlineMs: 0, host: '127.0.0.1', password: '', port, user: 'root'})
 
-/** The shared MariaDB of this machine, when it answers as root with no password. */
-const mariadb = await (async () => {
-  try {
-    const connection = await createConnection({connectTimeout: 2000, host: '127.0.0.1', port: 3306, user: 'root'})
-    await connection.end()
-    return true
-  } catch {
-    return false
-  }
-})()
+/** A MariaDB server of this suite's own (never the machine's shared one): not MatrixOne. */
+const mariadb = mariadbAvailable()
 
 describe('backupStatement', () => {
   it('writes a full backup with neither TYPE nor TIMESTAMP', () => {
@@ -87,13 +79,16 @@ describe('runMoBackup', () => {
   afterEach(() => folder.cleanup())
 
   it.skipIf(!mariadb)(
-    'refuses a server that is not MatrixOne, before writing anything (needs the MariaDB on 127.0.0.1:3306)',
+    `refuses a server that is not MatrixOne, before writing anything${mariadb ? '' : ` (${skipReason()})`}`,
     async () => {
-      const error = await runMoBackup(at(3306), {dir, parallelism: 1, type: 'full'}).catch((error_: unknown) => error_)
+      const server = await startMariadb()
+      const error = await runMoBackup(at(server.port), {dir, parallelism: 1, type: 'full'})
+        .catch((error_: unknown) => error_)
+        .finally(() => server.cleanup())
       expect(error).toBeInstanceOf(BrError)
       expect(error).toMatchObject({code: 'usage', exitCode: 2})
       expect((error as Error).message).toMatch(
-        /^127\.0\.0\.1:3306 is not MatrixOne \(version\(\) is '[^']*MariaDB[^']*'\): an online backup needs MatrixOne's BACKUP statement$/,
+        /^127\.0\.0\.1:\d+ is not MatrixOne \(version\(\) is '[^']*MariaDB[^']*'\): an online backup needs MatrixOne's BACKUP statement$/,
       )
       expect((error as BrError).suggestions).toEqual([
         'use --mode cold to back up the data directory with the service stopped',
