@@ -26,14 +26,11 @@ for (const pattern of NODE24_LEG) {
     throw new Error(`the node24 leg's ${pattern} selects no test file: update NODE24_LEG`)
 }
 
-/** Unit files that measure time: the scale test compares verify of 20k files against 200k. */
-const TIMED = ['test/unit/lib/restore/scale.test.ts']
-
 /**
  * The projects a plain `vitest run` runs. vitest reads `project` (the CLI's --project, which
  * replaces it) from the config file too, but InlineConfig does not declare it: hence a spread.
  */
-const DEFAULT_PROJECTS = {project: ['unit', 'integration', 'timed']}
+const DEFAULT_PROJECTS = {project: ['unit', 'integration']}
 
 export default defineConfig({
   test: {
@@ -46,13 +43,11 @@ export default defineConfig({
     // json: scripts/test-summary.mjs prints the closing 'N passed, N failed' line from it.
     outputFile: {json: '.tmp/vitest.json'},
     pool: 'forks',
-    // `vitest run` runs unit, integration and timed; `vitest run --project node24` runs the Node 24 leg alone.
+    // `vitest run` runs unit and integration; `vitest run --project node24` runs the Node 24 leg alone.
+    // Nothing here measures time: speed and scale are the benchmarks' (npm run bench).
     ...DEFAULT_PROJECTS,
     projects: [
-      {extends: true, test: {exclude: TIMED, include: ['test/unit/**/*.test.ts'], name: 'unit'}},
-      // After the others, alone: its verdict is a ratio of two timings, which other files running
-      // beside it would skew.
-      {extends: true, test: {include: TIMED, maxWorkers: 1, name: 'timed', sequence: {groupOrder: 1}}},
+      {extends: true, test: {include: ['test/unit/**/*.test.ts'], name: 'unit'}},
       {extends: true, test: {include: ['test/integration/**/*.test.ts'], name: 'integration'}},
       {extends: true, test: {include: NODE24_LEG, name: 'node24'}},
     ],

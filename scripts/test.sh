@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `npm test`: the whole check, each part once. Build, then the suite on Node 20 (vitest projects
-# unit and integration side by side, then timed alone), then the Node 24 leg (vitest project
+# unit and integration side by side), then the Node 24 leg (vitest project
 # node24: what differs between runtimes). Beside them, at low priority so the tests come first:
 # lint (eslint, prettier), the type-check of src and test, and the download of Node 24 and its
 # host CLI. Their output is printed when they are done; the command fails if any part failed.
