@@ -542,7 +542,8 @@ async function rollback(ctx: RestoreContext, _error: unknown, report: {output(li
   }
 
   // A rollback that could not finish keeps the lock, with its state: the next run says what is where.
-  if (problems.length === 0) await ctx.lock?.release()
+  // It is kept on purpose then: the file stays, its heartbeat stops.
+  await (problems.length === 0 ? ctx.lock?.release() : ctx.lock?.keep())
   if (problems.length > 0) {
     const where = ctx.state.swapped
       ? `the restored data is in ${target}, the previous data in ${ctx.oldDir}`
