@@ -251,6 +251,20 @@ export async function rewriteHeld(backend: RepoBackend, key: string, expected: B
 }
 
 /**
+ * What a run killed in the middle of writing the lock left at the repository root (a heartbeat's
+ * `lock.json.tmp-…`, a takeover's `lock.json.removing-…`), once older than `staleAfterMs`: no live
+ * writer keeps such a file for more than the moment of its rename, so these are dead.
+ */
+export async function staleLockTempFiles(
+  repo: Repository,
+  now = Date.now(),
+  staleAfterMs = STALE_AFTER_MS,
+): Promise<string[]> {
+  const found = await repo.backend.listLeftovers(`${LOCK_FILE}.`)
+  return found.filter((f) => !f.key.includes('/') && now - f.modifiedMs > staleAfterMs).map((f) => f.key)
+}
+
+/**
  * Why a holder is presumed dead, or null when it may be alive. On this host: its pid is gone, or
  * now belongs to a process started after the lock (the pid was reused, e.g. after a reboot).
  * From another host: it was not refreshed for `staleAfterMs` (an older version's lock, never

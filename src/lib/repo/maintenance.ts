@@ -6,12 +6,12 @@
  * relied on (retention.ts `sortOutRecords`); a damaged or unreliable record is named in a
  * warning, never removed by prune, and protects every older backup until it is deleted. Prune
  * also cleans the data dirs this host backed up into the repository (cleanup.ts): clones and
- * staging dirs left by killed runs. Dry runs take no lock: they only read. A run whose lock was
+ * staging dirs left by killed runs, and the lock temp files killed runs left at the root. Dry runs take no lock: they only read. A run whose lock was
  * taken over (lock.ts) stops with exit 4 before its next removal.
  */
 import type {ManifestCache, ManifestHead} from './manifest-cache.js'
 
-import {cleanupRepositoryLeftovers, type CleanupResult} from '../cleanup.js'
+import {cleanupRepositoryLeftovers, type CleanupResult, removeStaleLockTempFiles} from '../cleanup.js'
 import {acquireLock} from './lock.js'
 import {openRepository, type Repository} from './repository.js'
 import {planDelete, planPrune, type RetentionPolicy, sortOutRecords, type Unreliable} from './retention.js'
@@ -77,6 +77,8 @@ export interface PruneResult {
   kept: {id: string; reasons: string[]}[]
   /** leftovers of killed runs beside the data dirs this host backed up here */
   leftovers: CleanupResult[]
+  /** temp files of lock writes killed midway, at the repository root (older than the stale limit) */
+  lockTempFiles: string[]
   removed: string[]
 }
 
@@ -101,7 +103,15 @@ export async function pruneRepository(
       if (!options.dryRun) await removeBackups(repo, [...plan.remove, ...stale], checkHeld, options.onRemoved)
       if (!options.dryRun) await checkHeld('removing leftovers')
       const leftovers = await cleanupRepositoryLeftovers(repo, {dryRun: options.dryRun, more: deadWriters})
-      return {dryRun: options.dryRun, incompleteRemoved: stale, kept: plan.keep, leftovers, removed: plan.remove}
+      const lockTempFiles = await removeStaleLockTempFiles(repo, {dryRun: options.dryRun})
+      return {
+        dryRun: options.dryRun,
+        incompleteRemoved: stale,
+        kept: plan.keep,
+        leftovers,
+        lockTempFiles,
+        removed: plan.remove,
+      }
     },
   )
 }

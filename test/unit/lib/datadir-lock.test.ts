@@ -9,6 +9,7 @@ import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 
+import {cleanupDataDir} from '../../../src/lib/cleanup.js'
 import {lockDataDir} from '../../../src/lib/datadir-lock.js'
 import {tempDir} from '../../helpers/cli.js'
 
@@ -120,5 +121,17 @@ describe('lockDataDir', () => {
     expect(JSON.parse(kept)).toMatchObject({service: {describe: 'fake', start: 'start it'}})
     await lock.release()
     expect(await readFile(lockFile, 'utf8')).toBe(kept)
+  })
+
+  it('br cleanup removes the lock temp files a run killed in the middle of a heartbeat left beside the data dir', async () => {
+    const dataDir = join(tmp.path, 'mo-data')
+    await mkdir(dataDir)
+    const temps = ['.mo-data.moctl-br.lock.tmp-0123456789ab', '.mo-data.moctl-br.lock.removing-ba9876543210']
+    for (const name of temps) await writeFile(join(tmp.path, name), '{}')
+    const dry = await cleanupDataDir(dataDir, {dryRun: true})
+    expect(dry.removed).toEqual(temps.map((name) => join(tmp.path, name)).sort())
+    const done = await cleanupDataDir(dataDir, {dryRun: false})
+    expect(done.removed).toEqual(dry.removed)
+    expect(await readdir(tmp.path)).toEqual(['mo-data'])
   })
 })

@@ -1,8 +1,9 @@
 import {writeFileSync} from 'node:fs'
-import {mkdir, readdir, readFile, utimes} from 'node:fs/promises'
+import {mkdir, readdir, readFile, utimes, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 
+import {removeStaleLockTempFiles} from '../../../../src/lib/cleanup.js'
 import {LOCK_FILE} from '../../../../src/lib/repo/lock.js'
 import {pruneRepository} from '../../../../src/lib/repo/maintenance.js'
 import {openRepository} from '../../../../src/lib/repo/repository.js'
@@ -64,5 +65,27 @@ describe('pruneRepository', () => {
     expect(removed).toEqual([ids[0]])
     expect(await readdir(join(repo, 'backups'))).toEqual(ids.slice(1))
     expect(await readFile(join(repo, LOCK_FILE), 'utf8')).toBe(other)
+  })
+
+  it('removes the lock temp files a killed lock write left at the root once older than the stale limit (as br cleanup --path does), never younger ones', async () => {
+    const repo = join(tmp.path, 'repo')
+    await openRepository(repo, {create: true})
+    const old = ['lock.json.tmp-0123456789ab', 'lock.json.removing-ba9876543210']
+    const young = 'lock.json.tmp-aaaaaaaaaaaa'
+    const anHourAgo = new Date(Date.now() - 60 * 60 * 1000)
+    for (const name of [...old, young]) await writeFile(join(repo, name), '{}')
+    for (const name of old) await utimes(join(repo, name), anHourAgo, anHourAgo)
+    // Not ours, and not at the root: left alone.
+    await writeFile(join(repo, 'lock.json.notes'), 'x')
+    await utimes(join(repo, 'lock.json.notes'), anHourAgo, anHourAgo)
+    const dry = await pruneRepository(repo, {keepLast: 1}, {dryRun: true})
+    expect(dry.lockTempFiles).toEqual(old.map((name) => join(repo, name)).sort())
+    expect(await removeStaleLockTempFiles(await openRepository(repo), {dryRun: true})).toEqual(dry.lockTempFiles)
+    expect((await readdir(repo)).filter((n) => n.startsWith('lock.json')).sort()).toEqual(
+      [...old, young, 'lock.json.notes'].sort(),
+    )
+    const done = await pruneRepository(repo, {keepLast: 1}, {dryRun: false})
+    expect(done.lockTempFiles).toEqual(dry.lockTempFiles)
+    expect((await readdir(repo)).filter((n) => n.startsWith('lock.json')).sort()).toEqual(['lock.json.notes', young])
   })
 })
