@@ -227,9 +227,9 @@ function holdLock(repo: Repository, mine: LockHolder, first: Buffer, options: Lo
 
 /**
  * Fails with BrError 'locked' unless the lock at `key` holds exactly `expected`: taken over by
- * another writer, or removed. Shared with the data dir's lock.
+ * another writer, or removed.
  */
-export async function expectHeld(backend: RepoBackend, key: string, expected: Buffer): Promise<void> {
+async function expectHeld(backend: RepoBackend, key: string, expected: Buffer): Promise<void> {
   const held = await backend.load(key).catch((error: unknown) => {
     if (isMissing(error)) return null
     throw error
@@ -243,7 +243,7 @@ export async function expectHeld(backend: RepoBackend, key: string, expected: Bu
  * A refresh: rewrites the lock at `key` with `next` only after checking it still holds our
  * `expected` bytes, so that a lock taken over is never written over. Between the check and the
  * rewrite another writer could take over a lock that had gone unrefreshed past the stale limit:
- * the next check then says it was lost.
+ * the next check then says it was lost. Shared with the data dir's lock (datadir-lock.ts).
  */
 export async function rewriteHeld(backend: RepoBackend, key: string, expected: Buffer, next: Buffer): Promise<void> {
   await expectHeld(backend, key, expected)
