@@ -2,7 +2,8 @@
  * What killed runs leave beside a data directory, found and removed: restore staging directories
  * (`.<name>.restore-<id>-<token>`), --clone copies (`.<name>.clone-<id>`, beside the data dir or
  * in --clone-dir) and the lock's own temp files. Backup and restore call removeLeftovers once they
- * hold the data dir's lock; `br cleanup` and `prune` call cleanupDataDir / cleanupRepositoryLeftovers.
+ * hold the data dir's lock; `br cleanup` and `prune` call cleanupDataDir / cleanupRepositoryLeftovers,
+ * and removeStaleLockTempFiles for the repository lock's temp files at the repository root.
  *
  * Guarantees: only names of our own patterns are touched, and only while the data dir's lock is
  * held (every backup, restore and cleanup of it takes that lock, so no live run owns them then):
@@ -23,7 +24,7 @@ import {
   resolveDataDir,
 } from './datadir-lock.js'
 import {BrError, isBrError} from './errors.js'
-import {staleReason} from './repo/lock.js'
+import {staleLockTempFiles, staleReason} from './repo/lock.js'
 import {type Repository} from './repo/repository.js'
 
 export interface CleanupResult {
@@ -171,6 +172,21 @@ export async function cleanupRepositoryLeftovers(
   }
 
   return results
+}
+
+/**
+ * Removes the lock temp files killed runs left at the repository root (lock.ts
+ * staleLockTempFiles: only ones older than the stale limit, so never a live writer's); with
+ * `dryRun`, only names them. Resolves to their paths.
+ */
+export async function removeStaleLockTempFiles(repo: Repository, options: {dryRun: boolean}): Promise<string[]> {
+  const keys = await staleLockTempFiles(repo)
+  for (const key of keys) {
+    // eslint-disable-next-line no-await-in-loop -- a file or two
+    if (!options.dryRun) await repo.backend.remove(key)
+  }
+
+  return keys.map((key) => `${repo.path}/${key}`)
 }
 
 /** What a dead run of `dataDir` left, without touching anything (for a run of another data dir that found its lock). */

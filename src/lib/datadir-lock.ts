@@ -7,10 +7,12 @@
  *
  * Guarantees: two runs never both hold the lock (created with link(2), taken over through a
  * rename-aside compare, as the repository lock); a second run fails at once with exit 4 naming
- * the holder; the lock is refreshed while held, and one whose process is gone on this host (or,
- * from another host sharing the directory, not refreshed for 30 minutes) is taken over, with the
- * repository lock's rules (repo/lock.ts `staleReason`), and what its run left is
- * handled first and said out loud: the service it stopped (with the command that starts it),
+ * the holder; the lock is refreshed while held (rewritten only while it still holds our bytes,
+ * as the repository lock: a run that finds it lost stops refreshing, and its next update fails
+ * with exit 4, so a restore never swaps nor a backup stops a service after a takeover), and one
+ * whose process is gone on this host (or, from another host sharing the directory, not refreshed
+ * for 30 minutes) is taken over, with the repository lock's rules (repo/lock.ts `staleReason`),
+ * and what its run left is handled first and said out loud: the service it stopped (with the command that starts it),
  * its scratch directories (removed: their owner is dead), and a swap it did not finish (a restore
  * that died between its two renames is undone, since the previous data is then whole and nothing
  * else is in the target's place; one that died after both is reported, never undone, and the
@@ -25,7 +27,7 @@ import {basename, dirname, join, resolve} from 'node:path'
 
 import {BrError, isBrError} from './errors.js'
 import {FsBackend} from './repo/fs.js'
-import {isLockHolder, type LockHolder, REFRESH_MS, staleReason} from './repo/lock.js'
+import {isLockHolder, type LockHolder, REFRESH_MS, rewriteHeld, staleReason} from './repo/lock.js'
 
 /** Where a data directory really is: the directory a symlinked data dir points to. */
 export interface DataDirPaths {
@@ -61,13 +63,20 @@ export interface Recovery {
 }
 
 export interface DataDirLock {
+  /**
+   * Stops the heartbeat and leaves the lock in place, with its state: for a run that ends with
+   * the service down (it failed to start again), so that the next run says what is where.
+   */
+  keep(): Promise<void>
+  /** why the lock is no longer ours (taken over, removed), once a refresh or an update found it so */
+  readonly lost: string | undefined
   paths: DataDirPaths
   /** what the lock's dead previous holder left, when it was taken over */
   recovered: Recovery
   /** releases the lock if it is still ours; safe to call twice */
   release(): Promise<void>
   state: DataDirState
-  /** records a change of state in the lock (atomic rename) */
+  /** records a change of state in the lock (atomic rename); fails with exit 4 once the lock is lost */
   update(change: Partial<Pick<DataDirState, 'backupId' | 'scratch' | 'service' | 'swap'>>): Promise<void>
 }
 
@@ -158,14 +167,26 @@ export async function lockDataDir(dataDir: string, options: DataDirLockOptions):
   }
 
   let released = false
+  let lost: string | undefined
   // One write at a time: a heartbeat and a change of state never interleave.
   let writing: Promise<void> = Promise.resolve()
   const write = (change: Partial<DataDirState>) => {
     const done = writing.then(async () => {
-      Object.assign(state, change, {refreshedAt: new Date().toISOString()})
-      const next = encode(state)
-      // Ours alone while we live: nobody takes over a lock whose process runs, or that is refreshed.
-      await backend.save(key, next)
+      if (lost !== undefined) throw lostError(paths, lost)
+      const refreshedAt = new Date().toISOString()
+      const next = encode({...state, ...change, refreshedAt})
+      try {
+        // The repository lock's rule: rewritten only while it still holds our bytes, so that a
+        // run that took it over (ours looked dead to it) is never written over.
+        await rewriteHeld(backend, key, bytes, next)
+      } catch (error) {
+        if (!isBrError(error) || error.code !== 'locked') throw error
+        lost = error.message
+        clearInterval(timer)
+        throw lostError(paths, lost)
+      }
+
+      Object.assign(state, change, {refreshedAt})
       bytes = next
     })
     writing = done.catch(() => {})
@@ -173,14 +194,26 @@ export async function lockDataDir(dataDir: string, options: DataDirLockOptions):
   }
 
   // The same heartbeat as the repository lock's (repo/lock.ts): another host's view of a shared
-  // data dir sees it refreshed, and never takes it over while this run lives.
+  // data dir sees it refreshed, and never takes it over while this run lives. Once lost, it stops.
   const timer = setInterval(() => {
     write({}).catch((error: unknown) =>
-      options.onWarning?.(`could not refresh the lock of ${paths.given}: ${(error as Error).message}`),
+      options.onWarning?.(
+        lost === undefined
+          ? `could not refresh the lock of ${paths.given}: ${(error as Error).message}`
+          : `the lock of ${paths.given} is no longer this run's (${lost}): its refresh stopped, and the run stops before its next step that needs it`,
+      ),
     )
   }, options.refreshMs ?? REFRESH_MS)
   timer.unref()
   return {
+    async keep() {
+      released = true
+      clearInterval(timer)
+      await writing
+    },
+    get lost() {
+      return lost
+    },
     paths,
     recovered,
     async release() {
@@ -195,6 +228,13 @@ export async function lockDataDir(dataDir: string, options: DataDirLockOptions):
       await write(change)
     },
   }
+}
+
+/** Exit 4: the run whose data dir lock was taken over stops before its next change of state. */
+function lostError(paths: DataDirPaths, why: string): BrError {
+  return new BrError('locked', `lost the lock of data directory ${paths.given} (${why}): this run stops here`, {
+    suggestions: [`another run holds ${paths.lock} now: let it finish, then check ${paths.given} and run this again`],
+  })
 }
 
 /** The lock's bytes and state (undefined when unreadable), or undefined when there is none. */

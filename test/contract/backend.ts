@@ -12,10 +12,13 @@ import {type ChildProcess, spawn} from 'node:child_process'
 import {once} from 'node:events'
 import {dirname, join} from 'node:path'
 import {Readable} from 'node:stream'
+import {pipeline} from 'node:stream/promises'
+import {setTimeout as sleep} from 'node:timers/promises'
 import {fileURLToPath} from 'node:url'
 import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 
 import {isMissing, type RepoBackend} from '../../src/lib/repo/backend.js'
+import {Repository} from '../../src/lib/repo/repository.js'
 
 export interface BackendUnderTest {
   backend: RepoBackend
@@ -26,6 +29,8 @@ export interface BackendUnderTest {
 
 /** Plants what a hostile repository writer could put at a key, for a backend that can hold it. */
 export interface Planter {
+  /** makes a save of `key` fail before it reads its source (a filesystem: a plain file where its folder goes) */
+  blockSave?(location: string, key: string): Promise<void>
   directory(location: string, key: string): Promise<void>
   fifo(location: string, key: string): Promise<void>
 }
@@ -234,6 +239,35 @@ export function backendContract(
       await expect(b.load('../outside')).rejects.toThrow('escapes the repository')
       await expect(b.save('a/../../outside', Buffer.from('x'))).rejects.toThrow('escapes the repository')
     })
+
+    // A backend whose save can fail before it reads (no room for, or no permission on, a folder):
+    // the writer a backup pipes into must fail with it, never wait on an unread stream.
+    it.runIf(hostile?.blockSave)(
+      'a save that fails before reading fails the writer: the pipeline into it rejects at once, commit says why',
+      async () => {
+        await hostile!.blockSave!(t.location, 'backups/w/data.tar.zst.age')
+        const direct = new Readable({read() {}})
+        await expect(b.save('backups/w/data.tar.zst.age', direct)).rejects.toThrow()
+        const writer = await new Repository(b, t.location).openWriter('w', 'data.tar.zst.age')
+        // 32 MiB: far beyond what any stream buffers, so an unread writer would hang here.
+        const source = Readable.from(
+          (function* () {
+            for (let i = 0; i < 32; i++) yield bytesOf(1024 * 1024, i)
+          })(),
+        )
+        const piped = await Promise.race([
+          pipeline(source, writer.stream).then(
+            () => 'piped',
+            (error: unknown) => error,
+          ),
+          sleep(5000, 'hung'),
+        ])
+        expect(piped).toBeInstanceOf(Error)
+        await expect(writer.commit()).rejects.toBe(piped)
+        expect(await b.stat('backups/w/data.tar.zst.age').catch(() => null)).toBeNull()
+      },
+      10_000,
+    )
 
     // An object store holds no FIFO nor directory: only backends that can are tested for them.
     it.runIf(hostile)(

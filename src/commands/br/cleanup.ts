@@ -2,7 +2,13 @@ import {Flags} from '@oclif/core'
 import {resolve} from 'node:path'
 
 import {BrCommand} from '../../base-command.js'
-import {cleanupDataDir, cleanupRepositoryLeftovers, type CleanupResult, describeCleanup} from '../../lib/cleanup.js'
+import {
+  cleanupDataDir,
+  cleanupRepositoryLeftovers,
+  type CleanupResult,
+  describeCleanup,
+  removeStaleLockTempFiles,
+} from '../../lib/cleanup.js'
 import {openRepository} from '../../lib/repo/repository.js'
 
 export default class Cleanup extends BrCommand {
@@ -14,7 +20,8 @@ Takes the data directory's lock first, so a running backup or restore is never t
 Says what a dead run left: a service it stopped (with the command that starts it), a restore that \
 died mid-swap (undone when it died between its two renames; otherwise where the old data is). \
 The previous data a restore kept (<data-dir>.before-<id>) is never removed: it is listed. \
-With --path: every data directory this host backed up into that repository.`
+With --path: every data directory this host backed up into that repository, and the temp files \
+of lock writes killed midway at its root (once older than 30 minutes).`
   static override examples = [
     '<%= config.bin %> <%= command.id %> --data-dir /opt/matrixone/mo-data',
     '<%= config.bin %> <%= command.id %> --data-dir /opt/matrixone/mo-data --clone-dir /scratch --dry-run',
@@ -41,6 +48,7 @@ With --path: every data directory this host backed up into that repository.`
     const {flags} = await this.parse(Cleanup)
     const dryRun = flags['dry-run']
     const results: CleanupResult[] = []
+    const lockTempFiles: string[] = []
     if (flags['data-dir']) {
       const cloneDir = flags['clone-dir'] ? resolve(flags['clone-dir']) : undefined
       results.push(await cleanupDataDir(resolve(flags['data-dir']), {cloneDir, dryRun}))
@@ -52,10 +60,16 @@ With --path: every data directory this host backed up into that repository.`
       for (const result of await cleanupRepositoryLeftovers(repo, {dryRun})) {
         if (!done.has(result.dataDir)) results.push(result)
       }
+
+      lockTempFiles.push(...(await removeStaleLockTempFiles(repo, {dryRun})))
     }
 
     if (!this.jsonEnabled()) {
-      const lines = results.flatMap((r) => describeCleanup(r))
+      const verb = dryRun ? 'would remove' : 'removed'
+      const lines = [
+        ...results.flatMap((r) => describeCleanup(r)),
+        ...lockTempFiles.map((file) => `${verb} ${file} (left by a run killed while writing its lock)`),
+      ]
       process.stdout.write(lines.length > 0 ? `${lines.join('\n')}\n` : 'nothing to clean up\n')
     }
 

@@ -42,6 +42,7 @@ killed backups and restores left beside the data directories this host backed up
         ...result.incompleteRemoved.map((id) => `${verb} ${id} (incomplete)`),
         ...result.kept.map((k) => `kept ${k.id} (${k.reasons.join(', ')})`),
         ...result.leftovers.flatMap((l) => describeCleanup(l)),
+        ...result.lockTempFiles.map((file) => `${verb} ${file} (left by a run killed while writing its lock)`),
       ]
       process.stdout.write(lines.length > 0 ? `${lines.join('\n')}\n` : 'nothing to prune\n')
     }

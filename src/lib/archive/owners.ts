@@ -15,7 +15,7 @@ import {execFile} from 'node:child_process'
 import {readFile} from 'node:fs/promises'
 
 import type {Breather} from './breather.js'
-import type {Manifest, Owner} from './types.js'
+import type {Owner} from './types.js'
 
 import {usageError} from '../errors.js'
 import {childEnv} from '../redact.js'
@@ -273,28 +273,6 @@ export function ownerPlan(options: PlanOwnersOptions = {}): OwnerPlan {
       return Promise.all([uid, gid]).then(([u, g]) => ({gid: g, uid: u}))
     },
   }
-}
-
-/**
- * The plan for `manifest`, every owner of it looked up and `finish` already told: for callers
- * that want the answers before touching anything (and the tests of the rules above).
- */
-export async function planOwners(
-  manifest: Pick<Manifest, 'entries' | 'root'>,
-  options: PlanOwnersOptions = {},
-): Promise<OwnerPlan> {
-  const plan = ownerPlan(options)
-  await plan.ids(manifest.root?.owner)
-  for (const e of manifest.entries) {
-    // eslint-disable-next-line no-await-in-loop -- rarely: lets SIGINT in during a million entries
-    await options.breather?.breathe()
-    const ids = plan.ids(e.owner)
-    // eslint-disable-next-line no-await-in-loop -- a handful of names, each looked up once
-    if (ids instanceof Promise) await ids
-  }
-
-  await plan.finish()
-  return {async finish() {}, ids: plan.ids}
 }
 
 /**

@@ -36,8 +36,8 @@ import {ROOT_PATH} from './walk.js'
  * Modes are taken modulo this by default: permission bits only; setuid, setgid and sticky only
  * with keepSpecialModes (modulo SPECIAL_MODE_BITS). A modulo of a power of two is a mask.
  */
-export const PLAIN_MODE_BITS = 0o1000
-export const SPECIAL_MODE_BITS = 0o1_0000
+const PLAIN_MODE_BITS = 0o1000
+const SPECIAL_MODE_BITS = 0o1_0000
 /** Zero runs this long, aligned in the file, are skipped and left as holes. */
 const HOLE_BLOCK = 64 * 1024
 const ZEROS = Buffer.alloc(HOLE_BLOCK)

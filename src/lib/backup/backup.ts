@@ -207,7 +207,10 @@ async function releaseLocks(trail: BackupTrail, options: {keepDataDirLock?: bool
   try {
     await unlock?.()
   } finally {
-    if (!options.keepDataDirLock) {
+    if (options.keepDataDirLock) {
+      // Kept on purpose (the service is down): the file stays for the next run, the heartbeat stops.
+      await dataDirLock?.keep()
+    } else {
       trail.dataDirLock = undefined
       await dataDirLock?.release()
     }
@@ -345,7 +348,12 @@ function publishStep(source: Source): ScriptStep<BackupTrail, Packed, Pick<Publi
     })
     // The signature covers the record, which names the archive's and the manifest's SHA-256.
     const record = options.signing ? signRecord(unsigned, options.signing) : unsigned
+    // A run whose lock was taken over publishes nothing: the new holder may be pruning this very
+    // backup as a dead run's leftover. Exit 4, and the rollback removes what this run wrote.
+    await trail.unlock?.checkHeld(`publishing backup ${id}`)
     await repo.publishRecord(record)
+    // Published: from now on a failure (releasing the locks) must never delete it.
+    trail.wroteObjects = false
     await releaseLocks(trail)
     // So that the next incremental can be planned on a host without the identity.
     await options.cache?.put(repo.path, manifest).catch(() => {})

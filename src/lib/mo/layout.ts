@@ -1,4 +1,3 @@
-import {isSafePath} from '../archive/paths.js'
 /**
  * Where each file of a MatrixOne `BACKUP` folder goes in a restored `mo-data/`: the layout
  * `mo_br restore` produces.
@@ -33,6 +32,7 @@ import {isSafePath} from '../archive/paths.js'
  * backslash) is refused with an `integrity` BrError, never mapped.
  * Not: any file I/O.
  */
+import {isSafePath} from '../archive/paths.js'
 import {integrityError} from '../errors.js'
 import {type TaeListEntry} from './meta.js'
 

@@ -1,4 +1,3 @@
-import {isSafePath} from '../archive/paths.js'
 /**
  * Reads the metadata files a MatrixOne `BACKUP` statement writes into its folder: `mo_meta`,
  * `tae/tae_sum` and `tae/tae_list`. All three are CSV written with Go's `encoding/csv`.
@@ -27,6 +26,7 @@ import {isSafePath} from '../archive/paths.js'
  * checked, and a malformed value is an `integrity` BrError naming the file and the line.
  * Not: a reader of files (see readVerifiedFile and readBackupSummary in sidecars.ts), nor of mo_br's own `backup_meta`.
  */
+import {isSafePath} from '../archive/paths.js'
 import {integrityError} from '../errors.js'
 
 export const MO_META = 'mo_meta'

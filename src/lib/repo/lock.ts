@@ -13,6 +13,8 @@
  * on this host, when its process is gone (the pid says more than a clock); from another host,
  * whose processes we cannot see, when it was not refreshed for STALE_AFTER_MS (30 minutes, as
  * restic). A lock written by an older version has no `refreshedAt`: its `startedAt` counts.
+ * A lock found lost is never refreshed again, and `Unlock.checkHeld` fails (exit 4) from then on:
+ * backup calls it before publishing its record, delete and prune before each removal.
  * Unlock stops the heartbeat and removes the lock only while it is still ours.
  * Not: a lease. A holder on this host that hangs keeps the lock until someone ends it; between a
  * refresh's check and its rewrite another host could take over a lock that had gone 30 minutes
@@ -28,7 +30,7 @@ import type {Repository} from './repository.js'
 
 import {BrError, isBrError, throwIfAborted} from '../errors.js'
 import {formatDuration} from '../format.js'
-import {isMissing} from './backend.js'
+import {isMissing, type RepoBackend} from './backend.js'
 
 export const LOCK_FILE = 'lock.json'
 /** A lock from another host cannot be checked for life: this long without a refresh, it is presumed dead. */
@@ -70,7 +72,19 @@ export interface LockOptions {
   waitSeconds?: number
 }
 
-export type Unlock = () => Promise<void>
+/** Releases the held lock (stops its heartbeat; removes it while it is still ours); safe to call twice. */
+export interface Unlock {
+  (): Promise<void>
+  /**
+   * Resolves while the lock is still ours; else fails with exit 4 naming the repository: called
+   * right before a write only the holder may make (publishing a backup, deleting one), so that a
+   * run whose lock was taken over stops instead of writing beside the new holder. `doing` says
+   * what was not done, e.g. 'publishing backup <id>'.
+   */
+  checkHeld(doing: string): Promise<void>
+  /** why the lock is no longer ours, once a refresh or checkHeld found it so; else undefined */
+  readonly lost: string | undefined
+}
 
 /** Takes the repository's writer lock; resolves to the function that releases it. */
 export async function acquireLock(repo: Repository, options: LockOptions): Promise<Unlock> {
@@ -142,12 +156,13 @@ export async function acquireLock(repo: Repository, options: LockOptions): Promi
 
 /**
  * The held lock: a heartbeat rewrites it with a new refreshedAt every `refreshMs`, one beat at a
- * time; unlock stops the heartbeat, waits for a beat under way, and removes the lock if it is
- * still ours.
+ * time, and stops for good once the lock is found lost; unlock stops the heartbeat, waits for a
+ * beat under way, and removes the lock if it is still ours.
  */
 function holdLock(repo: Repository, mine: LockHolder, first: Buffer, options: LockOptions): Unlock {
   const {backend} = repo
   let bytes = first
+  let lost: string | undefined
   let beat: Promise<void> = Promise.resolve()
   const report =
     options.onRefreshError ??
@@ -157,35 +172,96 @@ function holdLock(repo: Repository, mine: LockHolder, first: Buffer, options: Lo
       ))
   const refresh = async () => {
     const next = Buffer.from(JSON.stringify({...mine, refreshedAt: new Date().toISOString()}) + '\n')
-    const held = await backend.load(LOCK_FILE).catch((error: unknown) => {
-      if (isMissing(error)) return null
-      throw error
-    })
-    if (!held?.equals(bytes)) {
-      throw new BrError(
-        'locked',
-        held ? 'another writer took it over' : `${LOCK_FILE} was removed while this run held it`,
-      )
-    }
-
-    await backend.save(LOCK_FILE, next)
+    await rewriteHeld(backend, LOCK_FILE, bytes, next)
     bytes = next
+  }
+
+  /** Notes a lock found lost (another writer's now: not ours to refresh again); other errors are left to the caller. */
+  const lose = (error: unknown): boolean => {
+    if (!isBrError(error) || error.code !== 'locked') return false
+    lost ??= error.message
+    clearInterval(timer)
+    return true
   }
 
   const timer = setInterval(() => {
     beat = beat.then(refresh).catch((error: unknown) => {
-      // A lock another writer holds now is not ours to refresh again: say so once.
-      if (isBrError(error) && error.code === 'locked') clearInterval(timer)
+      lose(error)
       report(error as Error)
     })
   }, options.refreshMs ?? REFRESH_MS)
   // A held lock never keeps the process alive by itself.
   timer.unref()
-  return async () => {
+  const unlock = async () => {
     clearInterval(timer)
     await beat
     await backend.removeIf(LOCK_FILE, bytes)
   }
+
+  const checkHeld = async (doing: string) => {
+    // After a beat under way, so that its rewrite is what we compare against.
+    const check = beat.then(async () => {
+      if (lost !== undefined) return
+      await expectHeld(backend, LOCK_FILE, bytes).catch((error: unknown) => {
+        // A lock we cannot read is not known to be ours: the caller stops with that error.
+        if (!lose(error)) throw error
+      })
+    })
+    beat = check.catch(() => {})
+    await check
+    if (lost !== undefined) {
+      throw new BrError('locked', `lost the lock of repository ${repo.path} (${lost}): stopped before ${doing}`, {
+        suggestions: [
+          `let whoever holds ${lockPath(repo)} now finish, then run this again (\`moctl br list --path ${repo.path}\` shows what is there)`,
+        ],
+      })
+    }
+  }
+
+  // A getter, not a copied value: `lost` says what the heartbeat found since.
+  return Object.defineProperties(unlock, {
+    checkHeld: {value: checkHeld},
+    lost: {get: () => lost},
+  }) as Unlock
+}
+
+/**
+ * Fails with BrError 'locked' unless the lock at `key` holds exactly `expected`: taken over by
+ * another writer, or removed.
+ */
+async function expectHeld(backend: RepoBackend, key: string, expected: Buffer): Promise<void> {
+  const held = await backend.load(key).catch((error: unknown) => {
+    if (isMissing(error)) return null
+    throw error
+  })
+  if (!held?.equals(expected)) {
+    throw new BrError('locked', held ? 'another writer took it over' : `${key} was removed while this run held it`)
+  }
+}
+
+/**
+ * A refresh: rewrites the lock at `key` with `next` only after checking it still holds our
+ * `expected` bytes, so that a lock taken over is never written over. Between the check and the
+ * rewrite another writer could take over a lock that had gone unrefreshed past the stale limit:
+ * the next check then says it was lost. Shared with the data dir's lock (datadir-lock.ts).
+ */
+export async function rewriteHeld(backend: RepoBackend, key: string, expected: Buffer, next: Buffer): Promise<void> {
+  await expectHeld(backend, key, expected)
+  await backend.save(key, next)
+}
+
+/**
+ * What a run killed in the middle of writing the lock left at the repository root (a heartbeat's
+ * `lock.json.tmp-…`, a takeover's `lock.json.removing-…`), once older than `staleAfterMs`: no live
+ * writer keeps such a file for more than the moment of its rename, so these are dead.
+ */
+export async function staleLockTempFiles(
+  repo: Repository,
+  now = Date.now(),
+  staleAfterMs = STALE_AFTER_MS,
+): Promise<string[]> {
+  const found = await repo.backend.listLeftovers(`${LOCK_FILE}.`)
+  return found.filter((f) => !f.key.includes('/') && now - f.modifiedMs > staleAfterMs).map((f) => f.key)
 }
 
 /**

@@ -6,11 +6,12 @@
  * relied on (retention.ts `sortOutRecords`); a damaged or unreliable record is named in a
  * warning, never removed by prune, and protects every older backup until it is deleted. Prune
  * also cleans the data dirs this host backed up into the repository (cleanup.ts): clones and
- * staging dirs left by killed runs. Dry runs take no lock: they only read.
+ * staging dirs left by killed runs, and the lock temp files killed runs left at the root. Dry runs take no lock: they only read. A run whose lock was
+ * taken over (lock.ts) stops with exit 4 before its next removal.
  */
 import type {ManifestCache, ManifestHead} from './manifest-cache.js'
 
-import {cleanupRepositoryLeftovers, type CleanupResult} from '../cleanup.js'
+import {cleanupRepositoryLeftovers, type CleanupResult, removeStaleLockTempFiles} from '../cleanup.js'
 import {acquireLock} from './lock.js'
 import {openRepository, type Repository} from './repository.js'
 import {planDelete, planPrune, type RetentionPolicy, sortOutRecords, type Unreliable} from './retention.js'
@@ -61,11 +62,11 @@ export async function deleteBackups(
   idOrPrefix: string,
   options: WriterOptions & {cascade: boolean; dryRun: boolean; onRemoved?: (id: string) => void},
 ): Promise<DeleteResult> {
-  return withWriterLock(repoPath, 'br delete', {...options, readOnly: options.dryRun}, async (repo) => {
+  return withWriterLock(repoPath, 'br delete', {...options, readOnly: options.dryRun}, async (repo, checkHeld) => {
     const id = await repo.resolveId(idOrPrefix)
     const {reliable, unreliable} = await reliableRecords(repo, options)
     const plan = planDelete(reliable, id, {cascade: options.cascade, unreliable})
-    if (!options.dryRun) await removeBackups(repo, plan.remove, options.onRemoved)
+    if (!options.dryRun) await removeBackups(repo, plan.remove, checkHeld, options.onRemoved)
     return {dryRun: options.dryRun, removed: plan.remove}
   })
 }
@@ -76,6 +77,8 @@ export interface PruneResult {
   kept: {id: string; reasons: string[]}[]
   /** leftovers of killed runs beside the data dirs this host backed up here */
   leftovers: CleanupResult[]
+  /** temp files of lock writes killed midway, at the repository root (older than the stale limit) */
+  lockTempFiles: string[]
   removed: string[]
 }
 
@@ -89,14 +92,28 @@ export async function pruneRepository(
     if (holder.dataDir) deadWriters.push(holder.dataDir)
   }
 
-  return withWriterLock(repoPath, 'br prune', {...options, onTakeOver, readOnly: options.dryRun}, async (repo) => {
-    const {reliable, unreliable} = await reliableRecords(repo, options)
-    const plan = planPrune(reliable, policy, unreliable)
-    const stale = (await repo.listIncomplete()).filter((i) => i.ageMs > STALE_INCOMPLETE_MS).map((i) => i.id)
-    if (!options.dryRun) await removeBackups(repo, [...plan.remove, ...stale], options.onRemoved)
-    const leftovers = await cleanupRepositoryLeftovers(repo, {dryRun: options.dryRun, more: deadWriters})
-    return {dryRun: options.dryRun, incompleteRemoved: stale, kept: plan.keep, leftovers, removed: plan.remove}
-  })
+  return withWriterLock(
+    repoPath,
+    'br prune',
+    {...options, onTakeOver, readOnly: options.dryRun},
+    async (repo, checkHeld) => {
+      const {reliable, unreliable} = await reliableRecords(repo, options)
+      const plan = planPrune(reliable, policy, unreliable)
+      const stale = (await repo.listIncomplete()).filter((i) => i.ageMs > STALE_INCOMPLETE_MS).map((i) => i.id)
+      if (!options.dryRun) await removeBackups(repo, [...plan.remove, ...stale], checkHeld, options.onRemoved)
+      if (!options.dryRun) await checkHeld('removing leftovers')
+      const leftovers = await cleanupRepositoryLeftovers(repo, {dryRun: options.dryRun, more: deadWriters})
+      const lockTempFiles = await removeStaleLockTempFiles(repo, {dryRun: options.dryRun})
+      return {
+        dryRun: options.dryRun,
+        incompleteRemoved: stale,
+        kept: plan.keep,
+        leftovers,
+        lockTempFiles,
+        removed: plan.remove,
+      }
+    },
+  )
 }
 
 /**
@@ -108,10 +125,10 @@ async function withWriterLock<T>(
   repoPath: string,
   command: string,
   options: WriterOptions & {onTakeOver?: (holder: {dataDir?: string}) => void; readOnly?: boolean},
-  work: (repo: Repository) => Promise<T>,
+  work: (repo: Repository, checkHeld: CheckHeld) => Promise<T>,
 ): Promise<T> {
   const repo = await openRepository(repoPath)
-  if (options.readOnly) return work(repo)
+  if (options.readOnly) return work(repo, async () => {})
   const unlock = await acquireLock(repo, {
     command,
     onTakeOver: options.onTakeOver,
@@ -119,15 +136,28 @@ async function withWriterLock<T>(
     waitSeconds: options.waitLockSeconds,
   })
   try {
-    return await work(repo)
+    return await work(repo, (doing) => unlock.checkHeld(doing))
   } finally {
     await unlock()
   }
 }
 
-/** Newest first, as the plans order them; each backup's record goes before its objects. */
-async function removeBackups(repo: Repository, ids: string[], onRemoved?: (id: string) => void): Promise<void> {
+/** Resolves while this run still holds the repository lock; else fails with exit 4 (lock.ts Unlock.checkHeld). */
+type CheckHeld = (doing: string) => Promise<void>
+
+/**
+ * Newest first, as the plans order them; each backup's record goes before its objects. Each
+ * removal first checks the lock is still ours: a run whose lock was taken over deletes no more.
+ */
+async function removeBackups(
+  repo: Repository,
+  ids: string[],
+  checkHeld: CheckHeld,
+  onRemoved?: (id: string) => void,
+): Promise<void> {
   for (const id of ids) {
+    // eslint-disable-next-line no-await-in-loop
+    await checkHeld(`deleting backup ${id}`)
     // eslint-disable-next-line no-await-in-loop
     await repo.deleteBackup(id)
     onRemoved?.(id)

@@ -117,7 +117,10 @@ export class Repository {
     return (await this.scanBackups()).records
   }
 
-  /** Folders without a record: crashed or still running backups, with how long since they were touched. */
+  /**
+   * The backups under backups/ that have objects or leftovers but no backup.json (crashed or still
+   * running ones), by id, with how long since any of their files was last modified.
+   */
   async listIncomplete(): Promise<{ageMs: number; id: string}[]> {
     // What a crashed backup left may be objects (a whole archive) or only leftovers (a killed save).
     const [objects, leftovers] = await Promise.all([
@@ -154,8 +157,13 @@ export class Repository {
     const stream = new PassThrough({highWaterMark: 1024 * 1024})
     const abort = new AbortController()
     const saved = this.backend.save(objectKey(id, file), stream, {signal: abort.signal})
-    // Observed by commit or abort; until then a failed save also fails the stream its writer pipes into.
-    saved.catch(() => {})
+    // A save that fails before it reads (mkdir refused: ENOSPC, EACCES, a file in the way) would
+    // leave the stream unread, and its writer waiting on backpressure forever: its failure fails
+    // the stream, so the pipeline into it rejects at once; commit reports the save's own error.
+    saved.catch((error: unknown) => stream.destroy(error as Error))
+    // Before its writer pipes into it the stream has no listener: its error, told by the pipeline
+    // and by commit, must not be an uncaught exception meanwhile.
+    stream.on('error', () => {})
     let settled = false
     return {
       async abort() {

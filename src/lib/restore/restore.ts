@@ -385,6 +385,17 @@ function flow(): Flow<RestoreContext> {
   }
 }
 
+/**
+ * Records an undo in the data dir's lock, unless the lock is no longer ours (taken over: the run
+ * stopped for that): the undo itself is done all the same, and the lock is its new holder's.
+ */
+async function recordUndo(lock: DataDirLock | undefined, change: Parameters<DataDirLock['update']>[0]): Promise<void> {
+  if (!lock || lock.lost !== undefined) return
+  await lock.update(change).catch((error: unknown) => {
+    if (lock.lost === undefined) throw error
+  })
+}
+
 /** Where a backup is extracted before the swap: beside the target, so the swap is a rename; unique per run. */
 export function stagingDir(target: string, id: string): string {
   return join(dirname(target), `.${basename(target)}.restore-${id}-${randomBytes(4).toString('hex')}`)
@@ -522,7 +533,7 @@ async function rollback(ctx: RestoreContext, _error: unknown, report: {output(li
       await rename(target, ctx.staging!)
       if (ctx.oldDir) await rename(ctx.oldDir, target)
       ctx.state.swapped = false
-      await ctx.lock?.update({swap: undefined})
+      await recordUndo(ctx.lock, {swap: undefined})
     })
   }
 
@@ -530,7 +541,7 @@ async function rollback(ctx: RestoreContext, _error: unknown, report: {output(li
     await attempt('starting the service again on the previous data', async () => {
       await service.start(signal)
       await service.waitReady(signal)
-      await ctx.lock?.update({service: undefined})
+      await recordUndo(ctx.lock, {service: undefined})
     })
   }
 
@@ -542,7 +553,8 @@ async function rollback(ctx: RestoreContext, _error: unknown, report: {output(li
   }
 
   // A rollback that could not finish keeps the lock, with its state: the next run says what is where.
-  if (problems.length === 0) await ctx.lock?.release()
+  // It is kept on purpose then: the file stays, its heartbeat stops.
+  await (problems.length === 0 ? ctx.lock?.release() : ctx.lock?.keep())
   if (problems.length > 0) {
     const where = ctx.state.swapped
       ? `the restored data is in ${target}, the previous data in ${ctx.oldDir}`

@@ -9,6 +9,7 @@ import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 
+import {cleanupDataDir} from '../../../src/lib/cleanup.js'
 import {lockDataDir} from '../../../src/lib/datadir-lock.js'
 import {tempDir} from '../../helpers/cli.js'
 
@@ -72,5 +73,65 @@ describe('lockDataDir', () => {
     await lock.release()
     await sleep(250)
     expect(await readdir(tmp.path)).toEqual([])
+  })
+
+  it('a lock taken over by another run is never written over: the heartbeat stops, says so, and updates fail with exit 4', async () => {
+    const dataDir = join(tmp.path, 'mo-data')
+    const lockFile = join(tmp.path, '.mo-data.moctl-br.lock')
+    const warnings: string[] = []
+    const lock = await lockDataDir(dataDir, {command: 'br restore', onWarning: (w) => warnings.push(w), refreshMs: 100})
+    // What a run on another host writes after finding ours unrefreshed for 30 minutes.
+    const theirs = JSON.stringify({
+      command: 'br restore',
+      dataDir,
+      host: 'elsewhere',
+      pid: 1,
+      scratch: [],
+      startedAt: new Date().toISOString(),
+      token: 'theirs',
+    })
+    await writeFile(lockFile, theirs)
+    await sleep(450)
+    expect(await readFile(lockFile, 'utf8')).toBe(theirs)
+    // Said once: the beat stopped.
+    expect(warnings).toEqual([
+      `the lock of ${dataDir} is no longer this run's (another writer took it over): its refresh stopped, and the run stops before its next step that needs it`,
+    ])
+    expect(lock.lost).toBe('another writer took it over')
+    await expect(lock.update({swap: {phase: 'swapping', previous: null, staging: 'x'}})).rejects.toMatchObject({
+      code: 'locked',
+      exitCode: 4,
+      message: `lost the lock of data directory ${dataDir} (another writer took it over): this run stops here`,
+    })
+    expect(lock.state.swap).toBeUndefined()
+    await lock.release()
+    expect(await readFile(lockFile, 'utf8')).toBe(theirs)
+  })
+
+  it('keep() leaves the lock in place with its state, and stops its heartbeat', async () => {
+    const dataDir = join(tmp.path, 'mo-data')
+    const lockFile = join(tmp.path, '.mo-data.moctl-br.lock')
+    const lock = await lockDataDir(dataDir, {command: 'br backup', refreshMs: 100})
+    await lock.update({service: {describe: 'fake', start: 'start it'}})
+    await lock.keep()
+    const kept = await readFile(lockFile, 'utf8')
+    await sleep(350)
+    // No beat rewrote it since.
+    expect(await readFile(lockFile, 'utf8')).toBe(kept)
+    expect(JSON.parse(kept)).toMatchObject({service: {describe: 'fake', start: 'start it'}})
+    await lock.release()
+    expect(await readFile(lockFile, 'utf8')).toBe(kept)
+  })
+
+  it('br cleanup removes the lock temp files a run killed in the middle of a heartbeat left beside the data dir', async () => {
+    const dataDir = join(tmp.path, 'mo-data')
+    await mkdir(dataDir)
+    const temps = ['.mo-data.moctl-br.lock.tmp-0123456789ab', '.mo-data.moctl-br.lock.removing-ba9876543210']
+    for (const name of temps) await writeFile(join(tmp.path, name), '{}')
+    const dry = await cleanupDataDir(dataDir, {dryRun: true})
+    expect(dry.removed).toEqual(temps.map((name) => join(tmp.path, name)).sort())
+    const done = await cleanupDataDir(dataDir, {dryRun: false})
+    expect(done.removed).toEqual(dry.removed)
+    expect(await readdir(tmp.path)).toEqual(['mo-data'])
   })
 })

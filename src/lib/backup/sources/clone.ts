@@ -1,5 +1,5 @@
 /**
- * The short-downtime cold backup (`--clone`, DESIGN.md "Two ways to take a backup"): while the
+ * The short-downtime cold backup (`--clone`, DESIGN.md "Where the files come from: sources"): while the
  * service is stopped, copy the files the backup will pack into a clone directory beside the data
  * directory, start the service again, then pack from the clone at leisure.
  *
@@ -215,6 +215,6 @@ function refuseWithoutRoom(bytes: number, free: number, dest: string): void {
   )
 }
 
-export async function removeClone(dest: string): Promise<void> {
+async function removeClone(dest: string): Promise<void> {
   await rm(dest, {force: true, recursive: true})
 }

@@ -79,7 +79,7 @@ export function baseOf(input: Opened): NonNullable<Opened['base']> {
 
 export const START = 'Start service'
 
-export function stopServiceStep(service: ServiceControl): ScriptStep<BackupTrail, Opened, void> {
+function stopServiceStep(service: ServiceControl): ScriptStep<BackupTrail, Opened, void> {
   return async (input, trail, report, signal) => {
     // Before the stop: a run killed during a slow stop leaves the service down too.
     await input.dataDirLock?.update({

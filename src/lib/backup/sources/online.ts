@@ -1,5 +1,5 @@
 /**
- * An online backup of a running MatrixOne (DESIGN.md "Two ways to take a backup"): MO's own
+ * An online backup of a running MatrixOne (DESIGN.md "Where the files come from: sources"): MO's own
  * `BACKUP` statement writes its folder beside the data directory (src/lib/mo), its sidecars and
  * tae_list are checked, and the folder is packed like a data directory, then removed.
  *

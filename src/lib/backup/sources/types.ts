@@ -1,6 +1,6 @@
 /**
- * Where a backup's files come from (DESIGN.md "Two ways to take a backup": both end in the same
- * packer; only where the files come from differs). A source is a few steps of the one backup
+ * Where a backup's files come from (DESIGN.md "Where the files come from: sources": all end in
+ * the same packer; only where the files come from differs). A source is a few steps of the one backup
  * flow: from the opened repository and the base, they make the files ready and say where they
  * are and which to pack (a Packing), and, after the pack, what must follow it (cold: start the
  * service again). The flow packs, publishes and rolls back the same way for every source.

@@ -8,8 +8,9 @@ import {describe, expect, it} from 'vitest'
 
 import type {Manifest, Owner} from '../../../../src/lib/archive/types.js'
 
-import {Accounts, OwnerTable, planOwners, resolveChown} from '../../../../src/lib/archive/owners.js'
+import {Accounts, OwnerTable, resolveChown} from '../../../../src/lib/archive/owners.js'
 import {BrError} from '../../../../src/lib/errors.js'
+import {planOwners} from './plan-owners.js'
 
 const ROOT_RUNNER = {egid: 0, euid: 0, groups: [0]}
 const USER_RUNNER = {egid: 4321, euid: 1234, groups: [4321, 77]}

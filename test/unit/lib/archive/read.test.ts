@@ -14,11 +14,11 @@ import type {Manifest, ManifestEntry} from '../../../../src/lib/archive/types.js
 import {Breather} from '../../../../src/lib/archive/breather.js'
 import {createCompressor} from '../../../../src/lib/archive/compress.js'
 import {comparePaths, encodeManifest} from '../../../../src/lib/archive/manifest.js'
-import {planOwners} from '../../../../src/lib/archive/owners.js'
 import {readArchive} from '../../../../src/lib/archive/read.js'
 import {applyTreeMetadata} from '../../../../src/lib/archive/tree-writer.js'
 import {BrError} from '../../../../src/lib/errors.js'
 import {exists, sha256, tempDir, through} from './fixture.js'
+import {planOwners} from './plan-owners.js'
 
 type TarHeader = Parameters<tar.Pack['entry']>[0]
 type Item = {body?: Buffer; header: TarHeader}

@@ -5,6 +5,7 @@
  * stops fails the scan, a directory where an object must go fails that repository write.
  */
 import {execFile} from 'node:child_process'
+import {mkdirSync, rmSync, writeFileSync} from 'node:fs'
 import {mkdir, readdir, readFile, stat, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {promisify} from 'node:util'
@@ -260,6 +261,54 @@ describe('backupFlow: cold', () => {
     expect((await repo.scanBackups()).records).toEqual([])
     expect(await readdir(join(repoPath, 'backups'))).toEqual([])
     expect(await readdir(repoPath)).not.toContain(LOCK_FILE)
+  })
+
+  it('a repository lock taken over by another writer before the publish: exit 4 naming the repository, nothing published, the new holder left alone', async () => {
+    const service = fakeService()
+    const other = JSON.stringify({
+      command: 'br prune',
+      host: 'elsewhere',
+      pid: 1,
+      refreshedAt: new Date().toISOString(),
+      startedAt: new Date().toISOString(),
+      token: 'theirs',
+    })
+    const flow = backupFlow(optionsWith({service}))
+    const error = await runFlow(flow.flow, flow.ctx, {
+      onEvent(event) {
+        // As another writer would after finding ours stale: its lock in the place of ours.
+        if (event.type === 'start' && event.step === 'Publish') writeFileSync(join(repoPath, LOCK_FILE), other)
+      },
+    }).catch((error_: unknown) => error_)
+    expect(error).toMatchObject({
+      code: 'locked',
+      exitCode: 4,
+      message: `lost the lock of repository ${repoPath} (another writer took it over): stopped before publishing backup ${flow.ctx.state.id}`,
+    })
+    expect(service.calls).toEqual(['stop', 'start', 'waitReady'])
+    const repo = await openRepository(repoPath)
+    expect((await repo.scanBackups()).records).toEqual([])
+    expect(await readdir(join(repoPath, 'backups'))).toEqual([])
+    expect(await readFile(join(repoPath, LOCK_FILE), 'utf8')).toBe(other)
+    expect(await readDataDirLock(await resolveDataDir(dataDir))).toBeUndefined()
+  })
+
+  it('a published backup stays published when releasing a lock fails after it', async () => {
+    const flow = backupFlow(optionsWith())
+    const {lock} = await resolveDataDir(dataDir)
+    const error = await runFlow(flow.flow, flow.ctx, {
+      onEvent(event) {
+        // A directory where the data dir's lock was: its removal fails (unlink of a directory).
+        if (event.type === 'start' && event.step === 'Publish') {
+          rmSync(lock)
+          mkdirSync(lock)
+        }
+      },
+    }).catch((error_: unknown) => error_)
+    expect((error as NodeJS.ErrnoException).code).toMatch(/^(EISDIR|EPERM)$/)
+    const repo = await openRepository(repoPath)
+    expect((await repo.scanBackups()).records.map((r) => r.id)).toEqual([flow.ctx.state.id])
+    expect(await repo.readObject(flow.ctx.state.id, 'backup.json')).toBeInstanceOf(Buffer)
   })
 
   it('a service that starts but is not ready in time: its record is cleared, the locks released', async () => {

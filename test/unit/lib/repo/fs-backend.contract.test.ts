@@ -1,9 +1,10 @@
 /**
  * The filesystem backend passes the backend contract (test/contract/backend.ts), on real files in
- * a temp directory; hostile objects are made with the real mkfifo(1) and mkdir.
+ * a temp directory; hostile objects are made with the real mkfifo(1) and mkdir, and a save is
+ * blocked by a plain file where its folder goes.
  */
 import {execFile} from 'node:child_process'
-import {mkdir} from 'node:fs/promises'
+import {mkdir, writeFile} from 'node:fs/promises'
 import {dirname, join} from 'node:path'
 import {promisify} from 'node:util'
 
@@ -20,6 +21,10 @@ backendContract(
   },
   {
     hostile: {
+      async blockSave(location, key) {
+        await mkdir(dirname(dirname(join(location, key))), {recursive: true})
+        await writeFile(dirname(join(location, key)), 'a file where the folder goes')
+      },
       async directory(location, key) {
         await mkdir(join(location, key), {recursive: true})
       },

@@ -213,6 +213,33 @@ describe('the heartbeat of a held lock', () => {
     expect((await readHolder()).token).toBe('someone-else')
   })
 
+  it('once taken over, the lock says it is lost and checkHeld refuses with exit 4 naming the repository and what was not done', async () => {
+    const unlock = await acquireLock(repo, {command: 'br backup', onRefreshError() {}, refreshMs: 100})
+    await unlock.checkHeld('publishing backup b1')
+    expect(unlock.lost).toBeUndefined()
+    await writeFile(lockFile(), holder(process.pid, {command: 'br prune', token: 'someone-else'}))
+    await sleep(250)
+    expect(unlock.lost).toBe('another writer took it over')
+    await expect(unlock.checkHeld('publishing backup b1')).rejects.toMatchObject({
+      code: 'locked',
+      exitCode: 4,
+      message: `lost the lock of repository ${repo.path} (another writer took it over): stopped before publishing backup b1`,
+    })
+    await unlock()
+    expect((await readHolder()).token).toBe('someone-else')
+  })
+
+  it('checkHeld looks at the lock itself: a takeover between two beats is found at once', async () => {
+    const unlock = await acquireLock(repo, {command: 'br prune'})
+    await rm(lockFile())
+    await expect(unlock.checkHeld('deleting backup b1')).rejects.toMatchObject({
+      exitCode: 4,
+      message: `lost the lock of repository ${repo.path} (lock.json was removed while this run held it): stopped before deleting backup b1`,
+    })
+    expect(unlock.lost).toBe('lock.json was removed while this run held it')
+    await unlock()
+  })
+
   it('by default, a failed refresh is a warning naming the repository', async () => {
     const warnings: string[] = []
     const unlock = await acquireLock(repo, {command: 'br backup', onWarning: (m) => warnings.push(m), refreshMs: 100})

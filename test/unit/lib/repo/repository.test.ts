@@ -1,5 +1,8 @@
 import {mkdir, readdir, readFile, stat, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
+import {Readable} from 'node:stream'
+import {pipeline} from 'node:stream/promises'
+import {setTimeout} from 'node:timers/promises'
 import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 
 import type {BackupRecord} from '../../../../src/lib/repo/types.js'
@@ -132,6 +135,36 @@ describe('Repository', () => {
     await ok.commit()
     expect(await readdir(join(path, 'backups', 'x'))).toEqual(['data.tar.zst.age'])
     expect(await repo.objectSize('x', 'data.tar.zst.age')).toBe(1000)
+  })
+
+  it("a save that fails before it reads (a file where the backup's folder goes) fails the writer's pipeline at once, not a hang", async () => {
+    const path = join(tmp.path, 'r')
+    const repo = await openRepository(path, {create: true})
+    await mkdir(join(path, 'backups'))
+    await writeFile(join(path, 'backups', 'x'), 'in the way')
+    const writer = await repo.openWriter('x', 'data.tar.zst.age')
+    // The writer starts piping later (writeArchive first sets up its stages): the save has failed by then.
+    await setTimeout(50)
+    // 64 MiB: far more than the stream buffers, so a writer nobody reads from would wait forever.
+    const source = Readable.from(
+      (function* () {
+        for (let i = 0; i < 64; i++) yield Buffer.alloc(1024 * 1024)
+      })(),
+    )
+    const started = Date.now()
+    const piped = await Promise.race([
+      pipeline(source, writer.stream).then(
+        () => 'piped',
+        (error: Error) => error,
+      ),
+      setTimeout(5000, 'hung'),
+    ])
+    expect(piped).toBeInstanceOf(Error)
+    expect((piped as NodeJS.ErrnoException).code).toMatch(/^(ENOTDIR|EEXIST)$/)
+    expect((piped as Error).message).toContain(join(path, 'backups', 'x'))
+    expect(Date.now() - started).toBeLessThan(2000)
+    await expect(writer.commit()).rejects.toMatchObject({code: (piped as NodeJS.ErrnoException).code})
+    expect(await readFile(join(path, 'backups', 'x'), 'utf8')).toBe('in the way')
   })
 
   it('refuses keys that climb out of the repository', async () => {

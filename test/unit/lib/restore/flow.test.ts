@@ -168,6 +168,34 @@ describe('restoreFlow', () => {
       await expectRolledBack(c)
     })
 
+    it('a data dir lock taken over by another run before the swap: exit 4, nothing swapped, started again on the previous data, its lock left alone', async () => {
+      const c = await newCase()
+      // What a run on another host writes once it finds ours unrefreshed for 30 minutes.
+      const theirs = JSON.stringify({
+        command: 'br restore',
+        dataDir: c.dataDir,
+        host: 'elsewhere',
+        pid: 1,
+        scratch: [],
+        startedAt: new Date().toISOString(),
+        token: 'theirs',
+      })
+      c.service.hook = async (call) => {
+        if (call === 'stop') await writeFile(c.lockFile, theirs)
+      }
+
+      const {error} = await restore(c)
+      expect(error).toMatchObject({
+        code: 'locked',
+        exitCode: 4,
+        message: `lost the lock of data directory ${c.dataDir} (another writer took it over): this run stops here`,
+      })
+      expect(c.service.summary).toEqual(['stop@previous', 'start@previous', 'waitReady@previous'])
+      expect(await treeHashes(c.dataDir)).toEqual(trees.previous)
+      expect(await readFile(c.lockFile, 'utf8')).toBe(theirs)
+      expect((await readdir(c.parent)).sort()).toEqual(['.mo-data.moctl-br.lock', 'mo-data'])
+    })
+
     it('a start that fails after the swap: the previous data put back and started', async () => {
       const c = await newCase()
       c.service.hook = (call, n) => {
