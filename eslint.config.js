@@ -18,6 +18,11 @@ export default [
     },
   },
   {
+    // The backup flow reads as a script of small steps (issue 9): no function grows past 80 lines again.
+    files: ['src/lib/backup/**/*.ts'],
+    rules: {'max-lines-per-function': ['error', {max: 80, skipBlankLines: true, skipComments: true}]},
+  },
+  {
     // bin/run.js loads dist/, which `npm run build` writes; a clean clone lints before it builds.
     files: ['bin/**/*.js'],
     rules: {'import/no-unresolved': ['error', {ignore: [String.raw`^\.\./dist/`]}]},
