@@ -10,12 +10,22 @@
  * Not: a connection pool or a general query layer (MatrixOne statements live in src/lib/mo), and
  * no judgement of the service's health beyond answering a trivial statement.
  */
-import {type Connection, createConnection, type RowDataPacket} from 'mysql2/promise'
+import type {Connection, ConnectionOptions, RowDataPacket} from 'mysql2/promise'
 
 import {BrError, throwIfAborted} from '../errors.js'
 import {formatDuration} from '../format.js'
+import {lazyModule} from '../lazy.js'
 import {redact} from '../redact.js'
 import {type SqlSettings} from './types.js'
+
+// mysql2 is loaded at the first connection: most commands never make one (see lib/lazy.ts).
+const loadMysql = lazyModule('mysql2', async () => import('mysql2/promise'))
+
+/** mysql2's createConnection, the driver imported on first use. */
+export async function connectSql(options: ConnectionOptions): Promise<Connection> {
+  const {createConnection} = await loadMysql()
+  return createConnection(options)
+}
 
 export interface SqlReady {
   elapsedMs: number
@@ -119,7 +129,7 @@ function withConnection<T>(
   let connection: Connection | undefined
   let gaveUp = false
   const attempt = (async () => {
-    connection = await createConnection({
+    connection = await connectSql({
       connectTimeout: timeoutMs,
       host: settings.host,
       password: settings.password,
