@@ -118,6 +118,8 @@ export async function decryptBuffer(
 ): Promise<Buffer> {
   if (!keys) return Buffer.from(bytes)
   try {
+    // typage in first, so the keys are parsed (and a bad one refused) before the stream starts.
+    await loadTypage()
     return await collect(Readable.from([Buffer.from(bytes)]), createDecryptStream(keys, impl))
   } catch (error) {
     if (!label || !(error instanceof BrError)) throw error
