@@ -10,7 +10,6 @@ import {redact} from './lib/redact.js'
 import {ManifestCache} from './lib/repo/manifest-cache.js'
 import {loadTrustedSigners} from './lib/secrets.js'
 import {type Flow} from './lib/steps.js'
-import {renderModeFor, runFlowWithTasks} from './lib/ui/tasks.js'
 
 /** oclif's parser output shapes (FlagOutput, ArgOutput), which its public interfaces do not export. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- as oclif declares them
@@ -126,6 +125,8 @@ export abstract class BrCommand extends Command {
 
   /** Runs a flow as a task tree on stderr: a terminal's tree, timestamped lines in a pipe, nothing under --json or --quiet. */
   protected async runFlow<C extends object>(flow: Flow<C>, ctx: C): Promise<C> {
+    // listr2 is loaded by the commands that run a flow, not by every command at start-up.
+    const {renderModeFor, runFlowWithTasks} = await import('./lib/ui/tasks.js')
     return runFlowWithTasks(flow, ctx, {
       mode: renderModeFor({json: this.jsonEnabled(), quiet: this.quiet}),
       signal: this.abortController.signal,

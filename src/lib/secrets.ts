@@ -139,7 +139,7 @@ async function loadRecipients(src: SecretSources, fromWriterKey: string[]): Prom
 
   for (const r of recipients) checkRecipient(r)
   // The shape is not enough: a typo breaks the checksum, and encryption would fail only after the stop.
-  if (recipients.length > 0) checkRecipients(recipients)
+  if (recipients.length > 0) await checkRecipients(recipients)
   return recipients
 }
 

@@ -1,5 +1,4 @@
 import {Flags} from '@oclif/core'
-import Table from 'cli-table3'
 import {resolve} from 'node:path'
 
 import type {BackupRecord} from '../../lib/repo/types.js'
@@ -42,6 +41,8 @@ times with their offset, BACKUPTS) for scripts written for \`mo_br list\`.`
     const {damaged, records} = await (await openRepository(repoPath)).scanBackups()
     for (const d of damaged) this.warn(`backup ${d.id} is damaged: ${d.reason.replace(`backup ${d.id}: `, '')}`)
     if (!this.jsonEnabled()) {
+      // Loaded only to print the table: --json never needs it.
+      const {default: Table} = await import('cli-table3')
       const table = new Table({
         chars: BORDERLESS,
         head: flags.wide ? WIDE_LIST_COLUMNS : LIST_COLUMNS,

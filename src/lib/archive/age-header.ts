@@ -11,17 +11,12 @@
  * absurd work factor). It does not touch the payload (age-payload.ts) or derive scrypt keys
  * (age-scrypt.ts), and handles no armor or plugins.
  */
-import {
-  Decrypter,
-  Encrypter,
-  generateX25519Identity,
-  type Identity,
-  identityToRecipient as typageIdentityToRecipient,
-} from 'age-encryption'
+import type * as Typage from 'age-encryption'
 
 import type {DecryptOptions} from './types.js'
 
 import {BrError, integrityError, usageError} from '../errors.js'
+import {lazyModule} from '../lazy.js'
 
 export const TRUNCATED = 'archive is truncated'
 export const TAMPERED = 'archive was tampered with or corrupted'
@@ -36,16 +31,34 @@ const MAX_HEADER = 1024 * 1024
 /** The final chunk of an empty payload: a bare ChaCha20-Poly1305 tag. */
 const EMPTY_PAYLOAD_TAG = 16
 
+// typage is imported when a key, header or recipient is first handled, not at CLI start-up
+// (lib/lazy.ts): most commands never touch one. `loaded` lets the sync paths use it once it is in.
+const importTypage = lazyModule('age-encryption', async () => import('age-encryption'))
+let loaded: typeof Typage | undefined
+
+/** typage (age-encryption), imported on the first call. */
+export async function loadTypage(): Promise<typeof Typage> {
+  loaded ??= await importTypage()
+  return loaded
+}
+
+/** typage if a call to loadTypage has imported it already, else undefined. */
+export function loadedTypage(): typeof Typage | undefined {
+  return loaded
+}
+
 /** A new X25519 identity (AGE-SECRET-KEY-1…) and its recipient (age1…). */
 export async function generateIdentity(): Promise<{identity: string; recipient: string}> {
-  const identity = await generateX25519Identity()
-  return {identity, recipient: await typageIdentityToRecipient(identity)}
+  const typage = await loadTypage()
+  const identity = await typage.generateX25519Identity()
+  return {identity, recipient: await typage.identityToRecipient(identity)}
 }
 
 /** The recipient (public key) of an identity; a usage error when it is not an age secret key. */
 export async function identityToRecipient(identity: string): Promise<string> {
+  const typage = await loadTypage()
   try {
-    return await typageIdentityToRecipient(identity.trim())
+    return await typage.identityToRecipient(identity.trim())
   } catch (error) {
     throw usageError(`not an age identity: ${describe(error)}`, 'pass the AGE-SECRET-KEY-1… line of an identity file')
   }
@@ -59,11 +72,11 @@ export async function identityToRecipient(identity: string): Promise<string> {
  * kept, the caller draws its own nonce for the real payload.
  */
 export async function makeHeader(
-  add: (encrypter: Encrypter) => void,
+  add: (encrypter: Typage.Encrypter) => void,
   seen?: () => Uint8Array | undefined,
 ): Promise<{fileKey: Uint8Array; header: Buffer}> {
   let fileKey: Uint8Array | undefined
-  const encrypter = new Encrypter()
+  const encrypter = new (await loadTypage()).Encrypter()
   add(encrypter)
 
   if (!seen) {
@@ -87,19 +100,27 @@ export async function makeHeader(
   return {fileKey, header}
 }
 
-/**
- * A typage Decrypter holding `opts`' identities, and its passphrases as `passphrase` makes them
- * (typage's own, or our scrypt identity).
- */
-export function makeDecrypter(opts: DecryptOptions, passphrase: (p: string) => Identity | null): Decrypter {
+/** A usage error when `opts` holds no identity and no passphrase. */
+export function checkKeysGiven(opts: DecryptOptions): void {
   if (opts.identities.length === 0 && opts.passphrases.length === 0) {
     throw usageError(
       'the archive is encrypted: no identity or passphrase given',
       'pass --identity FILE or --passphrase-file FILE',
     )
   }
+}
 
-  const decrypter = new Decrypter()
+/**
+ * A typage Decrypter (from `typage`, loaded) holding `opts`' identities, and its passphrases as
+ * `passphrase` makes them (typage's own, or our scrypt identity).
+ */
+export function makeDecrypter(
+  opts: DecryptOptions,
+  passphrase: (p: string) => null | Typage.Identity,
+  typage: typeof Typage,
+): Typage.Decrypter {
+  checkKeysGiven(opts)
+  const decrypter = new typage.Decrypter()
   for (const identity of opts.identities) {
     try {
       decrypter.addIdentity(identity.trim())
@@ -143,11 +164,11 @@ export function headerEnd(head: Buffer): BrError | number {
 }
 
 /** Parses each recipient as encryption will (bech32 checksum, key length): a usage error naming the bad one. */
-export function checkRecipients(recipients: string[]): void {
-  addRecipients(new Encrypter(), recipients)
+export async function checkRecipients(recipients: string[]): Promise<void> {
+  addRecipients(new (await loadTypage()).Encrypter(), recipients)
 }
 
-export function addRecipients(encrypter: Encrypter, recipients: string[]): void {
+export function addRecipients(encrypter: Typage.Encrypter, recipients: string[]): void {
   if (recipients.length === 0)
     throw usageError('no recipient to encrypt to', 'pass --recipient age1… or --passphrase-file FILE')
   for (const recipient of recipients) {

@@ -9,10 +9,12 @@
  * on a forged header. A scrypt stanza that is not alone in its header, or malformed, is refused.
  * It does not hold passphrases longer than the stream that needs them.
  */
-import {type Identity, type Recipient, Stanza} from 'age-encryption'
+import type {Identity, Recipient, Stanza} from 'age-encryption'
+
 import {randomBytes, scrypt as scryptCallback, type ScryptOptions} from 'node:crypto'
 
 import {usageError} from '../errors.js'
+import {loadTypage} from './age-header.js'
 import {open, seal} from './age-payload.js'
 
 /** typage's default scrypt work factor (2^18), also age's. */
@@ -50,7 +52,9 @@ export class ScryptRecipient implements Recipient {
     const salt = randomBytes(16)
     const key = await scryptKey(this.passphrase, salt, this.logN)
     const body = Buffer.concat(seal(key, Buffer.alloc(12), fileKey))
-    return [new Stanza(['scrypt', salt.toString('base64').replace(/=+$/, ''), String(this.logN)], body)]
+    return [
+      new (await loadTypage()).Stanza(['scrypt', salt.toString('base64').replace(/=+$/, ''), String(this.logN)], body),
+    ]
   }
 }
 

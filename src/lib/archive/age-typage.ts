@@ -7,13 +7,14 @@
  * same words); backpressure across the Node/web stream bridge. It is several times slower than
  * the native payload (LIBRARIES.md).
  */
-import {type Decrypter, Encrypter} from 'age-encryption'
+import type {Decrypter} from 'age-encryption'
+
 import {Duplex, Readable, Writable} from 'node:stream'
 
 import type {EncryptOptions} from './types.js'
 
 import {integrityError, usageError} from '../errors.js'
-import {addRecipients, describe, headerError, HINT_OTHER_COPY, TAMPERED} from './age-header.js'
+import {addRecipients, describe, headerError, HINT_OTHER_COPY, loadTypage, TAMPERED} from './age-header.js'
 
 /*
  * The typage path speaks web streams, which typage requires. eslint-plugin-n dates them to Node 21,
@@ -21,7 +22,7 @@ import {addRecipients, describe, headerError, HINT_OTHER_COPY, TAMPERED} from '.
  */
 /* eslint-disable n/no-unsupported-features/node-builtins */
 export async function typageEncrypt(opts: Exclude<EncryptOptions, {type: 'none'}>, logN: number): Promise<Duplex> {
-  const encrypter = new Encrypter()
+  const encrypter = new (await loadTypage()).Encrypter()
   if (opts.type === 'passphrase') {
     if (opts.passphrase === '') throw usageError('the passphrase is empty')
     encrypter.setPassphrase(opts.passphrase)
@@ -38,12 +39,13 @@ export async function typageEncrypt(opts: Exclude<EncryptOptions, {type: 'none'}
   })
 }
 
-export function typageDecrypt(decrypter: Decrypter): Duplex {
+/** `decrypter` is called when the first bytes arrive (it may still have to load typage). */
+export function typageDecrypt(decrypter: () => Decrypter | Promise<Decrypter>): Duplex {
   const input = new TransformStream<Uint8Array, Uint8Array>()
   async function* plaintext(): AsyncGenerator<Buffer> {
     let output: ReadableStream<Uint8Array>
     try {
-      output = await decrypter.decrypt(input.readable)
+      output = await (await decrypter()).decrypt(input.readable)
     } catch (error) {
       throw headerError(error)
     }

@@ -22,12 +22,29 @@ import {pipeline} from 'node:stream/promises'
 import type {AgeImplementation, DecryptOptions, EncryptOptions} from './types.js'
 
 import {BrError, usageError} from '../errors.js'
-import {addRecipients, headerError, makeDecrypter, makeHeader, NONCE} from './age-header.js'
+import {
+  addRecipients,
+  checkKeysGiven,
+  headerError,
+  loadedTypage,
+  loadTypage,
+  makeDecrypter,
+  makeHeader,
+  NONCE,
+} from './age-header.js'
 import {DecryptStream, EncryptStream, payloadKey} from './age-payload.js'
 import {ScryptIdentity, ScryptRecipient, scryptWorkFactor} from './age-scrypt.js'
 import {typageDecrypt, typageEncrypt} from './age-typage.js'
 
-export {checkRecipients, generateIdentity, identityToRecipient, NO_IDENTITY, TAMPERED, TRUNCATED} from './age-header.js'
+export {
+  checkRecipients,
+  generateIdentity,
+  identityToRecipient,
+  loadTypage,
+  NO_IDENTITY,
+  TAMPERED,
+  TRUNCATED,
+} from './age-header.js'
 export type {AgeImplementation} from './types.js'
 
 /** The implementation used when the caller names none. */
@@ -65,11 +82,17 @@ export async function createEncryptStream(
 
 /** A stream that decrypts an age file written to it, header first. */
 export function createDecryptStream(opts: DecryptOptions, impl: AgeImplementation = DEFAULT_AGE): Duplex {
-  const decrypter = makeDecrypter(opts, (passphrase) => (impl === 'typage' ? null : new ScryptIdentity(passphrase)))
+  const passphrase = (p: string) => (impl === 'typage' ? null : new ScryptIdentity(p))
+  // Keys are parsed here, so a bad identity throws at once, when typage is in (loadTypage); else
+  // typage is imported and the keys parsed when the header arrives, and a bad one fails the stream.
+  checkKeysGiven(opts)
+  const typage = loadedTypage()
+  const ready = typage && makeDecrypter(opts, passphrase, typage)
+  const decrypter = async () => ready || makeDecrypter(opts, passphrase, await loadTypage())
   if (impl === 'typage') return typageDecrypt(decrypter)
   return new DecryptStream(async (header) => {
     try {
-      return await decrypter.decryptHeader(header)
+      return await (await decrypter()).decryptHeader(header)
     } catch (error) {
       throw headerError(error)
     }
@@ -95,6 +118,8 @@ export async function decryptBuffer(
 ): Promise<Buffer> {
   if (!keys) return Buffer.from(bytes)
   try {
+    // typage in first, so the keys are parsed (and a bad one refused) before the stream starts.
+    await loadTypage()
     return await collect(Readable.from([Buffer.from(bytes)]), createDecryptStream(keys, impl))
   } catch (error) {
     if (!label || !(error instanceof BrError)) throw error

@@ -33,7 +33,7 @@ import tar from 'tar-stream'
 import type {DecryptOptions, Implementations, Manifest, PackProgress} from './types.js'
 
 import {BrError, integrityError} from '../errors.js'
-import {createDecryptStream, TAMPERED, TRUNCATED} from './age.js'
+import {createDecryptStream, loadTypage, TAMPERED, TRUNCATED} from './age.js'
 import {Breather} from './breather.js'
 import {createDecompressor} from './compress.js'
 import {checkAgainstManifest, HINT_DAMAGED, HINT_FORGED, type Seen} from './manifest-check.js'
@@ -88,7 +88,12 @@ type TarEntry = tar.Extract extends AsyncIterable<infer T> ? T : never
 export async function readArchive(options: ReadArchiveOptions): Promise<ReadArchiveResult> {
   const tap = new HashTap({expected: options.expected})
   const stages: Array<[string, Duplex]> = [['tap', tap]]
-  if (options.decrypt) stages.push(['age', createDecryptStream(options.decrypt, options.impl?.age)])
+  if (options.decrypt) {
+    // typage in first, so the keys are parsed (and a bad one refused) before any byte is read.
+    await loadTypage()
+    stages.push(['age', createDecryptStream(options.decrypt, options.impl?.age)])
+  }
+
   stages.push(['zstd', createDecompressor(options.impl?.zstd)])
   const extract = tar.extract()
 

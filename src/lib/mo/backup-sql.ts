@@ -1,4 +1,5 @@
-import {type Connection, createConnection, type RowDataPacket} from 'mysql2/promise'
+import type {Connection, RowDataPacket} from 'mysql2/promise'
+
 /**
  * Runs MatrixOne's server-side `BACKUP` statement: the source of an online backup.
  *
@@ -38,7 +39,7 @@ import {isAbsolute} from 'node:path'
 
 import {BrError, serviceError, throwIfAborted, usageError} from '../errors.js'
 import {formatDuration} from '../format.js'
-import {describeError} from '../service/sql.js'
+import {connectSql, describeError} from '../service/sql.js'
 import {type SqlSettings} from '../service/types.js'
 import {TS_PATTERN} from './meta.js'
 import {readBackupSummary} from './sidecars.js'
@@ -138,7 +139,7 @@ export async function runMoBackup(sql: SqlSettings, options: RunMoBackupOptions)
 
   const where = `${sql.host}:${sql.port}`
   const started = Date.now()
-  const connecting = createConnection({
+  const connecting = connectSql({
     connectTimeout: options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
     host: sql.host,
     password: sql.password,
@@ -309,7 +310,7 @@ async function killQuery(sql: SqlSettings, threadId: number | undefined): Promis
   if (!threadId) return
   let killer: Connection | undefined
   const attempt = (async () => {
-    killer = await createConnection({
+    killer = await connectSql({
       connectTimeout: KILL_TIMEOUT_MS,
       host: sql.host,
       password: sql.password,

@@ -10,12 +10,24 @@
  * Not: a connection pool or a general query layer (MatrixOne statements live in src/lib/mo), and
  * no judgement of the service's health beyond answering a trivial statement.
  */
-import {type Connection, createConnection, type RowDataPacket} from 'mysql2/promise'
+import type {Connection, ConnectionOptions, RowDataPacket} from 'mysql2/promise'
+
+import {connect} from 'node:net'
 
 import {BrError, throwIfAborted} from '../errors.js'
 import {formatDuration} from '../format.js'
+import {lazyModule} from '../lazy.js'
 import {redact} from '../redact.js'
 import {type SqlSettings} from './types.js'
+
+// mysql2 is loaded at the first connection: most commands never make one (see lib/lazy.ts).
+const loadMysql = lazyModule('mysql2', async () => import('mysql2/promise'))
+
+/** mysql2's createConnection, the driver imported on first use. */
+export async function connectSql(options: ConnectionOptions): Promise<Connection> {
+  const {createConnection} = await loadMysql()
+  return createConnection(options)
+}
 
 export interface SqlReady {
   elapsedMs: number
@@ -95,12 +107,35 @@ export async function listDatabases(settings: SqlSettings, options: {signal?: Ab
  * throws.
  */
 export async function isAnsweringSql(settings: SqlSettings, options: {timeoutMs?: number} = {}): Promise<boolean> {
+  const timeoutMs = options.timeoutMs ?? PROBE_TIMEOUT_MS
+  const started = Date.now()
+  // A closed port (the usual case: a cold backup with the service stopped) is told by a bare TCP
+  // connect, without loading the driver; whatever accepts one gets the real SQL probe.
+  if (!(await acceptsTcp(settings, timeoutMs))) return false
   try {
-    await withConnection(settings, options.timeoutMs ?? PROBE_TIMEOUT_MS, undefined, (c) => c.query('select 1'))
+    await withConnection(settings, Math.max(1, timeoutMs - (Date.now() - started)), undefined, (c) =>
+      c.query('select 1'),
+    )
     return true
   } catch (error) {
     return serverAnswered(error)
   }
+}
+
+/** Whether something accepts a TCP connection on host:port within `timeoutMs`. Never throws. */
+async function acceptsTcp(settings: SqlSettings, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({host: settings.host, port: settings.port})
+    const done = (accepted: boolean) => {
+      clearTimeout(timer)
+      socket.destroy()
+      resolve(accepted)
+    }
+
+    const timer = setTimeout(() => done(false), timeoutMs)
+    socket.once('connect', () => done(true))
+    socket.once('error', () => done(false))
+  })
 }
 
 type VersionRow = RowDataPacket & {version: unknown}
@@ -119,7 +154,7 @@ function withConnection<T>(
   let connection: Connection | undefined
   let gaveUp = false
   const attempt = (async () => {
-    connection = await createConnection({
+    connection = await connectSql({
       connectTimeout: timeoutMs,
       host: settings.host,
       password: settings.password,
