@@ -13,10 +13,17 @@ import {cp, mkdir, readdir, readFile, rm, stat, writeFile} from 'node:fs/promise
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
+import {generateKeyPair} from '../../src/lib/keys.js'
+import {ManifestCache} from '../../src/lib/repo/manifest-cache.js'
+import {loadEncryptOptions} from '../../src/lib/secrets.js'
 import {backupArgs, NO_SQL, restoreArgs} from '../helpers/args.js'
 import {runCli, tempDir} from '../helpers/cli.js'
 import {makeSmallDataDir, randomPassphrase} from '../helpers/fixtures.js'
 import {treeHashes} from '../helpers/tree.js'
+import {optionsFor, takeBackup} from '../unit/lib/backup/run.js'
+
+/** scrypt 2^10 for the backups taken in process: the readers' cost is not what is tested here */
+const FAST_SCRYPT_LOG_N = 10
 
 let tmp: {cleanup: () => Promise<void>; path: string}
 let dataDir: string
@@ -37,6 +44,18 @@ async function backupCli(repo: string, dir: string, keyArgs: string[], ...more: 
   const r = await runCli(backupArgs(repo, dir, ...keyArgs, ...NO_SQL, '--json', ...extra), {env})
   expect(r.code, r.stderr + r.stdout).toBe(0)
   return JSON.parse(r.stdout) as Rec
+}
+
+/**
+ * A backup by the host's writer key, signed and cached as `br backup --writer-key` makes it, but
+ * in process (the flow the command runs, with the host's manifest cache): for the tests whose
+ * point is what readers, prune and delete do with it. The CLI's own backups are taken above.
+ */
+async function hostBackup(repo: string, type: 'full' | 'incremental'): Promise<Rec> {
+  const keys = await loadEncryptOptions({env: {}, writerKeyFile: writerKey})
+  // oclif's cache dir is $XDG_CACHE_HOME/moctl; the commands keep manifests under it
+  const cache = new ManifestCache(join(hostEnv().XDG_CACHE_HOME!, 'moctl', 'manifests'))
+  return (await takeBackup(optionsFor(dataDir, repo, {...keys, cache, type}))) as unknown as Rec
 }
 
 const recordFile = (repo: string, id: string) => join(repo, 'backups', id, 'backup.json')
@@ -148,16 +167,8 @@ describe('a backup must prove who wrote it', () => {
 
   it("a backup signed with the attacker's own writer key is refused", async () => {
     const theirs = join(tmp.path, 'attacker')
-    const made = await runCli([
-      'br',
-      'key',
-      'generate',
-      '--writer-key',
-      join(theirs, 'w'),
-      '--reader-key',
-      join(theirs, 'r'),
-    ])
-    expect(made.code).toBe(0)
+    // made in process by what `br key generate` runs (proven by the CLI above): no CLI run
+    await generateKeyPair(join(theirs, 'w'), join(theirs, 'r'))
     const forged = await backupCli(repo, dataDir, ['--writer-key', join(theirs, 'w')], attackerEnv())
     const r = await verify(repo, forged.id, '--identity', readerKey)
     expect(r.code, r.stderr).toBe(3)
@@ -224,8 +235,13 @@ describe('a passphrase repository: no downgrade, no edited record', () => {
   beforeAll(async () => {
     repo = join(tmp.path, 'pass-repo')
     passFile = join(tmp.path, 'pass')
-    await writeFile(passFile, `${randomPassphrase()}\n`, {mode: 0o600})
-    ours = await backupCli(repo, dataDir, ['--passphrase-file', passFile], hostEnv())
+    const passphrase = randomPassphrase()
+    await writeFile(passFile, `${passphrase}\n`, {mode: 0o600})
+    // Taken in process at a low scrypt work factor (the CLI always writes 2^18): readers take the
+    // factor from the header, so each verify below costs no full scrypt. What is tested is the
+    // reading side; a passphrase backup by the CLI is taken in the 'keys from br config' test.
+    const encrypt = {passphrase, scryptLogN: FAST_SCRYPT_LOG_N, type: 'passphrase'} as const
+    ours = (await takeBackup(optionsFor(dataDir, repo, {encrypt}))) as unknown as Rec
   })
 
   it('our passphrase backup verifies without an authenticity warning: the passphrase binds the record', async () => {
@@ -288,10 +304,10 @@ describe('verify means restorable: chains from what is authenticated', () => {
 
   beforeAll(async () => {
     repo = join(tmp.path, 'chain-repo')
-    ids.push((await backupCli(repo, dataDir, ['--writer-key', writerKey], hostEnv())).id)
+    ids.push((await hostBackup(repo, 'full')).id)
     for (const f of ['shared/new-1', 'shared/new-2']) {
       await writeFile(join(dataDir, f), `object ${f}\n`.repeat(1000))
-      ids.push((await backupCli(repo, dataDir, ['--writer-key', writerKey], hostEnv(), '--type', 'incremental')).id)
+      ids.push((await hostBackup(repo, 'incremental')).id)
     }
   })
 
@@ -383,7 +399,7 @@ describe('a damaged backup.json', () => {
   it('is listed as damaged, skipped by prune (keeping older ones), passed over as a base, and removed by delete', async () => {
     const repo = join(tmp.path, 'damaged-repo')
     const ids: string[] = []
-    for (let i = 0; i < 3; i++) ids.push((await backupCli(repo, dataDir, ['--writer-key', writerKey], hostEnv())).id)
+    for (let i = 0; i < 3; i++) ids.push((await hostBackup(repo, 'full')).id)
     await writeFile(recordFile(repo, ids[1]), '{"format": 2, "id": ')
 
     const list = await runCli(['br', 'list', '--path', repo])
