@@ -12,6 +12,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {backupArgs, restoreArgs} from '../helpers/args.js'
 import {runCli, tempDir} from '../helpers/cli.js'
 import {makeSmallDataDir} from '../helpers/fixtures.js'
+import {optionsFor, takeBackup} from '../unit/lib/backup/run.js'
 
 let tmp: {cleanup: () => Promise<void>; path: string}
 
@@ -22,6 +23,15 @@ async function backup(repo: string, dataDir: string, ...more: string[]): Promise
   const r = await runCli(backupArgs(repo, dataDir, '--no-encrypt', ...NO_SQL, ...more))
   expect(r.code, r.stderr).toBe(0)
   return r.stdout.trim()
+}
+
+/**
+ * A backup taken in process by the flow `br backup` runs (unencrypted, no service): no CLI run
+ * (~0.5 CPU-s) for the tests whose point is what comes after a backup. The backups whose own
+ * output is checked (--base latest, --quiet, the progress lines, the counts) are CLI runs.
+ */
+async function localBackup(repo: string, dataDir: string, type: 'full' | 'incremental' = 'full'): Promise<string> {
+  return (await takeBackup(optionsFor(dataDir, repo, {type}))).id
 }
 
 beforeAll(async () => {
@@ -44,9 +54,9 @@ describe('latest', () => {
     dirB = join(tmp.path, 'latest-b')
     await makeSmallDataDir(dirA, {seed: 1})
     await makeSmallDataDir(dirB, {seed: 2})
-    ids.fullA = await backup(repo, dirA)
-    ids.incA = await backup(repo, dirA, '--type', 'incremental')
-    ids.fullB = await backup(repo, dirB)
+    ids.fullA = await localBackup(repo, dirA)
+    ids.incA = await localBackup(repo, dirA, 'incremental')
+    ids.fullB = await localBackup(repo, dirB)
     // A damaged record that sorts after every real id: it must never be latest.
     await mkdir(join(repo, 'backups', 'ffffffff-ffff-7fff-bfff-ffffffffffff'), {recursive: true})
     await writeFile(join(repo, 'backups', 'ffffffff-ffff-7fff-bfff-ffffffffffff', 'backup.json'), '{not json')
@@ -68,13 +78,12 @@ describe('latest', () => {
     const single = join(tmp.path, 'single-repo')
     const source = join(tmp.path, 'single-data')
     await makeSmallDataDir(source)
-    const made = await runCli(backupArgs(single, source, '--no-encrypt', '--json', ...NO_SQL))
-    expect(made.code, made.stderr).toBe(0)
+    const made = await localBackup(single, source)
     const elsewhere = join(tmp.path, 'dr-host', 'mo-data')
     const args = ['br', 'restore', 'latest', '--data-dir', elsewhere, '--dry-run', '--json', ...NO_SQL]
     const r = await runCli([...args, '--path', single])
     expect(r.code, r.stderr).toBe(0)
-    expect(JSON.parse(r.stdout)).toMatchObject({id: JSON.parse(made.stdout).id})
+    expect(JSON.parse(r.stdout)).toMatchObject({id: made})
     const several = await runCli([...args, '--path', repo])
     expect(several.code, several.stdout).toBe(2)
     expect(JSON.parse(several.stdout).error.message).toContain('nothing is latest')
@@ -130,7 +139,7 @@ describe('verify --all and check', () => {
     repo = join(tmp.path, 'all-repo')
     const dir = join(tmp.path, 'all-data')
     await makeSmallDataDir(dir)
-    ids.push(await backup(repo, dir), await backup(repo, dir, '--type', 'incremental'), await backup(repo, dir))
+    ids.push(await localBackup(repo, dir), await localBackup(repo, dir, 'incremental'), await localBackup(repo, dir))
     // The middle backup's archive: one byte flipped.
     const archive = join(repo, 'backups', ids[1], 'data.tar.zst')
     const bytes = await readFile(archive)
@@ -230,8 +239,8 @@ describe('list', () => {
     const repo = join(tmp.path, 'a-repository-path-that-is-long'.repeat(4), 'repo')
     const dir = join(tmp.path, 'list-data')
     await makeSmallDataDir(dir)
-    const full = await backup(repo, dir)
-    const inc = await backup(repo, dir, '--type', 'incremental')
+    const full = await localBackup(repo, dir)
+    const inc = await localBackup(repo, dir, 'incremental')
     const damaged = '01900000-0000-7000-8000-000000000000'
     await mkdir(join(repo, 'backups', damaged), {recursive: true})
     await writeFile(join(repo, 'backups', damaged, 'backup.json'), '[]')
@@ -258,7 +267,7 @@ describe('readers take no lock', () => {
     const repo = join(tmp.path, 'locked-repo')
     const dir = join(tmp.path, 'locked-data')
     await makeSmallDataDir(dir)
-    const id = await backup(repo, dir)
+    const id = await localBackup(repo, dir)
     // A live writer on this host: this test process.
     const holder = {
       command: 'br backup',
@@ -350,7 +359,7 @@ describe('help', () => {
     const repo = join(tmp.path, 'config-repo')
     const dir = join(tmp.path, 'config-data')
     await makeSmallDataDir(dir)
-    await backup(repo, dir)
+    await localBackup(repo, dir)
     const set = await runCli(['br', 'config', 'set', 'path', repo], {env: {XDG_CONFIG_HOME: configHome}})
     expect(set.code, set.stderr).toBe(0)
     const listed = await runCli(['br', 'list', '--json'], {env: {XDG_CONFIG_HOME: configHome}})
@@ -362,7 +371,7 @@ describe('help', () => {
     const repo = join(tmp.path, 'warn-repo-with-a-long-name-so-that-the-warning-is-long'.repeat(3))
     const dir = join(tmp.path, 'warn-data')
     await makeSmallDataDir(dir)
-    const id = await backup(repo, dir)
+    const id = await localBackup(repo, dir)
     const r = await runCli(['br', 'verify', id, '--path', repo, '--quick'], {env: {COLUMNS: '40', OCLIF_COLUMNS: '40'}})
     expect(r.code, r.stderr).toBe(0)
     const warnings = r.stderr.split('\n').filter((l) => l.startsWith('Warning: '))
