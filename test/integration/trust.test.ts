@@ -8,10 +8,16 @@
  *   restore refuses before touching the target, prune keeps what is still needed;
  * - a missing or changed manifest.age, caught by verify --quick too;
  * - a damaged backup.json: listed as damaged, skipped by prune, removable by delete.
+ * Every verify, restore, prune, delete and list is a CLI run; the backups they read are CLI runs
+ * only where taking them is the point (signing, the unsigned warning, keys from the config): the
+ * forgeries and the repositories the readers are tested on are made by the backup flow in process.
  */
 import {cp, mkdir, readdir, readFile, rm, stat, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+
+import type {EncryptOptions} from '../../src/lib/archive/types.js'
+import type {SigningKey} from '../../src/lib/signing.js'
 
 import {generateKeyPair} from '../../src/lib/keys.js'
 import {ManifestCache} from '../../src/lib/repo/manifest-cache.js'
@@ -56,6 +62,19 @@ async function hostBackup(repo: string, type: 'full' | 'incremental'): Promise<R
   // oclif's cache dir is $XDG_CACHE_HOME/moctl; the commands keep manifests under it
   const cache = new ManifestCache(join(hostEnv().XDG_CACHE_HOME!, 'moctl', 'manifests'))
   return (await takeBackup(optionsFor(dataDir, repo, {...keys, cache, type}))) as unknown as Rec
+}
+
+/**
+ * What an attacker who can write the repository adds to it: a backup made by the backup flow in
+ * process (no CLI run: how the forgery was made is not the point, what readers do with it is).
+ */
+async function attackerBackup(
+  repo: string,
+  dir: string,
+  encrypt: EncryptOptions,
+  signing: null | SigningKey = null,
+): Promise<Rec> {
+  return (await takeBackup(optionsFor(dir, repo, {encrypt, signing}))) as unknown as Rec
 }
 
 const recordFile = (repo: string, id: string) => join(repo, 'backups', id, 'backup.json')
@@ -146,7 +165,7 @@ describe('a backup must prove who wrote it', () => {
     const evil = join(tmp.path, 'evil-data')
     await makeSmallDataDir(evil, {seed: 66})
     const published = (await readRecord(repo, ours.id)).encryption as {recipients: string[]}
-    const forged = await backupCli(repo, evil, ['--recipient', published.recipients[0]], attackerEnv())
+    const forged = await attackerBackup(repo, evil, {recipients: published.recipients, type: 'recipients'})
     for (const keys of [
       ['--identity', readerKey],
       ['--quick', '--identity', readerKey],
@@ -169,7 +188,8 @@ describe('a backup must prove who wrote it', () => {
     const theirs = join(tmp.path, 'attacker')
     // made in process by what `br key generate` runs (proven by the CLI above): no CLI run
     await generateKeyPair(join(theirs, 'w'), join(theirs, 'r'))
-    const forged = await backupCli(repo, dataDir, ['--writer-key', join(theirs, 'w')], attackerEnv())
+    const theirKeys = await loadEncryptOptions({env: {}, writerKeyFile: join(theirs, 'w')})
+    const forged = await attackerBackup(repo, dataDir, theirKeys.encrypt, theirKeys.signing)
     const r = await verify(repo, forged.id, '--identity', readerKey)
     expect(r.code, r.stderr).toBe(3)
     expect(flat(r.stderr)).toMatch(/is signed by brsig1[0-9a-f]{64}, which is not a trusted signer/)
@@ -179,7 +199,7 @@ describe('a backup must prove who wrote it', () => {
     const evil = join(tmp.path, 'evil-data-2')
     await makeSmallDataDir(evil, {seed: 67})
     const scratch = join(tmp.path, 'attacker-repo')
-    const forged = await backupCli(scratch, evil, ['--recipient', recipient], attackerEnv())
+    const forged = await attackerBackup(scratch, evil, {recipients: [recipient], type: 'recipients'})
     const victim = join(tmp.path, 'victim-repo')
     await cp(repo, victim, {recursive: true})
     const mine = await readRecord(victim, ours.id)
@@ -253,7 +273,7 @@ describe('a passphrase repository: no downgrade, no edited record', () => {
   it('a plaintext backup put into the repository is refused when a passphrase is given, unless --allow-unencrypted', async () => {
     const evil = join(tmp.path, 'evil-plain')
     await makeSmallDataDir(evil, {seed: 68})
-    const forged = await backupCli(repo, evil, ['--no-encrypt'], attackerEnv())
+    const forged = await attackerBackup(repo, evil, {type: 'none'})
     const r = await verify(repo, forged.id, '--passphrase-file', passFile)
     expect(r.code, r.stderr).toBe(3)
     expect(flat(r.stderr)).toContain('is stored unencrypted, but keys were given')
