@@ -317,10 +317,16 @@ describe("counts are the backup's own file set", () => {
 describe('help', () => {
   /** Wide enough that anything broken in the middle of a sentence was broken by us, not by oclif. */
   const WIDE = {OCLIF_COLUMNS: '2000'}
+  /** Each command's --help, run once for the tests below. */
+  const help: Record<string, Awaited<ReturnType<typeof runCli>>> = {}
+
+  beforeAll(async () => {
+    for (const command of ['backup', 'restore', 'verify', 'list', 'delete', 'prune', 'cleanup'])
+      help[command] = await runCli(['br', command, '--help'], {env: WIDE})
+  })
 
   it('descriptions flow (no hard wraps), an env var is named once, --path is not "(required)"', async () => {
-    for (const command of ['backup', 'restore', 'verify', 'list', 'delete', 'prune', 'cleanup']) {
-      const r = await runCli(['br', command, '--help'], {env: WIDE})
+    for (const r of Object.values(help)) {
       expect(r.code, r.stderr).toBe(0)
       const description = /\nDESCRIPTION\n([\s\S]*?)\n[A-Z]+\n/.exec(r.stdout)![1]
       // Each paragraph is one line: no line ends in the middle of a sentence.
@@ -329,7 +335,7 @@ describe('help', () => {
       expect(r.stdout).not.toMatch(/--path=<value>.*\(required\)/)
     }
 
-    const restore = await runCli(['br', 'restore', '--help'], {env: WIDE})
+    const {restore} = help
     expect(restore.stdout).toContain(
       'beside the target first; only then is the service stopped, the directories swapped',
     )
@@ -344,7 +350,7 @@ describe('help', () => {
     for (const line of ['0    ok', '2    bad usage', '3    integrity failure', '4    repository', '130  interrupted'])
       expect(r.stdout).toContain(line)
     expect(r.stdout).toMatch(/br check +Check that a backup can be restored/)
-    const verify = await runCli(['br', 'verify', '--help'], {env: WIDE})
+    const {verify} = help
     expect(verify.stdout).toMatch(/ALIASES\n +\$ moctl br check/)
   })
 
