@@ -218,24 +218,22 @@ describe('a config file or directory that others could write is refused, as ssh 
     await set('service', 'command')
     await set('stop-cmd', `touch '${marker}'`)
     await set('start-cmd', 'true')
-    for (const [mode, who] of [
-      [0o666, 'other users'],
-      [0o602, 'other users'],
-      [0o620, 'its group'],
+    const backup = ['backup', '--path', join(home, 'repo'), '--data-dir', dataDir, '--no-encrypt']
+    const setPort = ['config', 'set', 'port', '1']
+    // Each mode through one command, each command at least once; every mode's message is also
+    // checked in process (unit/lib/config.test.ts, checkTrusted).
+    for (const [mode, who, args] of [
+      [0o666, 'other users', backup],
+      [0o602, 'other users', setPort],
+      [0o620, 'its group', backup],
     ] as const) {
       await chmod(configPath, mode)
-      for (const args of [
-        ['backup', '--path', join(home, 'repo'), '--data-dir', dataDir, '--no-encrypt'],
-        ['config', 'set', 'port', '1'],
-      ]) {
-        const r = await br(args)
-        expect(r.code, r.stderr).toBe(2)
-        expect(r.stderr).toContain(
-          `Error: config file ${configPath} can be written by ${who} (mode 0${mode.toString(8)}): refusing to use it`,
-        )
-        expect(r.stderr).toContain(`Hint: chmod go-w ${configPath}`)
-      }
-
+      const r = await br([...args])
+      expect(r.code, r.stderr).toBe(2)
+      expect(r.stderr).toContain(
+        `Error: config file ${configPath} can be written by ${who} (mode 0${mode.toString(8)}): refusing to use it`,
+      )
+      expect(r.stderr).toContain(`Hint: chmod go-w ${configPath}`)
       expect(existsSync(marker), 'the stop command of the file ran').toBe(false)
     }
 
