@@ -20,8 +20,11 @@ import type {EncryptOptions} from '../../src/lib/archive/types.js'
 import type {SigningKey} from '../../src/lib/signing.js'
 
 import {generateKeyPair} from '../../src/lib/keys.js'
+import {NO_TRUST} from '../../src/lib/repo/authenticity.js'
 import {ManifestCache} from '../../src/lib/repo/manifest-cache.js'
-import {loadEncryptOptions} from '../../src/lib/secrets.js'
+import {newVerifyContext, verifyFlow} from '../../src/lib/restore/verify.js'
+import {loadDecryptOptions, loadEncryptOptions} from '../../src/lib/secrets.js'
+import {runFlow} from '../../src/lib/steps.js'
 import {backupArgs, NO_SQL, restoreArgs} from '../helpers/args.js'
 import {runCli, tempDir} from '../helpers/cli.js'
 import {makeSmallDataDir, randomPassphrase} from '../helpers/fixtures.js'
@@ -291,10 +294,16 @@ describe('a passphrase repository: no downgrade, no edited record', () => {
     let r = await verify(repo, ours.id, '--passphrase-file', passFile)
     expect(r.code, r.stderr).toBe(3)
     await undo()
+    undo = await editRecord(repo, ours.id, (r) => {
+      ;(r.source as Record<string, unknown>).dataDir = '/elsewhere'
+    })
+    r = await verify(repo, ours.id, '--passphrase-file', passFile)
+    expect(r.code, r.stderr).toBe(3)
+    expect(flat(r.stderr)).toContain('backup.json was changed after the backup was written')
+    await undo()
+    // The other fields through the flow `br verify` runs, in process (no CLI run each): same
+    // keys, same trust policy, same error, with the exit code the command would give.
     for (const edit of [
-      (r: Rec) => {
-        ;(r.source as Record<string, unknown>).dataDir = '/elsewhere'
-      },
       (r: Rec) => {
         r.createdAt = '2020-01-01T00:00:00.000Z'
       },
@@ -308,9 +317,12 @@ describe('a passphrase repository: no downgrade, no edited record', () => {
       },
     ]) {
       undo = await editRecord(repo, ours.id, edit)
-      r = await verify(repo, ours.id, '--passphrase-file', passFile)
-      expect(r.code, r.stderr).toBe(3)
-      expect(flat(r.stderr)).toContain('backup.json was changed after the backup was written')
+      const decrypt = await loadDecryptOptions({env: {}, passphraseFile: passFile})
+      const ctx = newVerifyContext({decrypt, id: ours.id, quick: false, repoPath: repo, trust: NO_TRUST})
+      await expect(runFlow(verifyFlow(), ctx)).rejects.toMatchObject({
+        exitCode: 3,
+        message: expect.stringContaining('backup.json was changed after the backup was written'),
+      })
       await undo()
     }
 
