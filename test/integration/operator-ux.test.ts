@@ -9,6 +9,7 @@ import {hostname} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
+import {excludeList} from '../../src/lib/backup/backup.js'
 import {backupArgs, restoreArgs} from '../helpers/args.js'
 import {runCli, tempDir} from '../helpers/cli.js'
 import {makeSmallDataDir} from '../helpers/fixtures.js'
@@ -28,10 +29,15 @@ async function backup(repo: string, dataDir: string, ...more: string[]): Promise
 /**
  * A backup taken in process by the flow `br backup` runs (unencrypted, no service): no CLI run
  * (~0.5 CPU-s) for the tests whose point is what comes after a backup. The backups whose own
- * output is checked (--base latest, --quiet, the progress lines, the counts) are CLI runs.
+ * output is checked (--base latest, --quiet, the progress lines) are CLI runs.
  */
-async function localBackup(repo: string, dataDir: string, type: 'full' | 'incremental' = 'full'): Promise<string> {
-  return (await takeBackup(optionsFor(dataDir, repo, {type}))).id
+async function localBackup(
+  repo: string,
+  dataDir: string,
+  type: 'full' | 'incremental' = 'full',
+  exclude: string[] = [],
+): Promise<string> {
+  return (await takeBackup(optionsFor(dataDir, repo, {exclude: excludeList(exclude, {defaults: true}), type}))).id
 }
 
 beforeAll(async () => {
@@ -299,9 +305,9 @@ describe("counts are the backup's own file set", () => {
     const repo = join(tmp.path, 'count-repo')
     const dir = join(tmp.path, 'count-data')
     await makeSmallDataDir(dir)
-    const full = await backup(repo, dir, '--exclude', 'shared-cache')
+    const full = await localBackup(repo, dir, 'full', ['shared-cache'])
     await writeFile(join(dir, 'local', 'hk_data'), 'changed since the full backup\n')
-    const inc = await backup(repo, dir, '--exclude', 'shared-cache', '--type', 'incremental')
+    const inc = await localBackup(repo, dir, 'incremental', ['shared-cache'])
     const record = JSON.parse(await readFile(join(repo, 'backups', inc, 'backup.json'), 'utf8'))
     const files = record.counts.files as number
     expect(files).toBe(JSON.parse(await readFile(join(repo, 'backups', full, 'backup.json'), 'utf8')).counts.files)
