@@ -10,6 +10,7 @@ import {chmod, chown, mkdir, readFile, stat, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {afterAll, beforeAll, beforeEach, describe, expect, it} from 'vitest'
 
+import {type ConfigKey, setConfig} from '../../src/lib/config.js'
 import {suiteKey} from '../helpers/args.js'
 import {runCli, tempDir, type TempDir} from '../helpers/cli.js'
 import {makeSmallDataDir} from '../helpers/fixtures.js'
@@ -42,9 +43,18 @@ beforeEach(async () => {
 const br = (args: string[], env: NodeJS.ProcessEnv = {}, cwd?: string) =>
   runCli(['br', ...args], {cwd, env: {XDG_CONFIG_HOME: home, ...env}})
 
-async function set(key: string, value: string): Promise<void> {
+/** `br config set` through the CLI: for the tests whose point is that command. */
+async function brSet(key: string, value: string): Promise<void> {
   const r = await br(['config', 'set', key, value])
   expect(r.code, r.stderr).toBe(0)
+}
+
+/**
+ * A setting a test starts from, written in process by the code `br config set` runs (setConfig):
+ * no CLI run (~0.5 CPU-s each) for what is not the test's point. The CLI's set is proven above.
+ */
+async function set(key: ConfigKey, value: string): Promise<void> {
+  await setConfig(configPath, key, value)
 }
 
 describe('config set, get, unset, list', () => {
@@ -52,8 +62,8 @@ describe('config set, get, unset, list', () => {
     const set1 = await br(['config', 'set', 'path', 'backups/mo'], {}, tmp.path)
     expect(set1).toMatchObject({code: 0, stdout: ''})
     expect(set1.stderr).toBe(`path = ${join(tmp.path, 'backups/mo')} (in ${configPath})\n`)
-    await set('port', '6002')
-    await set('service', 'mo_ctl')
+    await brSet('port', '6002')
+    await brSet('service', 'mo_ctl')
     expect(JSON.parse(await readFile(configPath, 'utf8'))).toEqual({
       path: join(tmp.path, 'backups/mo'),
       port: 6002,
@@ -208,24 +218,22 @@ describe('a config file or directory that others could write is refused, as ssh 
     await set('service', 'command')
     await set('stop-cmd', `touch '${marker}'`)
     await set('start-cmd', 'true')
-    for (const [mode, who] of [
-      [0o666, 'other users'],
-      [0o602, 'other users'],
-      [0o620, 'its group'],
+    const backup = ['backup', '--path', join(home, 'repo'), '--data-dir', dataDir, '--no-encrypt']
+    const setPort = ['config', 'set', 'port', '1']
+    // Each mode through one command, each command at least once; every mode's message is also
+    // checked in process (unit/lib/config.test.ts, checkTrusted).
+    for (const [mode, who, args] of [
+      [0o666, 'other users', backup],
+      [0o602, 'other users', setPort],
+      [0o620, 'its group', backup],
     ] as const) {
       await chmod(configPath, mode)
-      for (const args of [
-        ['backup', '--path', join(home, 'repo'), '--data-dir', dataDir, '--no-encrypt'],
-        ['config', 'set', 'port', '1'],
-      ]) {
-        const r = await br(args)
-        expect(r.code, r.stderr).toBe(2)
-        expect(r.stderr).toContain(
-          `Error: config file ${configPath} can be written by ${who} (mode 0${mode.toString(8)}): refusing to use it`,
-        )
-        expect(r.stderr).toContain(`Hint: chmod go-w ${configPath}`)
-      }
-
+      const r = await br([...args])
+      expect(r.code, r.stderr).toBe(2)
+      expect(r.stderr).toContain(
+        `Error: config file ${configPath} can be written by ${who} (mode 0${mode.toString(8)}): refusing to use it`,
+      )
+      expect(r.stderr).toContain(`Hint: chmod go-w ${configPath}`)
       expect(existsSync(marker), 'the stop command of the file ran').toBe(false)
     }
 

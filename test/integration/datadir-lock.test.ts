@@ -23,6 +23,7 @@ import {backupArgs, NO_SQL, restoreArgs, serviceArgs} from '../helpers/args.js'
 import {RUN, runCli, tempDir} from '../helpers/cli.js'
 import {makeSmallDataDir} from '../helpers/fixtures.js'
 import {treeHashes} from '../helpers/tree.js'
+import {optionsFor, takeBackup} from '../unit/lib/backup/run.js'
 
 let tmp: {cleanup: () => Promise<void>; path: string}
 let small: string
@@ -34,9 +35,8 @@ beforeAll(async () => {
   small = join(tmp.path, 'mo-data')
   await makeSmallDataDir(small)
   repo = join(tmp.path, 'repo')
-  const backup = await runCli(backupArgs(repo, small, '--no-encrypt'))
-  expect(backup.code, backup.stderr).toBe(0)
-  id = backup.stdout.trim()
+  // Taken in process (no CLI run): the restores below are the point.
+  id = (await takeBackup(optionsFor(small, repo))).id
 })
 afterAll(async () => tmp?.cleanup())
 
@@ -127,9 +127,8 @@ describe('a killed run says what it left', () => {
     const dataDir = join(tmp.path, 'leftovers', 'mo-data')
     await makeSmallDataDir(dataDir, {seed: 6})
     const repoL = join(tmp.path, 'repo-leftovers')
-    const backup = await runCli(backupArgs(repoL, dataDir, '--no-encrypt'))
-    expect(backup.code, backup.stderr).toBe(0)
-    const lid = backup.stdout.trim()
+    // Taken in process (no CLI run): the killed runs below are the point.
+    const lid = (await takeBackup(optionsFor(dataDir, repoL))).id
     const service = [...serviceArgs('sleep 30', 'true'), ...NO_SQL]
 
     // A restore killed while the service stops: its verified staging dir stays behind.

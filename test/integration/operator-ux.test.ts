@@ -9,9 +9,11 @@ import {hostname} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
+import {excludeList} from '../../src/lib/backup/backup.js'
 import {backupArgs, restoreArgs} from '../helpers/args.js'
 import {runCli, tempDir} from '../helpers/cli.js'
 import {makeSmallDataDir} from '../helpers/fixtures.js'
+import {optionsFor, takeBackup} from '../unit/lib/backup/run.js'
 
 let tmp: {cleanup: () => Promise<void>; path: string}
 
@@ -22,6 +24,20 @@ async function backup(repo: string, dataDir: string, ...more: string[]): Promise
   const r = await runCli(backupArgs(repo, dataDir, '--no-encrypt', ...NO_SQL, ...more))
   expect(r.code, r.stderr).toBe(0)
   return r.stdout.trim()
+}
+
+/**
+ * A backup taken in process by the flow `br backup` runs (unencrypted, no service): no CLI run
+ * (~0.5 CPU-s) for the tests whose point is what comes after a backup. The backups whose own
+ * output is checked (--base latest, --quiet, the progress lines) are CLI runs.
+ */
+async function localBackup(
+  repo: string,
+  dataDir: string,
+  type: 'full' | 'incremental' = 'full',
+  exclude: string[] = [],
+): Promise<string> {
+  return (await takeBackup(optionsFor(dataDir, repo, {exclude: excludeList(exclude, {defaults: true}), type}))).id
 }
 
 beforeAll(async () => {
@@ -44,9 +60,9 @@ describe('latest', () => {
     dirB = join(tmp.path, 'latest-b')
     await makeSmallDataDir(dirA, {seed: 1})
     await makeSmallDataDir(dirB, {seed: 2})
-    ids.fullA = await backup(repo, dirA)
-    ids.incA = await backup(repo, dirA, '--type', 'incremental')
-    ids.fullB = await backup(repo, dirB)
+    ids.fullA = await localBackup(repo, dirA)
+    ids.incA = await localBackup(repo, dirA, 'incremental')
+    ids.fullB = await localBackup(repo, dirB)
     // A damaged record that sorts after every real id: it must never be latest.
     await mkdir(join(repo, 'backups', 'ffffffff-ffff-7fff-bfff-ffffffffffff'), {recursive: true})
     await writeFile(join(repo, 'backups', 'ffffffff-ffff-7fff-bfff-ffffffffffff', 'backup.json'), '{not json')
@@ -68,13 +84,12 @@ describe('latest', () => {
     const single = join(tmp.path, 'single-repo')
     const source = join(tmp.path, 'single-data')
     await makeSmallDataDir(source)
-    const made = await runCli(backupArgs(single, source, '--no-encrypt', '--json', ...NO_SQL))
-    expect(made.code, made.stderr).toBe(0)
+    const made = await localBackup(single, source)
     const elsewhere = join(tmp.path, 'dr-host', 'mo-data')
     const args = ['br', 'restore', 'latest', '--data-dir', elsewhere, '--dry-run', '--json', ...NO_SQL]
     const r = await runCli([...args, '--path', single])
     expect(r.code, r.stderr).toBe(0)
-    expect(JSON.parse(r.stdout)).toMatchObject({id: JSON.parse(made.stdout).id})
+    expect(JSON.parse(r.stdout)).toMatchObject({id: made})
     const several = await runCli([...args, '--path', repo])
     expect(several.code, several.stdout).toBe(2)
     expect(JSON.parse(several.stdout).error.message).toContain('nothing is latest')
@@ -130,7 +145,7 @@ describe('verify --all and check', () => {
     repo = join(tmp.path, 'all-repo')
     const dir = join(tmp.path, 'all-data')
     await makeSmallDataDir(dir)
-    ids.push(await backup(repo, dir), await backup(repo, dir, '--type', 'incremental'), await backup(repo, dir))
+    ids.push(await localBackup(repo, dir), await localBackup(repo, dir, 'incremental'), await localBackup(repo, dir))
     // The middle backup's archive: one byte flipped.
     const archive = join(repo, 'backups', ids[1], 'data.tar.zst')
     const bytes = await readFile(archive)
@@ -230,8 +245,8 @@ describe('list', () => {
     const repo = join(tmp.path, 'a-repository-path-that-is-long'.repeat(4), 'repo')
     const dir = join(tmp.path, 'list-data')
     await makeSmallDataDir(dir)
-    const full = await backup(repo, dir)
-    const inc = await backup(repo, dir, '--type', 'incremental')
+    const full = await localBackup(repo, dir)
+    const inc = await localBackup(repo, dir, 'incremental')
     const damaged = '01900000-0000-7000-8000-000000000000'
     await mkdir(join(repo, 'backups', damaged), {recursive: true})
     await writeFile(join(repo, 'backups', damaged, 'backup.json'), '[]')
@@ -258,7 +273,7 @@ describe('readers take no lock', () => {
     const repo = join(tmp.path, 'locked-repo')
     const dir = join(tmp.path, 'locked-data')
     await makeSmallDataDir(dir)
-    const id = await backup(repo, dir)
+    const id = await localBackup(repo, dir)
     // A live writer on this host: this test process.
     const holder = {
       command: 'br backup',
@@ -290,9 +305,9 @@ describe("counts are the backup's own file set", () => {
     const repo = join(tmp.path, 'count-repo')
     const dir = join(tmp.path, 'count-data')
     await makeSmallDataDir(dir)
-    const full = await backup(repo, dir, '--exclude', 'shared-cache')
+    const full = await localBackup(repo, dir, 'full', ['shared-cache'])
     await writeFile(join(dir, 'local', 'hk_data'), 'changed since the full backup\n')
-    const inc = await backup(repo, dir, '--exclude', 'shared-cache', '--type', 'incremental')
+    const inc = await localBackup(repo, dir, 'incremental', ['shared-cache'])
     const record = JSON.parse(await readFile(join(repo, 'backups', inc, 'backup.json'), 'utf8'))
     const files = record.counts.files as number
     expect(files).toBe(JSON.parse(await readFile(join(repo, 'backups', full, 'backup.json'), 'utf8')).counts.files)
@@ -308,10 +323,16 @@ describe("counts are the backup's own file set", () => {
 describe('help', () => {
   /** Wide enough that anything broken in the middle of a sentence was broken by us, not by oclif. */
   const WIDE = {OCLIF_COLUMNS: '2000'}
+  /** Each command's --help, run once for the tests below. */
+  const help: Record<string, Awaited<ReturnType<typeof runCli>>> = {}
+
+  beforeAll(async () => {
+    for (const command of ['backup', 'restore', 'verify', 'list', 'delete', 'prune', 'cleanup'])
+      help[command] = await runCli(['br', command, '--help'], {env: WIDE})
+  })
 
   it('descriptions flow (no hard wraps), an env var is named once, --path is not "(required)"', async () => {
-    for (const command of ['backup', 'restore', 'verify', 'list', 'delete', 'prune', 'cleanup']) {
-      const r = await runCli(['br', command, '--help'], {env: WIDE})
+    for (const r of Object.values(help)) {
       expect(r.code, r.stderr).toBe(0)
       const description = /\nDESCRIPTION\n([\s\S]*?)\n[A-Z]+\n/.exec(r.stdout)![1]
       // Each paragraph is one line: no line ends in the middle of a sentence.
@@ -320,7 +341,7 @@ describe('help', () => {
       expect(r.stdout).not.toMatch(/--path=<value>.*\(required\)/)
     }
 
-    const restore = await runCli(['br', 'restore', '--help'], {env: WIDE})
+    const {restore} = help
     expect(restore.stdout).toContain(
       'beside the target first; only then is the service stopped, the directories swapped',
     )
@@ -335,7 +356,7 @@ describe('help', () => {
     for (const line of ['0    ok', '2    bad usage', '3    integrity failure', '4    repository', '130  interrupted'])
       expect(r.stdout).toContain(line)
     expect(r.stdout).toMatch(/br check +Check that a backup can be restored/)
-    const verify = await runCli(['br', 'verify', '--help'], {env: WIDE})
+    const {verify} = help
     expect(verify.stdout).toMatch(/ALIASES\n +\$ moctl br check/)
   })
 
@@ -350,7 +371,7 @@ describe('help', () => {
     const repo = join(tmp.path, 'config-repo')
     const dir = join(tmp.path, 'config-data')
     await makeSmallDataDir(dir)
-    await backup(repo, dir)
+    await localBackup(repo, dir)
     const set = await runCli(['br', 'config', 'set', 'path', repo], {env: {XDG_CONFIG_HOME: configHome}})
     expect(set.code, set.stderr).toBe(0)
     const listed = await runCli(['br', 'list', '--json'], {env: {XDG_CONFIG_HOME: configHome}})
@@ -362,7 +383,7 @@ describe('help', () => {
     const repo = join(tmp.path, 'warn-repo-with-a-long-name-so-that-the-warning-is-long'.repeat(3))
     const dir = join(tmp.path, 'warn-data')
     await makeSmallDataDir(dir)
-    const id = await backup(repo, dir)
+    const id = await localBackup(repo, dir)
     const r = await runCli(['br', 'verify', id, '--path', repo, '--quick'], {env: {COLUMNS: '40', OCLIF_COLUMNS: '40'}})
     expect(r.code, r.stderr).toBe(0)
     const warnings = r.stderr.split('\n').filter((l) => l.startsWith('Warning: '))

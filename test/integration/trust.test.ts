@@ -8,15 +8,31 @@
  *   restore refuses before touching the target, prune keeps what is still needed;
  * - a missing or changed manifest.age, caught by verify --quick too;
  * - a damaged backup.json: listed as damaged, skipped by prune, removable by delete.
+ * Every verify, restore, prune, delete and list is a CLI run; the backups they read are CLI runs
+ * only where taking them is the point (signing, the unsigned warning, keys from the config): the
+ * forgeries and the repositories the readers are tested on are made by the backup flow in process.
  */
 import {cp, mkdir, readdir, readFile, rm, stat, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
+import type {EncryptOptions} from '../../src/lib/archive/types.js'
+import type {SigningKey} from '../../src/lib/signing.js'
+
+import {generateKeyPair} from '../../src/lib/keys.js'
+import {NO_TRUST} from '../../src/lib/repo/authenticity.js'
+import {ManifestCache} from '../../src/lib/repo/manifest-cache.js'
+import {newVerifyContext, verifyFlow} from '../../src/lib/restore/verify.js'
+import {loadDecryptOptions, loadEncryptOptions} from '../../src/lib/secrets.js'
+import {runFlow} from '../../src/lib/steps.js'
 import {backupArgs, NO_SQL, restoreArgs} from '../helpers/args.js'
 import {runCli, tempDir} from '../helpers/cli.js'
 import {makeSmallDataDir, randomPassphrase} from '../helpers/fixtures.js'
 import {treeHashes} from '../helpers/tree.js'
+import {optionsFor, takeBackup} from '../unit/lib/backup/run.js'
+
+/** scrypt 2^10 for the backups taken in process: the readers' cost is not what is tested here */
+const FAST_SCRYPT_LOG_N = 10
 
 let tmp: {cleanup: () => Promise<void>; path: string}
 let dataDir: string
@@ -37,6 +53,31 @@ async function backupCli(repo: string, dir: string, keyArgs: string[], ...more: 
   const r = await runCli(backupArgs(repo, dir, ...keyArgs, ...NO_SQL, '--json', ...extra), {env})
   expect(r.code, r.stderr + r.stdout).toBe(0)
   return JSON.parse(r.stdout) as Rec
+}
+
+/**
+ * A backup by the host's writer key, signed and cached as `br backup --writer-key` makes it, but
+ * in process (the flow the command runs, with the host's manifest cache): for the tests whose
+ * point is what readers, prune and delete do with it. The CLI's own backups are taken above.
+ */
+async function hostBackup(repo: string, type: 'full' | 'incremental'): Promise<Rec> {
+  const keys = await loadEncryptOptions({env: {}, writerKeyFile: writerKey})
+  // oclif's cache dir is $XDG_CACHE_HOME/moctl; the commands keep manifests under it
+  const cache = new ManifestCache(join(hostEnv().XDG_CACHE_HOME!, 'moctl', 'manifests'))
+  return (await takeBackup(optionsFor(dataDir, repo, {...keys, cache, type}))) as unknown as Rec
+}
+
+/**
+ * What an attacker who can write the repository adds to it: a backup made by the backup flow in
+ * process (no CLI run: how the forgery was made is not the point, what readers do with it is).
+ */
+async function attackerBackup(
+  repo: string,
+  dir: string,
+  encrypt: EncryptOptions,
+  signing: null | SigningKey = null,
+): Promise<Rec> {
+  return (await takeBackup(optionsFor(dir, repo, {encrypt, signing}))) as unknown as Rec
 }
 
 const recordFile = (repo: string, id: string) => join(repo, 'backups', id, 'backup.json')
@@ -127,7 +168,7 @@ describe('a backup must prove who wrote it', () => {
     const evil = join(tmp.path, 'evil-data')
     await makeSmallDataDir(evil, {seed: 66})
     const published = (await readRecord(repo, ours.id)).encryption as {recipients: string[]}
-    const forged = await backupCli(repo, evil, ['--recipient', published.recipients[0]], attackerEnv())
+    const forged = await attackerBackup(repo, evil, {recipients: published.recipients, type: 'recipients'})
     for (const keys of [
       ['--identity', readerKey],
       ['--quick', '--identity', readerKey],
@@ -148,17 +189,10 @@ describe('a backup must prove who wrote it', () => {
 
   it("a backup signed with the attacker's own writer key is refused", async () => {
     const theirs = join(tmp.path, 'attacker')
-    const made = await runCli([
-      'br',
-      'key',
-      'generate',
-      '--writer-key',
-      join(theirs, 'w'),
-      '--reader-key',
-      join(theirs, 'r'),
-    ])
-    expect(made.code).toBe(0)
-    const forged = await backupCli(repo, dataDir, ['--writer-key', join(theirs, 'w')], attackerEnv())
+    // made in process by what `br key generate` runs (proven by the CLI above): no CLI run
+    await generateKeyPair(join(theirs, 'w'), join(theirs, 'r'))
+    const theirKeys = await loadEncryptOptions({env: {}, writerKeyFile: join(theirs, 'w')})
+    const forged = await attackerBackup(repo, dataDir, theirKeys.encrypt, theirKeys.signing)
     const r = await verify(repo, forged.id, '--identity', readerKey)
     expect(r.code, r.stderr).toBe(3)
     expect(flat(r.stderr)).toMatch(/is signed by brsig1[0-9a-f]{64}, which is not a trusted signer/)
@@ -168,7 +202,7 @@ describe('a backup must prove who wrote it', () => {
     const evil = join(tmp.path, 'evil-data-2')
     await makeSmallDataDir(evil, {seed: 67})
     const scratch = join(tmp.path, 'attacker-repo')
-    const forged = await backupCli(scratch, evil, ['--recipient', recipient], attackerEnv())
+    const forged = await attackerBackup(scratch, evil, {recipients: [recipient], type: 'recipients'})
     const victim = join(tmp.path, 'victim-repo')
     await cp(repo, victim, {recursive: true})
     const mine = await readRecord(victim, ours.id)
@@ -224,8 +258,13 @@ describe('a passphrase repository: no downgrade, no edited record', () => {
   beforeAll(async () => {
     repo = join(tmp.path, 'pass-repo')
     passFile = join(tmp.path, 'pass')
-    await writeFile(passFile, `${randomPassphrase()}\n`, {mode: 0o600})
-    ours = await backupCli(repo, dataDir, ['--passphrase-file', passFile], hostEnv())
+    const passphrase = randomPassphrase()
+    await writeFile(passFile, `${passphrase}\n`, {mode: 0o600})
+    // Taken in process at a low scrypt work factor (the CLI always writes 2^18): readers take the
+    // factor from the header, so each verify below costs no full scrypt. What is tested is the
+    // reading side; a passphrase backup by the CLI is taken in the 'keys from br config' test.
+    const encrypt = {passphrase, scryptLogN: FAST_SCRYPT_LOG_N, type: 'passphrase'} as const
+    ours = (await takeBackup(optionsFor(dataDir, repo, {encrypt}))) as unknown as Rec
   })
 
   it('our passphrase backup verifies without an authenticity warning: the passphrase binds the record', async () => {
@@ -237,7 +276,7 @@ describe('a passphrase repository: no downgrade, no edited record', () => {
   it('a plaintext backup put into the repository is refused when a passphrase is given, unless --allow-unencrypted', async () => {
     const evil = join(tmp.path, 'evil-plain')
     await makeSmallDataDir(evil, {seed: 68})
-    const forged = await backupCli(repo, evil, ['--no-encrypt'], attackerEnv())
+    const forged = await attackerBackup(repo, evil, {type: 'none'})
     const r = await verify(repo, forged.id, '--passphrase-file', passFile)
     expect(r.code, r.stderr).toBe(3)
     expect(flat(r.stderr)).toContain('is stored unencrypted, but keys were given')
@@ -255,10 +294,16 @@ describe('a passphrase repository: no downgrade, no edited record', () => {
     let r = await verify(repo, ours.id, '--passphrase-file', passFile)
     expect(r.code, r.stderr).toBe(3)
     await undo()
+    undo = await editRecord(repo, ours.id, (r) => {
+      ;(r.source as Record<string, unknown>).dataDir = '/elsewhere'
+    })
+    r = await verify(repo, ours.id, '--passphrase-file', passFile)
+    expect(r.code, r.stderr).toBe(3)
+    expect(flat(r.stderr)).toContain('backup.json was changed after the backup was written')
+    await undo()
+    // The other fields through the flow `br verify` runs, in process (no CLI run each): same
+    // keys, same trust policy, same error, with the exit code the command would give.
     for (const edit of [
-      (r: Rec) => {
-        ;(r.source as Record<string, unknown>).dataDir = '/elsewhere'
-      },
       (r: Rec) => {
         r.createdAt = '2020-01-01T00:00:00.000Z'
       },
@@ -272,9 +317,12 @@ describe('a passphrase repository: no downgrade, no edited record', () => {
       },
     ]) {
       undo = await editRecord(repo, ours.id, edit)
-      r = await verify(repo, ours.id, '--passphrase-file', passFile)
-      expect(r.code, r.stderr).toBe(3)
-      expect(flat(r.stderr)).toContain('backup.json was changed after the backup was written')
+      const decrypt = await loadDecryptOptions({env: {}, passphraseFile: passFile})
+      const ctx = newVerifyContext({decrypt, id: ours.id, quick: false, repoPath: repo, trust: NO_TRUST})
+      await expect(runFlow(verifyFlow(), ctx)).rejects.toMatchObject({
+        exitCode: 3,
+        message: expect.stringContaining('backup.json was changed after the backup was written'),
+      })
       await undo()
     }
 
@@ -288,10 +336,10 @@ describe('verify means restorable: chains from what is authenticated', () => {
 
   beforeAll(async () => {
     repo = join(tmp.path, 'chain-repo')
-    ids.push((await backupCli(repo, dataDir, ['--writer-key', writerKey], hostEnv())).id)
+    ids.push((await hostBackup(repo, 'full')).id)
     for (const f of ['shared/new-1', 'shared/new-2']) {
       await writeFile(join(dataDir, f), `object ${f}\n`.repeat(1000))
-      ids.push((await backupCli(repo, dataDir, ['--writer-key', writerKey], hostEnv(), '--type', 'incremental')).id)
+      ids.push((await hostBackup(repo, 'incremental')).id)
     }
   })
 
@@ -383,7 +431,7 @@ describe('a damaged backup.json', () => {
   it('is listed as damaged, skipped by prune (keeping older ones), passed over as a base, and removed by delete', async () => {
     const repo = join(tmp.path, 'damaged-repo')
     const ids: string[] = []
-    for (let i = 0; i < 3; i++) ids.push((await backupCli(repo, dataDir, ['--writer-key', writerKey], hostEnv())).id)
+    for (let i = 0; i < 3; i++) ids.push((await hostBackup(repo, 'full')).id)
     await writeFile(recordFile(repo, ids[1]), '{"format": 2, "id": ')
 
     const list = await runCli(['br', 'list', '--path', repo])

@@ -174,6 +174,17 @@ describe('checkTrusted', () => {
 
     expect(error).toMatchObject({exitCode: 2, suggestions: ['chmod go-w /c/config.json']})
   })
+
+  it('names who can write: other users for any world write bit, its group for the group bit alone', () => {
+    for (const [mode, who] of [
+      [0o666, 'other users'],
+      [0o602, 'other users'],
+      [0o620, 'its group'],
+    ] as const)
+      expect(() => checkTrusted('/c/config.json', statFile(1000, mode), 'config file', 1000)).toThrow(
+        `config file /c/config.json can be written by ${who} (mode 0${mode.toString(8)}): refusing to use it`,
+      )
+  })
 })
 
 describe('password-file', () => {
