@@ -1,18 +1,17 @@
 /**
- * The archive's limits through the real CLI: memory stays bounded on a GiB of zeros (peak RSS
- * measured inside the CLI process), a sparse file comes back sparse, file names that are not
- * UTF-8 are refused before anything is stopped or written, and setuid/setgid bits come back only
- * with --keep-special-modes.
+ * The archive's limits through the real CLI: a sparse file comes back sparse, file names that are
+ * not UTF-8 are refused before anything is stopped or written, and setuid/setgid bits come back
+ * only with --keep-special-modes. The memory goal (a GiB of zeros under 256 MiB peak RSS) is met
+ * in the bench, bench/memory.mjs, not timed here.
  */
-import {chmod, mkdir, open, readdir, readFile, stat, writeFile} from 'node:fs/promises'
+import {chmod, mkdir, open, readdir, stat, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {backupArgs, encryptTo, readWith, restoreArgs, serviceArgs, suiteKey, type SuiteKey} from '../helpers/args.js'
-import {ROOT, runCli, tempDir} from '../helpers/cli.js'
+import {runCli, tempDir} from '../helpers/cli.js'
 
-const GiB = 1024 * 1024 * 1024
-const PROBE = join(ROOT, 'test', 'helpers', 'rss-probe.mjs')
+const SIZE = 8 * 1024 * 1024
 let work: Awaited<ReturnType<typeof tempDir>>
 let key: SuiteKey
 
@@ -25,17 +24,6 @@ afterAll(async () => {
   await work.cleanup()
 })
 
-/** Runs the CLI and returns its result with its peak RSS in MiB. */
-async function measured(name: string, args: string[]) {
-  const file = join(work.path, `${name}.rss`)
-  const r = await runCli(args, {
-    env: {MOCTL_TEST_RSS_FILE: file, NODE_OPTIONS: `--import=${PROBE}`},
-    timeoutMs: 170_000,
-  })
-  const rssMiB = Number(await readFile(file, 'utf8')) / 1024
-  return {...r, rssMiB}
-}
-
 const mode = async (path: string) => (await stat(path)).mode % 0o1_0000
 
 async function backup(dataDir: string, repo: string, extra: string[] = []) {
@@ -43,42 +31,32 @@ async function backup(dataDir: string, repo: string, extra: string[] = []) {
   return {...r, id: r.code === 0 ? (JSON.parse(r.stdout).id as string) : ''}
 }
 
-describe('memory and holes', () => {
-  it('verify and restore of 1 GiB of zeros stay under 256 MiB, and the file comes back sparse', async () => {
-    const data = join(work.path, 'zeros-data')
-    const repo = join(work.path, 'zeros-repo')
+describe('holes', () => {
+  it('a sparse file comes back sparse, with its data in place', async () => {
+    const data = join(work.path, 'sparse-data')
+    const repo = join(work.path, 'sparse-repo')
     await mkdir(data)
-    // A sparse GiB with a little data in the middle: the archive is a zstd bomb of ~30 KiB.
-    const handle = await open(join(data, 'zeros.bin'), 'w')
-    await handle.write(Buffer.from('in the middle'), 0, 13, GiB / 2)
-    await handle.truncate(GiB)
+    // 8 MiB with a little data in the middle: two 4 MiB holes around it.
+    const handle = await open(join(data, 'sparse.bin'), 'w')
+    await handle.write(Buffer.from('in the middle'), 0, 13, SIZE / 2)
+    await handle.truncate(SIZE)
     await handle.close()
     const b = await backup(data, repo)
     expect(b.code, b.stderr).toBe(0)
 
-    const v = await measured('verify', ['br', 'verify', b.id, '--path', repo, ...readWith(key), '--json'])
-    expect(v.code, v.stderr).toBe(0)
-    expect(v.rssMiB).toBeLessThan(256)
-    console.log(`peak RSS: verify ${v.rssMiB.toFixed(0)} MiB`)
-
-    const target = join(work.path, 'zeros-restored')
-    const r = await measured(
-      'restore',
-      restoreArgs(b.id, repo, target, ...readWith(key), '--service', 'none', '--json'),
-    )
+    const target = join(work.path, 'sparse-restored')
+    const r = await runCli(restoreArgs(b.id, repo, target, ...readWith(key), '--service', 'none', '--json'))
     expect(r.code, r.stderr).toBe(0)
-    expect(r.rssMiB).toBeLessThan(256)
-    console.log(`peak RSS: restore ${r.rssMiB.toFixed(0)} MiB`)
-    const info = await stat(join(target, 'zeros.bin'))
-    expect(info.size).toBe(GiB)
-    // Holes: one 64 KiB block of data allocated, not a GiB.
+    const info = await stat(join(target, 'sparse.bin'))
+    expect(info.size).toBe(SIZE)
+    // Holes: one 64 KiB block of data allocated, not 8 MiB.
     expect(info.blocks * 512).toBeLessThan(1024 * 1024)
     const middle = Buffer.alloc(13)
-    const h = await open(join(target, 'zeros.bin'))
-    await h.read(middle, 0, 13, GiB / 2)
+    const h = await open(join(target, 'sparse.bin'))
+    await h.read(middle, 0, 13, SIZE / 2)
     await h.close()
     expect(middle.toString()).toBe('in the middle')
-  }, 180_000)
+  })
 })
 
 describe('file names that are not UTF-8', () => {

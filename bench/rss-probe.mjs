@@ -1,4 +1,4 @@
-// Loaded with NODE_OPTIONS=--import into a CLI under test: at exit, writes the process's peak
+// Loaded with --import into a CLI under bench/memory.mjs: at exit, writes the process's peak
 // resident set size (KiB, process.resourceUsage().maxRSS) to $MOCTL_TEST_RSS_FILE.
 import {writeFileSync} from 'node:fs'
 
