@@ -20,10 +20,10 @@ import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {backupArgs, NO_SQL, restoreArgs, serviceArgs} from '../helpers/args.js'
+import {optionsFor, takeBackup} from '../helpers/backup.js'
 import {RUN, runCli, tempDir} from '../helpers/cli.js'
 import {makeSmallDataDir} from '../helpers/fixtures.js'
 import {treeHashes} from '../helpers/tree.js'
-import {optionsFor, takeBackup} from '../unit/lib/backup/run.js'
 
 let tmp: {cleanup: () => Promise<void>; path: string}
 let small: string

@@ -110,22 +110,7 @@ describe('incremental backups', () => {
 describe('incremental bad input', () => {
   it('an unknown --base names it (exit 2)', async () => {
     const r = await runCli(
-      [
-        'br',
-        'backup',
-        '--path',
-        repo,
-        '--data-dir',
-        dataDir,
-        '--recipient',
-        recipient,
-        '--port',
-        '1',
-        '--type',
-        'incremental',
-        '--base',
-        'ffff0000',
-      ],
+      backupArgs(repo, dataDir, '--recipient', recipient, ...NO_SQL, '--type', 'incremental', '--base', 'ffff0000'),
       {env},
     )
     expect(r.code).toBe(2)
@@ -134,20 +119,7 @@ describe('incremental bad input', () => {
 
   it('a host with neither the cached manifest nor a key says what to pass; with --identity it works', async () => {
     const fresh = {XDG_CACHE_HOME: join(tmp.path, 'fresh-cache')}
-    const args = [
-      'br',
-      'backup',
-      '--path',
-      repo,
-      '--data-dir',
-      dataDir,
-      '--recipient',
-      recipient,
-      '--port',
-      '1',
-      '--type',
-      'incremental',
-    ]
+    const args = backupArgs(repo, dataDir, '--recipient', recipient, ...NO_SQL, '--type', 'incremental')
     const r = await runCli(args, {env: fresh})
     expect(r.code).toBe(2)
     expect(r.stderr).toContain('not cached on this host')

@@ -52,21 +52,7 @@ afterAll(async () => {
 })
 
 const backup = (...extra: string[]) =>
-  runCli([
-    'br',
-    'backup',
-    '--mode',
-    'online',
-    '--path',
-    repo,
-    '--data-dir',
-    dataDir,
-    '--no-encrypt',
-    '--port',
-    String(mo.port),
-    '--json',
-    ...extra,
-  ])
+  runCli(backupArgs(repo, dataDir, '--mode', 'online', '--no-encrypt', '--port', String(mo.port), '--json', ...extra))
 
 describe('online backups', () => {
   let fullId: string

@@ -11,9 +11,9 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {excludeList} from '../../src/lib/backup/backup.js'
 import {backupArgs, restoreArgs} from '../helpers/args.js'
+import {optionsFor, takeBackup} from '../helpers/backup.js'
 import {runCli, tempDir} from '../helpers/cli.js'
 import {makeSmallDataDir} from '../helpers/fixtures.js'
-import {optionsFor, takeBackup} from '../unit/lib/backup/run.js'
 
 let tmp: {cleanup: () => Promise<void>; path: string}
 

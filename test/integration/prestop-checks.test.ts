@@ -14,11 +14,11 @@ import {promisify} from 'node:util'
 import {afterAll, beforeAll, beforeEach, describe, expect, it} from 'vitest'
 
 import {backupArgs, markingService, NO_SQL, readWith, restoreArgs, suiteKey} from '../helpers/args.js'
+import {optionsFor, takeBackup} from '../helpers/backup.js'
 import {runCli, tempDir, type TempDir} from '../helpers/cli.js'
 import {makeSmallDataDir} from '../helpers/fixtures.js'
 import {skipNote} from '../helpers/needs.js'
 import {canMount, NOT_ROOT, tmpfsMounts} from '../helpers/tmpfs.js'
-import {optionsFor, takeBackup} from '../unit/lib/backup/run.js'
 
 const run = promisify(execFile)
 const root = canMount()

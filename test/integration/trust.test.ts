@@ -26,10 +26,10 @@ import {newVerifyContext, verifyFlow} from '../../src/lib/restore/verify.js'
 import {loadDecryptOptions, loadEncryptOptions} from '../../src/lib/secrets.js'
 import {runFlow} from '../../src/lib/steps.js'
 import {backupArgs, NO_SQL, restoreArgs} from '../helpers/args.js'
+import {optionsFor, takeBackup} from '../helpers/backup.js'
 import {runCli, tempDir} from '../helpers/cli.js'
 import {makeSmallDataDir, randomPassphrase} from '../helpers/fixtures.js'
 import {treeHashes} from '../helpers/tree.js'
-import {optionsFor, takeBackup} from '../unit/lib/backup/run.js'
 
 /** scrypt 2^10 for the backups taken in process: the readers' cost is not what is tested here */
 const FAST_SCRYPT_LOG_N = 10

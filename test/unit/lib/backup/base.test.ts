@@ -11,9 +11,9 @@ import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 import {loadBaseManifest, resolveBase} from '../../../../src/lib/backup/base.js'
 import {ManifestCache} from '../../../../src/lib/repo/manifest-cache.js'
 import {openRepository} from '../../../../src/lib/repo/repository.js'
+import {optionsFor, takeBackup} from '../../../helpers/backup.js'
 import {tempDir} from '../../../helpers/cli.js'
 import {makeSmallDataDir, randomPassphrase} from '../../../helpers/fixtures.js'
-import {optionsFor, takeBackup} from './run.js'
 
 let tmp: {cleanup: () => Promise<void>; path: string}
 let dataDir: string

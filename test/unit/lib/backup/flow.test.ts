@@ -11,13 +11,14 @@ import {join} from 'node:path'
 import {promisify} from 'node:util'
 import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 
-import {backupFlow, type BackupOptions, excludeList, sourceFor} from '../../../../src/lib/backup/backup.js'
+import {backupFlow, type BackupOptions, sourceFor} from '../../../../src/lib/backup/backup.js'
 import {readDataDirLock, resolveDataDir} from '../../../../src/lib/datadir-lock.js'
 import {BrError} from '../../../../src/lib/errors.js'
 import {LOCK_FILE} from '../../../../src/lib/repo/lock.js'
 import {openRepository} from '../../../../src/lib/repo/repository.js'
 import {type ServiceControl} from '../../../../src/lib/service/control.js'
 import {ROLL_BACK, runFlow} from '../../../../src/lib/steps.js'
+import {optionsFor} from '../../../helpers/backup.js'
 import {tempDir} from '../../../helpers/cli.js'
 import {makeSmallDataDir} from '../../../helpers/fixtures.js'
 import {treeHashes} from '../../../helpers/tree.js'
@@ -70,26 +71,7 @@ afterEach(async () => {
   await tmp.cleanup()
 })
 
-function optionsWith(over: Partial<BackupOptions> = {}): BackupOptions {
-  return {
-    checksum: false,
-    clone: false,
-    dataDir,
-    decrypt: {identities: [], passphrases: []},
-    encrypt: {type: 'none'},
-    exclude: excludeList([], {defaults: true}),
-    force: false,
-    level: 1,
-    lockWaitSeconds: 0,
-    mode: 'cold',
-    parallelism: 1,
-    repoPath,
-    service: null,
-    signing: null,
-    type: 'full',
-    ...over,
-  }
-}
+const optionsWith = (over: Partial<BackupOptions> = {}): BackupOptions => optionsFor(dataDir, repoPath, over)
 
 /** Runs a backup; `abortAt`: abort as that step is about to start. */
 async function backup(options: BackupOptions, run: {abortAt?: string; source?: ReturnType<typeof sourceFor>} = {}) {

@@ -13,9 +13,9 @@ import {ROOT_PATH, scanDataDir} from '../../../../src/lib/archive/walk.js'
 import {excludeList} from '../../../../src/lib/backup/backup.js'
 import {planIncremental} from '../../../../src/lib/backup/plan.js'
 import {ManifestCache} from '../../../../src/lib/repo/manifest-cache.js'
+import {optionsFor, takeBackup} from '../../../helpers/backup.js'
 import {tempDir} from '../../../helpers/cli.js'
 import {makeSmallDataDir} from '../../../helpers/fixtures.js'
-import {optionsFor, takeBackup} from './run.js'
 
 let tmp: {cleanup: () => Promise<void>; path: string}
 let dataDir: string

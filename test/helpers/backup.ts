@@ -2,9 +2,9 @@
  * A backup taken in process for tests of what comes after one (bases, plans, the manifest cache):
  * backupFlow on real dirs, unencrypted unless told, no service to stop.
  */
-import {backupFlow, type BackupOptions, excludeList} from '../../../../src/lib/backup/backup.js'
-import {openRepository} from '../../../../src/lib/repo/repository.js'
-import {runFlow} from '../../../../src/lib/steps.js'
+import {backupFlow, type BackupOptions, excludeList} from '../../src/lib/backup/backup.js'
+import {openRepository} from '../../src/lib/repo/repository.js'
+import {runFlow} from '../../src/lib/steps.js'
 
 export function optionsFor(dataDir: string, repoPath: string, over: Partial<BackupOptions> = {}): BackupOptions {
   return {
