@@ -15,6 +15,7 @@ import {join} from 'node:path'
 import {setTimeout as delay} from 'node:timers/promises'
 import {promisify} from 'node:util'
 
+import {pidAlive} from '../../src/lib/repo/lock.js'
 import {ROOT, tempDir} from './cli.js'
 
 const run = promisify(execFile)
@@ -85,17 +86,8 @@ async function takeLock(lock: string): Promise<boolean> {
 
   const holder = Number(await readFile(join(lock, 'pid'), 'utf8').catch(() => ''))
   // No pid yet: the holder is between its mkdir and its write; wait for it.
-  if (holder > 0 && !alive(holder)) await rm(lock, {force: true, recursive: true})
+  if (holder > 0 && !pidAlive(holder)) await rm(lock, {force: true, recursive: true})
   return false
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM'
-  }
 }
 
 async function installHost(dir: string): Promise<void> {

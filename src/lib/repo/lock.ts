@@ -335,7 +335,7 @@ export function isLockHolder(value: unknown): value is LockHolder {
   )
 }
 
-function pidAlive(pid: number): boolean {
+export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0)
     return true
