@@ -14,6 +14,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {generateIdentity, identityToRecipient} from '../../src/lib/archive/age.js'
 import {SECRET_ENV} from '../../src/lib/redact.js'
+import {pidAlive} from '../../src/lib/repo/lock.js'
 import {backupArgs, restoreArgs, serviceArgs} from '../helpers/args.js'
 import {RUN, runCli, tempDir} from '../helpers/cli.js'
 import {makeSmallDataDir} from '../helpers/fixtures.js'
@@ -58,17 +59,6 @@ function expectCleanEnviron(pid: number, secrets: Record<string, string>, what: 
   }
 
   expectNoSecrets(environ.join('\n'), secrets, `/proc/${pid}/environ of ${what}`)
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-  } catch {
-    return false
-  }
-
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-  return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z'
 }
 
 const readPid = async (file: string) => Number((await readFile(file, 'utf8')).trim())
@@ -161,7 +151,7 @@ describe('Ctrl-C during a slow stop command', () => {
 
     const pid = await readPid(sleepPid)
     leftovers.push(pid)
-    expect(alive(pid)).toBe(true)
+    expect(pidAlive(pid)).toBe(true)
     const sent = Date.now()
     child.kill('SIGINT')
     // Before Ctrl-C reached the hook, the CLI waited for the whole sleep: give up after 15 s.
@@ -170,7 +160,7 @@ describe('Ctrl-C during a slow stop command', () => {
     clearTimeout(timer)
     expect(code, stderr).toBe(130)
     expect(Date.now() - sent).toBeLessThan(10_000)
-    expect(alive(pid), 'the stop command’s sleep is still running').toBe(false)
+    expect(pidAlive(pid), 'the stop command’s sleep is still running').toBe(false)
     // Nothing answered SQL: the interrupted stop may have stopped it, so it was started again.
     expect(existsSync(started), stderr).toBe(true)
     expect(stderr).toContain('interrupted')

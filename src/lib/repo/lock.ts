@@ -335,13 +335,30 @@ export function isLockHolder(value: unknown): value is LockHolder {
   )
 }
 
+/**
+ * Whether a process runs. A killed process that its parent has not reaped yet (a zombie: a
+ * `kill -9`ed backup under a busy cron shell or a container's init) still answers signal 0, but
+ * it will never release its lock: it counts as gone (Linux, from /proc; elsewhere signal 0 decides).
+ */
 export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0)
-    return true
   } catch (error) {
     // EPERM: it exists, it is just not ours to signal.
-    return (error as NodeJS.ErrnoException).code === 'EPERM'
+    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false
+  }
+
+  return processState(pid) !== 'Z'
+}
+
+/** The state letter of /proc/<pid>/stat (R, S, D, Z…); Linux only, undefined elsewhere. */
+function processState(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    // Field 3, after the ')' that ends field 2 (the command name may itself hold ') ').
+    return stat.slice(stat.lastIndexOf(')') + 2)[0]
+  } catch {
+    return undefined
   }
 }
 

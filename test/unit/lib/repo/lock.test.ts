@@ -3,6 +3,7 @@
  * lock, a process that has exited (its pid is gone), and many takers racing in one process.
  */
 import {type ChildProcess, spawn, spawnSync} from 'node:child_process'
+import {once} from 'node:events'
 import {readdir, readFile, rm, writeFile} from 'node:fs/promises'
 import {hostname} from 'node:os'
 import {join} from 'node:path'
@@ -305,6 +306,29 @@ describe('staleReason', () => {
     const dead = deadPid()
     expect(staleReason({...here, pid: dead, startedAt: at(0)}, now)).toBe(`pid ${dead} no longer runs`)
   })
+
+  it.runIf(process.platform === 'linux')(
+    'on this host: a killed holder its parent has not reaped yet (a zombie) is gone',
+    async () => {
+      // sh starts `sleep 60`, prints its pid, and becomes `sleep 100`, which never reaps it.
+      const parent = spawn('sh', ['-c', 'sleep 60 & echo $!; exec sleep 100'], {stdio: ['ignore', 'pipe', 'ignore']})
+      try {
+        const pid = Number((await once(parent.stdout!, 'data'))[0].toString())
+        // Until sh has become `sleep 100` it would reap its child itself.
+        for (let i = 0; i < 100 && (await readFile(`/proc/${parent.pid}/comm`, 'utf8')) !== 'sleep\n'; i++)
+          await sleep(10)
+        const here = {command: 'x', host: hostname(), pid, startedAt: at(0), token: 't'}
+        expect(staleReason(here, Date.now())).toBeNull()
+        process.kill(pid, 'SIGKILL')
+        for (let i = 0; i < 50 && !(await readFile(`/proc/${pid}/stat`, 'utf8')).includes(') Z'); i++) await sleep(20)
+        // Signal 0 still reaches it: only its state says it is gone.
+        expect(() => process.kill(pid, 0)).not.toThrow()
+        expect(staleReason(here, Date.now())).toBe(`pid ${pid} no longer runs`)
+      } finally {
+        parent.kill('SIGKILL')
+      }
+    },
+  )
 
   it.runIf(process.platform === 'linux')('on this host: a pid now used by a younger process is stale', () => {
     // This process started after "the lock was taken" a day ago: its pid was reused.
