@@ -11,6 +11,8 @@
  */
 import {PassThrough, type Readable, type Writable} from 'node:stream'
 
+import type {RepoAddress} from './address.js'
+
 import {BrError, usageError} from '../errors.js'
 import {TOOL} from '../tool.js'
 import {backendFor} from './backend-for.js'
@@ -29,8 +31,12 @@ export interface AtomicWriter {
 /** The object probeWrite writes and removes. */
 const PROBE_FILE = '.write-probe'
 
-export async function openRepository(path: string, options: {create?: boolean} = {}): Promise<Repository> {
-  const backend = backendFor(path)
+export async function openRepository(
+  repo: RepoAddress | string,
+  options: {create?: boolean} = {},
+): Promise<Repository> {
+  const backend = backendFor(repo)
+  const path = typeof repo === 'string' ? repo : repo.location
   // Every command opens the repository here: a file in its path, or no permission, is said once, plainly.
   const {exists} = await backend.connect()
   if (!exists || !(await backend.stat(REPO_INFO_KEY))) {
