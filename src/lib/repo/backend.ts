@@ -34,6 +34,11 @@ export interface ObjectInfo {
   key: string
   /** when it was last written, ms since the epoch */
   modifiedMs: number
+  /**
+   * When the store's retention (S3 Object Lock) on the object ends, ms since the epoch; absent
+   * when it has none or the backend cannot tell. Only `stat` reports it.
+   */
+  retainUntilMs?: number
   size: number
 }
 
@@ -74,6 +79,15 @@ export interface RepoBackend {
   /** The object's size and age, or null when there is none; a FIFO or a directory there is an integrity error. */
   stat(key: string): Promise<null | ObjectInfo>
 }
+
+/**
+ * An object the store keeps under retention (S3 Object Lock) until `retainUntilMs`: `remove` and
+ * `removePrefix` reject with this instead of hiding it behind a delete marker, so that prune and
+ * delete can say what they cannot delete yet.
+ */
+export const RETAINED = 'ERETAINED'
+export const isRetained = (error: unknown): error is Error & {retainUntilMs?: number} =>
+  (error as NodeJS.ErrnoException)?.code === RETAINED
 
 /** A missing object, as every backend reports it. */
 export const isMissing = (error: unknown): boolean => (error as NodeJS.ErrnoException)?.code === 'ENOENT'
