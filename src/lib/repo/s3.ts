@@ -130,6 +130,22 @@ export interface S3BackendOptions {
 
 type ExclusiveMode = 'cos' | 'if-none-match' | 'listing' | 'oss'
 
+/**
+ * The conditional create a store documents, from its endpoint: Alibaba OSS (*.aliyuncs.com)
+ * x-oss-forbid-overwrite, Tencent COS (*.myqcloud.com) x-cos-forbid-overwrite, anyone else
+ * (AWS, MinIO, Ceph) If-None-Match. Whether the store honours it is probed on first use.
+ */
+export function conditionalCreateFor(endpoint: string | undefined): Exclude<ExclusiveMode, 'listing'> {
+  let host = ''
+  try {
+    host = new URL(endpoint ?? 'https://s3.amazonaws.com').hostname
+  } catch {}
+
+  if (host.endsWith('.aliyuncs.com')) return 'oss'
+  if (host.endsWith('.myqcloud.com')) return 'cos'
+  return 'if-none-match'
+}
+
 /** Names of the backend's own bookkeeping objects: never listed as objects. */
 const MARKER = /\.moctl-(excl|removing|probe)-[\da-z-]+$/
 const EXCL_INFIX = '.moctl-excl-'
@@ -613,18 +629,7 @@ export class S3Backend implements RepoBackend {
    * probe object (created twice: the second must be refused), else the listing protocol.
    */
   private async probeExclusive(): Promise<ExclusiveMode> {
-    const host = (() => {
-      try {
-        return new URL(this.settings.endpoint ?? 'https://s3.amazonaws.com').hostname
-      } catch {
-        return ''
-      }
-    })()
-    const mode: ExclusiveMode = host.endsWith('.aliyuncs.com')
-      ? 'oss'
-      : host.endsWith('.myqcloud.com')
-        ? 'cos'
-        : 'if-none-match'
+    const mode = conditionalCreateFor(this.settings.endpoint)
     const probe = this.objectKey(`.moctl-probe-${randomBytes(6).toString('hex')}`)
     try {
       await this.putSmall(probe, new Uint8Array(0), {exclusive: mode})
@@ -1172,7 +1177,9 @@ function s3Failure(error: unknown): Failure | undefined {
 /** How far the host clock is off, from a RequestTimeTooSkewed reply's RequestTime and ServerTime. */
 function skew(error: unknown): string {
   const fields = error as {RequestTime?: string; ServerTime?: string}
-  const skewMs = Date.parse(fields.RequestTime ?? '') - Date.parse(fields.ServerTime ?? '')
+  // RequestTime echoes x-amz-date (20260101T002000Z); ServerTime is ISO 8601.
+  const iso = (t = '') => t.replace(/^(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z$/, '$1-$2-$3T$4:$5:$6Z')
+  const skewMs = Date.parse(iso(fields.RequestTime)) - Date.parse(iso(fields.ServerTime))
   return Number.isFinite(skewMs) ? `off by ${Math.round(Math.abs(skewMs) / 60_000)} min` : 'off'
 }
 
