@@ -135,7 +135,7 @@ type ExclusiveMode = 'cos' | 'if-none-match' | 'listing' | 'oss'
  * x-oss-forbid-overwrite, Tencent COS (*.myqcloud.com) x-cos-forbid-overwrite, anyone else
  * (AWS, MinIO, Ceph) If-None-Match. Whether the store honours it is probed on first use.
  */
-export function conditionalCreateFor(endpoint: string | undefined): Exclude<ExclusiveMode, 'listing'> {
+export function conditionalCreateFor(endpoint?: string): Exclude<ExclusiveMode, 'listing'> {
   let host = ''
   try {
     host = new URL(endpoint ?? 'https://s3.amazonaws.com').hostname
@@ -1174,11 +1174,12 @@ function s3Failure(error: unknown): Failure | undefined {
   return undefined
 }
 
+/** RequestTime echoes x-amz-date (20260101T002000Z); ServerTime is ISO 8601: both as ISO 8601. */
+const iso = (t = '') => t.replace(/^(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z$/, '$1-$2-$3T$4:$5:$6Z')
+
 /** How far the host clock is off, from a RequestTimeTooSkewed reply's RequestTime and ServerTime. */
 function skew(error: unknown): string {
   const fields = error as {RequestTime?: string; ServerTime?: string}
-  // RequestTime echoes x-amz-date (20260101T002000Z); ServerTime is ISO 8601.
-  const iso = (t = '') => t.replace(/^(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z$/, '$1-$2-$3T$4:$5:$6Z')
   const skewMs = Date.parse(iso(fields.RequestTime)) - Date.parse(iso(fields.ServerTime))
   return Number.isFinite(skewMs) ? `off by ${Math.round(Math.abs(skewMs) / 60_000)} min` : 'off'
 }
