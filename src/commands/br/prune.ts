@@ -1,8 +1,7 @@
 import {Flags} from '@oclif/core'
-import {resolve} from 'node:path'
 
 import {BrCommand} from '../../base-command.js'
-import {lockFlags, repoFlags, trustedSignerFlag, writerKeyFlag} from '../../flags.js'
+import {lockFlags, repoFlags, s3Flags, trustedSignerFlag, writerKeyFlag} from '../../flags.js'
 import {describeCleanup} from '../../lib/cleanup.js'
 import {pruneRepository, type PruneResult} from '../../lib/repo/maintenance.js'
 
@@ -19,6 +18,7 @@ killed backups and restores left beside the data directories this host backed up
   ]
   static override flags = {
     ...repoFlags,
+    ...s3Flags,
     ...lockFlags,
     ...trustedSignerFlag,
     ...writerKeyFlag,
@@ -30,8 +30,9 @@ killed backups and restores left beside the data directories this host backed up
 
   async run(): Promise<PruneResult> {
     const {flags} = await this.parse(Prune)
+    const repo = await this.repoAddress(flags)
     const result = await pruneRepository(
-      resolve(flags.path!),
+      repo,
       {keepDaily: flags['keep-daily'], keepLast: flags['keep-last'], keepWeekly: flags['keep-weekly']},
       {...(await this.writerOptions(flags)), dryRun: flags['dry-run']},
     )

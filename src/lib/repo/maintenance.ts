@@ -9,6 +9,7 @@
  * staging dirs left by killed runs, and the lock temp files killed runs left at the root. Dry runs take no lock: they only read. A run whose lock was
  * taken over (lock.ts) stops with exit 4 before its next removal.
  */
+import type {RepoAddress} from './address.js'
 import type {ManifestCache, ManifestHead} from './manifest-cache.js'
 
 import {cleanupRepositoryLeftovers, type CleanupResult, removeStaleLockTempFiles} from '../cleanup.js'
@@ -58,11 +59,11 @@ export interface DeleteResult {
 }
 
 export async function deleteBackups(
-  repoPath: string,
+  address: RepoAddress | string,
   idOrPrefix: string,
   options: WriterOptions & {cascade: boolean; dryRun: boolean; onRemoved?: (id: string) => void},
 ): Promise<DeleteResult> {
-  return withWriterLock(repoPath, 'br delete', {...options, readOnly: options.dryRun}, async (repo, checkHeld) => {
+  return withWriterLock(address, 'br delete', {...options, readOnly: options.dryRun}, async (repo, checkHeld) => {
     const id = await repo.resolveId(idOrPrefix)
     const {reliable, unreliable} = await reliableRecords(repo, options)
     const plan = planDelete(reliable, id, {cascade: options.cascade, unreliable})
@@ -83,7 +84,7 @@ export interface PruneResult {
 }
 
 export async function pruneRepository(
-  repoPath: string,
+  address: RepoAddress | string,
   policy: RetentionPolicy,
   options: WriterOptions & {dryRun: boolean; onRemoved?: (id: string) => void},
 ): Promise<PruneResult> {
@@ -93,7 +94,7 @@ export async function pruneRepository(
   }
 
   return withWriterLock(
-    repoPath,
+    address,
     'br prune',
     {...options, onTakeOver, readOnly: options.dryRun},
     async (repo, checkHeld) => {
@@ -122,12 +123,12 @@ export async function pruneRepository(
  * and what it shows is what a real run would do were it to start now.
  */
 async function withWriterLock<T>(
-  repoPath: string,
+  address: RepoAddress | string,
   command: string,
   options: WriterOptions & {onTakeOver?: (holder: {dataDir?: string}) => void; readOnly?: boolean},
   work: (repo: Repository, checkHeld: CheckHeld) => Promise<T>,
 ): Promise<T> {
-  const repo = await openRepository(repoPath)
+  const repo = await openRepository(address)
   if (options.readOnly) return work(repo, async () => {})
   const unlock = await acquireLock(repo, {
     command,
