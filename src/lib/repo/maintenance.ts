@@ -59,11 +59,11 @@ export interface DeleteResult {
 }
 
 export async function deleteBackups(
-  address: RepoAddress | string,
+  repoPath: RepoAddress | string,
   idOrPrefix: string,
   options: WriterOptions & {cascade: boolean; dryRun: boolean; onRemoved?: (id: string) => void},
 ): Promise<DeleteResult> {
-  return withWriterLock(address, 'br delete', {...options, readOnly: options.dryRun}, async (repo, checkHeld) => {
+  return withWriterLock(repoPath, 'br delete', {...options, readOnly: options.dryRun}, async (repo, checkHeld) => {
     const id = await repo.resolveId(idOrPrefix)
     const {reliable, unreliable} = await reliableRecords(repo, options)
     const plan = planDelete(reliable, id, {cascade: options.cascade, unreliable})
@@ -84,7 +84,7 @@ export interface PruneResult {
 }
 
 export async function pruneRepository(
-  address: RepoAddress | string,
+  repoPath: RepoAddress | string,
   policy: RetentionPolicy,
   options: WriterOptions & {dryRun: boolean; onRemoved?: (id: string) => void},
 ): Promise<PruneResult> {
@@ -94,7 +94,7 @@ export async function pruneRepository(
   }
 
   return withWriterLock(
-    address,
+    repoPath,
     'br prune',
     {...options, onTakeOver, readOnly: options.dryRun},
     async (repo, checkHeld) => {
@@ -123,12 +123,12 @@ export async function pruneRepository(
  * and what it shows is what a real run would do were it to start now.
  */
 async function withWriterLock<T>(
-  address: RepoAddress | string,
+  repoPath: RepoAddress | string,
   command: string,
   options: WriterOptions & {onTakeOver?: (holder: {dataDir?: string}) => void; readOnly?: boolean},
   work: (repo: Repository, checkHeld: CheckHeld) => Promise<T>,
 ): Promise<T> {
-  const repo = await openRepository(address)
+  const repo = await openRepository(repoPath)
   if (options.readOnly) return work(repo, async () => {})
   const unlock = await acquireLock(repo, {
     command,
