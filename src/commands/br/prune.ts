@@ -10,7 +10,8 @@ export default class Prune extends BrCommand {
 
 Keeps the newest --keep-last backups, the newest backup of each of the last --keep-daily days \
 and --keep-weekly ISO weeks, and every backup a kept one depends on (its full base and the \
-incrementals between). Also removes leftovers of crashed backups older than an hour, and what \
+incrementals between). Also removes leftovers of crashed backups (objects without a record, an \
+S3 store's incomplete multipart uploads) once older than --incomplete-older-than, and what \
 killed backups and restores left beside the data directories this host backed up (see br cleanup).`
   static override examples = [
     '<%= config.bin %> <%= command.id %> --path /backups/mo --keep-last 3 --keep-daily 7 --keep-weekly 4',
@@ -23,6 +24,12 @@ killed backups and restores left beside the data directories this host backed up
     ...trustedSignerFlag,
     ...writerKeyFlag,
     'dry-run': Flags.boolean({description: 'show what would be removed, remove nothing'}),
+    'incomplete-older-than': Flags.integer({
+      default: 60,
+      description:
+        'minutes after which the leftovers of a crashed backup are removed (0: at once, when you know no backup is running)',
+      min: 0,
+    }),
     'keep-daily': Flags.integer({description: 'keep the newest backup of each of the last N days', min: 0}),
     'keep-last': Flags.integer({description: 'keep the newest N backups', min: 0}),
     'keep-weekly': Flags.integer({description: 'keep the newest backup of each of the last N weeks', min: 0}),
@@ -34,7 +41,11 @@ killed backups and restores left beside the data directories this host backed up
     const result = await pruneRepository(
       repo,
       {keepDaily: flags['keep-daily'], keepLast: flags['keep-last'], keepWeekly: flags['keep-weekly']},
-      {...(await this.writerOptions(flags)), dryRun: flags['dry-run']},
+      {
+        ...(await this.writerOptions(flags)),
+        dryRun: flags['dry-run'],
+        incompleteOlderThanMs: flags['incomplete-older-than'] * 60_000,
+      },
     )
     if (!this.jsonEnabled()) {
       const verb = result.dryRun ? 'would remove' : 'removed'

@@ -23,6 +23,11 @@ export const STALE_INCOMPLETE_MS = 60 * 60 * 1000
 export interface WriterOptions {
   /** the manifests this host wrote: their chains are checked against the records */
   cache?: ManifestCache
+  /**
+   * prune: what a crashed backup left (objects without a record, incomplete multipart uploads) is
+   * removed once older than this; default STALE_INCOMPLETE_MS. Younger may be a backup that runs.
+   */
+  incompleteOlderThanMs?: number
   onWarning?: (message: string) => void
   /** signers (brsig1…) whose records are relied on for chains; empty: records are checked for consistency only */
   signers?: string[]
@@ -100,7 +105,9 @@ export async function pruneRepository(
     async (repo, checkHeld) => {
       const {reliable, unreliable} = await reliableRecords(repo, options)
       const plan = planPrune(reliable, policy, unreliable)
-      const stale = (await repo.listIncomplete()).filter((i) => i.ageMs > STALE_INCOMPLETE_MS).map((i) => i.id)
+      const stale = (await repo.listIncomplete())
+        .filter((i) => i.ageMs >= (options.incompleteOlderThanMs ?? STALE_INCOMPLETE_MS))
+        .map((i) => i.id)
       if (!options.dryRun) await removeBackups(repo, [...plan.remove, ...stale], checkHeld, options.onRemoved)
       if (!options.dryRun) await checkHeld('removing leftovers')
       const leftovers = await cleanupRepositoryLeftovers(repo, {dryRun: options.dryRun, more: deadWriters})
