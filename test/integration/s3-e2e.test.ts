@@ -229,7 +229,7 @@ describe('delete, prune and the lock on S3', () => {
   it('two concurrent backups to one prefix: one gets exit 4; then prune and delete', async () => {
     const dataDir = join(tmp.path, 'lock', 'mo-data')
     await makeSmallDataDir(dataDir, {seed: 7})
-    await writeFile(join(dataDir, 'shared', 'padding'), Buffer.alloc(16 * 1024 * 1024, 7))
+    await writeFile(join(dataDir, 'shared', 'padding'), Buffer.alloc(4 * 1024 * 1024, 7))
     const first = await backup('lock', dataDir)
     expect(first.code, first.stderr).toBe(0)
     const [a, b] = await Promise.all([backup('lock', dataDir), backup('lock', dataDir)])
