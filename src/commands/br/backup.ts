@@ -38,6 +38,8 @@ Defaults for the flags can be kept with \`moctl br config set\`. Prints the new 
     '<%= config.bin %> <%= command.id %> --path /backups/mo --data-dir /opt/matrixone/mo-data --recipient age1… --service command --stop-cmd "mo_ctl stop" --start-cmd "mo_ctl start"',
     '<%= config.bin %> <%= command.id %> --path /backups/mo --data-dir /opt/matrixone/mo-data --recipients-file /etc/moctl/recipients --json',
     '<%= config.bin %> <%= command.id %> --backup_dir filesystem --path /backups/mo --data-dir ./mo-data --passphrase-file /root/.moctl/pass',
+    '<%= config.bin %> <%= command.id %> --path s3://mo-backups/prod --region eu-west-1 --data-dir /opt/matrixone/mo-data --writer-key /etc/moctl/writer.key --service mo_ctl',
+    '<%= config.bin %> <%= command.id %> --path s3://mo-backups/prod --endpoint https://minio.example.com:9000 --force-path-style --access-key-id backup-host --secret-access-key-file /etc/moctl/s3.secret --data-dir /opt/matrixone/mo-data --writer-key /etc/moctl/writer.key --object-lock-days 35',
   ]
   static override flags = {
     ...repoFlags,

@@ -28,6 +28,7 @@ times with their offset, BACKUPTS) for scripts written for \`mo_br list\`.`
     '<%= config.bin %> <%= command.id %> --path /backups/mo',
     '<%= config.bin %> <%= command.id %> --path /backups/mo --wide',
     '<%= config.bin %> <%= command.id %> --path /backups/mo --json',
+    '<%= config.bin %> <%= command.id %> --path s3://mo-backups/prod --region eu-west-1',
   ]
   static override flags = {
     ...repoFlags,

@@ -35,6 +35,7 @@ stop, swap and start, changing nothing.`
   static override examples = [
     '<%= config.bin %> <%= command.id %> 0193… --path /backups/mo --data-dir /opt/matrixone/mo-data --identity /root/.moctl/backup.key --force --service command --stop-cmd "mo_ctl stop" --start-cmd "mo_ctl start"',
     '<%= config.bin %> <%= command.id %> latest --path /backups/mo --restore_path /opt/matrixone --identity backup.key --force --json',
+    '<%= config.bin %> <%= command.id %> latest --path s3://mo-backups/prod --region eu-west-1 --data-dir /opt/matrixone/mo-data --identity backup.key --force --service mo_ctl',
     '<%= config.bin %> <%= command.id %> 0193… --path /backups/mo --data-dir /opt/matrixone/mo-data --identity backup.key --force --service mo_ctl --dry-run',
   ]
   static override flags = {
