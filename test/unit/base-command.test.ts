@@ -16,6 +16,7 @@ import {BrCommand} from '../../src/base-command.js'
 import Backup from '../../src/commands/br/backup.js'
 import {configFile, setConfig} from '../../src/lib/config.js'
 import {BrError} from '../../src/lib/errors.js'
+import {type RepoAddress} from '../../src/lib/repo/address.js'
 import {suiteKey} from '../helpers/args.js'
 import {ROOT, tempDir, type TempDir} from '../helpers/cli.js'
 
@@ -28,6 +29,16 @@ class Probe extends BrCommand {
   public async run(): Promise<Resolved> {
     const {flags} = await this.parse(Probe)
     return flags
+  }
+}
+
+/** Backup's flags, and the repository address BrCommand.repoAddress builds from them. */
+class AddressProbe extends BrCommand {
+  static override flags = Backup.flags
+
+  public async run(): Promise<RepoAddress> {
+    const {flags} = await this.parse(AddressProbe)
+    return this.repoAddress(flags)
   }
 }
 
@@ -104,6 +115,44 @@ describe('flag > environment > config file', () => {
   it('without a file, flags and variables alone resolve, as before there was a config', async () => {
     vi.stubEnv('MOCTL_BR_REPO', '/env/repo')
     expect(await resolve(['--data-dir', '/d'])).toMatchObject({'data-dir': '/d', path: '/env/repo', port: 6001})
+  })
+})
+
+/** The address a backup would use, with this test's config file. */
+const address = async (argv: string[]) => new AddressProbe(argv, await Config.load({root: ROOT})).run()
+
+describe('S3 settings from the config file', () => {
+  it('apply to an s3:// repository, give way to flags, and are left out for a local --path', async () => {
+    await set('path', 's3://mo-backups/prod')
+    await set('endpoint', 'http://127.0.0.1:9000')
+    await set('force-path-style', 'true')
+    await set('region', 'eu-west-1')
+    expect(await address(['--data-dir', '/d'])).toEqual({
+      location: 's3://mo-backups/prod',
+      s3: {
+        bucket: 'mo-backups',
+        endpoint: 'http://127.0.0.1:9000',
+        forcePathStyle: true,
+        prefix: 'prod/',
+        region: 'eu-west-1',
+      },
+    })
+    expect((await address(['--data-dir', '/d', '--region', 'us-west-2'])).s3?.region).toBe('us-west-2')
+    // the file's S3 settings do not make a local --path a usage error
+    expect(await address(['--data-dir', '/d', '--path', '/local/repo'])).toEqual({location: '/local/repo'})
+    // given on the command line, they do
+    await expect(address(['--data-dir', '/d', '--path', '/local/repo', '--region', 'x'])).rejects.toMatchObject({
+      exitCode: 2,
+      message: '--region is for an S3 repository, but --path /local/repo is a local directory',
+    })
+  })
+
+  it("mo_br's --bucket on the command line wins over the file's path", async () => {
+    await set('path', '/backups/mo')
+    expect(await address(['--data-dir', '/d', '--backup_dir', 's3', '--bucket', 'mo-bkt', '--filepath', 'n'])).toEqual({
+      location: 's3://mo-bkt/n',
+      s3: {bucket: 'mo-bkt', forcePathStyle: false, prefix: 'n/'},
+    })
   })
 })
 

@@ -2,7 +2,16 @@ import {Flags} from '@oclif/core'
 import {join, resolve} from 'node:path'
 
 import {BrCommand} from '../../base-command.js'
-import {lockFlags, quietFlag, repoFlags, requiredUnlessConfig, serviceFlags, writerKeyFlag} from '../../flags.js'
+import {
+  lockFlags,
+  objectLockFlags,
+  quietFlag,
+  repoFlags,
+  requiredUnlessConfig,
+  s3Flags,
+  serviceFlags,
+  writerKeyFlag,
+} from '../../flags.js'
 import {backupFlow, type BackupResult, DEFAULT_EXCLUDES, excludeList} from '../../lib/backup/backup.js'
 import {usageError} from '../../lib/errors.js'
 import {ManifestCache} from '../../lib/repo/manifest-cache.js'
@@ -29,9 +38,13 @@ Defaults for the flags can be kept with \`moctl br config set\`. Prints the new 
     '<%= config.bin %> <%= command.id %> --path /backups/mo --data-dir /opt/matrixone/mo-data --recipient age1… --service command --stop-cmd "mo_ctl stop" --start-cmd "mo_ctl start"',
     '<%= config.bin %> <%= command.id %> --path /backups/mo --data-dir /opt/matrixone/mo-data --recipients-file /etc/moctl/recipients --json',
     '<%= config.bin %> <%= command.id %> --backup_dir filesystem --path /backups/mo --data-dir ./mo-data --passphrase-file /root/.moctl/pass',
+    '<%= config.bin %> <%= command.id %> --path s3://mo-backups/prod --region eu-west-1 --data-dir /opt/matrixone/mo-data --writer-key /etc/moctl/writer.key --service mo_ctl',
+    '<%= config.bin %> <%= command.id %> --path s3://mo-backups/prod --endpoint https://minio.example.com:9000 --force-path-style --access-key-id backup-host --secret-access-key-file /etc/moctl/s3.secret --data-dir /opt/matrixone/mo-data --writer-key /etc/moctl/writer.key --object-lock-days 35',
   ]
   static override flags = {
     ...repoFlags,
+    ...s3Flags,
+    ...objectLockFlags,
     ...serviceFlags,
     ...lockFlags,
     ...writerKeyFlag,
@@ -119,6 +132,8 @@ Defaults for the flags can be kept with \`moctl br config set\`. Prints the new 
 
   async run(): Promise<BackupResult> {
     const {flags} = await this.parse(Backup)
+    // First: a wrong repository address is refused before any key is read or service stopped.
+    const repo = await this.repoAddress(flags)
     const dataDir = resolve(flags['data-dir']!)
     const settings = serviceSettingsFrom(flags)
     const online = flags.mode === 'online'
@@ -163,7 +178,7 @@ Defaults for the flags can be kept with \`moctl br config set\`. Prints the new 
       onlineDir: flags['online-dir'] ? resolve(flags['online-dir']) : undefined,
       onWarning: (message) => this.warn(message),
       parallelism: flags.parallelism,
-      repoPath: resolve(flags.path!),
+      repo,
       service: serviceControl(this.config, settings, {
         dataDir,
         onWarning: (message) => this.warn(message),

@@ -1,8 +1,7 @@
 import {Args, Flags} from '@oclif/core'
-import {resolve} from 'node:path'
 
 import {BrCommand} from '../../base-command.js'
-import {lockFlags, repoFlags, trustedSignerFlag, writerKeyFlag} from '../../flags.js'
+import {lockFlags, repoFlags, s3Flags, trustedSignerFlag, writerKeyFlag} from '../../flags.js'
 import {deleteBackups, type DeleteResult} from '../../lib/repo/maintenance.js'
 
 export default class Delete extends BrCommand {
@@ -23,6 +22,7 @@ backup that is listed but cannot be restored. --dry-run names what would go.`
   ]
   static override flags = {
     ...repoFlags,
+    ...s3Flags,
     ...lockFlags,
     ...trustedSignerFlag,
     ...writerKeyFlag,
@@ -32,7 +32,8 @@ backup that is listed but cannot be restored. --dry-run names what would go.`
 
   async run(): Promise<DeleteResult> {
     const {args, flags} = await this.parse(Delete)
-    const result = await deleteBackups(resolve(flags.path!), args.id, {
+    const repo = await this.repoAddress(flags)
+    const result = await deleteBackups(repo, args.id, {
       ...(await this.writerOptions(flags)),
       cascade: flags.cascade,
       dryRun: flags['dry-run'],

@@ -1,8 +1,7 @@
 import {Flags} from '@oclif/core'
-import {resolve} from 'node:path'
 
 import {BrCommand} from '../../base-command.js'
-import {lockFlags, repoFlags, trustedSignerFlag, writerKeyFlag} from '../../flags.js'
+import {lockFlags, repoFlags, s3Flags, trustedSignerFlag, writerKeyFlag} from '../../flags.js'
 import {describeCleanup} from '../../lib/cleanup.js'
 import {pruneRepository, type PruneResult} from '../../lib/repo/maintenance.js'
 
@@ -11,7 +10,8 @@ export default class Prune extends BrCommand {
 
 Keeps the newest --keep-last backups, the newest backup of each of the last --keep-daily days \
 and --keep-weekly ISO weeks, and every backup a kept one depends on (its full base and the \
-incrementals between). Also removes leftovers of crashed backups older than an hour, and what \
+incrementals between). Also removes leftovers of crashed backups (objects without a record, an \
+S3 store's incomplete multipart uploads) once older than --incomplete-older-than, and what \
 killed backups and restores left beside the data directories this host backed up (see br cleanup).`
   static override examples = [
     '<%= config.bin %> <%= command.id %> --path /backups/mo --keep-last 3 --keep-daily 7 --keep-weekly 4',
@@ -19,10 +19,17 @@ killed backups and restores left beside the data directories this host backed up
   ]
   static override flags = {
     ...repoFlags,
+    ...s3Flags,
     ...lockFlags,
     ...trustedSignerFlag,
     ...writerKeyFlag,
     'dry-run': Flags.boolean({description: 'show what would be removed, remove nothing'}),
+    'incomplete-older-than': Flags.integer({
+      default: 60,
+      description:
+        'minutes after which the leftovers of a crashed backup are removed (0: at once, when you know no backup is running)',
+      min: 0,
+    }),
     'keep-daily': Flags.integer({description: 'keep the newest backup of each of the last N days', min: 0}),
     'keep-last': Flags.integer({description: 'keep the newest N backups', min: 0}),
     'keep-weekly': Flags.integer({description: 'keep the newest backup of each of the last N weeks', min: 0}),
@@ -30,10 +37,15 @@ killed backups and restores left beside the data directories this host backed up
 
   async run(): Promise<PruneResult> {
     const {flags} = await this.parse(Prune)
+    const repo = await this.repoAddress(flags)
     const result = await pruneRepository(
-      resolve(flags.path!),
+      repo,
       {keepDaily: flags['keep-daily'], keepLast: flags['keep-last'], keepWeekly: flags['keep-weekly']},
-      {...(await this.writerOptions(flags)), dryRun: flags['dry-run']},
+      {
+        ...(await this.writerOptions(flags)),
+        dryRun: flags['dry-run'],
+        incompleteOlderThanMs: flags['incomplete-older-than'] * 60_000,
+      },
     )
     if (!this.jsonEnabled()) {
       const verb = result.dryRun ? 'would remove' : 'removed'

@@ -2,7 +2,7 @@ import {Args, Flags} from '@oclif/core'
 import {join, resolve} from 'node:path'
 
 import {BrCommand} from '../../base-command.js'
-import {decryptFlags, quietFlag, repoFlags, restoreDirFlag, serviceFlags} from '../../flags.js'
+import {decryptFlags, quietFlag, repoFlags, restoreDirFlag, s3Flags, serviceFlags} from '../../flags.js'
 import {resolveChown} from '../../lib/archive/owners.js'
 import {formatDuration} from '../../lib/format.js'
 import {
@@ -35,10 +35,12 @@ stop, swap and start, changing nothing.`
   static override examples = [
     '<%= config.bin %> <%= command.id %> 0193… --path /backups/mo --data-dir /opt/matrixone/mo-data --identity /root/.moctl/backup.key --force --service command --stop-cmd "mo_ctl stop" --start-cmd "mo_ctl start"',
     '<%= config.bin %> <%= command.id %> latest --path /backups/mo --restore_path /opt/matrixone --identity backup.key --force --json',
+    '<%= config.bin %> <%= command.id %> latest --path s3://mo-backups/prod --region eu-west-1 --data-dir /opt/matrixone/mo-data --identity backup.key --force --service mo_ctl',
     '<%= config.bin %> <%= command.id %> 0193… --path /backups/mo --data-dir /opt/matrixone/mo-data --identity backup.key --force --service mo_ctl --dry-run',
   ]
   static override flags = {
     ...repoFlags,
+    ...s3Flags,
     ...decryptFlags,
     ...serviceFlags,
     ...restoreDirFlag,
@@ -73,6 +75,7 @@ stop, swap and start, changing nothing.`
 
   async run(): Promise<RestorePlan | RestoreResult> {
     const {args, flags} = await this.parse(Restore)
+    const repo = await this.repoAddress(flags)
     const dataDir = flags['data-dir'] ? resolve(flags['data-dir']) : join(resolve(flags['restore-path']!), 'mo-data')
     const settings = serviceSettingsFrom(flags)
     const decrypt = await loadDecryptOptions({
@@ -91,7 +94,7 @@ stop, swap and start, changing nothing.`
       isRunning: sqlProbe(settings),
       keepSpecialModes: flags['keep-special-modes'],
       onWarning: (message) => this.warn(message),
-      repoPath: resolve(flags.path!),
+      repo,
       service: serviceControl(this.config, settings, {
         dataDir,
         onWarning: (message) => this.warn(message),

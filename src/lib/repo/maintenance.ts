@@ -9,6 +9,7 @@
  * staging dirs left by killed runs, and the lock temp files killed runs left at the root. Dry runs take no lock: they only read. A run whose lock was
  * taken over (lock.ts) stops with exit 4 before its next removal.
  */
+import type {RepoAddress} from './address.js'
 import type {ManifestCache, ManifestHead} from './manifest-cache.js'
 
 import {cleanupRepositoryLeftovers, type CleanupResult, removeStaleLockTempFiles} from '../cleanup.js'
@@ -22,6 +23,11 @@ export const STALE_INCOMPLETE_MS = 60 * 60 * 1000
 export interface WriterOptions {
   /** the manifests this host wrote: their chains are checked against the records */
   cache?: ManifestCache
+  /**
+   * prune: what a crashed backup left (objects without a record, incomplete multipart uploads) is
+   * removed once older than this; default STALE_INCOMPLETE_MS. Younger may be a backup that runs.
+   */
+  incompleteOlderThanMs?: number
   onWarning?: (message: string) => void
   /** signers (brsig1…) whose records are relied on for chains; empty: records are checked for consistency only */
   signers?: string[]
@@ -58,7 +64,7 @@ export interface DeleteResult {
 }
 
 export async function deleteBackups(
-  repoPath: string,
+  repoPath: RepoAddress | string,
   idOrPrefix: string,
   options: WriterOptions & {cascade: boolean; dryRun: boolean; onRemoved?: (id: string) => void},
 ): Promise<DeleteResult> {
@@ -83,7 +89,7 @@ export interface PruneResult {
 }
 
 export async function pruneRepository(
-  repoPath: string,
+  repoPath: RepoAddress | string,
   policy: RetentionPolicy,
   options: WriterOptions & {dryRun: boolean; onRemoved?: (id: string) => void},
 ): Promise<PruneResult> {
@@ -99,7 +105,9 @@ export async function pruneRepository(
     async (repo, checkHeld) => {
       const {reliable, unreliable} = await reliableRecords(repo, options)
       const plan = planPrune(reliable, policy, unreliable)
-      const stale = (await repo.listIncomplete()).filter((i) => i.ageMs > STALE_INCOMPLETE_MS).map((i) => i.id)
+      const stale = (await repo.listIncomplete())
+        .filter((i) => i.ageMs >= (options.incompleteOlderThanMs ?? STALE_INCOMPLETE_MS))
+        .map((i) => i.id)
       if (!options.dryRun) await removeBackups(repo, [...plan.remove, ...stale], checkHeld, options.onRemoved)
       if (!options.dryRun) await checkHeld('removing leftovers')
       const leftovers = await cleanupRepositoryLeftovers(repo, {dryRun: options.dryRun, more: deadWriters})
@@ -122,7 +130,7 @@ export async function pruneRepository(
  * and what it shows is what a real run would do were it to start now.
  */
 async function withWriterLock<T>(
-  repoPath: string,
+  repoPath: RepoAddress | string,
   command: string,
   options: WriterOptions & {onTakeOver?: (holder: {dataDir?: string}) => void; readOnly?: boolean},
   work: (repo: Repository, checkHeld: CheckHeld) => Promise<T>,
