@@ -7,9 +7,11 @@ import {isRequiredUnlessConfig} from './flags.js'
 import {configFile, type ConfigKey, flagDefault, isConfigKey, readConfig, yieldsTo} from './lib/config.js'
 import {BrError, ExitCode, isBrError, usageError} from './lib/errors.js'
 import {redact} from './lib/redact.js'
+import {isS3Location, type RepoAddress} from './lib/repo/address.js'
 import {ManifestCache} from './lib/repo/manifest-cache.js'
 import {loadTrustedSigners} from './lib/secrets.js'
 import {type Flow} from './lib/steps.js'
+import {repoAddress, S3_ONLY_FLAGS, type S3FlagValues} from './repo-address.js'
 
 /** oclif's parser output shapes (FlagOutput, ArgOutput), which its public interfaces do not export. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- as oclif declares them
@@ -25,6 +27,8 @@ type FlagOutput = {[name: string]: any}
 export abstract class BrCommand extends Command {
   static override enableJsonFlag = true
   protected abortController = new AbortController()
+  /** the flags whose value came from the config file, not the command line or the environment */
+  private fromConfig = new Set<string>()
   private onSigint = () => {
     // A second Ctrl-C means 'now': the operator has chosen not to wait for the rollback.
     // eslint-disable-next-line n/no-process-exit, unicorn/no-process-exit
@@ -35,6 +39,7 @@ export abstract class BrCommand extends Command {
   /** --quiet: no progress on stderr (warnings and errors still go there) */
   private quiet = false
   private warnedOfPassword = false
+  private warnedOfSecretKey = false
 
   protected override async catch(error: Error & {exitCode?: number}): Promise<unknown> {
     if (this.jsonEnabled()) {
@@ -89,6 +94,7 @@ export abstract class BrCommand extends Command {
   ): Promise<Interfaces.ParserOutput<F, B, A>> {
     const input = options ?? (this.ctor as unknown as Interfaces.Input<F, B, A>)
     if (input.flags && 'password' in input.flags) this.warnOfPasswordInArgv(argv ?? this.argv)
+    if (input.flags && 'secret-access-key' in input.flags) this.warnOfSecretKeyInArgv(argv ?? this.argv)
     const {takesConfigDefaults} = this.ctor as unknown as {takesConfigDefaults?: boolean}
     const defaults = takesConfigDefaults === false ? new Map() : await this.configDefaults(input.flags ?? {})
     if (defaults.size === 0) return this.checkParsed(input, await super.parse(options, argv))
@@ -115,12 +121,31 @@ export abstract class BrCommand extends Command {
     const given = (name: string) =>
       result.flags[name] !== undefined && result.flags[name] !== false && !result.metadata.flags[name]?.setFromDefault
     for (const name of defaults.keys()) {
+      if (result.metadata.flags[name]?.setFromDefault) this.fromConfig.add(name)
       if (result.metadata.flags[name]?.setFromDefault && yieldsTo(name as ConfigKey).flags.some((f) => given(f))) {
         delete (result.flags as Record<string, unknown>)[name]
       }
     }
 
     return this.checkParsed(input, result)
+  }
+
+  /**
+   * The repository the flags name (--path, or --bucket with mo_br's --backup_dir s3), with its S3
+   * settings: checked before anything is opened (repo-address.ts). Config-file values give way
+   * where they do not fit what the command line chose: the file's S3 settings are not applied to
+   * a local --path, and the file's path not to a --bucket given here.
+   */
+  protected async repoAddress(
+    flags: S3FlagValues & {path?: string},
+    location: string | undefined = flags.path,
+  ): Promise<RepoAddress> {
+    const values: S3FlagValues & {path?: string} = {...flags}
+    let where = location
+    if (flags.bucket !== undefined && !this.fromConfig.has('bucket') && this.fromConfig.has('path')) where = undefined
+    const local = where !== undefined && flags.bucket === undefined && !isS3Location(where)
+    if (local) for (const name of S3_ONLY_FLAGS) if (this.fromConfig.has(name)) delete values[name]
+    return repoAddress(where, values, process.env)
   }
 
   /** Runs a flow as a task tree on stderr: a terminal's tree, timestamped lines in a pipe, nothing under --json or --quiet. */
@@ -240,12 +265,26 @@ export abstract class BrCommand extends Command {
    * from the environment, so the command line itself is what is checked.
    */
   private warnOfPasswordInArgv(argv: string[]): void {
-    const end = argv.indexOf('--')
-    const args = end === -1 ? argv : argv.slice(0, end)
-    if (this.warnedOfPassword || !args.some((a) => a === '--password' || a.startsWith('--password='))) return
+    if (this.warnedOfPassword || !flagInArgv(argv, ['--password'])) return
     this.warnedOfPassword = true
     this.warn(
       '--password on the command line is visible to every user of this host (ps, /proc): use --password-file FILE (mode 0600) or the MO_PASSWORD environment variable',
     )
   }
+
+  /** mo_br's --secret_access_key puts the S3 secret in `ps` as --password does: accepted, with the same warning. */
+  private warnOfSecretKeyInArgv(argv: string[]): void {
+    if (this.warnedOfSecretKey || !flagInArgv(argv, ['--secret-access-key', '--secret_access_key'])) return
+    this.warnedOfSecretKey = true
+    this.warn(
+      '--secret-access-key on the command line is visible to every user of this host (ps, /proc): use --secret-access-key-file FILE (mode 0600) or the AWS_SECRET_ACCESS_KEY environment variable',
+    )
+  }
+}
+
+/** Whether one of `names` is given in argv (as `--name X` or `--name=X`) before a `--`. */
+function flagInArgv(argv: string[], names: string[]): boolean {
+  const end = argv.indexOf('--')
+  const args = end === -1 ? argv : argv.slice(0, end)
+  return args.some((a) => names.some((name) => a === name || a.startsWith(`${name}=`)))
 }

@@ -2,7 +2,7 @@
  * Keeps secrets out of `DEBUG=*` output. oclif and our hooks log through the `debug` package;
  * this replaces that package's writer (for every instance, the namespaces of other plugins
  * included) with one that passes each line through redactCommand (lib/redact.ts) first: the
- * values of our secret environment variables, any password registered so far, anything shaped
+ * values of our secret environment variables, any password (or S3 secret key) registered so far, anything shaped
  * like an age secret key or a password argument (`-pSECRET`, `--password=…`) become ***.
  *
  * It is installed by bin/run.js before oclif starts (oclif logs process.argv first thing), and
@@ -40,13 +40,21 @@ export function redactDebugOutput(argv: string[], roots: string[] = []): void {
   }
 }
 
-/** The values of --password in argv, given as `--password X` or `--password=X`, up to a `--`. */
+/** The flags whose value is a secret given on the command line (accepted, with a warning). */
+const SECRET_FLAGS = ['--password', '--secret-access-key', '--secret_access_key']
+
+/**
+ * The values of --password and of mo_br's --secret_access_key in argv, given as `--flag X` or
+ * `--flag=X`, up to a `--`.
+ */
 export function passwordsInArgv(argv: string[]): string[] {
   const values: string[] = []
   for (const [i, arg] of argv.entries()) {
     if (arg === '--') break
-    if (arg === '--password' && i + 1 < argv.length) values.push(argv[i + 1])
-    else if (arg.startsWith('--password=')) values.push(arg.slice('--password='.length))
+    for (const flag of SECRET_FLAGS) {
+      if (arg === flag && i + 1 < argv.length) values.push(argv[i + 1])
+      else if (arg.startsWith(`${flag}=`)) values.push(arg.slice(flag.length + 1))
+    }
   }
 
   return values

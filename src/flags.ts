@@ -24,25 +24,101 @@ export const repoFlags = {
   'backup-dir': Flags.string({
     aliases: ['backup_dir'],
     default: 'filesystem',
-    description: "kind of repository (mo_br's --backup_dir); only a local filesystem path for now",
-    options: ['filesystem'],
+    description:
+      "kind of repository (mo_br's --backup_dir): filesystem (--path DIR) or s3 (--bucket and --filepath, or --path s3://BUCKET/PREFIX)",
+    options: ['filesystem', 's3'],
   }),
   path: requiredUnlessConfig(
     Flags.string({
       aliases: ['repo'],
-      description: 'the repository: a local directory (required, or `br config set path`; also --repo)',
+      description:
+        'the repository: a local directory or s3://BUCKET/PREFIX (required unless --bucket, or `br config set path`; also --repo)',
       env: 'MOCTL_BR_REPO',
     }),
   ),
 }
 
-/** mo_br's --restore_dir: where the backup is read from; like --backup_dir, only a filesystem repository. */
+/** mo_br's --restore_dir: where the backup is read from, a filesystem path or s3 (with --bucket). */
 export const restoreDirFlag = {
   'restore-dir': Flags.string({
     aliases: ['restore_dir'],
     default: 'filesystem',
-    description: "kind of repository to restore from (mo_br's --restore_dir); only a local filesystem path for now",
-    options: ['filesystem'],
+    description:
+      "kind of repository to restore from (mo_br's --restore_dir): filesystem (--path DIR) or s3 (--bucket and --filepath, or --path s3://BUCKET/PREFIX)",
+    options: ['filesystem', 's3'],
+  }),
+}
+
+/**
+ * How to reach a repository in an S3-compatible store (AWS S3, MinIO, OSS, COS, Ceph), with
+ * mo_br's names as aliases. Credentials come from the AWS chain (env, shared files with
+ * --profile, roles) unless --access-key-id is given; the secret key is read from a file, never
+ * taken from the command line by default. Checked and assembled by repo-address.ts.
+ */
+export const s3Flags = {
+  'access-key-id': Flags.string({
+    aliases: ['access_key_id'],
+    description:
+      'S3 access key id (with --secret-access-key-file or AWS_SECRET_ACCESS_KEY); default: the AWS credential chain',
+    helpGroup: 'S3',
+  }),
+  bucket: Flags.string({
+    description:
+      "the bucket of an S3 repository (mo_br's --bucket, with --filepath): the same as --path s3://BUCKET/FILEPATH",
+    helpGroup: 'S3',
+  }),
+  endpoint: Flags.string({
+    description: 'http(s)://host[:port] of a non-AWS store (MinIO, OSS, COS, Ceph); default: AWS S3 for --region',
+    helpGroup: 'S3',
+  }),
+  filepath: Flags.string({
+    description: "the key prefix under --bucket (mo_br's --filepath)",
+    helpGroup: 'S3',
+  }),
+  'force-path-style': Flags.boolean({
+    aliases: ['is_minio'],
+    description:
+      "path-style addressing (http://host/bucket/key), which MinIO and most on-premises stores need (mo_br's --is_minio)",
+    helpGroup: 'S3',
+  }),
+  profile: Flags.string({
+    description: 'profile of the AWS shared config and credentials files (~/.aws/config, ~/.aws/credentials)',
+    helpGroup: 'S3',
+  }),
+  region: Flags.string({
+    description: 'region of the bucket (default: AWS_REGION, the profile, else us-east-1)',
+    helpGroup: 'S3',
+  }),
+  'role-arn': Flags.string({
+    aliases: ['role_arn'],
+    description: "a role to assume with the chain's credentials (mo_br's --role_arn)",
+    helpGroup: 'S3',
+  }),
+  'secret-access-key': Flags.string({
+    aliases: ['secret_access_key'],
+    description:
+      "mo_br's --secret_access_key: on the command line every user sees it in `ps`: prefer --secret-access-key-file or AWS_SECRET_ACCESS_KEY",
+    helpGroup: 'S3',
+    hidden: true,
+  }),
+  'secret-access-key-file': Flags.string({
+    description: 'file holding the S3 secret access key on one line (mode 0600), for --access-key-id',
+    helpGroup: 'S3',
+  }),
+}
+
+/** S3 Object Lock on what a backup (or copy) writes: a host that can write cannot delete or overwrite it. */
+export const objectLockFlags = {
+  'object-lock-days': Flags.integer({
+    description:
+      'S3 only: keep every object of the backup under Object Lock retention for N days (the bucket must have Object Lock enabled)',
+    helpGroup: 'S3',
+  }),
+  'object-lock-mode': Flags.string({
+    description:
+      'compliance (nobody can shorten it, not even the root account) or governance (a user with s3:BypassGovernanceRetention can); default compliance',
+    helpGroup: 'S3',
+    options: ['compliance', 'governance'],
   }),
 }
 

@@ -26,8 +26,11 @@ import {SIGNER_RE} from './signing.js'
 
 interface KeySpec {
   description: string
-  /** integer: a whole number within min..max; list: comma-separated; path: stored absolute; command: a path if it holds a '/' */
-  kind: 'command' | 'integer' | 'list' | 'path' | 'string'
+  /**
+   * integer: a whole number within min..max; list: comma-separated; path: stored absolute (an
+   * s3:// location as given); command: a path if it holds a '/'; boolean: true or false
+   */
+  kind: 'boolean' | 'command' | 'integer' | 'list' | 'path' | 'string'
   max?: number
   min?: number
   options?: readonly string[]
@@ -40,7 +43,17 @@ interface KeySpec {
 
 /** The known keys; each is also the name of the flag it gives a default to. */
 export const CONFIG_KEYS = {
+  'access-key-id': {
+    description: 'S3 access key id (its secret in secret-access-key-file, or AWS_SECRET_ACCESS_KEY)',
+    kind: 'string',
+    yieldsTo: {flags: ['profile']},
+  },
   'data-dir': {description: 'the data directory to back up (mo-data)', kind: 'path'},
+  endpoint: {description: 'http(s)://host[:port] of an S3-compatible store (MinIO, OSS, COS, Ceph)', kind: 'string'},
+  'force-path-style': {
+    description: 'S3 path-style addressing (MinIO and most on-premises stores): true or false',
+    kind: 'boolean',
+  },
   host: {description: 'SQL host of the service', kind: 'string'},
   identity: {
     description: 'age identity file that decrypts the backups',
@@ -53,8 +66,13 @@ export const CONFIG_KEYS = {
     kind: 'path',
     yieldsTo: {env: ['MO_PASSWORD'], flags: ['password']},
   },
-  path: {description: 'the repository', kind: 'path'},
+  path: {description: 'the repository: a directory or s3://BUCKET/PREFIX', kind: 'path'},
   port: {description: 'SQL port of the service', kind: 'integer', max: 65_535, min: 1},
+  profile: {
+    description: 'AWS shared config profile for S3 credentials',
+    kind: 'string',
+    yieldsTo: {flags: ['access-key-id', 'secret-access-key-file', 'secret-access-key']},
+  },
   recipient: {
     description: 'age public key(s) backups are encrypted to, comma-separated',
     kind: 'list',
@@ -62,6 +80,13 @@ export const CONFIG_KEYS = {
       env: ['MOCTL_BR_RECIPIENT', 'MOCTL_BR_PASSPHRASE', 'MOCTL_BR_WRITER_KEY'],
       flags: ['recipients-file', 'passphrase-file', 'no-encrypt', 'writer-key'],
     },
+  },
+  region: {description: 'region of the S3 bucket', kind: 'string'},
+  'role-arn': {description: "a role to assume for S3 with the chain's credentials", kind: 'string'},
+  'secret-access-key-file': {
+    description: 'file holding the S3 secret access key on one line (the file takes no key itself)',
+    kind: 'path',
+    yieldsTo: {flags: ['secret-access-key', 'profile']},
   },
   service: {description: 'how to stop and start the service', kind: 'string', options: SERVICE_KINDS},
   'sql-timeout': {description: 'seconds to wait for the service to answer SQL', kind: 'integer', min: 1},
@@ -112,12 +137,14 @@ export function isConfigKey(key: string): key is ConfigKey {
 /** The key, or a usage error listing the valid ones. */
 export function parseConfigKey(key: string): ConfigKey {
   if (isConfigKey(key)) return key
-  if (/^(password|passphrase|identity-key|secret)$/i.test(key)) {
+  if (/^(password|passphrase|identity-key|secret|secret[_-]access[_-]key)$/i.test(key)) {
     throw usageError(
       `the config file takes no secrets: ${key} cannot be set`,
       key.toLowerCase() === 'password'
         ? 'write the password in a file (mode 0600) and set password-file to its path, or use MO_PASSWORD'
-        : 'keep the secret in a file (mode 0600) and pass the file with its flag',
+        : /access/i.test(key)
+          ? 'write the secret key in a file (mode 0600) and set secret-access-key-file to its path, or use AWS_SECRET_ACCESS_KEY'
+          : 'keep the secret in a file (mode 0600) and pass the file with its flag',
     )
   }
 
@@ -137,6 +164,12 @@ export function parseConfigValue(key: ConfigKey, raw: string, cwd = process.cwd(
   }
 
   switch (kind) {
+    case 'boolean': {
+      if (/^(true|yes|1|on)$/i.test(value)) return 'true'
+      if (/^(false|no|0|off)$/i.test(value)) return 'false'
+      throw usageError(`config ${key} must be true or false, not ${value}`)
+    }
+
     case 'command': {
       return value.includes('/') ? resolve(cwd, value) : value
     }
@@ -146,18 +179,12 @@ export function parseConfigValue(key: ConfigKey, raw: string, cwd = process.cwd(
     }
 
     case 'list': {
-      const items = splitList(value)
-      // The two lists hold public keys: age recipients, or writers' signers.
-      const [shape, what] =
-        key === 'trusted-signer' ? [SIGNER_RE, 'a signer (brsig1…)'] : [/^age1[0-9a-z]+$/, 'an age public key (age1…)']
-      const bad = items.find((item) => !shape.test(item))
-      if (bad !== undefined)
-        throw usageError(`config ${key}: ${bad.length > 80 || /secret/i.test(bad) ? 'a value' : bad} is not ${what}`)
-      return items.join(',')
+      return parseList(key, value)
     }
 
     case 'path': {
-      return resolve(cwd, value)
+      // A repository in S3 is a location, not a path relative to where the command ran.
+      return key === 'path' && /^s3:\/\//i.test(value) ? value : resolve(cwd, value)
     }
 
     case 'string': {
@@ -170,6 +197,17 @@ export function parseConfigValue(key: ConfigKey, raw: string, cwd = process.cwd(
   }
 }
 
+/** A comma- or space-separated list of public keys: age recipients, or writers' signers. */
+function parseList(key: ConfigKey, value: string): string {
+  const items = splitList(value)
+  const [shape, what] =
+    key === 'trusted-signer' ? [SIGNER_RE, 'a signer (brsig1…)'] : [/^age1[0-9a-z]+$/, 'an age public key (age1…)']
+  const bad = items.find((item) => !shape.test(item))
+  if (bad !== undefined)
+    throw usageError(`config ${key}: ${bad.length > 80 || /secret/i.test(bad) ? 'a value' : bad} is not ${what}`)
+  return items.join(',')
+}
+
 function parseInteger(key: ConfigKey, value: string, min: number, max?: number): number {
   const n = Number(value)
   if (/^\d+$/.test(value) && n >= min && n <= (max ?? Number.MAX_SAFE_INTEGER)) return n
@@ -179,8 +217,13 @@ function parseInteger(key: ConfigKey, value: string, min: number, max?: number):
 }
 
 /** The flag default a stored value stands for: lists (and multiple-value flags) as arrays. */
-export function flagDefault(key: ConfigKey, value: number | string, multiple: boolean): number | string | string[] {
+export function flagDefault(
+  key: ConfigKey,
+  value: number | string,
+  multiple: boolean,
+): boolean | number | string | string[] {
   if (spec(key).kind === 'list') return splitList(String(value))
+  if (spec(key).kind === 'boolean') return value === 'true'
   return multiple ? [String(value)] : value
 }
 

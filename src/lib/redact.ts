@@ -84,7 +84,7 @@ const COMMAND_SECRETS: RegExp[] = [
   // mysql, mysqladmin, mariadb: -pSECRET (the value glued to -p; a bare -p prompts)
   /((?:^|[\s'"])-p)([^\s'"]+)/g,
   // --password=SECRET, --password SECRET, --passwd, --pass, --passphrase, --secret, --token…
-  /(--(?:password|passwd|pass|passphrase|secret|token|api-key|access-key|secret-key)(?:=|\s+))('[^']*'|"[^"]*"|\S+)/gi,
+  /(--(?:password|passwd|pass|passphrase|secret[_-]access[_-]key|secret|token|api-key|access-key|secret-key)(?:=|\s+))('[^']*'|"[^"]*"|\S+)/gi,
   // PASSWORD=…, MYSQL_PWD=…, AWS_SECRET_ACCESS_KEY=…, FOO_TOKEN=… (an environment assignment)
   /(\b\w*(?:PASSWORD|PASSWD|PWD|SECRET|TOKEN|PASSPHRASE|ACCESS_KEY|PRIVATE_KEY)\w*=)('[^']*'|"[^"]*"|\S+)/gi,
   // scheme://user:SECRET@host

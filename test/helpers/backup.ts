@@ -3,10 +3,16 @@
  * backupFlow on real dirs, unencrypted unless told, no service to stop.
  */
 import {backupFlow, type BackupOptions, excludeList} from '../../src/lib/backup/backup.js'
+import {localRepo, type RepoAddress} from '../../src/lib/repo/address.js'
 import {openRepository} from '../../src/lib/repo/repository.js'
 import {runFlow} from '../../src/lib/steps.js'
 
-export function optionsFor(dataDir: string, repoPath: string, over: Partial<BackupOptions> = {}): BackupOptions {
+/** `repo`: a local directory, or any RepoAddress (an S3 bucket). */
+export function optionsFor(
+  dataDir: string,
+  repo: RepoAddress | string,
+  over: Partial<BackupOptions> = {},
+): BackupOptions {
   return {
     checksum: false,
     clone: false,
@@ -19,7 +25,7 @@ export function optionsFor(dataDir: string, repoPath: string, over: Partial<Back
     lockWaitSeconds: 0,
     mode: 'cold',
     parallelism: 1,
-    repoPath,
+    repo: typeof repo === 'string' ? localRepo(repo) : repo,
     service: null,
     signing: null,
     type: 'full',
@@ -31,5 +37,5 @@ export function optionsFor(dataDir: string, repoPath: string, over: Partial<Back
 export async function takeBackup(options: BackupOptions) {
   const backup = backupFlow(options)
   await runFlow(backup.flow, backup.ctx)
-  return (await openRepository(options.repoPath)).getBackup(backup.result().id)
+  return (await openRepository(options.repo)).getBackup(backup.result().id)
 }

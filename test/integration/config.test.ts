@@ -99,7 +99,7 @@ describe('config set, get, unset, list', () => {
     expect(unknown.code).toBe(2)
     expect(unknown.stderr).toContain('Error: unknown config key prot')
     expect(unknown.stderr).toContain(
-      'Hint: valid keys: data-dir, host, identity, mo-ctl, password-file, path, port, recipient, service, sql-timeout, start-cmd, stop-cmd, trusted-signer, unit, user, writer-key',
+      'Hint: valid keys: access-key-id, data-dir, endpoint, force-path-style, host, identity, mo-ctl, password-file, path, port, profile, recipient, region, role-arn, secret-access-key-file, service, sql-timeout, start-cmd, stop-cmd, trusted-signer, unit, user, writer-key',
     )
     const password = await br(['config', 'set', 'password', 'hunter2'])
     expect(password.code).toBe(2)

@@ -19,6 +19,7 @@ import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {BrError, ExitCode} from '../../src/lib/errors.js'
+import {localRepo} from '../../src/lib/repo/address.js'
 import {newRestoreContext, restoreFlow} from '../../src/lib/restore/restore.js'
 import {newVerifyContext, verifyFlow} from '../../src/lib/restore/verify.js'
 import {loadDecryptOptions} from '../../src/lib/secrets.js'
@@ -108,7 +109,10 @@ async function inProcess(
   }
 
   const verify = await caught(() =>
-    runFlow(verifyFlow(), newVerifyContext({decrypt, id: g.id, onWarning, quick: false, repoPath, trust})),
+    runFlow(
+      verifyFlow(),
+      newVerifyContext({decrypt, id: g.id, onWarning, quick: false, repo: localRepo(repoPath), trust}),
+    ),
   )
   const restore = await caught(() =>
     runFlow(
@@ -122,7 +126,7 @@ async function inProcess(
         isRunning: async () => false,
         keepSpecialModes: false,
         onWarning,
-        repoPath,
+        repo: localRepo(repoPath),
         service: null,
         trust,
       }),

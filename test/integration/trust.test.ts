@@ -20,6 +20,7 @@ import type {EncryptOptions} from '../../src/lib/archive/types.js'
 import type {SigningKey} from '../../src/lib/signing.js'
 
 import {generateKeyPair} from '../../src/lib/keys.js'
+import {localRepo} from '../../src/lib/repo/address.js'
 import {NO_TRUST} from '../../src/lib/repo/authenticity.js'
 import {ManifestCache} from '../../src/lib/repo/manifest-cache.js'
 import {newVerifyContext, verifyFlow} from '../../src/lib/restore/verify.js'
@@ -318,7 +319,7 @@ describe('a passphrase repository: no downgrade, no edited record', () => {
     ]) {
       undo = await editRecord(repo, ours.id, edit)
       const decrypt = await loadDecryptOptions({env: {}, passphraseFile: passFile})
-      const ctx = newVerifyContext({decrypt, id: ours.id, quick: false, repoPath: repo, trust: NO_TRUST})
+      const ctx = newVerifyContext({decrypt, id: ours.id, quick: false, repo: localRepo(repo), trust: NO_TRUST})
       await expect(runFlow(verifyFlow(), ctx)).rejects.toMatchObject({
         exitCode: 3,
         message: expect.stringContaining('backup.json was changed after the backup was written'),

@@ -2,7 +2,16 @@ import {Flags} from '@oclif/core'
 import {join, resolve} from 'node:path'
 
 import {BrCommand} from '../../base-command.js'
-import {lockFlags, quietFlag, repoFlags, requiredUnlessConfig, serviceFlags, writerKeyFlag} from '../../flags.js'
+import {
+  lockFlags,
+  objectLockFlags,
+  quietFlag,
+  repoFlags,
+  requiredUnlessConfig,
+  s3Flags,
+  serviceFlags,
+  writerKeyFlag,
+} from '../../flags.js'
 import {backupFlow, type BackupResult, DEFAULT_EXCLUDES, excludeList} from '../../lib/backup/backup.js'
 import {usageError} from '../../lib/errors.js'
 import {ManifestCache} from '../../lib/repo/manifest-cache.js'
@@ -32,6 +41,8 @@ Defaults for the flags can be kept with \`moctl br config set\`. Prints the new 
   ]
   static override flags = {
     ...repoFlags,
+    ...s3Flags,
+    ...objectLockFlags,
     ...serviceFlags,
     ...lockFlags,
     ...writerKeyFlag,
@@ -119,6 +130,8 @@ Defaults for the flags can be kept with \`moctl br config set\`. Prints the new 
 
   async run(): Promise<BackupResult> {
     const {flags} = await this.parse(Backup)
+    // First: a wrong repository address is refused before any key is read or service stopped.
+    const repo = await this.repoAddress(flags)
     const dataDir = resolve(flags['data-dir']!)
     const settings = serviceSettingsFrom(flags)
     const online = flags.mode === 'online'
@@ -163,7 +176,7 @@ Defaults for the flags can be kept with \`moctl br config set\`. Prints the new 
       onlineDir: flags['online-dir'] ? resolve(flags['online-dir']) : undefined,
       onWarning: (message) => this.warn(message),
       parallelism: flags.parallelism,
-      repoPath: resolve(flags.path!),
+      repo,
       service: serviceControl(this.config, settings, {
         dataDir,
         onWarning: (message) => this.warn(message),

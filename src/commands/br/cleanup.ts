@@ -2,6 +2,7 @@ import {Flags} from '@oclif/core'
 import {resolve} from 'node:path'
 
 import {BrCommand} from '../../base-command.js'
+import {s3Flags} from '../../flags.js'
 import {
   cleanupDataDir,
   cleanupRepositoryLeftovers,
@@ -34,14 +35,16 @@ of lock writes killed midway at its root (once older than 30 minutes).`
     }),
     'data-dir': Flags.string({
       aliases: ['data_dir'],
-      atLeastOne: ['data-dir', 'path'],
+      atLeastOne: ['data-dir', 'path', 'bucket'],
       description: 'the data directory whose leftovers to remove: mo-data itself',
     }),
     'dry-run': Flags.boolean({description: 'show what would be removed or put back, change nothing'}),
     path: Flags.string({
       aliases: ['repo'],
-      description: 'a repository: clean every data directory this host backed up into it',
+      description:
+        'a repository (a directory or s3://BUCKET/PREFIX): clean every data directory this host backed up into it',
     }),
+    ...s3Flags,
   }
 
   async run(): Promise<CleanupResult[]> {
@@ -54,8 +57,8 @@ of lock writes killed midway at its root (once older than 30 minutes).`
       results.push(await cleanupDataDir(resolve(flags['data-dir']), {cloneDir, dryRun}))
     }
 
-    if (flags.path) {
-      const repo = await openRepository(resolve(flags.path))
+    if (flags.path || flags.bucket) {
+      const repo = await openRepository(await this.repoAddress(flags))
       const done = new Set(results.map((r) => r.dataDir))
       for (const result of await cleanupRepositoryLeftovers(repo, {dryRun})) {
         if (!done.has(result.dataDir)) results.push(result)

@@ -1,8 +1,7 @@
 import {Args, Flags} from '@oclif/core'
-import {resolve} from 'node:path'
 
 import {BrCommand} from '../../base-command.js'
-import {lockFlags, repoFlags, trustedSignerFlag, writerKeyFlag} from '../../flags.js'
+import {lockFlags, repoFlags, s3Flags, trustedSignerFlag, writerKeyFlag} from '../../flags.js'
 import {deleteBackups, type DeleteResult} from '../../lib/repo/maintenance.js'
 
 export default class Delete extends BrCommand {
@@ -24,6 +23,7 @@ still retains (S3 Object Lock) cannot be deleted before its retention ends: exit
   ]
   static override flags = {
     ...repoFlags,
+    ...s3Flags,
     ...lockFlags,
     ...trustedSignerFlag,
     ...writerKeyFlag,
@@ -33,7 +33,8 @@ still retains (S3 Object Lock) cannot be deleted before its retention ends: exit
 
   async run(): Promise<DeleteResult> {
     const {args, flags} = await this.parse(Delete)
-    const result = await deleteBackups(resolve(flags.path!), args.id, {
+    const repo = await this.repoAddress(flags)
+    const result = await deleteBackups(repo, args.id, {
       ...(await this.writerOptions(flags)),
       cascade: flags.cascade,
       dryRun: flags['dry-run'],

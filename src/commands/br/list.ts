@@ -1,10 +1,9 @@
 import {Flags} from '@oclif/core'
-import {resolve} from 'node:path'
 
 import type {BackupRecord} from '../../lib/repo/types.js'
 
 import {BrCommand} from '../../base-command.js'
-import {repoFlags} from '../../flags.js'
+import {repoFlags, s3Flags} from '../../flags.js'
 import {openRepository} from '../../lib/repo/repository.js'
 import {LIST_COLUMNS, listRows, WIDE_LIST_COLUMNS, wideListRows} from '../../lib/ui/list.js'
 
@@ -32,13 +31,14 @@ times with their offset, BACKUPTS) for scripts written for \`mo_br list\`.`
   ]
   static override flags = {
     ...repoFlags,
+    ...s3Flags,
     wide: Flags.boolean({description: "mo_br's columns: the repository path, times with their offset, BACKUPTS"}),
   }
 
   async run(): Promise<Array<BackupRecord | DamagedEntry>> {
     const {flags} = await this.parse(List)
-    const repoPath = resolve(flags.path!)
-    const {damaged, records} = await (await openRepository(repoPath)).scanBackups()
+    const repo = await this.repoAddress(flags)
+    const {damaged, records} = await (await openRepository(repo)).scanBackups()
     for (const d of damaged) this.warn(`backup ${d.id} is damaged: ${d.reason.replace(`backup ${d.id}: `, '')}`)
     if (!this.jsonEnabled()) {
       // Loaded only to print the table: --json never needs it.
@@ -48,7 +48,7 @@ times with their offset, BACKUPTS) for scripts written for \`mo_br list\`.`
         head: flags.wide ? WIDE_LIST_COLUMNS : LIST_COLUMNS,
         style: {border: [], compact: true, head: [], 'padding-left': 0, 'padding-right': 2},
       })
-      table.push(...(flags.wide ? wideListRows(records, damaged, repoPath) : listRows(records, damaged)))
+      table.push(...(flags.wide ? wideListRows(records, damaged, repo.location) : listRows(records, damaged)))
       // The last column's padding would end every line in spaces.
       process.stdout.write(`${table.toString().replaceAll(/ +$/gm, '')}\n`)
     }

@@ -1,8 +1,7 @@
 import {Flags} from '@oclif/core'
-import {resolve} from 'node:path'
 
 import {BrCommand} from '../../base-command.js'
-import {lockFlags, repoFlags, trustedSignerFlag, writerKeyFlag} from '../../flags.js'
+import {lockFlags, repoFlags, s3Flags, trustedSignerFlag, writerKeyFlag} from '../../flags.js'
 import {describeCleanup} from '../../lib/cleanup.js'
 import {pruneRepository, type PruneResult} from '../../lib/repo/maintenance.js'
 
@@ -21,6 +20,7 @@ backup it needs, and reported as "kept until DATE (object lock)"; the others are
   ]
   static override flags = {
     ...repoFlags,
+    ...s3Flags,
     ...lockFlags,
     ...trustedSignerFlag,
     ...writerKeyFlag,
@@ -32,8 +32,9 @@ backup it needs, and reported as "kept until DATE (object lock)"; the others are
 
   async run(): Promise<PruneResult> {
     const {flags} = await this.parse(Prune)
+    const repo = await this.repoAddress(flags)
     const result = await pruneRepository(
-      resolve(flags.path!),
+      repo,
       {keepDaily: flags['keep-daily'], keepLast: flags['keep-last'], keepWeekly: flags['keep-weekly']},
       {...(await this.writerOptions(flags)), dryRun: flags['dry-run']},
     )

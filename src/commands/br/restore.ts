@@ -2,7 +2,7 @@ import {Args, Flags} from '@oclif/core'
 import {join, resolve} from 'node:path'
 
 import {BrCommand} from '../../base-command.js'
-import {decryptFlags, quietFlag, repoFlags, restoreDirFlag, serviceFlags} from '../../flags.js'
+import {decryptFlags, quietFlag, repoFlags, restoreDirFlag, s3Flags, serviceFlags} from '../../flags.js'
 import {resolveChown} from '../../lib/archive/owners.js'
 import {formatDuration} from '../../lib/format.js'
 import {
@@ -39,6 +39,7 @@ stop, swap and start, changing nothing.`
   ]
   static override flags = {
     ...repoFlags,
+    ...s3Flags,
     ...decryptFlags,
     ...serviceFlags,
     ...restoreDirFlag,
@@ -73,6 +74,7 @@ stop, swap and start, changing nothing.`
 
   async run(): Promise<RestorePlan | RestoreResult> {
     const {args, flags} = await this.parse(Restore)
+    const repo = await this.repoAddress(flags)
     const dataDir = flags['data-dir'] ? resolve(flags['data-dir']) : join(resolve(flags['restore-path']!), 'mo-data')
     const settings = serviceSettingsFrom(flags)
     const decrypt = await loadDecryptOptions({
@@ -91,7 +93,7 @@ stop, swap and start, changing nothing.`
       isRunning: sqlProbe(settings),
       keepSpecialModes: flags['keep-special-modes'],
       onWarning: (message) => this.warn(message),
-      repoPath: resolve(flags.path!),
+      repo,
       service: serviceControl(this.config, settings, {
         dataDir,
         onWarning: (message) => this.warn(message),

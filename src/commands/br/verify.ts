@@ -1,8 +1,7 @@
 import {Args, Flags} from '@oclif/core'
-import {resolve} from 'node:path'
 
 import {BrCommand} from '../../base-command.js'
-import {decryptFlags, quietFlag, repoFlags} from '../../flags.js'
+import {decryptFlags, quietFlag, repoFlags, s3Flags} from '../../flags.js'
 import {BrError, ExitCode, usageError} from '../../lib/errors.js'
 import {
   newVerifyContext,
@@ -40,6 +39,7 @@ it runs while a backup is being written. Also \`br check\` (mo_br's name).`
   ]
   static override flags = {
     ...repoFlags,
+    ...s3Flags,
     ...decryptFlags,
     ...quietFlag,
     all: Flags.boolean({description: 'verify every backup of the repository, one line each'}),
@@ -55,7 +55,7 @@ it runs while a backup is being written. Also \`br check\` (mo_br's name).`
       )
     }
 
-    const repoPath = resolve(flags.path!)
+    const repo = await this.repoAddress(flags)
     // --quick reads no archive, but the reader key's signers still decide which records are accepted.
     const keys = await loadDecryptOptions({
       env: process.env,
@@ -79,7 +79,7 @@ it runs while a backup is being written. Also \`br check\` (mo_br's name).`
             id,
             onWarning,
             quick: flags.quick,
-            repoPath,
+            repo,
             trust: {
               allowUnencrypted: flags['allow-unencrypted'],
               allowUnsigned: flags['allow-unsigned'],
@@ -95,7 +95,7 @@ it runs while a backup is being written. Also \`br check\` (mo_br's name).`
       return result
     }
 
-    const outcomes = await verifyAll(repoPath, verifyOne, (o) => {
+    const outcomes = await verifyAll(repo, verifyOne, (o) => {
       if (!this.jsonEnabled()) process.stdout.write(`${o.id}  ${o.error ? o.error.message : `ok (${o.checked})`}\n`)
     })
     const code = verifyAllExitCode(outcomes)

@@ -182,13 +182,14 @@ async function rollback(trail: BackupTrail, _error: unknown, report: {output(lin
 /** The paths of a backup, for fs-errors.ts; ENOSPC needs the bytes to pack (before compression). */
 function fsErrorContext(trail: BackupTrail): FsErrorContext {
   const {options} = trail
-  const repo = {flag: '--path', path: options.repoPath, role: 'repository'}
+  // An S3 repository is no path of this host: its errors are the backend's, not the filesystem's.
+  const repo = options.repo.s3 ? undefined : {flag: '--path', path: options.repo.location, role: 'repository'}
   const lock = trail.dataDirLock?.paths
   return {
     needed: trail.needed?.bytes,
     neededWhat: trail.needed?.what ?? PACK_WHAT,
     paths: [
-      repo,
+      ...(repo ? [repo] : []),
       {flag: '--data-dir', path: options.dataDir, role: 'data directory'},
       ...(lock ? [{flag: '--data-dir', path: lock.real, role: 'data directory'}] : []),
       ...(lock ? [{flag: '--data-dir', path: lock.parent, role: 'the directory that holds the data directory'}] : []),
@@ -221,11 +222,15 @@ const checkStep: ScriptStep<BackupTrail, Begun, void> = async ({options}, _trail
   // Before the repository is created: never inside the data directory.
   await checkPaths(options)
   await checkNotRunning(options)
-  report.output(`repository ${options.repoPath} is outside the data directory`)
+  report.output(
+    options.repo.s3
+      ? `repository ${options.repo.location}`
+      : `repository ${options.repo.location} is outside the data directory`,
+  )
 }
 
 const openStep: ScriptStep<BackupTrail, Begun, Pick<Opened, 'repo'>> = async ({id, options}, trail, report, signal) => {
-  const repo = await openRepository(options.repoPath, {create: true})
+  const repo = await openRepository(options.repo, {create: true})
   trail.repo = repo
   trail.unlock = await acquireLock(repo, {
     command: 'br backup',

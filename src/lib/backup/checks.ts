@@ -20,8 +20,10 @@ import {signatureState} from '../repo/authenticity.js'
  * online folder inside it; a --clone-dir must be an existing directory.
  */
 export async function checkPaths(options: BackupOptions): Promise<void> {
-  const {dataDir, repoPath} = options
-  const repo = await overlap(repoPath, dataDir)
+  const {dataDir} = options
+  const repoPath = options.repo.location
+  // An S3 repository cannot overlap a directory of this host.
+  const repo = options.repo.s3 ? null : await overlap(repoPath, dataDir)
   if (repo) {
     throw usageError(
       repo === 'same'

@@ -9,6 +9,7 @@ import type {ScannedEntry} from '../archive/walk.js'
 import type {DataDirLock} from '../datadir-lock.js'
 import type {KnownPath} from '../fs-errors.js'
 import type {MoBackupResult} from '../mo/backup-sql.js'
+import type {RepoAddress} from '../repo/address.js'
 import type {Unlock} from '../repo/lock.js'
 import type {ManifestCache} from '../repo/manifest-cache.js'
 import type {Repository} from '../repo/repository.js'
@@ -51,7 +52,8 @@ export interface BackupOptions {
   onWarning?: (message: string) => void
   /** online: BACKUP's PARALLELISM */
   parallelism: number
-  repoPath: string
+  /** the repository: a local directory (absolute) or an S3 location with its settings */
+  repo: RepoAddress
   /** null: the service is not managed, the caller vouches that it is stopped */
   service: null | ServiceControl
   /** the writer key's signing half; null: the record is not signed */

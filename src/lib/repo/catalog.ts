@@ -12,6 +12,7 @@
  * Not: reading archives (restore/chain.ts does, with archive/), nor locking (readers take no lock).
  */
 import type {DecryptOptions, Manifest} from '../archive/types.js'
+import type {RepoAddress} from './address.js'
 import type {BackupRecord} from './types.js'
 
 import {decryptBuffer} from '../archive/age.js'
@@ -39,12 +40,12 @@ export interface CheckOptions {
 }
 
 export async function checkBackup(
-  repoPath: string,
+  address: RepoAddress | string,
   id: string,
   keys: DecryptOptions | null,
   options: CheckOptions = {},
 ): Promise<CheckedBackup> {
-  const repo = await openRepository(repoPath)
+  const repo = await openRepository(address)
   const record = await repo.getBackup(id, {dataDir: options.dataDir})
   const members = await resolveChain(repo, record)
   const trust = options.trust ?? NO_TRUST

@@ -41,6 +41,7 @@ import {performance} from 'node:perf_hooks'
 
 import type {Ids} from '../archive/owners.js'
 import type {DecryptOptions, Manifest} from '../archive/types.js'
+import type {RepoAddress} from '../repo/address.js'
 import type {TrustPolicy} from '../repo/authenticity.js'
 import type {BackupRecord} from '../repo/types.js'
 import type {ServiceControl} from '../service/control.js'
@@ -71,7 +72,8 @@ export interface RestoreOptions {
   keepSpecialModes?: boolean
   /** told what a dead run of this data dir left, and what was done about it */
   onWarning?: (message: string) => void
-  repoPath: string
+  /** the repository: a local directory (absolute) or an S3 location with its settings */
+  repo: RepoAddress
   /** null: not managed; then `isRunning` must say no before anything is swapped */
   service: null | ServiceControl
   /** which backups the reader accepts (repo/authenticity.ts) */
@@ -111,7 +113,7 @@ const checkSteps: Flow<RestoreContext>['steps'] = [
   {
     async run(ctx, report) {
       const {options} = ctx
-      const {manifest, members, record, repo} = await checkBackup(options.repoPath, options.id, options.decrypt, {
+      const {manifest, members, record, repo} = await checkBackup(options.repo, options.id, options.decrypt, {
         dataDir: options.dataDir,
         onWarning: options.onWarning,
         trust: options.trust,
@@ -134,7 +136,7 @@ const checkSteps: Flow<RestoreContext>['steps'] = [
       }
 
       ctx.target ??= (await resolveDataDir(ctx.options.dataDir)).real
-      await checkApart(ctx.options.repoPath, ctx.options.dataDir)
+      await checkApart(ctx.options.repo, ctx.options.dataDir)
       ctx.oldDir = await checkTarget(ctx)
       await checkFreeSpace(ctx.options.dataDir, ctx.record!)
       report.output(
@@ -152,13 +154,13 @@ export function restoreCheckFlow(): Flow<RestoreContext> {
 
 /** The paths of a restore, for fs-errors.ts; ENOSPC needs the backup's size. */
 function fsErrorContext(ctx: RestoreContext): FsErrorContext {
-  const {dataDir, repoPath} = ctx.options
+  const {dataDir, repo} = ctx.options
   const target = ctx.target ?? dataDir
   return {
     needed: ctx.record?.sizes.total,
     neededWhat: "the backup's files",
     paths: [
-      {flag: '--path', path: repoPath, role: 'repository'},
+      ...(repo.s3 ? [] : [{flag: '--path', path: repo.location, role: 'repository'}]),
       {flag: '--data-dir', path: dataDir, role: 'restore target'},
       {flag: '--data-dir', path: target, role: 'restore target'},
       {flag: '--data-dir', path: dirname(target), role: 'the directory that holds the restore target'},
@@ -462,7 +464,10 @@ async function checkFreeSpace(target: string, record: BackupRecord): Promise<voi
  * among its backups, and a repository inside the target would be moved aside with the old data
  * (and deleted with --discard-old). Staging goes beside the target, so it cannot hold either.
  */
-async function checkApart(repoPath: string, dataDir: string): Promise<void> {
+async function checkApart(repo: RepoAddress, dataDir: string): Promise<void> {
+  // An S3 repository cannot overlap a directory of this host.
+  if (repo.s3) return
+  const repoPath = repo.location
   const how = await overlap(dataDir, repoPath)
   if (!how) return
   throw usageError(

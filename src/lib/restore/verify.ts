@@ -12,6 +12,7 @@ import {createHash} from 'node:crypto'
 import {pipeline} from 'node:stream/promises'
 
 import type {DecryptOptions, Manifest} from '../archive/types.js'
+import type {RepoAddress} from '../repo/address.js'
 import type {TrustPolicy} from '../repo/authenticity.js'
 import type {BackupRecord} from '../repo/types.js'
 import type {Flow} from '../steps.js'
@@ -27,7 +28,8 @@ export interface VerifyOptions {
   id: string
   onWarning?: (message: string) => void
   quick: boolean
-  repoPath: string
+  /** the repository: a local directory (absolute) or an S3 location with its settings */
+  repo: RepoAddress
   trust: TrustPolicy
 }
 
@@ -51,7 +53,7 @@ export function verifyFlow(): Flow<VerifyContext> {
           const {options} = ctx
           Object.assign(
             ctx,
-            await checkBackup(options.repoPath, options.id, options.quick ? null : options.decrypt, {
+            await checkBackup(options.repo, options.id, options.quick ? null : options.decrypt, {
               onWarning: options.onWarning,
               trust: options.trust,
             }),
@@ -138,11 +140,11 @@ export type VerifyOutcome =
  * interruption, or an error that is not ours (the repository itself gone), stops the run.
  */
 export async function verifyAll(
-  repoPath: string,
+  address: RepoAddress | string,
   verifyOne: (id: string) => Promise<VerifyResult>,
   onOutcome?: (outcome: VerifyOutcome) => void,
 ): Promise<VerifyOutcome[]> {
-  const {damaged, records} = await (await openRepository(repoPath)).scanBackups()
+  const {damaged, records} = await (await openRepository(address)).scanBackups()
   const bad = new Map(damaged.map((d) => [d.id, d.reason]))
   const ids = [...records.map((r) => r.id), ...bad.keys()].sort()
   const outcomes: VerifyOutcome[] = []

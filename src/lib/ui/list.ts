@@ -38,18 +38,18 @@ export function listRows(records: BackupRecord[], damaged: DamagedBackup[]): str
   return byId([...rows, ...bad])
 }
 
-export function wideListRows(records: BackupRecord[], damaged: DamagedBackup[], repoPath: string): string[][] {
+export function wideListRows(records: BackupRecord[], damaged: DamagedBackup[], location: string): string[][] {
   const rows = records.map((r) => [
     r.id,
     formatBytes(r.archive.size),
-    repoPath,
+    location,
     localTime(r.createdAt),
     formatDuration(r.durationMs),
     localTime(r.completedAt),
     r.backupTs,
     r.type === 'full' ? r.type : `${r.type} (base ${r.base})`,
   ])
-  const bad = damaged.map((d) => [d.id, '-', repoPath, '-', '-', '-', '-', 'DAMAGED (see the warning)'])
+  const bad = damaged.map((d) => [d.id, '-', location, '-', '-', '-', '-', 'DAMAGED (see the warning)'])
   return byId([...rows, ...bad])
 }
 

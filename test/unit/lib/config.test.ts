@@ -79,10 +79,31 @@ describe('parseConfigValue', () => {
       expect.objectContaining({
         message: 'unknown config key prot',
         suggestions: [
-          'valid keys: data-dir, host, identity, mo-ctl, password-file, path, port, recipient, service, sql-timeout, start-cmd, stop-cmd, trusted-signer, unit, user, writer-key',
+          'valid keys: access-key-id, data-dir, endpoint, force-path-style, host, identity, mo-ctl, password-file, path, port, profile, recipient, region, role-arn, secret-access-key-file, service, sql-timeout, start-cmd, stop-cmd, trusted-signer, unit, user, writer-key',
         ],
       }),
     )
+    expect(() => parseConfigKey('secret_access_key')).toThrow(
+      expect.objectContaining({
+        message: 'the config file takes no secrets: secret_access_key cannot be set',
+        suggestions: [
+          'write the secret key in a file (mode 0600) and set secret-access-key-file to its path, or use AWS_SECRET_ACCESS_KEY',
+        ],
+      }),
+    )
+  })
+
+  it('keeps an s3:// path as given, and stores the S3 settings (force-path-style as true or false)', () => {
+    expect(parseConfigValue('path', 's3://bucket/mo', '/somewhere')).toBe('s3://bucket/mo')
+    expect(parseConfigValue('secret-access-key-file', 'keys/s3', '/etc/moctl')).toBe('/etc/moctl/keys/s3')
+    expect(parseConfigValue('endpoint', 'http://127.0.0.1:9000')).toBe('http://127.0.0.1:9000')
+    expect(parseConfigValue('force-path-style', 'yes')).toBe('true')
+    expect(parseConfigValue('force-path-style', 'False')).toBe('false')
+    expect(() => parseConfigValue('force-path-style', 'maybe')).toThrow(
+      expect.objectContaining({exitCode: 2, message: 'config force-path-style must be true or false, not maybe'}),
+    )
+    expect(flagDefault('force-path-style', 'true', false)).toBe(true)
+    expect(flagDefault('force-path-style', 'false', false)).toBe(false)
   })
 
   it('parseConfigKey names the valid keys', () => {

@@ -14,6 +14,7 @@ import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 import {backupFlow, type BackupOptions, sourceFor} from '../../../../src/lib/backup/backup.js'
 import {readDataDirLock, resolveDataDir} from '../../../../src/lib/datadir-lock.js'
 import {BrError} from '../../../../src/lib/errors.js'
+import {localRepo} from '../../../../src/lib/repo/address.js'
 import {LOCK_FILE} from '../../../../src/lib/repo/lock.js'
 import {openRepository} from '../../../../src/lib/repo/repository.js'
 import {type ServiceControl} from '../../../../src/lib/service/control.js'
@@ -176,7 +177,7 @@ describe('backupFlow: cold', () => {
 
   it('a failure before the stop leaves the service untouched and creates nothing', async () => {
     const service = fakeService()
-    const inside = await backup(optionsWith({repoPath: join(dataDir, 'repo'), service}))
+    const inside = await backup(optionsWith({repo: localRepo(join(dataDir, 'repo')), service}))
     expect(inside.error).toMatchObject({code: 'usage'})
     expect(inside.error!.message).toContain('is inside the data directory')
     expect(service.calls).toEqual([])

@@ -10,6 +10,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import type {BackupRecord} from '../../../../src/lib/repo/types.js'
 
 import {generateKeyPair} from '../../../../src/lib/keys.js'
+import {localRepo} from '../../../../src/lib/repo/address.js'
 import {signatureState} from '../../../../src/lib/repo/authenticity.js'
 import {copyBackups, type CopyOptions} from '../../../../src/lib/repo/copy.js'
 import {acquireLock} from '../../../../src/lib/repo/lock.js'
@@ -73,7 +74,7 @@ async function verifyIn(repo: string, id: string) {
     decrypt: keys,
     id,
     quick: false,
-    repoPath: repo,
+    repo: localRepo(repo),
     trust: {allowUnencrypted: false, allowUnsigned: false, signers: keys.signers},
   })
   return verifyResult(await runFlow(verifyFlow(), ctx))

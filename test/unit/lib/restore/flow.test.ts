@@ -16,6 +16,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import type {DecryptOptions} from '../../../../src/lib/archive/types.js'
 
 import {BrError, ExitCode, serviceError} from '../../../../src/lib/errors.js'
+import {localRepo} from '../../../../src/lib/repo/address.js'
 import {readChain} from '../../../../src/lib/restore/chain.js'
 import {newRestoreContext, type RestoreContext, restoreFlow} from '../../../../src/lib/restore/restore.js'
 import {newVerifyContext, verifyFlow} from '../../../../src/lib/restore/verify.js'
@@ -97,7 +98,7 @@ async function restore(
     discardOld: false,
     force: true,
     id: FULL.id,
-    repoPath: join(golden, options.repo ?? FULL.repo),
+    repo: localRepo(join(golden, options.repo ?? FULL.repo)),
     service: c.service,
     trust: NO_TRUST,
   })
@@ -371,7 +372,7 @@ describe('restoreFlow', () => {
 })
 
 async function verified(repoPath: string, id: string) {
-  const ctx = newVerifyContext({decrypt, id, quick: false, repoPath, trust: NO_TRUST})
+  const ctx = newVerifyContext({decrypt, id, quick: false, repo: localRepo(repoPath), trust: NO_TRUST})
   await runFlow(verifyFlow(), ctx)
   return ctx
 }
