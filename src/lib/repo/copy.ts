@@ -433,8 +433,11 @@ async function openNamed(repo: RepoAddress | string, flag: string, options: {cre
   }
 }
 
-/** Refuses a copy into the source itself, or into a repository inside it (or around it). */
-async function checkDistinct(from: RepoAddress | string, to: RepoAddress | string): Promise<void> {
+/**
+ * Refuses a copy into the source itself, or into a repository inside it (or around it); exported
+ * so that the command says so before its task tree starts.
+ */
+export async function checkDistinct(from: RepoAddress | string, to: RepoAddress | string): Promise<void> {
   const a = typeof from === 'string' ? {location: from} : from
   const b = typeof to === 'string' ? {location: to} : to
   const sa = a.s3 ?? parseS3Location(a.location)
