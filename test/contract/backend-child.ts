@@ -1,8 +1,9 @@
 /**
  * A second process for the backend contract (backend.ts): it opens the backend of a location with
  * backendFor, as a command would, and does one thing another process could be killed in or race on.
- *   save-slow <location> <key>        saves an endless stream, says "saving" after 4 MiB, until killed
+ *   save-slow <location> <key> [MiB]  saves an endless stream, says "saving" after 4 MiB (or MiB), until killed
  *   create <location> <key> <bytes>   waits for a line on stdin, then createExclusive: prints won or lost
+ * An S3 location's settings (endpoint, keys) come as JSON in BACKEND_CHILD_S3_SETTINGS.
  */
 import {once} from 'node:events'
 import {createInterface} from 'node:readline'
@@ -11,7 +12,8 @@ import {Readable} from 'node:stream'
 import {backendFor} from '../../src/lib/repo/backend-for.js'
 
 const [op, location, key, bytes] = process.argv.slice(2)
-const backend = backendFor(location)
+const s3 = process.env.BACKEND_CHILD_S3_SETTINGS
+const backend = backendFor(s3 ? {location, s3: JSON.parse(s3)} : location)
 
 if (op === 'save-slow') {
   let pushed = 0
@@ -22,7 +24,7 @@ if (op === 'save-slow') {
       setTimeout(() => {
         this.push(chunk)
         pushed += chunk.length
-        if (pushed === 4 * chunk.length) process.stdout.write('saving\n')
+        if (pushed === Number(bytes ?? 4) * chunk.length) process.stdout.write('saving\n')
       }, 5)
     },
   })

@@ -17,6 +17,8 @@ import {setTimeout as sleep} from 'node:timers/promises'
 import {fileURLToPath} from 'node:url'
 import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 
+import type {S3Settings} from '../../src/lib/repo/address.js'
+
 import {isMissing, type RepoBackend} from '../../src/lib/repo/backend.js'
 import {Repository} from '../../src/lib/repo/repository.js'
 
@@ -25,6 +27,8 @@ export interface BackendUnderTest {
   cleanup(): Promise<void>
   /** the location a second process opens with backendFor */
   location: string
+  /** the settings of an S3 location, for the second process (backend-child.ts reads them from its environment) */
+  s3?: S3Settings
 }
 
 /** Plants what a hostile repository writer could put at a key, for a backend that can hold it. */
@@ -36,10 +40,17 @@ export interface Planter {
 }
 
 const CHILD = join(dirname(fileURLToPath(import.meta.url)), 'backend-child.ts')
+/** Where backend-child.ts finds an S3 location's settings (test code only: the product reads none from the environment). */
+export const CHILD_S3_ENV = 'BACKEND_CHILD_S3_SETTINGS'
 
 /** A second node process running backend-child.ts; resolves once it printed `until`. */
-async function child(args: string[], until: string): Promise<{lines: string[]; proc: ChildProcess}> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', CHILD, ...args], {stdio: ['pipe', 'pipe', 'pipe']})
+export async function child(
+  args: string[],
+  until: string,
+  s3?: S3Settings,
+): Promise<{lines: string[]; proc: ChildProcess}> {
+  const env = s3 ? {...process.env, [CHILD_S3_ENV]: JSON.stringify(s3)} : process.env
+  const proc = spawn(process.execPath, ['--import', 'tsx', CHILD, ...args], {env, stdio: ['pipe', 'pipe', 'pipe']})
   const lines: string[] = []
   let stderr = ''
   proc.stderr!.on('data', (d) => {
@@ -183,7 +194,7 @@ export function backendContract(
 
     it('a writer killed (SIGKILL) in the middle of a save leaves no object: not listed, not loadable; its leftovers go with removePrefix', async () => {
       await b.save('backups/k/old', Buffer.from('kept'))
-      const {proc} = await child(['save-slow', t.location, 'backups/k/data'], 'saving')
+      const {proc} = await child(['save-slow', t.location, 'backups/k/data'], 'saving', t.s3)
       proc.kill('SIGKILL')
       await once(proc, 'exit')
       expect(await b.stat('backups/k/data')).toBeNull()
@@ -210,7 +221,7 @@ export function backendContract(
 
     it('createExclusive: of lock contenders in separate processes, released at once, exactly one wins', async () => {
       const contenders = await Promise.all(
-        Array.from({length: 4}, (_, i) => child(['create', t.location, 'lock.json', `process ${i}`], 'ready')),
+        Array.from({length: 4}, (_, i) => child(['create', t.location, 'lock.json', `process ${i}`], 'ready', t.s3)),
       )
       const ends = contenders.map(({proc}) => once(proc, 'exit'))
       for (const {proc} of contenders) proc.stdin!.write('go\n')

@@ -7,7 +7,9 @@ import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 
 import type {BackupRecord} from '../../../../src/lib/repo/types.js'
 
+import {backendFor} from '../../../../src/lib/repo/backend-for.js'
 import {openRepository} from '../../../../src/lib/repo/repository.js'
+import {S3Backend} from '../../../../src/lib/repo/s3.js'
 import {tempDir} from '../../../helpers/cli.js'
 
 let tmp: {cleanup: () => Promise<void>; path: string}
@@ -63,11 +65,11 @@ describe('openRepository', () => {
     expect((await (await openRepository(path)).listBackups()).length).toBe(0)
   })
 
-  it('refuses an s3:// location as not supported yet (exit 2), without making a directory of it', async () => {
-    await expect(openRepository('s3://bucket/backups', {create: true})).rejects.toMatchObject({
-      exitCode: 2,
-      message: 'repository s3://bucket/backups: S3 repositories are not supported yet',
-    })
+  it('takes an s3:// location as an S3 repository, never as a directory; a malformed one is exit 2', async () => {
+    expect(backendFor('s3://bucket/backups')).toBeInstanceOf(S3Backend)
+    expect(() => backendFor('s3://bucket/a/../b')).toThrow(
+      expect.objectContaining({exitCode: 2, message: 'repository s3://bucket/a/../b is not a valid S3 location'}),
+    )
     // A relative path "s3:/bucket/backups" would have been made under the working directory.
     await expect(stat('s3:')).rejects.toMatchObject({code: 'ENOENT'})
   })
