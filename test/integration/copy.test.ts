@@ -4,7 +4,7 @@
  * could not be copied. The backups it copies are taken in process; what copyBackups does in every
  * case is test/unit/lib/repo/copy.test.ts's.
  */
-import {cp, open} from 'node:fs/promises'
+import {cp, open, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
@@ -14,6 +14,7 @@ import {openRepository} from '../../src/lib/repo/repository.js'
 import {optionsFor, takeBackup} from '../helpers/backup.js'
 import {runCli, tempDir} from '../helpers/cli.js'
 import {makeSmallDataDir} from '../helpers/fixtures.js'
+import {startS3} from '../helpers/s3.js'
 
 let tmp: {cleanup: () => Promise<void>; path: string}
 let source: string
@@ -73,6 +74,30 @@ describe('br copy', () => {
     expect(r.stderr).toBe(`Error: 1 backup of ${from} could not be copied: ${full2}\n`)
   })
 
+  it('into S3 with the S3 flags (a static key from a file): --json names what was copied; the bucket lists it', async () => {
+    // s3rver's DES continuation tokens need OpenSSL's legacy provider (see copy-s3.test.ts).
+    const nodeOptions = process.env.NODE_OPTIONS
+    process.env.NODE_OPTIONS = [nodeOptions, '--openssl-legacy-provider'].filter(Boolean).join(' ')
+    const s3 = await startS3().finally(() => {
+      if (nodeOptions === undefined) delete process.env.NODE_OPTIONS
+      else process.env.NODE_OPTIONS = nodeOptions
+    })
+    try {
+      const secret = join(tmp.path, 's3.secret')
+      await writeFile(secret, `${s3.credentials.secretAccessKey}\n`, {mode: 0o600})
+      const to = s3.url('offsite')
+      const s3Args = ['--endpoint', s3.endpoint, '--force-path-style', '--region', 'us-east-1']
+      const keyArgs = ['--access-key-id', s3.credentials.accessKeyId, '--secret-access-key-file', secret]
+      const r = await runCli(['br', 'copy', 'latest', '--from', source, '--to', to, ...s3Args, ...keyArgs, '--json'])
+      expect(r.code, r.stderr).toBe(0)
+      expect(JSON.parse(r.stdout)).toMatchObject({copied: [{id: records[2].id, type: 'full'}], from: source, to})
+      const bucket = await openRepository({location: to, s3: s3.settings('offsite')})
+      expect((await bucket.listBackups()).map((b) => b.id)).toEqual([records[2].id])
+    } finally {
+      await s3.stop()
+    }
+  })
+
   it('bad usage: exit 2 with a one-line message naming the fix, nothing created', async () => {
     const to = join(tmp.path, 'never')
     const cases: [string[], string][] = [
@@ -94,7 +119,6 @@ describe('br copy', () => {
       ],
     ]
     for (const [args, stderr] of cases) {
-       
       const r = await runCli(['br', 'copy', ...args])
       expect(r.code, r.stderr).toBe(2)
       expect(r.stderr).toBe(stderr)
