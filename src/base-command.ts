@@ -3,7 +3,7 @@ import {join} from 'node:path'
 
 import type {WriterOptions} from './lib/repo/maintenance.js'
 
-import {isRequiredUnlessConfig} from './flags.js'
+import {isRequiredUnlessConfig, standsIn} from './flags.js'
 import {configFile, type ConfigKey, flagDefault, isConfigKey, readConfig, yieldsTo} from './lib/config.js'
 import {BrError, ExitCode, isBrError, usageError} from './lib/errors.js'
 import {redact} from './lib/redact.js'
@@ -222,7 +222,7 @@ export abstract class BrCommand extends Command {
     result: Interfaces.ParserOutput<F, B, A>,
   ): Interfaces.ParserOutput<F, B, A> {
     for (const [name, flag] of Object.entries(input.flags ?? {})) {
-      if (result.flags[name] === undefined && isRequiredUnlessConfig(flag)) {
+      if (result.flags[name] === undefined && isRequiredUnlessConfig(flag) && !standsIn(flag, result.flags)) {
         const env = flag.type === 'option' && flag.env ? `, set ${flag.env}` : ''
         throw usageError(
           `missing --${name}: ${flag.description?.replace(/ \(required.*$/, '') ?? 'required'}`,

@@ -11,14 +11,22 @@ import {SERVICE_KINDS} from './lib/service/types.js'
  * (its help would say "(required)", and it would refuse before the config is read), but checked
  * after parsing, in one place (BrCommand.parse), with one message naming the three ways to give it.
  */
-const configRequired = new WeakSet<object>()
+type StandIn = (flags: Record<string, unknown>) => boolean
+const configRequired = new WeakMap<object, StandIn>()
 
-export function requiredUnlessConfig<F extends object>(flag: F): F {
-  configRequired.add(flag)
+/**
+ * `unless`: true when other flags name the same thing another way (mo_br's --backup_dir s3 and
+ * --bucket for --path): then it is not missing, and the command checks those flags itself.
+ */
+export function requiredUnlessConfig<F extends object>(flag: F, unless: StandIn = () => false): F {
+  configRequired.set(flag, unless)
   return flag
 }
 
 export const isRequiredUnlessConfig = (flag: object): boolean => configRequired.has(flag)
+/** Whether other flags stand in for a requiredUnlessConfig flag. */
+export const standsIn = (flag: object, flags: Record<string, unknown>): boolean =>
+  configRequired.get(flag)?.(flags) ?? false
 
 export const repoFlags = {
   'backup-dir': Flags.string({
@@ -35,6 +43,7 @@ export const repoFlags = {
         'the repository: a local directory or s3://BUCKET/PREFIX (required unless --bucket, or `br config set path`; also --repo)',
       env: 'MOCTL_BR_REPO',
     }),
+    (f) => f.bucket !== undefined || f['backup-dir'] === 's3' || f['restore-dir'] === 's3',
   ),
 }
 

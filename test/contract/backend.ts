@@ -1,7 +1,8 @@
 /**
  * The contract every repository backend passes (src/lib/repo/backend.ts), written once: a test
  * file per backend calls `backendContract` with a factory (the filesystem's is
- * test/unit/lib/repo/fs-backend.contract.test.ts; the S3 backend's will reuse it).
+ * test/unit/lib/repo/fs-backend.contract.test.ts, the S3 backend's s3-backend.contract.test.ts,
+ * whose second processes get the S3 settings through CHILD_S3_ENV).
  *
  * Real processes where the contract is about them: a writer killed with SIGKILL in the middle of a
  * streamed save, and lock contenders racing `createExclusive` from separate processes

@@ -365,7 +365,7 @@ describe('help', () => {
     const r = await runCli(['br', 'list'], {env: {XDG_CONFIG_HOME: configHome}})
     expect(r.code).toBe(2)
     expect(r.stderr).toBe(
-      'Error: missing --path: the repository: a local directory\n' +
+      'Error: missing --path: the repository: a local directory or s3://BUCKET/PREFIX\n' +
         'Hint: pass --path, set MOCTL_BR_REPO, or keep a default with `moctl br config set path …`\n',
     )
     const repo = join(tmp.path, 'config-repo')

@@ -10,7 +10,8 @@ export default class Prune extends BrCommand {
 
 Keeps the newest --keep-last backups, the newest backup of each of the last --keep-daily days \
 and --keep-weekly ISO weeks, and every backup a kept one depends on (its full base and the \
-incrementals between). Also removes leftovers of crashed backups older than an hour, and what \
+incrementals between). Also removes leftovers of crashed backups (objects without a record, an \
+S3 store's incomplete multipart uploads) once older than --incomplete-older-than, and what \
 killed backups and restores left beside the data directories this host backed up (see br cleanup). \
 A backup its store still retains (S3 Object Lock) is not an error: it is kept whole, with every \
 backup it needs, and reported as "kept until DATE (object lock)"; the others are pruned.`
@@ -25,6 +26,12 @@ backup it needs, and reported as "kept until DATE (object lock)"; the others are
     ...trustedSignerFlag,
     ...writerKeyFlag,
     'dry-run': Flags.boolean({description: 'show what would be removed, remove nothing'}),
+    'incomplete-older-than': Flags.integer({
+      default: 60,
+      description:
+        'minutes after which the leftovers of a crashed backup are removed (0: at once, when you know no backup is running)',
+      min: 0,
+    }),
     'keep-daily': Flags.integer({description: 'keep the newest backup of each of the last N days', min: 0}),
     'keep-last': Flags.integer({description: 'keep the newest N backups', min: 0}),
     'keep-weekly': Flags.integer({description: 'keep the newest backup of each of the last N weeks', min: 0}),
@@ -36,7 +43,11 @@ backup it needs, and reported as "kept until DATE (object lock)"; the others are
     const result = await pruneRepository(
       repo,
       {keepDaily: flags['keep-daily'], keepLast: flags['keep-last'], keepWeekly: flags['keep-weekly']},
-      {...(await this.writerOptions(flags)), dryRun: flags['dry-run']},
+      {
+        ...(await this.writerOptions(flags)),
+        dryRun: flags['dry-run'],
+        incompleteOlderThanMs: flags['incomplete-older-than'] * 60_000,
+      },
     )
     if (!this.jsonEnabled()) {
       const verb = result.dryRun ? 'would remove' : 'removed'

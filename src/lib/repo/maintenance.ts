@@ -34,6 +34,11 @@ export const STALE_INCOMPLETE_MS = 60 * 60 * 1000
 export interface WriterOptions {
   /** the manifests this host wrote: their chains are checked against the records */
   cache?: ManifestCache
+  /**
+   * prune: what a crashed backup left (objects without a record, incomplete multipart uploads) is
+   * removed once older than this; default STALE_INCOMPLETE_MS. Younger may be a backup that runs.
+   */
+  incompleteOlderThanMs?: number
   onWarning?: (message: string) => void
   /** signers (brsig1…) whose records are relied on for chains; empty: records are checked for consistency only */
   signers?: string[]
@@ -154,7 +159,9 @@ export async function pruneRepository(
     async (repo, checkHeld) => {
       const {reliable, unreliable} = await reliableRecords(repo, options)
       const plan = planPrune(reliable, policy, unreliable)
-      const stale = (await repo.listIncomplete()).filter((i) => i.ageMs > STALE_INCOMPLETE_MS).map((i) => i.id)
+      const stale = (await repo.listIncomplete())
+        .filter((i) => i.ageMs >= (options.incompleteOlderThanMs ?? STALE_INCOMPLETE_MS))
+        .map((i) => i.id)
       const held = new RetentionHold(reliable, await retentionOf(repo, [...plan.remove, ...stale]))
       const go = (ids: string[]) => ids.filter((id) => !held.keeps(id))
       if (!options.dryRun) {

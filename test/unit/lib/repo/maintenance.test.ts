@@ -33,6 +33,15 @@ describe('pruneRepository', () => {
     expect(await readdir(join(repo, 'backups'))).toEqual(['0193aaaa-0000-7000-8000-000000000002'])
   })
 
+  it('removes younger leftovers too when told (--incomplete-older-than 0)', async () => {
+    const repo = join(tmp.path, 'repo')
+    await openRepository(repo, {create: true})
+    await mkdir(join(repo, 'backups', '0193aaaa-0000-7000-8000-000000000003'), {recursive: true})
+    const done = await pruneRepository(repo, {keepLast: 1}, {dryRun: false, incompleteOlderThanMs: 0})
+    expect(done.incompleteRemoved).toEqual(['0193aaaa-0000-7000-8000-000000000003'])
+    expect(await readdir(join(repo, 'backups'))).toEqual([])
+  })
+
   it('stops with exit 4, deleting no more, once its lock was taken over by another writer', async () => {
     const repo = join(tmp.path, 'repo')
     await openRepository(repo, {create: true})
