@@ -15,7 +15,8 @@ export default class Delete extends BrCommand {
 
 Refuses when other backups are incrementals on top of it, unless --cascade, which deletes those \
 too (newest first). Each backup's record goes first, so an interrupted delete never leaves a \
-backup that is listed but cannot be restored. --dry-run names what would go.`
+backup that is listed but cannot be restored. --dry-run names what would go. A backup its store \
+still retains (S3 Object Lock) cannot be deleted before its retention ends: exit 1, nothing deleted.`
   static override examples = [
     '<%= config.bin %> <%= command.id %> 0193… --path /backups/mo',
     '<%= config.bin %> <%= command.id %> 0193… --path /backups/mo --cascade --dry-run',

@@ -12,7 +12,9 @@ Keeps the newest --keep-last backups, the newest backup of each of the last --ke
 and --keep-weekly ISO weeks, and every backup a kept one depends on (its full base and the \
 incrementals between). Also removes leftovers of crashed backups (objects without a record, an \
 S3 store's incomplete multipart uploads) once older than --incomplete-older-than, and what \
-killed backups and restores left beside the data directories this host backed up (see br cleanup).`
+killed backups and restores left beside the data directories this host backed up (see br cleanup). \
+A backup its store still retains (S3 Object Lock) is not an error: it is kept whole, with every \
+backup it needs, and reported as "kept until DATE (object lock)"; the others are pruned.`
   static override examples = [
     '<%= config.bin %> <%= command.id %> --path /backups/mo --keep-last 3 --keep-daily 7 --keep-weekly 4',
     '<%= config.bin %> <%= command.id %> --path /backups/mo --keep-last 1 --dry-run --json',
@@ -53,6 +55,10 @@ killed backups and restores left beside the data directories this host backed up
         ...result.removed.map((id) => `${verb} ${id}`),
         ...result.incompleteRemoved.map((id) => `${verb} ${id} (incomplete)`),
         ...result.kept.map((k) => `kept ${k.id} (${k.reasons.join(', ')})`),
+        ...result.retained.map(
+          (r) =>
+            `kept ${r.id}${r.incomplete ? ' (incomplete)' : ''} until ${r.until ?? 'its retention ends'} (object lock)`,
+        ),
         ...result.leftovers.flatMap((l) => describeCleanup(l)),
         ...result.lockTempFiles.map((file) => `${verb} ${file} (left by a run killed while writing its lock)`),
       ]

@@ -112,7 +112,7 @@ export function keysFor(record: BackupRecord, keys: DecryptOptions): DecryptOpti
  * size, and consistent with the target's chain: member i's own chain is the target's first i+1
  * ids, and only the first member is a full backup.
  */
-async function resolveChain(repo: Repository, target: BackupRecord): Promise<BackupRecord[]> {
+export async function resolveChain(repo: Repository, target: BackupRecord): Promise<BackupRecord[]> {
   const members: BackupRecord[] = []
   for (const [i, id] of target.chain.entries()) {
     let record: BackupRecord
