@@ -75,13 +75,7 @@ describe('br copy', () => {
   })
 
   it('into S3 with the S3 flags (a static key from a file): --json names what was copied; the bucket lists it', async () => {
-    // s3rver's DES continuation tokens need OpenSSL's legacy provider (see copy-s3.test.ts).
-    const nodeOptions = process.env.NODE_OPTIONS
-    process.env.NODE_OPTIONS = [nodeOptions, '--openssl-legacy-provider'].filter(Boolean).join(' ')
-    const s3 = await startS3().finally(() => {
-      if (nodeOptions === undefined) delete process.env.NODE_OPTIONS
-      else process.env.NODE_OPTIONS = nodeOptions
-    })
+    const s3 = await startS3()
     try {
       const secret = join(tmp.path, 's3.secret')
       await writeFile(secret, `${s3.credentials.secretAccessKey}\n`, {mode: 0o600})

@@ -26,23 +26,6 @@ import {freePort} from '../helpers/net.js'
 import {type S3Server, startS3} from '../helpers/s3.js'
 import {treeHashes} from '../helpers/tree.js'
 
-/**
- * s3rver makes the continuation token of a truncated ListObjectsV2 with DES, which Node 20's
- * OpenSSL 3 has only in its legacy provider: without it every truncated listing (the backend's
- * connect lists one key) is a 500. Its child process (test/helpers/s3.ts) inherits NODE_OPTIONS.
- * TODO(s3 helper): spawn s3rver-child.mjs with --openssl-legacy-provider and drop this.
- */
-async function startS3WithDes(options: {recorder?: boolean} = {}): Promise<S3Server> {
-  const saved = process.env.NODE_OPTIONS
-  process.env.NODE_OPTIONS = `${saved ?? ''} --openssl-legacy-provider`.trim()
-  try {
-    return await startS3(options)
-  } finally {
-    if (saved === undefined) delete process.env.NODE_OPTIONS
-    else process.env.NODE_OPTIONS = saved
-  }
-}
-
 /** s3rver checks only the access key id: any secret passes, so this one can be recognised anywhere. */
 const SECRET = 'Recognisable-S3-Secret-Key-4419'
 
@@ -52,7 +35,7 @@ let key: SuiteKey
 let secretFile: string
 beforeAll(async () => {
   tmp = await tempDir('moctl-br-s3-e2e-')
-  s3 = await startS3WithDes()
+  s3 = await startS3()
   key = await suiteKey(tmp.path)
   secretFile = join(tmp.path, 's3.secret')
   await writeFile(secretFile, `${SECRET}\n`, {mode: 0o600})
@@ -141,7 +124,7 @@ describe('a chain in the bucket: backup, incremental, list, verify, restore', ()
 describe('--object-lock-days through the CLI', () => {
   it('every object of the backup is PUT with the retention headers; lock.json and moctl-br.json are not', async () => {
     // s3rver ignores Object Lock: what reaches the store is checked at the request level.
-    const recorded = await startS3WithDes({recorder: true})
+    const recorded = await startS3({recorder: true})
     try {
       const dataDir = join(tmp.path, 'locked', 'mo-data')
       await makeSmallDataDir(dataDir, {seed: 9})

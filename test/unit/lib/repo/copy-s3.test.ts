@@ -32,18 +32,7 @@ let readerKey: string
 
 beforeAll(async () => {
   tmp = await tempDir('moctl-br-copy-s3-')
-  // s3rver 3.7.1 makes ListObjectsV2 continuation tokens with DES, which Node 20's OpenSSL 3 has
-  // only in its legacy provider: without it any truncated listing (the backend's connect lists
-  // with MaxKeys 1) is a 500 once the repository holds two objects. The child s3rver inherits
-  // this; until test/helpers/s3.ts starts it so itself (reported to helper s3's owner).
-  const nodeOptions = process.env.NODE_OPTIONS
-  process.env.NODE_OPTIONS = [nodeOptions, '--openssl-legacy-provider'].filter(Boolean).join(' ')
-  try {
-    s3 = await startS3({recorder: true})
-  } finally {
-    if (nodeOptions === undefined) delete process.env.NODE_OPTIONS
-    else process.env.NODE_OPTIONS = nodeOptions
-  }
+  s3 = await startS3({recorder: true})
 
   const dataDir = join(tmp.path, 'mo-data')
   await makeSmallDataDir(dataDir)
