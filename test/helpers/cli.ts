@@ -106,14 +106,20 @@ let inProcessBusy = false
  * - runs that overlap (lock contention, a second run while the first holds a lock): one command
  *   at a time runs here, and a second while one runs is refused;
  * - what other processes see of it: `ps` and /proc (the command line, a lock holder's pid), the
- *   cwd (`cwd`), DEBUG output, and the secrets a run registers for redaction (they stay
- *   registered in this process);
+ *   cwd (`cwd`);
+ * - what oclif and `debug` read once, when they load: DEBUG, OCLIF_COLUMNS (refused here);
+ * Also: a secret a run reads (a passphrase or password file) stays registered for redaction in
+ * this process, so later output that contains it shows ***: give such runs secrets that cannot
+ * occur elsewhere (randomPassphrase).
  * - at least one run of each command, and each exit code, stays a process run somewhere.
  */
 export async function runInProcess(args: string[], options: {env?: NodeJS.ProcessEnv} = {}): Promise<CliResult> {
   // Loaded here, not at the top: most tests import this file for tempDir or runCli alone.
   const {handle, run} = await import('@oclif/core')
   if (inProcessBusy) throw new Error('runInProcess runs one command at a time: use runCli for runs that overlap')
+  const loadTime = Object.keys(options.env ?? {}).filter((name) => name === 'DEBUG' || name.startsWith('OCLIF_'))
+  if (loadTime.length > 0)
+    throw new Error(`runInProcess cannot set ${loadTime.join(', ')}: oclif reads it when it loads; use runCli`)
   inProcessBusy = true
   const saved = {
     argv: process.argv,
