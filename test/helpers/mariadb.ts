@@ -128,7 +128,7 @@ export async function startMariadb(options: StartOptions = {}): Promise<TestServ
 
   try {
     // A test's own account (made for one run) gets its own install; ours, a copy of the template.
-    await (options.user ? install(bins.installDb, paths, user) : run('cp', ['-a', await template(bins), paths.dataDir]));
+    await (options.user ? install(bins.installDb, paths, user) : run('cp', ['-a', await template(bins), paths.dataDir]))
     for (let attempt = 1; ; attempt++) {
       // Another suite may take the free port between our probe and mariadbd's bind: try another.
       const port = await freePort()
