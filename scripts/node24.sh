@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs Node 24 from the npm registry's `node@24` package into the ignored .node24/ (once).
-# --host: then installs the host CLI the Node 24 leg uses (test/helpers/host.ts, keyed by Node's
-# major), so `npm test` does it while the Node 20 suite runs instead of after it.
+# --host: then installs the host CLI (test/helpers/host.ts; one install serves both runtimes), so
+# `npm test` does it beside the build instead of in the first host test that needs it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x .node24/node_modules/.bin/node ]; then

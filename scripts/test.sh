@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # `npm test`: the whole check, each part once. Build, then the suite on Node 20 (vitest projects
-# unit and integration side by side), then the Node 24 leg (vitest project
-# node24: what differs between runtimes). Beside them, at low priority so the tests come first:
-# lint (eslint, prettier), the type-check of src and test, and the download of Node 24 and its
-# host CLI. Their output is printed when they are done; the command fails if any part failed.
+# unit and integration side by side). Beside them, at low priority so the Node 20 suite comes
+# first: lint (eslint, prettier), the type-check of src and test, and the Node 24 leg (vitest
+# project node24: what differs between runtimes): Node 24 and the host CLI are downloaded while
+# the build runs, and the leg starts once the build is done, filling the time the Node 20 suite
+# spends waiting on its child processes instead of running alone after it. Their output is
+# printed when they are done; the command fails if any part failed.
 # Arguments go to the Node 20 vitest run (`npm test -- test/unit/lib/archive` runs only those).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -32,22 +34,26 @@ finish() {
   fi
 }
 
-background node24-install bash scripts/node24.sh --host
+# The build writes its outcome here; the Node 24 leg waits for it (it runs dist/).
+built=$logs/build.status
+rm -f "$built"
+background node24 bash -c 'bash scripts/node24.sh --host || exit
+  until [ -e "$1" ]; do sleep 1; done
+  if [ "$(cat "$1")" != ok ]; then echo "the build failed: the node24 leg did not run"; exit 1; fi
+  bash scripts/test-node24.sh' node24 "$built"
 background lint npm run --silent lint
 background typecheck npm run --silent typecheck
 
 if npm run --silent build; then
+  echo ok >"$built"
   node node_modules/vitest/vitest.mjs run "$@" || failed+=(vitest)
   node scripts/test-summary.mjs .tmp/vitest.json
-  finish node24-install
-  if [ -x .node24/node_modules/.bin/node ]; then
-    bash scripts/test-node24.sh || failed+=(node24)
-  fi
 else
+  echo failed >"$built"
   failed+=(build)
-  finish node24-install
 fi
 
+finish node24
 finish lint
 finish typecheck
 if [ ${#failed[@]} -gt 0 ]; then

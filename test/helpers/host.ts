@@ -2,8 +2,10 @@
  * A host oclif CLI installed the way a user's is: its own package.json and its own dependencies
  * from the npm registry (`@oclif/core` and `@oclif/plugin-plugins`, majors pinned), so its
  * `@oclif/core` is another copy than ours. Installed once into `.tmp/host-cache/<key>` (the key
- * names the pinned majors and Node's major) and reused by later runs; delete that folder to get
- * the newest releases of those majors. Each test gives the host its own XDG dirs, where oclif
+ * names the pinned majors) and reused by later runs; delete that folder to get the newest
+ * releases of those majors. One install serves Node 20 and the Node 24 leg: its dependencies are
+ * plain JavaScript, and the pinned majors support both (the install is an npm run of its own,
+ * about 5 CPU-s, which `npm test` would otherwise pay once per runtime). Each test gives the host its own XDG dirs, where oclif
  * keeps the plugins installed into it, so the cached host itself is never changed.
  *
  * Also: this plugin packed as a user packs it (`npm pack`), and the environment a host or an
@@ -34,12 +36,7 @@ const HOST_PACKAGE = {
 const HOST_RUN = "#!/usr/bin/env node\nimport {execute} from '@oclif/core'\n\nawait execute({dir: import.meta.url})\n"
 
 const CACHE = join(ROOT, '.tmp', 'host-cache')
-const cacheKey = () =>
-  [
-    HOST_BIN,
-    ...HOST_DEPENDENCIES.map((d) => d.replaceAll('/', '+')),
-    `node${process.versions.node.split('.')[0]}`,
-  ].join('-')
+const cacheKey = () => [HOST_BIN, ...HOST_DEPENDENCIES.map((d) => d.replaceAll('/', '+'))].join('-')
 
 const exists = (path: string) =>
   access(path).then(

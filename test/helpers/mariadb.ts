@@ -6,7 +6,7 @@ import mysql from 'mysql2/promise'
  * Layout of the base dir (the data dir gets swapped by restore, so nothing of the running server
  * lives in it, and `<data>.before-<id>` lands beside it, inside the base dir):
  *
- *   <base>/data/            the data directory (mariadb-install-db)
+ *   <base>/data/            the data directory: a copy of the initialised one (see template below)
  *   <base>/run/             mariadbd.pid, launch.pid, mysqld.sock
  *   <base>/mariadbd.log     the server's output (appended on every start)
  *   <base>/start.sh         what `startCommand` runs: launches mariadbd detached, returns at once
@@ -14,16 +14,23 @@ import mysql from 'mysql2/promise'
  *
  * The scripts only ever signal a pid whose command line names this server's pid file, so a
  * stale pid file can never reach another process (the shared server included).
+ *
+ * mariadb-install-db runs once per mariadbd binary, into .tmp/mariadb-template/ (its bootstrap
+ * costs about a second of CPU and five of waiting, and about ten servers start in a run): each
+ * server gets a copy of that initialised data dir (`cp -a`). Nothing in it names its path. Delete
+ * the folder to make it again. A server run as another account (`user`) is installed for it.
  */
 import {execFile} from 'node:child_process'
 import {accessSync, constants, readFileSync} from 'node:fs'
-import {chmod, chown, mkdir, readFile, rm, stat, writeFile} from 'node:fs/promises'
+import {chmod, chown, mkdir, readFile, rename, rm, stat, writeFile} from 'node:fs/promises'
 import {userInfo} from 'node:os'
 import {delimiter, join} from 'node:path'
+import {setTimeout as delay} from 'node:timers/promises'
 import {promisify} from 'node:util'
 
+import {pidAlive} from '../../src/lib/repo/lock.js'
 import {type SqlSettings} from '../../src/lib/service/types.js'
-import {tempDir} from './cli.js'
+import {ROOT, tempDir} from './cli.js'
 import {needs} from './needs.js'
 import {freePort} from './net.js'
 
@@ -120,7 +127,8 @@ export async function startMariadb(options: StartOptions = {}): Promise<TestServ
   }
 
   try {
-    await install(bins.installDb, paths, user)
+    // A test's own account (made for one run) gets its own install; ours, a copy of the template.
+    await (options.user ? install(bins.installDb, paths, user) : run('cp', ['-a', await template(bins), paths.dataDir]))
     for (let attempt = 1; ; attempt++) {
       // Another suite may take the free port between our probe and mariadbd's bind: try another.
       const port = await freePort()
@@ -160,7 +168,69 @@ const SERVER_TUNING = [
   '--max-connections=50',
 ]
 
-async function install(installDb: string, paths: Paths, user: string): Promise<void> {
+const TEMPLATES = join(ROOT, '.tmp', 'mariadb-template')
+
+/**
+ * The initialised data dir for servers that run as whoever runs the tests, made by
+ * mariadb-install-db the first time it is asked for (per mariadbd binary). Suites in other workers ask at the same
+ * time: one installs while the others wait on a lock (a directory, which mkdir creates for exactly
+ * one of them, holding its pid; a lock whose process is gone is taken over), and the install goes
+ * into a temp dir renamed into place, so a killed install never leaves half a template.
+ */
+async function template(bins: MariadbBinaries): Promise<string> {
+  const {mtimeMs, size} = await stat(bins.mariadbd)
+  const dir = join(TEMPLATES, `${userInfo().username}-${size}-${Math.trunc(mtimeMs)}`)
+  const data = join(dir, 'data')
+  const lock = `${dir}.lock`
+  await mkdir(TEMPLATES, {recursive: true})
+  for (;;) {
+    if (await exists(data)) return data
+    if (await takeLock(lock)) break
+    await delay(100)
+  }
+
+  try {
+    if (!(await exists(data))) {
+      const {cleanup, path: staging} = await tempDir('.installing-', TEMPLATES)
+      try {
+        await mkdir(join(staging, 'run'))
+        await install(bins.installDb, {baseDir: staging, dataDir: join(staging, 'data')}, userInfo().username)
+        await rm(join(staging, 'run'), {force: true, recursive: true})
+        await rename(staging, dir)
+      } finally {
+        await cleanup()
+      }
+    }
+  } finally {
+    await rm(lock, {force: true, recursive: true})
+  }
+
+  return data
+}
+
+/** true when this process now holds the lock; a lock left by a dead process is removed first. */
+async function takeLock(lock: string): Promise<boolean> {
+  try {
+    await mkdir(lock)
+    await writeFile(join(lock, 'pid'), String(process.pid))
+    return true
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
+  }
+
+  const holder = Number(await readFile(join(lock, 'pid'), 'utf8').catch(() => ''))
+  // No pid yet: the holder is between its mkdir and its write; wait for it.
+  if (holder > 0 && !pidAlive(holder)) await rm(lock, {force: true, recursive: true})
+  return false
+}
+
+const exists = (path: string) =>
+  stat(path).then(
+    () => true,
+    () => false,
+  )
+
+async function install(installDb: string, paths: Pick<Paths, 'baseDir' | 'dataDir'>, user: string): Promise<void> {
   try {
     await run(
       installDb,

@@ -9,7 +9,7 @@ import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {backupArgs, encryptTo, readWith, restoreArgs, serviceArgs, suiteKey, type SuiteKey} from '../helpers/args.js'
-import {runCli, tempDir} from '../helpers/cli.js'
+import {runInProcess, tempDir} from '../helpers/cli.js'
 
 const SIZE = 8 * 1024 * 1024
 let work: Awaited<ReturnType<typeof tempDir>>
@@ -27,7 +27,7 @@ afterAll(async () => {
 const mode = async (path: string) => (await stat(path)).mode % 0o1_0000
 
 async function backup(dataDir: string, repo: string, extra: string[] = []) {
-  const r = await runCli(backupArgs(repo, dataDir, ...encryptTo(key), '--service', 'none', '--json', ...extra))
+  const r = await runInProcess(backupArgs(repo, dataDir, ...encryptTo(key), '--service', 'none', '--json', ...extra))
   return {...r, id: r.code === 0 ? (JSON.parse(r.stdout).id as string) : ''}
 }
 
@@ -45,7 +45,7 @@ describe('holes', () => {
     expect(b.code, b.stderr).toBe(0)
 
     const target = join(work.path, 'sparse-restored')
-    const r = await runCli(restoreArgs(b.id, repo, target, ...readWith(key), '--service', 'none', '--json'))
+    const r = await runInProcess(restoreArgs(b.id, repo, target, ...readWith(key), '--service', 'none', '--json'))
     expect(r.code, r.stderr).toBe(0)
     const info = await stat(join(target, 'sparse.bin'))
     expect(info.size).toBe(SIZE)
@@ -68,7 +68,7 @@ describe('file names that are not UTF-8', () => {
     // Latin-1 "café": the byte 0xe9 alone is not UTF-8.
     await writeFile(Buffer.concat([Buffer.from(join(data, 'sub', 'caf')), Buffer.from([0xe9])]), 'x')
     const stopped = join(work.path, 'stopped')
-    const r = await runCli(backupArgs(repo, data, '--no-encrypt', ...serviceArgs(`touch ${stopped}`, 'true')))
+    const r = await runInProcess(backupArgs(repo, data, '--no-encrypt', ...serviceArgs(`touch ${stopped}`, 'true')))
     expect(r.code, r.stderr).toBe(2)
     expect(r.stderr).toContain(
       String.raw`cannot back up sub/caf\xe9 in the data directory: its name is not valid UTF-8`,
@@ -85,7 +85,9 @@ describe('file names that are not UTF-8', () => {
     await mkdir(data)
     const {symlink} = await import('node:fs/promises')
     await symlink(Buffer.from([0x61, 0xff]), join(data, 'l'))
-    const r = await runCli(backupArgs(join(work.path, 'odd-link-repo'), data, '--no-encrypt', '--service', 'none'))
+    const r = await runInProcess(
+      backupArgs(join(work.path, 'odd-link-repo'), data, '--no-encrypt', '--service', 'none'),
+    )
     expect(r.code).toBe(2)
     expect(r.stderr).toContain(
       String.raw`cannot back up l in the data directory: its target is not valid UTF-8 (a\xff)`,
@@ -105,13 +107,13 @@ describe('special mode bits', () => {
     expect(b.code, b.stderr).toBe(0)
 
     const plain = join(work.path, 'modes-plain')
-    const r1 = await runCli(restoreArgs(b.id, repo, plain, ...readWith(key), '--service', 'none'))
+    const r1 = await runInProcess(restoreArgs(b.id, repo, plain, ...readWith(key), '--service', 'none'))
     expect(r1.code, r1.stderr).toBe(0)
     expect(await mode(join(plain, 'd', 'tool'))).toBe(0o755)
     expect(await mode(join(plain, 'd'))).toBe(0o775)
 
     const kept = join(work.path, 'modes-kept')
-    const r2 = await runCli(
+    const r2 = await runInProcess(
       restoreArgs(b.id, repo, kept, ...readWith(key), '--service', 'none', '--keep-special-modes'),
     )
     expect(r2.code, r2.stderr).toBe(0)

@@ -1,7 +1,9 @@
 /**
- * The CLI as a process (bin/run.js) on real files: key generate, backup, list, verify, restore
- * with --service none and command, and every bad input the foundation issue names. Each test
- * asserts stdout, stderr and the exit code separately. The MariaDB round trip is in
+ * The CLI on real files: key generate, backup, list, verify, restore with --service none and
+ * command, and every bad input the foundation issue names. Each test asserts stdout, stderr and
+ * the exit code separately. The core runs are processes (bin/run.js): key generate, backup, list,
+ * verify and restore, and exit codes 0, 2, 3 and 5; the other runs are in process (runInProcess),
+ * as their point is what the command decides and prints. The MariaDB round trip is in
  * restore-mariadb.test.ts.
  */
 import {chmod, mkdir, open, readdir, readFile, stat, truncate, writeFile} from 'node:fs/promises'
@@ -18,7 +20,7 @@ import {
   suiteKey,
   type SuiteKey,
 } from '../helpers/args.js'
-import {runCli, tempDir, type TempDir} from '../helpers/cli.js'
+import {runCli, runInProcess, tempDir, type TempDir} from '../helpers/cli.js'
 import {makeSmallDataDir} from '../helpers/fixtures.js'
 import {skipNote} from '../helpers/needs.js'
 import {canMount, NOT_ROOT, tmpfsMounts} from '../helpers/tmpfs.js'
@@ -38,8 +40,8 @@ function withoutCache(tree: Record<string, string>): Record<string, string> {
 }
 
 /** The suite's backup restored over `target` with these service flags; nothing answers SQL. */
-const restoreOver = (target: string, ...service: string[]) =>
-  runCli(restoreArgs(backupId, repo, target, ...readWith(key), '--force', ...service, ...NO_SQL))
+const restoreOver = (run: typeof runCli, target: string, ...service: string[]) =>
+  run(restoreArgs(backupId, repo, target, ...readWith(key), '--force', ...service, ...NO_SQL))
 
 beforeAll(async () => {
   tmp = await tempDir()
@@ -105,14 +107,14 @@ describe('backup, list, verify', () => {
     for (const col of ['ID', 'TYPE', 'BASE', 'CREATED', 'DURATION', 'SIZE']) expect(head).toContain(col)
     expect(row).toContain(backupId)
     expect(row).toContain('full')
-    const wide = await runCli(['br', 'list', '--path', repo, '--wide'])
+    const wide = await runInProcess(['br', 'list', '--path', repo, '--wide'])
     expect(wide.code, wide.stderr).toBe(0)
     const [wideHead, wideRow] = wide.stdout.split('\n')
     for (const col of ['ID', 'SIZE', 'PATH', 'AT TIME', 'DURATION', 'COMPLETE TIME', 'BACKUPTS', 'BACKUPTYPE'])
       expect(wideHead).toContain(col)
     expect(wideRow).toContain(backupId)
     expect(wideRow).toContain(repo)
-    const json = await runCli(['br', 'list', '--path', repo, '--json'])
+    const json = await runInProcess(['br', 'list', '--path', repo, '--json'])
     expect(json.code).toBe(0)
     const list = JSON.parse(json.stdout)
     expect(list).toHaveLength(1)
@@ -124,14 +126,14 @@ describe('backup, list, verify', () => {
     const full = await runCli(['br', 'verify', backupId, '--path', repo, '--identity', keyFile, '--json'])
     expect(full.code, full.stderr).toBe(0)
     expect(JSON.parse(full.stdout)).toMatchObject({checked: 'every file', id: backupId, ok: true})
-    const quick = await runCli(['br', 'verify', backupId.slice(0, 13), '--path', repo, '--quick'])
+    const quick = await runInProcess(['br', 'verify', backupId.slice(0, 13), '--path', repo, '--quick'])
     expect(quick.code, quick.stderr).toBe(0)
     expect(quick.stdout).toContain(`backup ${backupId}: ok`)
   })
 
   it('keeps the cache directory out of the backup', async () => {
     const target = join(tmp.path, 'check-excl')
-    const r = await runCli(restoreArgs(backupId, repo, target, ...readWith(key), ...NO_SQL))
+    const r = await runInProcess(restoreArgs(backupId, repo, target, ...readWith(key), ...NO_SQL))
     expect(r.code, r.stderr).toBe(0)
     expect(await treeHashes(target)).toEqual(withoutCache(await treeHashes(dataDir)))
   })
@@ -165,12 +167,12 @@ describe('restore with --service none', () => {
     const target = join(tmp.path, 'occupied')
     await mkdir(target)
     await writeFile(join(target, 'precious'), 'old data')
-    const refused = await runCli(restoreArgs(backupId, repo, target, ...readWith(key), ...NO_SQL))
+    const refused = await runInProcess(restoreArgs(backupId, repo, target, ...readWith(key), ...NO_SQL))
     expect(refused.code).toBe(2)
     expect(refused.stderr).toContain('is not empty')
     expect(refused.stderr).toContain('--force')
     expect(await readdir(target)).toEqual(['precious'])
-    const forced = await runCli(restoreArgs(backupId, repo, target, ...readWith(key), '--force', ...NO_SQL))
+    const forced = await runInProcess(restoreArgs(backupId, repo, target, ...readWith(key), '--force', ...NO_SQL))
     expect(forced.code, forced.stderr).toBe(0)
     expect(await readFile(join(`${target}.before-${backupId}`, 'precious'), 'utf8')).toBe('old data')
     expect(await treeHashes(target)).toEqual(withoutCache(await treeHashes(dataDir)))
@@ -193,7 +195,7 @@ describe('restore --dry-run', () => {
       ...NO_SQL,
       '--dry-run',
     )
-    const r = await runCli(args)
+    const r = await runInProcess(args)
     expect(r.code, r.stderr).toBe(0)
     const lines = r.stdout.trim().split('\n')
     expect(lines[0]).toBe(`would restore ${backupId} (full) into ${target}:`)
@@ -212,7 +214,7 @@ describe('restore --dry-run', () => {
     expect(await readdir(target)).toEqual(['live'])
     expect((await readdir(tmp.path)).filter((n) => n.startsWith('.dry') || n.startsWith('dry.'))).toEqual([])
 
-    const json = await runCli([...args, '--discard-old', '--json'])
+    const json = await runInProcess([...args, '--discard-old', '--json'])
     expect(json.code, json.stderr).toBe(0)
     const plan = JSON.parse(json.stdout)
     expect(plan).toMatchObject({
@@ -233,11 +235,11 @@ describe('restore --dry-run', () => {
     await mkdir(target)
     await writeFile(join(target, 'live'), 'live data')
     const base = restoreArgs(backupId, repo, target, ...NO_SQL, '--dry-run')
-    const occupied = await runCli([...base, ...readWith(key)])
+    const occupied = await runInProcess([...base, ...readWith(key)])
     expect(occupied.code).toBe(2)
     expect(occupied.stderr).toContain(`restore target ${target} is not empty`)
     const otherKey = await suiteKey(tmp.path, 'dry-other.key')
-    const wrong = await runCli([...base, ...readWith(otherKey), '--force'])
+    const wrong = await runInProcess([...base, ...readWith(otherKey), '--force'])
     expect(wrong.code).toBe(3)
     expect(await readdir(target)).toEqual(['live'])
   })
@@ -259,7 +261,7 @@ describe('restore onto a filesystem without room for the backup', () => {
     async () => {
       const target = join(small, 'mo-data')
       const log = join(tmp.path, 'small.log')
-      const r = await runCli(
+      const r = await runInProcess(
         restoreArgs(
           backupId,
           repo,
@@ -284,18 +286,18 @@ describe('passphrase backups', () => {
     const pass = join(tmp.path, 'pass')
     await writeFile(pass, 'correct horse battery staple\n')
     const passRepo = join(tmp.path, 'pass-repo')
-    const backup = await runCli(backupArgs(passRepo, dataDir, '--passphrase-file', pass, ...NO_SQL))
+    const backup = await runInProcess(backupArgs(passRepo, dataDir, '--passphrase-file', pass, ...NO_SQL))
     expect(backup.code, backup.stderr).toBe(0)
     const id = backup.stdout.trim()
     const target = join(tmp.path, 'pass-target')
-    const restored = await runCli(restoreArgs(id, passRepo, target, ...NO_SQL), {
+    const restored = await runInProcess(restoreArgs(id, passRepo, target, ...NO_SQL), {
       env: {MOCTL_BR_PASSPHRASE: 'correct horse battery staple'},
     })
     expect(restored.code, restored.stderr).toBe(0)
     expect(await treeHashes(target)).toEqual(withoutCache(await treeHashes(dataDir)))
     const wrong = join(tmp.path, 'wrong-pass')
     await writeFile(wrong, 'incorrect horse\n')
-    const r = await runCli(['br', 'verify', id, '--path', passRepo, '--passphrase-file', wrong])
+    const r = await runInProcess(['br', 'verify', id, '--path', passRepo, '--passphrase-file', wrong])
     expect(r.code).toBe(3)
     expect(r.stdout).toBe('')
   })
@@ -305,7 +307,7 @@ describe('passphrase backups', () => {
 // secrets, backup/data-dir); here one CLI run per exit code proves the mapping.
 describe('bad input', () => {
   it('an unknown id names the id and the list command (exit 2)', async () => {
-    const r = await runCli(['br', 'verify', 'ffffffff', '--path', repo, '--quick'])
+    const r = await runInProcess(['br', 'verify', 'ffffffff', '--path', repo, '--quick'])
     expect(r.code).toBe(2)
     expect(r.stderr).toContain('ffffffff')
     expect(r.stderr).toContain('moctl br list')
@@ -327,12 +329,12 @@ describe('damaged archives', () => {
 
   beforeAll(async () => {
     damagedRepo = join(tmp.path, 'damaged-repo')
-    const r = await runCli(backupArgs(damagedRepo, dataDir, ...encryptTo(key), ...NO_SQL))
+    const r = await runInProcess(backupArgs(damagedRepo, dataDir, ...encryptTo(key), ...NO_SQL))
     expect(r.code, r.stderr).toBe(0)
   })
 
   async function copyBackupWith(damage: (file: string) => Promise<void>): Promise<string> {
-    const list = JSON.parse((await runCli(['br', 'list', '--path', damagedRepo, '--json'])).stdout)
+    const list = JSON.parse((await runInProcess(['br', 'list', '--path', damagedRepo, '--json'])).stdout)
     const {id} = list[0]
     const {cp} = await import('node:fs/promises')
     const copy = join(tmp.path, `damaged-${Math.random().toString(36).slice(2)}`)
@@ -351,17 +353,17 @@ describe('damaged archives', () => {
       await fh.write(buf, 0, 1, Math.floor(size / 2))
       await fh.close()
     })
-    const {id} = JSON.parse((await runCli(['br', 'list', '--path', copy, '--json'])).stdout)[0]
-    const quick = await runCli(['br', 'verify', id, '--path', copy, '--quick'])
+    const {id} = JSON.parse((await runInProcess(['br', 'list', '--path', copy, '--json'])).stdout)[0]
+    const quick = await runInProcess(['br', 'verify', id, '--path', copy, '--quick'])
     expect(quick.code).toBe(3)
     expect(quick.stderr).toContain(id)
-    const full = await runCli(['br', 'verify', id, '--path', copy, '--identity', keyFile])
+    const full = await runInProcess(['br', 'verify', id, '--path', copy, '--identity', keyFile])
     expect(full.code).toBe(3)
     expect(full.stderr).toContain(id)
     const target = join(tmp.path, 'damaged-target')
     await mkdir(target, {recursive: true})
     await writeFile(join(target, 'live'), 'live data')
-    const restore = await runCli(restoreArgs(id, copy, target, ...readWith(key), '--force', ...NO_SQL))
+    const restore = await runInProcess(restoreArgs(id, copy, target, ...readWith(key), '--force', ...NO_SQL))
     expect(restore.code).toBe(3)
     expect(await readdir(target)).toEqual(['live'])
     expect(
@@ -371,8 +373,8 @@ describe('damaged archives', () => {
 
   it('a truncated archive fails with exit 3 naming the backup', async () => {
     const copy = await copyBackupWith(async (file) => truncate(file, (await stat(file)).size - 100))
-    const {id} = JSON.parse((await runCli(['br', 'list', '--path', copy, '--json'])).stdout)[0]
-    const r = await runCli(['br', 'verify', id, '--path', copy, '--identity', keyFile, '--json'])
+    const {id} = JSON.parse((await runInProcess(['br', 'list', '--path', copy, '--json'])).stdout)[0]
+    const r = await runInProcess(['br', 'verify', id, '--path', copy, '--identity', keyFile, '--json'])
     expect(r.code).toBe(3)
     const out = JSON.parse(r.stdout)
     expect(out.error.exitCode).toBe(3)
@@ -385,7 +387,7 @@ describe('service commands around a restore', () => {
     const target = join(tmp.path, 'stop-fails')
     await mkdir(target)
     await writeFile(join(target, 'live'), 'live data')
-    const r = await restoreOver(target, ...serviceArgs('echo cannot stop >&2; exit 7', 'true'))
+    const r = await restoreOver(runCli, target, ...serviceArgs('echo cannot stop >&2; exit 7', 'true'))
     expect(r.code).toBe(5)
     expect(r.stderr).toContain('cannot stop')
     expect(await readdir(target)).toEqual(['live'])
@@ -403,7 +405,13 @@ describe('service commands around a restore', () => {
       `#!/bin/sh\necho "start $(ls '${target}' | tr '\\n' ' ')" >> '${log}'\nif [ ! -f '${log}.once' ]; then touch '${log}.once'; echo start failed >&2; exit 1; fi\n`,
     )
     await chmod(script, 0o755)
-    const r = await restoreOver(target, ...serviceArgs(`echo stop >> '${log}'`, script), '--sql-timeout', '1')
+    const r = await restoreOver(
+      runInProcess,
+      target,
+      ...serviceArgs(`echo stop >> '${log}'`, script),
+      '--sql-timeout',
+      '1',
+    )
     expect(r.code).toBe(5)
     expect(await readdir(target)).toEqual(['live'])
     const events = (await readFile(log, 'utf8')).split('\n').filter(Boolean)

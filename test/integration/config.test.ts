@@ -1,5 +1,5 @@
 /**
- * `moctl br config` as a process, with XDG_CONFIG_HOME pointing at a temp dir (oclif's config dir
+ * `moctl br config` (in process: runInProcess), with XDG_CONFIG_HOME pointing at a temp dir (oclif's config dir
  * is then <it>/moctl): set, get, unset and list; the checks on keys and values; and the file's
  * values as defaults of backup, list, verify and the service flags, end to end. Which of flag,
  * environment variable and file wins is proven in process (test/unit/base-command.test.ts). The service settings are proven through a fake `systemctl` first
@@ -12,7 +12,7 @@ import {afterAll, beforeAll, beforeEach, describe, expect, it} from 'vitest'
 
 import {type ConfigKey, setConfig} from '../../src/lib/config.js'
 import {suiteKey} from '../helpers/args.js'
-import {runCli, tempDir, type TempDir} from '../helpers/cli.js'
+import {runCli, runInProcess, tempDir, type TempDir} from '../helpers/cli.js'
 import {makeSmallDataDir} from '../helpers/fixtures.js'
 
 let tmp: TempDir
@@ -40,8 +40,11 @@ beforeEach(async () => {
   configPath = join(home, 'moctl', 'config.json')
 })
 
+/** A br command in process (runInProcess); in a process of its own where it runs in `cwd`. */
 const br = (args: string[], env: NodeJS.ProcessEnv = {}, cwd?: string) =>
-  runCli(['br', ...args], {cwd, env: {XDG_CONFIG_HOME: home, ...env}})
+  cwd
+    ? runCli(['br', ...args], {cwd, env: {XDG_CONFIG_HOME: home, ...env}})
+    : runInProcess(['br', ...args], {env: {XDG_CONFIG_HOME: home, ...env}})
 
 /** `br config set` through the CLI: for the tests whose point is that command. */
 async function brSet(key: string, value: string): Promise<void> {

@@ -1,6 +1,7 @@
 /**
- * One run at a time per data directory, and crashes that say what they left, as real processes
- * (bin/run.js) on real files, killed with a real SIGKILL:
+ * One run at a time per data directory, and crashes that say what they left, on real files: the
+ * runs that are killed are real processes (bin/run.js), killed with a real SIGKILL; the runs
+ * after them, which find what they left, run in process (runInProcess):
  *   - a restore into a symlinked data dir keeps the link and swaps the directory it points to;
  *   - a backup killed during a slow stop: the next backup says the service was stopped by that
  *     backup, which did not finish, with the command that starts it;
@@ -21,7 +22,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {backupArgs, NO_SQL, restoreArgs, serviceArgs} from '../helpers/args.js'
 import {optionsFor, takeBackup} from '../helpers/backup.js'
-import {RUN, runCli, tempDir} from '../helpers/cli.js'
+import {RUN, runInProcess, tempDir} from '../helpers/cli.js'
 import {makeSmallDataDir} from '../helpers/fixtures.js'
 import {treeHashes} from '../helpers/tree.js'
 
@@ -90,7 +91,7 @@ describe('one run at a time per data directory', () => {
     await mkdir(join(link, '..'))
     await symlink(real, link)
 
-    const restore = await runCli(restoreArgs(id, repo, link, '--force', '--json'))
+    const restore = await runInProcess(restoreArgs(id, repo, link, '--force', '--json'))
     expect(restore.code, restore.stderr).toBe(0)
     expect((await lstat(link)).isSymbolicLink()).toBe(true)
     expect(await readlink(link)).toBe(real)
@@ -113,7 +114,7 @@ describe('a killed run says what it left', () => {
     const lock = JSON.parse(spawnSync('cat', [join(dataDir, '..', '.mo-data.moctl-br.lock')]).stdout.toString())
     expect(lock).toMatchObject({backupId: expect.any(String), command: 'br backup', service: {start}})
 
-    const next = await runCli(backupArgs(repoK, dataDir, '--no-encrypt', ...NO_SQL))
+    const next = await runInProcess(backupArgs(repoK, dataDir, '--no-encrypt', ...NO_SQL))
     expect(next.code, next.stderr).toBe(0)
     const {stderr} = next
     says(
@@ -138,7 +139,7 @@ describe('a killed run says what it left', () => {
     const staging = (await beside(dataDir)).filter((n) => n.startsWith(`.mo-data.restore-${lid}-`))
     expect(staging).toHaveLength(1)
 
-    const dry = await runCli(['br', 'cleanup', '--data-dir', dataDir, '--dry-run', '--json'])
+    const dry = await runInProcess(['br', 'cleanup', '--data-dir', dataDir, '--dry-run', '--json'])
     expect(dry.code, dry.stderr).toBe(0)
     const [plan] = JSON.parse(dry.stdout)
     expect(plan.removed).toEqual([join(dataDir, '..', staging[0])])
@@ -146,7 +147,7 @@ describe('a killed run says what it left', () => {
     expect(await beside(dataDir)).toContain(staging[0])
 
     // The next restore removes it, and says the service was left stopped.
-    const next = await runCli(restoreArgs(lid, repoL, dataDir, '--force', '--discard-old'))
+    const next = await runInProcess(restoreArgs(lid, repoL, dataDir, '--force', '--discard-old'))
     expect(next.code, next.stderr).toBe(0)
     says(next.stderr, `the service was stopped by restore ${lid}, which did not finish`)
     says(next.stderr, `removed ${join(dataDir, '..', staging[0])}`)
@@ -159,14 +160,14 @@ describe('a killed run says what it left', () => {
     await clone.reached('Start service')
     const clones = (await beside(dataDir)).filter((n) => n.startsWith('.mo-data.clone-'))
     expect(clones).toHaveLength(1)
-    const live = await runCli(['br', 'cleanup', '--data-dir', dataDir])
+    const live = await runInProcess(['br', 'cleanup', '--data-dir', dataDir])
     expect(live.code, live.stderr).toBe(4)
     expect(live.stderr).toContain(`data directory ${dataDir} is locked by br backup`)
     expect(await beside(dataDir)).toContain(clones[0])
 
     // Killed: prune (which knows the data dir from the repository) removes the clone.
     await clone.kill9()
-    const prune = await runCli(['br', 'prune', '--path', repoL, '--keep-last', '5'])
+    const prune = await runInProcess(['br', 'prune', '--path', repoL, '--keep-last', '5'])
     expect(prune.code, prune.stderr).toBe(0)
     expect(prune.stdout).toContain(`removed ${join(dataDir, '..', clones[0])}`)
     expect(prune.stdout).toMatch(/the service was stopped by backup \S+, which did not finish/)
@@ -182,7 +183,7 @@ describe('a killed run says what it left', () => {
     await restore.kill9()
     const previous = `${dataDir}.before-${id}`
 
-    const cleanup = await runCli(['br', 'cleanup', '--data-dir', dataDir])
+    const cleanup = await runInProcess(['br', 'cleanup', '--data-dir', dataDir])
     expect(cleanup.code, cleanup.stderr).toBe(0)
     expect(cleanup.stdout).toContain(
       `restore ${id} died after swapping in the restored data, before it was checked: ${dataDir} holds the restored data, the previous data is kept in ${previous} (the only copy of it)`,
@@ -193,10 +194,10 @@ describe('a killed run says what it left', () => {
     expect(await readdir(previous)).toEqual(['precious'])
 
     // Later runs still say where it is, and a restore of the same backup refuses to overwrite it.
-    const backup = await runCli(backupArgs(join(tmp.path, 'repo-mid'), dataDir, '--no-encrypt'))
+    const backup = await runInProcess(backupArgs(join(tmp.path, 'repo-mid'), dataDir, '--no-encrypt'))
     expect(backup.code, backup.stderr).toBe(0)
     says(backup.stderr, `the data as it was before a restore is kept in ${previous}`)
-    const again = await runCli(restoreArgs(id, repo, dataDir, '--force'))
+    const again = await runInProcess(restoreArgs(id, repo, dataDir, '--force'))
     expect(again.code).toBe(2)
     expect(again.stderr).toContain(`${previous} already exists`)
     expect(again.stderr).toContain('it may be the only copy of the data it holds')
@@ -232,7 +233,7 @@ describe('a killed run says what it left', () => {
       }),
     )
 
-    const next = await runCli(backupArgs(join(tmp.path, 'repo-between'), dataDir, '--no-encrypt'))
+    const next = await runInProcess(backupArgs(join(tmp.path, 'repo-between'), dataDir, '--no-encrypt'))
     expect(next.code, next.stderr).toBe(0)
     const {stderr} = next
     says(

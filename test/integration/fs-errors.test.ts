@@ -10,7 +10,7 @@ import {join} from 'node:path'
 import {afterAll, beforeAll, beforeEach, describe, expect, it} from 'vitest'
 
 import {backupArgs, markingService, NO_SQL, restoreArgs} from '../helpers/args.js'
-import {runCli, tempDir, type TempDir} from '../helpers/cli.js'
+import {runInProcess, tempDir, type TempDir} from '../helpers/cli.js'
 import {makeSmallDataDir} from '../helpers/fixtures.js'
 import {skipNote} from '../helpers/needs.js'
 import {canMount, NOT_ROOT, tmpfsMounts} from '../helpers/tmpfs.js'
@@ -49,10 +49,10 @@ describe('the repository', () => {
     async () => {
       const fs = await tmpfs(join(tmp.path, 'ro-repo'), '4m')
       const repo = join(fs, 'repo')
-      const first = await runCli(backupArgs(repo, dataDir, '--no-encrypt', ...NO_SQL))
+      const first = await runInProcess(backupArgs(repo, dataDir, '--no-encrypt', ...NO_SQL))
       expect(first.code, first.stderr).toBe(0)
       await mounts.readOnly(fs)
-      const r = await runCli(backupArgs(repo, dataDir, '--no-encrypt', ...service()))
+      const r = await runInProcess(backupArgs(repo, dataDir, '--no-encrypt', ...service()))
       expect(r.code).toBe(2)
       expect(r.stderr).toMatch(
         new RegExp(`^Error: repository ${repo} is on a read-only filesystem \\(\\w+ ${repo}/`, 'm'),
@@ -68,7 +68,7 @@ describe('the repository', () => {
     async () => {
       const fs = await tmpfs(join(tmp.path, 'full-repo'), '256k')
       const repo = join(fs, 'repo')
-      const r = await runCli(backupArgs(repo, dataDir, '--no-encrypt', ...NO_SQL))
+      const r = await runInProcess(backupArgs(repo, dataDir, '--no-encrypt', ...NO_SQL))
       expect(r.code).toBe(1)
       expect(r.stderr).toMatch(
         new RegExp(
@@ -88,10 +88,10 @@ describe('the repository', () => {
   it('reached through a file (ENOTDIR): exit 2 naming it', async () => {
     const file = join(tmp.path, 'plain-file')
     await writeFile(file, 'x')
-    const r = await runCli(['br', 'list', '--path', join(file, 'repo')])
+    const r = await runInProcess(['br', 'list', '--path', join(file, 'repo')])
     expect(r.code).toBe(2)
     expect(r.stderr).toMatch(/^Error: repository .*plain-file\/repo: a part of the path is a file, not a directory/m)
-    const b = await runCli(backupArgs(join(file, 'repo'), dataDir, '--no-encrypt', ...service()))
+    const b = await runInProcess(backupArgs(join(file, 'repo'), dataDir, '--no-encrypt', ...service()))
     expect(b.code).toBe(2)
     expect(b.stderr).toMatch(/^Error: repository .*plain-file\/repo: a part of the path is a file, not a directory/m)
     await expect(stat(marker)).rejects.toThrow(/ENOENT/)
@@ -110,7 +110,7 @@ describe('restore targets and staging', () => {
       await writeFile(join(many, `d${i % 10}`, `f${i}`), `file ${i}\n`)
     }
 
-    const b = await runCli(backupArgs(repo, many, '--no-encrypt', ...NO_SQL))
+    const b = await runInProcess(backupArgs(repo, many, '--no-encrypt', ...NO_SQL))
     expect(b.code, b.stderr).toBe(0)
     id = b.stdout.trim()
   })
@@ -121,7 +121,7 @@ describe('restore targets and staging', () => {
       const fs = await tmpfs(join(tmp.path, 'ro-target'), '1m')
       await mounts.readOnly(fs)
       const target = join(fs, 'mo-data')
-      const r = await runCli(restoreArgs(id, repo, target, ...service()))
+      const r = await runInProcess(restoreArgs(id, repo, target, ...service()))
       expect(r.code).toBe(2)
       expect(r.stderr).toMatch(
         new RegExp(`^Error: the directory that holds the restore target ${fs} is on a read-only filesystem`, 'm'),
@@ -137,7 +137,7 @@ describe('restore targets and staging', () => {
       // The files' bytes fit (the check before extraction passes), their blocks do not.
       const fs = await tmpfs(join(tmp.path, 'full-target'), '200k')
       const target = join(fs, 'mo-data')
-      const r = await runCli(restoreArgs(id, repo, target, ...service()))
+      const r = await runInProcess(restoreArgs(id, repo, target, ...service()))
       expect(r.code).toBe(1)
       expect(r.stderr).toMatch(
         new RegExp(

@@ -7,10 +7,10 @@
  * manifests or archives of today fails here.
  *
  * One backup of each record format (format1, and the chain's last incremental, which reads the
- * whole chain) and one corrupted copy go through bin/run.js as a process, for the exit codes and
- * what is printed; the others run verifyFlow and restoreFlow in process, built as the commands
- * build them (loadDecryptOptions, the same trust, no service), since a CLI process costs ~0.5
- * CPU-s before any work and the passphrase golden pays scrypt 2^18 at every decrypt.
+ * whole chain) and one corrupted copy go through the CLI's commands (in process, runInProcess),
+ * for the exit codes and what is printed; the others run verifyFlow and restoreFlow in process,
+ * built as the commands build them (loadDecryptOptions, the same trust, no service), since a
+ * CLI run costs its own start and the passphrase golden pays scrypt 2^18 at every decrypt.
  *
  * The fixture folder is copied to a temp dir first: nothing is ever written into test/fixtures.
  */
@@ -24,7 +24,7 @@ import {newRestoreContext, restoreFlow} from '../../src/lib/restore/restore.js'
 import {newVerifyContext, verifyFlow} from '../../src/lib/restore/verify.js'
 import {loadDecryptOptions} from '../../src/lib/secrets.js'
 import {runFlow} from '../../src/lib/steps.js'
-import {ROOT, runCli, tempDir} from '../helpers/cli.js'
+import {ROOT, runInProcess, tempDir} from '../helpers/cli.js'
 import {treeHashes} from '../helpers/tree.js'
 
 interface Golden {
@@ -53,10 +53,10 @@ function keyArgs(keys: Golden['keys']): string[] {
 }
 
 const verify = (g: Omit<Golden, 'version'>) =>
-  runCli(['br', 'verify', g.id, '--path', join(golden, g.repo), ...keyArgs(g.keys), '--quiet'], {env: env()})
+  runInProcess(['br', 'verify', g.id, '--path', join(golden, g.repo), ...keyArgs(g.keys), '--quiet'], {env: env()})
 
 const restore = (g: Omit<Golden, 'version'>, target: string) =>
-  runCli(
+  runInProcess(
     [
       'br',
       'restore',
@@ -218,7 +218,7 @@ describe('the golden fixtures are what make.mjs says', () => {
   })
 })
 
-/** The goldens run through bin/run.js: one of each record format; the chain's last reads the whole chain. */
+/** The goldens run through the commands: one of each record format; the chain's last reads the whole chain. */
 const THROUGH_CLI = new Set(['chain-incremental-2', 'format1'])
 
 describe('every golden backup verifies and restores byte for byte', () => {
@@ -257,7 +257,7 @@ describe('every golden backup verifies and restores byte for byte', () => {
 describe('list --json gives back the committed records', () => {
   for (const repo of new Set(Object.values(expected.goldens).map((g) => g.repo))) {
     it(repo, async () => {
-      const r = await runCli(['br', 'list', '--path', join(golden, repo), '--json'], {env: env()})
+      const r = await runInProcess(['br', 'list', '--path', join(golden, repo), '--json'], {env: env()})
       expect(r.code, r.stderr).toBe(0)
       const ids = (await readdir(join(golden, repo, 'backups'))).sort()
       const records = await Promise.all(

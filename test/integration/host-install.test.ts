@@ -19,7 +19,7 @@ import {stripVTControlCharacters} from 'node:util'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {backupArgs, mariadbService, NO_SQL} from '../helpers/args.js'
-import {type CliResult, ROOT, runCli, tempDir} from '../helpers/cli.js'
+import {type CliResult, ROOT, runCli, runInProcess, tempDir} from '../helpers/cli.js'
 import {makeSmallDataDir} from '../helpers/fixtures.js'
 import {
   HOST_BIN,
@@ -46,8 +46,10 @@ let standaloneEnv: NodeJS.ProcessEnv
 
 const host = (args: string[], env: NodeJS.ProcessEnv = {}) => runCli(args, {bin: hostBin, env: {...hostEnv, ...env}})
 const installed = (args: string[]) => runCli(args, {bin: globalBin, env: globalEnv})
-/** The dev checkout's bin/run.js, the reference for what an error prints. */
-const standalone = (args: string[]) => runCli(args, {env: standaloneEnv})
+/** The dev checkout's commands (in process: runInProcess gives what bin/run.js prints), the reference for what an error prints. */
+const standalone = (args: string[]) => runInProcess(args, {env: standaloneEnv})
+/** `plugins inspect` of our plugin in the host, run once: several tests read it. */
+let inspected: CliResult
 
 beforeAll(async () => {
   tmp = await tempDir('moctl-br-install-')
@@ -92,6 +94,7 @@ beforeAll(async () => {
   ])
   expect(plugin.code, plugin.stderr).toBe(0)
   globalBin = join(prefix, 'bin', 'moctl')
+  inspected = await host(['plugins', 'inspect', '@moctl/plugin-br', '--json'])
 }, 600_000)
 
 afterAll(async () => {
@@ -145,9 +148,8 @@ describe(`installed into a host with plugins install file:… (${HOST_BIN}, its 
     const plugins = await host(['plugins'])
     expect(plugins.code, plugins.stderr).toBe(0)
     expect(stripVTControlCharacters(plugins.stdout)).toMatch(/^@moctl\/plugin-br 0\.1\.0$/m)
-    const inspect = await host(['plugins', 'inspect', '@moctl/plugin-br', '--json'])
-    expect(inspect.code, inspect.stderr).toBe(0)
-    const [info] = JSON.parse(inspect.stdout)
+    expect(inspected.code, inspected.stderr).toBe(0)
+    const [info] = JSON.parse(inspected.stdout)
     expect(info.type).toBe('user')
     expect(info.children ?? []).toEqual([])
     // The plugin has its own @oclif/core, not the host's: the case where the host's handler meets our errors.
@@ -159,7 +161,7 @@ describe(`installed into a host with plugins install file:… (${HOST_BIN}, its 
   })
 
   it('brings no second @oclif/plugin-plugins, nor its npm, into the host', async () => {
-    const [info] = JSON.parse((await host(['plugins', 'inspect', '@moctl/plugin-br', '--json'])).stdout)
+    const [info] = JSON.parse(inspected.stdout)
     const installedInto = join(info.root, '..', '..')
     expect(basename(installedInto)).toBe('node_modules')
     expect(await packagesNamed(installedInto, ['@oclif/plugin-plugins', 'npm'])).toEqual([])
@@ -176,7 +178,7 @@ describe(`installed into a host with plugins install file:… (${HOST_BIN}, its 
   })
 
   it('its own bin, run on its own there, has help, and says what `moctl plugins` needs', async () => {
-    const [info] = JSON.parse((await host(['plugins', 'inspect', '@moctl/plugin-br', '--json'])).stdout)
+    const [info] = JSON.parse(inspected.stdout)
     const bin = join(info.root, 'bin', 'run.js')
     const help = await runCli(['help', 'br'], {bin, env: hostEnv})
     expect(help.code, help.stderr).toBe(0)

@@ -18,7 +18,7 @@ import {stripVTControlCharacters} from 'node:util'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {backupArgs, mariadbService, NO_SQL, restoreArgs} from '../helpers/args.js'
-import {ROOT, runCli, tempDir} from '../helpers/cli.js'
+import {ROOT, runCli, runInProcess, tempDir} from '../helpers/cli.js'
 import {makeSmallDataDir} from '../helpers/fixtures.js'
 import {HOST_BIN, installedHost, userEnv, withoutStepLines} from '../helpers/host.js'
 import {mariadbAvailable, skipReason, startMariadb, type TestServer} from '../helpers/mariadb.js'
@@ -54,7 +54,8 @@ afterAll(async () => {
 describe('installed into a host CLI', () => {
   it('prints an error exactly as standalone moctl does: no EEXIT lines, no warning, the exit code', async () => {
     const args = ['br', 'verify', 'nope', '--path', join(tmp.path, 'nowhere')]
-    const reference = await runCli(args, {env: userEnv(join(tmp.path, 'standalone-user'))})
+    // standalone's output, from the commands in process (runInProcess prints what bin/run.js does)
+    const reference = await runInProcess(args, {env: userEnv(join(tmp.path, 'standalone-user'))})
     expect(reference.code).toBe(2)
     const result = await runCli(args, {bin: hostBin, env: hostEnv})
     expect(result.code).toBe(2)

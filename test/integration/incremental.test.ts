@@ -1,9 +1,10 @@
 /**
- * Incremental backups from bin/run.js on MO-like data made by the project's own generator:
+ * Incremental backups from the CLI on MO-like data made by the project's own generator:
  * full, mutate (5% new objects, some GC'd, WAL appended), incremental, again; the incremental's
  * archive is small, every link of the chain restores byte for byte, and delete/prune respect
  * the chain. Bad input: unknown or foreign bases, a host with neither cache nor key, a chain
- * with a missing member.
+ * with a missing member. The commands run in process (runInProcess), but one delete and one prune,
+ * which run as processes (bin/run.js).
  */
 import {cp, readdir, rm, stat} from 'node:fs/promises'
 import {join} from 'node:path'
@@ -11,7 +12,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {createMoData, mutateMoData} from '../../scripts/make-mo-data.mjs'
 import {backupArgs, encryptTo, NO_SQL, readWith, restoreArgs, suiteKey, type SuiteKey} from '../helpers/args.js'
-import {runCli, tempDir, type TempDir} from '../helpers/cli.js'
+import {runCli, runInProcess, tempDir, type TempDir} from '../helpers/cli.js'
 import {treeHashes} from '../helpers/tree.js'
 
 let tmp: TempDir
@@ -30,7 +31,7 @@ const withoutCaches = (t: Record<string, string>) =>
 async function backup(
   ...extra: string[]
 ): Promise<{id: string; record: Record<string, unknown> & {archive: {size: number}}; stderr: string}> {
-  const r = await runCli(backupArgs(repo, dataDir, ...encryptTo(key), ...NO_SQL, '--json', ...extra), {env})
+  const r = await runInProcess(backupArgs(repo, dataDir, ...encryptTo(key), ...NO_SQL, '--json', ...extra), {env})
   expect(r.code, r.stderr + r.stdout).toBe(0)
   const record = JSON.parse(r.stdout)
   return {id: record.id, record, stderr: r.stderr}
@@ -63,7 +64,7 @@ afterAll(async () => {
 
 describe('incremental backups', () => {
   it('store only what changed: each incremental is under 10% of the full backup', async () => {
-    const list = JSON.parse((await runCli(['br', 'list', '--path', repo, '--json'])).stdout)
+    const list = JSON.parse((await runInProcess(['br', 'list', '--path', repo, '--json'])).stdout)
     expect(list.map((r: {id: string}) => r.id)).toEqual(ids)
     expect(list.map((r: {type: string}) => r.type)).toEqual(['full', 'incremental', 'incremental'])
     expect(list[1]).toMatchObject({base: ids[0], chain: [ids[0], ids[1]]})
@@ -75,7 +76,7 @@ describe('incremental backups', () => {
     for (const [i, id] of ids.entries()) {
       const target = join(tmp.path, `restore-${i}`, 'mo-data')
 
-      const r = await runCli(restoreArgs(id, repo, target, ...readWith(key), ...NO_SQL))
+      const r = await runInProcess(restoreArgs(id, repo, target, ...readWith(key), ...NO_SQL))
       expect(r.code, r.stderr).toBe(0)
 
       expect(await treeHashes(target)).toEqual(states[i])
@@ -89,19 +90,19 @@ describe('incremental backups', () => {
   })
 
   it('verifies the whole chain', async () => {
-    const r = await runCli(['br', 'verify', ids[2], '--path', repo, '--identity', keyFile, '--json'])
+    const r = await runInProcess(['br', 'verify', ids[2], '--path', repo, '--identity', keyFile, '--json'])
     expect(r.code, r.stderr).toBe(0)
     expect(JSON.parse(r.stdout)).toMatchObject({chain: ids, ok: true})
   })
 
   it('--checksum decides by content and says how many files it re-read', async () => {
-    const r = await runCli(
+    const r = await runInProcess(
       backupArgs(repo, dataDir, ...encryptTo(key), ...NO_SQL, '--type', 'incremental', '--checksum'),
       {env},
     )
     expect(r.code, r.stderr).toBe(0)
     expect(r.stderr).toMatch(/0 new or changed files .*; \d+ files re-read for --checksum/)
-    await runCli(['br', 'delete', r.stdout.trim(), '--path', repo])
+    await runInProcess(['br', 'delete', r.stdout.trim(), '--path', repo])
   })
 })
 
@@ -109,7 +110,7 @@ describe('incremental backups', () => {
 // test/unit/lib/backup/base.test.ts. This is its CLI smoke test.
 describe('incremental bad input', () => {
   it('an unknown --base names it (exit 2)', async () => {
-    const r = await runCli(
+    const r = await runInProcess(
       backupArgs(repo, dataDir, '--recipient', recipient, ...NO_SQL, '--type', 'incremental', '--base', 'ffff0000'),
       {env},
     )
@@ -120,14 +121,14 @@ describe('incremental bad input', () => {
   it('a host with neither the cached manifest nor a key says what to pass; with --identity it works', async () => {
     const fresh = {XDG_CACHE_HOME: join(tmp.path, 'fresh-cache')}
     const args = backupArgs(repo, dataDir, '--recipient', recipient, ...NO_SQL, '--type', 'incremental')
-    const r = await runCli(args, {env: fresh})
+    const r = await runInProcess(args, {env: fresh})
     expect(r.code).toBe(2)
     expect(r.stderr).toContain('not cached on this host')
     expect(r.stderr).toContain('--identity')
     expect(r.stderr).toContain('--type full')
-    const ok = await runCli([...args, '--identity', keyFile], {env: fresh})
+    const ok = await runInProcess([...args, '--identity', keyFile], {env: fresh})
     expect(ok.code, ok.stderr).toBe(0)
-    expect((await runCli(['br', 'delete', ok.stdout.trim(), '--path', repo])).code).toBe(0)
+    expect((await runInProcess(['br', 'delete', ok.stdout.trim(), '--path', repo])).code).toBe(0)
   })
 
   it('a chain with a missing member is reported before anything is written (exit 3)', async () => {
@@ -135,7 +136,7 @@ describe('incremental bad input', () => {
     await cp(repo, copy, {recursive: true})
     await rm(join(copy, 'backups', ids[1], 'backup.json'))
     const target = join(tmp.path, 'broken-target')
-    const r = await runCli(restoreArgs(ids[2], copy, target, ...readWith(key), ...NO_SQL))
+    const r = await runInProcess(restoreArgs(ids[2], copy, target, ...readWith(key), ...NO_SQL))
     expect(r.code).toBe(3)
     expect(r.stderr).toContain(ids[1])
     await expect(stat(target)).rejects.toThrow()
@@ -146,10 +147,10 @@ describe('delete and prune', () => {
   it('refuses to delete a base with dependants; --cascade --dry-run names them; --cascade removes them', async () => {
     const copy = join(tmp.path, 'delete-repo')
     await cp(repo, copy, {recursive: true})
-    const refused = await runCli(['br', 'delete', ids[1], '--path', copy])
+    const refused = await runInProcess(['br', 'delete', ids[1], '--path', copy])
     expect(refused.code).toBe(2)
     expect(refused.stderr).toContain(ids[2])
-    const dry = await runCli(['br', 'delete', ids[1], '--path', copy, '--cascade', '--dry-run', '--json'])
+    const dry = await runInProcess(['br', 'delete', ids[1], '--path', copy, '--cascade', '--dry-run', '--json'])
     expect(dry.code).toBe(0)
     expect(JSON.parse(dry.stdout)).toEqual({dryRun: true, removed: [ids[2], ids[1]]})
     expect((await readdir(join(copy, 'backups'))).sort()).toEqual([...ids].sort())
@@ -161,7 +162,7 @@ describe('delete and prune', () => {
   it('prunes chain-aware, and says when there is nothing to do', async () => {
     const copy = join(tmp.path, 'prune-repo')
     await cp(repo, copy, {recursive: true})
-    const nothing = await runCli(['br', 'prune', '--path', copy, '--keep-last', '3'])
+    const nothing = await runInProcess(['br', 'prune', '--path', copy, '--keep-last', '3'])
     expect(nothing.code).toBe(0)
     expect(nothing.stdout).not.toContain('removed')
     const last = await runCli(['br', 'prune', '--path', copy, '--keep-last', '1', '--json'])
@@ -169,7 +170,7 @@ describe('delete and prune', () => {
     // The newest incremental needs its whole chain: nothing may go.
     expect(JSON.parse(last.stdout).removed).toEqual([])
     expect((await readdir(join(copy, 'backups'))).length).toBe(3)
-    const none = await runCli(['br', 'prune', '--path', copy])
+    const none = await runInProcess(['br', 'prune', '--path', copy])
     expect(none.code).toBe(2)
     expect(none.stderr).toContain('retention policy')
   })

@@ -2,7 +2,8 @@
  * One writer per repository, as processes: two concurrent backups (the second fails at once with
  * exit 4 naming the first, or waits with --wait-lock), and backups killed mid-way (during the
  * service stop; while packing a 64 MiB data dir made by scripts/make-mo-data.mjs) whose stale lock
- * the next backup takes over with a warning.
+ * the next backup takes over with a warning. The contenders and the killed runs are processes;
+ * the runs after a kill, and the lists, run in process (runInProcess).
  */
 import {spawn} from 'node:child_process'
 import {readdir} from 'node:fs/promises'
@@ -11,7 +12,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {createMoData} from '../../scripts/make-mo-data.mjs'
 import {backupArgs, NO_SQL} from '../helpers/args.js'
-import {RUN, runCli, tempDir} from '../helpers/cli.js'
+import {RUN, runCli, runInProcess, tempDir} from '../helpers/cli.js'
 import {makeSmallDataDir} from '../helpers/fixtures.js'
 
 let tmp: {cleanup: () => Promise<void>; path: string}
@@ -83,7 +84,7 @@ describe('repository lock', () => {
     expect(await first.exited).toBe(5)
     const waited = await waiting
     expect(waited.code, waited.stderr).toBe(0)
-    const list = JSON.parse((await runCli(['br', 'list', '--path', repo, '--json'])).stdout)
+    const list = JSON.parse((await runInProcess(['br', 'list', '--path', repo, '--json'])).stdout)
     expect(list.map((r: {id: string}) => r.id)).toEqual([waited.stdout.trim()])
   })
 
@@ -93,7 +94,7 @@ describe('repository lock', () => {
     await killed.locked
     process.kill(-killed.child.pid!, 'SIGKILL')
     await killed.exited
-    const next = await runCli(backupArgs(repo, dataDir, '--no-encrypt', ...NO_SQL))
+    const next = await runInProcess(backupArgs(repo, dataDir, '--no-encrypt', ...NO_SQL))
     expect(next.code, next.stderr).toBe(0)
     expect(unwrap(next.stderr)).toContain(`took over a stale lock of br backup (pid ${killed.child.pid}`)
   })
@@ -113,14 +114,14 @@ describe('repository lock', () => {
     const leftovers = await readdir(join(repo, 'backups'))
     expect(leftovers).toHaveLength(1)
 
-    const next = await runCli(backupArgs(repo, dataDir, '--no-encrypt', ...NO_SQL))
+    const next = await runInProcess(backupArgs(repo, dataDir, '--no-encrypt', ...NO_SQL))
     expect(next.code, next.stderr).toBe(0)
     expect(unwrap(next.stderr)).toMatch(
       new RegExp(
         `took over a stale lock of br backup \\(pid ${killed.child.pid} .*\\): pid ${killed.child.pid} no longer runs`,
       ),
     )
-    const list = JSON.parse((await runCli(['br', 'list', '--path', repo, '--json'])).stdout)
+    const list = JSON.parse((await runInProcess(['br', 'list', '--path', repo, '--json'])).stdout)
     expect(list.map((r: {id: string}) => r.id)).toEqual([next.stdout.trim()])
     expect(next.stdout.trim()).not.toBe(leftovers[0])
     expect(await readdir(repo)).not.toContain('lock.json')

@@ -1,5 +1,5 @@
 /**
- * `br backup --mode online` as a process, against a loopback server that plays MatrixOne (the
+ * `br backup --mode online` (in process, runInProcess), against a loopback server that plays MatrixOne (the
  * MySQL protocol, mysql2's server side): it answers `select version()` as MO does and, for
  * `BACKUP … FILESYSTEM '<dir>'`, writes a folder shaped like MO's (test/unit/lib/mo/fixture.ts)
  * into that dir. A full, then an incremental on it (MO's TYPE 'incremental' TIMESTAMP), then a
@@ -10,7 +10,7 @@ import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {backupArgs, NO_SQL, restoreArgs} from '../helpers/args.js'
-import {runCli, tempDir} from '../helpers/cli.js'
+import {runInProcess, tempDir} from '../helpers/cli.js'
 import {treeHashes} from '../helpers/tree.js'
 import {type FakeMo, startFakeMo} from '../unit/lib/mo/fake-mo.js'
 import {FULL_TS, INCREMENTAL_TS, OBJECTS, writeBackupFolder} from '../unit/lib/mo/fixture.js'
@@ -52,7 +52,9 @@ afterAll(async () => {
 })
 
 const backup = (...extra: string[]) =>
-  runCli(backupArgs(repo, dataDir, '--mode', 'online', '--no-encrypt', '--port', String(mo.port), '--json', ...extra))
+  runInProcess(
+    backupArgs(repo, dataDir, '--mode', 'online', '--no-encrypt', '--port', String(mo.port), '--json', ...extra),
+  )
 
 describe('online backups', () => {
   let fullId: string
@@ -70,7 +72,7 @@ describe('online backups', () => {
       new RegExp(`^BACKUP '\\d+' FILESYSTEM '${tmp.path}/\\.mo-data\\.online-${fullId}' PARALLELISM '3'$`),
     )
     expect((await readdir(tmp.path)).filter((n) => n.includes('.online-'))).toEqual([])
-    const list = await runCli(['br', 'list', '--path', repo, '--wide'])
+    const list = await runInProcess(['br', 'list', '--path', repo, '--wide'])
     expect(list.stdout).toContain(FULL_TS)
   })
 
@@ -88,7 +90,7 @@ describe('online backups', () => {
 
   it('restores the incremental as mo_br restore lays it out: tae/ into shared/, hk_data into local/', async () => {
     const target = join(tmp.path, 'restored', 'mo-data')
-    const r = await runCli(restoreArgs(incId, repo, target, ...NO_SQL, '--json'))
+    const r = await runInProcess(restoreArgs(incId, repo, target, ...NO_SQL, '--json'))
     expect(r.code, r.stderr).toBe(0)
     const tree = await treeHashes(target)
     // What MO's incremental tae_list names: the new object, the three the full holds, its own ckp/ and gc/.
@@ -114,7 +116,7 @@ describe('online backups', () => {
   })
 
   it('refuses a cold incremental on an online base, and --clone with --mode online (exit 2)', async () => {
-    const cold = await runCli(backupArgs(repo, dataDir, '--no-encrypt', ...NO_SQL, '--type', 'incremental'))
+    const cold = await runInProcess(backupArgs(repo, dataDir, '--no-encrypt', ...NO_SQL, '--type', 'incremental'))
     expect(cold.code).toBe(2)
     expect(cold.stderr).toContain(`base ${incId} is an online backup: cold incrementals need cold bases`)
     const clone = await backup('--clone')
@@ -132,7 +134,7 @@ describe('online backups', () => {
       damage = undefined
     }
 
-    const list = await runCli(['br', 'list', '--path', repo, '--json'])
+    const list = await runInProcess(['br', 'list', '--path', repo, '--json'])
     expect(JSON.parse(list.stdout).map((b: {id: string}) => b.id)).toEqual([fullId, incId])
     expect((await readdir(tmp.path)).filter((n) => n.includes('.online-'))).toEqual([])
   })

@@ -1,6 +1,7 @@
 /**
- * What restic, pgBackRest and mo_br users reach for (issue 8 §6), with bin/run.js as a process
- * on real files: `latest`, `verify --all` and its alias `check`, mo_br's --restore_dir, progress
+ * What restic, pgBackRest and mo_br users reach for (issue 8 §6), with the CLI's commands on
+ * real files (in process, runInProcess; help and line wrapping in processes, as oclif reads the
+ * terminal width once, when it loads): `latest`, `verify --all` and its alias `check`, mo_br's --restore_dir, progress
  * lines in a log and --quiet, a list that fits 120 columns, delete saying it once, readers that
  * take no lock, counts of the backup's own file set, and help that flows and says it once.
  */
@@ -12,7 +13,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {excludeList} from '../../src/lib/backup/backup.js'
 import {backupArgs, restoreArgs} from '../helpers/args.js'
 import {optionsFor, takeBackup} from '../helpers/backup.js'
-import {runCli, tempDir} from '../helpers/cli.js'
+import {runCli, runInProcess, tempDir} from '../helpers/cli.js'
 import {makeSmallDataDir} from '../helpers/fixtures.js'
 
 let tmp: {cleanup: () => Promise<void>; path: string}
@@ -21,7 +22,7 @@ let tmp: {cleanup: () => Promise<void>; path: string}
 const NO_SQL = ['--port', '1']
 
 async function backup(repo: string, dataDir: string, ...more: string[]): Promise<string> {
-  const r = await runCli(backupArgs(repo, dataDir, '--no-encrypt', ...NO_SQL, ...more))
+  const r = await runInProcess(backupArgs(repo, dataDir, '--no-encrypt', ...NO_SQL, ...more))
   expect(r.code, r.stderr).toBe(0)
   return r.stdout.trim()
 }
@@ -69,13 +70,13 @@ describe('latest', () => {
   })
 
   it('verify latest is the newest complete backup of the repository, never a damaged one', async () => {
-    const r = await runCli(['br', 'verify', 'latest', '--path', repo, '--quick', '--json'])
+    const r = await runInProcess(['br', 'verify', 'latest', '--path', repo, '--quick', '--json'])
     expect(r.code, r.stderr).toBe(0)
     expect(JSON.parse(r.stdout)).toMatchObject({id: ids.fullB, ok: true})
   })
 
   it("restore latest is the newest backup of the target data dir, not the repository's", async () => {
-    const r = await runCli(restoreArgs('latest', repo, dirA, '--force', '--dry-run', '--json', ...NO_SQL))
+    const r = await runInProcess(restoreArgs('latest', repo, dirA, '--force', '--dry-run', '--json', ...NO_SQL))
     expect(r.code, r.stderr).toBe(0)
     expect(JSON.parse(r.stdout)).toMatchObject({id: ids.incA})
   })
@@ -87,23 +88,23 @@ describe('latest', () => {
     const made = await localBackup(single, source)
     const elsewhere = join(tmp.path, 'dr-host', 'mo-data')
     const args = ['br', 'restore', 'latest', '--data-dir', elsewhere, '--dry-run', '--json', ...NO_SQL]
-    const r = await runCli([...args, '--path', single])
+    const r = await runInProcess([...args, '--path', single])
     expect(r.code, r.stderr).toBe(0)
     expect(JSON.parse(r.stdout)).toMatchObject({id: made})
-    const several = await runCli([...args, '--path', repo])
+    const several = await runInProcess([...args, '--path', repo])
     expect(several.code, several.stdout).toBe(2)
     expect(JSON.parse(several.stdout).error.message).toContain('nothing is latest')
   })
 
   it("backup --base latest builds on the newest backup of --data-dir; mo_br's --restore_dir filesystem is accepted", async () => {
-    const r = await runCli(
+    const r = await runInProcess(
       backupArgs(repo, dirB, '--no-encrypt', '--type', 'incremental', '--base', 'latest', '--json', ...NO_SQL),
     )
     expect(r.code, r.stderr).toBe(0)
     const record = JSON.parse(r.stdout)
     expect(record).toMatchObject({base: ids.fullB, chain: [ids.fullB, record.id]})
     ids.incB = record.id
-    const restoreDir = await runCli([
+    const restoreDir = await runInProcess([
       'br',
       'restore',
       'latest',
@@ -123,13 +124,13 @@ describe('latest', () => {
   })
 
   it('latest of a data dir with no backup is a usage error naming it; delete latest deletes the newest', async () => {
-    const none = await runCli(restoreArgs('latest', repo, join(tmp.path, 'elsewhere'), '--dry-run', ...NO_SQL))
+    const none = await runInProcess(restoreArgs('latest', repo, join(tmp.path, 'elsewhere'), '--dry-run', ...NO_SQL))
     expect(none.code).toBe(2)
     expect(none.stderr).toContain(`Error: no complete backup of ${join(tmp.path, 'elsewhere')} in ${repo}`)
     // The damaged record could be an incremental on top of anything: delete it first.
-    const damaged = await runCli(['br', 'delete', 'ffffffff-ffff-7fff-bfff-ffffffffffff', '--path', repo])
+    const damaged = await runInProcess(['br', 'delete', 'ffffffff-ffff-7fff-bfff-ffffffffffff', '--path', repo])
     expect(damaged.code, damaged.stderr).toBe(0)
-    const del = await runCli(['br', 'delete', 'latest', '--path', repo])
+    const del = await runInProcess(['br', 'delete', 'latest', '--path', repo])
     expect(del.code, del.stderr).toBe(0)
     expect(del.stdout).toBe(`deleted ${ids.incB}\n`)
     // Said once: on stdout, not again on stderr.
@@ -155,7 +156,7 @@ describe('verify --all and check', () => {
 
   it('checks every backup, one line each, and exits 3 when one is bad', async () => {
     for (const quick of [[], ['--quick']]) {
-      const r = await runCli(['br', 'verify', '--all', '--path', repo, ...quick])
+      const r = await runInProcess(['br', 'verify', '--all', '--path', repo, ...quick])
       expect(r.code, r.stderr).toBe(3)
       const lines = r.stdout.trimEnd().split('\n')
       expect(lines).toHaveLength(3)
@@ -168,7 +169,7 @@ describe('verify --all and check', () => {
   })
 
   it('--json gives an array of per-backup results, exit 3; `br check` is the same command', async () => {
-    const r = await runCli(['br', 'check', '--all', '--quick', '--path', repo, '--json'])
+    const r = await runInProcess(['br', 'check', '--all', '--quick', '--path', repo, '--json'])
     expect(r.code, r.stderr).toBe(3)
     const results = JSON.parse(r.stdout)
     expect(results.map((o: {id: string; ok: boolean}) => [o.id, o.ok])).toEqual([
@@ -177,16 +178,16 @@ describe('verify --all and check', () => {
       [ids[2], true],
     ])
     expect(results[1].error).toMatchObject({code: 'integrity', exitCode: 3})
-    const good = await runCli(['br', 'check', ids[2], '--path', repo, '--json'])
+    const good = await runInProcess(['br', 'check', ids[2], '--path', repo, '--json'])
     expect(good.code, good.stderr).toBe(0)
     expect(JSON.parse(good.stdout)).toMatchObject({id: ids[2], ok: true})
   })
 
   it('refuses neither an id nor --all, and both', async () => {
-    const neither = await runCli(['br', 'verify', '--path', repo])
+    const neither = await runInProcess(['br', 'verify', '--path', repo])
     expect(neither.code).toBe(2)
     expect(neither.stderr).toContain('Error: no backup named')
-    const both = await runCli(['br', 'verify', ids[0], '--all', '--path', repo])
+    const both = await runInProcess(['br', 'verify', ids[0], '--all', '--path', repo])
     expect(both.code).toBe(2)
   })
 })
@@ -198,7 +199,7 @@ describe('progress without a terminal', () => {
     const repo = join(tmp.path, 'log-repo')
     const dir = join(tmp.path, 'log-data')
     await makeSmallDataDir(dir)
-    const r = await runCli(backupArgs(repo, dir, '--no-encrypt', ...NO_SQL))
+    const r = await runInProcess(backupArgs(repo, dir, '--no-encrypt', ...NO_SQL))
     expect(r.code, r.stderr).toBe(0)
     // Warnings aside, every line is a step's.
     const lines = r.stderr
@@ -232,7 +233,7 @@ describe('progress without a terminal', () => {
     const dir = join(tmp.path, 'quiet-data')
     await makeSmallDataDir(dir)
     const id = await backup(repo, dir, '--quiet')
-    const r = await runCli(['br', 'verify', id, '--path', repo, '--quiet'])
+    const r = await runInProcess(['br', 'verify', id, '--path', repo, '--quiet'])
     expect(r.code, r.stderr).toBe(0)
     expect(r.stdout).toBe(`backup ${id}: ok (every file)\n`)
     // No signer given: the authenticity warning, one line, and nothing else.
@@ -250,7 +251,7 @@ describe('list', () => {
     const damaged = '01900000-0000-7000-8000-000000000000'
     await mkdir(join(repo, 'backups', damaged), {recursive: true})
     await writeFile(join(repo, 'backups', damaged, 'backup.json'), '[]')
-    const r = await runCli(['br', 'list', '--path', repo])
+    const r = await runInProcess(['br', 'list', '--path', repo])
     expect(r.code, r.stderr).toBe(0)
     const lines = r.stdout.trimEnd().split('\n')
     expect(Math.max(...lines.map((l) => l.length))).toBeLessThanOrEqual(120)
@@ -260,7 +261,7 @@ describe('list', () => {
       new RegExp(`^${full} +full +- +\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d +\\S+ +\\S+ \\S+$`),
     )
     expect(lines[3]).toMatch(new RegExp(`^${inc} +incremental +${full.slice(0, 13)} `))
-    const wide = await runCli(['br', 'list', '--path', repo, '--wide'])
+    const wide = await runInProcess(['br', 'list', '--path', repo, '--wide'])
     expect(wide.code, wide.stderr).toBe(0)
     expect(wide.stdout).toContain(repo)
     expect(wide.stdout).toContain(`incremental (base ${full})`)
@@ -289,12 +290,12 @@ describe('readers take no lock', () => {
       ['prune', '--keep-last', '1', '--dry-run'],
       ['delete', id, '--dry-run'],
     ]) {
-      const r = await runCli(['br', ...args, '--path', repo])
+      const r = await runInProcess(['br', ...args, '--path', repo])
       expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(0)
     }
 
     // The writers themselves still wait their turn.
-    const prune = await runCli(['br', 'prune', '--keep-last', '1', '--path', repo])
+    const prune = await runInProcess(['br', 'prune', '--keep-last', '1', '--path', repo])
     expect(prune.code).toBe(4)
     expect(JSON.parse(await readFile(join(repo, 'lock.json'), 'utf8'))).toEqual(holder)
   })
@@ -311,10 +312,10 @@ describe("counts are the backup's own file set", () => {
     const record = JSON.parse(await readFile(join(repo, 'backups', inc, 'backup.json'), 'utf8'))
     const files = record.counts.files as number
     expect(files).toBe(JSON.parse(await readFile(join(repo, 'backups', full, 'backup.json'), 'utf8')).counts.files)
-    const verify = await runCli(['br', 'verify', inc, '--path', repo, '--json'])
+    const verify = await runInProcess(['br', 'verify', inc, '--path', repo, '--json'])
     expect(verify.code, verify.stderr).toBe(0)
     expect(JSON.parse(verify.stdout)).toMatchObject({bytes: record.sizes.total, files})
-    const restore = await runCli(restoreArgs(inc, repo, join(tmp.path, 'count-restored'), '--json', ...NO_SQL))
+    const restore = await runInProcess(restoreArgs(inc, repo, join(tmp.path, 'count-restored'), '--json', ...NO_SQL))
     expect(restore.code, restore.stderr).toBe(0)
     expect(JSON.parse(restore.stdout)).toMatchObject({files, id: inc})
   })
@@ -362,7 +363,7 @@ describe('help', () => {
 
   it('a missing --path is one usage error naming the three ways to give it; the config gives it', async () => {
     const configHome = join(tmp.path, 'config-home')
-    const r = await runCli(['br', 'list'], {env: {XDG_CONFIG_HOME: configHome}})
+    const r = await runInProcess(['br', 'list'], {env: {XDG_CONFIG_HOME: configHome}})
     expect(r.code).toBe(2)
     expect(r.stderr).toBe(
       'Error: missing --path: the repository: a local directory or s3://BUCKET/PREFIX\n' +
@@ -372,9 +373,9 @@ describe('help', () => {
     const dir = join(tmp.path, 'config-data')
     await makeSmallDataDir(dir)
     await localBackup(repo, dir)
-    const set = await runCli(['br', 'config', 'set', 'path', repo], {env: {XDG_CONFIG_HOME: configHome}})
+    const set = await runInProcess(['br', 'config', 'set', 'path', repo], {env: {XDG_CONFIG_HOME: configHome}})
     expect(set.code, set.stderr).toBe(0)
-    const listed = await runCli(['br', 'list', '--json'], {env: {XDG_CONFIG_HOME: configHome}})
+    const listed = await runInProcess(['br', 'list', '--json'], {env: {XDG_CONFIG_HOME: configHome}})
     expect(listed.code, listed.stderr).toBe(0)
     expect(JSON.parse(listed.stdout)).toHaveLength(1)
   })

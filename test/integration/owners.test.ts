@@ -18,7 +18,7 @@ import {promisify} from 'node:util'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {backupArgs, mariadbService, restoreArgs, serviceArgs} from '../helpers/args.js'
-import {ROOT, RUN, runCli, tempDir} from '../helpers/cli.js'
+import {ROOT, RUN, runCli, runInProcess, tempDir} from '../helpers/cli.js'
 import {mariadbAvailable, skipReason, startMariadb, type TestServer} from '../helpers/mariadb.js'
 import {needs} from '../helpers/needs.js'
 
@@ -112,7 +112,7 @@ describe.skipIf(!isRoot || !mariadb)(`owners and modes on restore${why ? ` (SKIP
     repo = join(tmp.path, 'repo')
     reader = join(tmp.path, 'reader.key')
     writer = join(tmp.path, 'writer.key')
-    const keys = await runCli(['br', 'key', 'generate', '--writer-key', writer, '--reader-key', reader])
+    const keys = await runInProcess(['br', 'key', 'generate', '--writer-key', writer, '--reader-key', reader])
     expect(keys.code, keys.stderr).toBe(0)
 
     // MariaDB's own data dir, installed owned by the user, and mixed modes and owners around it.
@@ -134,7 +134,7 @@ describe.skipIf(!isRoot || !mariadb)(`owners and modes on restore${why ? ` (SKIP
     await lchown(join(data, 'extra', 'link'), ownerIds.uid, ownerIds.gid)
 
     backedUp = await snapshot(data)
-    const backup = await runCli(backupArgs(repo, data, '--writer-key', writer, '--service', 'none', '--json'))
+    const backup = await runInProcess(backupArgs(repo, data, '--writer-key', writer, '--service', 'none', '--json'))
     expect(backup.code, backup.stderr).toBe(0)
     backupId = JSON.parse(backup.stdout).id
   }, 180_000)
@@ -156,7 +156,7 @@ describe.skipIf(!isRoot || !mariadb)(`owners and modes on restore${why ? ` (SKIP
 
     const seen = join(tmp.path, 'staging.txt')
     const staging = join(server.baseDir, `.data.restore-${backupId}-*`)
-    const restore = await runCli(
+    const restore = await runInProcess(
       restoreArgs(
         backupId,
         repo,
@@ -203,7 +203,7 @@ describe.skipIf(!isRoot || !mariadb)(`owners and modes on restore${why ? ` (SKIP
     const marker = join(tmp.path, 'stopped')
     const target = join(tmp.path, 'chowned', 'mo-data')
     const restore = (...more: string[]) =>
-      runCli(
+      runInProcess(
         restoreArgs(
           backupId,
           repo,
@@ -228,7 +228,7 @@ describe.skipIf(!isRoot || !mariadb)(`owners and modes on restore${why ? ` (SKIP
       expect(await readdir(tmp.path)).not.toContain('stopped')
     }
 
-    const good = await runCli(
+    const good = await runInProcess(
       restoreArgs(backupId, repo, target, '--identity', reader, '--service', 'none', '--chown', other),
     )
     expect(good.code, good.stderr).toBe(0)
@@ -278,7 +278,7 @@ describe.skipIf(!isRoot || !mariadb)(`owners and modes on restore${why ? ` (SKIP
   it('a --clone backup records the real owners, not the clone’s', async () => {
     await server.stop()
     const now = await snapshot(server.dataDir)
-    const backup = await runCli(
+    const backup = await runInProcess(
       backupArgs(
         repo,
         server.dataDir,
@@ -291,7 +291,7 @@ describe.skipIf(!isRoot || !mariadb)(`owners and modes on restore${why ? ` (SKIP
     )
     expect(backup.code, backup.stderr).toBe(0)
     const target = join(tmp.path, 'from-clone', 'mo-data')
-    const restore = await runCli(
+    const restore = await runInProcess(
       restoreArgs(JSON.parse(backup.stdout).id, repo, target, '--identity', reader, '--service', 'none'),
     )
     expect(restore.code, restore.stderr).toBe(0)
@@ -306,7 +306,7 @@ describe.skipIf(!isRoot || !mariadb)(`owners and modes on restore${why ? ` (SKIP
     await cp(fixture, old, {recursive: true})
     await chmod(join(old, 'reader.key'), 0o600)
     const target = join(old, 'mo-data')
-    const restore = await runCli(
+    const restore = await runInProcess(
       restoreArgs(
         '01a22f38-fb0d-769f-8f0a-7724e274a15a',
         join(old, 'repo'),

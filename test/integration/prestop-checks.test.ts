@@ -4,7 +4,8 @@
  * restore target that overlaps the repository; --exclude adds to the defaults).
  *
  * Each bad input runs with `--service command` whose stop command would leave a marker file: the
- * marker must never appear, and the exit code must be the table's. (A real mariadbd kept up
+ * marker must never appear, and the exit code must be the table's. The commands run in process
+ * (runInProcess): what is tested is what each decides before it stops anything. (A real mariadbd kept up
  * through such a refusal is in refusals-mariadb.test.ts.) The tmpfs cases need root, as CI has.
  */
 import {execFile} from 'node:child_process'
@@ -15,7 +16,7 @@ import {afterAll, beforeAll, beforeEach, describe, expect, it} from 'vitest'
 
 import {backupArgs, markingService, NO_SQL, readWith, restoreArgs, suiteKey} from '../helpers/args.js'
 import {optionsFor, takeBackup} from '../helpers/backup.js'
-import {runCli, tempDir, type TempDir} from '../helpers/cli.js'
+import {runInProcess, tempDir, type TempDir} from '../helpers/cli.js'
 import {makeSmallDataDir} from '../helpers/fixtures.js'
 import {skipNote} from '../helpers/needs.js'
 import {canMount, NOT_ROOT, tmpfsMounts} from '../helpers/tmpfs.js'
@@ -37,15 +38,15 @@ const mounts = tmpfsMounts()
 const service = () => markingService(marker)
 
 const backupTo = (repoPath: string, ...args: string[]) =>
-  runCli(backupArgs(repoPath, dataDir, ...service(), ...args), {env})
+  runInProcess(backupArgs(repoPath, dataDir, ...service(), ...args), {env})
 const backup = (...args: string[]) => backupTo(repo, ...args)
 const restore = (target: string, ...args: string[]) =>
-  runCli(restoreArgs(fullId, repo, target, '--force', ...service(), ...args), {env})
+  runInProcess(restoreArgs(fullId, repo, target, '--force', ...service(), ...args), {env})
 
 /** The top-level names a backup restores. */
 const restoredTop = async (r: string, id: string) => {
   const target = join(tmp.path, `files-${id}`)
-  const restored = await runCli(restoreArgs(id, r, target, ...readWith(keyFile), ...NO_SQL), {
+  const restored = await runInProcess(restoreArgs(id, r, target, ...readWith(keyFile), ...NO_SQL), {
     env,
   })
   expect(restored.code, restored.stderr).toBe(0)
@@ -67,10 +68,10 @@ beforeAll(async () => {
   env = {XDG_CACHE_HOME: join(tmp.path, 'cache')}
   await makeSmallDataDir(dataDir)
   // key generate --output DIR/FILE creates the missing DIR, 0700 (the README's quick start).
-  const key = await runCli(['br', 'key', 'generate', '--output', keyFile])
+  const key = await runInProcess(['br', 'key', 'generate', '--output', keyFile])
   expect(key.code, key.stderr).toBe(0)
   recipient = key.stdout.trim()
-  const full = await runCli(backupArgs(repo, dataDir, '-r', recipient, ...NO_SQL), {
+  const full = await runInProcess(backupArgs(repo, dataDir, '-r', recipient, ...NO_SQL), {
     env,
   })
   expect(full.code, full.stderr).toBe(0)
@@ -121,7 +122,7 @@ describe('backup: a bad input never stops the service', () => {
   })
 
   it('an incremental whose base manifest cannot be read: no cache, no key (exit 2)', async () => {
-    const r = await runCli(backupArgs(repo, dataDir, '-r', recipient, '--type', 'incremental', ...service()), {
+    const r = await runInProcess(backupArgs(repo, dataDir, '-r', recipient, '--type', 'incremental', ...service()), {
       env: {...env, XDG_CACHE_HOME: join(tmp.path, 'empty-cache')},
     })
     expect(r.code).toBe(2)
@@ -160,7 +161,7 @@ describe('backup: a bad input never stops the service', () => {
   it('a data directory reached through a file (ENOTDIR, exit 2)', async () => {
     const file = join(tmp.path, 'a-file')
     await writeFile(file, 'x')
-    const r = await runCli(backupArgs(repo, join(file, 'mo-data'), '-r', recipient, ...service()), {env})
+    const r = await runInProcess(backupArgs(repo, join(file, 'mo-data'), '-r', recipient, ...service()), {env})
     expect(r.code).toBe(2)
     expect(r.stderr).toMatch(/^Error: data directory .*a-file\/mo-data: a part of the path is a file, not a directory/m)
     expect(r.stderr).toContain('Hint: ')
@@ -193,7 +194,7 @@ describe('backup: a bad input never stops the service', () => {
     `a repository whose backups/ cannot be written, though its root can (exit 2)${skipNote(root, NOT_ROOT)}`,
     async () => {
       const roRepo = join(tmp.path, 'ro-backups-repo')
-      const ok = await runCli(backupArgs(roRepo, dataDir, '-r', recipient, ...NO_SQL), {
+      const ok = await runInProcess(backupArgs(roRepo, dataDir, '-r', recipient, ...NO_SQL), {
         env,
       })
       expect(ok.code, ok.stderr).toBe(0)
@@ -216,7 +217,7 @@ describe('backup: a bad input never stops the service', () => {
     const configHome = join(tmp.path, 'config-home')
     await mkdir(join(configHome, 'moctl'), {mode: 0o700, recursive: true})
     await writeFile(join(configHome, 'moctl', 'config.json'), JSON.stringify({port: 99_999}), {mode: 0o600})
-    const r = await runCli(backupArgs(repo, dataDir, '-r', recipient, ...service()), {
+    const r = await runInProcess(backupArgs(repo, dataDir, '-r', recipient, ...service()), {
       env: {...env, XDG_CONFIG_HOME: configHome},
     })
     expect(r.code).toBe(2)
@@ -256,7 +257,7 @@ describe('restore: a bad input never stops the service', () => {
     // a CLI passphrase backup costs a full scrypt (2^18, ~1.2 CPU-s).
     const encrypt = {passphrase: 'the passphrase', scryptLogN: 10, type: 'passphrase'} as const
     const {id} = await takeBackup(optionsFor(dataDir, passRepo, {encrypt}))
-    const r = await runCli(
+    const r = await runInProcess(
       restoreArgs(id, passRepo, join(tmp.path, 'restore-id'), '--identity', keyFile, ...service()),
       {env},
     )
@@ -292,7 +293,9 @@ describe('restore: a bad input never stops the service', () => {
 describe('--exclude adds to the default excludes', () => {
   it('--exclude etl leaves out etl and still the caches; the record and --json say what was left out', async () => {
     const r = join(tmp.path, 'exclude-repo')
-    const b = await runCli(backupArgs(r, dataDir, '-r', recipient, '--exclude', 'etl', ...NO_SQL, '--json'), {env})
+    const b = await runInProcess(backupArgs(r, dataDir, '-r', recipient, '--exclude', 'etl', ...NO_SQL, '--json'), {
+      env,
+    })
     expect(b.code, b.stderr).toBe(0)
     const result = JSON.parse(b.stdout)
     expect(result.excluded).toEqual(['shared-cache', 'tmp', 'etl'])
@@ -306,7 +309,10 @@ describe('--exclude adds to the default excludes', () => {
 
   it('--no-default-excludes backs up the caches too', async () => {
     const r = join(tmp.path, 'no-default-repo')
-    const b = await runCli(backupArgs(r, dataDir, '-r', recipient, '--no-default-excludes', ...NO_SQL, '--json'), {env})
+    const b = await runInProcess(
+      backupArgs(r, dataDir, '-r', recipient, '--no-default-excludes', ...NO_SQL, '--json'),
+      {env},
+    )
     expect(b.code, b.stderr).toBe(0)
     const result = JSON.parse(b.stdout)
     expect(result.excluded).toEqual([])
@@ -316,7 +322,9 @@ describe('--exclude adds to the default excludes', () => {
   it('the default run records the default excludes; an --exclude outside the data dir is refused (exit 2)', async () => {
     const record = JSON.parse(await readFile(join(repo, 'backups', fullId, 'backup.json'), 'utf8'))
     expect(record.excluded).toEqual(['shared-cache', 'tmp'])
-    const bad = await runCli(backupArgs(repo, dataDir, '-r', recipient, '--exclude', '../etc', ...service()), {env})
+    const bad = await runInProcess(backupArgs(repo, dataDir, '-r', recipient, '--exclude', '../etc', ...service()), {
+      env,
+    })
     expect(bad.code).toBe(2)
     expect(bad.stderr).toContain('--exclude ../etc: not a path under the data directory')
     await expectNoStop()

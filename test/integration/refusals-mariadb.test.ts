@@ -8,7 +8,7 @@ import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {backupArgs, serviceArgs, sqlArgs, suiteKey} from '../helpers/args.js'
-import {runCli, tempDir, type TempDir} from '../helpers/cli.js'
+import {runInProcess, tempDir, type TempDir} from '../helpers/cli.js'
 import {mariadbAvailable, skipReason, startMariadb, type TestServer} from '../helpers/mariadb.js'
 
 const available = mariadbAvailable()
@@ -34,7 +34,7 @@ describe.skipIf(!available)(`refusals with a running MariaDB${available ? '' : `
 
   it('a cold backup with --service none while the server answers SQL: exit 2, and how to do it right', async () => {
     const repo = join(tmp.path, 'repo-running')
-    const r = await runCli(backupArgs(repo, server.dataDir, '-r', recipient, ...sql()))
+    const r = await runInProcess(backupArgs(repo, server.dataDir, '-r', recipient, ...sql()))
     expect(r.code).toBe(2)
     expect(r.stdout).toBe('')
     expect(r.stderr).toContain(
@@ -52,7 +52,9 @@ describe.skipIf(!available)(`refusals with a running MariaDB${available ? '' : `
 
   it('--allow-running takes it anyway, with a warning', async () => {
     const repo = join(tmp.path, 'repo-allowed')
-    const r = await runCli(backupArgs(repo, server.dataDir, '-r', recipient, '--allow-running', '--json', ...sql()))
+    const r = await runInProcess(
+      backupArgs(repo, server.dataDir, '-r', recipient, '--allow-running', '--json', ...sql()),
+    )
     expect(r.code, r.stderr).toBe(0)
     expect(r.stderr).toContain(
       `Warning: something answers SQL on 127.0.0.1:${server.port}: backing up a running service (--allow-running)`,
@@ -63,7 +65,7 @@ describe.skipIf(!available)(`refusals with a running MariaDB${available ? '' : `
   it('a bad recipient never runs the real stop command: the server keeps answering', async () => {
     const repo = join(tmp.path, 'repo-bad-recipient')
     const bad = `${recipient.slice(0, -1)}${recipient.endsWith('q') ? 'p' : 'q'}`
-    const r = await runCli(
+    const r = await runInProcess(
       backupArgs(
         repo,
         server.dataDir,

@@ -14,7 +14,7 @@ import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {backupArgs, mariadbService, NO_SQL, restoreArgs} from '../helpers/args.js'
-import {RUN, runCli, tempDir} from '../helpers/cli.js'
+import {RUN, runCli, runInProcess, tempDir} from '../helpers/cli.js'
 import {mariadbAvailable, skipReason, startMariadb, type TestServer} from '../helpers/mariadb.js'
 import {treeHashes} from '../helpers/tree.js'
 
@@ -39,12 +39,12 @@ describe.skipIf(!available)(
       await server.query('create database kept')
       await server.query('create table kept.t (id int primary key)')
       await server.query('insert into kept.t values (1), (2), (3)')
-      const backup = await runCli(backupArgs(repo, server.dataDir, '--no-encrypt', ...service()))
+      const backup = await runInProcess(backupArgs(repo, server.dataDir, '--no-encrypt', ...service()))
       expect(backup.code, backup.stderr).toBe(0)
       id = backup.stdout.trim()
       // The backup's files as a restore alone lays them down (each checked against the manifest's SHA-256).
       const reference = join(tmp.path, 'reference')
-      const alone = await runCli(restoreArgs(id, repo, reference, ...NO_SQL))
+      const alone = await runInProcess(restoreArgs(id, repo, reference, ...NO_SQL))
       expect(alone.code, alone.stderr).toBe(0)
       backedUp = await treeHashes(reference)
       await server.query('create database after_backup')
@@ -109,7 +109,7 @@ describe.skipIf(!available)(
       const parent = join(server.dataDir, '..')
       // Runs after the verification and before the swap: removes one file from the staged tree.
       const tamper = `${server.stopCommand} && rm -f ${parent}/.data.restore-${id}-*/ibdata1`
-      const restore = await runCli(restoreArgs(id, repo, server.dataDir, '--force', ...service(tamper)))
+      const restore = await runInProcess(restoreArgs(id, repo, server.dataDir, '--force', ...service(tamper)))
       expect(restore.code, restore.stderr).toBe(3)
       expect(restore.stderr).toContain('is not the one verified')
       expect(restore.stderr).toContain('refusing to swap it in')

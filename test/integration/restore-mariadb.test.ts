@@ -2,7 +2,10 @@
  * The foundation issue's first example, with a real MariaDB standing in for MatrixOne: create
  * db1 and db2, take a full cold backup with the service stopped and started by the plugin's
  * hooks, drop db1 and create db3, restore with the hooks again: db1 (with its rows) and db2 are
- * back, db3 is gone, and the previous data directory is kept beside it.
+ * back, db3 is gone, and the previous data directory is kept beside it. That backup and restore
+ * run as processes (bin/run.js), as an operator runs them, and so does the one interrupted with
+ * SIGINT; the others (an incremental, mo_ctl, --clone) run in process (runInProcess), their
+ * point being what the flows do to the server.
  */
 import {spawn} from 'node:child_process'
 import {readdir, readFile, rm} from 'node:fs/promises'
@@ -10,7 +13,7 @@ import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {backupArgs, mariadbService, restoreArgs} from '../helpers/args.js'
-import {ROOT, RUN, runCli, tempDir} from '../helpers/cli.js'
+import {ROOT, RUN, runCli, runInProcess, tempDir} from '../helpers/cli.js'
 import {mariadbAvailable, skipReason, startMariadb, type TestServer} from '../helpers/mariadb.js'
 
 const available = mariadbAvailable()
@@ -31,7 +34,7 @@ describe.skipIf(!available)(
       server = await startMariadb()
       keyFile = join(tmp.path, 'backup.key')
       repo = join(tmp.path, 'repo')
-      expect((await runCli(['br', 'key', 'generate', '--output', keyFile])).code).toBe(0)
+      expect((await runInProcess(['br', 'key', 'generate', '--output', keyFile])).code).toBe(0)
     })
 
     afterAll(async () => {
@@ -48,7 +51,7 @@ describe.skipIf(!available)(
       await server.query('insert into db2.u values (42)')
 
       const recipient = (
-        await runCli(['br', 'key', 'generate', '--output', join(tmp.path, 'unused.key')])
+        await runInProcess(['br', 'key', 'generate', '--output', join(tmp.path, 'unused.key')])
       ).stdout.trim()
       const publicKey = (await readFile(keyFile, 'utf8')).match(/public key: (age1\w+)/)![1]
       expect(recipient).not.toBe(publicKey)
@@ -90,7 +93,7 @@ describe.skipIf(!available)(
     })
 
     it('Ctrl-C during the stop rolls back: the server runs again on its own data, exit 130', async () => {
-      const list = JSON.parse((await runCli(['br', 'list', '--path', repo, '--json'])).stdout)
+      const list = JSON.parse((await runInProcess(['br', 'list', '--path', repo, '--json'])).stdout)
       const before = await databases()
       // The first test kept the replaced data beside the target; restore refuses to overwrite it.
       await rm(`${server.dataDir}.before-${list[0].id}`, {force: true, recursive: true})
@@ -129,14 +132,14 @@ describe.skipIf(!available)(
       const publicKey = (await readFile(keyFile, 'utf8')).match(/public key: (age1\w+)/)![1]
       const repo2 = join(tmp.path, 'repo-inc')
       await server.query('drop database if exists db3')
-      const full = await runCli(
+      const full = await runInProcess(
         backupArgs(repo2, server.dataDir, '--recipient', publicKey, '--json', ...serviceArgs()),
         {env},
       )
       expect(full.code, full.stderr).toBe(0)
       await server.query("insert into db1.t values (4, 'four')")
       await server.query('insert into db2.u values (43)')
-      const inc = await runCli(
+      const inc = await runInProcess(
         backupArgs(
           repo2,
           server.dataDir,
@@ -157,7 +160,7 @@ describe.skipIf(!available)(
       await server.query('drop database db1')
       await server.query('create database db3')
       await rm(`${server.dataDir}.before-${record.id}`, {force: true, recursive: true})
-      const restore = await runCli(
+      const restore = await runInProcess(
         restoreArgs(record.id, repo2, server.dataDir, '--identity', keyFile, '--force', '--json', ...serviceArgs()),
       )
       expect(restore.code, restore.stderr).toBe(0)
@@ -193,14 +196,17 @@ describe.skipIf(!available)(
       ]
       const publicKey = (await readFile(keyFile, 'utf8')).match(/public key: (age1\w+)/)![1]
       const repo3 = join(tmp.path, 'repo-mo-ctl')
-      const backup = await runCli(backupArgs(repo3, server.dataDir, '--recipient', publicKey, '--json', ...moCtlArgs), {
-        env,
-      })
+      const backup = await runInProcess(
+        backupArgs(repo3, server.dataDir, '--recipient', publicKey, '--json', ...moCtlArgs),
+        {
+          env,
+        },
+      )
       expect(backup.code, backup.stderr).toBe(0)
       const record = JSON.parse(backup.stdout)
       expect(record.serviceDownMs).toBeGreaterThan(0)
       await server.query('create database after_backup')
-      const restore = await runCli(
+      const restore = await runInProcess(
         restoreArgs(record.id, repo3, server.dataDir, '--identity', keyFile, '--force', '--json', ...moCtlArgs),
         {env},
       )
@@ -215,7 +221,7 @@ describe.skipIf(!available)(
       await server.query('insert into cloned.t values (1), (2)')
       const publicKey = (await readFile(keyFile, 'utf8')).match(/public key: (age1\w+)/)![1]
       const repo4 = join(tmp.path, 'repo-clone')
-      const backup = await runCli(
+      const backup = await runInProcess(
         backupArgs(repo4, server.dataDir, '--recipient', publicKey, '--clone', '--json', ...serviceArgs()),
       )
       expect(backup.code, backup.stderr).toBe(0)
@@ -231,7 +237,7 @@ describe.skipIf(!available)(
       expect(beside.filter((n) => n.includes('.clone-'))).toEqual([])
       // Written while the pack read the clone: not in the backup.
       await server.query('insert into cloned.t values (3)')
-      const restore = await runCli(
+      const restore = await runInProcess(
         restoreArgs(
           record.id,
           repo4,

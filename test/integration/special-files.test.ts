@@ -12,7 +12,7 @@ import {promisify} from 'node:util'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {backupArgs, encryptTo, readWith, type SuiteKey, suiteKey} from '../helpers/args.js'
-import {RUN, runCli, tempDir, type TempDir} from '../helpers/cli.js'
+import {RUN, runCli, runInProcess, tempDir, type TempDir} from '../helpers/cli.js'
 import {makeSmallDataDir} from '../helpers/fixtures.js'
 
 const run = promisify(execFile)
@@ -29,7 +29,7 @@ beforeAll(async () => {
   await makeSmallDataDir(dataDir)
   key = await suiteKey(tmp.path)
   pristine = join(tmp.path, 'pristine')
-  const backup = await runCli(backupArgs(pristine, dataDir, ...encryptTo(key)))
+  const backup = await runInProcess(backupArgs(pristine, dataDir, ...encryptTo(key)))
   expect(backup.code, backup.stderr).toBe(0)
   id = backup.stdout.trim()
 })

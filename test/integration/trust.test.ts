@@ -1,6 +1,6 @@
 /**
  * What someone who can write the repository can and cannot get past verify, restore, prune and
- * delete (README "Threat model"), with bin/run.js as a process on real files:
+ * delete (README "Threat model"), with the CLI's commands on real files:
  * - backups forged with only the public key (it is in backup.json), added or put in place of
  *   ours, unsigned or signed with the attacker's own key, or keeping our signature;
  * - a passphrase repository downgraded to an unencrypted backup, and a passphrase record edited;
@@ -11,6 +11,8 @@
  * Every verify, restore, prune, delete and list is a CLI run; the backups they read are CLI runs
  * only where taking them is the point (signing, the unsigned warning, keys from the config): the
  * forgeries and the repositories the readers are tested on are made by the backup flow in process.
+ * The CLI runs are runInProcess (test/helpers/cli.ts): what is tested is what each command
+ * decides, prints and exits with, not that it is a process (cli.test.ts runs those).
  */
 import {cp, mkdir, readdir, readFile, rm, stat, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
@@ -28,7 +30,7 @@ import {loadDecryptOptions, loadEncryptOptions} from '../../src/lib/secrets.js'
 import {runFlow} from '../../src/lib/steps.js'
 import {backupArgs, NO_SQL, restoreArgs} from '../helpers/args.js'
 import {optionsFor, takeBackup} from '../helpers/backup.js'
-import {runCli, tempDir} from '../helpers/cli.js'
+import {runInProcess, tempDir} from '../helpers/cli.js'
 import {makeSmallDataDir, randomPassphrase} from '../helpers/fixtures.js'
 import {treeHashes} from '../helpers/tree.js'
 
@@ -51,7 +53,7 @@ type Rec = Record<string, unknown> & {chain: string[]; id: string}
 
 async function backupCli(repo: string, dir: string, keyArgs: string[], ...more: [NodeJS.ProcessEnv, ...string[]]) {
   const [env, ...extra] = more
-  const r = await runCli(backupArgs(repo, dir, ...keyArgs, ...NO_SQL, '--json', ...extra), {env})
+  const r = await runInProcess(backupArgs(repo, dir, ...keyArgs, ...NO_SQL, '--json', ...extra), {env})
   expect(r.code, r.stderr + r.stdout).toBe(0)
   return JSON.parse(r.stdout) as Rec
 }
@@ -96,7 +98,7 @@ async function editRecord(repo: string, id: string, edit: (r: Rec) => void): Pro
 const flat = (stderr: string) => stderr.replaceAll(/ *\n\s*›\s*/g, ' ')
 
 const verify = (repo: string, id: string, ...extra: string[]) =>
-  runCli(['br', 'verify', id, '--path', repo, ...extra], {env: hostEnv()})
+  runInProcess(['br', 'verify', id, '--path', repo, ...extra], {env: hostEnv()})
 
 beforeAll(async () => {
   tmp = await tempDir('moctl-br-trust-')
@@ -104,7 +106,16 @@ beforeAll(async () => {
   await makeSmallDataDir(dataDir)
   writerKey = join(tmp.path, 'host', 'writer.key')
   readerKey = join(tmp.path, 'vault', 'reader.key')
-  const keys = await runCli(['br', 'key', 'generate', '--writer-key', writerKey, '--reader-key', readerKey, '--json'])
+  const keys = await runInProcess([
+    'br',
+    'key',
+    'generate',
+    '--writer-key',
+    writerKey,
+    '--reader-key',
+    readerKey,
+    '--json',
+  ])
   expect(keys.code, keys.stderr).toBe(0)
   recipient = JSON.parse(keys.stdout).recipient
   plainIdentity = join(tmp.path, 'plain.key')
@@ -127,7 +138,7 @@ describe('key generate', () => {
     expect(reader).toMatch(/^AGE-SECRET-KEY-1/m)
     expect(reader).toMatch(/^brsig1[0-9a-f]{64}$/m)
     expect(reader).not.toContain('BRSIG-SECRET')
-    const again = await runCli([
+    const again = await runInProcess([
       'br',
       'key',
       'generate',
@@ -157,7 +168,7 @@ describe('a backup must prove who wrote it', () => {
     expect(r.code, r.stderr).toBe(0)
     expect(flat(r.stderr)).not.toMatch(/authenticity not checked/)
     const target = join(tmp.path, 'restore-ours', 'mo-data')
-    const restored = await runCli(restoreArgs(ours.id, repo, target, '--identity', readerKey, ...NO_SQL), {
+    const restored = await runInProcess(restoreArgs(ours.id, repo, target, '--identity', readerKey, ...NO_SQL), {
       env: hostEnv(),
     })
     expect(restored.code, restored.stderr).toBe(0)
@@ -182,7 +193,9 @@ describe('a backup must prove who wrote it', () => {
     const target = join(tmp.path, 'restore-forged', 'mo-data')
     await mkdir(target, {recursive: true})
     await writeFile(join(target, 'precious'), 'old data')
-    const r = await runCli(restoreArgs(forged.id, repo, target, '--identity', readerKey, '--force'), {env: hostEnv()})
+    const r = await runInProcess(restoreArgs(forged.id, repo, target, '--identity', readerKey, '--force'), {
+      env: hostEnv(),
+    })
     expect(r.code, r.stderr).toBe(3)
     expect(await readdir(target)).toEqual(['precious'])
     expect(await readdir(join(tmp.path, 'restore-forged'))).toEqual(['mo-data'])
@@ -240,7 +253,9 @@ describe('a backup must prove who wrote it', () => {
 
   it('an unsigned backup warns when taken, and is accepted by a signing reader only with --allow-unsigned', async () => {
     const repo2 = join(tmp.path, 'unsigned-repo')
-    const r = await runCli(backupArgs(repo2, dataDir, '--recipient', recipient, ...NO_SQL, '--json'), {env: hostEnv()})
+    const r = await runInProcess(backupArgs(repo2, dataDir, '--recipient', recipient, ...NO_SQL, '--json'), {
+      env: hostEnv(),
+    })
     expect(r.code, r.stderr).toBe(0)
     expect(flat(r.stderr)).toContain('this backup is not signed')
     const {id} = JSON.parse(r.stdout)
@@ -282,7 +297,9 @@ describe('a passphrase repository: no downgrade, no edited record', () => {
     expect(r.code, r.stderr).toBe(3)
     expect(flat(r.stderr)).toContain('is stored unencrypted, but keys were given')
     const target = join(tmp.path, 'restore-plain', 'mo-data')
-    const restored = await runCli(restoreArgs(forged.id, repo, target, '--passphrase-file', passFile), {env: hostEnv()})
+    const restored = await runInProcess(restoreArgs(forged.id, repo, target, '--passphrase-file', passFile), {
+      env: hostEnv(),
+    })
     expect(restored.code, restored.stderr).toBe(3)
     await expect(stat(target)).rejects.toThrow()
     expect((await verify(repo, forged.id, '--passphrase-file', passFile, '--allow-unencrypted')).code).toBe(0)
@@ -358,7 +375,7 @@ describe('verify means restorable: chains from what is authenticated', () => {
       }
 
       const target = join(tmp.path, 'restore-edited', 'mo-data')
-      const restored = await runCli(restoreArgs(c, repo, target, '--identity', plainIdentity))
+      const restored = await runInProcess(restoreArgs(c, repo, target, '--identity', plainIdentity))
       expect(restored.code, restored.stderr).toBe(3)
       // nothing beside it either: no staging dir, and the data dir's lock released
       expect(await readdir(join(tmp.path, 'restore-edited')).catch(() => [])).toEqual([])
@@ -376,7 +393,10 @@ describe('verify means restorable: chains from what is authenticated', () => {
       {args: [], env: hostEnv()},
     ]
     for (const {args, env} of runs) {
-      const r = await runCli(['br', 'prune', '--path', repo, '--keep-last', '1', '--dry-run', '--json', ...args], {env})
+      const r = await runInProcess(
+        ['br', 'prune', '--path', repo, '--keep-last', '1', '--dry-run', '--json', ...args],
+        {env},
+      )
       expect(r.code, r.stderr).toBe(0)
       const plan = JSON.parse(r.stdout)
       expect(plan.removed).not.toContain(b)
@@ -385,11 +405,11 @@ describe('verify means restorable: chains from what is authenticated', () => {
     }
 
     // delete of the dropped member names the edited record as a possible dependant
-    const del = await runCli(['br', 'delete', b, '--path', repo, '--writer-key', writerKey])
+    const del = await runInProcess(['br', 'delete', b, '--path', repo, '--writer-key', writerKey])
     expect(del.code, del.stderr).toBe(2)
     expect(flat(del.stderr)).toContain(c)
     await undo()
-    const clean = await runCli([
+    const clean = await runInProcess([
       'br',
       'prune',
       '--path',
@@ -435,16 +455,16 @@ describe('a damaged backup.json', () => {
     for (let i = 0; i < 3; i++) ids.push((await hostBackup(repo, 'full')).id)
     await writeFile(recordFile(repo, ids[1]), '{"format": 2, "id": ')
 
-    const list = await runCli(['br', 'list', '--path', repo])
+    const list = await runInProcess(['br', 'list', '--path', repo])
     expect(list.code, list.stderr).toBe(0)
     expect(list.stdout).toContain(ids[0])
     expect(list.stdout).toMatch(new RegExp(`${ids[1]}.*DAMAGED`))
     expect(flat(list.stderr)).toContain(`backup ${ids[1]} is damaged`)
-    const json = JSON.parse((await runCli(['br', 'list', '--path', repo, '--json'])).stdout)
+    const json = JSON.parse((await runInProcess(['br', 'list', '--path', repo, '--json'])).stdout)
     expect(json.map((r: {id: string}) => r.id)).toEqual(ids)
     expect(json[1]).toMatchObject({damaged: expect.stringContaining('not valid JSON'), id: ids[1]})
 
-    const prune = await runCli(['br', 'prune', '--path', repo, '--keep-last', '1', '--json'])
+    const prune = await runInProcess(['br', 'prune', '--path', repo, '--keep-last', '1', '--json'])
     expect(prune.code, prune.stderr).toBe(0)
     expect(JSON.parse(prune.stdout).removed).toEqual([])
     expect(flat(prune.stderr)).toContain(`backup ${ids[1]} cannot be relied on`)
@@ -453,9 +473,9 @@ describe('a damaged backup.json', () => {
     const inc = await backupCli(repo, dataDir, ['--writer-key', writerKey], hostEnv(), '--type', 'incremental')
     expect(inc.base).toBe(ids[2])
 
-    const del = await runCli(['br', 'delete', ids[1], '--path', repo])
+    const del = await runInProcess(['br', 'delete', ids[1], '--path', repo])
     expect(del.code, del.stderr).toBe(0)
-    const after = JSON.parse((await runCli(['br', 'list', '--path', repo, '--json'])).stdout)
+    const after = JSON.parse((await runInProcess(['br', 'list', '--path', repo, '--json'])).stdout)
     expect(after.map((r: {id: string}) => r.id)).toEqual([ids[0], ids[2], inc.id])
   })
 })
@@ -469,7 +489,7 @@ describe('keys from br config', () => {
       ['writer-key', writerKey],
       ['trusted-signer', signer],
     ]) {
-      const set = await runCli(['br', 'config', 'set', key, value], {env})
+      const set = await runInProcess(['br', 'config', 'set', key, value], {env})
       expect(set.code, set.stderr).toBe(0)
     }
 
@@ -477,12 +497,15 @@ describe('keys from br config', () => {
     expect(signed.signature).toMatchObject({alg: 'ed25519'})
     // a passphrase on the command line sets the configured writer key aside
     const passFile = join(tmp.path, 'config-pass')
-    await writeFile(passFile, 'pw\n', {mode: 0o600})
+    // random: a run in process registers it for redaction in this process from then on
+    await writeFile(passFile, `${randomPassphrase()}\n`, {mode: 0o600})
     const unsigned = await backupCli(repo, dataDir, ['--passphrase-file', passFile], env)
     expect(unsigned.signature).toBeNull()
-    const ok = await runCli(['br', 'verify', signed.id, '--path', repo, '--identity', plainIdentity], {env})
+    const ok = await runInProcess(['br', 'verify', signed.id, '--path', repo, '--identity', plainIdentity], {env})
     expect(ok.code, ok.stderr).toBe(0)
-    const refused = await runCli(['br', 'verify', unsigned.id, '--path', repo, '--passphrase-file', passFile], {env})
+    const refused = await runInProcess(['br', 'verify', unsigned.id, '--path', repo, '--passphrase-file', passFile], {
+      env,
+    })
     expect(refused.code, refused.stderr).toBe(3)
     expect(flat(refused.stderr)).toContain('is not signed')
   })
