@@ -12,7 +12,7 @@ import type {BackupRecord} from '../../src/lib/repo/types.js'
 
 import {openRepository} from '../../src/lib/repo/repository.js'
 import {optionsFor, takeBackup} from '../helpers/backup.js'
-import {runCli, tempDir} from '../helpers/cli.js'
+import {runCli, runInProcess, tempDir} from '../helpers/cli.js'
 import {makeSmallDataDir} from '../helpers/fixtures.js'
 import {startS3} from '../helpers/s3.js'
 
@@ -61,7 +61,7 @@ describe('br copy', () => {
     await handle.write(Buffer.from('X'), 0, 1, 100)
     await handle.close()
     const to = join(tmp.path, 'target-all')
-    const r = await runCli(['br', 'copy', '--all', '--from', from, '--to', to, '--quiet'])
+    const r = await runInProcess(['br', 'copy', '--all', '--from', from, '--to', to, '--quiet'])
     expect(r.code).toBe(3)
     expect(r.stdout.split('\n')).toEqual([
       `copied ${full1} (full)`,
@@ -113,7 +113,7 @@ describe('br copy', () => {
       ],
     ]
     for (const [args, stderr] of cases) {
-      const r = await runCli(['br', 'copy', ...args])
+      const r = await runInProcess(['br', 'copy', ...args])
       expect(r.code, r.stderr).toBe(2)
       expect(r.stderr).toBe(stderr)
       expect(r.stdout).toBe('')
