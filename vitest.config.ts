@@ -55,10 +55,11 @@ export default defineConfig({
     // Nothing here measures time: speed and scale are the benchmarks' (npm run bench).
     ...DEFAULT_PROJECTS,
     projects: [
-      // Unit files share their worker's module graph (isolate: false): a fresh process and module
-      // graph per file cost ~0.4 CPU-s each, a third of the project's CPU. They can share: none
-      // mocks modules, changes the cwd or umask, or keeps state between files (the environment
-      // goes back after each test: unstubEnvs below).
+      // Unit files share their worker's process and module graph (isolate: false): a fresh process
+      // and module graph per file cost ~0.4 CPU-s each, a third of the project's CPU. So a unit
+      // file must leave the process as it found it: none mocks modules or changes the cwd or umask;
+      // the environment goes back after each test (unstubEnvs below); tasks.test.ts puts back the
+      // TTY flags listr2 sets; a secret a test registers for redaction is not a short word.
       {extends: true, test: {include: ['test/unit/**/*.test.ts'], isolate: false, name: 'unit'}},
       {extends: true, test: {include: ['test/integration/**/*.test.ts'], name: 'integration'}},
       {extends: true, test: {include: NODE24_LEG, name: 'node24'}},

@@ -280,8 +280,18 @@ fi
 cd ${q(paths.baseDir)} || exit 1
 # detached from us: its own session, output to the log, nothing inherited that we wait on
 setsid nohup ${[bins.mariadbd, ...serverArgs].map((a) => q(a)).join(' ')} >>${q(paths.logFile)} 2>&1 </dev/null &
-echo $! >"$launch_pid_file"
-echo "mariadbd launching (pid $!), log ${paths.logFile}"
+pid=$!
+echo $pid >"$launch_pid_file"
+# Return once the launch has exec'd (its command line names our pid file), not while it is still
+# a copy of this shell: a status check right after the start (mo_ctl's, with START_INTERVAL=0)
+# must find it, however busy the machine.
+ticks=0
+while alive "$pid" && ! tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qxF -- "--pid-file=$pid_file"; do
+  ticks=$((ticks + 1))
+  [ "$ticks" -gt 500 ] && break
+  sleep 0.01
+done
+echo "mariadbd launching (pid $pid), log ${paths.logFile}"
 `,
   )
   await writeScript(

@@ -1,5 +1,5 @@
 import {Writable} from 'node:stream'
-import {describe, expect, it} from 'vitest'
+import {afterEach, describe, expect, it} from 'vitest'
 
 import {type Flow, type FlowEvent} from '../../../../src/lib/steps.js'
 import {plainLog, PROGRESS_EVERY_MS, runFlowWithTasks} from '../../../../src/lib/ui/tasks.js'
@@ -18,6 +18,21 @@ function fakeTerminal(): {stream: NodeJS.WritableStream; text: () => string} {
   )
   return {stream, text: () => out}
 }
+
+/**
+ * The tree sets listr2's forceTTY, which marks process.stdout and process.stderr as TTYs for good:
+ * put them back after each test, as the unit files share their process (vitest.config.ts,
+ * isolate: false) and @oclif/core, loaded later by another file, reads the width of a "TTY"
+ * that has none.
+ */
+const realTty = {stderr: process.stderr.isTTY, stdout: process.stdout.isTTY}
+afterEach(() => {
+  for (const name of ['stderr', 'stdout'] as const) {
+    const stream = process[name] as {isTTY?: boolean}
+    if (realTty[name] === undefined) delete stream.isTTY
+    else stream.isTTY = realTty[name]
+  }
+})
 
 // eslint-disable-next-line no-control-regex
 const stripAnsi = (s: string) => s.replaceAll(/\u001B\[[\d;?]*[A-Za-z]/g, '')
