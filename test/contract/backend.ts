@@ -106,10 +106,10 @@ export function backendContract(
 
     it('saves from bytes and from a stream; loads whole, streams from an offset, stats and lists what it saved', async () => {
       const small = Buffer.from('{"a":1}\n')
-      await b.save('backups/x/backup.json', small)
+      const savedSmall = await b.save('backups/x/backup.json', small)
       const big = bytesOf(3 * 1024 * 1024 + 17)
       // In uneven pieces: the backend may not rely on chunk sizes.
-      await b.save(
+      const savedBig = await b.save(
         'backups/x/data',
         Readable.from([big.subarray(0, 5), big.subarray(5, 1_000_003), big.subarray(1_000_003)]),
       )
@@ -120,6 +120,16 @@ export function backendContract(
       expect(await collect(b.open('backups/x/data', {offset: big.length}))).toHaveLength(0)
       const info = await b.stat('backups/x/data')
       expect(info).toMatchObject({key: 'backups/x/data', size: big.length})
+      // A store checksum, where the store keeps one, is the one save resolved to (else none at all).
+      for (const [saved, key] of [
+        [savedSmall, 'backups/x/backup.json'],
+        [savedBig, 'backups/x/data'],
+      ] as const) {
+        expect(saved.checksum === undefined || saved.checksum.startsWith('sha256:')).toBe(true)
+        const reported = (await b.stat(key))?.checksum
+        if (reported !== undefined) expect(reported).toBe(saved.checksum)
+      }
+
       expect(Math.abs(info!.modifiedMs - Date.now())).toBeLessThan(60_000)
       expect(await b.list('')).toEqual([
         {key: 'backups/x/backup.json', modifiedMs: expect.any(Number), size: small.length},

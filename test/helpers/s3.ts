@@ -20,7 +20,8 @@
  *
  * `recorder: true` puts a recording HTTP proxy on loopback in front of it: every request's method,
  * path, query and headers are kept (request-level tests of what s3rver ignores), and `intercept`
- * can answer a request itself (a 412, a 503) instead of passing it on.
+ * can answer a request itself (a 412, a 503) instead of passing it on, and `replyHeaders` can
+ * change the headers of the server's reply (add the x-amz-checksum-sha256 a store keeps).
  */
 import {spawn} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
@@ -64,6 +65,8 @@ export interface S3Server {
   endpoint: string
   /** answers a request itself when it returns a reply; undefined passes it on */
   intercept?: (request: RecordedRequest) => InterceptedReply | undefined
+  /** changes the headers of s3rver's reply to a request (in place) before it is passed back */
+  replyHeaders?: (request: RecordedRequest, headers: IncomingHttpHeaders) => void
   /** every request that went through the recorder, in order (empty without one) */
   requests: RecordedRequest[]
   /** settings for a repository at s3://BUCKET/PREFIX on this server */
@@ -159,6 +162,7 @@ async function startRecorder(port: number, server: S3Server): Promise<Server> {
       const upstream = httpRequest(
         {headers: req.headers, host: '127.0.0.1', method: req.method, path: req.url, port},
         (answer) => {
+          server.replyHeaders?.(recorded, answer.headers)
           res.writeHead(answer.statusCode ?? 502, answer.headers)
           answer.pipe(res)
         },

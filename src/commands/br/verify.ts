@@ -25,7 +25,9 @@ export default class Verify extends BrCommand {
 
 Decrypts, decompresses and re-hashes every file against the manifest, and the stored archive \
 against the SHA-256 in its record. --quick checks only the SHA-256 and size of every stored \
-object of the chain, and needs no key. Records are checked against the trusted signers (the \
+object of the chain, and needs no key; on S3 an object whose store checksum is the one its \
+record names is not read at all (--json's checkedBy says, per backup, "store checksum" or \
+"hashed"). Records are checked against the trusted signers (the \
 reader key's, --trusted-signer): an unsigned or foreign backup is refused; without signers, \
 a warning says that authenticity was not checked. Exit 3 when anything does not match.
 

@@ -26,6 +26,7 @@ import {hostname} from 'node:os'
 import {performance} from 'node:perf_hooks'
 
 import type {Manifest} from '../archive/types.js'
+import type {SavedObject} from '../repo/backend.js'
 import type {Source} from './sources/types.js'
 
 import {encryptBuffer} from '../archive/age.js'
@@ -301,6 +302,7 @@ const packStep: ScriptStep<BackupTrail, Taken, Pick<Packed, 'archive' | 'manifes
   const writer = await repo.openWriter(id, archiveFileName(options.encrypt))
   trail.wroteObjects = true
   let written: Awaited<ReturnType<typeof writeArchive>>
+  let saved: SavedObject
   try {
     written = await writeArchive({
       backupId: id,
@@ -319,7 +321,7 @@ const packStep: ScriptStep<BackupTrail, Taken, Pick<Packed, 'archive' | 'manifes
       signal,
       unchanged: packing.plan?.unchanged,
     })
-    await writer.commit()
+    saved = await writer.commit()
   } catch (error) {
     await writer.abort()
     throw error
@@ -332,7 +334,9 @@ const packStep: ScriptStep<BackupTrail, Taken, Pick<Packed, 'archive' | 'manifes
   report.output(
     `${formatBytes(archived)} in ${formatDuration(ms)} (${(archived / 1e6 / (ms / 1000)).toFixed(0)} MB/s) → ${formatBytes(written.archiveSize)} stored`,
   )
-  return {archive: {sha256: written.archiveSha256, size: written.archiveSize}, manifest: written.manifest}
+  const archive: Packed['archive'] = {sha256: written.archiveSha256, size: written.archiveSize}
+  if (saved.checksum) archive.storeChecksum = saved.checksum
+  return {archive, manifest: written.manifest}
 }
 
 function publishStep(source: Source): ScriptStep<BackupTrail, Packed, Pick<Published, 'record'>> {
@@ -344,14 +348,17 @@ function publishStep(source: Source): ScriptStep<BackupTrail, Packed, Pick<Publi
     const plain = encodeManifest(manifest)
     const bytes = await encryptBuffer(plain, options.encrypt)
     const file = manifestFileName(options.encrypt)
-    await repo.writeObject(id, file, bytes)
-    const unsigned = completeRecord(fields, {
+    const saved = await repo.writeObject(id, file, bytes)
+    const stored: BackupRecord['manifest'] = {
       file,
       plainSha256: sha256Hex(plain),
       sha256: sha256Hex(bytes),
       size: bytes.length,
-    })
-    // The signature covers the record, which names the archive's and the manifest's SHA-256.
+    }
+    if (saved.checksum) stored.storeChecksum = saved.checksum
+    const unsigned = completeRecord(fields, stored)
+    // The signature covers the record, which names the archive's and the manifest's SHA-256 (and
+    // the store's checksums, which verify --quick trusts in their place).
     const record = options.signing ? signRecord(unsigned, options.signing) : unsigned
     // A run whose lock was taken over publishes nothing: the new holder may be pruning this very
     // backup as a dead run's leftover. Exit 4, and the rollback removes what this run wrote.

@@ -119,7 +119,8 @@ export interface Taken extends Opened {
 
 /** The archive is in the repository (not yet listed: no record). */
 export interface Packed extends Taken {
-  archive: {sha256: string; size: number}
+  /** storeChecksum: the store's checksum of the archive, where the backend has one (SavedObject) */
+  archive: {sha256: string; size: number; storeChecksum?: string}
   /** the manifest as the archive wrote it, before publish binds it to the record */
   manifest: Manifest
 }

@@ -31,6 +31,12 @@ export interface LoadOptions {
 }
 
 export interface ObjectInfo {
+  /**
+   * The checksum the store keeps of the object (S3: `sha256:<base64>` of a single PUT,
+   * `sha256:<base64>-<N>` of an N-part upload, see SavedObject); absent when the store keeps
+   * none or the backend has no store checksums. Only `stat` reports it.
+   */
+  checksum?: string
   key: string
   /** when it was last written, ms since the epoch */
   modifiedMs: number
@@ -40,6 +46,15 @@ export interface ObjectInfo {
    */
   retainUntilMs?: number
   size: number
+}
+
+/**
+ * What `save` tells of the saved object. `checksum`: the checksum the store will report for
+ * it on `stat`, computed by the backend from what it sent (absent on a backend without store
+ * checksums, as the filesystem): verify --quick compares the two instead of reading the object.
+ */
+export interface SavedObject {
+  checksum?: string
 }
 
 export interface RepoBackend {
@@ -74,9 +89,15 @@ export interface RepoBackend {
   removeIf(key: string, expected: Uint8Array): Promise<boolean>
   /** Removes every object, and every leftover, whose key starts with `prefix`. */
   removePrefix(prefix: string): Promise<void>
-  /** Saves the object atomically from bytes or a stream; an aborted or failed save leaves no object. */
-  save(key: string, source: Readable | Uint8Array, options?: {signal?: AbortSignal}): Promise<void>
-  /** The object's size and age, or null when there is none; a FIFO or a directory there is an integrity error. */
+  /**
+   * Saves the object atomically from bytes or a stream; an aborted or failed save leaves no
+   * object. Resolves to the store's checksum of it, where the store keeps one.
+   */
+  save(key: string, source: Readable | Uint8Array, options?: {signal?: AbortSignal}): Promise<SavedObject>
+  /**
+   * The object's size and age (and the store's checksum, where it keeps one), or null when there
+   * is none; a FIFO or a directory there is an integrity error.
+   */
   stat(key: string): Promise<null | ObjectInfo>
 }
 

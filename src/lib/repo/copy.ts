@@ -21,6 +21,9 @@ import {createHash} from 'node:crypto'
  *   cleanly, naming what went missing);
  * - what a killed copy left under a backup's id in the target (objects without a record) is
  *   removed by the next copy of that backup, which completes it.
+ * - the record keeps the source store's checksums (archive/manifest.storeChecksum) verbatim: the
+ *   target may keep another one (another store, another part layout, none on a filesystem), and
+ *   that is fine: verify --quick then hashes the object against the record's sha256.
  * Not: authenticity against a trusted signer (the target's readers decide that, as verify does),
  * nor deleting anything in the source. Objects the record does not name are not copied (a
  * warning says so): a backup is its record, its archive and its manifest.

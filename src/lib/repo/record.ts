@@ -20,6 +20,8 @@ const optional =
   (check: Check): Check =>
   (v) =>
     v === undefined || check(v)
+/** A store's checksum as backends report it: `sha256:<base64>`, with `-<parts>` for a multipart upload. */
+const storeChecksum: Check = (v) => typeof v === 'string' && /^sha256:[\d+/A-Za-z]{43}=(-[1-9]\d{0,4})?$/.test(v)
 const iso: Check = (v) => typeof v === 'string' && !Number.isNaN(Date.parse(v))
 
 const SHAPE: Record<string, Check> = {
@@ -28,6 +30,7 @@ const SHAPE: Record<string, Check> = {
   'archive.level': num,
   'archive.sha256': sha256,
   'archive.size': num,
+  'archive.storeChecksum': optional(storeChecksum),
   backupTs: str,
   base: strOrNull,
   chain: strArray,
@@ -46,6 +49,7 @@ const SHAPE: Record<string, Check> = {
   'manifest.plainSha256': sha256,
   'manifest.sha256': sha256,
   'manifest.size': num,
+  'manifest.storeChecksum': optional(storeChecksum),
   mode: oneOf('cold', 'online'),
   'sizes.archived': num,
   'sizes.total': num,

@@ -16,7 +16,7 @@ import type {RepoAddress} from './address.js'
 import {BrError, usageError} from '../errors.js'
 import {TOOL} from '../tool.js'
 import {backendFor} from './backend-for.js'
-import {type LoadOptions, MAX_MANIFEST_BYTES, type ObjectInfo, type RepoBackend} from './backend.js'
+import {type LoadOptions, MAX_MANIFEST_BYTES, type ObjectInfo, type RepoBackend, type SavedObject} from './backend.js'
 import {backupIdOf, backupPrefix, BACKUPS_PREFIX, objectKey, RECORD_FILE, REPO_INFO_KEY} from './paths.js'
 import {parseRecord} from './record.js'
 import {type BackupRecord, REPO_FORMAT, type RepoInfo} from './types.js'
@@ -24,7 +24,8 @@ import {type BackupRecord, REPO_FORMAT, type RepoInfo} from './types.js'
 /** A stream into one object of a backup, saved whole on commit, or not at all. */
 export interface AtomicWriter {
   abort(): Promise<void>
-  commit(): Promise<void>
+  /** Resolves once the object is whole and durable, to the store's checksum of it (SavedObject). */
+  commit(): Promise<SavedObject>
   stream: Writable
 }
 
@@ -147,8 +148,13 @@ export class Repository {
       .map(([id, modifiedMs]) => ({ageMs: Math.max(0, Date.now() - modifiedMs), id}))
   }
 
+  /** A backup's object as the store has it (size, and the store's checksum where it keeps one), or null. */
+  async objectInfo(id: string, file: string): Promise<null | ObjectInfo> {
+    return this.backend.stat(objectKey(id, file))
+  }
+
   async objectSize(id: string, file: string): Promise<null | number> {
-    return (await this.backend.stat(objectKey(id, file)))?.size ?? null
+    return (await this.objectInfo(id, file))?.size ?? null
   }
 
   openObjectStream(id: string, file: string, options: {signal?: AbortSignal} = {}): Readable {
@@ -179,11 +185,11 @@ export class Repository {
         stream.destroy()
         await saved.catch(() => {})
       },
-      async commit() {
+      async commit(): Promise<SavedObject> {
         if (settled) throw new Error(`writer for ${objectKey(id, file)} already settled`)
         settled = true
         if (!stream.writableEnded) stream.end()
-        await saved
+        return saved
       },
       stream,
     }
@@ -259,8 +265,8 @@ export class Repository {
     return {damaged, records}
   }
 
-  async writeObject(id: string, file: string, bytes: Uint8Array): Promise<void> {
-    await this.backend.save(objectKey(id, file), bytes)
+  async writeObject(id: string, file: string, bytes: Uint8Array): Promise<SavedObject> {
+    return this.backend.save(objectKey(id, file), bytes)
   }
 
   private async completeIds(): Promise<string[]> {

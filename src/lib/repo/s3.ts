@@ -12,7 +12,10 @@
  *   96 MiB); larger parts (past the first 54.7 GiB) are staged in a temp file of one part each
  *   (at most three at a time) in `spoolDir`, never the whole archive. Every part and every
  *   PutObject carries its SHA-256 (x-amz-checksum-sha256), which the store checks where it
- *   supports checksums. S3 lists only completed objects: a failed or aborted save aborts its
+ *   supports checksums, and keeps: `save` resolves to that checksum as `stat` reports it
+ *   (`sha256:<base64>` of a PutObject, compositeChecksum of a multipart upload), computed from
+ *   what was sent, and fails (integrity, the object removed) if the store's reply names another.
+ *   S3 lists only completed objects: a failed or aborted save aborts its
  *   upload at once; a killed one leaves an incomplete multipart upload, never an object:
  *   `listLeftovers` lists those uploads (Initiated is their time), `removePrefix` aborts them.
  * - With `settings.objectLock`, every object of a backup (`backups/<id>/<name>`, not a dot-name
@@ -74,7 +77,14 @@ import type {S3Settings} from './address.js'
 import {BrError, integrityError} from '../errors.js'
 import {formatBytes} from '../format.js'
 import {lazyModule} from '../lazy.js'
-import {type LoadOptions, MAX_SMALL_OBJECT_BYTES, type ObjectInfo, type RepoBackend, RETAINED} from './backend.js'
+import {
+  type LoadOptions,
+  MAX_SMALL_OBJECT_BYTES,
+  type ObjectInfo,
+  type RepoBackend,
+  RETAINED,
+  type SavedObject,
+} from './backend.js'
 import {BACKUPS_PREFIX} from './paths.js'
 
 const loadSdk = lazyModule('@aws-sdk/client-s3', async () => import('@aws-sdk/client-s3'))
@@ -96,6 +106,21 @@ export interface PartPlan {
 }
 
 export const PART_PLAN: PartPlan = {doubleEvery: 1000, firstPartBytes: 8 * MiB, maxPartBytes: MAX_PART_BYTES}
+
+/**
+ * The checksum S3 keeps of an N-part upload sent with x-amz-checksum-sha256 on every part (a
+ * COMPOSITE checksum): the SHA-256 of the parts' raw SHA-256s concatenated in part order, then
+ * "-N"; `partSha256s` are the parts' SHA-256s in base64, in part order. Written as `stat` reports
+ * it: `sha256:<base64>-<N>`.
+ */
+export function compositeChecksum(partSha256s: string[]): string {
+  const hash = createHash('sha256')
+  for (const part of partSha256s) hash.update(Buffer.from(part, 'base64'))
+  return `sha256:${hash.digest('base64')}-${partSha256s.length}`
+}
+
+/** A store's x-amz-checksum-sha256 (of a PutObject, a HEAD, a completed upload) as `stat` reports it. */
+export const storeChecksum = (value: string | undefined): string | undefined => (value ? `sha256:${value}` : undefined)
 
 /** The size of part `partNumber` (1-based) under `plan`. */
 export function partSize(partNumber: number, plan: PartPlan = PART_PLAN): number {
@@ -155,6 +180,12 @@ const STALE_CANDIDATE_MS = 60_000
 /** A removal marker older than this (by our clock: generous for skew) belongs to a dead remover. */
 const STALE_REMOVAL_MS = 5 * 60_000
 const DAY_MS = 24 * 60 * 60 * 1000
+
+/** A save's checksum as computed from what was sent, and as the store's reply gave it (if it did). */
+interface Uploaded {
+  checksum: string
+  reported?: string
+}
 
 interface Part {
   body: () => Readable | Uint8Array
@@ -400,14 +431,23 @@ export class S3Backend implements RepoBackend {
     if (retained.length > 0) throw retainedError(`${retained.length} objects under ${prefix}`, Math.max(...retained))
   }
 
-  async save(key: string, source: Readable | Uint8Array, options: {signal?: AbortSignal} = {}): Promise<void> {
+  async save(key: string, source: Readable | Uint8Array, options: {signal?: AbortSignal} = {}): Promise<SavedObject> {
     const target = this.objectKey(key)
-    if (source instanceof Uint8Array) {
-      await this.putSmall(target, source, {key, signal: options.signal})
-      return
+    const saved =
+      source instanceof Uint8Array
+        ? await this.putSmall(target, source, {key, signal: options.signal})
+        : await this.saveStream(key, target, source, options.signal)
+    // What the store says it keeps must be what we computed from what we sent: else verify --quick
+    // would compare against a checksum the store never reports. A store that says nothing is fine.
+    if (saved.reported !== undefined && saved.reported !== saved.checksum) {
+      await this.deleteRaw(target).catch(() => {})
+      throw integrityError(
+        `saving ${key} to ${this.location}: the store reports checksum ${saved.reported}, the upload sent ${saved.checksum}`,
+        'the store changed the object in transit or computes checksums another way: try again, and report the store if it persists',
+      )
     }
 
-    await this.saveStream(key, target, source, options.signal)
+    return {checksum: saved.checksum}
   }
 
   async stat(key: string): Promise<null | ObjectInfo> {
@@ -416,11 +456,15 @@ export class S3Backend implements RepoBackend {
       const target = this.objectKey(key)
       const reply = await this.request(
         key,
-        async (c) => c.send(new HeadObjectCommand({Bucket: this.settings.bucket, Key: target})),
+        // ChecksumMode: the reply carries the checksum the store keeps (none where it keeps none).
+        async (c) =>
+          c.send(new HeadObjectCommand({Bucket: this.settings.bucket, ChecksumMode: 'ENABLED', Key: target})),
         true,
       )
       const info: ObjectInfo = {key, modifiedMs: reply.LastModified?.getTime() ?? 0, size: reply.ContentLength ?? 0}
       if (reply.ObjectLockRetainUntilDate) info.retainUntilMs = reply.ObjectLockRetainUntilDate.getTime()
+      const checksum = storeChecksum(reply.ChecksumSHA256)
+      if (checksum) info.checksum = checksum
       return info
     } catch (error) {
       if (isMissingError(error)) return null
@@ -659,15 +703,16 @@ export class S3Backend implements RepoBackend {
     fullKey: string,
     bytes: Uint8Array,
     options: {exclusive?: ExclusiveMode; key?: string; signal?: AbortSignal} = {},
-  ): Promise<void> {
+  ): Promise<Uploaded> {
     const {PutObjectCommand} = await loadSdk()
     const key = options.key ?? this.relativeKey(fullKey)
     const lock = this.lockParams(key)
+    const sha256 = createHash('sha256').update(bytes).digest('base64')
     const command = new PutObjectCommand({
       Body: bytes,
       Bucket: this.settings.bucket,
       ChecksumAlgorithm: 'SHA256',
-      ChecksumSHA256: createHash('sha256').update(bytes).digest('base64'),
+      ChecksumSHA256: sha256,
       ContentLength: bytes.length,
       ContentMD5: lock.ObjectLockMode ? createHash('md5').update(bytes).digest('base64') : undefined,
       IfNoneMatch: options.exclusive === 'if-none-match' ? '*' : undefined,
@@ -691,7 +736,8 @@ export class S3Backend implements RepoBackend {
     }
 
     try {
-      await this.request(key, async (c) => c.send(command, {abortSignal: options.signal}), true)
+      const reply = await this.request(key, async (c) => c.send(command, {abortSignal: options.signal}), true)
+      return {checksum: `sha256:${sha256}`, reported: storeChecksum(reply.ChecksumSHA256)}
     } catch (error) {
       if (options.exclusive && isAlreadyThere(error)) throw error
       throw this.explain(error, key)
@@ -718,7 +764,7 @@ export class S3Backend implements RepoBackend {
     }
   }
 
-  private async saveStream(key: string, target: string, source: Readable, signal?: AbortSignal): Promise<void> {
+  private async saveStream(key: string, target: string, source: Readable, signal?: AbortSignal): Promise<Uploaded> {
     const sdk = await loadSdk()
     const {once, retrying} = await this.clients()
     const lock = this.lockParams(key)
@@ -835,8 +881,7 @@ export class S3Backend implements RepoBackend {
         const part = await filler.finish(false)
         const bytes = part.body() as Uint8Array
         await part.dispose()
-        await this.putSmall(target, bytes, {key, signal})
-        return
+        return await this.putSmall(target, bytes, {key, signal})
       }
 
       await launch(await filler.finish(Boolean(lock.ObjectLockMode)))
@@ -844,7 +889,7 @@ export class S3Backend implements RepoBackend {
       await Promise.all(inFlight)
       if (failure) throw failure
       const parts: CompletedMultipartUpload = {Parts: done.sort((a, b) => a.PartNumber! - b.PartNumber!)}
-      await retrying.send(
+      const reply = await retrying.send(
         new sdk.CompleteMultipartUploadCommand({
           Bucket: this.settings.bucket,
           Key: target,
@@ -853,6 +898,10 @@ export class S3Backend implements RepoBackend {
         }),
         // Not cut short either: once asked, the object is whole or not there, and we know which.
       )
+      return {
+        checksum: compositeChecksum(parts.Parts!.map((p) => p.ChecksumSHA256!)),
+        reported: storeChecksum(reply.ChecksumSHA256),
+      }
     } catch (error) {
       failure ??= error
       await Promise.allSettled(inFlight)

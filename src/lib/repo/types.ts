@@ -34,6 +34,12 @@ export interface BackupRecord {
     /** sha256 of the stored bytes (ciphertext), checkable without a key */
     sha256: string
     size: number
+    /**
+     * the checksum the store keeps of the archive (ObjectInfo.checksum), as the writer's backend
+     * computed it: verify --quick compares it instead of reading the object. Absent on a
+     * filesystem repository and in older records; a copy's store may report another (then it hashes)
+     */
+    storeChecksum?: string
   }
   /** MO's backup timestamp (online) or the moment the files were read (cold) */
   backupTs: string
@@ -50,8 +56,11 @@ export interface BackupRecord {
   excluded?: string[]
   format: number
   id: string
-  /** sha256: of the stored (encrypted) object; plainSha256: of the manifest itself, checks a local cache */
-  manifest: {file: string; plainSha256: string; sha256: string; size: number}
+  /**
+   * sha256: of the stored (encrypted) object; plainSha256: of the manifest itself, checks a local
+   * cache; storeChecksum: as the archive's
+   */
+  manifest: {file: string; plainSha256: string; sha256: string; size: number; storeChecksum?: string}
   mode: 'cold' | 'online'
   /** the writer's Ed25519 signature over the rest of the record (format 2; null: not signed) */
   signature?: null | RecordSignature

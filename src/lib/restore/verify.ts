@@ -1,8 +1,15 @@
 /**
  * verify: the restore pipeline with a sink that discards. Full verification decrypts,
  * decompresses and re-hashes every file against the manifest, and the stored bytes against the
- * record; --quick hashes only the stored objects, every archive and manifest.age of the chain (no
+ * record; --quick checks only the stored objects, every archive and manifest.age of the chain (no
  * key needed, e.g. on the offsite host). Both check the records against the reader's trust policy.
+ *
+ * --quick, per object: its size must be the record's; when the record names the store's checksum
+ * (storeChecksum, written by an S3 backend) and the store reports that same checksum, the object
+ * is the one written, and not a byte of it is read (no egress); otherwise (a filesystem, a store
+ * that keeps no checksums, a copy stored with another part layout) it is downloaded and hashed,
+ * and the record's sha256 decides. The store's checksum is only trusted as far as the record is:
+ * the signature and manifest binding cover it like the sha256.
  *
  * Guarantees: reads only, and takes no lock (it works while a backup is written); exit 3
  * (integrity) names the backup and what did not match. `verifyAll` checks every backup and says
@@ -33,8 +40,13 @@ export interface VerifyOptions {
   trust: TrustPolicy
 }
 
+/** How verify --quick checked a stored object: by the store's checksum (nothing read), or by hashing it. */
+export type QuickCheck = 'hashed' | 'store checksum'
+
 export interface VerifyContext {
   bytes?: number
+  /** --quick: how each backup of the chain was checked, by id; 'hashed' if any of its objects was */
+  checkedBy?: Record<string, QuickCheck>
   files?: number
   manifest?: Manifest
   members?: BackupRecord[]
@@ -64,23 +76,24 @@ export function verifyFlow(): Flow<VerifyContext> {
       },
       {
         async run(ctx, report, signal) {
+          ctx.checkedBy = {}
           for (const record of ctx.members!) {
-            for (const [what, file, sha256] of [
-              ['archive', record.archive.file, record.archive.sha256],
-              ['manifest', record.manifest.file, record.manifest.sha256],
-            ]) {
-              const hash = createHash('sha256')
-              // eslint-disable-next-line no-await-in-loop
-              await pipeline(ctx.repo!.openObjectStream(record.id, file, {signal}), hash, {signal})
-              if (hash.digest('hex') !== sha256) {
-                throw integrityError(
-                  `backup ${record.id}: ${what} ${file} does not match the SHA-256 in its record`,
-                  `the stored ${what} is corrupted: use another backup`,
-                )
-              }
+            const how: QuickCheck[] = []
+            for (const [what, object] of [
+              ['archive', record.archive],
+              ['manifest', record.manifest],
+            ] as const) {
+              // eslint-disable-next-line no-await-in-loop -- one object after another: a whole archive may be read
+              how.push(await checkStoredObject(ctx.repo!, record.id, {...object, what}, signal))
             }
 
-            report.output(`${record.id}: sha256 ${record.archive.sha256.slice(0, 16)}… ok, manifest ok`)
+            const by: QuickCheck = how.includes('hashed') ? 'hashed' : 'store checksum'
+            ctx.checkedBy[record.id] = by
+            report.output(
+              by === 'hashed'
+                ? `${record.id}: sha256 ${record.archive.sha256.slice(0, 16)}… ok, manifest ok (hashed)`
+                : `${record.id}: store checksum ${record.archive.storeChecksum!.slice(7, 23)}… ok, manifest ok (nothing read)`,
+            )
           }
         },
         skip: (ctx) => (ctx.options.quick ? false : 'Checked while reading the archive'),
@@ -113,6 +126,8 @@ export interface VerifyResult {
   /** the backups read: the chain, oldest first */
   chain: string[]
   checked: 'archive sha256' | 'every file'
+  /** --quick: how each backup of the chain was checked, by id (absent without --quick) */
+  checkedBy?: Record<string, QuickCheck>
   files: null | number
   id: string
   ok: true
@@ -123,10 +138,44 @@ export function verifyResult(ctx: VerifyContext): VerifyResult {
     bytes: ctx.bytes ?? null,
     chain: ctx.members!.map((m) => m.id),
     checked: ctx.options.quick ? 'archive sha256' : 'every file',
+    ...(ctx.checkedBy && {checkedBy: ctx.checkedBy}),
     files: ctx.files ?? null,
     id: ctx.record!.id,
     ok: true,
   }
+}
+
+/**
+ * One stored object of a backup against its record, for --quick: its size, then the store's
+ * checksum if both the record and the store have one and they agree, else its SHA-256 read whole.
+ */
+async function checkStoredObject(
+  repo: Repository,
+  id: string,
+  object: {file: string; sha256: string; size: number; storeChecksum?: string; what: 'archive' | 'manifest'},
+  signal: AbortSignal,
+): Promise<QuickCheck> {
+  const {what} = object
+  const info = await repo.objectInfo(id, object.file)
+  if (!info) throw integrityError(`backup ${id}: ${what} ${object.file} is missing from the repository`)
+  if (info.size !== object.size) {
+    throw integrityError(
+      `backup ${id}: ${what} ${object.file} is ${info.size} bytes, its record says ${object.size}`,
+      `the stored ${what} is damaged or was replaced: use another backup`,
+    )
+  }
+
+  if (object.storeChecksum !== undefined && info.checksum === object.storeChecksum) return 'store checksum'
+  const hash = createHash('sha256')
+  await pipeline(repo.openObjectStream(id, object.file, {signal}), hash, {signal})
+  if (hash.digest('hex') !== object.sha256) {
+    throw integrityError(
+      `backup ${id}: ${what} ${object.file} does not match the SHA-256 in its record`,
+      `the stored ${what} is corrupted: use another backup`,
+    )
+  }
+
+  return 'hashed'
 }
 
 /** One backup's outcome in `verify --all`: its result, or what was wrong with it. */

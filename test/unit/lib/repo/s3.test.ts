@@ -19,6 +19,7 @@ import type {S3Settings} from '../../../../src/lib/repo/address.js'
 import {BrError} from '../../../../src/lib/errors.js'
 import {isRetained} from '../../../../src/lib/repo/backend.js'
 import {
+  compositeChecksum,
   conditionalCreateFor,
   explainS3Error,
   MAX_PART_BYTES,
@@ -48,6 +49,7 @@ afterAll(async () => s3?.stop())
 beforeEach(() => {
   s3.requests.length = 0
   s3.intercept = undefined
+  s3.replyHeaders = undefined
 })
 
 /** A backend on a prefix of its own. */
@@ -75,6 +77,77 @@ describe('part sizes', () => {
     expect(maxUploadBytes()).toBe(sizes.reduce((a, b) => a + b, 0))
     // A fixed 8 MiB part (pgBackRest#1417's trap) would stop at 78 GiB.
     expect(maxUploadBytes({...PART_PLAN, doubleEvery: MAX_PARTS})).toBe(10_000 * 8 * MiB)
+  })
+})
+
+describe('compositeChecksum', () => {
+  it("is the SHA-256 of the parts' raw SHA-256s, in part order, with the part count", () => {
+    const parts = [Buffer.from('part one'), Buffer.from('part two, longer')]
+    // Computed with coreutils and openssl: (sha256sum p1; sha256sum p2) | xxd -r -p | openssl dgst -sha256 -binary | base64
+    expect(compositeChecksum(parts.map((p) => sha256(p)))).toBe('sha256:/ke57zbUzfUzLS9IQyX0gWkkigSUvCk8NyxzZxy7bS8=-2')
+    // The same from the raw digests, without the function's base64 round trip.
+    const raw = Buffer.concat(parts.map((p) => createHash('sha256').update(p).digest()))
+    expect(compositeChecksum(parts.map((p) => sha256(p)))).toBe(
+      `sha256:${createHash('sha256').update(raw).digest('base64')}-2`,
+    )
+    // Part order matters, and one part is still a composite (not the object's own SHA-256).
+    expect(compositeChecksum(parts.map((p) => sha256(p)).reverse())).not.toBe(
+      compositeChecksum(parts.map((p) => sha256(p))),
+    )
+    expect(compositeChecksum([sha256(parts[0])])).toBe(
+      `sha256:${createHash('sha256').update(createHash('sha256').update(parts[0]).digest()).digest('base64')}-1`,
+    )
+  })
+})
+
+describe('store checksums', () => {
+  it('save resolves to the checksum the store keeps: sha256:<base64> of a PutObject, the composite of a multipart upload', async () => {
+    const b = backend({}, {partPlan: {doubleEvery: 1000, firstPartBytes: 64 * 1024, maxPartBytes: MiB}})
+    expect(await b.save('bytes', Buffer.from('xyz'))).toEqual({checksum: `sha256:${sha256(Buffer.from('xyz'))}`})
+    const data = Buffer.alloc(150_000, 3)
+    const saved = await b.save('backups/m/data', Readable.from([data]))
+    // What the test computes from the part layout it expects (64 KiB, 64 KiB, the rest).
+    const layout = [data.subarray(0, 65_536), data.subarray(65_536, 131_072), data.subarray(131_072)]
+    expect(saved).toEqual({checksum: compositeChecksum(layout.map((p) => sha256(p)))})
+    const sent = puts(b, 'backups/m/data').map((r) => r.body.length)
+    expect(sent.sort()).toEqual([18_928, 65_536, 65_536])
+  })
+
+  it('stat asks for the checksum (x-amz-checksum-mode) and reports what the store keeps; none when it keeps none', async () => {
+    const b = backend()
+    await b.save('k', Buffer.from('abc'))
+    const plain = await b.stat('k')
+    expect(plain?.checksum).toBeUndefined() // s3rver keeps none
+    const head = s3.requests.find((r) => r.method === 'HEAD')
+    expect(head?.headers['x-amz-checksum-mode']).toBe('ENABLED')
+    s3.replyHeaders = (r, headers) => {
+      if (r.method === 'HEAD') headers['x-amz-checksum-sha256'] = 'Zm9v-3'
+    }
+
+    try {
+      expect(await b.stat('k')).toMatchObject({checksum: 'sha256:Zm9v-3', size: 3})
+    } finally {
+      s3.replyHeaders = undefined
+    }
+  })
+
+  it('a store that replies with another checksum than the one sent fails the save (integrity) and the object is removed', async () => {
+    const b = backend()
+    s3.replyHeaders = (r, headers) => {
+      if (r.method === 'PUT') headers['x-amz-checksum-sha256'] = sha256(Buffer.from('something else'))
+    }
+
+    let error: unknown
+    try {
+      error = await b.save('backups/c/backup.json', Buffer.from('{}')).catch((error_: unknown) => error_)
+    } finally {
+      s3.replyHeaders = undefined
+    }
+
+    expect(error).toBeInstanceOf(BrError)
+    expect((error as BrError).exitCode).toBe(3)
+    expect((error as BrError).message).toContain('backups/c/backup.json')
+    expect(await b.stat('backups/c/backup.json')).toBeNull()
   })
 })
 
