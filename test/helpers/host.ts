@@ -12,12 +12,11 @@
  * installed `moctl` runs with.
  */
 import {execFile} from 'node:child_process'
-import {access, mkdir, readFile, rename, rm, writeFile} from 'node:fs/promises'
+import {mkdir, readFile, rename, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
-import {setTimeout as delay} from 'node:timers/promises'
 import {promisify} from 'node:util'
 
-import {pidAlive} from '../../src/lib/repo/lock.js'
+import {buildOnce, exists} from './build-once.js'
 import {ROOT, tempDir} from './cli.js'
 
 const run = promisify(execFile)
@@ -38,12 +37,6 @@ const HOST_RUN = "#!/usr/bin/env node\nimport {execute} from '@oclif/core'\n\naw
 const CACHE = join(ROOT, '.tmp', 'host-cache')
 const cacheKey = () => [HOST_BIN, ...HOST_DEPENDENCIES.map((d) => d.replaceAll('/', '+'))].join('-')
 
-const exists = (path: string) =>
-  access(path).then(
-    () => true,
-    () => false,
-  )
-
 /**
  * The host's `bin/run.js`, installing the host first if the cache has none. Suites in other
  * workers run at the same time: one installs while the others wait on a lock (a directory, which
@@ -54,37 +47,9 @@ const exists = (path: string) =>
 export async function installedHost(): Promise<string> {
   const dir = join(CACHE, cacheKey())
   const bin = join(dir, 'bin', 'run.js')
-  const lock = `${dir}.lock`
   await mkdir(CACHE, {recursive: true})
-  for (;;) {
-    if (await exists(bin)) return bin
-    if (await takeLock(lock)) break
-    await delay(250)
-  }
-
-  try {
-    if (!(await exists(bin))) await installHost(dir)
-  } finally {
-    await rm(lock, {force: true, recursive: true})
-  }
-
+  await buildOnce(bin, `${dir}.lock`, () => installHost(dir))
   return bin
-}
-
-/** true when this process now holds the lock; a lock left by a dead process is removed first. */
-async function takeLock(lock: string): Promise<boolean> {
-  try {
-    await mkdir(lock)
-    await writeFile(join(lock, 'pid'), String(process.pid))
-    return true
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
-  }
-
-  const holder = Number(await readFile(join(lock, 'pid'), 'utf8').catch(() => ''))
-  // No pid yet: the holder is between its mkdir and its write; wait for it.
-  if (holder > 0 && !pidAlive(holder)) await rm(lock, {force: true, recursive: true})
-  return false
 }
 
 async function installHost(dir: string): Promise<void> {

@@ -25,11 +25,10 @@ import {accessSync, constants, readFileSync} from 'node:fs'
 import {chmod, chown, mkdir, readFile, rename, rm, stat, writeFile} from 'node:fs/promises'
 import {userInfo} from 'node:os'
 import {delimiter, join} from 'node:path'
-import {setTimeout as delay} from 'node:timers/promises'
 import {promisify} from 'node:util'
 
-import {pidAlive} from '../../src/lib/repo/lock.js'
 import {type SqlSettings} from '../../src/lib/service/types.js'
+import {buildOnce} from './build-once.js'
 import {ROOT, tempDir} from './cli.js'
 import {needs} from './needs.js'
 import {freePort} from './net.js'
@@ -181,16 +180,11 @@ async function template(bins: MariadbBinaries): Promise<string> {
   const {mtimeMs, size} = await stat(bins.mariadbd)
   const dir = join(TEMPLATES, `${userInfo().username}-${size}-${Math.trunc(mtimeMs)}`)
   const data = join(dir, 'data')
-  const lock = `${dir}.lock`
   await mkdir(TEMPLATES, {recursive: true})
-  for (;;) {
-    if (await exists(data)) return data
-    if (await takeLock(lock)) break
-    await delay(100)
-  }
-
-  try {
-    if (!(await exists(data))) {
+  await buildOnce(
+    data,
+    `${dir}.lock`,
+    async () => {
       const {cleanup, path: staging} = await tempDir('.installing-', TEMPLATES)
       try {
         await mkdir(join(staging, 'run'))
@@ -200,35 +194,11 @@ async function template(bins: MariadbBinaries): Promise<string> {
       } finally {
         await cleanup()
       }
-    }
-  } finally {
-    await rm(lock, {force: true, recursive: true})
-  }
-
+    },
+    100,
+  )
   return data
 }
-
-/** true when this process now holds the lock; a lock left by a dead process is removed first. */
-async function takeLock(lock: string): Promise<boolean> {
-  try {
-    await mkdir(lock)
-    await writeFile(join(lock, 'pid'), String(process.pid))
-    return true
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
-  }
-
-  const holder = Number(await readFile(join(lock, 'pid'), 'utf8').catch(() => ''))
-  // No pid yet: the holder is between its mkdir and its write; wait for it.
-  if (holder > 0 && !pidAlive(holder)) await rm(lock, {force: true, recursive: true})
-  return false
-}
-
-const exists = (path: string) =>
-  stat(path).then(
-    () => true,
-    () => false,
-  )
 
 async function install(installDb: string, paths: Pick<Paths, 'baseDir' | 'dataDir'>, user: string): Promise<void> {
   try {
