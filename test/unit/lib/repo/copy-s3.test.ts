@@ -11,15 +11,13 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import type {BackupRecord} from '../../../../src/lib/repo/types.js'
 
-import {generateKeyPair} from '../../../../src/lib/keys.js'
 import {localRepo, type RepoAddress} from '../../../../src/lib/repo/address.js'
 import {copyBackups} from '../../../../src/lib/repo/copy.js'
-import {ManifestCache} from '../../../../src/lib/repo/manifest-cache.js'
 import {openRepository} from '../../../../src/lib/repo/repository.js'
 import {newVerifyContext, verifyFlow, verifyResult} from '../../../../src/lib/restore/verify.js'
-import {loadDecryptOptions, loadEncryptOptions} from '../../../../src/lib/secrets.js'
+import {loadDecryptOptions} from '../../../../src/lib/secrets.js'
 import {runFlow} from '../../../../src/lib/steps.js'
-import {optionsFor, takeBackup} from '../../../helpers/backup.js'
+import {optionsFor, signedWriter, takeBackup} from '../../../helpers/backup.js'
 import {tempDir} from '../../../helpers/cli.js'
 import {makeSmallDataDir} from '../../../helpers/fixtures.js'
 import {type S3Server, startS3} from '../../../helpers/s3.js'
@@ -36,15 +34,13 @@ beforeAll(async () => {
 
   const dataDir = join(tmp.path, 'mo-data')
   await makeSmallDataDir(dataDir)
-  const keys = await generateKeyPair(join(tmp.path, 'writer.key'), join(tmp.path, 'reader.key'))
-  readerKey = keys.readerKey
-  const write = await loadEncryptOptions({env: {}, writerKeyFile: keys.writerKey})
-  const cache = new ManifestCache(join(tmp.path, 'cache'))
+  const writer = await signedWriter(tmp.path)
+  readerKey = writer.readerKey
   source = join(tmp.path, 'source')
   records = []
   for (const type of ['full', 'incremental'] as const) {
     if (type === 'incremental') await writeFile(join(dataDir, 'shared', 'new-object'), 'new rows')
-    records.push(await takeBackup(optionsFor(dataDir, source, {...write, cache, type})))
+    records.push(await takeBackup(optionsFor(dataDir, source, {...writer.write, type})))
   }
 }, 60_000)
 afterAll(async () => {

@@ -17,16 +17,14 @@ import {afterAll, beforeAll, beforeEach, describe, expect, it} from 'vitest'
 import type {BackupRecord} from '../../../../src/lib/repo/types.js'
 
 import {BrError} from '../../../../src/lib/errors.js'
-import {generateKeyPair} from '../../../../src/lib/keys.js'
 import {localRepo, type RepoAddress} from '../../../../src/lib/repo/address.js'
 import {FsBackend} from '../../../../src/lib/repo/fs.js'
-import {ManifestCache} from '../../../../src/lib/repo/manifest-cache.js'
 import {openRepository} from '../../../../src/lib/repo/repository.js'
 import {PART_PLAN} from '../../../../src/lib/repo/s3.js'
 import {newVerifyContext, verifyFlow, verifyResult} from '../../../../src/lib/restore/verify.js'
-import {loadDecryptOptions, loadEncryptOptions} from '../../../../src/lib/secrets.js'
+import {loadDecryptOptions} from '../../../../src/lib/secrets.js'
 import {runFlow} from '../../../../src/lib/steps.js'
-import {optionsFor, takeBackup} from '../../../helpers/backup.js'
+import {optionsFor, signedWriter, takeBackup} from '../../../helpers/backup.js'
 import {tempDir} from '../../../helpers/cli.js'
 import {makeSmallDataDir} from '../../../helpers/fixtures.js'
 import {type S3Server, startS3} from '../../../helpers/s3.js'
@@ -53,13 +51,11 @@ beforeAll(async () => {
   await makeSmallDataDir(dataDir)
   // Incompressible, and more than one 8 MiB part once compressed: a multipart upload.
   await writeFile(join(dataDir, 'shared', 'big-object'), randomBytes(12 * 1024 * 1024))
-  const keys = await generateKeyPair(join(tmp.path, 'writer.key'), join(tmp.path, 'reader.key'))
-  const write = await loadEncryptOptions({env: {}, writerKeyFile: keys.writerKey})
-  const cache = new ManifestCache(join(tmp.path, 'cache'))
-  signers = (await loadDecryptOptions({env: {}, identityFiles: [keys.readerKey]})).signers
-  full = await takeBackup(optionsFor(dataDir, bucket, {...write, cache}))
+  const {readerKey, write} = await signedWriter(tmp.path)
+  signers = (await loadDecryptOptions({env: {}, identityFiles: [readerKey]})).signers
+  full = await takeBackup(optionsFor(dataDir, bucket, write))
   await writeFile(join(dataDir, 'shared', 'new-object'), 'new rows')
-  inc = await takeBackup(optionsFor(dataDir, bucket, {...write, cache, type: 'incremental'}))
+  inc = await takeBackup(optionsFor(dataDir, bucket, {...write, type: 'incremental'}))
 }, 120_000)
 afterAll(async () => {
   await s3?.stop()
