@@ -13,6 +13,7 @@
  */
 import type {DecryptOptions, Manifest} from '../archive/types.js'
 import type {RepoAddress} from './address.js'
+import type {ObjectInfo} from './backend.js'
 import type {BackupRecord} from './types.js'
 
 import {decryptBuffer} from '../archive/age.js'
@@ -140,27 +141,30 @@ export async function resolveChain(repo: Repository, target: BackupRecord): Prom
     }
 
     // eslint-disable-next-line no-await-in-loop
-    await checkObjectSize(repo, record, {...record.archive, what: 'archive'})
+    await storedObject(repo, record.id, {...record.archive, what: 'archive'})
     // eslint-disable-next-line no-await-in-loop
-    await checkObjectSize(repo, record, {...record.manifest, what: 'manifest'})
+    await storedObject(repo, record.id, {...record.manifest, what: 'manifest'})
     members.push(record)
   }
 
   return members
 }
 
-async function checkObjectSize(
+/** A backup's stored object as the store has it, after checking it is there with its record's size. */
+export async function storedObject(
   repo: Repository,
-  record: BackupRecord,
+  id: string,
   object: {file: string; size: number; what: string},
-): Promise<void> {
+): Promise<ObjectInfo> {
   const {file, size: expected, what} = object
-  const size = await repo.objectSize(record.id, file)
-  if (size === null) throw integrityError(`backup ${record.id}: ${what} ${file} is missing from the repository`)
-  if (size !== expected) {
+  const info = await repo.objectInfo(id, file)
+  if (info === null) throw integrityError(`backup ${id}: ${what} ${file} is missing from the repository`)
+  if (info.size !== expected) {
     throw integrityError(
-      `backup ${record.id}: ${what} ${file} is ${size} bytes, its record says ${expected}`,
+      `backup ${id}: ${what} ${file} is ${info.size} bytes, its record says ${expected}`,
       `the ${what} is truncated or was replaced: use another backup`,
     )
   }
+
+  return info
 }

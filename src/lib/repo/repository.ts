@@ -153,10 +153,6 @@ export class Repository {
     return this.backend.stat(objectKey(id, file))
   }
 
-  async objectSize(id: string, file: string): Promise<null | number> {
-    return (await this.objectInfo(id, file))?.size ?? null
-  }
-
   openObjectStream(id: string, file: string, options: {signal?: AbortSignal} = {}): Readable {
     return this.backend.open(objectKey(id, file), options)
   }

@@ -26,7 +26,7 @@ import type {Flow} from '../steps.js'
 
 import {BrError, ExitCode, type ExitCodeName, integrityError} from '../errors.js'
 import {formatBytes} from '../format.js'
-import {checkBackup} from '../repo/catalog.js'
+import {checkBackup, storedObject} from '../repo/catalog.js'
 import {openRepository, type Repository} from '../repo/repository.js'
 import {readChainReporting} from './chain.js'
 
@@ -156,14 +156,7 @@ async function checkStoredObject(
   signal: AbortSignal,
 ): Promise<QuickCheck> {
   const {what} = object
-  const info = await repo.objectInfo(id, object.file)
-  if (!info) throw integrityError(`backup ${id}: ${what} ${object.file} is missing from the repository`)
-  if (info.size !== object.size) {
-    throw integrityError(
-      `backup ${id}: ${what} ${object.file} is ${info.size} bytes, its record says ${object.size}`,
-      `the stored ${what} is damaged or was replaced: use another backup`,
-    )
-  }
+  const info = await storedObject(repo, id, object)
 
   if (object.storeChecksum !== undefined && info.checksum === object.storeChecksum) return 'store checksum'
   const hash = createHash('sha256')

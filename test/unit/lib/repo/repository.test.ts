@@ -136,7 +136,7 @@ describe('Repository', () => {
     ok.stream.write(Buffer.alloc(1000))
     await ok.commit()
     expect(await readdir(join(path, 'backups', 'x'))).toEqual(['data.tar.zst.age'])
-    expect(await repo.objectSize('x', 'data.tar.zst.age')).toBe(1000)
+    expect((await repo.objectInfo('x', 'data.tar.zst.age'))?.size).toBe(1000)
   })
 
   it("a save that fails before it reads (a file where the backup's folder goes) fails the writer's pipeline at once, not a hang", async () => {
