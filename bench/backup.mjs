@@ -11,6 +11,8 @@ import {tmpdir} from 'node:os'
 import {dirname, join, resolve} from 'node:path'
 import {fileURLToPath} from 'node:url'
 
+import {duBytes, timed} from './measure.mjs'
+
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 const arg = (name, fallback) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? fallback
 const size = arg('size', '1GiB')
@@ -24,28 +26,8 @@ for (const tool of ['tar', 'zstd', 'age', 'age-keygen']) {
   }
 }
 
-/** Runs a shell command under GNU time; returns wall seconds and peak RSS (MiB). */
-function timed(label, command) {
-  const r = spawnSync('/usr/bin/time', ['-f', '%e %M', 'sh', '-c', command], {
-    encoding: 'utf8',
-    maxBuffer: 64 * 1024 * 1024,
-  })
-  if (r.status !== 0) throw new Error(`${label} failed (${r.status}): ${r.stderr.slice(-2000)}`)
-  const [wall, rssKb] = r.stderr.trim().split('\n').at(-1).split(' ').map(Number)
-  return {label, rssMiB: rssKb / 1024, stdout: r.stdout, wall}
-}
-
-function duBytes(dir, excl = ['shared-cache', 'tmp']) {
-  const r = spawnSync(
-    'sh',
-    [
-      '-c',
-      `cd '${dir}' && find . -type f ${excl.map((e) => `-not -path './${e}/*'`).join(' ')} -printf '%s\\n' | awk '{s+=$1} END {print s}'`,
-    ],
-    {encoding: 'utf8'},
-  )
-  return Number(r.stdout.trim())
-}
+/** Runs a shell command under GNU time (measure.mjs's timed). */
+const timedShell = (label, command) => timed(label, ['sh', '-c', command])
 
 try {
   let dataDir = arg('data', '')
@@ -68,29 +50,29 @@ try {
 
   const excludes = '--exclude=./shared-cache --exclude=./tmp'
   const rows = []
-  const base = timed(
+  const base = timedShell(
     'tar | zstd -3 -T0 | age',
     `tar -C '${dataDir}' ${excludes} -cf - . | zstd -3 -T0 -q | age -r ${recipient} > '${work}/baseline.tar.zst.age'`,
   )
   rows.push(base)
-  const ours = timed(
+  const ours = timedShell(
     'moctl br backup',
     `'${process.execPath}' '${run}' br backup --path '${work}/repo' --data-dir '${dataDir}' --recipient ${recipient} --json > '${work}/backup.json'`,
   )
   rows.push(ours)
   const {id} = JSON.parse(readFileSync(join(work, 'backup.json'), 'utf8'))
   mkdirSync(join(work, 'baseline-restore'))
-  const baseRestore = timed(
+  const baseRestore = timedShell(
     'age -d | zstd -d | tar -x',
     `age -d -i '${key}' '${work}/baseline.tar.zst.age' | zstd -d -q | tar -C '${work}/baseline-restore' -xf -`,
   )
   rows.push(baseRestore)
-  const verify = timed(
+  const verify = timedShell(
     'moctl br verify',
     `'${process.execPath}' '${run}' br verify ${id} --path '${work}/repo' --identity '${key}' --json > /dev/null`,
   )
   rows.push(verify)
-  const restore = timed(
+  const restore = timedShell(
     'moctl br restore',
     `'${process.execPath}' '${run}' br restore ${id} --path '${work}/repo' --data-dir '${work}/restored/mo-data' --identity '${key}' --port 1 --json > /dev/null`,
   )
@@ -102,7 +84,7 @@ try {
     const m = spawnSync(process.execPath, [generator, 'mutate', dataDir], {stdio: 'inherit'})
     if (m.status !== 0) throw new Error('data generator mutate failed')
     spawnSync('sh', ['-c', `tar -C '${dataDir}' -cf - . > /dev/null`])
-    inc = timed(
+    inc = timedShell(
       'moctl br backup --type incremental',
       `'${process.execPath}' '${run}' br backup --path '${work}/repo' --data-dir '${dataDir}' --recipient ${recipient} --type incremental --json > '${work}/inc.json'`,
     )
@@ -155,8 +137,11 @@ async function measureDowntime(dataDir, recipient) {
       'nodenext',
       '--moduleResolution',
       'nodenext',
+      // tsconfig.json's target and lib: src uses ES2023's Array methods (findLast)
       '--target',
       'es2022',
+      '--lib',
+      'es2023',
       '--skipLibCheck',
       join(root, 'test', 'helpers', 'mariadb.ts'),
     ],
@@ -174,7 +159,7 @@ async function measureDowntime(dataDir, recipient) {
     ]) {
       spawnSync('sh', ['-c', `tar -C '${dataDir}' -cf - . > /dev/null`])
       const out = join(work, `downtime-${name}.json`)
-      timed(
+      timedShell(
         `moctl br backup ${extra || '(cold)'} with a service`,
         `'${process.execPath}' '${run}' br backup --path '${work}/repo-downtime' --data-dir '${dataDir}' --recipient ${recipient} ${service} ${extra} --json > '${out}'`,
       )

@@ -14,6 +14,8 @@ import {tmpdir} from 'node:os'
 import {dirname, join, resolve} from 'node:path'
 import {fileURLToPath} from 'node:url'
 
+import {duBytes, timed} from './measure.mjs'
+
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 const arg = (name, fallback) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? fallback
 const size = arg('size', '256MiB')
@@ -21,28 +23,8 @@ const work = mkdtempSync(join(tmpdir(), 'moctl-br-bench-s3-'))
 const run = join(root, 'bin', 'run.js')
 const bucket = 'bench'
 
-/** Runs the CLI under GNU time; returns wall seconds and peak RSS (MiB). */
-function timed(label, args) {
-  const r = spawnSync('/usr/bin/time', ['-f', '%e %M', process.execPath, run, ...args], {
-    encoding: 'utf8',
-    maxBuffer: 64 * 1024 * 1024,
-  })
-  if (r.status !== 0) throw new Error(`${label} failed (${r.status}): ${r.stdout.slice(-1000)}${r.stderr.slice(-2000)}`)
-  const [wall, rssKb] = r.stderr.trim().split('\n').at(-1).split(' ').map(Number)
-  return {label, rssMiB: rssKb / 1024, stdout: r.stdout, wall}
-}
-
-function duBytes(dir, excl = ['shared-cache', 'tmp']) {
-  const r = spawnSync(
-    'sh',
-    [
-      '-c',
-      `cd '${dir}' && find . -type f ${excl.map((e) => `-not -path './${e}/*'`).join(' ')} -printf '%s\\n' | awk '{s+=$1} END {print s}'`,
-    ],
-    {encoding: 'utf8'},
-  )
-  return Number(r.stdout.trim())
-}
+/** Runs the CLI under GNU time (measure.mjs's timed). */
+const timedCli = (label, args) => timed(label, [process.execPath, run, ...args])
 
 /** s3rver in its own process; resolves with its port and a stop(). */
 async function startS3rver(directory) {
@@ -119,7 +101,7 @@ try {
 
   const rows = []
   for (const [name, repo] of repos) {
-    const backup = timed(`backup to ${name}`, [
+    const backup = timedCli(`backup to ${name}`, [
       'br',
       'backup',
       ...repo,
@@ -133,7 +115,7 @@ try {
       '--json',
     ])
     const {archive, id} = JSON.parse(backup.stdout)
-    const restore = timed(`restore from ${name}`, [
+    const restore = timedCli(`restore from ${name}`, [
       'br',
       'restore',
       id,
