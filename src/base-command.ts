@@ -139,13 +139,14 @@ export abstract class BrCommand extends Command {
   protected async repoAddress(
     flags: S3FlagValues & {path?: string},
     location: string | undefined = flags.path,
+    flag = 'path',
   ): Promise<RepoAddress> {
     const values: S3FlagValues & {path?: string} = {...flags}
     let where = location
     if (flags.bucket !== undefined && !this.fromConfig.has('bucket') && this.fromConfig.has('path')) where = undefined
     const local = where !== undefined && flags.bucket === undefined && !isS3Location(where)
     if (local) for (const name of S3_ONLY_FLAGS) if (this.fromConfig.has(name)) delete values[name]
-    return repoAddress(where, values, process.env)
+    return repoAddress(where, values, process.env, flag)
   }
 
   /** Runs a flow as a task tree on stderr: a terminal's tree, timestamped lines in a pipe, nothing under --json or --quiet. */

@@ -65,21 +65,23 @@ const BUCKET = /^[\w.-]{3,63}$/
 
 /**
  * The repository `location` (--path, or undefined when only --bucket names it) and the S3 flags
- * as one RepoAddress. `env` gives AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY when a static key
+ * as one RepoAddress; `flag` is the flag that gave the location, as messages name it (copy's
+ * --from and --to). `env` gives AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY when a static key
  * is half given by flags; otherwise the environment is left to the SDK's credential chain.
  */
 export async function repoAddress(
   location: string | undefined,
   flags: S3FlagValues,
   env: NodeJS.ProcessEnv = process.env,
+  flag = 'path',
 ): Promise<RepoAddress> {
-  const where = s3Url(location, flags)
+  const where = s3Url(location, flags, flag)
   if (where.local !== undefined) return {location: resolve(where.local)}
   const {url} = where
   const parsed = parseS3Location(url)
   if (!parsed || !BUCKET.test(parsed.bucket)) {
     throw usageError(
-      `${flags.bucket === undefined ? `--path ${shown(url)}` : `--bucket ${shown(flags.bucket)}`} is not a valid S3 location`,
+      `${flags.bucket === undefined ? `--${flag} ${shown(url)}` : `--bucket ${shown(flags.bucket)}`} is not a valid S3 location`,
       'write it as s3://BUCKET/PREFIX: a bucket name of 3-63 letters, digits, dots and hyphens, then an optional key prefix without . or .. parts',
     )
   }
@@ -104,6 +106,7 @@ export async function repoAddress(
 function s3Url(
   location: string | undefined,
   flags: S3FlagValues,
+  flag: string,
 ): {local: string; url?: never} | {local?: never; url: string} {
   const s3Kind = flags['backup-dir'] === 's3' || flags['restore-dir'] === 's3'
   const needsBucket = () =>
@@ -137,8 +140,8 @@ function s3Url(
   const given = S3_ONLY_FLAGS.filter((name) => flags[name] !== undefined && flags[name] !== false)
   if (given.length > 0) {
     throw usageError(
-      `${given.map((name) => `--${name}`).join(', ')} ${given.length === 1 ? 'is' : 'are'} for an S3 repository, but --path ${shown(location)} is a local directory`,
-      'pass --path s3://BUCKET/PREFIX for an S3 repository, or drop the S3 flags',
+      `${given.map((name) => `--${name}`).join(', ')} ${given.length === 1 ? 'is' : 'are'} for an S3 repository, but --${flag} ${shown(location)} is a local directory`,
+      `pass --${flag} s3://BUCKET/PREFIX for an S3 repository, or drop the S3 flags`,
     )
   }
 

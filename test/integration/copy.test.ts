@@ -100,6 +100,10 @@ describe('br copy', () => {
         'Error: no backup named\nHint: pass a backup id (or latest), or --all for every backup --to lacks\n',
       ],
       [
+        ['latest', '--from', 's3://mo/x', '--to', to],
+        'Error: --from s3://mo/x is not a valid S3 location\nHint: write it as s3://BUCKET/PREFIX: a bucket name of 3-63 letters, digits, dots and hyphens, then an optional key prefix without . or .. parts\n',
+      ],
+      [
         ['--all', '--from', source, '--to', to, '--endpoint', 'http://127.0.0.1:9000'],
         'Error: --endpoint is for an S3 repository, but --from and --to are local directories\nHint: give --from or --to as s3://BUCKET/PREFIX, or drop the S3 flags\n',
       ],

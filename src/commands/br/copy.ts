@@ -122,22 +122,27 @@ retention: the host that copies can add backups there but cannot delete or overw
     }
 
     const forSource = {...flags, 'object-lock-days': undefined, 'object-lock-mode': undefined}
-    const address = async (location: string, other: string, values: S3FlagValues): Promise<RepoAddress> => {
-      if (isS3Location(location)) return this.repoAddress(values, location)
-      if (isS3Location(other)) return this.repoAddress({}, location)
+    const address = async (
+      flag: 'from' | 'to',
+      location: string,
+      other: string,
+      values: S3FlagValues,
+    ): Promise<RepoAddress> => {
+      if (isS3Location(location)) return this.repoAddress(values, location, flag)
+      if (isS3Location(other)) return this.repoAddress({}, location, flag)
       // Both local: S3 flags given here are a mistake (the config file's are dropped by repoAddress).
       try {
-        return await this.repoAddress(values, location)
+        return await this.repoAddress(values, location, flag)
       } catch (error) {
         if (!isBrError(error) || !error.message.includes('for an S3 repository')) throw error
         throw usageError(
-          error.message.replace(/, but --path .*$/, ', but --from and --to are local directories'),
+          error.message.replace(/, but --(?:from|to) .*$/, ', but --from and --to are local directories'),
           'give --from or --to as s3://BUCKET/PREFIX, or drop the S3 flags',
         )
       }
     }
 
-    return {from: await address(from, to, forSource), to: await address(to, from, flags)}
+    return {from: await address('from', from, to, forSource), to: await address('to', to, from, flags)}
   }
 }
 
