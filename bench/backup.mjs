@@ -1,23 +1,41 @@
 #!/usr/bin/env node
 // npm run bench: moctl br against `tar | zstd | age` on the same data dir, in the same run.
 //
+// Prints one table: full backup, incremental, verify and restore (and backup/restore at
+// --parallelism 1 and 2), each with our median wall time, the reference pipeline's median wall
+// time from the same rounds, the ratio, the issue-11 goal beside it (pass/miss), MB/s, peak RSS
+// and CPU seconds (user + system: the machines here are shared, CPU-s moves less than wall).
+// Each figure is the median of --runs=N rounds (default 3), ours interleaved with the reference.
+// Then: `br list` on a repository of 100 backups (goal 0.5 s) beside `--version` (oclif's floor),
+// the incremental's breakdown by step (from the plain log), a per-stage CPU profile of one
+// backup and one restore (bench/profile.mjs) with the parallel model it implies, and the
+// downtime of a cold backup around a real service, plain and --clone (--no-downtime skips it).
+//
 // Data: the team's reference set (../shared/bench/make-mo-data.mjs, 1 GiB) when it is there,
 // else this project's own generator (scripts/make-mo-data.mjs, same shape). --size=256MiB for a
-// quicker run; --data=DIR to bench an existing data dir. Needs the zstd and age CLIs for the
-// baseline (apt-get install -y zstd age). Prints MB/s of data, wall times, peak RSS and ratios.
+// quicker run; --data=DIR to bench an existing data dir (no incremental then: it is not mutated).
+// Needs the zstd and age CLIs for the reference (apt-get install -y zstd age).
 import {spawnSync} from 'node:child_process'
 import {existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {dirname, join, resolve} from 'node:path'
-import {fileURLToPath} from 'node:url'
+import {fileURLToPath, pathToFileURL} from 'node:url'
 
-import {duBytes, timed} from './measure.mjs'
+import {argValue, duBytes, median, summary, timed} from './measure.mjs'
+import {profileRun, stageTable} from './profile.mjs'
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
-const arg = (name, fallback) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? fallback
-const size = arg('size', '1GiB')
+const argv = process.argv.slice(2)
+const size = argValue(argv, 'size', '1GiB')
+const runs = Number(argValue(argv, 'runs', '3'))
+if (!Number.isInteger(runs) || runs < 1) {
+  console.error(`bench: --runs=${argValue(argv, 'runs', '')} is not a count of runs: pass --runs=3`)
+  process.exit(2)
+}
+
 const work = mkdtempSync(join(tmpdir(), 'moctl-br-bench-'))
 const run = join(root, 'bin', 'run.js')
+const GOAL = {backup: 1, incremental: 0.15, list: 0.5, parallel: 0.8, restore: 1.2, rssMiB: 256, verify: 1}
 
 for (const tool of ['tar', 'zstd', 'age', 'age-keygen']) {
   if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) {
@@ -26,14 +44,21 @@ for (const tool of ['tar', 'zstd', 'age', 'age-keygen']) {
   }
 }
 
+// The bench reads none of the developer's own settings, keys or cached manifests.
+const env = {...process.env, XDG_CACHE_HOME: join(work, 'cache'), XDG_CONFIG_HOME: join(work, 'config')}
+for (const key of Object.keys(env)) if (key.startsWith('MOCTL_BR_')) delete env[key]
+
 /** Runs a shell command under GNU time (measure.mjs's timed). */
-const timedShell = (label, command) => timed(label, ['sh', '-c', command])
+const timedShell = (label, command, options = {}) => timed(label, ['sh', '-c', command], {env, ...options})
+const cli = `'${process.execPath}' '${run}' br`
+const warm = (dir) => spawnSync('sh', ['-c', `tar -C '${dir}' -cf - . > /dev/null`])
 
 try {
-  let dataDir = arg('data', '')
+  let dataDir = argValue(argv, 'data', '')
   const reference = resolve(root, '..', 'shared', 'bench', 'make-mo-data.mjs')
   const generator = existsSync(reference) ? reference : join(root, 'scripts', 'make-mo-data.mjs')
-  if (!dataDir) {
+  const generated = !dataDir
+  if (generated) {
     dataDir = join(work, 'mo-data')
     console.log(`making ${size} of MO-like data with ${generator}`)
     const g = spawnSync(process.execPath, [generator, 'create', dataDir, '--size', size], {stdio: 'inherit'})
@@ -45,84 +70,300 @@ try {
   spawnSync('sh', ['-c', `age-keygen -o '${work}/key' 2>/dev/null`])
   const key = join(work, 'key')
   const recipient = readFileSync(key, 'utf8').match(/public key: (age1\w+)/)[1]
+  const restoreHasParallelism = /--parallelism/.test(
+    spawnSync(process.execPath, [run, 'br', 'restore', '--help'], {encoding: 'utf8', env}).stdout,
+  )
   // Warm the page cache so both sides read from memory, as a second backup of the day would.
-  spawnSync('sh', ['-c', `tar -C '${dataDir}' -cf - . > /dev/null`])
+  warm(dataDir)
 
   const excludes = '--exclude=./shared-cache --exclude=./tmp'
-  const rows = []
-  const base = timedShell(
-    'tar | zstd -3 -T0 | age',
-    `tar -C '${dataDir}' ${excludes} -cf - . | zstd -3 -T0 -q | age -r ${recipient} > '${work}/baseline.tar.zst.age'`,
-  )
-  rows.push(base)
-  const ours = timedShell(
-    'moctl br backup',
-    `'${process.execPath}' '${run}' br backup --path '${work}/repo' --data-dir '${dataDir}' --recipient ${recipient} --json > '${work}/backup.json'`,
-  )
-  rows.push(ours)
-  const {id} = JSON.parse(readFileSync(join(work, 'backup.json'), 'utf8'))
-  mkdirSync(join(work, 'baseline-restore'))
-  const baseRestore = timedShell(
-    'age -d | zstd -d | tar -x',
-    `age -d -i '${key}' '${work}/baseline.tar.zst.age' | zstd -d -q | tar -C '${work}/baseline-restore' -xf -`,
-  )
-  rows.push(baseRestore)
-  const verify = timedShell(
-    'moctl br verify',
-    `'${process.execPath}' '${run}' br verify ${id} --path '${work}/repo' --identity '${key}' --json > /dev/null`,
-  )
-  rows.push(verify)
-  const restore = timedShell(
-    'moctl br restore',
-    `'${process.execPath}' '${run}' br restore ${id} --path '${work}/repo' --data-dir '${work}/restored/mo-data' --identity '${key}' --port 1 --json > /dev/null`,
-  )
-  rows.push(restore)
-
-  // Incremental: what changes between two backups (the generator's mutate), then backed up again.
-  let inc
-  if (!arg('data', '')) {
-    const m = spawnSync(process.execPath, [generator, 'mutate', dataDir], {stdio: 'inherit'})
-    if (m.status !== 0) throw new Error('data generator mutate failed')
-    spawnSync('sh', ['-c', `tar -C '${dataDir}' -cf - . > /dev/null`])
-    inc = timedShell(
-      'moctl br backup --type incremental',
-      `'${process.execPath}' '${run}' br backup --path '${work}/repo' --data-dir '${dataDir}' --recipient ${recipient} --type incremental --json > '${work}/inc.json'`,
+  const m = new Map()
+  const add = (name, result) => m.set(name, [...(m.get(name) ?? []), result])
+  const backupCmd = (extra) =>
+    `${cli} backup --path '${work}/repo' --data-dir '${dataDir}' --recipient ${recipient} ${extra} --json`
+  const restoreCmd = (id, target, extra) =>
+    `${cli} restore ${id} --path '${work}/repo' --data-dir '${target}' --identity '${key}' ${extra} --json > /dev/null`
+  let fullId
+  for (let round = 1; round <= runs; round++) {
+    console.log(`round ${round}/${runs}`)
+    add(
+      'ref backup',
+      timedShell(
+        'tar | zstd -3 -T0 | age',
+        `tar -C '${dataDir}' ${excludes} -cf - . | zstd -3 -T0 -q | age -r ${recipient} > '${work}/baseline.tar.zst.age'`,
+      ),
     )
-    rows.push(inc)
+    const full = timedShell('moctl br backup', backupCmd(''))
+    add('backup', full)
+    const {id} = JSON.parse(full.stdout)
+    fullId ??= id
+    for (const n of [1, 2])
+      add(`backup p${n}`, timedShell(`backup --parallelism ${n}`, backupCmd(`--parallelism ${n}`)))
+    add(
+      'ref verify',
+      timedShell(
+        'age -d | zstd -d > /dev/null',
+        `age -d -i '${key}' '${work}/baseline.tar.zst.age' | zstd -d -q > /dev/null`,
+      ),
+    )
+    add(
+      'verify',
+      timedShell('moctl br verify', `${cli} verify ${id} --path '${work}/repo' --identity '${key}' --json > /dev/null`),
+    )
+    const target = join(work, 'restored')
+    rmSync(target, {force: true, recursive: true})
+    mkdirSync(target)
+    add(
+      'ref restore',
+      timedShell(
+        'age -d | zstd -d | tar -x',
+        `age -d -i '${key}' '${work}/baseline.tar.zst.age' | zstd -d -q | tar -C '${target}' -xf -`,
+      ),
+    )
+    rmSync(target, {force: true, recursive: true})
+    add('restore', timedShell('moctl br restore', restoreCmd(id, join(target, 'mo-data'), '')))
+    if (restoreHasParallelism) {
+      for (const n of [1, 2]) {
+        rmSync(target, {force: true, recursive: true})
+        add(
+          `restore p${n}`,
+          timedShell(`restore --parallelism ${n}`, restoreCmd(id, join(target, 'mo-data'), `--parallelism ${n}`)),
+        )
+      }
+    }
+
+    rmSync(target, {force: true, recursive: true})
   }
 
-  // Downtime of a cold backup: a real service (a throwaway mariadbd standing in for MO, stopped
-  // and started through --service command; the test suite's own helper) around the same data
-  // dir, packed straight from the stopped directory, then with --clone.
-  const downtime = await measureDowntime(dataDir, recipient)
-
-  const stored = statSync(join(work, 'repo', 'backups', id, 'data.tar.zst.age')).size
+  const stored = statSync(join(work, 'repo', 'backups', fullId, 'data.tar.zst.age')).size
   const baseStored = statSync(join(work, 'baseline.tar.zst.age')).size
-  console.log(`\ndata: ${(bytes / 2 ** 20).toFixed(0)} MiB in ${dataDir}; node ${process.version}`)
-  console.log('| run | wall s | MB/s | peak RSS MiB |')
-  console.log('|---|---|---|---|')
-  for (const r of rows)
-    console.log(`| ${r.label} | ${r.wall.toFixed(2)} | ${(mb / r.wall).toFixed(0)} | ${r.rssMiB.toFixed(0)} |`)
+
+  // Incremental: the generator's mutate (5% new, 3% deleted, WAL appended), then --runs
+  // incrementals on the first full, each logged in plain mode (stderr is a pipe) for its steps.
+  let incBreakdown
+  let incStored
+  if (generated) {
+    const mu = spawnSync(process.execPath, [generator, 'mutate', dataDir], {stdio: 'inherit'})
+    if (mu.status !== 0) throw new Error('data generator mutate failed')
+    warm(dataDir)
+    const incCmd = `${cli} backup --path '${work}/repo' --data-dir '${dataDir}' --recipient ${recipient} --type incremental --base ${fullId}`
+    const steps = []
+    for (let round = 1; round <= runs; round++) {
+      const r = timedShell('moctl br backup --type incremental', incCmd)
+      add('incremental', r)
+      steps.push({...stepTimes(r.stderr), wall: r.wall})
+      incStored ??= r.stdout.trim()
+    }
+
+    // Once more with an empty manifest cache: the base's manifest is read and decrypted.
+    const cold = timedShell('incremental, no cached manifest', `${incCmd} --identity '${key}'`, {
+      env: {...env, XDG_CACHE_HOME: join(work, 'cache-empty')},
+    })
+    incBreakdown = {cold: {...stepTimes(cold.stderr), wall: cold.wall}, steps}
+    const record = JSON.parse(readFileSync(join(work, 'repo', 'backups', incStored, 'backup.json'), 'utf8'))
+    incStored = record.archive.size
+  }
+
+  const list = listBench()
+
+  // Results
+  const s = (name) => (m.has(name) ? summary(name, m.get(name)) : undefined)
+  const fmtRatio = (x, goal) => `${x.toFixed(2)} | <= ${goal} ${x <= goal ? 'pass' : 'MISS'}`
   console.log(
-    `\nbackup: moctl/baseline time ratio ${(ours.wall / base.wall).toFixed(2)} (below 1 = faster than tar | zstd | age)`,
+    `\ndata: ${(bytes / 2 ** 20).toFixed(0)} MiB in ${dataDir}; node ${process.version}; median of ${runs} runs`,
   )
-  console.log(`restore: moctl/baseline time ratio ${(restore.wall / baseRestore.wall).toFixed(2)}`)
-  console.log(`stored: moctl ${(stored / 2 ** 20).toFixed(1)} MiB, baseline ${(baseStored / 2 ** 20).toFixed(1)} MiB`)
-  if (inc) {
-    const incRecord = JSON.parse(readFileSync(join(work, 'inc.json'), 'utf8'))
+  console.log('| run | ours s | reference s | ratio | goal | MB/s | peak RSS MiB | CPU s | runs (wall s) |')
+  console.log('|---|---|---|---|---|---|---|---|---|')
+  const row = (label, ours, ref, ratio, goal) => {
+    const rss = ours.rssMiB <= GOAL.rssMiB ? '' : ` MISS (<= ${GOAL.rssMiB})`
     console.log(
-      `incremental: ${(incRecord.archive.size / 2 ** 20).toFixed(1)} MiB stored (${((incRecord.archive.size / stored) * 100).toFixed(1)}% of the full), ` +
-        `wall ${inc.wall.toFixed(2)} s = ${((inc.wall / ours.wall) * 100).toFixed(0)}% of the full's (goal: under 20%)`,
+      `| ${label} | ${ours.wall.toFixed(2)} | ${ref ? ref.wall.toFixed(2) : '-'} | ${ratio === undefined ? '- | -' : fmtRatio(ratio, goal)} | ` +
+        `${(mb / ours.wall).toFixed(0)} | ${ours.rssMiB.toFixed(0)}${rss} | ${ours.cpu.toFixed(1)} | ${ours.runs.map((w) => w.toFixed(2)).join(', ')} |`,
     )
   }
 
+  const ref = {backup: s('ref backup'), restore: s('ref restore'), verify: s('ref verify')}
+  row(String.raw`tar \| zstd -3 -T0 \| age`, ref.backup)
+  row('moctl br backup', s('backup'), ref.backup, s('backup').wall / ref.backup.wall, GOAL.backup)
+  if (m.has('incremental')) {
+    const inc = s('incremental')
+    row(
+      'backup --type incremental (ratio: of our full)',
+      inc,
+      ref.backup,
+      inc.wall / s('backup').wall,
+      GOAL.incremental,
+    )
+  }
+
+  row(String.raw`age -d \| zstd -d > /dev/null`, ref.verify)
+  row('moctl br verify', s('verify'), ref.verify, s('verify').wall / ref.verify.wall, GOAL.verify)
+  row(String.raw`age -d \| zstd -d \| tar -x`, ref.restore)
+  row('moctl br restore', s('restore'), ref.restore, s('restore').wall / ref.restore.wall, GOAL.restore)
+  for (const n of [1, 2])
+    row(
+      `backup --parallelism ${n}`,
+      s(`backup p${n}`),
+      ref.backup,
+      s(`backup p${n}`).wall / ref.backup.wall,
+      GOAL.backup,
+    )
+  const p = s('backup p2').wall / s('backup p1').wall
+  console.log(`| backup N=2 / N=1 | | | ${fmtRatio(p, GOAL.parallel)} | | | | |`)
+  if (restoreHasParallelism) {
+    for (const n of [1, 2])
+      row(
+        `restore --parallelism ${n}`,
+        s(`restore p${n}`),
+        ref.restore,
+        s(`restore p${n}`).wall / ref.restore.wall,
+        GOAL.restore,
+      )
+    const q = s('restore p2').wall / s('restore p1').wall
+    console.log(`| restore N=2 / N=1 | | | ${fmtRatio(q, GOAL.parallel)} | | | | |`)
+  } else {
+    console.log('| restore --parallelism 1, 2 | n/a: restore has no --parallelism flag in this build | | | | | | |')
+  }
+
   console.log(
-    `downtime (service stopped → answering SQL again): plain cold ${(downtime.plain / 1000).toFixed(2)} s, ` +
-      `--clone ${(downtime.clone / 1000).toFixed(2)} s (${downtime.reflink ? 'reflinks' : 'plain copies: this filesystem cannot reflink'}), ` +
-      `${((downtime.clone / downtime.plain) * 100).toFixed(0)}% of the plain cold backup's`,
+    `| br list, 100 backups | ${list.list.toFixed(2)} | | ${list.list <= GOAL.list ? 'pass' : 'MISS'} | <= ${GOAL.list} s | | | | |`,
   )
+  console.log(
+    `| br list --json, 100 backups | ${list.json.toFixed(2)} | | ${list.json <= GOAL.list ? 'pass' : 'MISS'} | <= ${GOAL.list} s | | | | |`,
+  )
+  console.log(`| moctl --version (oclif's floor) | ${list.version.toFixed(2)} | | | | | | | |`)
+  console.log(`| node -e 0 (node's floor) | ${list.node.toFixed(2)} | | | | | | | |`)
+  console.log(`stored: moctl ${(stored / 2 ** 20).toFixed(1)} MiB, reference ${(baseStored / 2 ** 20).toFixed(1)} MiB`)
+
+  if (incBreakdown) {
+    console.log(
+      `\nincremental: ${(incStored / 2 ** 20).toFixed(1)} MiB stored (${((incStored / stored) * 100).toFixed(1)}% of the full's bytes); ` +
+        'where its wall time goes (ms, median; start-up and exit = wall less the steps):',
+    )
+    printBreakdown(incBreakdown)
+  }
+
+  // One backup and one restore under --cpu-prof: CPU by stage, and what it says of N cores.
+  console.log('\nCPU profile by stage (s of CPU; every thread; bench/profile.mjs maps frames to stages):')
+  const prof = [
+    {
+      label: 'backup',
+      ...profileRun('backup', [run, 'br', ...splitArgs(backupCmd('')).slice(3)], join(work, 'prof-backup'), {env}),
+    },
+    {
+      label: 'restore',
+      ...profileRun(
+        'restore',
+        [
+          run,
+          'br',
+          'restore',
+          fullId,
+          '--path',
+          join(work, 'repo'),
+          '--data-dir',
+          join(work, 'prof-restored'),
+          '--identity',
+          key,
+          '--json',
+        ],
+        join(work, 'prof-restore'),
+        {env},
+      ),
+    },
+  ]
+  console.log(stageTable(prof))
+  for (const pr of prof) {
+    const total = Object.values(pr.ms).reduce((a, b) => a + b, 0) / 1000
+    const main = pr.mainMs / 1000
+    console.log(
+      `${pr.label}: ${(total / (bytes / 1e9)).toFixed(1)} CPU-s per GB, main thread ${main.toFixed(1)} s of ${total.toFixed(1)} s; ` +
+        `model wall ≈ max(main, CPU/N): N=1 ${modelWall(main, total, 1).toFixed(1)} s, N=2 ${modelWall(main, total, 2).toFixed(1)} s, N=8 ${modelWall(main, total, 8).toFixed(1)} s ` +
+        '(the main thread bounds it from the N where CPU/N falls below it)',
+    )
+  }
+
+  if (!argv.includes('--no-downtime')) {
+    // Downtime of a cold backup: a real service (a throwaway mariadbd standing in for MO, stopped
+    // and started through --service command; the test suite's own helper) around the same data
+    // dir, packed straight from the stopped directory, then with --clone.
+    const downtime = await measureDowntime(dataDir, recipient)
+    console.log(
+      `\ndowntime (service stopped → answering SQL again): plain cold ${(downtime.plain / 1000).toFixed(2)} s, ` +
+        `--clone ${(downtime.clone / 1000).toFixed(2)} s (${downtime.reflink ? 'reflinks' : 'plain copies: this filesystem cannot reflink'}), ` +
+        `${((downtime.clone / downtime.plain) * 100).toFixed(0)}% of the plain cold backup's`,
+    )
+  }
 } finally {
-  if (!process.argv.includes('--keep')) rmSync(work, {force: true, recursive: true})
+  if (argv.includes('--keep')) {
+    console.log(`kept ${work}`)
+  } else {
+    rmSync(work, {force: true, recursive: true})
+  }
+}
+
+/** The wall time N cores would give: the main thread's part runs alone, the rest spreads over N. */
+function modelWall(mainS, totalS, n) {
+  return Math.max(mainS, totalS / n)
+}
+
+/** The words of a command line built above (no quoting inside the values but '…'). */
+function splitArgs(command) {
+  return [...command.matchAll(/'([^']*)'|(\S+)/g)].map((x) => x[1] ?? x[2])
+}
+
+/** "<time> <step>: done in <duration>" lines of the plain log → {step: ms}. */
+function stepTimes(log) {
+  const steps = {}
+  for (const [, step, d] of log.matchAll(/^\S+ ([^:\n]+): done in (\S+)$/gm)) steps[step] = durationMs(d)
+  return steps
+}
+
+/** src/lib/format.ts's formatDuration read back: '4ms', '8.3s', '1m15s', '1h2m'. */
+function durationMs(text) {
+  let ms = 0
+  for (const [, n, unit] of text.matchAll(/(\d+(?:\.\d+)?)(ms|h|m|s)/g))
+    ms += Number(n) * {h: 3_600_000, m: 60_000, ms: 1, s: 1000}[unit]
+  return ms
+}
+
+function printBreakdown({cold, steps}) {
+  const names = [...new Set([...Object.keys(cold), ...steps.flatMap((x) => Object.keys(x))])].filter(
+    (n) => n !== 'wall',
+  )
+  const col = (x) => {
+    const inSteps = names.reduce((a, n) => a + (x[n] ?? 0), 0)
+    return {...x, 'start-up and exit': x.wall * 1000 - inSteps}
+  }
+
+  const rows = steps.map((x) => col(x))
+  const c = col(cold)
+  console.log('| step | cached manifest (median) | no cached manifest |')
+  console.log('|---|---|---|')
+  for (const n of [...names, 'start-up and exit'])
+    console.log(`| ${n} | ${median(rows.map((r) => r[n] ?? 0)).toFixed(0)} | ${(c[n] ?? 0).toFixed(0)} |`)
+  console.log(`| wall | ${median(steps.map((r) => r.wall * 1000)).toFixed(0)} | ${(cold.wall * 1000).toFixed(0)} |`)
+}
+
+/**
+ * `br list` on a repository of 100 small backups (made in process with the library, as the
+ * packer writes them), as a table and with --json; `--version` and a bare node beside them.
+ */
+function listBench() {
+  const repo = join(work, 'repo-100')
+  const made = spawnSync(process.execPath, [join(root, 'bench', 'make-repo.mjs'), repo, '100'], {encoding: 'utf8', env})
+  if (made.status !== 0) throw new Error(`making a repository of 100 backups failed: ${made.stderr}`)
+  const n = Math.max(runs, 3)
+  return {
+    json: medianWall('br list --json', `${cli} list --path '${repo}' --json > /dev/null`, n),
+    list: medianWall('br list', `${cli} list --path '${repo}' > /dev/null`, n),
+    node: medianWall('node -e 0', `'${process.execPath}' -e 0`, n),
+    version: medianWall('moctl --version', `'${process.execPath}' '${run}' --version > /dev/null`, n),
+  }
+}
+
+function medianWall(label, command, count) {
+  return median(Array.from({length: count}, () => timedShell(label, command).wall))
 }
 
 async function measureDowntime(dataDir, recipient) {
@@ -148,7 +389,7 @@ async function measureDowntime(dataDir, recipient) {
     {encoding: 'utf8'},
   )
   if (tsc.status !== 0) throw new Error(`compiling test/helpers/mariadb.ts failed: ${tsc.stdout}${tsc.stderr}`)
-  const {startMariadb} = await import(join(lib, 'test', 'helpers', 'mariadb.js'))
+  const {startMariadb} = await import(pathToFileURL(join(lib, 'test', 'helpers', 'mariadb.js')).href)
   const server = await startMariadb({dir: work})
   try {
     const service = `--service command --stop-cmd "${server.stopCommand}" --start-cmd "${server.startCommand}" --host 127.0.0.1 --port ${server.port} --user root`
@@ -157,11 +398,11 @@ async function measureDowntime(dataDir, recipient) {
       ['plain', ''],
       ['clone', '--clone'],
     ]) {
-      spawnSync('sh', ['-c', `tar -C '${dataDir}' -cf - . > /dev/null`])
+      warm(dataDir)
       const out = join(work, `downtime-${name}.json`)
       timedShell(
         `moctl br backup ${extra || '(cold)'} with a service`,
-        `'${process.execPath}' '${run}' br backup --path '${work}/repo-downtime' --data-dir '${dataDir}' --recipient ${recipient} ${service} ${extra} --json > '${out}'`,
+        `${cli} backup --path '${work}/repo-downtime' --data-dir '${dataDir}' --recipient ${recipient} ${service} ${extra} --json > '${out}'`,
       )
       const record = JSON.parse(readFileSync(out, 'utf8'))
       result[name] = record.serviceDownMs

@@ -1,13 +1,41 @@
-// What the benches measure with: a command's wall time and peak RSS under GNU time, and the bytes
-// of a data dir a backup reads. Shared by bench/backup.mjs and bench/s3.mjs.
+// What the benches measure with: a command's wall time, CPU seconds and peak RSS under GNU time,
+// the median of repeated runs, and the bytes of a data dir a backup reads. Shared by
+// bench/backup.mjs, bench/memory.mjs and bench/s3.mjs.
 import {spawnSync} from 'node:child_process'
 
-/** Runs argv under GNU time; returns wall seconds, peak RSS (MiB) and its stdout. Fails loudly. */
-export function timed(label, argv) {
-  const r = spawnSync('/usr/bin/time', ['-f', '%e %M', ...argv], {encoding: 'utf8', maxBuffer: 64 * 1024 * 1024})
+/**
+ * Runs argv under GNU time; returns wall seconds, CPU seconds (user + system, children included),
+ * peak RSS (MiB, of the largest process: for a shell pipeline, its largest stage), stdout and
+ * stderr (less time's own line). Fails loudly.
+ */
+export function timed(label, argv, options = {}) {
+  const r = spawnSync('/usr/bin/time', ['-f', '%e %M %U %S', ...argv], {
+    encoding: 'utf8',
+    maxBuffer: 64 * 1024 * 1024,
+    ...options,
+  })
   if (r.status !== 0) throw new Error(`${label} failed (${r.status}): ${r.stdout.slice(-1000)}${r.stderr.slice(-2000)}`)
-  const [wall, rssKb] = r.stderr.trim().split('\n').at(-1).split(' ').map(Number)
-  return {label, rssMiB: rssKb / 1024, stdout: r.stdout, wall}
+  const lines = r.stderr.trimEnd().split('\n')
+  const [wall, rssKb, user, sys] = lines.at(-1).split(' ').map(Number)
+  return {cpu: user + sys, label, rssMiB: rssKb / 1024, stderr: lines.slice(0, -1).join('\n'), stdout: r.stdout, wall}
+}
+
+/** The median of a list of numbers (the mean of the middle two for an even count). */
+export function median(values) {
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+}
+
+/** Runs of one command summarised: median wall, CPU and peak RSS, and every wall time. */
+export function summary(label, runs) {
+  return {
+    cpu: median(runs.map((r) => r.cpu)),
+    label,
+    rssMiB: median(runs.map((r) => r.rssMiB)),
+    runs: runs.map((r) => r.wall),
+    wall: median(runs.map((r) => r.wall)),
+  }
 }
 
 /** Bytes of the regular files under `dir`, but for the folders a backup leaves out by default. */
@@ -21,4 +49,27 @@ export function duBytes(dir, excl = ['shared-cache', 'tmp']) {
     {encoding: 'utf8'},
   )
   return Number(r.stdout.trim())
+}
+
+/** '1GiB', '256MiB', '8G', '5gib' → bytes; NaN when it does not read. */
+export function parseSize(text) {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?$/i.exec(String(text).trim())
+  if (!m) return Number.NaN
+  return Number(m[1]) * 1024 ** ' kmgt'.indexOf((m[2] || ' ').toLowerCase())
+}
+
+/** Bytes free on the filesystem that holds `dir` (df). */
+export function freeBytes(dir) {
+  const r = spawnSync('df', ['-B1', '--output=avail', dir], {encoding: 'utf8'})
+  return Number(r.stdout.trim().split('\n').at(-1))
+}
+
+/** `--name=value` or `--name value` from argv, else the fallback. */
+export function argValue(argv, name, fallback) {
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i].startsWith(`--${name}=`)) return argv[i].slice(name.length + 3)
+    if (argv[i] === `--${name}` && i + 1 < argv.length && !argv[i + 1].startsWith('--')) return argv[i + 1]
+  }
+
+  return fallback
 }
