@@ -5,7 +5,7 @@ import type {BackupRecord} from '../../lib/repo/types.js'
 import {BrCommand} from '../../base-command.js'
 import {repoFlags, s3Flags} from '../../flags.js'
 import {openRepository} from '../../lib/repo/repository.js'
-import {LIST_COLUMNS, listRows, WIDE_LIST_COLUMNS, wideListRows} from '../../lib/ui/list.js'
+import {LIST_COLUMNS, listRows, plainColumns, tableColumns, WIDE_LIST_COLUMNS, wideListRows} from '../../lib/ui/list.js'
 
 /** A backup whose backup.json does not read: listed, so that it can be seen and deleted. */
 interface DamagedEntry {
@@ -42,38 +42,11 @@ times with their offset, BACKUPTS) for scripts written for \`mo_br list\`.`
     const {damaged, records} = await (await openRepository(repo)).scanBackups()
     for (const d of damaged) this.warn(`backup ${d.id} is damaged: ${d.reason.replace(`backup ${d.id}: `, '')}`)
     if (!this.jsonEnabled()) {
-      // Loaded only to print the table: --json never needs it.
-      const {default: Table} = await import('cli-table3')
-      const table = new Table({
-        chars: BORDERLESS,
-        head: flags.wide ? WIDE_LIST_COLUMNS : LIST_COLUMNS,
-        style: {border: [], compact: true, head: [], 'padding-left': 0, 'padding-right': 2},
-      })
-      table.push(...(flags.wide ? wideListRows(records, damaged, repo.location) : listRows(records, damaged)))
-      // The last column's padding would end every line in spaces.
-      process.stdout.write(`${table.toString().replaceAll(/ +$/gm, '')}\n`)
+      const head = flags.wide ? WIDE_LIST_COLUMNS : LIST_COLUMNS
+      const rows = flags.wide ? wideListRows(records, damaged, repo.location) : listRows(records, damaged)
+      process.stdout.write(plainColumns(head, rows) ?? (await tableColumns(head, rows)))
     }
 
     return [...records, ...damaged.map((d) => ({damaged: d.reason, id: d.id}))].sort((a, b) => (a.id < b.id ? -1 : 1))
   }
 }
-
-const BORDERLESS = Object.fromEntries(
-  [
-    'top',
-    'top-mid',
-    'top-left',
-    'top-right',
-    'bottom',
-    'bottom-mid',
-    'bottom-left',
-    'bottom-right',
-    'left',
-    'left-mid',
-    'mid',
-    'mid-mid',
-    'right',
-    'right-mid',
-    'middle',
-  ].map((k) => [k, '']),
-)

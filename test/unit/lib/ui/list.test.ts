@@ -7,6 +7,8 @@ import {
   LIST_COLUMNS,
   listRows,
   localTime,
+  plainColumns,
+  tableColumns,
   WIDE_LIST_COLUMNS,
   wideListRows,
 } from '../../../../src/lib/ui/list.js'
@@ -67,5 +69,38 @@ describe('wideListRows', () => {
 
   it('prints local times as mo_br does', () => {
     expect(localTime('2026-11-25T01:02:03.000Z')).toMatch(/^2026-11-2[45] \d\d:\d\d:03 [+-]\d{4}$/)
+  })
+})
+
+describe('plainColumns', () => {
+  const records = [
+    record({}),
+    record({
+      base: '01a22f33-5745-73f6-b142-e055b47ab39d',
+      id: '01a22f34-0000-7000-8000-000000000000',
+      type: 'incremental',
+    }),
+    record({archive: {compression: 'zstd', file: 'f', level: 3, sha256: 'x', size: 3}, durationMs: 0, id: 'c'}),
+  ]
+  const damaged = [{id: '01a22f35-1111-7000-8000-000000000000', reason: 'bad json'}]
+
+  it('lays out the list exactly as cli-table3 does, columns and wide columns', async () => {
+    const rows = listRows(records, damaged)
+    expect(plainColumns(LIST_COLUMNS, rows)).toBe(await tableColumns(LIST_COLUMNS, rows))
+    const wide = wideListRows(records, damaged, '/backups/mo with space')
+    expect(plainColumns(WIDE_LIST_COLUMNS, wide)).toBe(await tableColumns(WIDE_LIST_COLUMNS, wide))
+  })
+
+  it('lays out a head alone (an empty repository) as cli-table3 does', async () => {
+    expect(plainColumns(LIST_COLUMNS, [])).toBe(await tableColumns(LIST_COLUMNS, []))
+  })
+
+  it('leaves cells that are not printable ASCII to cli-table3, which measures their display width', async () => {
+    const wide = wideListRows(records, [], '/备份/mo')
+    expect(plainColumns(WIDE_LIST_COLUMNS, wide)).toBeUndefined()
+    const lines = (await tableColumns(WIDE_LIST_COLUMNS, wide)).split('\n')
+    // Each ideograph takes two columns: the next column starts two characters earlier than in the head.
+    const headAt = lines[0].indexOf('AT TIME')
+    expect(lines[1].indexOf(localTime(records[0].createdAt))).toBe(headAt - 2)
   })
 })
