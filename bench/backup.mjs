@@ -48,8 +48,15 @@ for (const tool of ['tar', 'zstd', 'age', 'age-keygen']) {
 const env = {...process.env, XDG_CACHE_HOME: join(work, 'cache'), XDG_CONFIG_HOME: join(work, 'config')}
 for (const key of Object.keys(env)) if (key.startsWith('MOCTL_BR_')) delete env[key]
 
-/** Runs a shell command under GNU time (measure.mjs's timed). */
-const timedShell = (label, command, options = {}) => timed(label, ['sh', '-c', command], {env, ...options})
+/**
+ * Runs a shell command under GNU time (measure.mjs's timed), after `sync`: the previous run's
+ * dirty pages (a restored GiB) are written back first, not during this run's fsync.
+ */
+function timedShell(label, command, options = {}) {
+  spawnSync('sync')
+  return timed(label, ['sh', '-c', command], {env, ...options})
+}
+
 const cli = `'${process.execPath}' '${run}' br`
 const warm = (dir) => spawnSync('sh', ['-c', `tar -C '${dir}' -cf - . > /dev/null`])
 
