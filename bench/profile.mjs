@@ -6,7 +6,9 @@
 // on the frame's url and function name: substrings, not exact paths, so that code moving between
 // files (worker pools, new modules) still lands in its stage; what matches nothing is "other".
 // Self time of native frames (a hash's digest, zstd's compress, a read) is found by their JS
-// caller. Idle time is not CPU and is left out. Not a profiler: a summary to see where to look.
+// caller. Idle time is left out. V8 samples by the clock, so on a loaded machine the seconds are
+// those a thread was running or waiting for a core: read them as shares of the whole; the process's
+// CPU (GNU time) is printed beside them. Not a profiler: a summary to see where to look.
 import {spawnSync} from 'node:child_process'
 import {mkdirSync, readdirSync, readFileSync} from 'node:fs'
 import {join} from 'node:path'
@@ -118,10 +120,15 @@ function stagesByNode(nodes) {
   return new Map(nodes.map((n) => [n.id, stageOf(n.id, false)]))
 }
 
-/** A markdown table: one row per profile, a column per stage (CPU seconds), the JS total and the process's. */
+/**
+ * A markdown table: one row per profile, a column per stage (seconds of samples), their sum and
+ * the process's CPU from GNU time. V8 samples by the clock: on a loaded machine a thread waiting
+ * for a core is sampled too, so the sampled sum can exceed the process's CPU; read the stages as
+ * shares then. Native threads (zstd's workers) are only in the process's CPU.
+ */
 export function stageTable(rows) {
   const out = [
-    `| run | JS threads | ${STAGES.join(' | ')} | JS total | process CPU s (native threads, kernel) |`,
+    `| run | JS threads | ${STAGES.join(' | ')} | sampled | process CPU s (+ not in the samples) |`,
     `|---|---|${STAGES.map(() => '---|').join('')}---|---|`,
   ]
   for (const {label, ms, processMs, threads} of rows) {
