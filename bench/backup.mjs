@@ -21,7 +21,7 @@ import {tmpdir} from 'node:os'
 import {dirname, join, resolve} from 'node:path'
 import {fileURLToPath, pathToFileURL} from 'node:url'
 
-import {argValue, duBytes, median, summary, timed} from './measure.mjs'
+import {argValue, duBytes, median, stepTimes, summary, timed} from './measure.mjs'
 import {profileRun, stageTable} from './profile.mjs'
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
@@ -317,21 +317,6 @@ function modelWall(mainS, totalS, n) {
 /** The words of a command line built above (no quoting inside the values but '…'). */
 function splitArgs(command) {
   return [...command.matchAll(/'([^']*)'|(\S+)/g)].map((x) => x[1] ?? x[2])
-}
-
-/** "<time> <step>: done in <duration>" lines of the plain log → {step: ms}. */
-function stepTimes(log) {
-  const steps = {}
-  for (const [, step, d] of log.matchAll(/^\S+ ([^:\n]+): done in (\S+)$/gm)) steps[step] = durationMs(d)
-  return steps
-}
-
-/** src/lib/format.ts's formatDuration read back: '4ms', '8.3s', '1m15s', '1h2m'. */
-function durationMs(text) {
-  let ms = 0
-  for (const [, n, unit] of text.matchAll(/(\d+(?:\.\d+)?)(ms|h|m|s)/g))
-    ms += Number(n) * {h: 3_600_000, m: 60_000, ms: 1, s: 1000}[unit]
-  return ms
 }
 
 function printBreakdown({cold, steps}) {

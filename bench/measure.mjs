@@ -73,3 +73,18 @@ export function argValue(argv, name, fallback) {
 
   return fallback
 }
+
+/** "<time> <step>: done in <duration>" lines of the plain log → {step: ms}. */
+export function stepTimes(log) {
+  const steps = {}
+  for (const [, step, d] of log.matchAll(/^\S+ ([^:\n]+): done in (\S+)$/gm)) steps[step] = durationMs(d)
+  return steps
+}
+
+/** src/lib/format.ts's formatDuration read back: '4ms', '8.3s', '1m15s', '1h2m'. */
+function durationMs(text) {
+  let ms = 0
+  for (const [, n, unit] of text.matchAll(/(\d+(?:\.\d+)?)(ms|h|m|s)/g))
+    ms += Number(n) * {h: 3_600_000, m: 60_000, ms: 1, s: 1000}[unit]
+  return ms
+}

@@ -22,7 +22,7 @@ const isStartUp = (u, f) =>
 /** [stage, test(url, functionName)], tried in order on each frame from the leaf up. */
 const RULES = [
   ['gc', (u, f) => f === '(garbage collector)'],
-  ['zstd', (u, f) => /zstd/i.test(u) || /compress|zstd/i.test(f)],
+  ['zstd', (u, f) => /zstd|node:zlib/i.test(u) || /compress|zstd/i.test(f)],
   [
     'age',
     (u, f) =>
