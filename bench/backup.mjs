@@ -251,7 +251,9 @@ try {
   }
 
   // One backup and one restore under --cpu-prof: CPU by stage, and what it says of N cores.
-  console.log('\nCPU profile by stage (s of CPU; every thread; bench/profile.mjs maps frames to stages):')
+  console.log(
+    '\nprofile by stage (seconds sampled, every JS thread; bench/profile.mjs maps frames to stages; native threads only in the process CPU):',
+  )
   const prof = [
     {
       label: 'backup',
