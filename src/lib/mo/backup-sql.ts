@@ -237,17 +237,88 @@ async function runStatement(session: Session, statement: string, options: RunMoB
     }
 
     if (error instanceof BrError) throw error
-    throw new BrError('service', `the BACKUP statement failed on ${where}: ${describeError(error)}`, {
-      cause: error,
-      suggestions: [
-        'check the MatrixOne log (mo-service) around the backup',
-        'the folder is written by mo-service on the MatrixOne host: it must be writable by that user',
-      ],
-    })
+    throw explainRefusal(error, {sql, statement, where})
   } finally {
     clearTimeout(timer)
     signal?.removeEventListener('abort', onAbort)
   }
+}
+
+/**
+ * What MO's refusal of the BACKUP statement means, as one BrError (matrixone v4.2 tree):
+ * - not the sys tenant: the privilege check for `tree.BackupStart` is `tenant.IsSysTenant()`
+ *   (pkg/frontend/authenticate.go `checkBackUpStartPrivilege`), refused with
+ *   `moerr.NewInternalError(ctx, "do not have privilege to execute the statement")`: errno 1105,
+ *   "internal error: do not have privilege to execute the statement";
+ * - a malformed TIMESTAMP: pkg/backup/backup.go calls `types.StringToTS`, which panics "format of
+ *   ts must be physical-logical[, ...]"; the frontend's recover turns it into errno 1105
+ *   "internal error: panic format of ts must be physical-logical...: <stack>" (moerr.ConvertPanicError);
+ * - killed: `KILL QUERY` answers the statement with moerr.ErrQueryInterrupted (errno 1317, ER_QUERY_INTERRUPTED,
+ *   "query interrupted"); `KILL <conn>` or a mo-service that goes away drops the connection.
+ * Anything else is MO's own message, as a service error.
+ */
+export function explainRefusal(error: unknown, run: {sql: SqlSettings; statement: string; where: string}): BrError {
+  const {sql, where} = run
+  const {code, errno} = error as {code?: unknown; errno?: unknown}
+  const message = describeError(error)
+  if (/do not have privilege to execute the statement/.test(message)) {
+    return new BrError(
+      'usage',
+      `MatrixOne on ${where} refused BACKUP for user '${sql.user}': only the sys tenant may run it`,
+      {
+        cause: error,
+        suggestions: [
+          "connect as a user of the sys account (e.g. --user root, or 'sys:<user>'): BACKUP copies every account's data",
+        ],
+      },
+    )
+  }
+
+  if (/format of ts must be physical-logical/.test(message)) {
+    const ts = /TIMESTAMP '([^']*)'/.exec(run.statement)?.[1] ?? ''
+    return new BrError(
+      'usage',
+      `MatrixOne on ${where} refused the incremental's TIMESTAMP '${ts}': not <physical>-<logical>`,
+      {
+        cause: error,
+        suggestions: [
+          "the base's tae/tae_sum holds a backup ts MatrixOne cannot read: take a full online backup (--type full)",
+        ],
+      },
+    )
+  }
+
+  if (errno === 1317 || code === 'ER_QUERY_INTERRUPTED' || /query interrupted/.test(message)) {
+    return new BrError(
+      'service',
+      `the BACKUP statement on ${where} was killed (query interrupted): nothing was published`,
+      {
+        cause: error,
+        suggestions: [
+          'someone ran KILL on it, or mo-service is shutting down: check the MatrixOne log, then run the backup again',
+        ],
+      },
+    )
+  }
+
+  if (code === 'PROTOCOL_CONNECTION_LOST' || code === 'ECONNRESET' || code === 'EPIPE') {
+    return new BrError(
+      'service',
+      `the connection to ${where} was lost while BACKUP ran (killed, or mo-service stopped): nothing was published`,
+      {
+        cause: error,
+        suggestions: ['check that mo-service is up (mo_ctl status, its log), then run the backup again'],
+      },
+    )
+  }
+
+  return new BrError('service', `the BACKUP statement failed on ${where}: ${message}`, {
+    cause: error,
+    suggestions: [
+      'check the MatrixOne log (mo-service) around the backup',
+      'the folder is written by mo-service on the MatrixOne host: it must be writable by that user',
+    ],
+  })
 }
 
 /** Reads what MO recorded in the folder; the folder must be on this host. */
@@ -260,9 +331,8 @@ async function summarise(
     await stat(dir)
   } catch {
     throw serviceError(
-      `the BACKUP statement on ${where} succeeded, but ${dir} is not on this host`,
-      'run the online backup on the MatrixOne host: the server writes the folder on its own filesystem',
-      'or use --mode cold',
+      `the BACKUP statement on ${where} succeeded, but ${dir} does not appear here: mo-service wrote it on its own host, and this CLI runs on another`,
+      `run br on the MatrixOne host (then remove ${dir} there), or let MO write into S3 with --stage s3://BUCKET/PREFIX`,
     )
   }
 

@@ -167,11 +167,70 @@ describe('runMoBackup', () => {
       )
     })
 
-    it('fails when MO says done but the folder is not on this host', async () => {
+    it('fails when MO says done but the folder is not on this host (mo-service runs elsewhere)', async () => {
       mo = await startFakeMo((_, connection) => connection.writeOk())
+      const error = await runMoBackup(at(mo.port), {dir, parallelism: 1, type: 'full'}).catch(
+        (error_: unknown) => error_,
+      )
+      expect(error).toMatchObject({
+        code: 'service',
+        exitCode: 5,
+        message: `the BACKUP statement on 127.0.0.1:${mo.port} succeeded, but ${dir} does not appear here: mo-service wrote it on its own host, and this CLI runs on another`,
+      })
+      expect((error as BrError).suggestions).toEqual([
+        `run br on the MatrixOne host (then remove ${dir} there), or let MO write into S3 with --stage s3://BUCKET/PREFIX`,
+      ])
+    })
+
+    // MO's replies as pkg/frontend sends them (see explainRefusal): errno and message.
+    it.each([
+      {
+        codes: {code: 'usage', exitCode: 2},
+        errno: 1105,
+        expected: (where: string) =>
+          `MatrixOne on ${where} refused BACKUP for user 'dump': only the sys tenant may run it`,
+        message: 'internal error: do not have privilege to execute the statement',
+        what: 'not the sys tenant',
+      },
+      {
+        codes: {code: 'usage', exitCode: 2},
+        errno: 1105,
+        expected: (where: string) =>
+          `MatrixOne on ${where} refused the incremental's TIMESTAMP '${FULL_TS}': not <physical>-<logical>`,
+        message:
+          'internal error: panic format of ts must be physical-logical, logical is not an uint32: \ngithub.com/matrixorigin/matrixone/pkg/container/types.StringToTS',
+        what: 'a malformed TIMESTAMP',
+      },
+      {
+        codes: {code: 'service', exitCode: 5},
+        errno: 1317,
+        expected: (where: string) =>
+          `the BACKUP statement on ${where} was killed (query interrupted): nothing was published`,
+        message: 'query interrupted',
+        what: 'a killed query',
+      },
+    ])('says what MO meant when it refuses: $what', async ({codes, errno, expected, message}) => {
+      mo = await startFakeMo((statement, connection) => {
+        if (statement.startsWith('BACKUP')) connection.writeError({code: errno, message})
+      })
+      const error = await runMoBackup(
+        {...at(mo.port), user: 'dump'},
+        {baseTs: FULL_TS, dir, parallelism: 1, type: 'incremental'},
+      ).catch((error_: unknown) => error_)
+      expect(error).toBeInstanceOf(BrError)
+      expect(error).toMatchObject({...codes, message: expected(`127.0.0.1:${mo.port}`)})
+      expect((error as BrError).suggestions).toHaveLength(1)
+      await expect(access(dir)).rejects.toThrow('ENOENT')
+    })
+
+    it('says so when the connection drops while BACKUP runs (KILL <connection>, mo-service stopped)', async () => {
+      mo = await startFakeMo((statement, connection) => {
+        if (statement.startsWith('BACKUP')) connection.stream.destroy()
+      })
       await expect(runMoBackup(at(mo.port), {dir, parallelism: 1, type: 'full'})).rejects.toMatchObject({
         code: 'service',
-        message: `the BACKUP statement on 127.0.0.1:${mo.port} succeeded, but ${dir} is not on this host`,
+        exitCode: 5,
+        message: `the connection to 127.0.0.1:${mo.port} was lost while BACKUP ran (killed, or mo-service stopped): nothing was published`,
       })
     })
 
