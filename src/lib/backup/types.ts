@@ -5,7 +5,7 @@
  * files come from is sources/ (a Source hands the packer a Packing).
  */
 import type {DecryptOptions, EncryptOptions, Manifest} from '../archive/types.js'
-import type {ScannedEntry} from '../archive/walk.js'
+import type {ScannedEntry, ScannedFile} from '../archive/walk.js'
 import type {DataDirLock} from '../datadir-lock.js'
 import type {KnownPath} from '../fs-errors.js'
 import type {MoBackupResult} from '../mo/backup-sql.js'
@@ -77,6 +77,8 @@ export interface Packing {
   entries: ScannedEntry[]
   /** an incremental's plan (what stays in the chain, what was deleted); null for a full */
   plan: IncrementalPlan | null
+  /** the bytes of a file when they are not under `root` on this disk (MO's S3 staging prefix); default: read from root */
+  read?: (entry: ScannedFile, signal?: AbortSignal) => AsyncIterable<Buffer>
   /** removes what the source made (a clone, MO's folder); safe to call twice; nothing for the data dir itself */
   release(): Promise<void>
   /** the directory the entries' paths are relative to, read while packing */

@@ -225,7 +225,7 @@ describe('runMoBackup', () => {
 
     it('says so when the connection drops while BACKUP runs (KILL <connection>, mo-service stopped)', async () => {
       mo = await startFakeMo((statement, connection) => {
-        if (statement.startsWith('BACKUP')) connection.stream.destroy()
+        if (statement.startsWith('BACKUP')) (connection as unknown as {stream: {destroy(): void}}).stream.destroy()
       })
       await expect(runMoBackup(at(mo.port), {dir, parallelism: 1, type: 'full'})).rejects.toMatchObject({
         code: 'service',
