@@ -9,7 +9,7 @@ import type {ScannedEntry, ScannedFile} from '../archive/walk.js'
 import type {DataDirLock} from '../datadir-lock.js'
 import type {KnownPath} from '../fs-errors.js'
 import type {MoBackupResult} from '../mo/backup-sql.js'
-import type {RepoAddress} from '../repo/address.js'
+import type {RepoAddress, S3Settings} from '../repo/address.js'
 import type {Unlock} from '../repo/lock.js'
 import type {ManifestCache} from '../repo/manifest-cache.js'
 import type {Repository} from '../repo/repository.js'
@@ -52,6 +52,11 @@ export interface BackupOptions {
   onWarning?: (message: string) => void
   /** online: BACKUP's PARALLELISM */
   parallelism: number
+  /**
+   * online: MO writes into this S3 staging location (`BACKUP … S3OPTION`) instead of a folder
+   * beside the data dir; each run uses a fresh prefix under it, deleted when the run ends
+   */
+  stage?: {location: string; s3: S3Settings}
   /** the repository: a local directory (absolute) or an S3 location with its settings */
   repo: RepoAddress
   /** null: the service is not managed, the caller vouches that it is stopped */
