@@ -52,11 +52,6 @@ export interface BackupOptions {
   onWarning?: (message: string) => void
   /** online: BACKUP's PARALLELISM */
   parallelism: number
-  /**
-   * online: MO writes into this S3 staging location (`BACKUP … S3OPTION`) instead of a folder
-   * beside the data dir; each run uses a fresh prefix under it, deleted when the run ends
-   */
-  stage?: {location: string; s3: S3Settings}
   /** the repository: a local directory (absolute) or an S3 location with its settings */
   repo: RepoAddress
   /** null: the service is not managed, the caller vouches that it is stopped */
@@ -65,6 +60,11 @@ export interface BackupOptions {
   signing: null | SigningKey
   /** online: how to reach MO over SQL */
   sql?: SqlSettings
+  /**
+   * online: MO writes into this S3 staging location (`BACKUP … S3OPTION`) instead of a folder
+   * beside the data dir; each run uses a fresh prefix under it, deleted when the run ends
+   */
+  stage?: {location: string; s3: S3Settings}
   type: 'full' | 'incremental'
 }
 
