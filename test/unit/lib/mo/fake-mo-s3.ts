@@ -42,7 +42,6 @@ export async function writeBackupToS3(option: Record<string, string>, folder: Ba
     })
     const keys = await filesUnder(tmp.path)
     for (const key of keys) {
-       
       await backend.save(key, await readFile(join(tmp.path, key)))
     }
 
