@@ -3,7 +3,7 @@ import {join} from 'node:path'
 import {afterEach, beforeAll, beforeEach, describe, expect, it} from 'vitest'
 
 import {BrError} from '../../../../src/lib/errors.js'
-import {backupStatement, runMoBackup} from '../../../../src/lib/mo/backup-sql.js'
+import {backupStatement, runMoBackup, shownStatement} from '../../../../src/lib/mo/backup-sql.js'
 import {type SqlSettings} from '../../../../src/lib/service/types.js'
 import {tempDir} from '../../../helpers/cli.js'
 import {mariadbAvailable, skipReason, startMariadb} from '../../../helpers/mariadb.js'
@@ -27,6 +27,43 @@ describe('backupStatement', () => {
     expect(backupStatement({baseTs: FULL_TS, dir: '/b/inc', parallelism: 1, ts: '1', type: 'incremental'})).toBe(
       `BACKUP '1' FILESYSTEM '/b/inc' PARALLELISM '1' TYPE 'incremental' TIMESTAMP '${FULL_TS}'`,
     )
+  })
+
+  it('writes BACKUP … S3OPTION with the keys getS3Config reads, leaving out those not set', () => {
+    const s3 = {
+      accessKeyId: 'AK',
+      bucket: 'stage',
+      endpoint: 'http://127.0.0.1:9000',
+      filepath: 'p/online-1',
+      isMinio: true,
+      region: 'us-east-1',
+      secretAccessKey: "s'ekr3t",
+    }
+    const statement = backupStatement({baseTs: FULL_TS, parallelism: 4, s3, ts: '1', type: 'incremental'})
+    expect(statement).toBe(
+      `BACKUP '1' S3OPTION {'endpoint'='http://127.0.0.1:9000', 'bucket'='stage', 'filepath'='p/online-1', 'access_key_id'='AK', 'secret_access_key'='s\\'ekr3t', 'region'='us-east-1', 'is_minio'='true', 'parallelism'='4'} TYPE 'incremental' TIMESTAMP '${FULL_TS}'`,
+    )
+    expect(shownStatement(statement, s3)).not.toContain('ekr3t')
+    expect(shownStatement(statement, s3)).toContain("'secret_access_key'='***'")
+    expect(
+      backupStatement({
+        parallelism: 1,
+        s3: {bucket: 'b', filepath: 'f', isMinio: false, roleArn: 'arn:x'},
+        ts: '1',
+        type: 'full',
+      }),
+    ).toBe(
+      "BACKUP '1' S3OPTION {'bucket'='b', 'filepath'='f', 'is_minio'='false', 'role_arn'='arn:x', 'parallelism'='1'}",
+    )
+  })
+
+  it('refuses a statement with both a folder and a bucket, or neither (exit 2)', () => {
+    const s3 = {bucket: 'b', filepath: 'f', isMinio: false}
+    for (const options of [{dir: '/b', s3}, {}]) {
+      expect(() => backupStatement({parallelism: 1, type: 'full', ...options})).toThrow(
+        expect.objectContaining({code: 'usage', message: 'a BACKUP statement needs one target: a folder or a bucket'}),
+      )
+    }
   })
 
   it('escapes single quotes and backslashes as the MySQL scanner reads them', () => {
