@@ -182,6 +182,25 @@ describe('online backups through an S3 staging prefix', () => {
     expect(await leftUnder('stage/')).toEqual([])
   })
 
+  it('deletes what a killed BACKUP left in the prefix, and says it was killed (exit 5)', async () => {
+    damage = async () => {
+      throw new Error('query interrupted')
+    }
+
+    try {
+      const r = await online(repo, ...stageArgs())
+      expect(r.code).toBe(5)
+      expect(JSON.parse(r.stdout).error.message).toBe(
+        `the BACKUP statement on 127.0.0.1:${mo.port} was killed (query interrupted): nothing was published`,
+      )
+      expect(r.stdout + r.stderr).not.toContain(SECRET)
+    } finally {
+      damage = undefined
+    }
+
+    expect(await leftUnder('stage/')).toEqual([])
+  })
+
   it.each([
     [['--stage', 's3://b/x'], '--stage is for online backups', 'cold'],
     [['--stage', '/tmp/stage'], '--stage /tmp/stage is not an S3 location', 'online'],
