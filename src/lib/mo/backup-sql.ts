@@ -32,7 +32,10 @@ import type {Connection, RowDataPacket} from 'mysql2/promise'
  * and rejects with an `interrupted` BrError; a server that is not MatrixOne is refused (`usage`,
  * exit 2) before anything is written; failures of the statement are `service` BrErrors (exit 5)
  * naming host:port and carrying MO's message.
- * Not: a check of the folder's contents (sidecars.ts does that), nor S3 targets (`S3OPTION`).
+ * S3 targets (`BACKUP … S3OPTION {…}`, same grammar rule, `infile_or_s3_params`): the keys of
+ * MoS3Target; the summary is read by the caller's reader (staged.ts), and the statement br keeps
+ * (MoBackupResult.statement) shows the secret key as ***.
+ * Not: a check of the folder's contents (sidecars.ts and staged.ts do that).
  */
 import {readdir, stat} from 'node:fs/promises'
 import {isAbsolute} from 'node:path'
