@@ -116,6 +116,41 @@ export const s3Flags = {
   }),
 }
 
+/**
+ * `br backup --mode online --stage s3://BUCKET/PREFIX`: MO's BACKUP writes into S3, not a folder of
+ * its host. The stage's settings default to the S3 repository's when none of these is given
+ * (stage-address.ts).
+ */
+export const stageFlags = {
+  stage: Flags.string({
+    description:
+      "online: MO's BACKUP writes into a fresh prefix under s3://BUCKET/PREFIX (BACKUP … S3OPTION), streamed from there into the repository and deleted; for a cluster whose data lives in S3, or br away from the MO host",
+    helpGroup: 'STAGE',
+  }),
+  'stage-access-key-id': Flags.string({
+    description:
+      "access key id MO writes the stage with (with --stage-secret-access-key-file); default: the S3 repository's, or AWS_ACCESS_KEY_ID",
+    helpGroup: 'STAGE',
+  }),
+  'stage-endpoint': Flags.string({
+    description: "http(s)://host[:port] of the stage's store, as both mo-service and this host reach it",
+    helpGroup: 'STAGE',
+  }),
+  'stage-force-path-style': Flags.boolean({
+    description: "path-style addressing for the stage (MO's is_minio)",
+    helpGroup: 'STAGE',
+  }),
+  'stage-region': Flags.string({description: 'region of the stage bucket', helpGroup: 'STAGE'}),
+  'stage-role-arn': Flags.string({
+    description: "a role MO assumes to write the stage, instead of a static key (MO's role_arn)",
+    helpGroup: 'STAGE',
+  }),
+  'stage-secret-access-key-file': Flags.string({
+    description: 'file holding the secret key of --stage-access-key-id (mode 0600)',
+    helpGroup: 'STAGE',
+  }),
+}
+
 /** S3 Object Lock on what a backup (or copy) writes: a host that can write cannot delete or overwrite it. */
 export const objectLockFlags = {
   'object-lock-days': Flags.integer({

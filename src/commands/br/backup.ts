@@ -10,6 +10,7 @@ import {
   requiredUnlessConfig,
   s3Flags,
   serviceFlags,
+  stageFlags,
   writerKeyFlag,
 } from '../../flags.js'
 import {backupFlow, type BackupResult, DEFAULT_EXCLUDES, excludeList} from '../../lib/backup/backup.js'
@@ -17,6 +18,7 @@ import {usageError} from '../../lib/errors.js'
 import {ManifestCache} from '../../lib/repo/manifest-cache.js'
 import {loadDecryptOptions, loadEncryptOptions} from '../../lib/secrets.js'
 import {serviceControl, serviceSettingsFrom, sqlProbe} from '../../service.js'
+import {stageAddress} from '../../stage-address.js'
 
 export default class Backup extends BrCommand {
   static override description = `Take a full or incremental physical backup of a MatrixOne data directory.
@@ -44,6 +46,7 @@ Defaults for the flags can be kept with \`moctl br config set\`. Prints the new 
   static override flags = {
     ...repoFlags,
     ...s3Flags,
+    ...stageFlags,
     ...objectLockFlags,
     ...serviceFlags,
     ...lockFlags,
@@ -137,6 +140,7 @@ Defaults for the flags can be kept with \`moctl br config set\`. Prints the new 
     const dataDir = resolve(flags['data-dir']!)
     const settings = serviceSettingsFrom(flags)
     const online = flags.mode === 'online'
+    const stage = await stageAddress(flags, repo)
     if (online && flags.clone) {
       throw usageError('--clone is for cold backups', 'drop --clone: an online backup never stops MO')
     }
@@ -186,6 +190,7 @@ Defaults for the flags can be kept with \`moctl br config set\`. Prints the new 
       }),
       signing,
       sql: settings.sql,
+      stage,
       type: flags.type as 'full' | 'incremental',
     })
     // The flow holds the repository lock from its first step and releases it itself.

@@ -55,7 +55,12 @@ export class TarPacker {
    * A regular file of `size` bytes, its body from `chunks` (which must add up to `size`). An error
    * from `chunks` or from the tar is thrown after destroying the entry with it.
    */
-  async file(path: string, size: number, meta: EntryMeta, chunks: Iterable<Buffer>): Promise<void> {
+  async file(
+    path: string,
+    size: number,
+    meta: EntryMeta,
+    chunks: AsyncIterable<Buffer> | Iterable<Buffer>,
+  ): Promise<void> {
     let sink!: Sink
     const written = new Promise<void>((resolve, reject) => {
       sink = this.pack.entry({...headerOf(path, meta), size, type: 'file'}, (error) =>
@@ -67,9 +72,15 @@ export class TarPacker {
     written.catch(() => {})
     sink.on('error', () => {})
     try {
-      for (const chunk of chunks) {
-        // eslint-disable-next-line no-await-in-loop -- backpressure: wait until the tar takes more
-        if (!sink.write(chunk)) await drained(sink)
+      // A source that streams from elsewhere (an S3 staging prefix) gives an async iterable; a
+      // local file stays a plain loop, with no await per chunk.
+      if (Symbol.asyncIterator in chunks) {
+        for await (const chunk of chunks) if (!sink.write(chunk)) await drained(sink)
+      } else {
+        for (const chunk of chunks) {
+          // eslint-disable-next-line no-await-in-loop -- backpressure: wait until the tar takes more
+          if (!sink.write(chunk)) await drained(sink)
+        }
       }
     } catch (error) {
       // The tar stream ends with the same error, for a consumer that only watches it.

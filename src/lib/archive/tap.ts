@@ -119,6 +119,18 @@ export class FileTap {
   constructor(private readonly onBytes?: (n: number) => void) {}
 
   /**
+   * The chunks of an async `source` (a stream from elsewhere), unchanged.
+   * @yields each chunk, once hashed
+   */
+  async *asyncChunks(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+    for await (const chunk of source) {
+      this.hash.update(chunk)
+      yield chunk
+      this.onBytes?.(chunk.length)
+    }
+  }
+
+  /**
    * The chunks of `source`, unchanged.
    * @yields each chunk, once hashed
    */

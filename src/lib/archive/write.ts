@@ -33,7 +33,7 @@ import {createCompressor} from './compress.js'
 import {comparePaths, encodeManifest, MANIFEST_FORMAT} from './manifest.js'
 import {TarPacker} from './pack.js'
 import {FileTap, HashTap} from './tap.js'
-import {readFile, ROOT_PATH, type ScannedEntry} from './walk.js'
+import {readFile, ROOT_PATH, type ScannedEntry, type ScannedFile} from './walk.js'
 
 /** The output sees writes of at least this size (a file write or an upload part per MiB, not per 64 KiB). */
 const OUTPUT_BATCH = 1024 * 1024
@@ -49,6 +49,11 @@ export interface PackOptions {
   /** the rest of the manifest */
   manifestBase: Pick<Manifest, 'chain' | 'createdAt' | 'deleted' | 'type'>
   onProgress?: (p: PackProgress) => void
+  /**
+   * a file's bytes from somewhere other than `root` on this disk (an S3 staging prefix); it must
+   * yield exactly `entry.size` bytes and may throw to fail the pack; default: walk.ts readFile
+   */
+  read?: (entry: ScannedFile, signal?: AbortSignal) => AsyncIterable<Buffer>
   root: string
   signal?: AbortSignal
   /** incrementals: files listed in the manifest as they are in the base (their bytes stay there) */
@@ -148,7 +153,10 @@ async function writeEntries(packer: TarPacker, options: PackOptions, state: {raw
 
       case 'file': {
         const tap = new FileTap(onBytes)
-        await packer.file(entry.path, entry.size, entry, tap.chunks(readFile(root, entry, signal)))
+        const chunks = options.read
+          ? tap.asyncChunks(options.read(entry, signal))
+          : tap.chunks(readFile(root, entry, signal))
+        await packer.file(entry.path, entry.size, entry, chunks)
         progress.filesDone++
         packed.push({
           in: backupId,

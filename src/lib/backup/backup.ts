@@ -317,6 +317,7 @@ const packStep: ScriptStep<BackupTrail, Taken, Pick<Packed, 'archive' | 'manifes
       },
       onProgress: (p) => report.progress(p),
       output: writer.stream,
+      read: packing.read,
       root: packing.root,
       signal,
       unchanged: packing.plan?.unchanged,

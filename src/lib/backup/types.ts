@@ -5,11 +5,11 @@
  * files come from is sources/ (a Source hands the packer a Packing).
  */
 import type {DecryptOptions, EncryptOptions, Manifest} from '../archive/types.js'
-import type {ScannedEntry} from '../archive/walk.js'
+import type {ScannedEntry, ScannedFile} from '../archive/walk.js'
 import type {DataDirLock} from '../datadir-lock.js'
 import type {KnownPath} from '../fs-errors.js'
 import type {MoBackupResult} from '../mo/backup-sql.js'
-import type {RepoAddress} from '../repo/address.js'
+import type {RepoAddress, S3Settings} from '../repo/address.js'
 import type {Unlock} from '../repo/lock.js'
 import type {ManifestCache} from '../repo/manifest-cache.js'
 import type {Repository} from '../repo/repository.js'
@@ -60,6 +60,11 @@ export interface BackupOptions {
   signing: null | SigningKey
   /** online: how to reach MO over SQL */
   sql?: SqlSettings
+  /**
+   * online: MO writes into this S3 staging location (`BACKUP … S3OPTION`) instead of a folder
+   * beside the data dir; each run uses a fresh prefix under it, deleted when the run ends
+   */
+  stage?: {location: string; s3: S3Settings}
   type: 'full' | 'incremental'
 }
 
@@ -77,6 +82,8 @@ export interface Packing {
   entries: ScannedEntry[]
   /** an incremental's plan (what stays in the chain, what was deleted); null for a full */
   plan: IncrementalPlan | null
+  /** the bytes of a file when they are not under `root` on this disk (MO's S3 staging prefix); default: read from root */
+  read?: (entry: ScannedFile, signal?: AbortSignal) => AsyncIterable<Buffer>
   /** removes what the source made (a clone, MO's folder); safe to call twice; nothing for the data dir itself */
   release(): Promise<void>
   /** the directory the entries' paths are relative to, read while packing */

@@ -32,7 +32,10 @@ import type {Connection, RowDataPacket} from 'mysql2/promise'
  * and rejects with an `interrupted` BrError; a server that is not MatrixOne is refused (`usage`,
  * exit 2) before anything is written; failures of the statement are `service` BrErrors (exit 5)
  * naming host:port and carrying MO's message.
- * Not: a check of the folder's contents (sidecars.ts does that), nor S3 targets (`S3OPTION`).
+ * S3 targets (`BACKUP … S3OPTION {…}`, same grammar rule, `infile_or_s3_params`): the keys of
+ * MoS3Target; the summary is read by the caller's reader (staged.ts), and the statement br keeps
+ * (MoBackupResult.statement) shows the secret key as ***.
+ * Not: a check of the folder's contents (sidecars.ts and staged.ts do that).
  */
 import {readdir, stat} from 'node:fs/promises'
 import {isAbsolute} from 'node:path'
@@ -42,17 +45,38 @@ import {formatDuration} from '../format.js'
 import {connectSql, describeError} from '../service/sql.js'
 import {type SqlSettings} from '../service/types.js'
 import {TS_PATTERN} from './meta.js'
-import {readBackupSummary} from './sidecars.js'
+import {type OnlineBackupSummary, readBackupSummary} from './sidecars.js'
 
 export type MoBackupType = 'full' | 'incremental'
+
+/**
+ * Where MO writes when the target is a bucket: `BACKUP … S3OPTION {…}` (pkg/backup/utils.go
+ * `getS3Config` reads these keys; `compression` is parsed and ignored, so it is never sent). MO
+ * writes the same layout as FILESYSTEM under `filepath` in `bucket`, through its own S3 client,
+ * so the credentials must be ones mo-service can use: static keys, or a role it assumes.
+ */
+export interface MoS3Target {
+  accessKeyId?: string
+  bucket: string
+  endpoint?: string
+  /** the key prefix MO writes under, without a final '/' */
+  filepath: string
+  /** path-style addressing (MinIO and most on-premises stores) */
+  isMinio: boolean
+  region?: string
+  roleArn?: string
+  secretAccessKey?: string
+}
 
 export interface BackupStatementOptions {
   /** the backup ts of the base (`<physical>-<logical>`); required for, and only for, incremental */
   baseTs?: string
-  /** absolute path of the folder MO writes, on the MO host */
-  dir: string
+  /** absolute path of the folder MO writes, on the MO host (FILESYSTEM); or give `s3` */
+  dir?: string
   /** copy jobs MO runs at once (1..65535; MO uses 1..511 as given) */
   parallelism: number
+  /** a bucket MO writes into (S3OPTION) instead of `dir` */
+  s3?: MoS3Target
   /** the statement's first argument (MO ignores it); default: now, in nanoseconds */
   ts?: string
   type: MoBackupType
@@ -60,15 +84,10 @@ export interface BackupStatementOptions {
 
 /** The exact `BACKUP` statement for a backup into a local folder of the MO host. */
 export function backupStatement(options: BackupStatementOptions): string {
-  const {baseTs, dir, parallelism, type} = options
-  if (!isAbsolute(dir)) {
-    throw usageError(
-      `backup folder '${dir}' is not an absolute path`,
-      'MatrixOne resolves it against its own working directory: give an absolute path on the MatrixOne host',
-    )
-  }
-
-  if (hasControlCharacter(dir)) throw usageError(`backup folder ${JSON.stringify(dir)} holds a control character`)
+  const {baseTs, dir, parallelism, s3, type} = options
+  if ((dir === undefined) === (s3 === undefined))
+    throw usageError('a BACKUP statement needs one target: a folder or a bucket')
+  if (dir !== undefined) checkDir(dir)
   if (!Number.isInteger(parallelism) || parallelism < 1 || parallelism > 65_535) {
     throw usageError(`parallelism ${parallelism} is not a whole number from 1 to 65535`, 'pass e.g. --parallelism 4')
   }
@@ -90,17 +109,67 @@ export function backupStatement(options: BackupStatementOptions): string {
 
   const ts = options.ts ?? String(BigInt(Date.now()) * 1_000_000n)
   if (hasControlCharacter(ts)) throw usageError(`backup label ${JSON.stringify(ts)} holds a control character`)
-  const base = `BACKUP ${quote(ts)} FILESYSTEM ${quote(dir)} PARALLELISM ${quote(String(parallelism))}`
+  const target = s3
+    ? `S3OPTION ${s3Option(s3, parallelism)}`
+    : `FILESYSTEM ${quote(dir ?? '')} PARALLELISM ${quote(String(parallelism))}`
+  const base = `BACKUP ${quote(ts)} ${target}`
   return type === 'incremental' ? `${base} TYPE 'incremental' TIMESTAMP ${quote(baseTs ?? '')}` : base
+}
+
+/** A FILESYSTEM folder as MO would read it: absolute, and no control characters. */
+function checkDir(dir: string): void {
+  if (!isAbsolute(dir)) {
+    throw usageError(
+      `backup folder '${dir}' is not an absolute path`,
+      'MatrixOne resolves it against its own working directory: give an absolute path on the MatrixOne host',
+    )
+  }
+
+  if (hasControlCharacter(dir)) throw usageError(`backup folder ${JSON.stringify(dir)} holds a control character`)
+}
+
+/** `{'endpoint'='…', …}` in the order the issue and mo_br's docs give; unset keys are left out. */
+function s3Option(s3: MoS3Target, parallelism: number): string {
+  const pairs: Array<[string, string | undefined]> = [
+    ['endpoint', s3.endpoint],
+    ['bucket', s3.bucket],
+    ['filepath', s3.filepath],
+    ['access_key_id', s3.accessKeyId],
+    ['secret_access_key', s3.secretAccessKey],
+    ['region', s3.region],
+    ['is_minio', String(s3.isMinio)],
+    ['role_arn', s3.roleArn],
+    ['parallelism', String(parallelism)],
+  ]
+  for (const [key, value] of pairs) {
+    if (value !== undefined && hasControlCharacter(value))
+      throw usageError(`the stage's ${key} holds a control character`)
+  }
+
+  return `{${pairs
+    .filter((pair): pair is [string, string] => pair[1] !== undefined && pair[1] !== '')
+    .map(([key, value]) => `${quote(key)}=${quote(value)}`)
+    .join(', ')}}`
+}
+
+/** The statement as it may be shown or recorded: the secret key of an S3OPTION as ***. */
+export function shownStatement(statement: string, s3?: MoS3Target): string {
+  const secret = s3?.secretAccessKey
+  return secret ? statement.replaceAll(quote(secret), "'***'") : statement
 }
 
 export interface RunMoBackupOptions {
   baseTs?: string
   /** how long to wait for the connection (default 10 s) */
   connectTimeoutMs?: number
-  dir: string
+  /** FILESYSTEM: the folder on the MO host; or give `s3` and `summary` */
+  dir?: string
   parallelism: number
+  /** S3OPTION: the bucket and prefix MO writes */
+  s3?: MoS3Target
   signal?: AbortSignal
+  /** S3OPTION: reads mo_meta and tae_sum from where MO wrote them (the folder is not on this disk) */
+  summary?: (signal?: AbortSignal) => Promise<OnlineBackupSummary>
   /** give up on the statement after this long (default: never) */
   timeoutMs?: number
   type: MoBackupType
@@ -118,7 +187,7 @@ export interface MoBackupResult {
   serverVersion: string
   /** the sum of the content sizes MO listed in tae/tae_list */
   size: number
-  /** the statement as sent */
+  /** the statement as sent, with an S3OPTION's secret key as */
   statement: string
 }
 
@@ -134,7 +203,8 @@ const KILL_TIMEOUT_MS = 3000
 export async function runMoBackup(sql: SqlSettings, options: RunMoBackupOptions): Promise<MoBackupResult> {
   const {dir, signal} = options
   const statement = backupStatement(options)
-  await checkFolderIsNew(dir)
+  if (dir !== undefined) await checkFolderIsNew(dir)
+  else if (!options.summary) throw usageError('an S3OPTION backup needs a reader of the staging prefix')
   throwIfAborted(signal)
 
   const where = `${sql.host}:${sql.port}`
@@ -177,7 +247,10 @@ export async function runMoBackup(sql: SqlSettings, options: RunMoBackupOptions)
     await connection.end().catch(() => connection.destroy())
   }
 
-  return summarise({dir, serverVersion, started, statement, where}, signal)
+  const shown = shownStatement(statement, options.s3)
+  if (options.summary)
+    return fromSummary(await options.summary(signal), {serverVersion, started, statement: shown, where})
+  return summarise({dir: dir ?? '', serverVersion, started, statement: shown, where}, signal)
 }
 
 /** one connection to the server, and how to name it in messages */
@@ -237,17 +310,88 @@ async function runStatement(session: Session, statement: string, options: RunMoB
     }
 
     if (error instanceof BrError) throw error
-    throw new BrError('service', `the BACKUP statement failed on ${where}: ${describeError(error)}`, {
-      cause: error,
-      suggestions: [
-        'check the MatrixOne log (mo-service) around the backup',
-        'the folder is written by mo-service on the MatrixOne host: it must be writable by that user',
-      ],
-    })
+    throw explainRefusal(error, {sql, statement, where})
   } finally {
     clearTimeout(timer)
     signal?.removeEventListener('abort', onAbort)
   }
+}
+
+/**
+ * What MO's refusal of the BACKUP statement means, as one BrError (matrixone v4.2 tree):
+ * - not the sys tenant: the privilege check for `tree.BackupStart` is `tenant.IsSysTenant()`
+ *   (pkg/frontend/authenticate.go `checkBackUpStartPrivilege`), refused with
+ *   `moerr.NewInternalError(ctx, "do not have privilege to execute the statement")`: errno 1105,
+ *   "internal error: do not have privilege to execute the statement";
+ * - a malformed TIMESTAMP: pkg/backup/backup.go calls `types.StringToTS`, which panics "format of
+ *   ts must be physical-logical[, ...]"; the frontend's recover turns it into errno 1105
+ *   "internal error: panic format of ts must be physical-logical...: <stack>" (moerr.ConvertPanicError);
+ * - killed: `KILL QUERY` answers the statement with moerr.ErrQueryInterrupted (errno 1317, ER_QUERY_INTERRUPTED,
+ *   "query interrupted"); `KILL <conn>` or a mo-service that goes away drops the connection.
+ * Anything else is MO's own message, as a service error.
+ */
+export function explainRefusal(error: unknown, run: {sql: SqlSettings; statement: string; where: string}): BrError {
+  const {sql, where} = run
+  const {code, errno} = error as {code?: unknown; errno?: unknown}
+  const message = describeError(error)
+  if (/do not have privilege to execute the statement/.test(message)) {
+    return new BrError(
+      'usage',
+      `MatrixOne on ${where} refused BACKUP for user '${sql.user}': only the sys tenant may run it`,
+      {
+        cause: error,
+        suggestions: [
+          "connect as a user of the sys account (e.g. --user root, or 'sys:<user>'): BACKUP copies every account's data",
+        ],
+      },
+    )
+  }
+
+  if (/format of ts must be physical-logical/.test(message)) {
+    const ts = /TIMESTAMP '([^']*)'/.exec(run.statement)?.[1] ?? ''
+    return new BrError(
+      'usage',
+      `MatrixOne on ${where} refused the incremental's TIMESTAMP '${ts}': not <physical>-<logical>`,
+      {
+        cause: error,
+        suggestions: [
+          "the base's tae/tae_sum holds a backup ts MatrixOne cannot read: take a full online backup (--type full)",
+        ],
+      },
+    )
+  }
+
+  if (errno === 1317 || code === 'ER_QUERY_INTERRUPTED' || /query interrupted/.test(message)) {
+    return new BrError(
+      'service',
+      `the BACKUP statement on ${where} was killed (query interrupted): nothing was published`,
+      {
+        cause: error,
+        suggestions: [
+          'someone ran KILL on it, or mo-service is shutting down: check the MatrixOne log, then run the backup again',
+        ],
+      },
+    )
+  }
+
+  if (code === 'PROTOCOL_CONNECTION_LOST' || code === 'ECONNRESET' || code === 'EPIPE') {
+    return new BrError(
+      'service',
+      `the connection to ${where} was lost while BACKUP ran (killed, or mo-service stopped): nothing was published`,
+      {
+        cause: error,
+        suggestions: ['check that mo-service is up (mo_ctl status, its log), then run the backup again'],
+      },
+    )
+  }
+
+  return new BrError('service', `the BACKUP statement failed on ${where}: ${message}`, {
+    cause: error,
+    suggestions: [
+      'check the MatrixOne log (mo-service) around the backup',
+      'the folder is written by mo-service on the MatrixOne host: it must be writable by that user',
+    ],
+  })
 }
 
 /** Reads what MO recorded in the folder; the folder must be on this host. */
@@ -255,21 +399,27 @@ async function summarise(
   run: {dir: string; serverVersion: string; started: number; statement: string; where: string},
   signal?: AbortSignal,
 ): Promise<MoBackupResult> {
-  const {dir, serverVersion, started, statement, where} = run
+  const {dir, where} = run
   try {
     await stat(dir)
   } catch {
     throw serviceError(
-      `the BACKUP statement on ${where} succeeded, but ${dir} is not on this host`,
-      'run the online backup on the MatrixOne host: the server writes the folder on its own filesystem',
-      'or use --mode cold',
+      `the BACKUP statement on ${where} succeeded, but ${dir} does not appear here: mo-service wrote it on its own host, and this CLI runs on another`,
+      `run br on the MatrixOne host (then remove ${dir} there), or let MO write into S3 with --stage s3://BUCKET/PREFIX`,
     )
   }
 
-  const summary = await readBackupSummary(dir, signal)
+  return fromSummary(await readBackupSummary(dir, signal), {...run, folder: dir})
+}
+
+function fromSummary(
+  summary: OnlineBackupSummary,
+  run: {folder?: string; serverVersion: string; started: number; statement: string; where: string},
+): MoBackupResult {
+  const {serverVersion, started, statement, where} = run
   if (!summary.backupTs) {
     throw serviceError(
-      `${where} (${serverVersion}) recorded no backup ts in ${dir}/tae/tae_sum: it is too old for online backups`,
+      `${where} (${serverVersion}) recorded no backup ts in ${run.folder ?? 'the staging prefix'}/tae/tae_sum: it is too old for online backups`,
       'use --mode cold, or upgrade MatrixOne',
     )
   }

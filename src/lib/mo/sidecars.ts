@@ -42,7 +42,7 @@ export const SIDECAR_SUFFIX = '.sha256'
 /** what a complete BACKUP folder always holds (mo_meta is written last) */
 export const COMPLETION_FILES = [MO_META, TAE_LIST, TAE_SUM, 'hakeeper/hk_data'] as const
 
-const RERUN = 'run the online backup again (--mode online) into an empty folder'
+export const RERUN = 'run the online backup again (--mode online) into an empty folder'
 /** a sidecar is 32 or 36 bytes; anything much larger is not one, and is not read */
 const MAX_SIDECAR_BYTES = 64
 
@@ -226,8 +226,8 @@ export async function readBackupSummary(dir: string, signal?: AbortSignal): Prom
   }
 }
 
-/** Rule 5: a data file against its tae_list entry. */
-function checkListed(rel: string, entry: TaeListEntry, digest: MoFileDigest): void {
+/** Rule 5: a data file against its tae_list entry (staged.ts checks an S3 staging prefix by it too). */
+export function checkListed(rel: string, entry: TaeListEntry, digest: MoFileDigest): void {
   if (entry.sha256) {
     const form = matchingForm(digest, Buffer.from(entry.sha256, 'hex'))
     if (!form) {

@@ -19,17 +19,20 @@ import {basename, dirname, join} from 'node:path'
 import type {FileEntry, Manifest} from '../../archive/types.js'
 import type {ScannedEntry} from '../../archive/walk.js'
 import type {TaeListEntry} from '../../mo/meta.js'
+import type {S3Backend} from '../../repo/s3.js'
 import type {SqlSettings} from '../../service/types.js'
 import type {IncrementalPlan} from '../plan.js'
 import type {BackupOptions, Packing} from '../types.js'
 import type {Source} from './types.js'
 
 import {scanDataDir} from '../../archive/walk.js'
-import {integrityError} from '../../errors.js'
+import {integrityError, usageError} from '../../errors.js'
 import {formatBytes, formatDuration} from '../../format.js'
-import {runMoBackup} from '../../mo/backup-sql.js'
+import {type MoS3Target, runMoBackup} from '../../mo/backup-sql.js'
 import {parseTaeList, TAE_LIST} from '../../mo/meta.js'
-import {checkSidecars, readVerifiedFile} from '../../mo/sidecars.js'
+import {checkSidecars, readVerifiedFile, RERUN} from '../../mo/sidecars.js'
+import {openStaged, type StagedFolder} from '../../mo/staged.js'
+import {describeError} from '../../service/sql.js'
 import {baseOf, PACK_WHAT, planSummary} from './cold.js'
 import {PLAN, SCAN} from './types.js'
 
@@ -41,6 +44,7 @@ const removeFolder = (folder: string) => rm(folder, {force: true, recursive: tru
  * nothing is stopped, and the data dir is not locked (MO's own files are not read).
  */
 export function onlineSource(options: BackupOptions, sql: SqlSettings): Source {
+  if (options.stage) return stagedSource(options, sql, options.stage)
   return {
     afterPack: (script) => script,
     excluded: [],
@@ -129,5 +133,109 @@ export function planOnlineIncremental(
     reread: 0,
     toPack: scanned,
     unchanged,
+  }
+}
+
+/**
+ * The online source through an S3 staging prefix (`--stage s3://BUCKET/PREFIX`): MO's BACKUP …
+ * S3OPTION writes into `<PREFIX>/online-<id>/`, which must be empty; its sidecars and tae_list
+ * are checked from S3 (staged.ts), every object streams from S3 into the pack, checked against
+ * its digest as it passes (a mismatch fails the pack: exit 3, nothing published), and the prefix
+ * is deleted when the run ends, whatever happened; a failed delete is a warning naming it.
+ * Nothing of the cluster's data is written to a local disk.
+ */
+function stagedSource(options: BackupOptions, sql: SqlSettings, stage: NonNullable<BackupOptions['stage']>): Source {
+  return {
+    afterPack: (script) => script,
+    excluded: [],
+    readsDataDir: false,
+    take: (script) =>
+      script
+        .step("Run MO's BACKUP", async (input, trail, report, signal) => {
+          const {backend, target} = await stagePrefix(stage, input.id)
+          if ((await backend.list('')).length > 0) {
+            throw usageError(
+              `the staging prefix ${backend.location} is not empty`,
+              'MatrixOne never overwrites a file of a backup: pass another --stage prefix, or empty this one',
+            )
+          }
+
+          trail.release = () => removeStage(backend, options.onWarning)
+          report.output(`MO writes into ${backend.location}`)
+          let staged: StagedFolder | undefined
+          const mo = await runMoBackup(sql, {
+            baseTs: input.base?.record.backupTs,
+            parallelism: options.parallelism,
+            s3: target,
+            signal,
+            async summary(readSignal) {
+              staged = await openStaged(backend, readSignal)
+              return staged.summary
+            },
+            type: options.type,
+          })
+          if (!staged) throw integrityError(`MO's BACKUP left nothing readable in ${backend.location}`, RERUN)
+          report.output(
+            `${mo.serverVersion}: backup ts ${mo.backupTs}, ${formatBytes(mo.size)} in ${formatDuration(mo.elapsedMs)}`,
+          )
+          return {backend, mo, staged}
+        })
+        .step("Check MO's checksums", async ({staged}, _trail, report) => {
+          const files = staged.entries.filter((e) => e.type === 'file').length
+          report.output(
+            `${files} objects, ${formatBytes(staged.bytes)}: metadata checked now, every object as it streams into the pack`,
+          )
+        })
+        .step(SCAN, async ({backend, staged}, trail, report) => {
+          trail.needed = {bytes: staged.bytes, what: PACK_WHAT}
+          report.output(`${staged.entries.filter((e) => e.type === 'file').length} files, ${formatBytes(staged.bytes)}`)
+          const packing: Packing = {
+            entries: staged.entries,
+            plan: null,
+            read: staged.read,
+            release: () => removeStage(backend, options.onWarning),
+            root: backend.location,
+          }
+          return {packing}
+        })
+        .stepIf(options.type === 'incremental', PLAN, async (input, trail, report) => {
+          const plan = planOnlineIncremental(input.packing.entries, input.staged.taeList, baseOf(input).manifest)
+          trail.needed = {bytes: plan.changedBytes, what: PACK_WHAT}
+          report.output(planSummary(plan, options))
+          return {packing: {...input.packing, entries: plan.toPack, plan}}
+        }),
+  }
+}
+
+/** The fresh prefix of run `id` under the stage, as a backend, and as MO's S3OPTION names it. */
+async function stagePrefix(
+  stage: NonNullable<BackupOptions['stage']>,
+  id: string,
+): Promise<{backend: S3Backend; target: MoS3Target}> {
+  const {S3Backend} = await import('../../repo/s3.js')
+  const prefix = `${stage.s3.prefix}online-${id}/`
+  const s3 = {...stage.s3, prefix}
+  const backend = new S3Backend({location: `s3://${s3.bucket}/${prefix.slice(0, -1)}`, s3})
+  const target: MoS3Target = {
+    accessKeyId: s3.credentials?.accessKeyId,
+    bucket: s3.bucket,
+    endpoint: s3.endpoint,
+    filepath: prefix.slice(0, -1),
+    isMinio: s3.forcePathStyle,
+    region: s3.region,
+    roleArn: s3.roleArn,
+    secretAccessKey: s3.credentials?.secretAccessKey,
+  }
+  return {backend, target}
+}
+
+/** Deletes the staging prefix; a failure is a warning that says what is left and how to remove it. */
+async function removeStage(backend: S3Backend, onWarning?: (message: string) => void): Promise<void> {
+  try {
+    await backend.removePrefix('')
+  } catch (error) {
+    onWarning?.(
+      `the staging prefix ${backend.location} could not be deleted (${describeError(error)}): MO's backup files are left there; remove them with e.g. aws s3 rm --recursive ${backend.location}/`,
+    )
   }
 }

@@ -3,7 +3,7 @@ import {join} from 'node:path'
 import {afterEach, beforeAll, beforeEach, describe, expect, it} from 'vitest'
 
 import {BrError} from '../../../../src/lib/errors.js'
-import {backupStatement, runMoBackup} from '../../../../src/lib/mo/backup-sql.js'
+import {backupStatement, runMoBackup, shownStatement} from '../../../../src/lib/mo/backup-sql.js'
 import {type SqlSettings} from '../../../../src/lib/service/types.js'
 import {tempDir} from '../../../helpers/cli.js'
 import {mariadbAvailable, skipReason, startMariadb} from '../../../helpers/mariadb.js'
@@ -27,6 +27,43 @@ describe('backupStatement', () => {
     expect(backupStatement({baseTs: FULL_TS, dir: '/b/inc', parallelism: 1, ts: '1', type: 'incremental'})).toBe(
       `BACKUP '1' FILESYSTEM '/b/inc' PARALLELISM '1' TYPE 'incremental' TIMESTAMP '${FULL_TS}'`,
     )
+  })
+
+  it('writes BACKUP … S3OPTION with the keys getS3Config reads, leaving out those not set', () => {
+    const s3 = {
+      accessKeyId: 'AK',
+      bucket: 'stage',
+      endpoint: 'http://127.0.0.1:9000',
+      filepath: 'p/online-1',
+      isMinio: true,
+      region: 'us-east-1',
+      secretAccessKey: "s'ekr3t",
+    }
+    const statement = backupStatement({baseTs: FULL_TS, parallelism: 4, s3, ts: '1', type: 'incremental'})
+    expect(statement).toBe(
+      `BACKUP '1' S3OPTION {'endpoint'='http://127.0.0.1:9000', 'bucket'='stage', 'filepath'='p/online-1', 'access_key_id'='AK', 'secret_access_key'='s\\'ekr3t', 'region'='us-east-1', 'is_minio'='true', 'parallelism'='4'} TYPE 'incremental' TIMESTAMP '${FULL_TS}'`,
+    )
+    expect(shownStatement(statement, s3)).not.toContain('ekr3t')
+    expect(shownStatement(statement, s3)).toContain("'secret_access_key'='***'")
+    expect(
+      backupStatement({
+        parallelism: 1,
+        s3: {bucket: 'b', filepath: 'f', isMinio: false, roleArn: 'arn:x'},
+        ts: '1',
+        type: 'full',
+      }),
+    ).toBe(
+      "BACKUP '1' S3OPTION {'bucket'='b', 'filepath'='f', 'is_minio'='false', 'role_arn'='arn:x', 'parallelism'='1'}",
+    )
+  })
+
+  it('refuses a statement with both a folder and a bucket, or neither (exit 2)', () => {
+    const s3 = {bucket: 'b', filepath: 'f', isMinio: false}
+    for (const options of [{dir: '/b', s3}, {}]) {
+      expect(() => backupStatement({parallelism: 1, type: 'full', ...options})).toThrow(
+        expect.objectContaining({code: 'usage', message: 'a BACKUP statement needs one target: a folder or a bucket'}),
+      )
+    }
   })
 
   it('escapes single quotes and backslashes as the MySQL scanner reads them', () => {
@@ -167,11 +204,70 @@ describe('runMoBackup', () => {
       )
     })
 
-    it('fails when MO says done but the folder is not on this host', async () => {
+    it('fails when MO says done but the folder is not on this host (mo-service runs elsewhere)', async () => {
       mo = await startFakeMo((_, connection) => connection.writeOk())
+      const error = await runMoBackup(at(mo.port), {dir, parallelism: 1, type: 'full'}).catch(
+        (error_: unknown) => error_,
+      )
+      expect(error).toMatchObject({
+        code: 'service',
+        exitCode: 5,
+        message: `the BACKUP statement on 127.0.0.1:${mo.port} succeeded, but ${dir} does not appear here: mo-service wrote it on its own host, and this CLI runs on another`,
+      })
+      expect((error as BrError).suggestions).toEqual([
+        `run br on the MatrixOne host (then remove ${dir} there), or let MO write into S3 with --stage s3://BUCKET/PREFIX`,
+      ])
+    })
+
+    // MO's replies as pkg/frontend sends them (see explainRefusal): errno and message.
+    it.each([
+      {
+        codes: {code: 'usage', exitCode: 2},
+        errno: 1105,
+        expected: (where: string) =>
+          `MatrixOne on ${where} refused BACKUP for user 'dump': only the sys tenant may run it`,
+        message: 'internal error: do not have privilege to execute the statement',
+        what: 'not the sys tenant',
+      },
+      {
+        codes: {code: 'usage', exitCode: 2},
+        errno: 1105,
+        expected: (where: string) =>
+          `MatrixOne on ${where} refused the incremental's TIMESTAMP '${FULL_TS}': not <physical>-<logical>`,
+        message:
+          'internal error: panic format of ts must be physical-logical, logical is not an uint32: \ngithub.com/matrixorigin/matrixone/pkg/container/types.StringToTS',
+        what: 'a malformed TIMESTAMP',
+      },
+      {
+        codes: {code: 'service', exitCode: 5},
+        errno: 1317,
+        expected: (where: string) =>
+          `the BACKUP statement on ${where} was killed (query interrupted): nothing was published`,
+        message: 'query interrupted',
+        what: 'a killed query',
+      },
+    ])('says what MO meant when it refuses: $what', async ({codes, errno, expected, message}) => {
+      mo = await startFakeMo((statement, connection) => {
+        if (statement.startsWith('BACKUP')) connection.writeError({code: errno, message})
+      })
+      const error = await runMoBackup(
+        {...at(mo.port), user: 'dump'},
+        {baseTs: FULL_TS, dir, parallelism: 1, type: 'incremental'},
+      ).catch((error_: unknown) => error_)
+      expect(error).toBeInstanceOf(BrError)
+      expect(error).toMatchObject({...codes, message: expected(`127.0.0.1:${mo.port}`)})
+      expect((error as BrError).suggestions).toHaveLength(1)
+      await expect(access(dir)).rejects.toThrow('ENOENT')
+    })
+
+    it('says so when the connection drops while BACKUP runs (KILL <connection>, mo-service stopped)', async () => {
+      mo = await startFakeMo((statement, connection) => {
+        if (statement.startsWith('BACKUP')) (connection as unknown as {stream: {destroy(): void}}).stream.destroy()
+      })
       await expect(runMoBackup(at(mo.port), {dir, parallelism: 1, type: 'full'})).rejects.toMatchObject({
         code: 'service',
-        message: `the BACKUP statement on 127.0.0.1:${mo.port} succeeded, but ${dir} is not on this host`,
+        exitCode: 5,
+        message: `the connection to 127.0.0.1:${mo.port} was lost while BACKUP ran (killed, or mo-service stopped): nothing was published`,
       })
     })
 
