@@ -6,6 +6,7 @@ import {decryptFlags, quietFlag, repoFlags, restoreDirFlag, s3Flags, serviceFlag
 import {resolveChown} from '../../lib/archive/owners.js'
 import {formatDuration} from '../../lib/format.js'
 import {
+  describeMapping,
   newRestoreContext,
   restoreCheckFlow,
   restoreFlow,
@@ -58,6 +59,12 @@ stop, swap and start, changing nothing.`
     'discard-old': Flags.boolean({
       description: 'delete the previous data directory once the restored service answers SQL',
     }),
+    'dn-config-path': Flags.string({
+      aliases: ['dn_config_path'],
+      description:
+        "the target MatrixOne's TN config, as mo_br's --dn_config_path (default: launch.toml's tnservices, else tn.toml, in --mo-config)",
+      helpValue: 'FILE',
+    }),
     'dry-run': Flags.boolean({
       description:
         'check the backup, key, chain and target, print what would be stopped, swapped and started; change nothing',
@@ -66,6 +73,11 @@ stop, swap and start, changing nothing.`
     'keep-special-modes': Flags.boolean({
       description:
         'keep setuid, setgid and sticky bits as the backup recorded them (by default they are cleared: a MatrixOne data directory has none)',
+    }),
+    'mo-config': Flags.string({
+      description:
+        "the target MatrixOne's launch config directory, read to place an online backup's files where that MO reads them, in its format (default: etc/launch beside the data dir)",
+      helpValue: 'DIR',
     }),
     'restore-path': Flags.string({
       aliases: ['restore_path'],
@@ -93,6 +105,7 @@ stop, swap and start, changing nothing.`
       id: args.id,
       isRunning: sqlProbe(settings),
       keepSpecialModes: flags['keep-special-modes'],
+      moConfig: flags['mo-config'],
       onWarning: (message) => this.warn(message),
       repo,
       service: serviceControl(this.config, settings, {
@@ -100,6 +113,7 @@ stop, swap and start, changing nothing.`
         onWarning: (message) => this.warn(message),
         reason: 'br restore',
       }),
+      tnConfig: flags['dn-config-path'],
       trust: {
         allowUnencrypted: flags['allow-unencrypted'],
         allowUnsigned: flags['allow-unsigned'],
@@ -116,6 +130,11 @@ stop, swap and start, changing nothing.`
       if (!this.jsonEnabled()) {
         process.stdout.write(
           `would restore ${plan.id} (${plan.type}) into ${plan.dataDir}:\n` +
+            (plan.layout
+              ? `  mapping:\n${describeMapping(plan.layout)
+                  .map((line) => `    ${line}\n`)
+                  .join('')}`
+              : '') +
             plan.steps.map((step, i) => `  ${i + 1}. ${step}\n`).join('') +
             'nothing was changed (--dry-run)\n',
         )
