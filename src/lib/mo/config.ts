@@ -24,7 +24,8 @@
  * How we find them: `--mo-config DIR`, else `<dirname(data dir)>/etc/launch` (mo_ctl's layout:
  * mo-data and etc/ side by side in the install dir, which is mo-service's working directory);
  * `--dn_config_path FILE` names the TN file (otherwise launch.toml's first `tnservices` entry, else
- * DIR/tn.toml). Relative paths in the configs resolve against the install dir, taken to be the
+ * DIR/tn.toml; an entry that does not exist relative to the install dir is looked for by name in
+ * DIR). Relative paths in the configs resolve against the install dir, taken to be the
  * directory that holds the data dir. The log config is launch.toml's first `logservices` entry,
  * else DIR/log.toml; when there is none, MO's defaults apply (LOCAL = DISK at <data-dir>/local).
  *
@@ -34,7 +35,7 @@
  * several TNs or log services (the first of each is read).
  */
 import {readFile, stat} from 'node:fs/promises'
-import {dirname, isAbsolute, join, relative, resolve, sep} from 'node:path'
+import {basename, dirname, isAbsolute, join, relative, resolve, sep} from 'node:path'
 import {parse} from 'smol-toml'
 
 import {usageError} from '../errors.js'
@@ -85,12 +86,19 @@ export async function readTargetConfig(options: FindConfigOptions): Promise<MoTa
   const notes: string[] = []
   const launchFile = join(configDir, 'launch.toml')
   const launch = (await isFile(launchFile)) ? await readToml(launchFile) : null
-  const listed = (key: string): string | undefined => {
+  // launch.toml's paths are relative to mo-service's working dir; a config dir named elsewhere
+  // (--mo-config) holds the same files by name
+  const listed = async (key: string): Promise<string | undefined> => {
     const list = launch?.[key]
-    return Array.isArray(list) && typeof list[0] === 'string' ? resolve(installDir, list[0]) : undefined
+    if (!Array.isArray(list) || typeof list[0] !== 'string') return undefined
+    const path = resolve(installDir, list[0])
+    const beside = join(configDir, basename(list[0]))
+    return !(await isFile(path)) && (await isFile(beside)) ? beside : path
   }
 
-  const tnFile = options.tnConfig ? resolve(options.tnConfig) : (listed('tnservices') ?? join(configDir, 'tn.toml'))
+  const tnFile = options.tnConfig
+    ? resolve(options.tnConfig)
+    : ((await listed('tnservices')) ?? join(configDir, 'tn.toml'))
   if (!(await isFile(tnFile))) {
     throw usageError(
       options.tnConfig
@@ -117,7 +125,7 @@ export async function readTargetConfig(options: FindConfigOptions): Promise<MoTa
     )
   }
 
-  const logFile = listed('logservices') ?? join(configDir, 'log.toml')
+  const logFile = (await listed('logservices')) ?? join(configDir, 'log.toml')
   let log: Table = {}
   if (await isFile(logFile)) {
     log = await readToml(logFile)

@@ -198,19 +198,23 @@ export function frame(content: Buffer): Buffer {
 
 /**
  * Cuts a stream into blocks of `size` bytes (the last one shorter), carrying at most one partial
- * block between chunks.
+ * block between chunks; the blocks of one chunk are written into one output buffer, pushed once.
  */
 abstract class BlockStream extends Transform {
   private carry: Buffer = Buffer.alloc(0)
   private index = 0
 
-  constructor(private readonly size: number) {
+  constructor(
+    private readonly size: number,
+    /** output bytes per input block */
+    private readonly outSize: number,
+  ) {
     super()
   }
 
   override _flush(callback: TransformCallback): void {
     try {
-      if (this.carry.length > 0) this.nextBlock(this.carry)
+      if (this.carry.length > 0) this.push(this.convert([this.carry]))
       callback()
     } catch (error) {
       callback(error as Error)
@@ -219,6 +223,7 @@ abstract class BlockStream extends Transform {
 
   override _transform(chunk: Buffer, _encoding: string, callback: TransformCallback): void {
     try {
+      const blocks: Buffer[] = []
       let offset = 0
       if (this.carry.length > 0) {
         const take = Math.min(this.size - this.carry.length, chunk.length)
@@ -229,37 +234,42 @@ abstract class BlockStream extends Transform {
           return
         }
 
-        this.nextBlock(this.carry)
+        blocks.push(this.carry)
         this.carry = Buffer.alloc(0)
       }
 
       for (; chunk.length - offset >= this.size; offset += this.size)
-        this.nextBlock(chunk.subarray(offset, offset + this.size))
+        blocks.push(chunk.subarray(offset, offset + this.size))
       // copied: the source may reuse the chunk's memory for its next read
       if (offset < chunk.length) this.carry = Buffer.from(chunk.subarray(offset))
+      if (blocks.length > 0) this.push(this.convert(blocks))
       callback()
     } catch (error) {
       callback(error as Error)
     }
   }
 
-  protected abstract block(block: Buffer, index: number): void
+  /** writes one block's output at `at` in `out` and returns its length */
+  protected abstract block(block: Buffer, index: number, out: Buffer, at: number): number
 
-  private nextBlock(block: Buffer): void {
-    this.block(block, this.index++)
+  private convert(blocks: Buffer[]): Buffer {
+    const out = Buffer.allocUnsafe(blocks.length * this.outSize)
+    let at = 0
+    for (const block of blocks) at += this.block(block, this.index++, out, at)
+    return out.subarray(0, at)
   }
 }
 
 /** Content in, DISK frames out (DISK-V2 -> DISK). */
 export class FramingStream extends BlockStream {
   constructor() {
-    super(FRAME_CONTENT_SIZE)
+    super(FRAME_CONTENT_SIZE, FRAME_BLOCK_SIZE)
   }
 
-  protected block(block: Buffer): void {
-    const crc = Buffer.alloc(FRAME_CHECKSUM_SIZE)
-    crc.writeUInt32LE(crc32c(block))
-    this.push(Buffer.concat([crc, block]))
+  protected block(block: Buffer, _index: number, out: Buffer, at: number): number {
+    out.writeUInt32LE(crc32c(block), at)
+    block.copy(out, at + FRAME_CHECKSUM_SIZE)
+    return FRAME_CHECKSUM_SIZE + block.length
   }
 }
 
@@ -267,10 +277,10 @@ export class FramingStream extends BlockStream {
 export class UnframingStream extends BlockStream {
   /** @param label names the file in the error a bad block raises */
   constructor(private readonly label: string) {
-    super(FRAME_BLOCK_SIZE)
+    super(FRAME_BLOCK_SIZE, FRAME_CONTENT_SIZE)
   }
 
-  protected block(block: Buffer, index: number): void {
+  protected block(block: Buffer, index: number, out: Buffer, at: number): number {
     if (!frameIsValid(block)) {
       const start = index * FRAME_BLOCK_SIZE
       throw integrityError(
@@ -279,7 +289,6 @@ export class UnframingStream extends BlockStream {
       )
     }
 
-    // a copy: the block may be a view of a chunk the source reuses
-    this.push(Buffer.from(block.subarray(FRAME_CHECKSUM_SIZE)))
+    return block.copy(out, at, FRAME_CHECKSUM_SIZE)
   }
 }
