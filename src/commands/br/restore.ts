@@ -70,6 +70,10 @@ stop, swap and start, changing nothing.`
         'check the backup, key, chain and target, print what would be stopped, swapped and started; change nothing',
     }),
     force: Flags.boolean({description: 'replace a non-empty data directory (it is kept as <data-dir>.before-<id>)'}),
+    'force-version': Flags.boolean({
+      description:
+        'restore into an older MatrixOne than the backup was taken from, or a cold backup into a target with another SHARED backend (refused otherwise; the reason is printed)',
+    }),
     'keep-special-modes': Flags.boolean({
       description:
         'keep setuid, setgid and sticky bits as the backup recorded them (by default they are cleared: a MatrixOne data directory has none)',
@@ -78,6 +82,11 @@ stop, swap and start, changing nothing.`
       description:
         "the target MatrixOne's launch config directory, read to place an online backup's files where that MO reads them, in its format (default: etc/launch beside the data dir)",
       helpValue: 'DIR',
+    }),
+    'mo-service': Flags.string({
+      description:
+        "the target's mo-service binary, run with -version to check the backup is not from a newer MatrixOne (default: mo-service beside the data dir)",
+      helpValue: 'PATH',
     }),
     'restore-path': Flags.string({
       aliases: ['restore_path'],
@@ -102,10 +111,12 @@ stop, swap and start, changing nothing.`
       decrypt,
       discardOld: flags['discard-old'],
       force: flags.force,
+      forceVersion: flags['force-version'],
       id: args.id,
       isRunning: sqlProbe(settings),
       keepSpecialModes: flags['keep-special-modes'],
       moConfig: flags['mo-config'],
+      moService: flags['mo-service'],
       onWarning: (message) => this.warn(message),
       repo,
       service: serviceControl(this.config, settings, {

@@ -36,7 +36,7 @@
  */
 import {randomBytes} from 'node:crypto'
 import {lstat, mkdir, readdir, rename, rm, stat, statfs} from 'node:fs/promises'
-import {basename, dirname, join} from 'node:path'
+import {basename, dirname, join, resolve} from 'node:path'
 import {performance} from 'node:perf_hooks'
 
 import type {Ids} from '../archive/owners.js'
@@ -54,6 +54,7 @@ import {formatBytes, formatDuration} from '../format.js'
 import {explainingFsErrors, type FsErrorContext} from '../fs-errors.js'
 import {readTargetConfig, targetLayout} from '../mo/config.js'
 import {type BackupBackend, backupBackend, type LayoutMapping, layoutMapping, type TargetLayout} from '../mo/layout.js'
+import {compareVersions, findMoService, moServiceBuild} from '../mo/version.js'
 import {overlap} from '../path-overlap.js'
 import {checkBackup} from '../repo/catalog.js'
 import {type Repository} from '../repo/repository.js'
@@ -67,6 +68,8 @@ export interface RestoreOptions {
   decrypt: DecryptOptions
   discardOld: boolean
   force: boolean
+  /** --force-version: restore into an older MatrixOne, or a cold backup into another SHARED backend */
+  forceVersion?: boolean
   id: string
   /** a quick probe (SQL answers on host:port?) used when the service is not managed */
   isRunning?: () => Promise<boolean>
@@ -74,6 +77,8 @@ export interface RestoreOptions {
   keepSpecialModes?: boolean
   /** --mo-config: the target MatrixOne's etc/launch (default: etc/launch beside the data dir) */
   moConfig?: string
+  /** --mo-service: the target's mo-service binary, run with -version (default: <install dir>/mo-service) */
+  moService?: string
   /** told what a dead run of this data dir left, and what was done about it */
   onWarning?: (message: string) => void
   /** the repository: a local directory (absolute) or an S3 location with its settings */
@@ -154,6 +159,10 @@ const checkSteps: Flow<RestoreContext>['steps'] = [
     title: 'Read the target MatrixOne config',
   },
   {
+    run: async (ctx, report) => checkVersions(ctx, report),
+    title: 'Check MatrixOne versions',
+  },
+  {
     async run(ctx, report) {
       if (!ctx.options.service && (await ctx.options.isRunning?.())) {
         throw usageError(
@@ -199,6 +208,66 @@ function fsErrorContext(ctx: RestoreContext): FsErrorContext {
         ? {flag: '--data-dir', path: ctx.staging, role: 'staging directory'}
         : undefined,
   }
+}
+
+/**
+ * Refuses (exit 2) a restore into an older MatrixOne than the backup's, and a cold backup into a
+ * target whose SHARED backend differs (a cold backup is mo-data as it was: nothing converts it);
+ * --force-version overrides, saying what it overrode. What cannot be known (no version recorded,
+ * no mo-service to ask, no config beside a cold target) is said and not checked: the operator may
+ * restore before installing MO, and a warning says what to check by hand.
+ */
+async function checkVersions(ctx: RestoreContext, report: {output(line: string): void}): Promise<void> {
+  const {options} = ctx
+  const source = ctx.record!.source.mo
+  const refuse = (problem: string) => {
+    if (options.forceVersion) {
+      report.output(`--force-version: ${problem}; restoring anyway`)
+      return
+    }
+
+    throw usageError(
+      `${problem}: refusing to restore`,
+      'restore into a MatrixOne of the same or a newer version with the same SHARED backend, or pass --force-version if you know it reads this data',
+    )
+  }
+
+  if (ctx.record!.mode === 'cold' && source?.sharedBackend) {
+    const config = await readTargetConfig({
+      dataDir: options.dataDir,
+      moConfig: options.moConfig,
+      tnConfig: options.tnConfig,
+    }).catch(() => null)
+    if (config && config.shared.backend !== source.sharedBackend) {
+      refuse(
+        `the cold backup holds SHARED as ${source.sharedBackend}, the target reads ${config.shared.backend} (${config.shared.from}); a cold backup is not converted`,
+      )
+    }
+  }
+
+  const binary = options.moService ?? (await findMoService(dirname(resolve(options.dataDir))))
+  const target = binary ? await moServiceBuild(binary) : 'no mo-service beside the data dir (pass --mo-service PATH)'
+  if (!source?.version) {
+    report.output('the backup records no MatrixOne version: not checked')
+    return
+  }
+
+  if (typeof target === 'string') {
+    options.onWarning?.(
+      `target MatrixOne version unknown (${target}): restoring a ${source.version} backup unchecked; it needs the same or a newer MatrixOne`,
+    )
+    return
+  }
+
+  const order = compareVersions(target.version ?? '', source.version)
+  if (order === -1)
+    refuse(`the backup is from MatrixOne ${source.version}, the target ${binary} is older (${target.version})`)
+  else if (order === null)
+    options.onWarning?.(`cannot compare MatrixOne versions ${source.version} and ${target.version}: not checked`)
+  else
+    report.output(
+      `backup from MatrixOne ${source.version}, target ${target.version} (${binary}): ${order === 0 ? 'the same' : 'newer'}`,
+    )
 }
 
 /** One line per rule of a layout mapping. */
