@@ -61,6 +61,23 @@ async function files(root: string): Promise<string[]> {
     .sort()
 }
 
+/** A stand-in for MO's binary: `-version` prints what cmd/mo-service/version.go prints. */
+async function writeMoService(path: string, version: string): Promise<void> {
+  await writeFile(
+    path,
+    `#!/bin/sh\n[ "$1" = "-version" ] || exit 9\nprintf 'MatrixOne build info:\\n  The golang version used to build this binary: go1.22.3\\n  Git branch name: main\\n  Git commit ID: 9f8e7d6\\n  Buildtime: 20260101-000000\\n  Version: ${version}\\n'\n`,
+    {mode: 0o755},
+  )
+}
+
+/** An install dir with a v4.2 config and a mo-service of this version; returns its data dir. */
+async function versionTarget(name: string, version: string): Promise<string> {
+  const dir = join(tmp.path, `version-${name}`)
+  await writeLaunchConfig(dir, 'v4.2')
+  await writeMoService(join(dir, 'mo-service'), version)
+  return join(dir, 'mo-data')
+}
+
 /** A restore that must be refused (exit 2) with a one-line message, leaving nothing beside the config. */
 async function refusal(
   name: string,
@@ -175,6 +192,63 @@ describe('restore into the layout and format the target MatrixOne reads', () => 
     expect(await readFile(join(target, 'local2', 'restore', 'hk_data'))).toEqual(
       contents.get('DISK')!.get('hakeeper/hk_data'),
     )
+  })
+
+  it("records the source MatrixOne's version, commit and SHARED backend, signed with the record", async () => {
+    const list = await runInProcess(['br', 'list', '--path', repo, '--json'])
+    const records = JSON.parse(list.stdout) as Array<{id: string; source: {mo?: unknown}}>
+    const mo = (backend: string) => records.find((r) => r.id === ids.get(backend))?.source.mo
+    expect(mo('DISK')).toEqual({commit: '1a2b3c4', sharedBackend: 'DISK', version: 'v1.2.0'})
+    expect(mo('DISK-V2')).toEqual({commit: '1a2b3c4', sharedBackend: 'DISK-V2', version: 'v1.2.0'})
+  })
+
+  describe("checks the target's version (mo-service -version) against the backup's (v1.2.0)", () => {
+    it('refuses an older MatrixOne (exit 2) before anything is written, and --force-version overrides it saying so', async () => {
+      const target = await versionTarget('older', 'v1.1.9')
+      const r = await runInProcess(restoreArgs(ids.get('DISK')!, repo, target, ...NO_SQL, '--json'))
+      expect(r.code, r.stderr).toBe(2)
+      expect(JSON.parse(r.stdout).error.message).toBe(
+        `the backup is from MatrixOne v1.2.0, the target ${join(target, '..', 'mo-service')} is older (v1.1.9): refusing to restore`,
+      )
+      expect(await readdir(join(target, '..'))).toEqual(['etc', 'mo-service'])
+      const forced = await runInProcess(restoreArgs(ids.get('DISK')!, repo, target, ...NO_SQL, '--force-version'))
+      expect(forced.code, forced.stderr).toBe(0)
+      expect(forced.stdout + forced.stderr).toContain(
+        '--force-version: the backup is from MatrixOne v1.2.0, the target',
+      )
+    })
+
+    it('restores into the same or a newer MatrixOne, found beside the data dir or by --mo-service', async () => {
+      const target = await versionTarget('newer', 'v2.0.2')
+      const r = await runInProcess(restoreArgs(ids.get('DISK-V2')!, repo, target, ...NO_SQL))
+      expect(r.code, r.stderr).toBe(0)
+      expect(r.stdout + r.stderr).toContain('backup from MatrixOne v1.2.0, target v2.0.2')
+      const other = join(tmp.path, 'version-flag')
+      await writeLaunchConfig(other, 'legacy')
+      await writeMoService(join(tmp.path, 'bin-mo-service'), 'v1.2.0')
+      const byFlag = await runInProcess(
+        restoreArgs(
+          ids.get('DISK')!,
+          repo,
+          join(other, 'mo-data'),
+          ...NO_SQL,
+          '--mo-service',
+          join(tmp.path, 'bin-mo-service'),
+        ),
+      )
+      expect(byFlag.code, byFlag.stderr).toBe(0)
+      expect(byFlag.stdout + byFlag.stderr).toContain('target v1.2.0')
+    })
+
+    it('warns, and restores, when no mo-service can be asked', async () => {
+      const dir = join(tmp.path, 'version-none')
+      await writeLaunchConfig(dir, 'legacy')
+      const r = await runInProcess(restoreArgs(ids.get('DISK')!, repo, join(dir, 'mo-data'), ...NO_SQL))
+      expect(r.code, r.stderr).toBe(0)
+      expect(r.stderr).toContain(
+        'target MatrixOne version unknown (no mo-service beside the data dir (pass --mo-service PATH))',
+      )
+    })
   })
 
   describe('refuses before anything is written (exit 2), saying what it found', () => {
