@@ -251,6 +251,29 @@ describe('restore into the layout and format the target MatrixOne reads', () => 
     })
   })
 
+  it("records a cold backup's MatrixOne (config and mo-service beside it) and refuses it into another SHARED backend", async () => {
+    const source = join(tmp.path, 'cold-source')
+    await writeLaunchConfig(source, 'legacy')
+    await writeMoService(join(source, 'mo-service'), 'v1.2.0')
+    await mkdir(join(source, 'mo-data', 'shared'), {recursive: true})
+    await writeFile(join(source, 'mo-data', 'shared', 'obj'), frame(Buffer.from('object')))
+    const backup = await runInProcess(backupArgs(repo, join(source, 'mo-data'), '--no-encrypt', ...NO_SQL, '--json'))
+    expect(backup.code, backup.stderr).toBe(0)
+    const record = JSON.parse(backup.stdout)
+    expect(record.source.mo).toEqual({commit: '9f8e7d6', sharedBackend: 'DISK', version: 'v1.2.0'})
+    const target = join(await versionTarget('cold', 'v1.2.0'), '..')
+    const r = await runInProcess(restoreArgs(record.id, repo, join(target, 'mo-data'), ...NO_SQL, '--json'))
+    expect(r.code, r.stderr).toBe(2)
+    expect(JSON.parse(r.stdout).error.message).toBe(
+      `the cold backup holds SHARED as DISK, the target reads DISK-V2 (${join(target, 'etc/launch/tn.toml')}); a cold backup is not converted: refusing to restore`,
+    )
+    const forced = await runInProcess(
+      restoreArgs(record.id, repo, join(target, 'mo-data'), ...NO_SQL, '--force-version'),
+    )
+    expect(forced.code, forced.stderr).toBe(0)
+    expect(await readFile(join(target, 'mo-data', 'shared', 'obj'))).toEqual(frame(Buffer.from('object')))
+  })
+
   describe('refuses before anything is written (exit 2), saying what it found', () => {
     it('no config beside the data dir', async () => {
       const message = await refusal('none', async () => {})

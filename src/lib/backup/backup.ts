@@ -41,6 +41,7 @@ import {newBackupId} from '../id.js'
  * backup loudly.
  */
 import {backupBackend} from '../mo/layout.js'
+import {installedBuild} from '../mo/version.js'
 import {recordBinding, signRecord} from '../repo/authenticity.js'
 import {acquireLock} from '../repo/lock.js'
 import {archiveFileName, manifestFileName} from '../repo/paths.js'
@@ -343,7 +344,9 @@ const packStep: ScriptStep<BackupTrail, Taken, Pick<Packed, 'archive' | 'manifes
 function publishStep(source: Source): ScriptStep<BackupTrail, Packed, Pick<Published, 'record'>> {
   return async (input, trail, report) => {
     const {id, options, repo} = input
-    const fields = recordFields(input, source, new Date())
+    // A cold backup of a MatrixOne install records what the install says of itself (version check on restore).
+    const installed = options.mode === 'cold' ? await installedBuild(options.dataDir) : undefined
+    const fields = recordFields(input, source, new Date(), installed)
     // manifest.age names the record it belongs to: with a passphrase, that binds every field.
     const manifest = {...input.manifest, record: recordBinding(fields)}
     const plain = encodeManifest(manifest)
@@ -378,7 +381,12 @@ function publishStep(source: Source): ScriptStep<BackupTrail, Packed, Pick<Publi
 /** Everything the record says but manifest.age itself (which names the record) and the signature (made after). */
 type RecordFields = Omit<BackupRecord, 'manifest' | 'signature'>
 
-function recordFields(input: Packed, source: Source, completedAt: Date): RecordFields {
+function recordFields(
+  input: Packed,
+  source: Source,
+  completedAt: Date,
+  installed?: BackupRecord['source']['mo'],
+): RecordFields {
   const {archive, base, id, manifest, mo, options, startedAt} = input
   const {encrypt} = options
   const count = (type: string) => manifest.entries.filter((e) => e.type === type).length
@@ -404,7 +412,7 @@ function recordFields(input: Packed, source: Source, completedAt: Date): RecordF
     source: {
       dataDir: options.dataDir,
       host: hostname(),
-      ...(mo ? {mo: onlineBuild(mo.buildInfo, manifest.entries)} : {}),
+      ...(mo ? {mo: onlineBuild(mo.buildInfo, manifest.entries)} : installed ? {mo: installed} : {}),
       serverVersion: mo?.serverVersion ?? null,
     },
     tool: TOOL,

@@ -19,8 +19,10 @@
  */
 import {execFile} from 'node:child_process'
 import {access, constants} from 'node:fs/promises'
-import {join} from 'node:path'
+import {dirname, join, resolve} from 'node:path'
 import {promisify} from 'node:util'
+
+import {readTargetConfig} from './config.js'
 
 export interface MoBuild {
   commit: null | string
@@ -70,5 +72,26 @@ export async function moServiceBuild(binary: string): Promise<MoBuild | string> 
     return build.version ? build : `${binary} -version printed no "Version:" line`
   } catch (error) {
     return `${binary} -version failed: ${(error as Error).message.split('\n')[0]}`
+  }
+}
+
+export interface InstalledBuild extends MoBuild {
+  sharedBackend: 'DISK' | 'DISK-V2' | null
+}
+
+/**
+ * What the MatrixOne install beside a data dir says of itself, for a cold backup's record: its
+ * SHARED backend from the launch configs and its build from `mo-service -version`; undefined when
+ * neither can be read (not a MatrixOne data dir, or not mo_ctl's layout).
+ */
+export async function installedBuild(dataDir: string): Promise<InstalledBuild | undefined> {
+  const config = await readTargetConfig({dataDir}).catch(() => null)
+  const binary = await findMoService(dirname(resolve(dataDir)))
+  const build = binary ? await moServiceBuild(binary) : null
+  if (!config && (build === null || typeof build === 'string')) return undefined
+  return {
+    commit: build && typeof build !== 'string' ? build.commit : null,
+    sharedBackend: config?.shared.backend ?? null,
+    version: build && typeof build !== 'string' ? build.version : null,
   }
 }
