@@ -32,12 +32,18 @@ is the service stopped, the directories swapped by rename, the service started, 
 waits until it answers SQL. Any failure puts the previous directory back and starts the service \
 again. The previous directory is kept as <data-dir>.before-<id> unless --discard-old. \
 --dry-run runs the same checks (backup, key, chain, target, free space) and prints what it would \
-stop, swap and start, changing nothing.`
+stop, swap and start, changing nothing.
+
+An online backup is laid out where the target MatrixOne reads it (its launch configs: --mo-config, \
+default etc/launch beside the data dir, or --dn_config_path), converting CRC-32C framing between \
+DISK and DISK-V2; a backup from a newer MatrixOne than the target's mo-service is refused unless \
+--force-version.`
   static override examples = [
     '<%= config.bin %> <%= command.id %> 0193… --path /backups/mo --data-dir /opt/matrixone/mo-data --identity /root/.moctl/backup.key --force --service command --stop-cmd "mo_ctl stop" --start-cmd "mo_ctl start"',
     '<%= config.bin %> <%= command.id %> latest --path /backups/mo --restore_path /opt/matrixone --identity backup.key --force --json',
     '<%= config.bin %> <%= command.id %> latest --path s3://mo-backups/prod --region eu-west-1 --data-dir /opt/matrixone/mo-data --identity backup.key --force --service mo_ctl',
     '<%= config.bin %> <%= command.id %> 0193… --path /backups/mo --data-dir /opt/matrixone/mo-data --identity backup.key --force --service mo_ctl --dry-run',
+    '<%= config.bin %> <%= command.id %> latest --path /backups/mo --data-dir /opt/matrixone/mo-data --identity backup.key --force --dn_config_path /opt/matrixone/etc/launch/tn.toml --mo-service /opt/matrixone/mo-service --dry-run',
   ]
   static override flags = {
     ...repoFlags,
