@@ -8,15 +8,24 @@ import {createConnection} from 'mysql2/promise'
  * itself: the server writes the folder on its own filesystem and we read it back. MO_TEST_USER
  * and MO_TEST_PASSWORD default to MatrixOne's first-install `root` / `111`. The folders go under
  * MO_TEST_BACKUP_DIR (default: the OS temp dir), which mo-service must be able to write.
+ * With MO_TEST_INSTALL (the MatrixOne install dir: etc/launch, mo-service), the full backup is also
+ * laid out into a scratch data dir as that install reads it (its launch configs: SHARED's dir and
+ * backend, hk_data's place), converting framing if needed, and every file is checked against
+ * tae_list in the form the install reads; the running MO's own data is never touched.
  */
-import {chmod, mkdir, readdir, rm} from 'node:fs/promises'
+import {chmod, mkdir, readdir, readFile, rm, stat, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
+import type {Manifest} from '../../src/lib/archive/types.js'
+
 import {runMoBackup} from '../../src/lib/mo/backup-sql.js'
+import {readTargetConfig, targetLayout} from '../../src/lib/mo/config.js'
+import {digestBytes} from '../../src/lib/mo/framing.js'
 import {classifyOnlineFile, restorePath} from '../../src/lib/mo/layout.js'
-import {TS_PATTERN} from '../../src/lib/mo/meta.js'
-import {checkSidecars, readBackupSummary} from '../../src/lib/mo/sidecars.js'
+import {parseTaeList, TAE_LIST, TS_PATTERN} from '../../src/lib/mo/meta.js'
+import {checkSidecars, readBackupSummary, readVerifiedFile} from '../../src/lib/mo/sidecars.js'
+import {layOutOnline} from '../../src/lib/restore/online-layout.js'
 import {type SqlSettings} from '../../src/lib/service/types.js'
 import {tempDir, type TempDir} from '../helpers/cli.js'
 
@@ -95,7 +104,40 @@ describe.skipIf(!configured)(
       expect(targets.some((target) => target?.startsWith('shared/ckp/'))).toBe(true)
       expect(targets.filter((target) => target?.startsWith('shared/')).length).toBeGreaterThan(1)
       expect((await readBackupSummary(dir)).formatVersion).not.toBe('')
+      await writeFile(join(folder, 'full-tae_list'), await readVerifiedFile(dir, TAE_LIST))
     })
+
+    it.runIf(Boolean(process.env.MO_TEST_INSTALL))(
+      "restores the full backup into a scratch data dir as the install's configs read it (MO_TEST_INSTALL)",
+      async () => {
+        const install = process.env.MO_TEST_INSTALL ?? ''
+        const dir = join(folder, 'full')
+        const dataDir = join(folder, 'restored', 'mo-data')
+        const config = await readTargetConfig({dataDir, moConfig: join(install, 'etc', 'launch')})
+        const layout = targetLayout(config, dataDir)
+        const files = await filesOf(dir)
+        const entries = await Promise.all(
+          files.map(async (path) => ({
+            mode: 0o644,
+            mtimeMs: 0,
+            path,
+            size: (await stat(join(dir, path))).size,
+            type: 'file' as const,
+          })),
+        )
+        const manifest = {entries} as unknown as Manifest
+        await mkdir(join(folder, 'restored'), {recursive: true})
+        const result = await layOutOnline(dir, dataDir, manifest, {layout})
+        expect(result.moved + result.converted).toBeGreaterThan(1)
+        const list = parseTaeList((await readFile(join(folder, 'full-tae_list'))).toString('utf8'))
+        for (const entry of list.filter((e) => e.needCopy && e.sha256)) {
+          const bytes = await readFile(join(dataDir, layout.shared, entry.path))
+          const digest = digestBytes(bytes)
+          const content = layout.sharedFramed ? digest.framed : digest.raw
+          expect([entry.path, content?.sha256.toString('hex')]).toEqual([entry.path, entry.sha256])
+        }
+      },
+    )
 
     it('takes an incremental from the full backup ts', async () => {
       expect(fullTs, 'the full backup ran first').toBeDefined()

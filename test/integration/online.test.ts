@@ -13,7 +13,7 @@ import {backupArgs, NO_SQL, restoreArgs} from '../helpers/args.js'
 import {runInProcess, tempDir} from '../helpers/cli.js'
 import {treeHashes} from '../helpers/tree.js'
 import {type FakeMo, startFakeMo} from '../unit/lib/mo/fake-mo.js'
-import {FULL_TS, INCREMENTAL_TS, OBJECTS, writeBackupFolder} from '../unit/lib/mo/fixture.js'
+import {FULL_TS, INCREMENTAL_TS, OBJECTS, writeBackupFolder, writeLaunchConfig} from '../unit/lib/mo/fixture.js'
 
 const NEW_OBJECT = '018f7a99-0000-7000-8000-000000000001_00000'
 
@@ -90,6 +90,8 @@ describe('online backups', () => {
 
   it('restores the incremental as mo_br restore lays it out: tae/ into shared/, hk_data into local/', async () => {
     const target = join(tmp.path, 'restored', 'mo-data')
+    // a MatrixOne whose configs read the legacy layout (DISK in mo-data/shared, mo-data/local)
+    await writeLaunchConfig(join(tmp.path, 'restored'), 'legacy')
     const r = await runInProcess(restoreArgs(incId, repo, target, ...NO_SQL, '--json'))
     expect(r.code, r.stderr).toBe(0)
     const tree = await treeHashes(target)

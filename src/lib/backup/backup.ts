@@ -1,3 +1,22 @@
+import {stat} from 'node:fs/promises'
+import {hostname} from 'node:os'
+import {performance} from 'node:perf_hooks'
+
+import type {Manifest} from '../archive/types.js'
+import type {SavedObject} from '../repo/backend.js'
+import type {Source} from './sources/types.js'
+
+import {encryptBuffer} from '../archive/age.js'
+import {encodeManifest} from '../archive/manifest.js'
+import {checkNames} from '../archive/walk.js'
+import {writeArchive} from '../archive/write.js'
+import {describeDeadRun, removeLeftovers} from '../cleanup.js'
+import {type DataDirLock, lockDataDir, resolveDataDir} from '../datadir-lock.js'
+import {isBrError, usageError} from '../errors.js'
+import {formatBytes, formatDuration} from '../format.js'
+import {explainingFsErrors, type FsErrorContext} from '../fs-errors.js'
+import {sha256Hex} from '../hash.js'
+import {newBackupId} from '../id.js'
 /**
  * A backup as one flow of named steps that every source shares (sources/: the stopped data dir,
  * a clone of it, or MO's BACKUP folder): check the paths (the repository, a clone or online folder
@@ -21,25 +40,8 @@
  * writing while --service none says it is stopped: a file that changes size while read fails the
  * backup loudly.
  */
-import {stat} from 'node:fs/promises'
-import {hostname} from 'node:os'
-import {performance} from 'node:perf_hooks'
-
-import type {Manifest} from '../archive/types.js'
-import type {SavedObject} from '../repo/backend.js'
-import type {Source} from './sources/types.js'
-
-import {encryptBuffer} from '../archive/age.js'
-import {encodeManifest} from '../archive/manifest.js'
-import {checkNames} from '../archive/walk.js'
-import {writeArchive} from '../archive/write.js'
-import {describeDeadRun, removeLeftovers} from '../cleanup.js'
-import {type DataDirLock, lockDataDir, resolveDataDir} from '../datadir-lock.js'
-import {isBrError, usageError} from '../errors.js'
-import {formatBytes, formatDuration} from '../format.js'
-import {explainingFsErrors, type FsErrorContext} from '../fs-errors.js'
-import {sha256Hex} from '../hash.js'
-import {newBackupId} from '../id.js'
+import {backupBackend} from '../mo/layout.js'
+import {installedBuild} from '../mo/version.js'
 import {recordBinding, signRecord} from '../repo/authenticity.js'
 import {acquireLock} from '../repo/lock.js'
 import {archiveFileName, manifestFileName} from '../repo/paths.js'
@@ -343,7 +345,9 @@ const packStep: ScriptStep<BackupTrail, Taken, Pick<Packed, 'archive' | 'manifes
 function publishStep(source: Source): ScriptStep<BackupTrail, Packed, Pick<Published, 'record'>> {
   return async (input, trail, report) => {
     const {id, options, repo} = input
-    const fields = recordFields(input, source, new Date())
+    // A cold backup of a MatrixOne install records what the install says of itself (version check on restore).
+    const installed = options.mode === 'cold' ? await installedBuild(options.dataDir) : undefined
+    const fields = recordFields(input, source, new Date(), installed)
     // manifest.age names the record it belongs to: with a passphrase, that binds every field.
     const manifest = {...input.manifest, record: recordBinding(fields)}
     const plain = encodeManifest(manifest)
@@ -378,7 +382,12 @@ function publishStep(source: Source): ScriptStep<BackupTrail, Packed, Pick<Publi
 /** Everything the record says but manifest.age itself (which names the record) and the signature (made after). */
 type RecordFields = Omit<BackupRecord, 'manifest' | 'signature'>
 
-function recordFields(input: Packed, source: Source, completedAt: Date): RecordFields {
+function recordFields(
+  input: Packed,
+  source: Source,
+  completedAt: Date,
+  installed?: BackupRecord['source']['mo'],
+): RecordFields {
   const {archive, base, id, manifest, mo, options, startedAt} = input
   const {encrypt} = options
   const count = (type: string) => manifest.entries.filter((e) => e.type === type).length
@@ -401,10 +410,30 @@ function recordFields(input: Packed, source: Source, completedAt: Date): RecordF
     id,
     mode: options.mode,
     sizes: sizesOf(manifest, id),
-    source: {dataDir: options.dataDir, host: hostname(), serverVersion: mo?.serverVersion ?? null},
+    source: {
+      dataDir: options.dataDir,
+      host: hostname(),
+      ...(mo ? {mo: onlineBuild(mo.buildInfo, manifest.entries)} : installed ? {mo: installed} : {}),
+      serverVersion: mo?.serverVersion ?? null,
+    },
     tool: TOOL,
     type: options.type,
   }
+}
+
+/** The source MO's build and SHARED backend, as an online backup's mo_meta and sidecars tell them. */
+function onlineBuild(
+  buildInfo: Record<string, string>,
+  entries: Packed['manifest']['entries'],
+): NonNullable<BackupRecord['source']['mo']> {
+  let sharedBackend: 'DISK' | 'DISK-V2' | null = null
+  try {
+    sharedBackend = backupBackend(entries.flatMap((e) => (e.type === 'file' ? [e] : [])))
+  } catch {
+    // an incremental's manifest may lack the sidecars: the restore reads the form from its own chain
+  }
+
+  return {commit: buildInfo.CommitID || null, sharedBackend, version: buildInfo.Version || null}
 }
 
 /** The record with its manifest, unsigned; its keys in the order backup.json has always had. */

@@ -180,6 +180,8 @@ export interface MoBackupResult {
   backupTime: string
   /** the backup ts MO recorded (`<physical>-<logical>`): the TIMESTAMP of the next incremental */
   backupTs: string
+  /** mo_meta's buildinfo: Version, CommitID, … (recorded for restore's version check) */
+  buildInfo: Record<string, string>
   elapsedMs: number
   /** MO's backup format version from mo_meta, e.g. '0823' */
   formatVersion: string
@@ -427,6 +429,7 @@ function fromSummary(
   return {
     backupTime: summary.backupTime,
     backupTs: summary.backupTs,
+    buildInfo: summary.buildInfo,
     elapsedMs: Date.now() - started,
     formatVersion: summary.formatVersion,
     serverVersion,

@@ -13,13 +13,22 @@
  * (`noChecksum`: "stores files as raw bytes (no per-2KB-block CRC32 framing) ... Selected by the
  * DISK-V2 backend"), pkg/backup/fs.go (`setupFileservice`: `GetForETL` vs `GetForBackup`).
  *
+ * Converting between the two (restore into a target whose SHARED backend differs from the
+ * backup's): FramingStream adds frames (DISK-V2 -> DISK), UnframingStream strips them checking
+ * every block's CRC (DISK -> DISK-V2); a bad CRC is an `integrity` BrError naming the file and
+ * the block. pkg/fileservice/local_fs.go `checkNotCRCFramed` is why a framed file must never be
+ * left in a DISK-V2 directory.
+ *
  * Guarantees: one pass over the bytes, constant memory (one partial block is carried between
  * chunks); a file counts as framed only if every block's CRC holds, so a raw file is never
  * mistaken for a framed one unless its first 4 bytes happen to be the CRC-32C of the next 2044
  * (one chance in 2^32), and even then both digests are offered.
- * Not: a reader of MO objects; it never rewrites a file from one form into the other.
+ * Not: a reader of MO objects.
  */
 import {createHash, type Hash} from 'node:crypto'
+import {Transform, type TransformCallback} from 'node:stream'
+
+import {integrityError} from '../errors.js'
 
 /** on-disk size of one frame: CRC + content */
 export const FRAME_BLOCK_SIZE = 2048
@@ -185,4 +194,101 @@ export function frame(content: Buffer): Buffer {
   }
 
   return Buffer.concat(parts)
+}
+
+/**
+ * Cuts a stream into blocks of `size` bytes (the last one shorter), carrying at most one partial
+ * block between chunks; the blocks of one chunk are written into one output buffer, pushed once.
+ */
+abstract class BlockStream extends Transform {
+  private carry: Buffer = Buffer.alloc(0)
+  private index = 0
+
+  constructor(
+    private readonly size: number,
+    /** output bytes per input block */
+    private readonly outSize: number,
+  ) {
+    super()
+  }
+
+  override _flush(callback: TransformCallback): void {
+    try {
+      if (this.carry.length > 0) this.push(this.convert([this.carry]))
+      callback()
+    } catch (error) {
+      callback(error as Error)
+    }
+  }
+
+  override _transform(chunk: Buffer, _encoding: string, callback: TransformCallback): void {
+    try {
+      const blocks: Buffer[] = []
+      let offset = 0
+      if (this.carry.length > 0) {
+        const take = Math.min(this.size - this.carry.length, chunk.length)
+        this.carry = Buffer.concat([this.carry, chunk.subarray(0, take)])
+        offset = take
+        if (this.carry.length < this.size) {
+          callback()
+          return
+        }
+
+        blocks.push(this.carry)
+        this.carry = Buffer.alloc(0)
+      }
+
+      for (; chunk.length - offset >= this.size; offset += this.size)
+        blocks.push(chunk.subarray(offset, offset + this.size))
+      // copied: the source may reuse the chunk's memory for its next read
+      if (offset < chunk.length) this.carry = Buffer.from(chunk.subarray(offset))
+      if (blocks.length > 0) this.push(this.convert(blocks))
+      callback()
+    } catch (error) {
+      callback(error as Error)
+    }
+  }
+
+  /** writes one block's output at `at` in `out` and returns its length */
+  protected abstract block(block: Buffer, index: number, out: Buffer, at: number): number
+
+  private convert(blocks: Buffer[]): Buffer {
+    const out = Buffer.allocUnsafe(blocks.length * this.outSize)
+    let at = 0
+    for (const block of blocks) at += this.block(block, this.index++, out, at)
+    return out.subarray(0, at)
+  }
+}
+
+/** Content in, DISK frames out (DISK-V2 -> DISK). */
+export class FramingStream extends BlockStream {
+  constructor() {
+    super(FRAME_CONTENT_SIZE, FRAME_BLOCK_SIZE)
+  }
+
+  protected block(block: Buffer, _index: number, out: Buffer, at: number): number {
+    out.writeUInt32LE(crc32c(block), at)
+    block.copy(out, at + FRAME_CHECKSUM_SIZE)
+    return FRAME_CHECKSUM_SIZE + block.length
+  }
+}
+
+/** DISK frames in, content out (DISK -> DISK-V2); every block's CRC is checked. */
+export class UnframingStream extends BlockStream {
+  /** @param label names the file in the error a bad block raises */
+  constructor(private readonly label: string) {
+    super(FRAME_BLOCK_SIZE, FRAME_CONTENT_SIZE)
+  }
+
+  protected block(block: Buffer, index: number, out: Buffer, at: number): number {
+    if (!frameIsValid(block)) {
+      const start = index * FRAME_BLOCK_SIZE
+      throw integrityError(
+        `${this.label}: CRC-32C frame ${index} (bytes ${start}-${start + block.length - 1}) does not hold: the file is damaged or not DISK-framed`,
+        'the backup is damaged: verify it (`moctl br verify`) and restore another backup',
+      )
+    }
+
+    return block.copy(out, at, FRAME_CHECKSUM_SIZE)
+  }
 }

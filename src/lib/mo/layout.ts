@@ -28,6 +28,11 @@
  * (onlineRestoreSet), not from the union of the chain's folders, whose older ckp/ and gc/
  * metadata the newer backup has superseded.
  *
+ * The target MO may read another layout (v4.2's launch configs put SHARED in mo-data/shared2 as
+ * DISK-V2, and the HAKeeper's restore file may be elsewhere): a TargetLayout, built from the
+ * target's launch configs (config.ts), says where SHARED and hk_data are under the data dir and
+ * whether each is CRC-framed; MO_BR_LAYOUT is mo_br's, MO's defaults without configs.
+ *
  * Guarantees: pure functions; a path that could escape (absolute, '..', empty segment, NUL,
  * backslash) is refused with an `integrity` BrError, never mapped.
  * Not: any file I/O.
@@ -90,6 +95,26 @@ export const ONLINE_LAYOUT: readonly OnlineLayoutRule[] = [
   },
 ]
 
+/** Where a restore puts SHARED's files and hk_data, relative to mo-data/, and in which form. */
+export interface TargetLayout {
+  /** where the HAKeeper reads hk_data, relative to mo-data/; null: it restores nothing, left out */
+  hakeeper: null | string
+  /** hk_data must be CRC-framed (read through a DISK file service) */
+  hakeeperFramed: boolean
+  /** the SHARED file service's directory, relative to mo-data/ ('' for mo-data itself) */
+  shared: string
+  /** SHARED's backend is DISK (CRC-framed), not DISK-V2 */
+  sharedFramed: boolean
+}
+
+/** mo_br restore's layout: MO's defaults when no file service is configured (DISK, shared/, local/). */
+export const MO_BR_LAYOUT: TargetLayout = {
+  hakeeper: 'local/hk_data',
+  hakeeperFramed: true,
+  shared: 'shared',
+  sharedFramed: true,
+}
+
 const TAE_METADATA = new Set(['tae/tae_list', 'tae/tae_sum'])
 const BACKUP_METADATA = new Set(['backup_meta', 'mo_meta'])
 
@@ -112,17 +137,18 @@ export function classifyOnlineFile(relPath: string): OnlineFileKind {
 }
 
 /**
- * Where `mo_br restore` puts a file of a BACKUP folder, relative to mo-data/, or null when it is
- * not restored.
+ * Where a restore puts a file of a BACKUP folder, relative to mo-data/, or null when it is not
+ * restored; by default where `mo_br restore` puts it.
  */
-export function restorePath(relPath: string): null | string {
+export function restorePath(relPath: string, layout: TargetLayout = MO_BR_LAYOUT): null | string {
   switch (classifyOnlineFile(relPath)) {
     case 'data': {
-      return `shared/${relPath.slice('tae/'.length)}`
+      const rest = relPath.slice('tae/'.length)
+      return layout.shared === '' ? rest : `${layout.shared}/${rest}`
     }
 
     case 'hakeeper': {
-      return 'local/hk_data'
+      return layout.hakeeper
     }
 
     default: {
@@ -144,10 +170,13 @@ export interface OnlineRestoreFile {
  * Every file a restore of one online backup writes into mo-data/, from its tae_list: the data
  * files (copied by this backup or by an earlier one of the chain) and the HAKeeper watermarks.
  */
-export function onlineRestoreSet(taeList: readonly TaeListEntry[]): OnlineRestoreFile[] {
+export function onlineRestoreSet(
+  taeList: readonly TaeListEntry[],
+  layout: TargetLayout = MO_BR_LAYOUT,
+): OnlineRestoreFile[] {
   const files = taeList.map((entry) => {
     const path = `tae/${entry.path}`
-    return {inThisBackup: entry.needCopy, path, restoredTo: restorePath(path) ?? ''}
+    return {inThisBackup: entry.needCopy, path, restoredTo: restorePath(path, layout) ?? ''}
   })
   const notData = files.find((file) => !file.restoredTo)
   if (notData) {
@@ -157,5 +186,64 @@ export function onlineRestoreSet(taeList: readonly TaeListEntry[]): OnlineRestor
     )
   }
 
-  return [...files, {inThisBackup: true, path: 'hakeeper/hk_data', restoredTo: 'local/hk_data'}]
+  return layout.hakeeper === null
+    ? files
+    : [...files, {inThisBackup: true, path: 'hakeeper/hk_data', restoredTo: layout.hakeeper}]
+}
+
+/** The SHARED backend a BACKUP folder's tae/ and hakeeper/ were written through. */
+export type BackupBackend = 'DISK' | 'DISK-V2'
+
+const FRAMED_SIDECAR_SIZE = 36
+const RAW_SIDECAR_SIZE = 32
+
+/**
+ * Which form an online backup's files have, from the size of the sidecars BACKUP wrote beside
+ * hk_data and tae_list through the same file service: one 36-byte frame around the digest (DISK)
+ * or the raw 32 bytes (DISK-V2). Works on a manifest, before anything is extracted.
+ */
+export function backupBackend(files: ReadonlyArray<{path: string; size: number}>): BackupBackend {
+  const sizes = new Set(
+    files.filter((f) => f.path === 'hakeeper/hk_data.sha256' || f.path === 'tae/tae_list.sha256').map((f) => f.size),
+  )
+  if (sizes.size === 1 && sizes.has(FRAMED_SIDECAR_SIZE)) return 'DISK'
+  if (sizes.size === 1 && sizes.has(RAW_SIDECAR_SIZE)) return 'DISK-V2'
+  throw integrityError(
+    `the online backup's hakeeper/hk_data.sha256 and tae/tae_list.sha256 are ${sizes.size === 0 ? 'missing' : `of sizes ${[...sizes].join(', ')}`}: cannot tell whether its files are DISK-framed`,
+    'the backup folder or archive is damaged or was tampered with: use another backup',
+  )
+}
+
+export interface LayoutMapping {
+  /** how the bytes change on the way: 'none', or which frames are added or stripped */
+  conversion: string
+  /** files of the BACKUP folder (`**`: any sub-path) */
+  from: string
+  /** where they go, relative to mo-data/; null: left out */
+  to: null | string
+}
+
+/** What a restore of an online backup does with its files, for --dry-run and the restore's output. */
+export function layoutMapping(layout: TargetLayout, backend: BackupBackend): LayoutMapping[] {
+  const conversion = (targetFramed: boolean) => {
+    const target: BackupBackend = targetFramed ? 'DISK' : 'DISK-V2'
+    if (target === backend) return `none (${backend}, as the target reads it)`
+    return backend === 'DISK'
+      ? 'DISK -> DISK-V2: strip the CRC-32C frames, checking each, then the content SHA-256'
+      : 'DISK-V2 -> DISK: add CRC-32C frames, checking the content SHA-256'
+  }
+
+  return [
+    {
+      conversion: conversion(layout.sharedFramed),
+      from: 'tae/**',
+      to: layout.shared === '' ? '**' : `${layout.shared}/**`,
+    },
+    {
+      conversion: layout.hakeeper === null ? 'none' : conversion(layout.hakeeperFramed),
+      from: 'hakeeper/hk_data',
+      to: layout.hakeeper,
+    },
+    {conversion: 'none', from: 'mo_meta, config/*, tae/tae_list, tae/tae_sum, *.sha256', to: null},
+  ]
 }

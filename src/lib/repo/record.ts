@@ -55,6 +55,14 @@ const SHAPE: Record<string, Check> = {
   'sizes.total': num,
   'source.dataDir': str,
   'source.host': str,
+  'source.mo': optional(
+    (v) =>
+      typeof v === 'object' &&
+      v !== null &&
+      strOrNull((v as Record<string, unknown>).commit) &&
+      oneOf(null, 'DISK', 'DISK-V2')((v as Record<string, unknown>).sharedBackend) &&
+      strOrNull((v as Record<string, unknown>).version),
+  ),
   'source.serverVersion': strOrNull,
   'tool.name': str,
   'tool.version': str,

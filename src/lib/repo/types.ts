@@ -66,7 +66,17 @@ export interface BackupRecord {
   signature?: null | RecordSignature
   /** bytes of file content in the backup's full file set, and in this archive */
   sizes: {archived: number; total: number}
-  source: {dataDir: string; host: string; serverVersion: null | string}
+  /**
+   * mo: the source MatrixOne's build (mo_meta's buildinfo, or `mo-service -version` beside a cold
+   * data dir) and its SHARED backend (the online backup's sidecars, or the launch config); absent
+   * in older records and when nothing told
+   */
+  source: {
+    dataDir: string
+    host: string
+    mo?: {commit: null | string; sharedBackend: 'DISK' | 'DISK-V2' | null; version: null | string}
+    serverVersion: null | string
+  }
   tool: {name: string; version: string}
   type: 'full' | 'incremental'
 }

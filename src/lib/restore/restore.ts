@@ -36,7 +36,7 @@
  */
 import {randomBytes} from 'node:crypto'
 import {lstat, mkdir, readdir, rename, rm, stat, statfs} from 'node:fs/promises'
-import {basename, dirname, join} from 'node:path'
+import {basename, dirname, join, resolve} from 'node:path'
 import {performance} from 'node:perf_hooks'
 
 import type {Ids} from '../archive/owners.js'
@@ -52,6 +52,9 @@ import {type DataDirLock, lockDataDir, resolveDataDir} from '../datadir-lock.js'
 import {BrError, integrityError, usageError} from '../errors.js'
 import {formatBytes, formatDuration} from '../format.js'
 import {explainingFsErrors, type FsErrorContext} from '../fs-errors.js'
+import {readTargetConfig, targetLayout} from '../mo/config.js'
+import {type BackupBackend, backupBackend, type LayoutMapping, layoutMapping, type TargetLayout} from '../mo/layout.js'
+import {compareVersions, findMoService, moServiceBuild} from '../mo/version.js'
 import {overlap} from '../path-overlap.js'
 import {checkBackup} from '../repo/catalog.js'
 import {type Repository} from '../repo/repository.js'
@@ -65,24 +68,36 @@ export interface RestoreOptions {
   decrypt: DecryptOptions
   discardOld: boolean
   force: boolean
+  /** --force-version: restore into an older MatrixOne, or a cold backup into another SHARED backend */
+  forceVersion?: boolean
   id: string
   /** a quick probe (SQL answers on host:port?) used when the service is not managed */
   isRunning?: () => Promise<boolean>
   /** keep setuid, setgid and sticky bits from the backup (--keep-special-modes); off, they are cleared */
   keepSpecialModes?: boolean
+  /** --mo-config: the target MatrixOne's etc/launch (default: etc/launch beside the data dir) */
+  moConfig?: string
+  /** --mo-service: the target's mo-service binary, run with -version (default: <install dir>/mo-service) */
+  moService?: string
   /** told what a dead run of this data dir left, and what was done about it */
   onWarning?: (message: string) => void
   /** the repository: a local directory (absolute) or an S3 location with its settings */
   repo: RepoAddress
   /** null: not managed; then `isRunning` must say no before anything is swapped */
   service: null | ServiceControl
+  /** --dn_config_path: the target's TN config */
+  tnConfig?: string
   /** which backups the reader accepts (repo/authenticity.ts) */
   trust: TrustPolicy
 }
 
 export interface RestoreContext {
+  /** the online backup's framing (from its sidecars) */
+  backupBackend?: BackupBackend
   databases?: string[]
   downtimeMs?: number
+  /** where the target MatrixOne reads SHARED and hk_data (online backups) */
+  layout?: TargetLayout
   /** the data dir's lock, once held */
   lock?: DataDirLock
   manifest?: Manifest
@@ -125,6 +140,27 @@ const checkSteps: Flow<RestoreContext>['steps'] = [
       )
     },
     title: 'Check backup',
+  },
+  {
+    async run(ctx, report) {
+      const {options} = ctx
+      const config = await readTargetConfig({
+        dataDir: options.dataDir,
+        moConfig: options.moConfig,
+        tnConfig: options.tnConfig,
+      })
+      ctx.layout = targetLayout(config, options.dataDir)
+      ctx.backupBackend = backupBackend(ctx.manifest!.entries.flatMap((e) => (e.type === 'file' ? [e] : [])))
+      for (const note of config.notes) report.output(note)
+      report.output(`SHARED: ${config.shared.backend} in ${config.shared.dir} (${config.shared.from})`)
+      for (const line of describeMapping(layoutMapping(ctx.layout, ctx.backupBackend))) report.output(line)
+    },
+    skip: (ctx) => (ctx.record!.mode === 'online' ? false : 'a cold backup is the data directory as it was'),
+    title: 'Read the target MatrixOne config',
+  },
+  {
+    run: async (ctx, report) => checkVersions(ctx, report),
+    title: 'Check MatrixOne versions',
   },
   {
     async run(ctx, report) {
@@ -174,6 +210,73 @@ function fsErrorContext(ctx: RestoreContext): FsErrorContext {
   }
 }
 
+/**
+ * Refuses (exit 2) a restore into an older MatrixOne than the backup's, and a cold backup into a
+ * target whose SHARED backend differs (a cold backup is mo-data as it was: nothing converts it);
+ * --force-version overrides, saying what it overrode. What cannot be known (no version recorded,
+ * no mo-service to ask, no config beside a cold target) is said and not checked: the operator may
+ * restore before installing MO, and a warning says what to check by hand.
+ */
+async function checkVersions(ctx: RestoreContext, report: {output(line: string): void}): Promise<void> {
+  const {options} = ctx
+  const source = ctx.record!.source.mo
+  const refuse = (problem: string) => {
+    if (options.forceVersion) {
+      report.output(`--force-version: ${problem}; restoring anyway`)
+      return
+    }
+
+    throw usageError(
+      `${problem}: refusing to restore`,
+      'restore into a MatrixOne of the same or a newer version with the same SHARED backend, or pass --force-version if you know it reads this data',
+    )
+  }
+
+  if (ctx.record!.mode === 'cold' && source?.sharedBackend) {
+    const config = await readTargetConfig({
+      dataDir: options.dataDir,
+      moConfig: options.moConfig,
+      tnConfig: options.tnConfig,
+    }).catch(() => null)
+    if (config && config.shared.backend !== source.sharedBackend) {
+      refuse(
+        `the cold backup holds SHARED as ${source.sharedBackend}, the target reads ${config.shared.backend} (${config.shared.from}); a cold backup is not converted`,
+      )
+    }
+  }
+
+  const binary = options.moService ?? (await findMoService(dirname(resolve(options.dataDir))))
+  const target = binary ? await moServiceBuild(binary) : 'no mo-service beside the data dir (pass --mo-service PATH)'
+  if (!source?.version) {
+    report.output('the backup records no MatrixOne version: not checked')
+    return
+  }
+
+  if (typeof target === 'string') {
+    options.onWarning?.(
+      `target MatrixOne version unknown (${target}): restoring a ${source.version} backup unchecked; it needs the same or a newer MatrixOne`,
+    )
+    return
+  }
+
+  const order = compareVersions(target.version ?? '', source.version)
+  if (order === -1)
+    refuse(`the backup is from MatrixOne ${source.version}, the target ${binary} is older (${target.version})`)
+  else if (order === null)
+    options.onWarning?.(`cannot compare MatrixOne versions ${source.version} and ${target.version}: not checked`)
+  else
+    report.output(
+      `backup from MatrixOne ${source.version}, target ${target.version} (${binary}): ${order === 0 ? 'the same' : 'newer'}`,
+    )
+}
+
+/** One line per rule of a layout mapping. */
+export function describeMapping(mapping: LayoutMapping[]): string[] {
+  return mapping.map(
+    (m) => `${m.from} -> ${m.to ?? '(left out)'}${m.to === null ? '' : `; conversion: ${m.conversion}`}`,
+  )
+}
+
 export interface RestorePlan {
   bytes: number
   chain: string[]
@@ -183,6 +286,8 @@ export interface RestorePlan {
   /** free bytes on the target's filesystem */
   freeBytes: number
   id: string
+  /** online: where the backup's files go, relative to the data dir, and how they are converted */
+  layout: LayoutMapping[] | null
   /** where the current directory would be kept (null: the target is missing or empty) */
   previousDataDir: null | string
   /** the service controller, or null when not managed (--service none) */
@@ -202,8 +307,10 @@ export async function restorePlan(ctx: RestoreContext, readiness: string): Promi
   const free = await freeBytes(dirname(target))
   const steps = [
     `extract ${record.counts.files} files (${formatBytes(record.sizes.total)}, ${formatBytes(free)} free) from ${record.chain.length === 1 ? 'one archive' : `a chain of ${record.chain.length} archives`} into ${staging}, verifying every SHA-256`,
-    ...(record.mode === 'online'
-      ? ['lay the files out as mo_br restore does: objects, ckp/ and gc/ into shared/, hk_data into local/']
+    ...(record.mode === 'online' && ctx.layout && ctx.backupBackend
+      ? [
+          `lay the files out as the target MatrixOne reads them: ${describeMapping(layoutMapping(ctx.layout, ctx.backupBackend)).join('; ')}`,
+        ]
       : []),
     service
       ? `stop the service (${service.describe})`
@@ -224,6 +331,7 @@ export async function restorePlan(ctx: RestoreContext, readiness: string): Promi
     files: record.counts.files,
     freeBytes: free,
     id: record.id,
+    layout: ctx.layout && ctx.backupBackend ? layoutMapping(ctx.layout, ctx.backupBackend) : null,
     previousDataDir: ctx.oldDir ?? null,
     service: service ? service.describe : null,
     staging,
@@ -290,12 +398,12 @@ function flow(): Flow<RestoreContext> {
           const laid = `${raw}.mo-data`
           ctx.scratch.push(laid)
           await rm(laid, {force: true, recursive: true})
-          const {moved, skipped} = await layOutOnline(raw, laid, ctx.manifest!, signal)
+          const {converted, moved, skipped} = await layOutOnline(raw, laid, ctx.manifest!, {layout: ctx.layout, signal})
           await rm(raw, {force: true, recursive: true})
           ctx.staging = laid
           ctx.verified = await sealTree(laid, signal)
           report.output(
-            `${moved} files into shared/ and local/ as mo_br restore lays them out; ${skipped} files of the backup's own metadata left out`,
+            `${moved} files moved${converted > 0 ? `, ${converted} converted (${ctx.backupBackend === 'DISK' ? 'CRC frames stripped' : 'CRC frames added'})` : ''} into the target's layout; ${skipped} files of the backup's own metadata left out`,
           )
         },
         skip: (ctx) => (ctx.record!.mode === 'online' ? false : 'a cold backup is the data directory as it was'),

@@ -123,3 +123,55 @@ export async function writeBackupFolder(dir: string, options: BackupFolderOption
   )
   return {contents}
 }
+
+/** Launch configs as MO ships them: 'v4.2' (DISK-V2 in shared2/local2; log.toml with no file service) or 'legacy' (DISK, MO's default dirs). */
+export type ConfigStyle = 'legacy' | 'v4.2'
+
+/**
+ * Writes `<installDir>/etc/launch/{launch,tn,cn,log}.toml` as matrixone's etc/launch has them
+ * (v4.2: commit 7c27538f; legacy: SHARED and LOCAL as DISK without data-dir, i.e. mo-data/shared
+ * and mo-data/local). `sharedBackend` overrides SHARED's backend (e.g. 'S3'). Returns the config dir.
+ */
+export async function writeLaunchConfig(
+  installDir: string,
+  style: ConfigStyle,
+  options: {logExtra?: string; sharedBackend?: string; sharedDir?: string} = {},
+): Promise<string> {
+  const dir = join(installDir, 'etc', 'launch')
+  await mkdir(dir, {recursive: true})
+  const backend = options.sharedBackend ?? (style === 'v4.2' ? 'DISK-V2' : 'DISK')
+  const sharedDir = options.sharedDir ?? (style === 'v4.2' ? './mo-data/shared2' : undefined)
+  const service = (type: string, uuid: string) =>
+    [
+      `service-type = "${type}"`,
+      'data-dir = "./mo-data"',
+      '',
+      '[[fileservice]]',
+      'name = "LOCAL"',
+      `backend = "${style === 'v4.2' ? 'DISK-V2' : 'DISK'}"`,
+      ...(style === 'v4.2' ? ['data-dir = "./mo-data/local2"'] : []),
+      '',
+      '[[fileservice]]',
+      'name = "SHARED"',
+      `backend = "${backend}"`,
+      ...(sharedDir ? [`data-dir = "${sharedDir}"`] : []),
+      '',
+      '[log]',
+      'level = "info"',
+      '',
+      `[${type.toLowerCase()}]`,
+      `uuid = "${uuid}"`,
+      '',
+    ].join('\n')
+  await writeFile(
+    join(dir, 'launch.toml'),
+    'logservices = [\n    "./etc/launch/log.toml",\n]\n\ntnservices = [\n    "./etc/launch/tn.toml"\n]\n\ncnservices = [\n    "./etc/launch/cn.toml"\n]\n',
+  )
+  await writeFile(join(dir, 'tn.toml'), service('TN', 'dd4dccb4-4d3c-41f8-b482-5251dc7a41bf'))
+  await writeFile(join(dir, 'cn.toml'), service('CN', 'dd1dccb4-4d3c-41f8-b482-5251dc7a41bf'))
+  await writeFile(
+    join(dir, 'log.toml'),
+    `# service node type, [DN|CN|LOG]\nservice-type = "LOG"\ndata-dir = "./mo-data"\n\n[log]\nlevel = "info"\n${options.logExtra ?? ''}`,
+  )
+  return dir
+}

@@ -1,3 +1,5 @@
+import {Readable, type Transform} from 'node:stream'
+import {pipeline} from 'node:stream/promises'
 import {describe, expect, it} from 'vitest'
 
 import {
@@ -6,10 +8,12 @@ import {
   frame,
   FRAME_BLOCK_SIZE,
   FRAME_CONTENT_SIZE,
+  FramingStream,
   matchingForm,
   MoFileHasher,
   sidecarDigest,
   unframe,
+  UnframingStream,
 } from '../../../../src/lib/mo/framing.js'
 import {bytesOf, sha256} from './fixture.js'
 
@@ -29,6 +33,43 @@ describe('framing', () => {
     // the check value of CRC-32C, and Go's crc32.Checksum of "" with the Castagnoli table
     expect(crc32c(Buffer.from('123456789'))).toBe(0xe3_06_92_83)
     expect(crc32c(Buffer.alloc(0))).toBe(0)
+  })
+
+  it('matches the published CRC-32C test vectors of RFC 3720 B.4 (iSCSI)', () => {
+    const ascending = Buffer.from(Array.from({length: 32}, (_, i) => i))
+    expect(crc32c(Buffer.alloc(32))).toBe(0x8a_91_36_aa)
+    expect(crc32c(Buffer.alloc(32, 0xff))).toBe(0x62_a8_ab_43)
+    expect(crc32c(ascending)).toBe(0x46_dd_79_4e)
+    expect(crc32c(Buffer.from(ascending).reverse())).toBe(0x11_3f_db_5c)
+  })
+
+  it('converts between forms as a stream, whatever the chunk sizes: FramingStream = frame, UnframingStream = unframe', async () => {
+    const content = bytesOf('stream', FRAME_CONTENT_SIZE * 5 + 123)
+    const through = async (stream: Transform, bytes: Buffer, chunk: number) => {
+      const parts: Buffer[] = []
+      for (let i = 0; i < bytes.length; i += chunk) parts.push(bytes.subarray(i, i + chunk))
+      const out: Buffer[] = []
+      await pipeline(Readable.from(parts), stream, async (source: AsyncIterable<Buffer>) => {
+        for await (const part of source) out.push(part)
+      })
+      return Buffer.concat(out)
+    }
+
+    for (const chunk of [1, 7, 2044, 2048, 5000, 1 << 20]) {
+      expect((await through(new FramingStream(), content, chunk)).equals(frame(content)), `frame, ${chunk}`).toBe(true)
+      expect(
+        (await through(new UnframingStream('f'), frame(content), chunk)).equals(content),
+        `unframe, ${chunk}`,
+      ).toBe(true)
+    }
+
+    expect((await through(new FramingStream(), Buffer.alloc(0), 1)).length).toBe(0)
+    const damaged = frame(content)
+    damaged[FRAME_BLOCK_SIZE * 5 + 2] ^= 1
+    await expect(through(new UnframingStream('tae/x'), damaged, 4096)).rejects.toThrow(
+      'tae/x: CRC-32C frame 5 (bytes 10240-10366) does not hold',
+    )
+    await expect(through(new UnframingStream('raw'), content, 4096)).rejects.toThrow('raw: CRC-32C frame 0')
   })
 
   it('computes the same CRC-32C as one bit at a time, at every length around the 8-byte stride', () => {
