@@ -3,8 +3,8 @@
 # from the npm registry's `node@24` package (scripts/node24.sh). Needs dist/ built (`npm run build`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/node24.sh >/dev/null
-export PATH="$PWD/.node24/node_modules/.bin:$PATH"
+bin=$(bash scripts/node24.sh | tail -n 1)
+export PATH="$bin:$PATH"
 echo "node $(node --version): the node24 leg"
 status=0
 node node_modules/vitest/vitest.mjs run --project node24 --outputFile.json=.tmp/vitest-node24.json || status=$?

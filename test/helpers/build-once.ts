@@ -7,9 +7,20 @@
  * killed build never leaves half of it where `done` is looked for.
  */
 import {access, mkdir, readFile, rm, writeFile} from 'node:fs/promises'
+import {homedir} from 'node:os'
+import {join} from 'node:path'
 import {setTimeout as delay} from 'node:timers/promises'
 
 import {pidAlive} from '../../src/lib/repo/lock.js'
+
+/**
+ * The machine's cache of what the tests install from outside this repository and never change:
+ * the host CLI, the MariaDB template data dir, Node 24 (scripts/test-cache.sh says the same
+ * path). The user's, not the checkout's: a clean clone finds them there, as it finds npm's cache
+ * warm, instead of installing them again on every run. Read once, when this module loads.
+ */
+export const TEST_CACHE =
+  process.env.MOCTL_BR_TEST_CACHE || join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'moctl-br-test')
 
 export const exists = (path: string) =>
   access(path).then(

@@ -15,7 +15,8 @@ import mysql from 'mysql2/promise'
  * The scripts only ever signal a pid whose command line names this server's pid file, so a
  * stale pid file can never reach another process (the shared server included).
  *
- * mariadb-install-db runs once per mariadbd binary, into .tmp/mariadb-template/ (its bootstrap
+ * mariadb-install-db runs once per mariadbd binary, into <TEST_CACHE>/mariadb-template/ (the
+ * machine's test cache, build-once.ts; its bootstrap
  * costs about a second of CPU and five of waiting, and about ten servers start in a run): each
  * server gets a copy of that initialised data dir (`cp -a`). Nothing in it names its path. Delete
  * the folder to make it again. A server run as another account (`user`) is installed for it.
@@ -28,8 +29,8 @@ import {delimiter, join} from 'node:path'
 import {promisify} from 'node:util'
 
 import {type SqlSettings} from '../../src/lib/service/types.js'
-import {buildOnce} from './build-once.js'
-import {ROOT, tempDir} from './cli.js'
+import {buildOnce, TEST_CACHE} from './build-once.js'
+import {tempDir} from './cli.js'
 import {needs} from './needs.js'
 import {freePort} from './net.js'
 
@@ -167,7 +168,7 @@ const SERVER_TUNING = [
   '--max-connections=50',
 ]
 
-const TEMPLATES = join(ROOT, '.tmp', 'mariadb-template')
+const TEMPLATES = join(TEST_CACHE, 'mariadb-template')
 
 /**
  * The initialised data dir for servers that run as whoever runs the tests, made by

@@ -26,6 +26,7 @@ import {
   installedHost,
   localZstdPrebuild,
   npm,
+  NPM_ENV,
   packPlugin,
   userEnv,
   withoutStepLines,
@@ -76,7 +77,7 @@ beforeAll(async () => {
       'plugins install file:',
       runCli(['plugins', 'install', `file:${tarball}`], {
         bin: hostBin,
-        env: {...hostEnv, ...prebuilt},
+        env: {...hostEnv, ...NPM_ENV, ...prebuilt},
         timeoutMs: INSTALL_TIMEOUT,
       }),
     ),
