@@ -61,7 +61,8 @@ parentPort.on('message', ({data, size}) => {
     if (n !== size) throw new Error('corrupt zstd data: a frame declares ' + size + ' bytes of content but holds ' + n)
     parentPort.postMessage({out}, [out.buffer])
   } catch (error) {
-    parentPort.postMessage({error: String(error && error.message || error)})
+    const message = String((error && error.message) || error)
+    parentPort.postMessage({error: message.startsWith('corrupt zstd data') ? message : 'corrupt zstd data: ' + message + ' (a frame declaring ' + size + ' bytes)'})
   }
 })
 `
@@ -163,8 +164,8 @@ class WorkerPool {
     })
   }
 
-  private fail(worker: Worker, error: Error): void {
-    const job = this.busy.get(worker)
+  /** Fails `job` (the worker's, by default) and everything else with `error`, and ends every worker. */
+  private fail(worker: Worker, error: Error, job = this.busy.get(worker)): void {
     this.busy.delete(worker)
     this.broken ??= error
     job?.reject(error)
@@ -198,7 +199,7 @@ class WorkerPool {
         this.next()
       } else {
         // A damaged frame: the stream fails with it, and every worker stops.
-        this.fail(worker, new Error(message.error ?? 'a zstd worker failed'))
+        this.fail(worker, new Error(message.error ?? 'a zstd worker failed'), job)
       }
     })
     worker.on('error', (error) => this.fail(worker, error))
