@@ -4,6 +4,7 @@ import {join, resolve} from 'node:path'
 import {BrCommand} from '../../base-command.js'
 import {decryptFlags, quietFlag, repoFlags, restoreDirFlag, s3Flags, serviceFlags} from '../../flags.js'
 import {resolveChown} from '../../lib/archive/owners.js'
+import {checkWorkers} from '../../lib/archive/zstd-parallel.js'
 import {formatDuration} from '../../lib/format.js'
 import {
   newRestoreContext,
@@ -67,6 +68,10 @@ stop, swap and start, changing nothing.`
       description:
         'keep setuid, setgid and sticky bits as the backup recorded them (by default they are cleared: a MatrixOne data directory has none)',
     }),
+    parallelism: Flags.integer({
+      description:
+        "zstd decompression threads for an archive of independent frames (mo_br's --parallelism), 1 to 64; default: the cores here",
+    }),
     'restore-path': Flags.string({
       aliases: ['restore_path'],
       description: "the directory that holds mo-data, as mo_br's --restore_path (restores into <restore-path>/mo-data)",
@@ -75,6 +80,7 @@ stop, swap and start, changing nothing.`
 
   async run(): Promise<RestorePlan | RestoreResult> {
     const {args, flags} = await this.parse(Restore)
+    const parallelism = flags.parallelism === undefined ? undefined : checkWorkers(flags.parallelism)
     const repo = await this.repoAddress(flags)
     const dataDir = flags['data-dir'] ? resolve(flags['data-dir']) : join(resolve(flags['restore-path']!), 'mo-data')
     const settings = serviceSettingsFrom(flags)
@@ -94,6 +100,7 @@ stop, swap and start, changing nothing.`
       isRunning: sqlProbe(settings),
       keepSpecialModes: flags['keep-special-modes'],
       onWarning: (message) => this.warn(message),
+      parallelism,
       repo,
       service: serviceControl(this.config, settings, {
         dataDir,

@@ -128,7 +128,9 @@ describe('ParallelDecompressor', () => {
     expect(d.threads).toBe(0)
 
     const e = createParallelDecompressor({impl: 'napi', workers: 2}) as ParallelDecompressor
-    const failed = new Promise<Error>((resolve) => e.once('error', resolve))
+    const failed = new Promise<Error>((resolve) => {
+      e.once('error', resolve)
+    })
     e.resume()
     e.write(input.subarray(0, 4 * MiB))
     await sleep(50)
