@@ -11,7 +11,7 @@
  * decompressed); a frame whose content differs from its declared size fails (zstd checks it, and
  * so does this module). Memory is bounded whatever the input: frames start in a worker only while
  * the output of the started-but-not-yet-read frames stays under IN_FLIGHT_BYTES (at least one
- * frame), compressed input is taken only while less than IN_FLIGHT_BYTES of it waits, and output
+ * frame), compressed input is taken only while less than QUEUED_INPUT_BYTES of it waits, and output
  * is pushed only as the reader takes it. On an error, on destroy (abort) and at the end every
  * worker is terminated. Only zstd-napi can run in a worker here: with another implementation
  * (zstd-codec, Node's zlib), or one worker asked for with none available, this is
@@ -42,6 +42,8 @@ const require = createRequire(import.meta.url)
 export const MAX_POOLED_FRAME = 16 * 1024 * 1024
 /** Output of frames started but not yet read, and compressed input waiting, at most (one frame always may). */
 const IN_FLIGHT_BYTES = 64 * 1024 * 1024
+/** Compressed input waiting for its turn, at most (one piece always may): a few frames ahead of the workers. */
+const QUEUED_INPUT_BYTES = 16 * 1024 * 1024
 /** A streamed piece decompresses to about this at most (as in compress.ts). */
 const STREAM_BUDGET = 2 * 1024 * 1024
 /** Streaming decompression runs at most this long before the event loop gets a turn. */
@@ -348,7 +350,7 @@ export class ParallelDecompressor extends Transform {
 
   /** Lets the writer go on once little enough is waiting. */
   private release(): void {
-    if (!this.held || (this.queued > IN_FLIGHT_BYTES && this.jobs.length > 1)) return
+    if (!this.held || (this.queued > QUEUED_INPUT_BYTES && this.jobs.length > 1)) return
     const {held} = this
     this.held = undefined
     held()
