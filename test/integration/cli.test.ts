@@ -131,6 +131,32 @@ describe('backup, list, verify', () => {
     expect(quick.stdout).toContain(`backup ${backupId}: ok`)
   })
 
+  it('verifies and restores with --parallelism 1 and 2, naming the decompressor in --json', async () => {
+    const v = await runInProcess([
+      'br',
+      'verify',
+      backupId,
+      '--path',
+      repo,
+      ...readWith(key),
+      '--parallelism',
+      '2',
+      '--json',
+    ])
+    expect(v.code, v.stderr).toBe(0)
+    expect(JSON.parse(v.stdout).decompressor).toMatch(/2 decompression worker threads/)
+    const target = join(tmp.path, 'parallelism-1')
+    const r = await runInProcess([
+      ...restoreArgs(backupId, repo, target, ...readWith(key), ...NO_SQL),
+      '--parallelism',
+      '1',
+      '--json',
+    ])
+    expect(r.code, r.stderr).toBe(0)
+    expect(JSON.parse(r.stdout).decompressor).toMatch(/1 decompression worker thread\b/)
+    expect(await treeHashes(target)).toEqual(withoutCache(await treeHashes(dataDir)))
+  })
+
   it('keeps the cache directory out of the backup', async () => {
     const target = join(tmp.path, 'check-excl')
     const r = await runInProcess(restoreArgs(backupId, repo, target, ...readWith(key), ...NO_SQL))
@@ -311,6 +337,23 @@ describe('bad input', () => {
     expect(r.code).toBe(2)
     expect(r.stderr).toContain('ffffffff')
     expect(r.stderr).toContain('moctl br list')
+  })
+
+  it('--parallelism outside 1..64 is exit 2 for restore and verify, before anything is read or made', async () => {
+    const target = join(tmp.path, 'parallelism-target')
+    for (const bad of ['0', '65']) {
+      const v = await runInProcess(['br', 'verify', backupId, '--path', repo, ...readWith(key), '--parallelism', bad])
+      expect(v.code).toBe(2)
+      expect(v.stderr).toContain(`--parallelism ${bad} is not a whole number from 1 to 64`)
+      const r = await runInProcess([
+        ...restoreArgs(backupId, repo, target, ...readWith(key), ...NO_SQL),
+        '--parallelism',
+        bad,
+      ])
+      expect(r.code).toBe(2)
+      expect(r.stderr).toContain('--parallelism')
+      await expect(stat(target)).rejects.toThrow()
+    }
   })
 
   it('a wrong identity is an integrity failure (exit 3) and touches nothing', async () => {

@@ -4,6 +4,7 @@ import {join, resolve} from 'node:path'
 import {BrCommand} from '../../base-command.js'
 import {decryptFlags, quietFlag, repoFlags, restoreDirFlag, s3Flags, serviceFlags} from '../../flags.js'
 import {resolveChown} from '../../lib/archive/owners.js'
+import {checkWorkers} from '../../lib/archive/zstd-parallel.js'
 import {formatDuration} from '../../lib/format.js'
 import {
   describeMapping,
@@ -94,6 +95,10 @@ DISK and DISK-V2; a backup from a newer MatrixOne than the target's mo-service i
         "the target's mo-service binary, run with -version to check the backup is not from a newer MatrixOne (default: mo-service beside the data dir)",
       helpValue: 'PATH',
     }),
+    parallelism: Flags.integer({
+      description:
+        "zstd decompression threads for an archive of independent frames (mo_br's --parallelism), 1 to 64; default: the cores here",
+    }),
     'restore-path': Flags.string({
       aliases: ['restore_path'],
       description: "the directory that holds mo-data, as mo_br's --restore_path (restores into <restore-path>/mo-data)",
@@ -102,6 +107,7 @@ DISK and DISK-V2; a backup from a newer MatrixOne than the target's mo-service i
 
   async run(): Promise<RestorePlan | RestoreResult> {
     const {args, flags} = await this.parse(Restore)
+    const parallelism = flags.parallelism === undefined ? undefined : checkWorkers(flags.parallelism)
     const repo = await this.repoAddress(flags)
     const dataDir = flags['data-dir'] ? resolve(flags['data-dir']) : join(resolve(flags['restore-path']!), 'mo-data')
     const settings = serviceSettingsFrom(flags)
@@ -124,6 +130,7 @@ DISK and DISK-V2; a backup from a newer MatrixOne than the target's mo-service i
       moConfig: flags['mo-config'],
       moService: flags['mo-service'],
       onWarning: (message) => this.warn(message),
+      parallelism,
       repo,
       service: serviceControl(this.config, settings, {
         dataDir,

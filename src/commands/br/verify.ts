@@ -2,6 +2,7 @@ import {Args, Flags} from '@oclif/core'
 
 import {BrCommand} from '../../base-command.js'
 import {decryptFlags, quietFlag, repoFlags, s3Flags} from '../../flags.js'
+import {checkWorkers} from '../../lib/archive/zstd-parallel.js'
 import {BrError, ExitCode, usageError} from '../../lib/errors.js'
 import {
   newVerifyContext,
@@ -45,6 +46,10 @@ it runs while a backup is being written. Also \`br check\` (mo_br's name).`
     ...decryptFlags,
     ...quietFlag,
     all: Flags.boolean({description: 'verify every backup of the repository, one line each'}),
+    parallelism: Flags.integer({
+      description:
+        "zstd decompression threads for an archive of independent frames (mo_br's --parallelism), 1 to 64; default: the cores here",
+    }),
     quick: Flags.boolean({description: "check only the stored archive's SHA-256 and size (no key needed)"}),
   }
 
@@ -57,6 +62,7 @@ it runs while a backup is being written. Also \`br check\` (mo_br's name).`
       )
     }
 
+    const parallelism = flags.parallelism === undefined ? undefined : checkWorkers(flags.parallelism)
     const repo = await this.repoAddress(flags)
     // --quick reads no archive, but the reader key's signers still decide which records are accepted.
     const keys = await loadDecryptOptions({
@@ -80,6 +86,7 @@ it runs while a backup is being written. Also \`br check\` (mo_br's name).`
             decrypt: keys,
             id,
             onWarning,
+            parallelism,
             quick: flags.quick,
             repo,
             trust: {

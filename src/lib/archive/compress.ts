@@ -178,6 +178,15 @@ export function createDecompressor(impl: ZstdImplementation = zstdImplementation
   }
 }
 
+/**
+ * The step decoder under `createDecompressor`, for a caller that cuts its input itself so that
+ * one step gives at most a few MiB (zstd-parallel.ts, through zstd-frames.ts): napi and codec.
+ */
+export function createStepDecoder(impl: ZstdImplementation = zstdImplementation()): Decoder {
+  if (impl === 'node') throw usageError('node:zlib zstd has no step decoder', 'use napi or codec')
+  return impl === 'napi' ? new NapiDecoder(need(napiBinding, 'napi')) : new CodecDecoder()
+}
+
 /** A compressor with a chosen window, for tests that need frames asking for more than we accept. */
 export function createCompressorWithWindow(windowLog: number): Transform {
   return new (need(napi, 'napi').CompressStream)({compressionLevel: 3, windowLog})
@@ -365,7 +374,7 @@ class FrameCheck extends Transform {
 }
 
 /** One decompression call: takes some of `input` and gives some output (maybe none). */
-interface Decoder {
+export interface Decoder {
   release(): void
   /** `more`: the output may not be all that `input` so far gives; call again, with no new input if need be */
   step(

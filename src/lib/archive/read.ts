@@ -35,7 +35,6 @@ import type {DecryptOptions, Implementations, Manifest, PackProgress} from './ty
 import {BrError, integrityError} from '../errors.js'
 import {createDecryptStream, loadTypage, TAMPERED, TRUNCATED} from './age.js'
 import {Breather} from './breather.js'
-import {createDecompressor} from './compress.js'
 import {checkAgainstManifest, HINT_DAMAGED, HINT_FORGED, type Seen} from './manifest-check.js'
 import {decodeManifest, manifestTotals, matchesEncoding} from './manifest.js'
 import {DATA_PREFIX, MANIFEST_ENTRY} from './pack.js'
@@ -43,6 +42,7 @@ import {findEscapingSymlink, isSafePath, resolveSymlink, symlinkStaysInside} fro
 import {type Expected, HashTap} from './tap.js'
 import {TreeWriter} from './tree-writer.js'
 import {ROOT_PATH} from './walk.js'
+import {createParallelDecompressor} from './zstd-parallel.js'
 
 /** A manifest is ~200 bytes a file: 1 GiB is millions of files, and bounds what a forged header can make us hold. */
 const MAX_MANIFEST = 1024 * 1024 * 1024
@@ -69,6 +69,8 @@ export interface ReadArchiveOptions {
   /** write only these paths (their parent dirs are created as needed); all entries are still verified */
   only?: Set<string>
   onProgress?: (p: PackProgress) => void
+  /** zstd decompression threads for independent frames (zstd-parallel.ts); default: the cores here */
+  parallelism?: number
   signal?: AbortSignal
   /** do not write these paths (e.g. already written from a newer backup of the chain); still verified */
   skip?: Set<string>
@@ -94,7 +96,7 @@ export async function readArchive(options: ReadArchiveOptions): Promise<ReadArch
     stages.push(['age', createDecryptStream(options.decrypt, options.impl?.age)])
   }
 
-  stages.push(['zstd', createDecompressor(options.impl?.zstd)])
+  stages.push(['zstd', createParallelDecompressor({impl: options.impl?.zstd, workers: options.parallelism})])
   const extract = tar.extract()
 
   // The first error tells what happened; the ones after it are its echoes down the pipeline.

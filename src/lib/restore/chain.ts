@@ -40,6 +40,8 @@ export interface ReadChainOptions {
   onProgress?: (p: PackProgress) => void
   /** told once when owners cannot be given back as recorded */
   onWarning?: (message: string) => void
+  /** zstd decompression threads (--parallelism); default: the cores here */
+  parallelism?: number
   repo: Repository
   signal?: AbortSignal
 }
@@ -99,6 +101,7 @@ export async function readChain(options: ReadChainOptions): Promise<{bytes: numb
           filesDone: before.files + p.filesDone,
           filesTotal: progressTotal.files,
         }),
+      parallelism: options.parallelism,
       signal: options.signal,
     })
     bytes += result.bytes

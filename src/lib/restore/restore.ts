@@ -47,6 +47,7 @@ import type {BackupRecord} from '../repo/types.js'
 import type {ServiceControl} from '../service/control.js'
 import type {Flow} from '../steps.js'
 
+import {decompressorName} from '../archive/zstd-parallel.js'
 import {removeLeftovers} from '../cleanup.js'
 import {type DataDirLock, lockDataDir, resolveDataDir} from '../datadir-lock.js'
 import {BrError, integrityError, usageError} from '../errors.js'
@@ -81,6 +82,8 @@ export interface RestoreOptions {
   moService?: string
   /** told what a dead run of this data dir left, and what was done about it */
   onWarning?: (message: string) => void
+  /** zstd decompression threads (--parallelism); default: the cores here */
+  parallelism?: number
   /** the repository: a local directory (absolute) or an S3 location with its settings */
   repo: RepoAddress
   /** null: not managed; then `isRunning` must say no before anything is swapped */
@@ -382,6 +385,7 @@ function flow(): Flow<RestoreContext> {
               keys: ctx.options.decrypt,
               members: ctx.members!,
               onWarning: ctx.options.onWarning,
+              parallelism: ctx.options.parallelism,
               repo: ctx.repo!,
               signal,
             },
@@ -694,6 +698,8 @@ export interface RestoreResult {
   /** databases visible over SQL after the restart (managed service only) */
   databases: null | string[]
   dataDir: string
+  /** the zstd decompression in use */
+  decompressor: string
   downtimeMs: null | number
   files: number
   id: string
@@ -705,6 +711,7 @@ export function restoreResult(ctx: RestoreContext): RestoreResult {
   return {
     databases: ctx.databases ?? null,
     dataDir: ctx.options.dataDir,
+    decompressor: decompressorName(undefined, ctx.options.parallelism),
     downtimeMs: ctx.downtimeMs === undefined ? null : Math.round(ctx.downtimeMs),
     files: ctx.record!.counts.files,
     id: ctx.record!.id,

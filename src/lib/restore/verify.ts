@@ -24,6 +24,7 @@ import type {TrustPolicy} from '../repo/authenticity.js'
 import type {BackupRecord} from '../repo/types.js'
 import type {Flow} from '../steps.js'
 
+import {decompressorName} from '../archive/zstd-parallel.js'
 import {BrError, ExitCode, type ExitCodeName, integrityError} from '../errors.js'
 import {formatBytes} from '../format.js'
 import {checkBackup, storedObject} from '../repo/catalog.js'
@@ -34,6 +35,8 @@ export interface VerifyOptions {
   decrypt: DecryptOptions
   id: string
   onWarning?: (message: string) => void
+  /** zstd decompression threads (--parallelism); default: the cores here */
+  parallelism?: number
   quick: boolean
   /** the repository: a local directory (absolute) or an S3 location with its settings */
   repo: RepoAddress
@@ -106,6 +109,7 @@ export function verifyFlow(): Flow<VerifyContext> {
               finalManifest: ctx.manifest!,
               keys: ctx.options.decrypt,
               members: ctx.members!,
+              parallelism: ctx.options.parallelism,
               repo: ctx.repo!,
               signal,
             },
@@ -128,6 +132,8 @@ export interface VerifyResult {
   checked: 'archive sha256' | 'every file'
   /** --quick: how each backup of the chain was checked, by id (absent without --quick) */
   checkedBy?: Record<string, QuickCheck>
+  /** the zstd decompression in use (null with --quick: nothing is decompressed) */
+  decompressor: null | string
   files: null | number
   id: string
   ok: true
@@ -139,6 +145,7 @@ export function verifyResult(ctx: VerifyContext): VerifyResult {
     chain: ctx.members!.map((m) => m.id),
     checked: ctx.options.quick ? 'archive sha256' : 'every file',
     ...(ctx.checkedBy && {checkedBy: ctx.checkedBy}),
+    decompressor: ctx.options.quick ? null : decompressorName(undefined, ctx.options.parallelism),
     files: ctx.files ?? null,
     id: ctx.record!.id,
     ok: true,

@@ -1,0 +1,407 @@
+/**
+ * Parallel zstd decompression: a Duplex with the contract of compress.ts's `createDecompressor`
+ * (compressed bytes in, the decompressed stream out, in order) that sends every frame with a
+ * declared content size of at most MAX_POOLED_FRAME to a pool of worker threads (zstd-napi's
+ * one-shot decompression there), and decompresses every other frame (no content size, a larger
+ * one: archives of format 1 are one such frame) on this thread with the bounded streaming
+ * decoder, in stream order.
+ *
+ * Guarantees: the output is byte for byte what `createDecompressor` gives, and fails where it
+ * fails (zstd-frames.ts refuses malformed headers and windows over 128 MiB before anything is
+ * decompressed); a frame whose content differs from its declared size fails (zstd checks it, and
+ * so does this module). Memory is bounded whatever the input: frames start in a worker only while
+ * the output of the started-but-not-yet-read frames stays under IN_FLIGHT_BYTES (at least one
+ * frame), compressed input is taken only while less than QUEUED_INPUT_BYTES of it waits, and output
+ * is pushed only as the reader takes it. On an error, on destroy (abort) and at the end every
+ * worker is terminated. Only zstd-napi can run in a worker here: with another implementation
+ * (zstd-codec, Node's zlib), or one worker asked for with none available, this is
+ * `createDecompressor` itself. It does not check content: hashes live in the manifest.
+ */
+import {createRequire} from 'node:module'
+import os from 'node:os'
+import {performance} from 'node:perf_hooks'
+import {Duplex, Transform, type TransformCallback} from 'node:stream'
+import {Worker} from 'node:worker_threads'
+
+import {usageError} from '../errors.js'
+import {
+  compressorName,
+  createDecompressor,
+  createStepDecoder,
+  type Decoder,
+  MAX_WINDOW_LOG,
+  type ZstdImplementation,
+  zstdImplementation,
+  zstdImplementations,
+} from './compress.js'
+import {type FramePiece, FrameSplitter} from './zstd-frames.js'
+
+const require = createRequire(import.meta.url)
+
+/** Frames declaring up to this much content go to the workers; S1 writes ~4 MiB frames. */
+export const MAX_POOLED_FRAME = 16 * 1024 * 1024
+/** Output of frames started but not yet read, and compressed input waiting, at most (one frame always may). */
+const IN_FLIGHT_BYTES = 64 * 1024 * 1024
+/** Compressed input waiting for its turn, at most (one piece always may): a few frames ahead of the workers. */
+const QUEUED_INPUT_BYTES = 16 * 1024 * 1024
+/** A streamed piece decompresses to about this at most (as in compress.ts). */
+const STREAM_BUDGET = 2 * 1024 * 1024
+/** Streaming decompression runs at most this long before the event loop gets a turn. */
+const PUMP_SLICE_MS = 20
+export const MAX_WORKERS = 64
+
+/** The worker: one zstd-napi context, one frame at a time, the output buffer transferred back. */
+const WORKER_SOURCE = `
+const {parentPort, workerData} = require('node:worker_threads')
+const binding = require(workerData.binding)
+const dctx = new binding.DCtx()
+dctx.setParameter(binding.DParameter.windowLogMax, workerData.windowLogMax)
+parentPort.on('message', ({data, size}) => {
+  try {
+    const out = Buffer.allocUnsafeSlow(size)
+    const n = dctx.decompress(out, data)
+    if (n !== size) throw new Error('corrupt zstd data: a frame declares ' + size + ' bytes of content but holds ' + n)
+    parentPort.postMessage({out}, [out.buffer])
+  } catch (error) {
+    const message = String((error && error.message) || error)
+    parentPort.postMessage({error: message.startsWith('corrupt zstd data') ? message : 'corrupt zstd data: ' + message + ' (a frame declaring ' + size + ' bytes)'})
+  }
+})
+`
+
+export interface ParallelDecompressOptions {
+  impl?: ZstdImplementation
+  /** decompression threads; default os.availableParallelism() */
+  workers?: number
+  /** for tests: the worker's source instead of the real one */
+  workerSource?: string
+}
+
+/** The default number of decompression workers: one per core this process may use. */
+export function defaultWorkers(): number {
+  return Math.min(MAX_WORKERS, os.availableParallelism())
+}
+
+/** Refuses a --parallelism outside 1..64 (exit 2). */
+export function checkWorkers(workers: number, flag = '--parallelism'): number {
+  if (!Number.isInteger(workers) || workers < 1 || workers > MAX_WORKERS) {
+    throw usageError(
+      `${flag} ${workers} is not a whole number from 1 to ${MAX_WORKERS}`,
+      `pass e.g. ${flag} ${defaultWorkers()} (the cores here)`,
+    )
+  }
+
+  return workers
+}
+
+/** Whether frames can be decompressed in worker threads with `impl`. */
+export function parallelAvailable(impl: ZstdImplementation = zstdImplementation()): boolean {
+  return impl === 'napi' && zstdImplementations().includes('napi')
+}
+
+/** Human name of the decompression in use, for --verbose and --json. */
+export function decompressorName(impl: ZstdImplementation = zstdImplementation(), workers = defaultWorkers()): string {
+  return parallelAvailable(impl)
+    ? `zstd-napi (native, ${workers} decompression worker thread${workers === 1 ? '' : 's'} for independent frames)`
+    : `${compressorName(impl)}, one stream on the main thread`
+}
+
+/** A stream that decompresses zstd, independent frames in parallel (see the module header). */
+export function createParallelDecompressor(options: ParallelDecompressOptions = {}): Duplex {
+  const impl = options.impl ?? zstdImplementation()
+  const workers = checkWorkers(options.workers ?? defaultWorkers())
+  if (!parallelAvailable(impl)) return createDecompressor(impl)
+  return new ParallelDecompressor(impl, workers, options.workerSource ?? WORKER_SOURCE)
+}
+
+interface FrameJob {
+  contentSize: number
+  data: Buffer
+  kind: 'frame'
+  result?: Promise<Buffer>
+}
+
+type Job = FrameJob | {data: Buffer; kind: 'stream'}
+
+/** Worker threads, started as needed up to `size`, each decompressing one frame at a time. */
+class WorkerPool {
+  private broken: Error | undefined
+  private readonly busy = new Map<Worker, {reject(error: Error): void; resolve(out: Buffer): void}>()
+  private readonly idle: Worker[] = []
+  private readonly queue: Array<{data: Buffer; reject(error: Error): void; resolve(out: Buffer): void; size: number}> =
+    []
+  private started = 0
+
+  constructor(
+    private readonly size: number,
+    private readonly source: string,
+  ) {}
+
+  /** Workers running now. */
+  get threads(): number {
+    return this.idle.length + this.busy.size
+  }
+
+  destroy(): void {
+    this.broken ??= new Error('the zstd workers were stopped')
+    for (const worker of [...this.idle, ...this.busy.keys()]) worker.terminate().catch(() => {})
+    for (const job of this.busy.values()) job.reject(this.broken)
+    for (const job of this.queue) job.reject(this.broken)
+    this.idle.length = 0
+    this.busy.clear()
+    this.queue.length = 0
+  }
+
+  /** Ends one worker as a crash would (tests). */
+  async killOne(): Promise<void> {
+    const worker = this.busy.keys().next().value ?? this.idle[0]
+    await worker?.terminate()
+  }
+
+  async run(data: Buffer, size: number): Promise<Buffer> {
+    if (this.broken) throw this.broken
+    return new Promise((resolve, reject) => {
+      this.queue.push({data, reject, resolve, size})
+      this.next()
+    })
+  }
+
+  /** Fails `job` (the worker's, by default) and everything else with `error`, and ends every worker. */
+  private fail(worker: Worker, error: Error, job = this.busy.get(worker)): void {
+    this.busy.delete(worker)
+    this.broken ??= error
+    job?.reject(error)
+    this.destroy()
+  }
+
+  private next(): void {
+    while (this.queue.length > 0) {
+      const worker = this.idle.pop() ?? (this.started < this.size ? this.spawn() : undefined)
+      if (!worker) return
+      const job = this.queue.shift()
+      if (!job) return
+      this.busy.set(worker, job)
+      worker.postMessage({data: job.data, size: job.size}, [job.data.buffer as ArrayBuffer])
+    }
+  }
+
+  private spawn(): Worker {
+    this.started++
+    const worker = new Worker(this.source, {
+      eval: true,
+      workerData: {binding: require.resolve('zstd-napi/binding'), windowLogMax: MAX_WINDOW_LOG},
+    })
+    worker.on('message', (message: {error?: string; out?: Uint8Array}) => {
+      const job = this.busy.get(worker)
+      this.busy.delete(worker)
+      if (!job) return
+      if (message.out) {
+        job.resolve(Buffer.from(message.out.buffer, message.out.byteOffset, message.out.byteLength))
+        this.idle.push(worker)
+        this.next()
+      } else {
+        // A damaged frame: the stream fails with it, and every worker stops.
+        this.fail(worker, new Error(message.error ?? 'a zstd worker failed'), job)
+      }
+    })
+    worker.on('error', (error) => this.fail(worker, error))
+    worker.on('exit', (code) => {
+      if (!this.broken) this.fail(worker, new Error(`a zstd worker thread stopped (exit code ${code})`))
+    })
+    return worker
+  }
+}
+
+export class ParallelDecompressor extends Transform {
+  private decoder: Decoder | undefined
+  private draining = false
+  private flushed: TransformCallback | undefined
+  private held: TransformCallback | undefined
+  /** output of started frames not yet pushed */
+  private inFlight = 0
+  private readonly jobs: Job[] = []
+  /** compressed bytes waiting in `jobs` */
+  private queued = 0
+  private readonly splitter: FrameSplitter
+  private started = 0
+  private wake: (() => void) | undefined
+  private workerPool: undefined | WorkerPool
+
+  constructor(
+    private readonly impl: ZstdImplementation,
+    private readonly workers: number,
+    private readonly source: string,
+  ) {
+    super({readableHighWaterMark: 1024 * 1024})
+    this.splitter = new FrameSplitter({
+      budget: STREAM_BUDGET,
+      maxPooled: MAX_POOLED_FRAME,
+      maxWindowLog: MAX_WINDOW_LOG,
+    })
+  }
+
+  /** Workers running now (tests). */
+  get threads(): number {
+    return this.workerPool?.threads ?? 0
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.workerPool?.destroy()
+    this.decoder?.release()
+    this.jobs.length = 0
+    this.wake?.()
+    callback(error)
+  }
+
+  override _flush(callback: TransformCallback): void {
+    if (!this.splitter.atFrameBoundary) {
+      callback(new Error('the zstd stream ended in the middle of a frame'))
+      return
+    }
+
+    this.flushed = callback
+    this.drain()
+  }
+
+  override _read(size: number): void {
+    const {wake} = this
+    this.wake = undefined
+    wake?.()
+    super._read(size)
+  }
+
+  override _transform(chunk: Buffer, _encoding: string, callback: TransformCallback): void {
+    let pieces: FramePiece[]
+    try {
+      pieces = this.splitter.push(chunk)
+    } catch (error) {
+      callback(error as Error)
+      return
+    }
+
+    for (const piece of pieces) {
+      this.jobs.push(piece)
+      this.queued += piece.data.length
+    }
+
+    this.held = callback
+    this.drain()
+    this.release()
+  }
+
+  /** Ends one worker as a crash would (tests). */
+  async killOneWorker(): Promise<void> {
+    await this.workerPool?.killOne()
+  }
+
+  private drain(): void {
+    if (this.draining) return
+    this.draining = true
+    this.run().then(
+      () => {
+        this.draining = false
+        if (this.jobs.length > 0 && !this.destroyed) {
+          this.drain()
+          return
+        }
+
+        const {flushed} = this
+        this.flushed = undefined
+        if (flushed) {
+          this.workerPool?.destroy()
+          this.decoder?.release()
+          flushed()
+        }
+      },
+      (error: unknown) => {
+        this.draining = false
+        this.destroy(error as Error)
+      },
+    )
+  }
+
+  /** Pushes one output, waiting while the reader is behind. */
+  private async give(output: Buffer): Promise<void> {
+    if (output.length === 0 || this.push(output) || this.destroyed) return
+    await new Promise<void>((resolve) => {
+      this.wake = resolve
+    })
+  }
+
+  /** Starts frames at the front of the queue while their output fits in flight. */
+  private launch(): void {
+    for (const job of this.jobs) {
+      if (job.kind !== 'frame') {
+        // Frames after a streamed piece wait for it only in order of output, not to start.
+        continue
+      }
+
+      if (job.result) continue
+      if (this.started > 0 && (this.inFlight + job.contentSize > IN_FLIGHT_BYTES || this.started >= 2 * this.workers))
+        return
+      this.workerPool ??= new WorkerPool(this.workers, this.source)
+      job.result = this.workerPool.run(job.data, job.contentSize)
+      // Awaited in order by drain(); an early failure must not go unhandled meanwhile.
+      job.result.catch(() => {})
+      this.inFlight += job.contentSize
+      this.started++
+    }
+  }
+
+  /** Lets the writer go on once little enough is waiting. */
+  private release(): void {
+    if (!this.held || (this.queued > QUEUED_INPUT_BYTES && this.jobs.length > 1)) return
+    const {held} = this
+    this.held = undefined
+    held()
+  }
+
+  /** Outputs the jobs in order until none is left. */
+  private async run(): Promise<void> {
+    while (this.jobs.length > 0 && !this.destroyed) {
+      this.launch()
+      const job = this.jobs[0]
+      if (job.kind === 'frame') {
+        // eslint-disable-next-line no-await-in-loop -- in order
+        const output = await (job.result ?? Promise.reject(new Error('a zstd frame was not started')))
+        if (this.destroyed) return
+        this.jobs.shift()
+        this.queued -= job.data.byteLength
+        this.inFlight -= job.contentSize
+        this.started--
+        this.launch()
+        this.release()
+        // eslint-disable-next-line no-await-in-loop -- in order
+        await this.give(output)
+      } else {
+        this.jobs.shift()
+        this.queued -= job.data.length
+        this.release()
+        // eslint-disable-next-line no-await-in-loop -- in order
+        await this.stream(job.data)
+      }
+    }
+  }
+
+  /** Decompresses a piece of a streamed frame on this thread, handing out its output as the reader takes it. */
+  private async stream(data: Buffer): Promise<void> {
+    this.decoder ??= createStepDecoder(this.impl)
+    let piece = data
+    let since = performance.now()
+    for (;;) {
+      // eslint-disable-next-line no-await-in-loop -- one step after another
+      const {consumed, more, output} = await this.decoder.step(piece)
+      piece = piece.subarray(consumed)
+      // eslint-disable-next-line no-await-in-loop -- in order
+      if (output) await this.give(output)
+      if (this.destroyed || (piece.length === 0 && !more)) return
+      if (performance.now() - since > PUMP_SLICE_MS) {
+        // eslint-disable-next-line no-await-in-loop -- let timers, I/O and SIGINT in
+        await new Promise((resolve) => {
+          setImmediate(resolve)
+        })
+        since = performance.now()
+      }
+    }
+  }
+}

@@ -1,0 +1,131 @@
+/**
+ * readArchive over a zstd stream of many independent frames (the parallel read side): the tree
+ * comes out byte for byte with 1 and 2 decompression threads; a damaged frame or a frame that lies
+ * about its content size is an integrity error, with the workers ended.
+ */
+import {readFile} from 'node:fs/promises'
+import {createRequire} from 'node:module'
+import {join} from 'node:path'
+import {Readable} from 'node:stream'
+import tar from 'tar-stream'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+
+import type {Manifest, ManifestEntry} from '../../../../src/lib/archive/types.js'
+
+import {comparePaths, encodeManifest} from '../../../../src/lib/archive/manifest.js'
+import {readArchive} from '../../../../src/lib/archive/read.js'
+import {BrError} from '../../../../src/lib/errors.js'
+import {mixedBytes, sha256, tempDir} from './fixture.js'
+
+const require = createRequire(import.meta.url)
+const napi = require('zstd-napi') as {compress(b: Buffer, p?: {compressionLevel?: number}): Buffer}
+const MiB = 1024 * 1024
+
+const files: Record<string, Buffer> = {
+  'a.bin': mixedBytes(5 * MiB + 17),
+  'b.txt': Buffer.alloc(3 * MiB, 'INSERT INTO t VALUES (1, "mo");\n'),
+  'c/d.bin': mixedBytes(700_000),
+  'c/empty': Buffer.alloc(0),
+}
+
+let work: Awaited<ReturnType<typeof tempDir>>
+let tarBytes: Buffer
+let n = 0
+
+beforeAll(async () => {
+  work = await tempDir('moctl-br-frames-')
+  const entries: ManifestEntry[] = [
+    {mode: 0o755, mtimeMs: 1000, path: 'c', type: 'dir'} as ManifestEntry,
+    ...Object.entries(files).map(([path, body]): ManifestEntry => ({
+      in: 'f',
+      mode: 0o644,
+      mtimeMs: 1000,
+      path,
+      sha256: sha256(body),
+      size: body.length,
+      type: 'file',
+    })),
+  ].sort((a, b) => comparePaths(a.path, b.path))
+  const manifest: Manifest = {
+    backupId: 'f',
+    chain: ['f'],
+    createdAt: '2026-01-01T00:00:00.000Z',
+    deleted: [],
+    entries,
+    format: 1,
+    type: 'full',
+  }
+  const pack = tar.pack()
+  const items: Array<[Parameters<tar.Pack['entry']>[0], Buffer]> = [
+    [{name: 'data/c', type: 'directory'}, Buffer.alloc(0)],
+    ...Object.entries(files).map(([path, body]): [Parameters<tar.Pack['entry']>[0], Buffer] => [
+      {name: `data/${path}`, size: body.length, type: 'file'},
+      body,
+    ]),
+    [{name: 'MANIFEST.json', size: encodeManifest(manifest).length, type: 'file'}, encodeManifest(manifest)],
+  ]
+  const done = (async () => {
+    for (const [header, body] of items) {
+      await new Promise<void>((resolve, reject) => {
+        pack.entry(header, body, (error) => (error ? reject(error) : resolve()))
+      })
+    }
+
+    pack.finalize()
+  })()
+  const chunks: Buffer[] = []
+  for await (const chunk of pack) chunks.push(chunk as Buffer)
+  await done
+  tarBytes = Buffer.concat(chunks)
+})
+
+afterAll(async () => {
+  await work.cleanup()
+})
+
+/** The tar stream as independent frames of `piece` bytes, each with its content size. */
+function frames(piece: number): Buffer[] {
+  const out: Buffer[] = []
+  for (let i = 0; i < tarBytes.length; i += piece) out.push(napi.compress(tarBytes.subarray(i, i + piece)))
+  return out
+}
+
+async function read(archive: Buffer, parallelism: number): Promise<string> {
+  const dest = join(work.dir, String(++n))
+  const {mkdir} = await import('node:fs/promises')
+  await mkdir(dest)
+  // 64 KiB writes, as the age layer gives them.
+  const pieces: Buffer[] = []
+  for (let i = 0; i < archive.length; i += 65_536) pieces.push(archive.subarray(i, i + 65_536))
+  await readArchive({decrypt: null, dest, input: Readable.from(pieces), label: 'backup f', parallelism})
+  return dest
+}
+
+describe('readArchive over independent zstd frames', () => {
+  it('writes the tree byte for byte with 1 and 2 decompression threads', async () => {
+    const archive = Buffer.concat(frames(MiB))
+    for (const parallelism of [1, 2]) {
+      const dest = await read(archive, parallelism)
+      for (const [path, body] of Object.entries(files))
+        expect((await readFile(join(dest, path))).equals(body)).toBe(true)
+    }
+  })
+
+  it('refuses a damaged frame and a frame that lies about its size as integrity errors', async () => {
+    const parts = frames(MiB)
+    // The text file's frames compress well: flip bytes inside one of their compressed blocks.
+    const text = parts.findIndex((p) => p.length < MiB / 4)
+    const damaged = parts.map((p) => Buffer.from(p))
+    for (let i = 20; i < 60; i++) damaged[text][i] ^= 0x5a
+    // A single-segment header keeps its 4-byte content size at offset 5; one byte more than it holds.
+    const lying = parts.map((p) => Buffer.from(p))
+    expect(lying[1][4] >> 6).toBe(2)
+    lying[1].writeUInt32LE(lying[1].readUInt32LE(5) + 1, 5)
+    for (const archive of [damaged, lying]) {
+      const error = await read(Buffer.concat(archive), 2).catch((error_: unknown) => error_)
+      expect(error).toBeInstanceOf(BrError)
+      expect((error as BrError).code).toBe('integrity')
+      expect((error as BrError).message).toMatch(/^backup f: .*zstd/)
+    }
+  })
+})
