@@ -12,6 +12,7 @@ import {
   serviceFlags,
   writerKeyFlag,
 } from '../../flags.js'
+import {checkParallelism, defaultParallelism, MAX_PARALLELISM} from '../../lib/archive/compress.js'
 import {backupFlow, type BackupResult, DEFAULT_EXCLUDES, excludeList} from '../../lib/backup/backup.js'
 import {usageError} from '../../lib/errors.js'
 import {ManifestCache} from '../../lib/repo/manifest-cache.js'
@@ -107,10 +108,7 @@ Defaults for the flags can be kept with \`moctl br config set\`. Prints the new 
       description: "online: where MO's BACKUP writes its folder before it is packed (default: beside the data dir)",
     }),
     parallelism: Flags.integer({
-      default: 2,
-      description: "online: BACKUP's PARALLELISM (mo_br's --parallelism); cold backups read files one at a time",
-      max: 511,
-      min: 1,
+      description: `zstd compression workers, 1-${MAX_PARALLELISM} (1: compress on the main thread); online: also BACKUP's PARALLELISM (mo_br's --parallelism). Default: the number of cores`,
     }),
     'passphrase-file': Flags.string({
       description: 'encrypt with the passphrase in this file (env MOCTL_BR_PASSPHRASE)',
@@ -137,6 +135,7 @@ Defaults for the flags can be kept with \`moctl br config set\`. Prints the new 
     const dataDir = resolve(flags['data-dir']!)
     const settings = serviceSettingsFrom(flags)
     const online = flags.mode === 'online'
+    const parallelism = checkParallelism(flags.parallelism ?? defaultParallelism())
     if (online && flags.clone) {
       throw usageError('--clone is for cold backups', 'drop --clone: an online backup never stops MO')
     }
@@ -177,7 +176,7 @@ Defaults for the flags can be kept with \`moctl br config set\`. Prints the new 
       mode: online ? 'online' : 'cold',
       onlineDir: flags['online-dir'] ? resolve(flags['online-dir']) : undefined,
       onWarning: (message) => this.warn(message),
-      parallelism: flags.parallelism,
+      parallelism,
       repo,
       service: serviceControl(this.config, settings, {
         dataDir,

@@ -62,6 +62,8 @@ export interface WriteArchiveOptions extends PackOptions {
   level: number
   /** where the archive goes; ended by writeArchive */
   output: Writable
+  /** zstd compression workers (compress.ts createCompressor); default one per core */
+  parallelism?: number
 }
 
 export interface WriteArchiveResult {
@@ -76,7 +78,7 @@ export interface WriteArchiveResult {
 
 export async function writeArchive(options: WriteArchiveOptions): Promise<WriteArchiveResult> {
   const encrypt = await createEncryptStream(options.encrypt, options.impl?.age)
-  const compress = createCompressor(options.level, options.impl?.zstd)
+  const compress = createCompressor(options.level, options.impl?.zstd, {parallelism: options.parallelism})
   const packed = packArchive(options)
   const tap = new HashTap({batchBytes: OUTPUT_BATCH})
   try {
