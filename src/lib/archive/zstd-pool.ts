@@ -121,6 +121,10 @@ function workerMain(make: typeof makePieceCompressor): void {
 }
 /* eslint-enable @typescript-eslint/no-explicit-any */
 
+/** Worker threads started and not yet exited, in this process (tests check that none is left). */
+let live = 0
+export const liveWorkers = (): number => live
+
 const WORKER_SOURCE = `(${workerMain.toString()})((${makePieceCompressor.toString()}))`
 
 /** Where pieces are compressed: worker threads, or the calling thread. */
@@ -145,6 +149,8 @@ class WorkerEngine implements Engine {
     this.pending = Array.from({length: count}, () => 0)
     this.workers = Array.from({length: count}, (_, index) => {
       const worker = new Worker(WORKER_SOURCE, {eval: true, workerData: {index, spec, testing}})
+      live++
+      worker.once('exit', () => live--)
       worker.on('message', (reply: Reply) => {
         this.pending[index]--
         onReply(reply)
