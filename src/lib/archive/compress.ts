@@ -123,6 +123,8 @@ export interface CompressOptions {
   parallelism?: number
   /** bytes of input per frame (benchmarks measure it); PIECE_BYTES by default */
   pieceBytes?: number
+  /** napi and node: called with each input chunk once its bytes are copied, for reuse */
+  recycle?: (chunk: Buffer) => void
   /** faults and delays the tests inject into the workers */
   testing?: PoolTesting
 }
@@ -168,12 +170,12 @@ export function createCompressor(
 
     case 'napi': {
       need(napi, 'napi')
-      return new PoolCompressor({impl, level, pieceBytes: options.pieceBytes, testing: options.testing, workers})
+      return new PoolCompressor({impl, level, ...options, workers})
     }
 
     case 'node': {
       need(nodeZstd, 'node')
-      return new PoolCompressor({impl, level, pieceBytes: options.pieceBytes, testing: options.testing, workers})
+      return new PoolCompressor({impl, level, ...options, workers})
     }
   }
 }

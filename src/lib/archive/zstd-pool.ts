@@ -54,6 +54,8 @@ export interface PoolOptions {
   level: number
   /** bytes per frame; PIECE_BYTES by default */
   pieceBytes?: number
+  /** called with each input chunk once its bytes are copied (walk.ts ReadBuffers takes them back) */
+  recycle?: (chunk: Buffer) => void
   testing?: PoolTesting
   /** worker threads; 1: compress on the calling thread, no worker */
   workers: number
@@ -265,6 +267,7 @@ export class PoolCompressor extends Transform {
       if (this.filled === this.pieceBytes) this.dispatch()
     }
 
+    this.options.recycle?.(chunk)
     if (this.inFlight < this.maxInFlight) callback()
     else this.waiting = callback
   }

@@ -12,6 +12,7 @@ import {pipeline} from 'node:stream/promises'
 import {describe, expect, it, vi} from 'vitest'
 
 import {createCompressor, createDecompressor, zstdImplementations} from '../../../../src/lib/archive/compress.js'
+import {ReadBuffers} from '../../../../src/lib/archive/walk.js'
 import {liveWorkers, PIECE_BYTES} from '../../../../src/lib/archive/zstd-pool.js'
 import {mixedBytes, through} from './fixture.js'
 
@@ -153,5 +154,45 @@ describe.each(pooled)('parallel zstd compression with %s', (impl) => {
     }
 
     expect(liveWorkers()).toBe(0)
+  })
+})
+
+describe('read buffers handed back by the compressor', () => {
+  it('lends a buffer again only once it came back, and takes it back once per loan', () => {
+    const buffers = new ReadBuffers(4)
+    const a = buffers.take()
+    buffers.give(a.subarray(0, 10))
+    buffers.give(a) // the same loan again: ignored
+    buffers.give(Buffer.alloc(a.length)) // never lent: ignored
+    const b = buffers.take()
+    expect(b.buffer).toBe(a.buffer)
+    expect(buffers.take().buffer).not.toBe(a.buffer)
+  })
+
+  it.each(pooled)('%s: each chunk is handed back once its bytes are copied', async (impl) => {
+    const chunks = Array.from({length: 9}, (_, i) => mixedBytes(700_000 + i))
+    const given: Buffer[] = []
+    const compressor = createCompressor(3, impl, {
+      parallelism: 2,
+      pieceBytes: SMALL * 16,
+      recycle(chunk) {
+        given.push(chunk)
+        chunk.fill(0) // what a reuse would do: the output must not change
+      },
+    })
+    const expected = Buffer.concat(chunks)
+    const sink: Buffer[] = []
+    await pipeline(
+      Readable.from(chunks.map((c) => Buffer.from(c))),
+      compressor,
+      new Writable({
+        write(chunk: Buffer, _encoding, callback) {
+          sink.push(chunk)
+          callback()
+        },
+      }),
+    )
+    expect(given).toHaveLength(9)
+    expect((await through(Buffer.concat(sink), createDecompressor())).equals(expected)).toBe(true)
   })
 })
