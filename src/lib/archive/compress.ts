@@ -6,7 +6,7 @@
  * never through the environment.
  *
  * Guarantees: every implementation writes ordinary zstd that the `zstd` CLI and every other
- * implementation here reads: zstd-napi and Node's zlib as independent frames of 4 MiB of input,
+ * implementation here reads: zstd-napi and Node's zlib as independent frames of 2 MiB of input,
  * compressed in parallel on worker threads (zstd-pool.ts), zstd-codec as one frame; corrupt input makes the decompressor fail (callers turn that
  * into an integrity error). Decompression is bounded whatever the input: frames that ask for a
  * window over 128 MiB (zstd -3 uses 2 MiB, --long 128 MiB; 8 MiB for zstd-codec, whose heap is

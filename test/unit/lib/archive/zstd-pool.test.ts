@@ -68,7 +68,7 @@ function* endless(onChunk: (n: number) => void): Generator<Buffer> {
 describe.each(pooled)('parallel zstd compression with %s', (impl) => {
   const data = mixedBytes(2 * PIECE_BYTES + 12_345)
 
-  it.each(readers)('writes independent frames of 4 MiB that the %s decompressor reads', async (reader) => {
+  it.each(readers)('writes independent frames of PIECE_BYTES that the %s decompressor reads', async (reader) => {
     const compressed = await through(data, createCompressor(3, impl, {parallelism: 2}))
     const frames = framesOf(compressed)
     expect(frames.map((f) => f.content)).toEqual([PIECE_BYTES, PIECE_BYTES, 12_345])
