@@ -13,6 +13,7 @@ import {
   stageFlags,
   writerKeyFlag,
 } from '../../flags.js'
+import {checkParallelism, defaultParallelism, MAX_PARALLELISM} from '../../lib/archive/compress.js'
 import {backupFlow, type BackupResult, DEFAULT_EXCLUDES, excludeList} from '../../lib/backup/backup.js'
 import {usageError} from '../../lib/errors.js'
 import {ManifestCache} from '../../lib/repo/manifest-cache.js'
@@ -110,10 +111,7 @@ Defaults for the flags can be kept with \`moctl br config set\`. Prints the new 
       description: "online: where MO's BACKUP writes its folder before it is packed (default: beside the data dir)",
     }),
     parallelism: Flags.integer({
-      default: 2,
-      description: "online: BACKUP's PARALLELISM (mo_br's --parallelism); cold backups read files one at a time",
-      max: 511,
-      min: 1,
+      description: `zstd compression workers, 1-${MAX_PARALLELISM} (1: compress on the main thread); online: also BACKUP's PARALLELISM (mo_br's --parallelism). Default: the number of cores`,
     }),
     'passphrase-file': Flags.string({
       description: 'encrypt with the passphrase in this file (env MOCTL_BR_PASSPHRASE)',
@@ -141,6 +139,7 @@ Defaults for the flags can be kept with \`moctl br config set\`. Prints the new 
     const settings = serviceSettingsFrom(flags)
     const online = flags.mode === 'online'
     const stage = await stageAddress(flags, repo)
+    const parallelism = checkParallelism(flags.parallelism ?? defaultParallelism())
     if (online && flags.clone) {
       throw usageError('--clone is for cold backups', 'drop --clone: an online backup never stops MO')
     }
@@ -181,7 +180,7 @@ Defaults for the flags can be kept with \`moctl br config set\`. Prints the new 
       mode: online ? 'online' : 'cold',
       onlineDir: flags['online-dir'] ? resolve(flags['online-dir']) : undefined,
       onWarning: (message) => this.warn(message),
-      parallelism: flags.parallelism,
+      parallelism,
       repo,
       service: serviceControl(this.config, settings, {
         dataDir,

@@ -5,8 +5,9 @@
  * this module loads; a caller (tests, benchmarks) may name another through `Implementations`,
  * never through the environment.
  *
- * Guarantees: every implementation writes ordinary single-frame zstd that the `zstd` CLI and every
- * other implementation here reads; corrupt input makes the decompressor fail (callers turn that
+ * Guarantees: every implementation writes ordinary zstd that the `zstd` CLI and every other
+ * implementation here reads: zstd-napi and Node's zlib as independent frames of 2 MiB of input,
+ * compressed in parallel on worker threads (zstd-pool.ts), zstd-codec as one frame; corrupt input makes the decompressor fail (callers turn that
  * into an integrity error). Decompression is bounded whatever the input: frames that ask for a
  * window over 128 MiB (zstd -3 uses 2 MiB, --long 128 MiB; 8 MiB for zstd-codec, whose heap is
  * 16 MiB) are refused from their header,
@@ -16,6 +17,7 @@
  * authenticates every byte.
  */
 import {createRequire} from 'node:module'
+import {availableParallelism} from 'node:os'
 import {performance} from 'node:perf_hooks'
 import {Duplex, pipeline, Transform, type TransformCallback} from 'node:stream'
 import zlib from 'node:zlib'
@@ -23,6 +25,7 @@ import zlib from 'node:zlib'
 import type {ZstdImplementation} from './types.js'
 
 import {BrError, usageError} from '../errors.js'
+import {PIECE_BYTES, PoolCompressor, type PoolTesting} from './zstd-pool.js'
 
 export type {ZstdImplementation} from './types.js'
 
@@ -63,8 +66,8 @@ interface CodecModule {
 
 const require = createRequire(import.meta.url)
 
-/** zstd-napi's default thread count is 0 (compress on the caller's thread); 2 workers roughly doubles throughput. */
-const NAPI_WORKERS = 2
+/** The most compression workers --parallelism may ask for. */
+export const MAX_PARALLELISM = 64
 /**
  * zstd-codec's WebAssembly heap is fixed at 16 MiB: one write of ~9 MiB aborts the module for the
  * rest of the process. Slices of 1 MiB stay far below that whatever the caller writes.
@@ -106,43 +109,87 @@ export function zstdImplementation(): ZstdImplementation {
   return fastest
 }
 
-/** Human name of the implementation in use, for logs and benchmark output. */
-export function compressorName(impl: ZstdImplementation = zstdImplementation()): string {
+/** Compression workers when none are asked for: one per core this process may use (at most MAX_PARALLELISM). */
+export function defaultParallelism(): number {
+  return Math.min(MAX_PARALLELISM, Math.max(1, availableParallelism()))
+}
+
+/** How a compressor runs besides its level and implementation. */
+export interface CompressOptions {
+  /**
+   * worker threads compressing independent frames (napi and node), 1-64; 1: the same frames on the
+   * calling thread. Default defaultParallelism(). zstd-codec ignores it: one stream, calling thread.
+   */
+  parallelism?: number
+  /** bytes of input per frame (benchmarks measure it); PIECE_BYTES by default */
+  pieceBytes?: number
+  /** napi and node: called with each input chunk once its bytes are copied, for reuse */
+  recycle?: (chunk: Buffer) => void
+  /** faults and delays the tests inject into the workers */
+  testing?: PoolTesting
+}
+
+/** Human name of the implementation in use, and how it runs, for logs, --json and benchmark output. */
+export function compressorName(impl: ZstdImplementation = zstdImplementation(), parallelism?: number): string {
+  const workers = parallelism ?? defaultParallelism()
+  const how = `${workers > 1 ? `${workers} worker threads` : 'on the main thread'}, ${PIECE_BYTES / 2 ** 20} MiB frames`
   switch (impl) {
     case 'codec': {
-      return 'zstd-codec (WebAssembly)'
+      return 'zstd-codec (WebAssembly, one stream on the main thread)'
     }
 
     case 'napi': {
-      return `zstd-napi (native, ${NAPI_WORKERS} workers)`
+      return `zstd-napi (native, ${how})`
     }
 
     case 'node': {
-      return 'node:zlib zstd'
+      return `node:zlib zstd (${how})`
     }
   }
 }
 
-/** A Transform that compresses what is written to it into one zstd frame. */
-export function createCompressor(level: number, impl: ZstdImplementation = zstdImplementation()): Transform {
+/**
+ * A Transform that compresses what is written to it: independent frames of PIECE_BYTES compressed
+ * in parallel (zstd-pool.ts) with zstd-napi or Node's zlib, one frame with zstd-codec. Either is
+ * one zstd stream to a reader.
+ */
+export function createCompressor(
+  level: number,
+  impl: ZstdImplementation = zstdImplementation(),
+  options: CompressOptions = {},
+): Transform {
   if (!Number.isInteger(level) || level < 1 || level > 19) {
     throw usageError(`zstd level ${level} is out of range`, 'use a level from 1 (fastest) to 19 (smallest)')
   }
 
+  const workers = checkParallelism(options.parallelism ?? defaultParallelism())
   switch (impl) {
     case 'codec': {
       return new CodecStream('compress', level)
     }
 
     case 'napi': {
-      return new (need(napi, 'napi').CompressStream)({compressionLevel: level, nbWorkers: NAPI_WORKERS})
+      need(napi, 'napi')
+      return new PoolCompressor({impl, level, ...options, workers})
     }
 
     case 'node': {
-      const zstd = need(nodeZstd, 'node')
-      return zstd.createZstdCompress({chunkSize: NODE_CHUNK, params: {[zstd.constants.ZSTD_c_compressionLevel]: level}})
+      need(nodeZstd, 'node')
+      return new PoolCompressor({impl, level, ...options, workers})
     }
   }
+}
+
+/** `parallelism` if it is a whole number from 1 to MAX_PARALLELISM; a usage error otherwise. */
+export function checkParallelism(parallelism: number): number {
+  if (!Number.isInteger(parallelism) || parallelism < 1 || parallelism > MAX_PARALLELISM) {
+    throw usageError(
+      `--parallelism ${parallelism} is out of range for compression`,
+      `pass a whole number from 1 to ${MAX_PARALLELISM} (compression workers; default: the number of cores, here ${defaultParallelism()})`,
+    )
+  }
+
+  return parallelism
 }
 
 /** The widest window (log2) `impl` accepts in a frame header. */

@@ -191,10 +191,15 @@ async function scanOne(root: string, path: string, owners: OwnerTable): Promise<
  * The bytes of the scanned file `entry` under `root`, read once.
  * @yields the next chunk, fresh (the last may be shorter)
  */
-export function* readFile(root: string, entry: ScannedFile, signal?: AbortSignal): Generator<Buffer> {
+export function* readFile(
+  root: string,
+  entry: ScannedFile,
+  signal?: AbortSignal,
+  buffers?: ReadBuffers,
+): Generator<Buffer> {
   let read = 0
   try {
-    for (const chunk of readChunks(join(root, entry.path), signal)) {
+    for (const chunk of readChunks(join(root, entry.path), signal, buffers)) {
       read += chunk.length
       // Checked before the bytes go on: the tar would only notice at the entry's end.
       if (read > entry.size) throw changedWhileRead(entry.path, entry.size, `grew past ${entry.size} bytes`)
@@ -214,18 +219,48 @@ export function* readFile(root: string, entry: ScannedFile, signal?: AbortSignal
  * read-ahead no better; a synchronous read from the page cache is a memcpy, and the packer ran at
  * ~770 MB/s. It blocks the event loop for one read at a time (about a millisecond from cache).
  */
-function* readChunks(path: string, signal?: AbortSignal): Generator<Buffer> {
+function* readChunks(path: string, signal?: AbortSignal, buffers?: ReadBuffers): Generator<Buffer> {
   const fd = openSync(path, 'r')
   try {
     for (;;) {
       throwIfAborted(signal)
-      const buffer = Buffer.allocUnsafe(READ_CHUNK)
+      const buffer = buffers ? buffers.take() : Buffer.allocUnsafe(READ_CHUNK)
       const bytesRead = readSync(fd, buffer, 0, READ_CHUNK, null)
-      if (bytesRead === 0) return
+      if (bytesRead === 0) {
+        buffers?.give(buffer)
+        return
+      }
+
       yield bytesRead === READ_CHUNK ? buffer : buffer.subarray(0, bytesRead)
     }
   } finally {
     closeSync(fd)
+  }
+}
+
+/**
+ * Read buffers that come back once the stage that copies them is done with them (zstd-pool.ts
+ * copies each chunk into its pieces): the next reads reuse them instead of allocating 1 MiB each
+ * (a GiB of garbage ArrayBuffers costs about one major GC per 20 MiB). A buffer comes back at most
+ * once per loan (`give` ignores what it did not lend, or lent and got back already); one that
+ * never comes back is garbage as before.
+ */
+export class ReadBuffers {
+  private readonly free: ArrayBuffer[] = []
+  private readonly lent = new WeakSet<ArrayBufferLike>()
+
+  constructor(private readonly keep = 16) {}
+
+  /** Hands back a chunk that came from `take` (whole or a part of it): nothing may use its bytes after. */
+  give(chunk: Uint8Array): void {
+    if (!this.lent.delete(chunk.buffer)) return
+    if (this.free.length < this.keep) this.free.push(chunk.buffer as ArrayBuffer)
+  }
+
+  take(): Buffer {
+    const buffer = this.free.pop() ?? new ArrayBuffer(READ_CHUNK)
+    this.lent.add(buffer)
+    return Buffer.from(buffer, 0, READ_CHUNK)
   }
 }
 

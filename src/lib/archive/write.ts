@@ -33,7 +33,7 @@ import {createCompressor} from './compress.js'
 import {comparePaths, encodeManifest, MANIFEST_FORMAT} from './manifest.js'
 import {TarPacker} from './pack.js'
 import {FileTap, HashTap} from './tap.js'
-import {readFile, ROOT_PATH, type ScannedEntry, type ScannedFile} from './walk.js'
+import {ReadBuffers, readFile, ROOT_PATH, type ScannedEntry, type ScannedFile} from './walk.js'
 
 /** The output sees writes of at least this size (a file write or an upload part per MiB, not per 64 KiB). */
 const OUTPUT_BATCH = 1024 * 1024
@@ -67,6 +67,8 @@ export interface WriteArchiveOptions extends PackOptions {
   level: number
   /** where the archive goes; ended by writeArchive */
   output: Writable
+  /** zstd compression workers (compress.ts createCompressor); default one per core */
+  parallelism?: number
 }
 
 export interface WriteArchiveResult {
@@ -81,8 +83,13 @@ export interface WriteArchiveResult {
 
 export async function writeArchive(options: WriteArchiveOptions): Promise<WriteArchiveResult> {
   const encrypt = await createEncryptStream(options.encrypt, options.impl?.age)
-  const compress = createCompressor(options.level, options.impl?.zstd)
-  const packed = packArchive(options)
+  // The compressor hands the read buffers back once copied (the WebAssembly fallback does not).
+  const buffers = new ReadBuffers()
+  const compress = createCompressor(options.level, options.impl?.zstd, {
+    parallelism: options.parallelism,
+    recycle: (chunk) => buffers.give(chunk),
+  })
+  const packed = packArchive(options, buffers)
   const tap = new HashTap({batchBytes: OUTPUT_BATCH})
   try {
     await pipeline([packed.stream, compress, encrypt, tap, options.output], {signal: options.signal})
@@ -101,10 +108,13 @@ export async function writeArchive(options: WriteArchiveOptions): Promise<WriteA
  * manifest once MANIFEST.json was written, or rejects with the first error (the stream is
  * destroyed with the same error). `rawBytes` counts file bytes read so far.
  */
-export function packArchive(options: PackOptions): {done: Promise<Manifest>; rawBytes: () => number; stream: Readable} {
+export function packArchive(
+  options: PackOptions,
+  buffers?: ReadBuffers,
+): {done: Promise<Manifest>; rawBytes: () => number; stream: Readable} {
   const packer = new TarPacker()
   const state = {rawBytes: 0}
-  const done = writeEntries(packer, options, state).catch((error: unknown) => {
+  const done = writeEntries(packer, options, state, buffers).catch((error: unknown) => {
     packer.destroy(error as Error)
     throw error
   })
@@ -114,7 +124,12 @@ export function packArchive(options: PackOptions): {done: Promise<Manifest>; raw
 }
 
 /* eslint-disable no-await-in-loop -- a tar is written one entry after another */
-async function writeEntries(packer: TarPacker, options: PackOptions, state: {rawBytes: number}): Promise<Manifest> {
+async function writeEntries(
+  packer: TarPacker,
+  options: PackOptions,
+  state: {rawBytes: number},
+  buffers?: ReadBuffers,
+): Promise<Manifest> {
   const {backupId, root, signal} = options
   const entries = [...options.entries].sort((a, b) => comparePaths(a.path, b.path))
   const files = entries.filter((e) => e.type === 'file')
@@ -155,7 +170,7 @@ async function writeEntries(packer: TarPacker, options: PackOptions, state: {raw
         const tap = new FileTap(onBytes)
         const chunks = options.read
           ? tap.asyncChunks(options.read(entry, signal))
-          : tap.chunks(readFile(root, entry, signal))
+          : tap.chunks(readFile(root, entry, signal, buffers))
         await packer.file(entry.path, entry.size, entry, chunks)
         progress.filesDone++
         packed.push({

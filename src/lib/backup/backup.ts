@@ -7,6 +7,7 @@ import type {SavedObject} from '../repo/backend.js'
 import type {Source} from './sources/types.js'
 
 import {encryptBuffer} from '../archive/age.js'
+import {compressorName} from '../archive/compress.js'
 import {encodeManifest} from '../archive/manifest.js'
 import {checkNames} from '../archive/walk.js'
 import {writeArchive} from '../archive/write.js'
@@ -107,6 +108,8 @@ export function sourceFor(options: BackupOptions): Source {
 export type BackupResult = BackupRecord & {
   /** --clone: what was cloned, and whether by reflink */
   clone: CloneResult | null
+  /** the zstd implementation and how it ran (workers, frame size): a slow fallback shows */
+  compressor: string
   /** from the stop command until the service answered SQL again (null: not managed) */
   serviceDownMs: null | number
 }
@@ -156,6 +159,7 @@ export function backupFlow(options: BackupOptions, source: Source = sourceFor(op
       return {
         ...record,
         clone: clone ? {...clone, ms: Math.round(clone.ms)} : null,
+        compressor: compressorName(undefined, options.parallelism),
         serviceDownMs: serviceDownMs === null ? null : Math.round(serviceDownMs),
       }
     },
@@ -320,6 +324,7 @@ const packStep: ScriptStep<BackupTrail, Taken, Pick<Packed, 'archive' | 'manifes
       onProgress: (p) => report.progress(p),
       output: writer.stream,
       read: packing.read,
+      parallelism: options.parallelism,
       root: packing.root,
       signal,
       unchanged: packing.plan?.unchanged,
@@ -334,6 +339,7 @@ const packStep: ScriptStep<BackupTrail, Taken, Pick<Packed, 'archive' | 'manifes
   trail.release = undefined
   const ms = performance.now() - started
   const {archived} = sizesOf(written.manifest, id)
+  report.output(`zstd: ${compressorName(undefined, options.parallelism)}`)
   report.output(
     `${formatBytes(archived)} in ${formatDuration(ms)} (${(archived / 1e6 / (ms / 1000)).toFixed(0)} MB/s) → ${formatBytes(written.archiveSize)} stored`,
   )

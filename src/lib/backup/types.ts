@@ -50,7 +50,7 @@ export interface BackupOptions {
   /** online: where MO's BACKUP writes its folder (default beside the data dir) */
   onlineDir?: string
   onWarning?: (message: string) => void
-  /** online: BACKUP's PARALLELISM */
+  /** zstd compression workers for every source (1: on the main thread), and online: BACKUP's PARALLELISM */
   parallelism: number
   /** the repository: a local directory (absolute) or an S3 location with its settings */
   repo: RepoAddress

@@ -11,6 +11,7 @@ import {join} from 'node:path'
 import {promisify} from 'node:util'
 import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 
+import {compressorName} from '../../../../src/lib/archive/compress.js'
 import {backupFlow, type BackupOptions, sourceFor} from '../../../../src/lib/backup/backup.js'
 import {readDataDirLock, resolveDataDir} from '../../../../src/lib/datadir-lock.js'
 import {BrError} from '../../../../src/lib/errors.js'
@@ -131,9 +132,12 @@ describe('backupFlow: cold', () => {
     expect(run.result).toMatchObject({clone: null, id: run.id, mode: 'cold', type: 'full'})
     expect(run.result!.serviceDownMs).toBeGreaterThanOrEqual(0)
     // What was published is the record the run returned, with every field filled.
-    expect({...run.result, clone: undefined, serviceDownMs: undefined}).toEqual({
+    // The record, and what the run adds: the clone, the downtime and how zstd ran.
+    expect(run.result!.compressor).toBe(compressorName(undefined, 1))
+    expect({...run.result, clone: undefined, compressor: undefined, serviceDownMs: undefined}).toEqual({
       ...record,
       clone: undefined,
+      compressor: undefined,
       serviceDownMs: undefined,
     })
     expect(record.completedAt).not.toBe('')
