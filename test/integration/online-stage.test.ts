@@ -18,7 +18,7 @@ import {type S3Server, startS3} from '../helpers/s3.js'
 import {treeHashes} from '../helpers/tree.js'
 import {parseS3Option, writeBackupToS3} from '../unit/lib/mo/fake-mo-s3.js'
 import {type FakeMo, startFakeMo} from '../unit/lib/mo/fake-mo.js'
-import {FULL_TS, INCREMENTAL_TS, OBJECTS, writeBackupFolder} from '../unit/lib/mo/fixture.js'
+import {FULL_TS, INCREMENTAL_TS, OBJECTS, writeBackupFolder, writeLaunchConfig} from '../unit/lib/mo/fixture.js'
 
 const NEW_OBJECT = '018f7a99-0000-7000-8000-000000000001_00000'
 /** s3rver checks only the key id: a secret nobody else uses can be looked for in every output. */
@@ -122,19 +122,20 @@ describe('online backups through an S3 staging prefix', () => {
     expect(await leftUnder('stage/')).toEqual([])
   })
 
-  it('restores the incremental byte for byte as MO wrote it', async () => {
+  it('restores the full as a legacy (DISK) MatrixOne reads it: the raw staged objects CRC-framed', async () => {
     const target = join(tmp.path, 'restored', 'mo-data')
-    const r = await runInProcess(restoreArgs(incId, repo, target, ...NO_SQL, '--json'))
+    // the target reads SHARED as DISK (CRC-framed) in mo-data/shared: the full was staged raw (DISK-V2)
+    await writeLaunchConfig(join(tmp.path, 'restored'), 'legacy')
+    const r = await runInProcess(restoreArgs(fullId, repo, target, ...NO_SQL, '--json'))
     expect(r.code, r.stderr).toBe(0)
     const files = Object.keys(await treeHashes(target)).filter((p) => !p.endsWith('/'))
-    expect(files).toEqual(expect.arrayContaining([`shared/${NEW_OBJECT}`, ...OBJECTS.map((o) => `shared/${o}`)]))
-    const raw = join(tmp.path, 'expected-raw')
+    expect(files).toEqual(expect.arrayContaining(OBJECTS.map((o) => `shared/${o}`)))
     const framed = join(tmp.path, 'expected-framed')
-    await writeBackupFolder(raw, {framed: false})
-    await writeBackupFolder(framed, {framed: true, inBase: OBJECTS, objects: [NEW_OBJECT]})
-    // The full's objects as the full staged them (raw), the incremental's new one as it staged it (framed).
-    expect(await readFile(join(target, 'shared', OBJECTS[0]))).toEqual(await readFile(join(raw, 'tae', OBJECTS[0])))
-    expect(await readFile(join(target, 'shared', NEW_OBJECT))).toEqual(await readFile(join(framed, 'tae', NEW_OBJECT)))
+    await writeBackupFolder(framed, {framed: true})
+    for (const object of OBJECTS)
+      expect((await readFile(join(target, 'shared', object))).equals(await readFile(join(framed, 'tae', object)))).toBe(
+        true,
+      )
   })
 
   it("packs into an S3 repository, the stage borrowing the repository's settings", async () => {
@@ -155,10 +156,13 @@ describe('online backups through an S3 staging prefix', () => {
     expect(mo.statements.at(-1)).toContain(`'filepath'='staging/online-${id}'`)
     expect(await leftUnder('staging/')).toEqual([])
     const target = join(tmp.path, 'from-s3', 'mo-data')
+    // a v4.2 target: SHARED is DISK-V2 (raw) in mo-data/shared2
+    await writeLaunchConfig(join(tmp.path, 'from-s3'), 'v4.2')
     const restored = await runInProcess(restoreArgs(id, s3.url('repo'), target, ...s3Repo, ...NO_SQL, '--json'))
     expect(restored.code, restored.stderr).toBe(0)
     const raw = join(tmp.path, 'expected-raw')
-    expect(await readFile(join(target, 'shared', OBJECTS[1]))).toEqual(await readFile(join(raw, 'tae', OBJECTS[1])))
+    await writeBackupFolder(raw, {framed: false})
+    expect(await readFile(join(target, 'shared2', OBJECTS[1]))).toEqual(await readFile(join(raw, 'tae', OBJECTS[1])))
   })
 
   it('refuses a staged object that does not match tae_list (exit 3): nothing published, the prefix deleted', async () => {
