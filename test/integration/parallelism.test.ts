@@ -47,8 +47,8 @@ describe('backup --parallelism', () => {
     const repo = join(tmp.path, `refused-${n}`)
     const r = await runInProcess(backupArgs(repo, dataDir, '--no-encrypt', '--parallelism', n, ...NO_SQL))
     expect(r.code).toBe(2)
-    expect(r.stderr).toContain(`--parallelism ${n} is out of range for compression`)
-    expect(r.stderr).toContain('pass a whole number from 1 to 64')
+    expect(r.stderr).toContain(`--parallelism ${n} is not a whole number from 1 to 64`)
+    expect(r.stderr).toContain('is not a whole number from 1 to 64')
     expect(existsSync(repo)).toBe(false)
   })
 

@@ -3,8 +3,8 @@ import {join, resolve} from 'node:path'
 
 import {BrCommand} from '../../base-command.js'
 import {decryptFlags, quietFlag, repoFlags, restoreDirFlag, s3Flags, serviceFlags} from '../../flags.js'
+import {checkParallelism} from '../../lib/archive/compress.js'
 import {resolveChown} from '../../lib/archive/owners.js'
-import {checkWorkers} from '../../lib/archive/zstd-parallel.js'
 import {formatDuration} from '../../lib/format.js'
 import {
   describeMapping,
@@ -107,7 +107,7 @@ DISK and DISK-V2; a backup from a newer MatrixOne than the target's mo-service i
 
   async run(): Promise<RestorePlan | RestoreResult> {
     const {args, flags} = await this.parse(Restore)
-    const parallelism = flags.parallelism === undefined ? undefined : checkWorkers(flags.parallelism)
+    const parallelism = flags.parallelism === undefined ? undefined : checkParallelism(flags.parallelism)
     const repo = await this.repoAddress(flags)
     const dataDir = flags['data-dir'] ? resolve(flags['data-dir']) : join(resolve(flags['restore-path']!), 'mo-data')
     const settings = serviceSettingsFrom(flags)

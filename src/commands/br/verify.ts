@@ -2,7 +2,7 @@ import {Args, Flags} from '@oclif/core'
 
 import {BrCommand} from '../../base-command.js'
 import {decryptFlags, quietFlag, repoFlags, s3Flags} from '../../flags.js'
-import {checkWorkers} from '../../lib/archive/zstd-parallel.js'
+import {checkParallelism} from '../../lib/archive/compress.js'
 import {BrError, ExitCode, usageError} from '../../lib/errors.js'
 import {
   newVerifyContext,
@@ -62,7 +62,7 @@ it runs while a backup is being written. Also \`br check\` (mo_br's name).`
       )
     }
 
-    const parallelism = flags.parallelism === undefined ? undefined : checkWorkers(flags.parallelism)
+    const parallelism = flags.parallelism === undefined ? undefined : checkParallelism(flags.parallelism)
     const repo = await this.repoAddress(flags)
     // --quick reads no archive, but the reader key's signers still decide which records are accepted.
     const keys = await loadDecryptOptions({

@@ -181,11 +181,11 @@ export function createCompressor(
 }
 
 /** `parallelism` if it is a whole number from 1 to MAX_PARALLELISM; a usage error otherwise. */
-export function checkParallelism(parallelism: number): number {
+export function checkParallelism(parallelism: number, flag = '--parallelism'): number {
   if (!Number.isInteger(parallelism) || parallelism < 1 || parallelism > MAX_PARALLELISM) {
     throw usageError(
-      `--parallelism ${parallelism} is out of range for compression`,
-      `pass a whole number from 1 to ${MAX_PARALLELISM} (compression workers; default: the number of cores, here ${defaultParallelism()})`,
+      `${flag} ${parallelism} is not a whole number from 1 to ${MAX_PARALLELISM}`,
+      `pass e.g. ${flag} ${defaultParallelism()} (zstd threads; default: the cores here)`,
     )
   }
 

@@ -18,17 +18,17 @@
  * `createDecompressor` itself. It does not check content: hashes live in the manifest.
  */
 import {createRequire} from 'node:module'
-import os from 'node:os'
 import {performance} from 'node:perf_hooks'
 import {Duplex, Transform, type TransformCallback} from 'node:stream'
 import {Worker} from 'node:worker_threads'
 
-import {usageError} from '../errors.js'
 import {
+  checkParallelism,
   compressorName,
   createDecompressor,
   createStepDecoder,
   type Decoder,
+  defaultParallelism,
   MAX_WINDOW_LOG,
   type ZstdImplementation,
   zstdImplementation,
@@ -40,6 +40,8 @@ const require = createRequire(import.meta.url)
 
 /** Frames declaring up to this much content go to the workers; S1 writes ~4 MiB frames. */
 export const MAX_POOLED_FRAME = 16 * 1024 * 1024
+/** Frames declaring less content than this are decompressed on the calling thread (the archive's last frame, or a small archive's only one). */
+export const MIN_POOLED_FRAME = 512 * 1024
 /** Output of frames started but not yet read, and compressed input waiting, at most (one frame always may). */
 const IN_FLIGHT_BYTES = 64 * 1024 * 1024
 /** Compressed input waiting for its turn, at most (one piece always may): a few frames ahead of the workers. */
@@ -48,7 +50,6 @@ const QUEUED_INPUT_BYTES = 16 * 1024 * 1024
 const STREAM_BUDGET = 2 * 1024 * 1024
 /** Streaming decompression runs at most this long before the event loop gets a turn. */
 const PUMP_SLICE_MS = 20
-export const MAX_WORKERS = 64
 
 /** The worker: one zstd-napi context, one frame at a time, the output buffer transferred back. */
 const WORKER_SOURCE = `
@@ -71,27 +72,10 @@ parentPort.on('message', ({data, size}) => {
 
 export interface ParallelDecompressOptions {
   impl?: ZstdImplementation
-  /** decompression threads; default os.availableParallelism() */
+  /** decompression threads; default defaultParallelism() */
   workers?: number
   /** for tests: the worker's source instead of the real one */
   workerSource?: string
-}
-
-/** The default number of decompression workers: one per core this process may use. */
-export function defaultWorkers(): number {
-  return Math.min(MAX_WORKERS, os.availableParallelism())
-}
-
-/** Refuses a --parallelism outside 1..64 (exit 2). */
-export function checkWorkers(workers: number, flag = '--parallelism'): number {
-  if (!Number.isInteger(workers) || workers < 1 || workers > MAX_WORKERS) {
-    throw usageError(
-      `${flag} ${workers} is not a whole number from 1 to ${MAX_WORKERS}`,
-      `pass e.g. ${flag} ${defaultWorkers()} (the cores here)`,
-    )
-  }
-
-  return workers
 }
 
 /** Whether frames can be decompressed in worker threads with `impl`. */
@@ -100,7 +84,10 @@ export function parallelAvailable(impl: ZstdImplementation = zstdImplementation(
 }
 
 /** Human name of the decompression in use, for --verbose and --json. */
-export function decompressorName(impl: ZstdImplementation = zstdImplementation(), workers = defaultWorkers()): string {
+export function decompressorName(
+  impl: ZstdImplementation = zstdImplementation(),
+  workers = defaultParallelism(),
+): string {
   return parallelAvailable(impl)
     ? `zstd-napi (native, ${workers} decompression worker thread${workers === 1 ? '' : 's'} for independent frames)`
     : `${compressorName(impl)}, one stream on the main thread`
@@ -109,7 +96,7 @@ export function decompressorName(impl: ZstdImplementation = zstdImplementation()
 /** A stream that decompresses zstd, independent frames in parallel (see the module header). */
 export function createParallelDecompressor(options: ParallelDecompressOptions = {}): Duplex {
   const impl = options.impl ?? zstdImplementation()
-  const workers = checkWorkers(options.workers ?? defaultWorkers())
+  const workers = checkParallelism(options.workers ?? defaultParallelism())
   if (!parallelAvailable(impl)) return createDecompressor(impl)
   return new ParallelDecompressor(impl, workers, options.workerSource ?? WORKER_SOURCE)
 }
@@ -280,7 +267,10 @@ export class ParallelDecompressor extends Transform {
     }
 
     for (const piece of pieces) {
-      this.jobs.push(piece)
+      // A small frame (a small archive is one) is decompressed here: a worker would cost more.
+      this.jobs.push(
+        piece.kind === 'frame' && piece.contentSize < MIN_POOLED_FRAME ? {data: piece.data, kind: 'stream'} : piece,
+      )
       this.queued += piece.data.length
     }
 

@@ -13,7 +13,8 @@
  * compression error or a worker that dies fails the stream with that error; the workers are
  * terminated when the stream ends or is destroyed (an abort through `pipeline`'s signal destroys
  * it), so nothing is left running. With `workers: 1` the same frames are compressed on the calling
- * thread and no worker starts. It does not check what it compresses, nor use zstd-codec
+ * thread and no worker starts; nor does one when the whole input fits in one piece (it is
+ * compressed on the calling thread at the end). It does not check what it compresses, nor use zstd-codec
  * (compress.ts keeps that one as the single-stream fallback).
  *
  * The worker's code is the two self-contained functions below, passed as source (`eval`): it runs
@@ -255,6 +256,9 @@ export class PoolCompressor extends Transform {
 
   override _flush(callback: TransformCallback): void {
     this.flushed = callback
+    // An input of one piece (most archives of a small data dir, or an incremental's manifest) is
+    // compressed here: starting worker threads would cost more than the piece.
+    if (this.seq === 0 && !this.engine) this.engine = new InlineEngine(this.spec, this.onReply.bind(this))
     // An empty input still makes a stream: one empty frame.
     if (this.filled > 0 || this.seq === 0) this.dispatch()
     this.settle()

@@ -11,11 +11,10 @@ import {pipeline} from 'node:stream/promises'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {describe, expect, it} from 'vitest'
 
+import {checkParallelism, defaultParallelism} from '../../../../src/lib/archive/compress.js'
 import {
-  checkWorkers,
   createParallelDecompressor,
   decompressorName,
-  defaultWorkers,
   ParallelDecompressor,
 } from '../../../../src/lib/archive/zstd-parallel.js'
 import {BrError} from '../../../../src/lib/errors.js'
@@ -78,16 +77,23 @@ describe('ParallelDecompressor', () => {
     expect((await decompress(cli.stdout, 2)).equals(b)).toBe(true)
   })
 
-  it('fails a frame whose content is not the size it declares', async () => {
-    const frame = one(mixedBytes(300_000))
-    // Single-segment header: magic, descriptor, then the 4-byte content size at offset 5.
-    expect(frame[4] >> 6).toBe(2)
-    const lying = Buffer.from(frame)
-    lying.writeUInt32LE(300_001, 5)
-    await expect(decompress(Buffer.concat([one(Buffer.from('ok')), lying]))).rejects.toThrow(/corrupt zstd data/)
-    const short = Buffer.from(frame)
-    short.writeUInt32LE(299_999, 5)
-    await expect(decompress(short)).rejects.toThrow(/corrupt zstd data/)
+  it('fails a frame whose content is not the size it declares, in a worker and on the calling thread', async () => {
+    // 600,000 bytes: a worker's frame; 300,000: under MIN_POOLED_FRAME, decompressed on the calling thread
+    for (const size of [600_000, 300_000]) {
+      const frame = one(mixedBytes(size))
+      // Single-segment header: magic, descriptor, then the 4-byte content size at offset 5.
+      expect(frame[4] >> 6).toBe(2)
+      const lying = Buffer.from(frame)
+      lying.writeUInt32LE(size + 1, 5)
+
+      await expect(decompress(Buffer.concat([one(Buffer.from('ok')), lying]))).rejects.toThrow(
+        /corrupt zstd data|corruption/i,
+      )
+      const short = Buffer.from(frame)
+      short.writeUInt32LE(size - 1, 5)
+
+      await expect(decompress(short)).rejects.toThrow(/corrupt zstd data|corruption|destination buffer/i)
+    }
   })
 
   it('fails a corrupt frame, and truncated input', async () => {
@@ -153,13 +159,13 @@ describe('createParallelDecompressor', () => {
   })
 
   it('refuses a parallelism outside 1..64 as a usage error', () => {
-    expect(defaultWorkers()).toBeGreaterThanOrEqual(1)
-    expect(checkWorkers(1)).toBe(1)
-    expect(checkWorkers(64)).toBe(64)
+    expect(defaultParallelism()).toBeGreaterThanOrEqual(1)
+    expect(checkParallelism(1)).toBe(1)
+    expect(checkParallelism(64)).toBe(64)
     for (const bad of [0, 65, 1.5, -2, Number.NaN]) {
       const error = (() => {
         try {
-          checkWorkers(bad)
+          checkParallelism(bad)
         } catch (error_) {
           return error_
         }

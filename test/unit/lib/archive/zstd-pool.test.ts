@@ -148,7 +148,7 @@ describe.each(pooled)('parallel zstd compression with %s', (impl) => {
       expect(() => createCompressor(3, impl, {parallelism})).toThrow(
         expect.objectContaining({
           exitCode: 2,
-          message: `--parallelism ${parallelism} is out of range for compression`,
+          message: `--parallelism ${parallelism} is not a whole number from 1 to 64`,
         }),
       )
     }
