@@ -42,15 +42,14 @@ describe('scrypt work factor', () => {
     it(`${impl}: a header asking for 2^21 is refused as an integrity error, at once`, async () => {
       const bytes = await sealed(10)
       const forged = Buffer.from(bytes.toString('latin1').replace(SCRYPT_STANZA, '\n-> scrypt $1 21\n'), 'latin1')
-      const started = performance.now()
       const error = await through(forged, createDecryptStream({identities: [], passphrases: ['pw']}, impl)).catch(
         (error_: unknown) => error_,
       )
       expect(error).toBeInstanceOf(BrError)
       expect((error as BrError).code).toBe('integrity')
+      // Refused from the header, before any key derivation: the message says the work factor is refused
+      // (2^21 would take seconds and 2 GiB). No clock is asserted: speed is the benches'.
       expect((error as BrError).message).toMatch(/work factor/)
-      // 2^21 would take seconds and 2 GiB: it was never run.
-      expect(performance.now() - started).toBeLessThan(1000)
     })
   }
 })
