@@ -9,6 +9,7 @@ import {mkdir, readdir, readFile, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
+import {defaultParallelism} from '../../src/lib/archive/compress.js'
 import {backupArgs, NO_SQL, restoreArgs} from '../helpers/args.js'
 import {runInProcess, tempDir} from '../helpers/cli.js'
 import {treeHashes} from '../helpers/tree.js'
@@ -83,7 +84,7 @@ describe('online backups', () => {
     incId = record.id
     expect(record).toMatchObject({backupTs: INCREMENTAL_TS, base: fullId, chain: [fullId, incId], type: 'incremental'})
     expect(mo.statements.findLast((s) => s.startsWith('BACKUP'))).toMatch(
-      new RegExp(`PARALLELISM '2' TYPE 'incremental' TIMESTAMP '${FULL_TS}'$`),
+      new RegExp(`PARALLELISM '${defaultParallelism()}' TYPE 'incremental' TIMESTAMP '${FULL_TS}'$`),
     )
     expect(record.sizes.archived).toBeLessThan(record.sizes.total)
   })

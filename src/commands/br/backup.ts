@@ -13,7 +13,12 @@ import {
   stageFlags,
   writerKeyFlag,
 } from '../../flags.js'
-import {checkParallelism, defaultParallelism, MAX_PARALLELISM} from '../../lib/archive/compress.js'
+import {
+  checkParallelism,
+  DEFAULT_COMPRESS_THREADS,
+  defaultParallelism,
+  MAX_PARALLELISM,
+} from '../../lib/archive/compress.js'
 import {backupFlow, type BackupResult, DEFAULT_EXCLUDES, excludeList} from '../../lib/backup/backup.js'
 import {usageError} from '../../lib/errors.js'
 import {ManifestCache} from '../../lib/repo/manifest-cache.js'
@@ -111,7 +116,7 @@ Defaults for the flags can be kept with \`moctl br config set\`. Prints the new 
       description: "online: where MO's BACKUP writes its folder before it is packed (default: beside the data dir)",
     }),
     parallelism: Flags.integer({
-      description: `zstd compression workers, 1-${MAX_PARALLELISM} (1: compress on the main thread); online: also BACKUP's PARALLELISM (mo_br's --parallelism). Default: the number of cores`,
+      description: `zstd compression workers, 1-${MAX_PARALLELISM} (1: compress on the main thread); online: also BACKUP's PARALLELISM (mo_br's --parallelism). Default: the number of cores, at most ${DEFAULT_COMPRESS_THREADS}`,
     }),
     'passphrase-file': Flags.string({
       description: 'encrypt with the passphrase in this file (env MOCTL_BR_PASSPHRASE)',

@@ -97,7 +97,7 @@ DISK and DISK-V2; a backup from a newer MatrixOne than the target's mo-service i
     }),
     parallelism: Flags.integer({
       description:
-        "zstd decompression threads for an archive of independent frames (mo_br's --parallelism), 1 to 64; default: the cores here",
+        "zstd decompression threads for an archive of independent frames (mo_br's --parallelism), 1 to 64; default: the cores here, at most 2 (restore is bound by its main thread, not zstd)",
     }),
     'restore-path': Flags.string({
       aliases: ['restore_path'],

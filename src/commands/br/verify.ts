@@ -48,7 +48,7 @@ it runs while a backup is being written. Also \`br check\` (mo_br's name).`
     all: Flags.boolean({description: 'verify every backup of the repository, one line each'}),
     parallelism: Flags.integer({
       description:
-        "zstd decompression threads for an archive of independent frames (mo_br's --parallelism), 1 to 64; default: the cores here",
+        "zstd decompression threads for an archive of independent frames (mo_br's --parallelism), 1 to 64; default: the cores here, at most 2 (restore is bound by its main thread, not zstd)",
     }),
     quick: Flags.boolean({description: "check only the stored archive's SHA-256 and size (no key needed)"}),
   }

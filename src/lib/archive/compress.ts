@@ -109,9 +109,16 @@ export function zstdImplementation(): ZstdImplementation {
   return fastest
 }
 
-/** Compression workers when none are asked for: one per core this process may use (at most MAX_PARALLELISM). */
-export function defaultParallelism(): number {
-  return Math.min(MAX_PARALLELISM, Math.max(1, availableParallelism()))
+/**
+ * Compression workers when none are asked for: one per core this process may use, at most 4. The
+ * bench's model (README "Speed") puts backup's limit at its main thread from about 4 cores, and
+ * every worker thread costs ~17-20 MiB: more would add memory, not speed. `--parallelism` goes higher.
+ */
+export const DEFAULT_COMPRESS_THREADS = 4
+
+/** Threads when none are asked for: one per core this process may use, at most `cap`. */
+export function defaultParallelism(cap = DEFAULT_COMPRESS_THREADS): number {
+  return Math.min(cap, MAX_PARALLELISM, Math.max(1, availableParallelism()))
 }
 
 /** How a compressor runs besides its level and implementation. */
@@ -185,7 +192,7 @@ export function checkParallelism(parallelism: number, flag = '--parallelism'): n
   if (!Number.isInteger(parallelism) || parallelism < 1 || parallelism > MAX_PARALLELISM) {
     throw usageError(
       `${flag} ${parallelism} is not a whole number from 1 to ${MAX_PARALLELISM}`,
-      `pass e.g. ${flag} ${defaultParallelism()} (zstd threads; default: the cores here)`,
+      `pass e.g. ${flag} ${defaultParallelism()} (zstd threads; default: the cores here, at most ${DEFAULT_COMPRESS_THREADS} for a backup, 2 for a restore)`,
     )
   }
 

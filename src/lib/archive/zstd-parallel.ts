@@ -40,6 +40,12 @@ const require = createRequire(import.meta.url)
 
 /** Frames declaring up to this much content go to the workers; S1 writes ~4 MiB frames. */
 export const MAX_POOLED_FRAME = 16 * 1024 * 1024
+/**
+ * Decompression workers when none are asked for: at most 2. Restore and verify are bound by their
+ * main thread (decryption, SHA-256, tar, writes: ~6.6 of 10.5 CPU-s per GB here), which two
+ * workers outrun (N=2/N=1 0.97 in the bench); each more would add ~17-20 MiB and no speed.
+ */
+export const DEFAULT_DECOMPRESS_THREADS = 2
 /** Frames declaring less content than this are decompressed on the calling thread (the archive's last frame, or a small archive's only one). */
 export const MIN_POOLED_FRAME = 512 * 1024
 /** Output of frames started but not yet read, and compressed input waiting, at most (one frame always may). */
@@ -72,7 +78,7 @@ parentPort.on('message', ({data, size}) => {
 
 export interface ParallelDecompressOptions {
   impl?: ZstdImplementation
-  /** decompression threads; default defaultParallelism() */
+  /** decompression threads; default defaultParallelism(DEFAULT_DECOMPRESS_THREADS) */
   workers?: number
   /** for tests: the worker's source instead of the real one */
   workerSource?: string
@@ -86,7 +92,7 @@ export function parallelAvailable(impl: ZstdImplementation = zstdImplementation(
 /** Human name of the decompression in use, for --verbose and --json. */
 export function decompressorName(
   impl: ZstdImplementation = zstdImplementation(),
-  workers = defaultParallelism(),
+  workers = defaultParallelism(DEFAULT_DECOMPRESS_THREADS),
 ): string {
   return parallelAvailable(impl)
     ? `zstd-napi (native, ${workers} decompression worker thread${workers === 1 ? '' : 's'} for independent frames)`
@@ -96,7 +102,7 @@ export function decompressorName(
 /** A stream that decompresses zstd, independent frames in parallel (see the module header). */
 export function createParallelDecompressor(options: ParallelDecompressOptions = {}): Duplex {
   const impl = options.impl ?? zstdImplementation()
-  const workers = checkParallelism(options.workers ?? defaultParallelism())
+  const workers = checkParallelism(options.workers ?? defaultParallelism(DEFAULT_DECOMPRESS_THREADS))
   if (!parallelAvailable(impl)) return createDecompressor(impl)
   return new ParallelDecompressor(impl, workers, options.workerSource ?? WORKER_SOURCE)
 }
