@@ -90,20 +90,7 @@ export async function checkSidecars(dir: string, options: CheckSidecarsOptions =
   // Rules 3 and 4, and the kinds of all files (which also refuses a path that could escape).
   const subjects: string[] = []
   for (const rel of sizes.keys()) {
-    const kind = classifyOnlineFile(rel)
-    if (kind === 'sidecar') {
-      const subject = rel.slice(0, -SIDECAR_SUFFIX.length)
-      if (!sizes.has(subject) || subject.endsWith(SIDECAR_SUFFIX)) {
-        throw integrityError(`sidecar ${rel} has no file ${subject}`, RERUN)
-      }
-
-      continue
-    }
-
-    subjects.push(rel)
-    if (kind !== 'data' && !sizes.has(rel + SIDECAR_SUFFIX)) {
-      throw integrityError(`${rel} has no sidecar ${rel}${SIDECAR_SUFFIX}`, RERUN)
-    }
+    if (!checkPairing(rel, sizes)) subjects.push(rel)
   }
 
   const listed = new Map<string, TaeListEntry>()
@@ -157,6 +144,29 @@ export async function checkSidecars(dir: string, options: CheckSidecarsOptions =
   }
 
   return result
+}
+
+/**
+ * Rules 3 and 4 on names alone, for `rel` among the folder's files `all`: a sidecar has its file, a
+ * file other than data has its sidecar (classifying `rel` also refuses a path that could escape).
+ * @returns whether `rel` is a sidecar
+ */
+export function checkPairing(rel: string, all: {has(path: string): boolean}): boolean {
+  const kind = classifyOnlineFile(rel)
+  if (kind === 'sidecar') {
+    const subject = rel.slice(0, -SIDECAR_SUFFIX.length)
+    if (!all.has(subject) || subject.endsWith(SIDECAR_SUFFIX)) {
+      throw integrityError(`sidecar ${rel} has no file ${subject}`, RERUN)
+    }
+
+    return true
+  }
+
+  if (kind !== 'data' && !all.has(rel + SIDECAR_SUFFIX)) {
+    throw integrityError(`${rel} has no sidecar ${rel}${SIDECAR_SUFFIX}`, RERUN)
+  }
+
+  return false
 }
 
 /**

@@ -26,9 +26,15 @@ import type {S3Backend} from '../repo/s3.js'
 import {comparePaths} from '../archive/manifest.js'
 import {integrityError, throwIfAborted} from '../errors.js'
 import {digestBytes, matchingForm, MoFileHasher, sidecarDigest, unframe} from './framing.js'
-import {classifyOnlineFile} from './layout.js'
 import {MO_META, parseMoMeta, parseTaeList, parseTaeSum, TAE_LIST, TAE_SUM, type TaeListEntry} from './meta.js'
-import {checkListed, COMPLETION_FILES, type OnlineBackupSummary, RERUN, SIDECAR_SUFFIX} from './sidecars.js'
+import {
+  checkListed,
+  checkPairing,
+  COMPLETION_FILES,
+  type OnlineBackupSummary,
+  RERUN,
+  SIDECAR_SUFFIX,
+} from './sidecars.js'
 
 const MAX_SIDECAR_BYTES = 64
 const MAX_METADATA_BYTES = 256 * 1024 * 1024
@@ -62,7 +68,7 @@ export async function openStaged(stage: S3Backend, signal?: AbortSignal): Promis
     }
   }
 
-  for (const rel of listing.keys()) checkKind(rel, listing)
+  for (const rel of listing.keys()) checkPairing(rel, listing)
   const sidecars = new Map<string, Buffer>()
   for (const rel of listing.keys()) {
     if (!rel.endsWith(SIDECAR_SUFFIX)) continue
@@ -102,23 +108,6 @@ export async function openStaged(stage: S3Backend, signal?: AbortSignal): Promis
       readChecked(stage, entry, {entry: listed.get(entry.path), sidecar: sidecars.get(entry.path)}, readSignal),
     summary,
     taeList,
-  }
-}
-
-/** Rules 3 and 4 of sidecars.ts on names alone: a sidecar has its file, a non-data file its sidecar. */
-function checkKind(rel: string, listing: Listing): void {
-  const kind = classifyOnlineFile(rel)
-  if (kind === 'sidecar') {
-    const subject = rel.slice(0, -SIDECAR_SUFFIX.length)
-    if (!listing.has(subject) || subject.endsWith(SIDECAR_SUFFIX)) {
-      throw integrityError(`sidecar ${rel} has no file ${subject}`, RERUN)
-    }
-
-    return
-  }
-
-  if (kind !== 'data' && !listing.has(rel + SIDECAR_SUFFIX)) {
-    throw integrityError(`${rel} has no sidecar ${rel}${SIDECAR_SUFFIX}`, RERUN)
   }
 }
 
