@@ -240,6 +240,23 @@ describe('restore into the layout and format the target MatrixOne reads', () => 
       expect(byFlag.stdout + byFlag.stderr).toContain('target v1.2.0')
     })
 
+    it('runs mo-service -version without the secrets of its environment', async () => {
+      const target = await versionTarget('env', 'v2.0.2')
+      const seen = join(tmp.path, 'mo-service-env')
+      await writeFile(
+        join(target, '..', 'mo-service'),
+        `#!/bin/sh\nenv > '${seen}'\nprintf 'MatrixOne build info:\\n  Version: v2.0.2\\n'\n`,
+        {mode: 0o755},
+      )
+      const r = await runInProcess(restoreArgs(ids.get('DISK-V2')!, repo, target, ...NO_SQL), {
+        env: {MO_PASSWORD: 'pw-for-mo-sql-9c1e'},
+      })
+      expect(r.code, r.stderr).toBe(0)
+      const env = await readFile(seen, 'utf8')
+      expect(env).toContain('PATH=')
+      expect(env).not.toContain('pw-for-mo-sql-9c1e')
+    })
+
     it('warns, and restores, when no mo-service can be asked', async () => {
       const dir = join(tmp.path, 'version-none')
       await writeLaunchConfig(dir, 'legacy')

@@ -13,7 +13,8 @@
  * or a newer build, with the same SHARED backend (issue 12; checkpoint formats 11 (v1.2), 12
  * (v2.0), 13 (v2.1+), and today's MO reads only 12 and 13): an older target is refused.
  *
- * Guarantees: runs the binary with one argument and a timeout, never through a shell; a version it
+ * Guarantees: runs the binary with one argument and a timeout, never through a shell, and without
+ * the secret environment variables (redact.ts childEnv); a version it
  * cannot parse compares as unknown (null), never as older or newer. Not: a reader of checkpoint
  * files (the checkpoint format follows from the version).
  */
@@ -22,6 +23,7 @@ import {access, constants} from 'node:fs/promises'
 import {dirname, join, resolve} from 'node:path'
 import {promisify} from 'node:util'
 
+import {childEnv} from '../redact.js'
 import {readTargetConfig} from './config.js'
 
 export interface MoBuild {
@@ -67,7 +69,7 @@ export async function findMoService(installDir: string): Promise<null | string> 
 /** Runs `<binary> -version`; the reason it could not, as a string, when it fails. */
 export async function moServiceBuild(binary: string): Promise<MoBuild | string> {
   try {
-    const {stdout} = await promisify(execFile)(binary, ['-version'], {timeout: VERSION_TIMEOUT_MS})
+    const {stdout} = await promisify(execFile)(binary, ['-version'], {env: childEnv(), timeout: VERSION_TIMEOUT_MS})
     const build = parseVersionOutput(stdout)
     return build.version ? build : `${binary} -version printed no "Version:" line`
   } catch (error) {
