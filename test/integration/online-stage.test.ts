@@ -21,6 +21,8 @@ import {type FakeMo, startFakeMo} from '../unit/lib/mo/fake-mo.js'
 import {FULL_TS, INCREMENTAL_TS, OBJECTS, writeBackupFolder, writeLaunchConfig} from '../unit/lib/mo/fixture.js'
 
 const NEW_OBJECT = '018f7a99-0000-7000-8000-000000000001_00000'
+/** the id of a run killed on 2024-05-15T14:29:38Z (a UUIDv7: its first 48 bits are that millisecond) */
+const DEAD_RUN = '018f7ca8-a450-7000-8000-000000000000'
 /** s3rver checks only the key id: a secret nobody else uses can be looked for in every output. */
 const SECRET = 'stage-secret-9c1e77d04b'
 
@@ -203,6 +205,26 @@ describe('online backups through an S3 staging prefix', () => {
     }
 
     expect(await leftUnder('stage/')).toEqual([])
+  })
+
+  it('names the prefix a killed staged backup left, with its size, and leaves it (it may be a live run)', async () => {
+    const bucket = new S3Backend({location: s3.url(), s3: s3.settings()})
+    await bucket.save(`stage/online-${DEAD_RUN}/tae/object`, Buffer.from('12345'))
+    await bucket.save(`stage/online-${DEAD_RUN}/mo_meta`, Buffer.from('x'))
+    try {
+      const r = await online(repo, ...stageArgs())
+      expect(r.code, r.stderr).toBe(0)
+      const where = `s3://${s3.bucket}/stage/online-${DEAD_RUN}/`
+      expect(r.stderr).toContain(
+        `Warning: ${where} is left by an online backup started 2024-05-15T14:29:38.000Z that did not finish (or one running now) (2 objects, 6 B): remove it (aws s3 rm --recursive ${where}) once no online backup of this MatrixOne runs`,
+      )
+      expect(await leftUnder('stage/')).toEqual([
+        `stage/online-${DEAD_RUN}/mo_meta`,
+        `stage/online-${DEAD_RUN}/tae/object`,
+      ])
+    } finally {
+      await bucket.removePrefix('stage/')
+    }
   })
 
   it.each([

@@ -5,7 +5,7 @@
  * into that dir. A full, then an incremental on it (MO's TYPE 'incremental' TIMESTAMP), then a
  * restore of the incremental, laid out as mo_br restore does. The real MO is in mo-online.test.ts.
  */
-import {mkdir, readdir, readFile, writeFile} from 'node:fs/promises'
+import {mkdir, readdir, readFile, rm, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
@@ -17,6 +17,8 @@ import {type FakeMo, startFakeMo} from '../unit/lib/mo/fake-mo.js'
 import {FULL_TS, INCREMENTAL_TS, OBJECTS, writeBackupFolder, writeLaunchConfig} from '../unit/lib/mo/fixture.js'
 
 const NEW_OBJECT = '018f7a99-0000-7000-8000-000000000001_00000'
+/** the id of a run killed on 2024-05-15T14:29:38Z (a UUIDv7: its first 48 bits are that millisecond) */
+const DEAD_RUN = '018f7ca8-a450-7000-8000-000000000000'
 
 let tmp: {cleanup: () => Promise<void>; path: string}
 let mo: FakeMo
@@ -140,5 +142,22 @@ describe('online backups', () => {
     const list = await runInProcess(['br', 'list', '--path', repo, '--json'])
     expect(JSON.parse(list.stdout).map((b: {id: string}) => b.id)).toEqual([fullId, incId])
     expect((await readdir(tmp.path)).filter((n) => n.includes('.online-'))).toEqual([])
+  })
+
+  it('names the folder a killed online backup left beside the data dir, and leaves it (it may be a live run)', async () => {
+    const left = join(tmp.path, `.mo-data.online-${DEAD_RUN}`)
+    await mkdir(join(left, 'tae'), {recursive: true})
+    await writeFile(join(left, 'tae', 'object'), 'x')
+    try {
+      const r = await backup('--type', 'full')
+      expect(r.code, r.stderr).toBe(0)
+      expect(r.stderr).toContain(
+        `Warning: ${left} is left by an online backup started 2024-05-15T14:29:38.000Z that did not finish (or one running now): remove it (rm -rf ${left}) once no online backup of this MatrixOne runs`,
+      )
+      expect(await readFile(join(left, 'tae', 'object'), 'utf8')).toBe('x')
+      expect((await readdir(tmp.path)).filter((n) => n.includes('.online-'))).toEqual([`.mo-data.online-${DEAD_RUN}`])
+    } finally {
+      await rm(left, {force: true, recursive: true})
+    }
   })
 })

@@ -13,7 +13,7 @@
  * backup (integrity) before anything is published. Not: a check that the base is the backup MO's
  * TIMESTAMP refers to beyond its backup ts (the base must be an online backup of the same source).
  */
-import {rm} from 'node:fs/promises'
+import {readdir, rm} from 'node:fs/promises'
 import {basename, dirname, join} from 'node:path'
 
 import type {FileEntry, Manifest} from '../../archive/types.js'
@@ -28,6 +28,7 @@ import type {Source} from './types.js'
 import {scanDataDir} from '../../archive/walk.js'
 import {integrityError, usageError} from '../../errors.js'
 import {formatBytes, formatDuration} from '../../format.js'
+import {idTime} from '../../id.js'
 import {type MoS3Target, runMoBackup} from '../../mo/backup-sql.js'
 import {parseTaeList, TAE_LIST} from '../../mo/meta.js'
 import {checkSidecars, readVerifiedFile, RERUN} from '../../mo/sidecars.js'
@@ -54,6 +55,7 @@ export function onlineSource(options: BackupOptions, sql: SqlSettings): Source {
         .step("Run MO's BACKUP", async (input, trail, report, signal) => {
           const folder = onlineFolderFor(options.dataDir, input.id, options.onlineDir)
           trail.paths.push({flag: '--online-dir', path: folder, role: 'online backup folder'})
+          for (const line of await leftoverFolders(folder)) options.onWarning?.(line)
           trail.release = () => removeFolder(folder)
           report.output(`MO writes into ${folder}`)
           const mo = await runMoBackup(sql, {
@@ -153,6 +155,7 @@ function stagedSource(options: BackupOptions, sql: SqlSettings, stage: NonNullab
       script
         .step("Run MO's BACKUP", async (input, trail, report, signal) => {
           const {backend, target} = await stagePrefix(stage, input.id)
+          for (const line of await leftoverPrefixes(stage, input.id)) options.onWarning?.(line)
           if ((await backend.list('')).length > 0) {
             throw usageError(
               `the staging prefix ${backend.location} is not empty`,
@@ -227,6 +230,53 @@ async function stagePrefix(
     secretAccessKey: s3.credentials?.secretAccessKey,
   }
   return {backend, target}
+}
+
+/**
+ * What killed online backups left: a run removes its folder (or staging prefix) when it ends,
+ * whatever happened, but a kill -9 or a power loss leaves it, a copy of MO's data that nothing else
+ * removes. Online backups take no lock of the data dir (MO keeps running, and two repositories may
+ * take them at once), so a folder of another id may be a live run's: they are named, never removed.
+ */
+function leftoverLine(where: string, id: string, size: string, remove: string): string {
+  const started = idTime(id)?.toISOString() ?? 'at an unknown time'
+  return `${where} is left by an online backup started ${started} that did not finish (or one running now)${size}: remove it (${remove}) once no online backup of this MatrixOne runs`
+}
+
+/** Folders of other online runs beside `folder` (this run's), in its parent. */
+async function leftoverFolders(folder: string): Promise<string[]> {
+  const parent = dirname(folder)
+  const own = basename(folder)
+  const prefix = own.slice(0, own.lastIndexOf('.online-') + '.online-'.length)
+  const names = await readdir(parent).catch(() => [] as string[])
+  return names
+    .filter((name) => name.startsWith(prefix) && name !== own)
+    .sort()
+    .map((name) => leftoverLine(join(parent, name), name.slice(prefix.length), '', `rm -rf ${join(parent, name)}`))
+}
+
+/** Prefixes `online-<id>/` of other runs under the stage, with their objects' count and bytes. */
+async function leftoverPrefixes(stage: NonNullable<BackupOptions['stage']>, id: string): Promise<string[]> {
+  const {S3Backend} = await import('../../repo/s3.js')
+  const {bucket, prefix} = stage.s3
+  const root = new S3Backend({location: `s3://${bucket}/${prefix}`.replace(/\/$/, ''), s3: stage.s3})
+  const runs = new Map<string, {bytes: number; objects: number}>()
+  for (const o of await root.list('online-')) {
+    const run = o.key.slice(0, o.key.indexOf('/') + 1)
+    if (!run || run === `online-${id}/`) continue
+    const seen = runs.get(run) ?? {bytes: 0, objects: 0}
+    runs.set(run, {bytes: seen.bytes + o.size, objects: seen.objects + 1})
+  }
+
+  return [...runs].map(([run, {bytes, objects}]) => {
+    const where = `s3://${bucket}/${prefix}${run}`
+    return leftoverLine(
+      where,
+      run.slice('online-'.length, -1),
+      ` (${objects} objects, ${formatBytes(bytes)})`,
+      `aws s3 rm --recursive ${where}`,
+    )
+  })
 }
 
 /** Deletes the staging prefix; a failure is a warning that says what is left and how to remove it. */
