@@ -6,8 +6,9 @@
  * the runs after a kill, and the lists, run in process (runInProcess).
  */
 import {spawn} from 'node:child_process'
-import {readdir} from 'node:fs/promises'
+import {readdir, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {createMoData} from '../../scripts/make-mo-data.mjs'
@@ -25,9 +26,14 @@ beforeAll(async () => {
 })
 afterAll(async () => tmp?.cleanup())
 
-/** A backup that holds the lock while its (slow) stop command runs; `locked` resolves once it has the lock. */
+/**
+ * A backup that holds the lock while its stop command runs, until `release` is called (or for
+ * `stopSeconds`, whichever is first); `locked` resolves once it has the lock. A stop that waits
+ * for the test, not a clock: on a loaded machine a second process may take seconds to start.
+ */
 function slowBackup(repo: string, stopSeconds: number) {
-  return backgroundBackup(
+  const released = `${repo}.released`
+  const backup = backgroundBackup(
     [
       '--path',
       repo,
@@ -38,7 +44,7 @@ function slowBackup(repo: string, stopSeconds: number) {
       '--service',
       'command',
       '--stop-cmd',
-      `sleep ${stopSeconds}`,
+      `i=0; while [ ! -e '${released}' ] && [ $i -lt ${stopSeconds * 10} ]; do sleep 0.1; i=$((i+1)); done`,
       '--start-cmd',
       'true',
       '--sql-timeout',
@@ -46,6 +52,7 @@ function slowBackup(repo: string, stopSeconds: number) {
     ],
     'Stop service',
   )
+  return {...backup, release: async () => writeFile(released, '')}
 }
 
 /** `br backup ARGS` in its own process group; `locked` resolves once its stderr shows `step` started. */
@@ -73,19 +80,27 @@ const unwrap = (stderr: string) => stderr.replaceAll(/ *\n ›\s+/g, ' ')
 describe('repository lock', () => {
   it('a second backup fails at once with exit 4 naming the first; with --wait-lock it waits its turn', async () => {
     const repo = join(tmp.path, 'repo-concurrent')
-    const first = slowBackup(repo, 3)
+    const first = slowBackup(repo, 100)
     await first.locked
     const second = await runCli(backupArgs(repo, dataDir, '--no-encrypt', ...NO_SQL))
     expect(second.code).toBe(4)
     expect(second.stderr).toContain(`is locked by br backup (pid ${first.child.pid}`)
     expect(second.stderr).toContain('--wait-lock')
-    const waiting = runCli(backupArgs(repo, dataDir, '--no-encrypt', ...NO_SQL, '--wait-lock', '60'))
+    const waiting = backgroundBackup(
+      ['--path', repo, '--data-dir', dataDir, ...NO_SQL, '--wait-lock', '60'],
+      'Open repository: started',
+    )
+    await waiting.locked
+    // It is in the lock's step, and does not get past it while the first holds the lock.
+    await sleep(1000)
+    expect(waiting.stderr()).not.toContain('Open repository: done')
+    await first.release()
     // The first backup's restart is not confirmed (nothing answers SQL on port 1): it fails, exit 5, and unlocks.
     expect(await first.exited).toBe(5)
-    const waited = await waiting
-    expect(waited.code, waited.stderr).toBe(0)
+    expect(await waiting.exited, waiting.stderr()).toBe(0)
+    expect(waiting.stderr()).toContain('Open repository: done')
     const list = JSON.parse((await runInProcess(['br', 'list', '--path', repo, '--json'])).stdout)
-    expect(list.map((r: {id: string}) => r.id)).toEqual([waited.stdout.trim()])
+    expect(list).toHaveLength(1)
   })
 
   it("a killed backup's stale lock is taken over with a warning", async () => {

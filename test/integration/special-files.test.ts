@@ -20,8 +20,11 @@ let tmp: TempDir
 let pristine: string
 let key: SuiteKey
 let id: string
-/** Every command here must end within this: a FIFO read would hang forever. */
-const timeoutMs = 20_000
+/**
+ * Every command here must end within this: a FIFO read would hang forever. Generous, so that a
+ * loaded machine (a node start-up of several seconds) never passes for a hang; 20 s did not.
+ */
+const timeoutMs = 90_000
 
 beforeAll(async () => {
   tmp = await tempDir('moctl-br-special-')
