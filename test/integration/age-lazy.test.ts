@@ -6,14 +6,14 @@
  * that logs every age-encryption specifier resolved; the same hook sees typage load when verify
  * reads the archive with an identity, so an empty log means something.
  */
-import {readFile, writeFile} from 'node:fs/promises'
+import {readFile} from 'node:fs/promises'
 import {join} from 'node:path'
-import {pathToFileURL} from 'node:url'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {backupArgs, NO_SQL, suiteKey} from '../helpers/args.js'
 import {runCli, tempDir, type TempDir} from '../helpers/cli.js'
 import {makeSmallDataDir} from '../helpers/fixtures.js'
+import {resolveLogger} from '../helpers/resolve-log.js'
 
 let tmp: TempDir
 let nodeOptions: string
@@ -22,20 +22,7 @@ const logOf = async (name: string) => readFile(join(tmp.path, name), 'utf8').cat
 
 beforeAll(async () => {
   tmp = await tempDir()
-  await writeFile(
-    join(tmp.path, 'hooks.mjs'),
-    `import {appendFileSync} from 'node:fs'
-export async function resolve(specifier, context, next) {
-  if (specifier.includes('age-encryption')) appendFileSync(process.env.AGE_LOG, specifier + '\\n')
-  return next(specifier, context)
-}
-`,
-  )
-  await writeFile(
-    join(tmp.path, 'register.mjs'),
-    `import {register} from 'node:module'\nregister(${JSON.stringify(pathToFileURL(join(tmp.path, 'hooks.mjs')).href)})\n`,
-  )
-  nodeOptions = `--import ${pathToFileURL(join(tmp.path, 'register.mjs')).href}`
+  nodeOptions = await resolveLogger(tmp.path, 'age-encryption', 'AGE_LOG')
 })
 afterAll(async () => tmp?.cleanup())
 
