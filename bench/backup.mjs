@@ -14,6 +14,8 @@
 // Data: the team's reference set (../shared/bench/make-mo-data.mjs, 1 GiB) when it is there,
 // else this project's own generator (scripts/make-mo-data.mjs, same shape). --size=256MiB for a
 // quicker run; --data=DIR to bench an existing data dir (no incremental then: it is not mutated).
+// --only=incremental: the full backups (and the reference pipeline beside them) and the
+// incrementals, with the incremental's breakdown; no verify, restore, list, profile or downtime.
 // Needs the zstd and age CLIs for the reference (apt-get install -y zstd age).
 import {spawnSync} from 'node:child_process'
 import {existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync} from 'node:fs'
@@ -26,6 +28,21 @@ import {profileRun, stageTable} from './profile.mjs'
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 const argv = process.argv.slice(2)
+if (argv.includes('--help') || argv.includes('-h')) {
+  console.log(
+    'usage: node bench/backup.mjs [--runs=3] [--size=1GiB | --data=DIR] [--only=incremental] [--no-downtime] [--keep]\n' +
+      'after npm run build; see the header of bench/backup.mjs for what each run measures',
+  )
+  process.exit(0)
+}
+
+const only = argValue(argv, 'only', '')
+if (only !== '' && only !== 'incremental') {
+  console.error(`bench: --only=${only}: the one subset is --only=incremental (full and incremental backups)`)
+  process.exit(2)
+}
+
+const onlyIncremental = only === 'incremental'
 const size = argValue(argv, 'size', '1GiB')
 const runs = Number(argValue(argv, 'runs', '3'))
 if (!Number.isInteger(runs) || runs < 1) {
@@ -104,6 +121,7 @@ try {
     add('backup', full)
     const {id} = JSON.parse(full.stdout)
     fullId ??= id
+    if (onlyIncremental) continue
     for (const n of [1, 2])
       add(`backup p${n}`, timedShell(`backup --parallelism ${n}`, backupCmd(`--parallelism ${n}`)))
     add(
@@ -171,7 +189,7 @@ try {
     incStored = record.archive.size
   }
 
-  const list = listBench()
+  const list = onlyIncremental ? undefined : listBench()
 
   // Results
   const s = (name) => (m.has(name) ? summary(name, m.get(name)) : undefined)
@@ -203,107 +221,110 @@ try {
     )
   }
 
-  row(String.raw`age -d \| zstd -d > /dev/null`, ref.verify)
-  row('moctl br verify', s('verify'), ref.verify, s('verify').wall / ref.verify.wall, GOAL.verify)
-  row(String.raw`age -d \| zstd -d \| tar -x`, ref.restore)
-  row('moctl br restore', s('restore'), ref.restore, s('restore').wall / ref.restore.wall, GOAL.restore)
-  for (const n of [1, 2])
-    row(
-      `backup --parallelism ${n}`,
-      s(`backup p${n}`),
-      ref.backup,
-      s(`backup p${n}`).wall / ref.backup.wall,
-      GOAL.backup,
+  if (onlyIncremental) {
+    console.log(
+      `stored: moctl ${(stored / 2 ** 20).toFixed(1)} MiB, reference ${(baseStored / 2 ** 20).toFixed(1)} MiB`,
     )
-  const p = s('backup p2').wall / s('backup p1').wall
-  console.log(`| backup N=2 / N=1 | | | ${fmtRatio(p, GOAL.parallel)} | | | | |`)
-  if (restoreHasParallelism) {
+    if (incBreakdown) printIncremental(incBreakdown, incStored, stored)
+  } else {
+    row(String.raw`age -d \| zstd -d > /dev/null`, ref.verify)
+    row('moctl br verify', s('verify'), ref.verify, s('verify').wall / ref.verify.wall, GOAL.verify)
+    row(String.raw`age -d \| zstd -d \| tar -x`, ref.restore)
+    row('moctl br restore', s('restore'), ref.restore, s('restore').wall / ref.restore.wall, GOAL.restore)
     for (const n of [1, 2])
       row(
-        `restore --parallelism ${n}`,
-        s(`restore p${n}`),
-        ref.restore,
-        s(`restore p${n}`).wall / ref.restore.wall,
-        GOAL.restore,
+        `backup --parallelism ${n}`,
+        s(`backup p${n}`),
+        ref.backup,
+        s(`backup p${n}`).wall / ref.backup.wall,
+        GOAL.backup,
       )
-    const q = s('restore p2').wall / s('restore p1').wall
-    console.log(`| restore N=2 / N=1 | | | ${fmtRatio(q, GOAL.parallel)} | | | | |`)
-  } else {
-    console.log('| restore --parallelism 1, 2 | n/a: restore has no --parallelism flag in this build | | | | | | |')
-  }
+    const p = s('backup p2').wall / s('backup p1').wall
+    console.log(`| backup N=2 / N=1 | | | ${fmtRatio(p, GOAL.parallel)} | | | | |`)
+    if (restoreHasParallelism) {
+      for (const n of [1, 2])
+        row(
+          `restore --parallelism ${n}`,
+          s(`restore p${n}`),
+          ref.restore,
+          s(`restore p${n}`).wall / ref.restore.wall,
+          GOAL.restore,
+        )
+      const q = s('restore p2').wall / s('restore p1').wall
+      console.log(`| restore N=2 / N=1 | | | ${fmtRatio(q, GOAL.parallel)} | | | | |`)
+    } else {
+      console.log('| restore --parallelism 1, 2 | n/a: restore has no --parallelism flag in this build | | | | | | |')
+    }
 
-  console.log(
-    `| br list, 100 backups | ${list.list.toFixed(2)} | | ${list.list <= GOAL.list ? 'pass' : 'MISS'} | <= ${GOAL.list} s | | | | |`,
-  )
-  console.log(
-    `| br list --json, 100 backups | ${list.json.toFixed(2)} | | ${list.json <= GOAL.list ? 'pass' : 'MISS'} | <= ${GOAL.list} s | | | | |`,
-  )
-  console.log(`| moctl --version (oclif's floor) | ${list.version.toFixed(2)} | | | | | | | |`)
-  console.log(`| node -e 0 (node's floor) | ${list.node.toFixed(2)} | | | | | | | |`)
-  console.log(`stored: moctl ${(stored / 2 ** 20).toFixed(1)} MiB, reference ${(baseStored / 2 ** 20).toFixed(1)} MiB`)
-
-  if (incBreakdown) {
     console.log(
-      `\nincremental: ${(incStored / 2 ** 20).toFixed(1)} MiB stored (${((incStored / stored) * 100).toFixed(1)}% of the full's bytes); ` +
-        'where its wall time goes (ms, median; start-up and exit = wall less the steps):',
+      `| br list, 100 backups | ${list.list.toFixed(2)} | | ${list.list <= GOAL.list ? 'pass' : 'MISS'} | <= ${GOAL.list} s | | | | |`,
     )
-    printBreakdown(incBreakdown)
-  }
+    console.log(
+      `| br list --json, 100 backups | ${list.json.toFixed(2)} | | ${list.json <= GOAL.list ? 'pass' : 'MISS'} | <= ${GOAL.list} s | | | | |`,
+    )
+    console.log(`| moctl --version (oclif's floor) | ${list.version.toFixed(2)} | | | | | | | |`)
+    console.log(`| node -e 0 (node's floor) | ${list.node.toFixed(2)} | | | | | | | |`)
+    console.log(
+      `stored: moctl ${(stored / 2 ** 20).toFixed(1)} MiB, reference ${(baseStored / 2 ** 20).toFixed(1)} MiB`,
+    )
 
-  // One backup and one restore under --cpu-prof: CPU by stage, and what it says of N cores.
-  console.log(
-    '\nprofile by stage (seconds sampled, every JS thread; bench/profile.mjs maps frames to stages; native threads only in the process CPU):',
-  )
-  const prof = [
-    {
-      label: 'backup',
-      ...profileRun('backup', [run, 'br', ...splitArgs(backupCmd('')).slice(3)], join(work, 'prof-backup'), {env}),
-    },
-    {
-      label: 'restore',
-      ...profileRun(
-        'restore',
-        [
-          run,
-          'br',
+    if (incBreakdown) printIncremental(incBreakdown, incStored, stored)
+
+    // One backup and one restore under --cpu-prof: CPU by stage, and what it says of N cores.
+    console.log(
+      '\nprofile by stage (seconds sampled, every JS thread; bench/profile.mjs maps frames to stages; native threads only in the process CPU):',
+    )
+    const prof = [
+      {
+        label: 'backup',
+        ...profileRun('backup', [run, 'br', ...splitArgs(backupCmd('')).slice(3)], join(work, 'prof-backup'), {env}),
+      },
+      {
+        label: 'restore',
+        ...profileRun(
           'restore',
-          fullId,
-          '--path',
-          join(work, 'repo'),
-          '--data-dir',
-          join(work, 'prof-restored'),
-          '--identity',
-          key,
-          '--json',
-        ],
-        join(work, 'prof-restore'),
-        {env},
-      ),
-    },
-  ]
-  console.log(stageTable(prof))
-  for (const pr of prof) {
-    // CPU from GNU time (samples count waiting for a core too); the main thread's part of it is
-    // its share of the samples, which also holds its waits on zstd's native workers (serial).
-    const sampled = Object.values(pr.ms).reduce((a, b) => a + b, 0)
-    const total = pr.processMs / 1000
-    const main = total * (pr.mainMs / sampled)
-    console.log(
-      `${pr.label}: ${(total / (bytes / 1e9)).toFixed(1)} CPU-s per GB; main thread ~${main.toFixed(1)} of ${total.toFixed(1)} CPU-s; ` +
-        `model wall ≈ max(main, CPU/N) on idle cores: ${[1, 2, 8].map((n) => `N=${n} ${modelWall(main, total, n).toFixed(1)} s`).join(', ')}`,
-    )
-  }
+          [
+            run,
+            'br',
+            'restore',
+            fullId,
+            '--path',
+            join(work, 'repo'),
+            '--data-dir',
+            join(work, 'prof-restored'),
+            '--identity',
+            key,
+            '--json',
+          ],
+          join(work, 'prof-restore'),
+          {env},
+        ),
+      },
+    ]
+    console.log(stageTable(prof))
+    for (const pr of prof) {
+      // CPU from GNU time (samples count waiting for a core too); the main thread's part of it is
+      // its share of the samples, which also holds its waits on zstd's native workers (serial).
+      const sampled = Object.values(pr.ms).reduce((a, b) => a + b, 0)
+      const total = pr.processMs / 1000
+      const main = total * (pr.mainMs / sampled)
+      console.log(
+        `${pr.label}: ${(total / (bytes / 1e9)).toFixed(1)} CPU-s per GB; main thread ~${main.toFixed(1)} of ${total.toFixed(1)} CPU-s; ` +
+          `model wall ≈ max(main, CPU/N) on idle cores: ${[1, 2, 8].map((n) => `N=${n} ${modelWall(main, total, n).toFixed(1)} s`).join(', ')}`,
+      )
+    }
 
-  if (!argv.includes('--no-downtime')) {
-    // Downtime of a cold backup: a real service (a throwaway mariadbd standing in for MO, stopped
-    // and started through --service command; the test suite's own helper) around the same data
-    // dir, packed straight from the stopped directory, then with --clone.
-    const downtime = await measureDowntime(dataDir, recipient)
-    console.log(
-      `\ndowntime (service stopped → answering SQL again): plain cold ${(downtime.plain / 1000).toFixed(2)} s, ` +
-        `--clone ${(downtime.clone / 1000).toFixed(2)} s (${downtime.reflink ? 'reflinks' : 'plain copies: this filesystem cannot reflink'}), ` +
-        `${((downtime.clone / downtime.plain) * 100).toFixed(0)}% of the plain cold backup's`,
-    )
+    if (!argv.includes('--no-downtime')) {
+      // Downtime of a cold backup: a real service (a throwaway mariadbd standing in for MO, stopped
+      // and started through --service command; the test suite's own helper) around the same data
+      // dir, packed straight from the stopped directory, then with --clone.
+      const downtime = await measureDowntime(dataDir, recipient)
+      console.log(
+        `\ndowntime (service stopped → answering SQL again): plain cold ${(downtime.plain / 1000).toFixed(2)} s, ` +
+          `--clone ${(downtime.clone / 1000).toFixed(2)} s (${downtime.reflink ? 'reflinks' : 'plain copies: this filesystem cannot reflink'}), ` +
+          `${((downtime.clone / downtime.plain) * 100).toFixed(0)}% of the plain cold backup's`,
+      )
+    }
   }
 } finally {
   if (argv.includes('--keep')) {
@@ -321,6 +342,14 @@ function modelWall(mainS, totalS, n) {
 /** The words of a command line built above (no quoting inside the values but '…'). */
 function splitArgs(command) {
   return [...command.matchAll(/'([^']*)'|(\S+)/g)].map((x) => x[1] ?? x[2])
+}
+
+function printIncremental(breakdown, incStored, stored) {
+  console.log(
+    `\nincremental: ${(incStored / 2 ** 20).toFixed(1)} MiB stored (${((incStored / stored) * 100).toFixed(1)}% of the full's bytes); ` +
+      'where its wall time goes (ms, median; start-up and exit = wall less the steps):',
+  )
+  printBreakdown(breakdown)
 }
 
 function printBreakdown({cold, steps}) {

@@ -5,7 +5,7 @@
  * same hook sees the SDK load when an S3 backend connects, so an empty log means something.
  */
 import {execFile} from 'node:child_process'
-import {readFile, writeFile} from 'node:fs/promises'
+import {readFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {pathToFileURL} from 'node:url'
 import {promisify} from 'node:util'
@@ -14,6 +14,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {openRepository} from '../../src/lib/repo/repository.js'
 import {ROOT, runCli, tempDir, type TempDir} from '../helpers/cli.js'
 import {freePort} from '../helpers/net.js'
+import {resolveLogger} from '../helpers/resolve-log.js'
 
 let tmp: TempDir
 let nodeOptions: string
@@ -22,20 +23,7 @@ const logOf = async (name: string) => readFile(join(tmp.path, name), 'utf8').cat
 
 beforeAll(async () => {
   tmp = await tempDir()
-  await writeFile(
-    join(tmp.path, 'hooks.mjs'),
-    `import {appendFileSync} from 'node:fs'
-export async function resolve(specifier, context, next) {
-  if (specifier.includes('@aws-sdk/')) appendFileSync(process.env.SDK_LOG, specifier + '\\n')
-  return next(specifier, context)
-}
-`,
-  )
-  await writeFile(
-    join(tmp.path, 'register.mjs'),
-    `import {register} from 'node:module'\nregister(${JSON.stringify(pathToFileURL(join(tmp.path, 'hooks.mjs')).href)})\n`,
-  )
-  nodeOptions = `--import ${pathToFileURL(join(tmp.path, 'register.mjs')).href}`
+  nodeOptions = await resolveLogger(tmp.path, '@aws-sdk/', 'SDK_LOG')
 })
 afterAll(async () => tmp?.cleanup())
 

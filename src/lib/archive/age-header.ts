@@ -2,7 +2,8 @@
  * The age v1 header, by typage (age-encryption): building it around a file key we get to see,
  * finding where it ends in a stream, opening it with identities and passphrases, and saying in
  * plain words why it would not open. Also the key helpers (new identity, its recipient, checking
- * recipients) that share typage's parsing.
+ * recipients) that share typage's parsing; X25519 recipients are checked by age-x25519.ts, whose
+ * header needs no typage.
  *
  * Guarantees: the header is typage's own bytes (stanzas, HMAC), so `age -d` and typage read it;
  * the file key comes from typage's Encrypter through a recipient that wraps nothing (two
@@ -17,6 +18,7 @@ import type {DecryptOptions} from './types.js'
 
 import {BrError, integrityError, usageError} from '../errors.js'
 import {lazyModule} from '../lazy.js'
+import {x25519Recipient} from './age-x25519.js'
 
 export const TRUNCATED = 'archive is truncated'
 export const TAMPERED = 'archive was tampered with or corrupted'
@@ -163,23 +165,52 @@ export function headerEnd(head: Buffer): BrError | number {
   return end + 1
 }
 
-/** Parses each recipient as encryption will (bech32 checksum, key length): a usage error naming the bad one. */
+/**
+ * Parses each recipient as encryption will (bech32 checksum, key length): a usage error naming the
+ * bad one. X25519 recipients are parsed without typage (age-x25519.ts); typage is imported only
+ * for the other types.
+ */
 export async function checkRecipients(recipients: string[]): Promise<void> {
+  if (x25519Keys(recipients)) return
   addRecipients(new (await loadTypage()).Encrypter(), recipients)
 }
 
+/**
+ * The public keys of `recipients` when every one is an X25519 recipient (age1…, whose header
+ * age-x25519.ts writes), else undefined (typage's types: post-quantum, tag); a usage error naming
+ * the first that is not a valid recipient, in typage's words.
+ */
+export function x25519Keys(recipients: string[]): Buffer[] | undefined {
+  checkRecipientCount(recipients)
+  const keys: Buffer[] = []
+  for (const recipient of recipients) {
+    const key = parseRecipient(recipient, (r) => x25519Recipient(r))
+    if (!key) return undefined
+    keys.push(key)
+  }
+
+  return keys
+}
+
 export function addRecipients(encrypter: Typage.Encrypter, recipients: string[]): void {
+  checkRecipientCount(recipients)
+  for (const recipient of recipients) parseRecipient(recipient, (r) => encrypter.addRecipient(r))
+}
+
+function checkRecipientCount(recipients: string[]): void {
   if (recipients.length === 0)
     throw usageError('no recipient to encrypt to', 'pass --recipient age1… or --passphrase-file FILE')
-  for (const recipient of recipients) {
-    try {
-      encrypter.addRecipient(recipient.trim())
-    } catch (error) {
-      throw usageError(
-        `recipient ${recipient} is not an age public key: ${describe(error)}`,
-        'pass the age1… line that `moctl br key generate` printed',
-      )
-    }
+}
+
+/** `parse` of the trimmed recipient; what it throws becomes a usage error naming the recipient. */
+function parseRecipient<T>(recipient: string, parse: (trimmed: string) => T): T {
+  try {
+    return parse(recipient.trim())
+  } catch (error) {
+    throw usageError(
+      `recipient ${recipient} is not an age public key: ${describe(error)}`,
+      'pass the age1… line that `moctl br key generate` printed',
+    )
   }
 }
 

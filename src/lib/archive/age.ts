@@ -3,6 +3,7 @@
  * passphrase), and whole-buffer helpers for the small manifest.age. This is the entry point; the
  * work is split by concern:
  *   age-header.ts   the header, by typage (age-encryption): built around a file key we see, opened
+ *   age-x25519.ts   the header for X25519 recipients (age1…) on node:crypto: no typage to import
  *   age-payload.ts  the STREAM payload (HKDF key, 64 KiB ChaCha20-Poly1305 chunks) on node:crypto
  *   age-scrypt.ts   the passphrase stanza on node:crypto's scrypt, its work factor an option
  *   age-typage.ts   everything through typage instead, when `impl` says 'typage'
@@ -31,10 +32,12 @@ import {
   makeDecrypter,
   makeHeader,
   NONCE,
+  x25519Keys,
 } from './age-header.js'
 import {DecryptStream, EncryptStream, payloadKey} from './age-payload.js'
 import {ScryptIdentity, ScryptRecipient, scryptWorkFactor} from './age-scrypt.js'
 import {typageDecrypt, typageEncrypt} from './age-typage.js'
+import {x25519Header} from './age-x25519.js'
 
 export {
   checkRecipients,
@@ -75,9 +78,15 @@ export async function createEncryptStream(
           (e) => e.addRecipient(scrypt(opts.passphrase)),
           () => wrapped,
         )
-      : await makeHeader((e) => addRecipients(e, opts.recipients))
+      : await recipientsHeader(opts.recipients)
   const nonce = randomBytes(NONCE)
   return new EncryptStream(Buffer.concat([header, nonce]), payloadKey(fileKey, nonce))
+}
+
+/** The header for public keys: X25519 ones on node:crypto (no typage import), the other types by typage. */
+async function recipientsHeader(recipients: string[]): Promise<{fileKey: Uint8Array; header: Buffer}> {
+  const keys = x25519Keys(recipients)
+  return keys ? x25519Header(keys) : makeHeader((e) => addRecipients(e, recipients))
 }
 
 /** A stream that decrypts an age file written to it, header first. */

@@ -96,7 +96,8 @@ export class Accounts {
 
 /**
  * The owners a scan meets: one shared Owner object per (uid, gid), so a million entries hold a
- * few objects; names are filled in once the walk is over (`name()`).
+ * few objects; names are filled in once the walk is over (`name()`), from lookups started when an
+ * owner is first met: the getent children run while the walk goes on, not after it.
  */
 export class OwnerTable {
   private readonly owners = new Map<string, Owner>()
@@ -117,7 +118,12 @@ export class OwnerTable {
   owner(uid: number, gid: number): Owner {
     const key = `${uid}:${gid}`
     let owner = this.owners.get(key)
-    if (!owner) this.owners.set(key, (owner = {gid, gname: '', uid, uname: ''}))
+    if (!owner) {
+      this.owners.set(key, (owner = {gid, gname: '', uid, uname: ''}))
+      // Started now, awaited (and any failure reported) by name(): Accounts keeps the promises.
+      for (const lookup of [this.accounts.user(uid), this.accounts.group(gid)]) lookup.catch(() => {})
+    }
+
     return owner
   }
 }

@@ -1,0 +1,29 @@
+/**
+ * A proof that a CLI process does not import a module: NODE_OPTIONS for a module resolve hook
+ * (node:module register) that appends every specifier containing `match` to the file named by
+ * the environment variable `logVariable`. A test runs the CLI with these options and reads the
+ * log; the same hook in a process that does import the module must log it (the control), so an
+ * empty log means something.
+ */
+import {writeFile} from 'node:fs/promises'
+import {join} from 'node:path'
+import {pathToFileURL} from 'node:url'
+
+/** Writes the hook into `dir` and returns the NODE_OPTIONS value that installs it. */
+export async function resolveLogger(dir: string, match: string, logVariable: string): Promise<string> {
+  const name = `resolve-log-${logVariable}`
+  await writeFile(
+    join(dir, `${name}-hooks.mjs`),
+    `import {appendFileSync} from 'node:fs'
+export async function resolve(specifier, context, next) {
+  if (specifier.includes(${JSON.stringify(match)})) appendFileSync(process.env.${logVariable}, specifier + '\\n')
+  return next(specifier, context)
+}
+`,
+  )
+  await writeFile(
+    join(dir, `${name}.mjs`),
+    `import {register} from 'node:module'\nregister(${JSON.stringify(pathToFileURL(join(dir, `${name}-hooks.mjs`)).href)})\n`,
+  )
+  return `--import ${pathToFileURL(join(dir, `${name}.mjs`)).href}`
+}
