@@ -13,11 +13,12 @@
  * caller's), or other filesystems; syncfs also flushes what others wrote on the same filesystem.
  */
 import {execFile} from 'node:child_process'
-import {open, readdir} from 'node:fs/promises'
+import {readdir} from 'node:fs/promises'
 import {join} from 'node:path'
 import {promisify} from 'node:util'
 
 import {childEnv} from '../redact.js'
+import {fsyncPath} from '../repo/fs.js'
 
 const run = promisify(execFile)
 
@@ -47,13 +48,4 @@ async function fsyncTree(dir: string, signal?: AbortSignal): Promise<void> {
   }
 
   await fsyncPath(dir)
-}
-
-async function fsyncPath(path: string): Promise<void> {
-  const handle = await open(path, 'r')
-  try {
-    await handle.sync()
-  } finally {
-    await handle.close()
-  }
 }
