@@ -2,7 +2,7 @@
  * The read pipeline, one for verify and restore, the write pipeline (write.ts) undone stage by
  * stage: stored bytes → sha256/size tap (tap.ts) → age decrypt (age.ts) → zstd (compress.ts) →
  * tar → for each entry, hash the bytes while discarding them (verify) or while writing them under
- * `dest` (tree-writer.ts). MANIFEST.json comes last, so every file's hash is kept and compared
+ * `dest` (file-sink.ts, on a worker thread; dirs and links: tree-writer.ts). MANIFEST.json comes last, so every file's hash is kept and compared
  * with it (manifest-check.ts) once it arrives.
  *
  * Guarantees: nothing is written outside `dest`: entries named with `..`, absolute or empty
@@ -24,7 +24,6 @@
  * up: on failure `dest` may hold a partial tree, which the caller owns (restore removes its
  * staging dir), and it does not fsync (restore swaps only after the whole tree verified).
  */
-import {createHash} from 'node:crypto'
 import {posix} from 'node:path'
 import {type Duplex, type Readable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
@@ -35,6 +34,7 @@ import type {DecryptOptions, Implementations, Manifest, PackProgress} from './ty
 import {BrError, integrityError} from '../errors.js'
 import {createDecryptStream, loadTypage, TAMPERED, TRUNCATED} from './age.js'
 import {Breather} from './breather.js'
+import {FileSink} from './file-sink.js'
 import {checkAgainstManifest, HINT_DAMAGED, HINT_FORGED, type Seen} from './manifest-check.js'
 import {decodeManifest, manifestTotals, matchesEncoding} from './manifest.js'
 import {DATA_PREFIX, MANIFEST_ENTRY} from './pack.js'
@@ -116,14 +116,16 @@ export async function readArchive(options: ReadArchiveOptions): Promise<ReadArch
   extract.on('error', (error) => note('tar', error))
 
   const feeding = pipeline([options.input, ...stages.map(([, s]) => s), extract], {signal: options.signal})
-  const consuming = consume(extract, options).catch((error: unknown) => {
+  const reader = new EntryReader(options)
+  const consuming = consume(extract, reader).catch((error: unknown) => {
     note('consumer', error)
     extract.destroy(error as Error)
     throw error
   })
   const [fed, consumed] = await Promise.allSettled([feeding, consuming])
   if (fed.status === 'fulfilled' && consumed.status === 'fulfilled') return consumed.value
-
+  // No worker left running, no file left open: before the caller removes what was written.
+  await reader.close()
   if (options.signal?.aborted) throw new BrError('interrupted', 'interrupted', {cause: options.signal.reason})
   const reason = fed.status === 'rejected' ? fed.reason : (consumed as PromiseRejectedResult).reason
   // First in time, not first integrity error: a full disk must not pass for a damaged archive.
@@ -169,8 +171,7 @@ function withLabel(error: unknown, label: string | undefined): unknown {
   return new BrError(error.code, `${label}: ${error.message}`, {cause: error.cause, suggestions: error.suggestions})
 }
 
-async function consume(extract: tar.Extract, options: ReadArchiveOptions): Promise<ReadArchiveResult> {
-  const reader = new EntryReader(options)
+async function consume(extract: tar.Extract, reader: EntryReader): Promise<ReadArchiveResult> {
   for await (const entry of extract) await reader.entry(entry)
   return reader.finish()
 }
@@ -191,6 +192,8 @@ class EntryReader {
   private readonly progress: PackProgress
   private reported = 0
   private readonly seen = new Map<string, Seen>()
+  /** hashes every file, and writes those `writer` is given for (file-sink.ts) */
+  private readonly sink = new FileSink()
   private readonly writer: TreeWriter | undefined
 
   constructor(private readonly options: ReadArchiveOptions) {
@@ -199,6 +202,11 @@ class EntryReader {
     this.writer = options.dest === undefined ? undefined : new TreeWriter(options.dest)
     const own = options.expectedManifest ? manifestTotals(options.expectedManifest) : undefined
     this.progress = {bytesDone: 0, bytesTotal: own?.ownBytes ?? 0, filesDone: 0, filesTotal: own?.ownFiles ?? 0}
+  }
+
+  /** Stops the file sink's worker and closes its file: after a failure. */
+  async close(): Promise<void> {
+    await this.sink.close()
   }
 
   async entry(entry: TarEntry): Promise<void> {
@@ -256,6 +264,8 @@ class EntryReader {
 
   async finish(): Promise<ReadArchiveResult> {
     if (!this.manifestBytes) throw integrityError(`${TRUNCATED}: it has no ${MANIFEST_ENTRY}`, HINT_DAMAGED)
+    // Every file hashed (and written): the digests the manifest check needs.
+    await this.sink.finish()
     // Every link again, now that the tree is complete: the order of entries cannot matter.
     for (const links of [this.links, this.destLinks]) {
       const escaping = findEscapingSymlink(links)
@@ -300,23 +310,21 @@ class EntryReader {
   }
 
   private async file(entry: TarEntry, path: string, writer: TreeWriter | undefined): Promise<Seen> {
-    const hash = createHash('sha256')
-    let size = 0
-    const file = await writer?.file(path)
-    try {
-      for await (const chunk of entry as AsyncIterable<Buffer>) {
-        hash.update(chunk)
-        size += chunk.length
-        this.progress.bytesDone += chunk.length
-        file?.write(chunk)
-        this.report(false)
-      }
-    } finally {
-      file?.close()
+    // Its sha256 arrives when the sink has hashed its last byte (before finish() returns).
+    const seen = {sha256: '', size: 0, type: 'file' as const}
+    this.sink.start(writer && (await writer.prepareFile(path)), seen)
+    for await (const chunk of entry as AsyncIterable<Buffer>) {
+      seen.size += chunk.length
+      this.progress.bytesDone += chunk.length
+      const wait = this.sink.write(chunk)
+      if (wait) await wait
+      this.report(false)
     }
 
+    const wait = this.sink.end()
+    if (wait) await wait
     this.progress.filesDone++
-    return {sha256: hash.digest('hex'), size, type: 'file'}
+    return seen
   }
 
   private report(force: boolean): void {

@@ -4,24 +4,15 @@
  *
  * Guarantees: nothing is created outside `root`: every parent directory is checked once (lstat: a
  * real directory, not a symlink planted in a non-empty root) before anything is created in it,
- * and files and symlinks are created exclusively, never through or over what is there. Runs of
- * 64 KiB of zeros are left as holes, so a sparse file stays sparse. Metadata is applied in one
+ * and symlinks are created exclusively, never through or over what is there; files are created
+ * exclusively by file-sink.ts, at the paths `prepareFile` checked (runs of 64 KiB of zeros left as
+ * holes, so a sparse file stays sparse). Metadata is applied in one
  * pass over a manifest, at the end, when every byte is in place: owners (as an OwnerPlan says:
  * see owners.ts), modes (without setuid, setgid and sticky unless kept) and mtimes, dirs last and
  * deepest first. It does not check names or contents (read.ts does, before anything reaches
  * it), does not fsync, and does not clean up after a failure (the caller owns the directory).
  */
-import {
-  chmodSync,
-  chownSync,
-  closeSync,
-  ftruncateSync,
-  lchownSync,
-  lutimesSync,
-  openSync,
-  utimesSync,
-  writeSync,
-} from 'node:fs'
+import {chmodSync, chownSync, lchownSync, lutimesSync, utimesSync} from 'node:fs'
 import {lstat, mkdir, symlink} from 'node:fs/promises'
 import {join, posix} from 'node:path'
 
@@ -38,19 +29,14 @@ import {ROOT_PATH} from './walk.js'
  */
 const PLAIN_MODE_BITS = 0o1000
 const SPECIAL_MODE_BITS = 0o1_0000
-/** Zero runs this long, aligned in the file, are skipped and left as holes. */
-const HOLE_BLOCK = 64 * 1024
-const ZEROS = Buffer.alloc(HOLE_BLOCK)
 
 /**
  * Writes entries under `root`, never outside it: every parent directory is checked once (lstat:
  * a real directory, not a symlink planted in a non-empty dest) before anything is created in it,
- * and files and symlinks are created exclusively.
+ * and symlinks are created exclusively (files: file-sink.ts, where prepareFile says).
  */
 export class TreeWriter {
   private readonly checked = new Set<string>()
-  /** the start of a file's current 64 KiB block, when a chunk ended inside it */
-  private readonly pending = Buffer.allocUnsafe(HOLE_BLOCK)
 
   constructor(private readonly root: string) {}
 
@@ -59,73 +45,12 @@ export class TreeWriter {
   }
 
   /**
-   * A new file, opened exclusively (never through or over an existing name). Written
-   * synchronously: into the page cache that is a memcpy, where a thread-pool write waits for a
-   * core behind zstd and the decryptor (measured 2x slower on 2 cores). Aligned 64 KiB blocks of
-   * zeros are not written but skipped, and the size set at the end: holes, as the file had.
+   * Where a new file goes: its absolute path, once its parent directories are checked (and made).
+   * The file itself is created exclusively, written and hashed by file-sink.ts.
    */
-  async file(path: string): Promise<{close(): void; write(chunk: Buffer): void}> {
+  async prepareFile(path: string): Promise<string> {
     await this.ensureDir(posix.dirname(path))
-    const fd = openSync(this.abs(path), 'wx', 0o600)
-    const {pending} = this
-    let position = 0 // bytes of the file taken so far
-    let held = 0 // of which the last `held` are in `pending`, not yet written
-    let end = 0 // bytes actually written or skipped up to, in the file
-    const put = (bytes: Buffer, at: number) => {
-      for (let offset = 0; offset < bytes.length;)
-        offset += writeSync(fd, bytes, offset, bytes.length - offset, at + offset)
-    }
-
-    /** Writes a run of whole blocks starting at file offset `at`, skipping the zero ones. */
-    const blocks = (bytes: Buffer, at: number) => {
-      let start = 0 // of the run of non-zero blocks not yet written
-      for (let offset = 0; offset < bytes.length; offset += HOLE_BLOCK) {
-        const block = bytes.subarray(offset, offset + HOLE_BLOCK)
-        if (block.length === HOLE_BLOCK && block.equals(ZEROS)) {
-          if (offset > start) put(bytes.subarray(start, offset), at + start)
-          start = offset + HOLE_BLOCK
-        }
-      }
-
-      if (start < bytes.length) put(bytes.subarray(start), at + start)
-      end = at + bytes.length
-    }
-
-    return {
-      close() {
-        try {
-          if (held > 0) blocks(pending.subarray(0, held), position - held)
-          if (end < position) throw new Error('tree writer: bytes left unwritten')
-          // A file that ends in a hole: the skipped blocks still count.
-          ftruncateSync(fd, position)
-        } finally {
-          closeSync(fd)
-        }
-      },
-      write(chunk: Buffer) {
-        let rest = chunk
-        if (held > 0) {
-          // Complete the block begun by an earlier chunk.
-          const take = Math.min(HOLE_BLOCK - held, rest.length)
-          rest.copy(pending, held, 0, take)
-          held += take
-          position += take
-          rest = rest.subarray(take)
-          if (held < HOLE_BLOCK) return
-          blocks(pending, position - HOLE_BLOCK)
-          held = 0
-        }
-
-        const whole = rest.length - (rest.length % HOLE_BLOCK)
-        if (whole > 0) blocks(rest.subarray(0, whole), position)
-        position += whole
-        if (whole < rest.length) {
-          rest.copy(pending, 0, whole)
-          held = rest.length - whole
-          position += held
-        }
-      },
-    }
+    return this.abs(path)
   }
 
   async symlink(path: string, target: string): Promise<void> {

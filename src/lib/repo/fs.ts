@@ -340,7 +340,8 @@ function openFailure(error: unknown, key: string): unknown {
 
 const tempName = (path: string) => `${path}.tmp-${randomBytes(6).toString('hex')}`
 
-async function fsyncPath(path: string): Promise<void> {
+/** fsync of one file or directory by its path (also durable.ts's, for a staged tree). */
+export async function fsyncPath(path: string): Promise<void> {
   const handle = await open(path, 'r')
   try {
     await handle.sync()

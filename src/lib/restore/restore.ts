@@ -9,7 +9,8 @@
  *   2. check the target: refuse a non-empty target without --force; the old directory will be kept
  *   3. extract into a staging directory of this run beside the target (same filesystem, so the
  *      swap is a rename), hashing every file against the manifest and the ciphertext against the
- *      record; then seal it: its directory's identity, file count and bytes
+ *      record; then seal it: its directory's identity, file count and bytes, and flush it to disk
+ *      (durable.ts: one `sync -f`), so that what is swapped in survives a crash
  *   4. stop the service
  *   5. check the staged tree is still the sealed one (exit 3 and roll back if not), then swap:
  *      target → <target>.before-<id>, staging → target (two renames)
@@ -60,6 +61,7 @@ import {overlap} from '../path-overlap.js'
 import {checkBackup} from '../repo/catalog.js'
 import {type Repository} from '../repo/repository.js'
 import {readChainReporting} from './chain.js'
+import {syncTree} from './durable.js'
 import {layOutOnline} from './online-layout.js'
 
 export interface RestoreOptions {
@@ -412,6 +414,16 @@ function flow(): Flow<RestoreContext> {
         },
         skip: (ctx) => (ctx.record!.mode === 'online' ? false : 'a cold backup is the data directory as it was'),
         title: 'Lay out the online backup as mo-data',
+      },
+      {
+        async run(ctx, report, signal) {
+          // Before the stop, so the flush is not downtime; the swap then puts in place a tree on disk.
+          const how = await syncTree(ctx.staging!, signal)
+          report.output(
+            how === 'syncfs' ? 'one syncfs of its filesystem (sync -f)' : 'an fsync of every file and directory',
+          )
+        },
+        title: 'Flush the staged tree to disk',
       },
       {
         async run(ctx, report, signal) {

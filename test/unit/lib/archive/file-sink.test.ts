@@ -1,0 +1,172 @@
+/**
+ * The file sink (file-sink.ts): files hashed and written on a worker thread, in batches. Small
+ * batches here, so that a few small files already go through the worker and across batch
+ * boundaries: the bytes and SHA-256 of every file, holes, hash-only files, many empty files (a
+ * batch sent for its operations alone), exclusive creation (an existing file or a symlink at the
+ * name is an error, and the target of the link is untouched), a full disk, and an abandoned sink:
+ * each failure leaves no worker running and no file descriptor open.
+ */
+import {createHash} from 'node:crypto'
+import {lstatSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync} from 'node:fs'
+import {mkdtemp, rm} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+
+import {type FileDigest, FileSink, liveSinkWorkers} from '../../../../src/lib/archive/file-sink.js'
+import {skipNote} from '../../../helpers/needs.js'
+import {canMount, NOT_ROOT, tmpfsMounts} from '../../../helpers/tmpfs.js'
+
+const BATCH = 64 * 1024
+const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex')
+const openFds = () => readdirSync('/proc/self/fd').length
+
+let dir: string
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'file-sink-'))
+})
+afterAll(async () => {
+  await rm(dir, {force: true, recursive: true})
+})
+
+/** Bytes that are not zero (no hole), different at every offset. */
+function bytesOf(size: number, seed: number): Buffer {
+  const bytes = Buffer.alloc(size)
+  for (let i = 0; i < size; i++) bytes[i] = ((i * 31 + seed) % 251) + 1
+  return bytes
+}
+
+/** Gives `content` to the sink in chunks of `chunk` bytes, as tar would, waiting when told to. */
+async function feed(sink: FileSink, path: string | undefined, content: Buffer, chunk = 10_000): Promise<FileDigest> {
+  const digest = {sha256: ''}
+  sink.start(path, digest)
+  for (let at = 0; at < content.length; at += chunk) {
+    const wait = sink.write(content.subarray(at, at + chunk))
+
+    if (wait) await wait
+  }
+
+  await sink.end()
+  return digest
+}
+
+describe('file sink', () => {
+  it('writes and hashes files across batch boundaries on a worker, holes left as holes', async () => {
+    const out = join(dir, 'plain')
+    await rm(out, {force: true, recursive: true})
+    const {mkdir} = await import('node:fs/promises')
+    await mkdir(out)
+    const zeros = Buffer.alloc(4 * 64 * 1024)
+    const files = [
+      ['empty', Buffer.alloc(0)],
+      ['small', bytesOf(100, 1)],
+      ['odd', bytesOf(3 * BATCH + 12_345, 2)],
+      // 64 KiB of data, 256 KiB of zeros, a tail: the zeros are not written
+      ['sparse', Buffer.concat([bytesOf(64 * 1024, 3), zeros, bytesOf(999, 4)])],
+      ['ends-in-zeros', Buffer.concat([bytesOf(70_000, 5), zeros])],
+    ] as const
+    const fds = openFds()
+    const sink = new FileSink({batchBytes: BATCH})
+    const digests = []
+
+    for (const [name, content] of files) digests.push(await feed(sink, join(out, name), content))
+    await sink.finish()
+
+    expect(liveSinkWorkers()).toBe(0)
+    expect(openFds()).toBe(fds)
+    for (const [i, [name, content]] of files.entries()) {
+      expect(digests[i].sha256, name).toBe(sha256(content))
+      expect(readFileSync(join(out, name)).equals(content), name).toBe(true)
+      expect(statSync(join(out, name)).mode & 0o777, name).toBe(0o600)
+    }
+
+    // 4 blocks of zeros skipped: fewer 512-byte blocks allocated than the size needs.
+    const sparse = statSync(join(out, 'sparse'))
+    expect(sparse.blocks * 512).toBeLessThan(sparse.size - zeros.length / 2)
+  })
+
+  it('hashes without writing, and a batch of many empty files goes for its operations alone', async () => {
+    const sink = new FileSink({batchBytes: BATCH})
+    const content = bytesOf(5 * BATCH + 7, 9)
+    const big = await feed(sink, undefined, content)
+    const empties = []
+
+    for (let i = 0; i < 10_000; i++) empties.push(await feed(sink, undefined, Buffer.alloc(0)))
+    const last = await feed(sink, undefined, bytesOf(10, 1))
+    await sink.finish()
+    expect(big.sha256).toBe(sha256(content))
+    expect(new Set(empties.map((d) => d.sha256))).toEqual(new Set([sha256(Buffer.alloc(0))]))
+    expect(last.sha256).toBe(sha256(bytesOf(10, 1)))
+    expect(liveSinkWorkers()).toBe(0)
+  })
+
+  it('a small archive is done on the calling thread, no worker started', async () => {
+    const sink = new FileSink()
+    const started = liveSinkWorkers()
+    const digest = await feed(sink, join(dir, 'inline'), bytesOf(5000, 3))
+    expect(liveSinkWorkers()).toBe(started)
+    await sink.finish()
+    expect(digest.sha256).toBe(sha256(bytesOf(5000, 3)))
+    expect(readFileSync(join(dir, 'inline')).equals(bytesOf(5000, 3))).toBe(true)
+  })
+
+  it.each([
+    ['a file', 'exists', () => writeFileSync(join(dir, 'exists'), 'kept')],
+    ['a symlink', 'link', () => symlinkSync(join(dir, 'link-target'), join(dir, 'link'))],
+  ])('refuses to write over %s (EEXIST, named), the worker gone, no fd left', async (_, name, make) => {
+    writeFileSync(join(dir, 'link-target'), 'untouched')
+    make()
+    const fds = openFds()
+    const sink = new FileSink({batchBytes: BATCH})
+    await feed(sink, join(dir, `before-${name}`), bytesOf(2 * BATCH, 1))
+    const failing = (async () => {
+      await feed(sink, join(dir, name), bytesOf(4 * BATCH, 2))
+      await sink.finish()
+    })()
+    await expect(failing).rejects.toMatchObject({code: 'EEXIST', path: join(dir, name), syscall: 'open'})
+    await sink.close()
+    expect(liveSinkWorkers()).toBe(0)
+    expect(openFds()).toBe(fds)
+    expect(readFileSync(join(dir, 'link-target'), 'utf8')).toBe('untouched')
+    expect(lstatSync(join(dir, `before-${name}`)).size).toBe(2 * BATCH)
+  })
+
+  it('abandoned in the middle of a file: the worker closes it and exits', async () => {
+    const fds = openFds()
+    const sink = new FileSink({batchBytes: BATCH})
+    const digest = {sha256: ''}
+    sink.start(join(dir, 'abandoned'), digest)
+    for (let i = 0; i < 20; i++) {
+      const wait = sink.write(bytesOf(BATCH / 2, i))
+
+      if (wait) await wait
+    }
+
+    expect(liveSinkWorkers()).toBe(1)
+    await sink.close()
+    expect(liveSinkWorkers()).toBe(0)
+    expect(openFds()).toBe(fds)
+    expect(digest.sha256).toBe('')
+    expect(() => sink.write(Buffer.alloc(1))).toThrow(/used after close/)
+  })
+})
+
+const root = canMount()
+describe('file sink on a full disk', () => {
+  const mounts = tmpfsMounts()
+  afterAll(() => mounts.unmountAll())
+
+  it.skipIf(!root)(`fails with ENOSPC from write, no worker nor fd left${skipNote(root, NOT_ROOT)}`, async () => {
+    const fs = await mounts.mount(join(dir, 'full'), '256k')
+    const fds = openFds()
+    const sink = new FileSink({batchBytes: BATCH})
+    const failing = (async () => {
+      await feed(sink, join(fs, 'big'), bytesOf(1024 * 1024, 1))
+      await sink.finish()
+    })()
+    await expect(failing).rejects.toMatchObject({code: 'ENOSPC', syscall: 'write'})
+    await sink.close()
+    expect(liveSinkWorkers()).toBe(0)
+    expect(openFds()).toBe(fds)
+  })
+})
