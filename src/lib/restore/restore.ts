@@ -59,6 +59,7 @@ import {type BackupBackend, backupBackend, type LayoutMapping, layoutMapping, ty
 import {compareVersions, findMoService, moServiceBuild} from '../mo/version.js'
 import {overlap} from '../path-overlap.js'
 import {checkBackup} from '../repo/catalog.js'
+import {fsyncPath} from '../repo/fs.js'
 import {type Repository} from '../repo/repository.js'
 import {readChainReporting} from './chain.js'
 import {syncTree} from './durable.js'
@@ -470,6 +471,10 @@ function flow(): Flow<RestoreContext> {
 
           ctx.state.swapped = true
           await ctx.lock?.update({scratch: [], swap: {phase: 'swapped', previous: ctx.oldDir ?? null, staging}})
+          // The staged tree was flushed before the stop; the renames are made durable here, before
+          // MO starts on the new tree (one directory holds the target, its staging and the previous
+          // data). A failure rolls the swap back, as any failure after it does.
+          await fsyncPath(dirname(target))
           report.output(ctx.oldDir ? `${target} ← restored; previous data in ${ctx.oldDir}` : `${target} ← restored`)
         },
         title: 'Swap in the restored directory',
