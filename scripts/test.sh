@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# `npm test`: the whole check, each part once. Build, then the suite on Node 20 (vitest projects
-# unit and integration side by side). Beside them, at low priority so the Node 20 suite comes
-# first: lint (eslint, prettier), the type-check of src and test, and the Node 24 leg (vitest
-# project node24: what differs between runtimes): Node 24 and the host CLI are downloaded while
-# the build runs, and the leg starts once the build is done, filling the time the Node 20 suite
-# spends waiting on its child processes instead of running alone after it. Their output is
+# `npm test`: the whole check, each part once. Build and type-check (one TypeScript program:
+# scripts/build-check.mjs), then the suite on Node 20 (vitest projects unit and integration side
+# by side). Beside them, at low priority so the Node 20 suite comes first: lint (eslint, prettier,
+# each with its results cache in the machine's test cache: scripts/lint.mjs) and the Node 24 leg
+# (vitest project node24: what differs between runtimes): Node 24 and the host CLI are downloaded
+# while the build runs, and the leg starts once the build is done, filling the time the Node 20
+# suite spends waiting on its child processes instead of running alone after it. Their output is
 # printed when they are done; the command fails if any part failed.
 # Arguments go to the Node 20 vitest run (`npm test -- test/unit/lib/archive` runs only those).
 set -uo pipefail
 cd "$(dirname "$0")/.."
+source scripts/test-cache.sh
 logs=.tmp/logs
 mkdir -p "$logs"
 
@@ -43,13 +45,31 @@ background node24 bash -c 'bash scripts/node24.sh --host || exit
   bash scripts/test-node24.sh' node24 "$built"
 # `npm run lint` as two jobs: eslint and prettier are single-threaded, and lint was the run's
 # last minute alone on one core while the other stood idle.
-background eslint node node_modules/eslint/bin/eslint.js .
-background prettier node node_modules/prettier/bin/prettier.cjs --check .
-background typecheck npm run --silent typecheck
+background eslint node scripts/lint.mjs eslint "$TEST_CACHE/lint"
+background prettier node scripts/lint.mjs prettier "$TEST_CACHE/lint"
 
-if npm run --silent build; then
+# `npm run build` and `npm run typecheck` in one program: src/ was parsed and checked twice.
+# Exit 2: dist/ is built, but test/ does not type-check (the suite still runs; the run fails).
+node scripts/build-check.mjs
+checked=$?
+if [ $checked = 2 ]; then
+  echo "typecheck: FAILED (above)"
+  failed+=(typecheck)
+fi
+# vitest runs the files that took longest last time first (its results cache, in
+# node_modules/.vite/vitest/<sha1 of "">/): a clean clone has none, so it went by file size and
+# ended on a few long files with one worker busy. The results are kept in the machine's test
+# cache between runs; a checkout's own, when it has one, is left alone. They only order the files.
+results=node_modules/.vite/vitest/$(printf '' | sha1sum | cut -c1-40)/results.json
+if [ ! -e "$results" ] && [ -e "$TEST_CACHE/vitest-results.json" ]; then
+  mkdir -p "$(dirname "$results")" && cp "$TEST_CACHE/vitest-results.json" "$results"
+fi
+if [ $checked = 0 ] || [ $checked = 2 ]; then
   echo ok >"$built"
   node node_modules/vitest/vitest.mjs run "$@" || failed+=(vitest)
+  if [ -e "$results" ] && mkdir -p "$TEST_CACHE"; then
+    cp "$results" "$TEST_CACHE/.vitest-results.$$" && mv "$TEST_CACHE/.vitest-results.$$" "$TEST_CACHE/vitest-results.json"
+  fi
   node scripts/test-summary.mjs .tmp/vitest.json
 else
   echo failed >"$built"
@@ -59,7 +79,6 @@ fi
 finish node24
 finish eslint
 finish prettier
-finish typecheck
 if [ ${#failed[@]} -gt 0 ]; then
   echo "npm test: failed: ${failed[*]}"
   exit 1
