@@ -221,41 +221,23 @@ try {
     )
   }
 
-  if (onlyIncremental) {
-    console.log(
-      `stored: moctl ${(stored / 2 ** 20).toFixed(1)} MiB, reference ${(baseStored / 2 ** 20).toFixed(1)} MiB`,
-    )
-    if (incBreakdown) printIncremental(incBreakdown, incStored, stored)
-  } else {
+  /** The --parallelism 1 and 2 rows of `kind` (backup, restore) against `reference`, and N=2 / N=1. */
+  const parallelRows = (kind, reference, goal) => {
+    for (const n of [1, 2])
+      row(`${kind} --parallelism ${n}`, s(`${kind} p${n}`), reference, s(`${kind} p${n}`).wall / reference.wall, goal)
+    const ratio = s(`${kind} p2`).wall / s(`${kind} p1`).wall
+    console.log(`| ${kind} N=2 / N=1 | | | ${fmtRatio(ratio, GOAL.parallel)} | | | | |`)
+  }
+
+  if (!onlyIncremental) {
     row(String.raw`age -d \| zstd -d > /dev/null`, ref.verify)
     row('moctl br verify', s('verify'), ref.verify, s('verify').wall / ref.verify.wall, GOAL.verify)
     row(String.raw`age -d \| zstd -d \| tar -x`, ref.restore)
     row('moctl br restore', s('restore'), ref.restore, s('restore').wall / ref.restore.wall, GOAL.restore)
-    for (const n of [1, 2])
-      row(
-        `backup --parallelism ${n}`,
-        s(`backup p${n}`),
-        ref.backup,
-        s(`backup p${n}`).wall / ref.backup.wall,
-        GOAL.backup,
-      )
-    const p = s('backup p2').wall / s('backup p1').wall
-    console.log(`| backup N=2 / N=1 | | | ${fmtRatio(p, GOAL.parallel)} | | | | |`)
-    if (restoreHasParallelism) {
-      for (const n of [1, 2])
-        row(
-          `restore --parallelism ${n}`,
-          s(`restore p${n}`),
-          ref.restore,
-          s(`restore p${n}`).wall / ref.restore.wall,
-          GOAL.restore,
-        )
-      const q = s('restore p2').wall / s('restore p1').wall
-      console.log(`| restore N=2 / N=1 | | | ${fmtRatio(q, GOAL.parallel)} | | | | |`)
-    } else {
+    parallelRows('backup', ref.backup, GOAL.backup)
+    if (restoreHasParallelism) parallelRows('restore', ref.restore, GOAL.restore)
+    else
       console.log('| restore --parallelism 1, 2 | n/a: restore has no --parallelism flag in this build | | | | | | |')
-    }
-
     console.log(
       `| br list, 100 backups | ${list.list.toFixed(2)} | | ${list.list <= GOAL.list ? 'pass' : 'MISS'} | <= ${GOAL.list} s | | | | |`,
     )
@@ -264,12 +246,12 @@ try {
     )
     console.log(`| moctl --version (oclif's floor) | ${list.version.toFixed(2)} | | | | | | | |`)
     console.log(`| node -e 0 (node's floor) | ${list.node.toFixed(2)} | | | | | | | |`)
-    console.log(
-      `stored: moctl ${(stored / 2 ** 20).toFixed(1)} MiB, reference ${(baseStored / 2 ** 20).toFixed(1)} MiB`,
-    )
+  }
 
-    if (incBreakdown) printIncremental(incBreakdown, incStored, stored)
+  console.log(`stored: moctl ${(stored / 2 ** 20).toFixed(1)} MiB, reference ${(baseStored / 2 ** 20).toFixed(1)} MiB`)
+  if (incBreakdown) printIncremental(incBreakdown, incStored, stored)
 
+  if (!onlyIncremental) {
     // One backup and one restore under --cpu-prof: CPU by stage, and what it says of N cores.
     console.log(
       '\nprofile by stage (seconds sampled, every JS thread; bench/profile.mjs maps frames to stages; native threads only in the process CPU):',
