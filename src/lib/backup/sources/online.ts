@@ -155,8 +155,11 @@ function stagedSource(options: BackupOptions, sql: SqlSettings, stage: NonNullab
       script
         .step("Run MO's BACKUP", async (input, trail, report, signal) => {
           const {backend, target} = await stagePrefix(stage, input.id)
-          for (const line of await leftoverPrefixes(stage, input.id)) options.onWarning?.(line)
-          if ((await backend.list('')).length > 0) {
+          // One listing of the stage's runs: the others' leftovers, and whether this run's prefix is empty.
+          const runs = await stagedRuns(stage)
+          const own = `online-${input.id}/`
+          for (const line of leftoverPrefixes(stage, runs, own)) options.onWarning?.(line)
+          if (runs.has(own)) {
             throw usageError(
               `the staging prefix ${backend.location} is not empty`,
               'MatrixOne never overwrites a file of a backup: pass another --stage prefix, or empty this one',
@@ -210,6 +213,9 @@ function stagedSource(options: BackupOptions, sql: SqlSettings, stage: NonNullab
   }
 }
 
+/** A staging prefix's runs: `online-<id>/` → its objects and their bytes. */
+type StagedRuns = Map<string, {bytes: number; objects: number}>
+
 /** The fresh prefix of run `id` under the stage, as a backend, and as MO's S3OPTION names it. */
 async function stagePrefix(
   stage: NonNullable<BackupOptions['stage']>,
@@ -255,28 +261,36 @@ async function leftoverFolders(folder: string): Promise<string[]> {
     .map((name) => leftoverLine(join(parent, name), name.slice(prefix.length), '', `rm -rf ${join(parent, name)}`))
 }
 
-/** Prefixes `online-<id>/` of other runs under the stage, with their objects' count and bytes. */
-async function leftoverPrefixes(stage: NonNullable<BackupOptions['stage']>, id: string): Promise<string[]> {
+/** The runs' prefixes `online-<id>/` under the stage, with their objects' count and bytes. */
+async function stagedRuns(stage: NonNullable<BackupOptions['stage']>): Promise<StagedRuns> {
   const {S3Backend} = await import('../../repo/s3.js')
   const {bucket, prefix} = stage.s3
   const root = new S3Backend({location: `s3://${bucket}/${prefix}`.replace(/\/$/, ''), s3: stage.s3})
-  const runs = new Map<string, {bytes: number; objects: number}>()
+  const runs: StagedRuns = new Map()
   for (const o of await root.list('online-')) {
     const run = o.key.slice(0, o.key.indexOf('/') + 1)
-    if (!run || run === `online-${id}/`) continue
+    if (!run) continue
     const seen = runs.get(run) ?? {bytes: 0, objects: 0}
     runs.set(run, {bytes: seen.bytes + o.size, objects: seen.objects + 1})
   }
 
-  return [...runs].map(([run, {bytes, objects}]) => {
-    const where = `s3://${bucket}/${prefix}${run}`
-    return leftoverLine(
-      where,
-      run.slice('online-'.length, -1),
-      ` (${objects} objects, ${formatBytes(bytes)})`,
-      `aws s3 rm --recursive ${where}`,
-    )
-  })
+  return runs
+}
+
+/** A line for each run's prefix but `own` (this run's). */
+function leftoverPrefixes(stage: NonNullable<BackupOptions['stage']>, runs: StagedRuns, own: string): string[] {
+  const {bucket, prefix} = stage.s3
+  return [...runs]
+    .filter(([run]) => run !== own)
+    .map(([run, {bytes, objects}]) => {
+      const where = `s3://${bucket}/${prefix}${run}`
+      return leftoverLine(
+        where,
+        run.slice('online-'.length, -1),
+        ` (${objects} objects, ${formatBytes(bytes)})`,
+        `aws s3 rm --recursive ${where}`,
+      )
+    })
 }
 
 /** Deletes the staging prefix; a failure is a warning that says what is left and how to remove it. */
