@@ -2,8 +2,8 @@
  * The read pipeline, one for verify and restore, the write pipeline (write.ts) undone stage by
  * stage: stored bytes → sha256/size tap (tap.ts) → age decrypt (age.ts) → zstd (compress.ts) →
  * tar → for each entry, hash the bytes while discarding them (verify) or while writing them under
- * `dest` (file-sink.ts, on a worker thread; dirs and links: tree-writer.ts). MANIFEST.json comes last, so every file's hash is kept and compared
- * with it (manifest-check.ts) once it arrives.
+ * `dest` (file-sink.ts, on a worker thread; dirs and links: tree-writer.ts). MANIFEST.json comes
+ * last, so every file's hash is kept and compared with it (manifest-check.ts) once it arrives.
  *
  * Guarantees: nothing is written outside `dest`: entries named with `..`, absolute or empty
  * segments, names outside data/, types other than file/dir/symlink, entries beneath a symlink
