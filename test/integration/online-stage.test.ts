@@ -211,9 +211,12 @@ describe('online backups through an S3 staging prefix', () => {
     const bucket = new S3Backend({location: s3.url(), s3: s3.settings()})
     await bucket.save(`stage/online-${DEAD_RUN}/tae/object`, Buffer.from('12345'))
     await bucket.save(`stage/online-${DEAD_RUN}/mo_meta`, Buffer.from('x'))
+    // Not ours (no backup id): never described; its name is whatever a writer of the bucket chose.
+    await bucket.save('stage/online-not-a-run/x', Buffer.from('x'))
     try {
       const r = await online(repo, ...stageArgs())
       expect(r.code, r.stderr).toBe(0)
+      expect(r.stderr).not.toContain('not-a-run')
       const where = `s3://${s3.bucket}/stage/online-${DEAD_RUN}/`
       expect(r.stderr).toContain(
         `Warning: ${where} is left by an online backup started 2024-05-15T14:29:38.000Z that did not finish (or one running now) (2 objects, 6 B): remove it (aws s3 rm --recursive ${where}) once no online backup of this MatrixOne runs`,
@@ -221,6 +224,7 @@ describe('online backups through an S3 staging prefix', () => {
       expect(await leftUnder('stage/')).toEqual([
         `stage/online-${DEAD_RUN}/mo_meta`,
         `stage/online-${DEAD_RUN}/tae/object`,
+        'stage/online-not-a-run/x',
       ])
     } finally {
       await bucket.removePrefix('stage/')

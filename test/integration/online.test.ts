@@ -148,16 +148,23 @@ describe('online backups', () => {
     const left = join(tmp.path, `.mo-data.online-${DEAD_RUN}`)
     await mkdir(join(left, 'tae'), {recursive: true})
     await writeFile(join(left, 'tae', 'object'), 'x')
+    // Not ours (no backup id), and a name that would drive the terminal: never described.
+    const other = join(tmp.path, '.mo-data.online-\u001B[2Jnot-a-run')
+    await mkdir(other)
     try {
       const r = await backup('--type', 'full')
       expect(r.code, r.stderr).toBe(0)
       expect(r.stderr).toContain(
         `Warning: ${left} is left by an online backup started 2024-05-15T14:29:38.000Z that did not finish (or one running now): remove it (rm -rf ${left}) once no online backup of this MatrixOne runs`,
       )
+      expect(r.stderr).not.toContain('not-a-run')
       expect(await readFile(join(left, 'tae', 'object'), 'utf8')).toBe('x')
-      expect((await readdir(tmp.path)).filter((n) => n.includes('.online-'))).toEqual([`.mo-data.online-${DEAD_RUN}`])
+      expect((await readdir(tmp.path)).filter((n) => n.includes('.online-')).sort()).toEqual(
+        [`.mo-data.online-${DEAD_RUN}`, '.mo-data.online-\u001B[2Jnot-a-run'].sort(),
+      )
     } finally {
       await rm(left, {force: true, recursive: true})
+      await rm(other, {force: true, recursive: true})
     }
   })
 })

@@ -243,10 +243,11 @@ async function stagePrefix(
  * whatever happened, but a kill -9 or a power loss leaves it, a copy of MO's data that nothing else
  * removes. Online backups take no lock of the data dir (MO keeps running, and two repositories may
  * take them at once), so a folder of another id may be a live run's: they are named, never removed.
+ * Only names of our own pattern with a UUIDv7 id are named (a name someone else made, control
+ * characters and all, is not ours to describe).
  */
-function leftoverLine(where: string, id: string, size: string, remove: string): string {
-  const started = idTime(id)?.toISOString() ?? 'at an unknown time'
-  return `${where} is left by an online backup started ${started} that did not finish (or one running now)${size}: remove it (${remove}) once no online backup of this MatrixOne runs`
+function leftoverLine(where: string, started: Date, size: string, remove: string): string {
+  return `${where} is left by an online backup started ${started.toISOString()} that did not finish (or one running now)${size}: remove it (${remove}) once no online backup of this MatrixOne runs`
 }
 
 /** Folders of other online runs beside `folder` (this run's), in its parent. */
@@ -255,10 +256,13 @@ async function leftoverFolders(folder: string): Promise<string[]> {
   const own = basename(folder)
   const prefix = own.slice(0, own.lastIndexOf('.online-') + '.online-'.length)
   const names = await readdir(parent).catch(() => [] as string[])
-  return names
-    .filter((name) => name.startsWith(prefix) && name !== own)
-    .sort()
-    .map((name) => leftoverLine(join(parent, name), name.slice(prefix.length), '', `rm -rf ${join(parent, name)}`))
+  const lines: string[] = []
+  for (const name of names.filter((n) => n.startsWith(prefix) && n !== own).sort()) {
+    const started = idTime(name.slice(prefix.length))
+    if (started) lines.push(leftoverLine(join(parent, name), started, '', `rm -rf ${join(parent, name)}`))
+  }
+
+  return lines
 }
 
 /** The runs' prefixes `online-<id>/` under the stage, with their objects' count and bytes. */
@@ -280,17 +284,17 @@ async function stagedRuns(stage: NonNullable<BackupOptions['stage']>): Promise<S
 /** A line for each run's prefix but `own` (this run's). */
 function leftoverPrefixes(stage: NonNullable<BackupOptions['stage']>, runs: StagedRuns, own: string): string[] {
   const {bucket, prefix} = stage.s3
-  return [...runs]
-    .filter(([run]) => run !== own)
-    .map(([run, {bytes, objects}]) => {
-      const where = `s3://${bucket}/${prefix}${run}`
-      return leftoverLine(
-        where,
-        run.slice('online-'.length, -1),
-        ` (${objects} objects, ${formatBytes(bytes)})`,
-        `aws s3 rm --recursive ${where}`,
-      )
-    })
+  const lines: string[] = []
+  for (const [run, {bytes, objects}] of runs) {
+    const started = idTime(run.slice('online-'.length, -1))
+    if (run === own || !started) continue
+    const where = `s3://${bucket}/${prefix}${run}`
+    lines.push(
+      leftoverLine(where, started, ` (${objects} objects, ${formatBytes(bytes)})`, `aws s3 rm --recursive ${where}`),
+    )
+  }
+
+  return lines
 }
 
 /** Deletes the staging prefix; a failure is a warning that says what is left and how to remove it. */
