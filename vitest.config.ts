@@ -17,6 +17,7 @@ export const NODE24_LEG = [
   'test/unit/lib/archive/zstd-bounds.test.ts',
   'test/unit/lib/archive/age.test.ts',
   'test/unit/lib/archive/age-header.test.ts',
+  'test/unit/lib/archive/age-open.test.ts',
   'test/unit/lib/archive/age-scrypt.test.ts',
   'test/unit/lib/archive/write.test.ts',
   'test/unit/lib/secrets.test.ts',

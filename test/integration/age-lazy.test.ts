@@ -1,16 +1,17 @@
 /**
- * typage (age-encryption) loads only where a header is read or a key other than an X25519
- * recipient is handled: a backup to `age1…` recipients, full and incremental (the base's manifest
- * from this host's cache), never imports it (its import is ~150 ms of CPU, a tenth of an
- * incremental backup). Proven with a module resolve hook (node:module register) in the CLI process
- * that logs every age-encryption specifier resolved; the same hook sees typage load when verify
- * reads the archive with an identity, so an empty log means something.
+ * typage (age-encryption) loads only where a key other than an X25519 one is handled: a backup to
+ * `age1…` recipients, full and incremental (the base's manifest read with this host's cache), and
+ * the verify and restore of it with an `AGE-SECRET-KEY-1…` identity (headers opened by
+ * age-open.ts) never import it (its import is ~60 module files and 50-150 ms of CPU). Proven with
+ * a module resolve hook (node:module register) in the CLI process that logs every age-encryption
+ * specifier resolved; the same hook sees typage load when `key generate` makes an identity, so an
+ * empty log means something.
  */
 import {readFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {backupArgs, NO_SQL, suiteKey} from '../helpers/args.js'
+import {backupArgs, NO_SQL, readWith, restoreArgs, suiteKey} from '../helpers/args.js'
 import {runCli, tempDir, type TempDir} from '../helpers/cli.js'
 import {makeSmallDataDir} from '../helpers/fixtures.js'
 import {resolveLogger} from '../helpers/resolve-log.js'
@@ -27,7 +28,7 @@ beforeAll(async () => {
 afterAll(async () => tmp?.cleanup())
 
 describe('typage loads lazily', () => {
-  it('a backup to age1… recipients, full then incremental, never resolves age-encryption; verify with an identity does', async () => {
+  it('a backup to age1… recipients, full then incremental, its verify and its restore never resolve age-encryption; key generate does', async () => {
     const dataDir = join(tmp.path, 'mo-data')
     const repo = join(tmp.path, 'repo')
     await makeSmallDataDir(dataDir)
@@ -47,11 +48,45 @@ describe('typage loads lazily', () => {
 
     expect(await logOf('backup.log')).toBe('')
 
-    // The control: the same hook in a run that opens the archive's header sees typage.
-    const verify = await runCli(['br', 'verify', 'latest', '--path', repo, '--identity', key.identity, '--json'], {
-      env: env('verify.log'),
+    // An incremental whose base manifest is not cached here reads it from the repository.
+    const uncached = await runCli(
+      backupArgs(
+        repo,
+        dataDir,
+        '--recipient',
+        key.recipient,
+        '--identity',
+        key.identity,
+        ...NO_SQL,
+        '--json',
+        '--type',
+        'incremental',
+      ),
+      {env: {...env('uncached.log'), XDG_CACHE_HOME: join(tmp.path, 'other-cache')}},
+    )
+    expect(uncached.code, uncached.stderr).toBe(0)
+    expect(await logOf('uncached.log')).toBe('')
+
+    // Reading: every header of the chain (manifests and archives) opened with the identity.
+    const verify = await runCli(['br', 'verify', 'latest', '--path', repo, ...readWith(key), '--json'], {
+      env: env('read.log'),
     })
     expect(verify.code, verify.stderr).toBe(0)
-    expect(await logOf('verify.log')).toContain('age-encryption')
+    const target = join(tmp.path, 'restored')
+    const restore = await runCli(
+      restoreArgs('latest', repo, target, ...readWith(key), ...NO_SQL, '--service', 'none', '--json'),
+      {
+        env: env('read.log'),
+      },
+    )
+    expect(restore.code, restore.stderr).toBe(0)
+    expect(await logOf('read.log')).toBe('')
+
+    // The control: the same hook in a run that makes an identity (typage's generator) sees typage.
+    const generate = await runCli(['br', 'key', 'generate', '--output', join(tmp.path, 'new.key')], {
+      env: env('generate.log'),
+    })
+    expect(generate.code, generate.stderr).toBe(0)
+    expect(await logOf('generate.log')).toContain('age-encryption')
   }, 60_000)
 })

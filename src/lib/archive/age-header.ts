@@ -1,16 +1,18 @@
 /**
  * The age v1 header, by typage (age-encryption): building it around a file key we get to see,
- * finding where it ends in a stream, opening it with identities and passphrases, and saying in
- * plain words why it would not open. Also the key helpers (new identity, its recipient, checking
- * recipients) that share typage's parsing; X25519 recipients are checked by age-x25519.ts, whose
- * header needs no typage.
+ * finding where it ends in a stream, opening it with typage's Decrypter (the typage
+ * implementation, and post-quantum identities), and saying in plain words why it would not open.
+ * Also the key helpers (new identity, its recipient, checking recipients) that share typage's
+ * parsing. X25519 recipients are checked and written by age-x25519.ts, and headers for X25519
+ * identities and passphrases opened by age-open.ts, without typage.
  *
  * Guarantees: the header is typage's own bytes (stanzas, HMAC), so `age -d` and typage read it;
  * the file key comes from typage's Encrypter through a recipient that wraps nothing (two
  * behaviours of typage that test/unit/lib/archive/age-header.test.ts pins, with the exact version
- * in package.json); every failure to open is an integrity BrError (no identity matches, tampered,
- * absurd work factor). It does not touch the payload (age-payload.ts) or derive scrypt keys
- * (age-scrypt.ts), and handles no armor or plugins.
+ * in package.json); every failure to open is an integrity BrError (no identity matches,
+ * tampered, absurd work factor), the same whichever parser failed (headerError maps typage's
+ * words, which age-open.ts speaks too). It does not touch the payload (age-payload.ts)
+ * or derive scrypt keys (age-scrypt.ts), and handles no armor or plugins.
  */
 import type * as Typage from 'age-encryption'
 
@@ -123,13 +125,7 @@ export function makeDecrypter(
 ): Typage.Decrypter {
   checkKeysGiven(opts)
   const decrypter = new typage.Decrypter()
-  for (const identity of opts.identities) {
-    try {
-      decrypter.addIdentity(identity.trim())
-    } catch (error) {
-      throw usageError(`not an age identity: ${describe(error)}`, 'pass the AGE-SECRET-KEY-1… line of an identity file')
-    }
-  }
+  for (const identity of opts.identities) parseIdentity(identity, (i) => decrypter.addIdentity(i))
 
   for (const p of opts.passphrases) {
     const identity = passphrase(p)
@@ -200,6 +196,15 @@ export function addRecipients(encrypter: Typage.Encrypter, recipients: string[])
 function checkRecipientCount(recipients: string[]): void {
   if (recipients.length === 0)
     throw usageError('no recipient to encrypt to', 'pass --recipient age1… or --passphrase-file FILE')
+}
+
+/** `parse` of the trimmed identity; what it throws becomes a usage error (in the words of what parsed it). */
+export function parseIdentity<T>(identity: string, parse: (trimmed: string) => T): T {
+  try {
+    return parse(identity.trim())
+  } catch (error) {
+    throw usageError(`not an age identity: ${describe(error)}`, 'pass the AGE-SECRET-KEY-1… line of an identity file')
+  }
 }
 
 /** `parse` of the trimmed recipient; what it throws becomes a usage error naming the recipient. */

@@ -6,16 +6,19 @@
  * Guarantees: the work factor written is the one the caller passes (DEFAULT_SCRYPT_LOG_N, 2^18,
  * unless it passes another; nothing in the environment changes it), and is refused above 2^20 on
  * both sides, as typage does, so we never write what typage cannot read and never spend minutes
- * on a forged header. A scrypt stanza that is not alone in its header, or malformed, is refused.
+ * on a forged header. A scrypt stanza that is not alone in its header, or malformed, is refused
+ * in typage's words.
  * It does not hold passphrases longer than the stream that needs them.
  */
 import type {Identity, Recipient, Stanza} from 'age-encryption'
 
+import {base64nopad} from '@scure/base'
 import {randomBytes, scrypt as scryptCallback, type ScryptOptions} from 'node:crypto'
 
 import {usageError} from '../errors.js'
 import {loadTypage} from './age-header.js'
-import {open, seal} from './age-payload.js'
+import {openFileKey, type StanzaIdentity} from './age-open.js'
+import {seal} from './age-payload.js'
 
 /** typage's default scrypt work factor (2^18), also age's. */
 export const DEFAULT_SCRYPT_LOG_N = 18
@@ -58,33 +61,29 @@ export class ScryptRecipient implements Recipient {
   }
 }
 
-/** age's scrypt identity, with typage's checks, on node:crypto's scrypt (native, off the event loop). */
-export class ScryptIdentity implements Identity {
+/**
+ * age's scrypt identity on node:crypto's scrypt (native, off the event loop), with typage's checks
+ * in typage's order and words (the salt decoded by @scure/base, as typage), so a bad stanza fails
+ * as it fails there.
+ */
+export class ScryptIdentity implements Identity, StanzaIdentity {
   constructor(private readonly passphrase: string) {}
 
-  async unwrapFileKey(stanzas: Stanza[]): Promise<null | Uint8Array> {
+  async unwrapFileKey(stanzas: Array<{args: string[]; body: Uint8Array}>): Promise<null | Uint8Array> {
     for (const s of stanzas) {
       if (s.args[0] !== 'scrypt') continue
       // The spec: a scrypt stanza must stand alone, or a passphrase file could be re-targeted.
       if (stanzas.length !== 1) throw new Error('scrypt recipient is not the only one in the header')
-      const [, salt64 = '', logN64 = ''] = s.args
-      const salt = Buffer.from(salt64, 'base64')
-      const canonical = salt.toString('base64').replace(/=+$/, '') === salt64
-      if (
-        s.args.length !== 3 ||
-        !/^[1-9]\d*$/.test(logN64) ||
-        salt.length !== 16 ||
-        !canonical ||
-        s.body.length !== 32
-      ) {
-        throw new Error('invalid scrypt stanza')
-      }
-
-      const logN = Number(logN64)
+      if (s.args.length !== 3 || !/^[1-9]\d*$/.test(s.args[2])) throw new Error('invalid scrypt stanza')
+      const salt = base64nopad.decode(s.args[1])
+      if (salt.length !== 16) throw new Error('invalid scrypt stanza')
+      const logN = Number(s.args[2])
       if (logN > MAX_SCRYPT_LOG_N) throw new Error('scrypt work factor is too high')
+      // typage checks the body after deriving; nothing between can fail, so checking first says the same, sooner.
+      if (s.body.length !== 32) throw new Error('invalid stanza')
       // eslint-disable-next-line no-await-in-loop -- a scrypt header has exactly one stanza
-      const key = await scryptKey(this.passphrase, salt, logN)
-      const fileKey = open(key, Buffer.alloc(12), Buffer.from(s.body))
+      const key = await scryptKey(this.passphrase, Buffer.from(salt), logN)
+      const fileKey = openFileKey(s.body, key)
       if (fileKey !== null) return fileKey
     }
 

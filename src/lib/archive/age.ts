@@ -3,7 +3,8 @@
  * passphrase), and whole-buffer helpers for the small manifest.age. This is the entry point; the
  * work is split by concern:
  *   age-header.ts   the header, by typage (age-encryption): built around a file key we see, opened
- *   age-x25519.ts   the header for X25519 recipients (age1…) on node:crypto: no typage to import
+ *   age-x25519.ts   the header for X25519 recipients (age1…), and their identities, on node:crypto
+ *   age-open.ts     headers opened for X25519 identities and passphrases: no typage to import
  *   age-payload.ts  the STREAM payload (HKDF key, 64 KiB ChaCha20-Poly1305 chunks) on node:crypto
  *   age-scrypt.ts   the passphrase stanza on node:crypto's scrypt, its work factor an option
  *   age-typage.ts   everything through typage instead, when `impl` says 'typage'
@@ -12,9 +13,11 @@
  * each other's and age's files; every failure to decrypt is an integrity BrError with a plain
  * message (no identity matches, truncated, tampered); no plaintext leaves the native decryptor
  * before its chunk has authenticated. The implementation and the scrypt work factor are what the
- * caller passes (native, 2^18 by default), never what the environment says. It does not: handle
- * armor or plugins, or tell a cut inside the last chunk from tampering (the caller's size check
- * against the record does that).
+ * caller passes (native, 2^18 by default), never what the environment says. The native path
+ * imports typage only to write a passphrase header or to recipients of other types, and to read
+ * with a post-quantum identity (prepareDecrypt imports it before such a read). It does not:
+ * handle armor or plugins, or tell a cut inside the last chunk from tampering (the caller's size
+ * check against the record does that).
  */
 import {randomBytes} from 'node:crypto'
 import {type Duplex, PassThrough, Readable, Writable} from 'node:stream'
@@ -32,12 +35,14 @@ import {
   makeDecrypter,
   makeHeader,
   NONCE,
+  parseIdentity,
   x25519Keys,
 } from './age-header.js'
+import {openHeader, type StanzaIdentity} from './age-open.js'
 import {DecryptStream, EncryptStream, payloadKey} from './age-payload.js'
 import {ScryptIdentity, ScryptRecipient, scryptWorkFactor} from './age-scrypt.js'
 import {typageDecrypt, typageEncrypt} from './age-typage.js'
-import {x25519Header} from './age-x25519.js'
+import {x25519Header, X25519Identity} from './age-x25519.js'
 
 export {
   checkRecipients,
@@ -89,12 +94,32 @@ async function recipientsHeader(recipients: string[]): Promise<{fileKey: Uint8Ar
   return keys ? x25519Header(keys) : makeHeader((e) => addRecipients(e, recipients))
 }
 
+/**
+ * Imports typage when `impl` or one of the keys needs it (the typage implementation, a
+ * post-quantum identity), so that createDecryptStream parses every key at once: call it first.
+ * X25519 identities and passphrases need nothing imported.
+ */
+export async function prepareDecrypt(opts: DecryptOptions, impl: AgeImplementation = DEFAULT_AGE): Promise<void> {
+  if (impl === 'typage' || opts.identities.some((i) => isHybridIdentity(i))) await loadTypage()
+}
+
 /** A stream that decrypts an age file written to it, header first. */
 export function createDecryptStream(opts: DecryptOptions, impl: AgeImplementation = DEFAULT_AGE): Duplex {
-  const passphrase = (p: string) => (impl === 'typage' ? null : new ScryptIdentity(p))
-  // Keys are parsed here, so a bad identity throws at once, when typage is in (loadTypage); else
-  // typage is imported and the keys parsed when the header arrives, and a bad one fails the stream.
   checkKeysGiven(opts)
+  const identities = impl === 'native' ? nativeIdentities(opts) : undefined
+  if (identities) {
+    return new DecryptStream(async (header) => {
+      try {
+        return await openHeader(header, identities)
+      } catch (error) {
+        throw headerError(error)
+      }
+    })
+  }
+
+  const passphrase = (p: string) => (impl === 'typage' ? null : new ScryptIdentity(p))
+  // Keys are parsed here, so a bad identity throws at once, when typage is in (prepareDecrypt);
+  // else typage is imported and the keys parsed when the header arrives, and a bad one fails the stream.
   const typage = loadedTypage()
   const ready = typage && makeDecrypter(opts, passphrase, typage)
   const decrypter = async () => ready || makeDecrypter(opts, passphrase, await loadTypage())
@@ -106,6 +131,30 @@ export function createDecryptStream(opts: DecryptOptions, impl: AgeImplementatio
       throw headerError(error)
     }
   })
+}
+
+/**
+ * The keys as the identities age-open.ts opens headers with (X25519, and scrypt for each
+ * passphrase), in typage's order: identities, then passphrases. Undefined when one is a
+ * post-quantum identity, which only typage opens. A bad identity is a usage error in typage's words.
+ */
+function nativeIdentities(opts: DecryptOptions): StanzaIdentity[] | undefined {
+  const identities: StanzaIdentity[] = []
+  for (const identity of opts.identities) {
+    if (isHybridIdentity(identity)) return undefined
+    identities.push(
+      parseIdentity(identity, (i) => {
+        if (!i.startsWith('AGE-SECRET-KEY-1')) throw new Error('unrecognized identity type')
+        return new X25519Identity(i)
+      }),
+    )
+  }
+
+  return [...identities, ...opts.passphrases.map((p) => new ScryptIdentity(p))]
+}
+
+function isHybridIdentity(identity: string): boolean {
+  return identity.trim().startsWith('AGE-SECRET-KEY-PQ-1')
 }
 
 /** Encrypts a small buffer whole (manifest.age); `none` returns the bytes as they are. */
@@ -127,8 +176,8 @@ export async function decryptBuffer(
 ): Promise<Buffer> {
   if (!keys) return Buffer.from(bytes)
   try {
-    // typage in first, so the keys are parsed (and a bad one refused) before the stream starts.
-    await loadTypage()
+    // typage in first if needed, so the keys are parsed (and a bad one refused) before the stream starts.
+    await prepareDecrypt(keys, impl)
     return await collect(Readable.from([Buffer.from(bytes)]), createDecryptStream(keys, impl))
   } catch (error) {
     if (!label || !(error instanceof BrError)) throw error

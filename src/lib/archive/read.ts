@@ -32,7 +32,7 @@ import tar from 'tar-stream'
 import type {DecryptOptions, Implementations, Manifest, PackProgress} from './types.js'
 
 import {BrError, integrityError} from '../errors.js'
-import {createDecryptStream, loadTypage, TAMPERED, TRUNCATED} from './age.js'
+import {createDecryptStream, prepareDecrypt, TAMPERED, TRUNCATED} from './age.js'
 import {Breather} from './breather.js'
 import {FileSink} from './file-sink.js'
 import {checkAgainstManifest, HINT_DAMAGED, HINT_FORGED, type Seen} from './manifest-check.js'
@@ -91,8 +91,8 @@ export async function readArchive(options: ReadArchiveOptions): Promise<ReadArch
   const tap = new HashTap({expected: options.expected})
   const stages: Array<[string, Duplex]> = [['tap', tap]]
   if (options.decrypt) {
-    // typage in first, so the keys are parsed (and a bad one refused) before any byte is read.
-    await loadTypage()
+    // typage in first if the keys need it, so they are parsed (and a bad one refused) before any byte is read.
+    await prepareDecrypt(options.decrypt, options.impl?.age)
     stages.push(['age', createDecryptStream(options.decrypt, options.impl?.age)])
   }
 
