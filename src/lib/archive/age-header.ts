@@ -9,9 +9,10 @@
  * Guarantees: the header is typage's own bytes (stanzas, HMAC), so `age -d` and typage read it;
  * the file key comes from typage's Encrypter through a recipient that wraps nothing (two
  * behaviours of typage that test/unit/lib/archive/age-header.test.ts pins, with the exact version
- * in package.json); every failure to open is an integrity BrError (no identity matches,
- * tampered, absurd work factor), the same whichever parser failed (headerError maps typage's
- * words, which age-open.ts speaks too). It does not touch the payload (age-payload.ts)
+ * in package.json); a header is found, and refused past 1 MiB, the same way for both
+ * implementations (headerEnd); every failure to open is an integrity BrError (no identity
+ * matches, tampered, absurd work factor), the same whichever parser failed (headerError maps
+ * typage's words, which age-open.ts speaks too). It does not touch the payload (age-payload.ts)
  * or derive scrypt keys (age-scrypt.ts), and handles no armor or plugins.
  */
 import type * as Typage from 'age-encryption'
@@ -31,7 +32,7 @@ export const VERSION_LINE = 'age-encryption.org/v1\n'
 /** The payload nonce that follows the header. */
 export const NONCE = 16
 /** A header is a few hundred bytes per recipient: past this it is not an age file. */
-const MAX_HEADER = 1024 * 1024
+export const MAX_HEADER = 1024 * 1024
 /** The final chunk of an empty payload: a bare ChaCha20-Poly1305 tag. */
 const EMPTY_PAYLOAD_TAG = 16
 
@@ -138,7 +139,8 @@ export function makeDecrypter(
 
 /**
  * Where the header at the start of `head` ends (just past the MAC line); -1 while more bytes are
- * needed; an integrity error when it is not an age header, or none ends in its first MiB.
+ * needed; an integrity error when it is not an age header, or none ends in its first MiB. Both
+ * implementations find the header with it, so both refuse the same ones before parsing.
  */
 export function headerEnd(head: Buffer): BrError | number {
   const start = head.subarray(0, Math.min(head.length, VERSION_LINE.length))
@@ -152,13 +154,12 @@ export function headerEnd(head: Buffer): BrError | number {
   // Stanza lines start with "-> " and bodies are base64: the first line starting "---" is the MAC.
   const mac = head.indexOf('\n---', 0, 'latin1')
   const end = mac === -1 ? -1 : head.indexOf('\n', mac + 1)
-  if (end === -1) {
-    return head.length > MAX_HEADER
-      ? integrityError(`${TAMPERED}: no end of the age header in its first MiB`, HINT_OTHER_COPY)
-      : -1
+  // Past the limit whether its end has arrived yet or not: how the bytes were cut up changes nothing.
+  if (end === -1 ? head.length > MAX_HEADER : end + 1 > MAX_HEADER) {
+    return integrityError(`${TAMPERED}: no end of the age header in its first MiB`, HINT_OTHER_COPY)
   }
 
-  return end + 1
+  return end === -1 ? -1 : end + 1
 }
 
 /**

@@ -4,7 +4,8 @@
  * only by passing `impl: 'typage'` (Implementations), never by the environment.
  *
  * Guarantees: the same format and the same errors as the native path (integrity BrErrors in the
- * same words); backpressure across the Node/web stream bridge. It is several times slower than
+ * same words: the header is found, limited and its truncation named by the native path's code,
+ * then typage parses and opens it); backpressure across the Node/web stream bridge. It is several times slower than
  * the native payload (LIBRARIES.md).
  */
 import type {Decrypter} from 'age-encryption'
@@ -13,8 +14,18 @@ import {Duplex, Readable, Writable} from 'node:stream'
 
 import type {EncryptOptions} from './types.js'
 
-import {integrityError, usageError} from '../errors.js'
-import {addRecipients, describe, headerError, HINT_OTHER_COPY, loadTypage, TAMPERED} from './age-header.js'
+import {BrError, integrityError, usageError} from '../errors.js'
+import {
+  addRecipients,
+  describe,
+  headerEnd,
+  headerError,
+  HINT_OTHER_COPY,
+  loadTypage,
+  NONCE,
+  TAMPERED,
+  TRUNCATED,
+} from './age-header.js'
 
 /*
  * The typage path speaks web streams, which typage requires. eslint-plugin-n dates them to Node 21,
@@ -57,7 +68,39 @@ export function typageDecrypt(decrypter: () => Decrypter | Promise<Decrypter>): 
     }
   }
 
-  return Duplex.from({readable: Readable.from(plaintext(), {objectMode: false}), writable: webWriter(input.writable)})
+  return Duplex.from({
+    readable: Readable.from(plaintext(), {objectMode: false}),
+    writable: webWriter(input.writable, new HeaderGate()),
+  })
+}
+
+/**
+ * Holds the first bytes back until the header and the payload nonce are in, found as the native
+ * path finds them (headerEnd): an input that is not age, a header past the size limit, or a cut
+ * before the payload fail here in the native path's words, before typage parses the header.
+ */
+class HeaderGate {
+  private head: Buffer | undefined = Buffer.alloc(0)
+
+  /** At the end of the input: truncated while the header or its nonce is still held. */
+  end(): BrError | undefined {
+    return this.head ? integrityError(TRUNCATED, HINT_OTHER_COPY) : undefined
+  }
+
+  /** The bytes to pass on (none while held), or why the input is refused. */
+  pass(chunk: Buffer): BrError | Buffer {
+    if (!this.head) return chunk
+    const head = this.head.length > 0 ? Buffer.concat([this.head, chunk]) : chunk
+    const end = headerEnd(head)
+    if (end instanceof BrError) return end
+    if (end === -1 || head.length < end + NONCE) {
+      this.head = head
+      return Buffer.alloc(0)
+    }
+
+    this.head = undefined
+    return head
+  }
 }
 
 /**
@@ -78,8 +121,11 @@ async function* chunks(stream: ReadableStream<Uint8Array>): AsyncGenerator<Buffe
   }
 }
 
-/** A Node Writable into a web WritableStream; each write waits until typage took the chunk (backpressure). */
-function webWriter(stream: WritableStream<Uint8Array>): Writable {
+/**
+ * A Node Writable into a web WritableStream, through `gate` when decrypting; each write waits
+ * until typage took the chunk (backpressure).
+ */
+function webWriter(stream: WritableStream<Uint8Array>, gate?: HeaderGate): Writable {
   const writer = stream.getWriter()
   return new Writable({
     destroy(error, callback) {
@@ -87,10 +133,15 @@ function webWriter(stream: WritableStream<Uint8Array>): Writable {
       callback(error)
     },
     final(callback) {
-      writer.close().then(() => callback(), callback)
+      const refused = gate?.end()
+      if (refused) callback(refused)
+      else writer.close().then(() => callback(), callback)
     },
     write(chunk: Buffer, _encoding, callback) {
-      writer.write(chunk).then(() => callback(), callback)
+      const bytes = gate ? gate.pass(chunk) : chunk
+      if (bytes instanceof BrError) callback(bytes)
+      else if (bytes.length === 0) callback()
+      else writer.write(bytes).then(() => callback(), callback)
     },
   })
 }

@@ -16,7 +16,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import type {AgeImplementation, DecryptOptions} from '../../../../src/lib/archive/types.js'
 
-import {headerEnd, headerError} from '../../../../src/lib/archive/age-header.js'
+import {headerEnd, headerError, MAX_HEADER} from '../../../../src/lib/archive/age-header.js'
 import {openHeader} from '../../../../src/lib/archive/age-open.js'
 import {EncryptStream, payloadKey} from '../../../../src/lib/archive/age-payload.js'
 import {
@@ -113,6 +113,11 @@ interface Case {
 
 const CASES: Case[] = [
   {
+    archive: () => edited(toKey, (l) => [l[0].replace('v1', 'v2'), ...l.slice(1)]),
+    name: 'a bad version line',
+    says: /^archive is not age-encrypted/,
+  },
+  {
     archive: () => edited(toKey, (l) => l.with(OUR_STANZA, replaceAt(l[OUR_STANZA], 12, '!'))),
     name: 'a stanza argument in bad base64',
     says: /invalid age header \(Unknown letter "!"/,
@@ -139,6 +144,11 @@ const CASES: Case[] = [
     archive: () => edited(toKey, (l) => l.with(OUR_STANZA + 1, 'A'.repeat(64))),
     name: 'a body line of 64 columns with no short line after it',
     says: /invalid age header \(Unknown letter "-"/,
+  },
+  {
+    archive: () => edited(toKey, (l) => l.slice(0, -1)),
+    name: 'no MAC line',
+    says: /^archive is truncated$/,
   },
   {
     archive: () => edited(toKey, (l) => l.with(-1, l.at(-1)!.replace('--- ', '---'))),
@@ -237,7 +247,39 @@ const CASES: Case[] = [
     says: /invalid age header \(invalid stanza\)/,
     with: passphrase,
   },
+  {
+    archive: async () =>
+      archiveOf((fileKey) => [
+        ...Array.from({length: MAX_HEADER / 900}, () => ({args: ['grease'], body: randomBytes(700)})),
+        wrapForX25519(fileKey, x25519Recipient(key.recipient)!),
+      ]),
+    name: 'a header past the size limit',
+    says: /no end of the age header in its first MiB/,
+  },
+  {
+    archive: () => edited(toKey, (l) => [l[0], ...Array.from({length: 20_000}, () => `-> grease ${'a'.repeat(50)}`)]),
+    name: 'no header end in the first MiB',
+    says: /no end of the age header in its first MiB/,
+  },
 ]
+
+// Cuts in each section: the version line, a stanza line, a body line, the MAC line, the nonce.
+const cutInVersion = () => toKey.subarray(0, 10)
+const cutAfterLine = (line: number, extra: number) => () => {
+  const {lines} = split(toKey)
+  return toKey.subarray(0, lines.slice(0, line).join('\n').length + 1 + extra)
+}
+
+for (const [section, archive] of Object.entries({
+  'after the MAC line': cutAfterLine(6, 0),
+  'in a body line': cutAfterLine(2, 20),
+  'in a stanza line': cutAfterLine(1, 8),
+  'in the MAC line': cutAfterLine(5, 10),
+  'in the nonce': cutAfterLine(6, 9),
+  'in the version line': cutInVersion,
+})) {
+  CASES.push({archive, name: `a cut ${section}`, says: /^archive is truncated$/})
+}
 
 describe('a damaged header', () => {
   it('is the header these cases edit: version, two X25519 stanzas, MAC', () => {
