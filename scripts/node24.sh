@@ -18,7 +18,11 @@ if [ ! -x "$dir/node_modules/.bin/node" ]; then
 fi
 "$dir/node_modules/.bin/node" --version >&2
 if [ "${1:-}" = --host ]; then
-  PATH="$dir/node_modules/.bin:$PATH" node --import tsx --input-type=module \
+  # Node 24 strips the types of test/helpers/host.ts itself; scripts/ts-resolve.mjs maps its
+  # `./x.js` imports to the x.ts files.
+  PATH="$dir/node_modules/.bin:$PATH" node \
+    --import "data:text/javascript,import {register} from 'node:module'; register('./scripts/ts-resolve.mjs', 'file://$PWD/')" \
+    --input-type=module \
     -e "const {installedHost} = await import('./test/helpers/host.ts'); console.log(await installedHost())"
 fi
 echo "$dir/node_modules/.bin"

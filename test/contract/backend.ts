@@ -6,7 +6,7 @@
  *
  * Real processes where the contract is about them: a writer killed with SIGKILL in the middle of a
  * streamed save, and lock contenders racing `createExclusive` from separate processes
- * (backend-child.ts, run by node with tsx). Hostile objects (a FIFO, a directory at a key) are
+ * (backend-child.mjs, on the built dist/). Hostile objects (a FIFO, a directory at a key) are
  * planted by the factory, for the backends where they can exist.
  */
 import {type ChildProcess, spawn} from 'node:child_process'
@@ -28,7 +28,7 @@ export interface BackendUnderTest {
   cleanup(): Promise<void>
   /** the location a second process opens with backendFor */
   location: string
-  /** the settings of an S3 location, for the second process (backend-child.ts reads them from its environment) */
+  /** the settings of an S3 location, for the second process (backend-child.mjs reads them from its environment) */
   s3?: S3Settings
 }
 
@@ -40,18 +40,18 @@ export interface Planter {
   fifo(location: string, key: string): Promise<void>
 }
 
-const CHILD = join(dirname(fileURLToPath(import.meta.url)), 'backend-child.ts')
-/** Where backend-child.ts finds an S3 location's settings (test code only: the product reads none from the environment). */
+const CHILD = join(dirname(fileURLToPath(import.meta.url)), 'backend-child.mjs')
+/** Where backend-child.mjs finds an S3 location's settings (test code only: the product reads none from the environment). */
 export const CHILD_S3_ENV = 'BACKEND_CHILD_S3_SETTINGS'
 
-/** A second node process running backend-child.ts; resolves once it printed `until`. */
+/** A second node process running backend-child.mjs; resolves once it printed `until`. */
 export async function child(
   args: string[],
   until: string,
   s3?: S3Settings,
 ): Promise<{lines: string[]; proc: ChildProcess}> {
   const env = s3 ? {...process.env, [CHILD_S3_ENV]: JSON.stringify(s3)} : process.env
-  const proc = spawn(process.execPath, ['--import', 'tsx', CHILD, ...args], {env, stdio: ['pipe', 'pipe', 'pipe']})
+  const proc = spawn(process.execPath, [CHILD, ...args], {env, stdio: ['pipe', 'pipe', 'pipe']})
   const lines: string[] = []
   let stderr = ''
   proc.stderr!.on('data', (d) => {

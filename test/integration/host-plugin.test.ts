@@ -3,14 +3,14 @@
  * (test/helpers/host.ts: its own `@oclif/core` and `@oclif/plugin-plugins`) links this repository
  * with `plugins link --no-install` (without it, link runs `npm install` in the repository, which
  * `npm ci` has done already), then runs a real `br list` and `br check`, in a user's
- * environment: production mode (no NODE_ENV) and no OCLIF_DISABLE_LINKED_ESM_WARNING. An error
- * prints what standalone `moctl` prints. (`br list --help` with no warning about a linked ESM
- * module, and hints that name the host's command, are host-link.test.ts: the Node 24 leg runs
- * that small file, not this one.) Also: standalone
- * `moctl plugins` and `moctl help` work, and the host's own `plugins` command is the host's (our
- * copy must not shadow it). And a second plugin of the host (test/fixtures/hook-recorder)
- * listens to br:service:stop / br:service:start around a real backup and restore of a throwaway
- * MariaDB, while our own hooks still stop and start it.
+ * environment: production mode (no NODE_ENV). oclif's notice that a linked ESM plugin runs its
+ * compiled dist/ is silenced here (OCLIF_DISABLE_LINKED_ESM_WARNING, as the README tells a
+ * developer who links): host-link.test.ts shows it, and that help and hints name the host's
+ * command (the Node 24 leg runs that small file, not this one). An error prints what standalone
+ * `moctl` prints. Also: standalone `moctl plugins` and `moctl help` work, and the host's own
+ * `plugins` command is the host's (our copy must not shadow it). And a second plugin of the host
+ * (test/fixtures/hook-recorder) listens to br:service:stop / br:service:start around a real
+ * backup and restore of a throwaway MariaDB, while our own hooks still stop and start it.
  */
 import {readFile} from 'node:fs/promises'
 import {join} from 'node:path'
@@ -32,7 +32,7 @@ let backupId: string
 beforeAll(async () => {
   tmp = await tempDir('moctl-br-host-')
   hostBin = await installedHost()
-  hostEnv = userEnv(join(tmp.path, 'host-user'))
+  hostEnv = {...userEnv(join(tmp.path, 'host-user')), OCLIF_DISABLE_LINKED_ESM_WARNING: '1'}
   const link = await runCli(['plugins', 'link', ROOT, '--no-install'], {bin: hostBin, env: hostEnv})
   expect(link.code, link.stderr).toBe(0)
 
@@ -105,17 +105,6 @@ describe('standalone moctl', () => {
     expect(plugins.code, plugins.stderr).toBe(0)
     expect(plugins.stdout + plugins.stderr).toMatch(/no plugins installed/i)
   })
-
-  it('runs from src/ through tsx with bin/dev.js, without a build', async () => {
-    const help = await runCli(['br', 'list', '--help'], {
-      bin: join(ROOT, 'bin', 'dev.js'),
-      env: {...standaloneEnv(), DEBUG: 'oclif:config:ts-path'},
-      node: process.execPath,
-    })
-    expect(help.code, help.stderr).toBe(0)
-    expect(help.stdout).toContain('$ moctl br list')
-    expect(help.stderr).toContain('registering tsx')
-  })
 })
 
 /** One line of the hook-recorder fixture's log (test/fixtures/hook-recorder/hooks/record.js). */
@@ -170,9 +159,7 @@ describe('another plugin of the host listening to br:service:stop and br:service
     server = await startMariadb()
     recorderLog = join(tmp.path, 'hook-recorder.jsonl')
     markers = join(tmp.path, 'service-markers.txt')
-    // The fixture is a linked ESM plugin without tsx among its devDependencies, so oclif would
-    // warn about it (not about us) on every command: silenced for it, here only.
-    env = {...hostEnv, HOOK_RECORDER_LOG: recorderLog, OCLIF_DISABLE_LINKED_ESM_WARNING: '1'}
+    env = {...hostEnv, HOOK_RECORDER_LOG: recorderLog}
     // A plain-JS plugin that imports nothing: linked as it is, no install, no node_modules.
     const link = await runCli(['plugins', 'link', RECORDER, '--no-install'], {bin: hostBin, env})
     expect(link.code, link.stderr).toBe(0)

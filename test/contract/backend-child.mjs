@@ -4,12 +4,14 @@
  *   save-slow <location> <key> [MiB]  saves an endless stream, says "saving" after 4 MiB (or MiB), until killed
  *   create <location> <key> <bytes>   waits for a line on stdin, then createExclusive: prints won or lost
  * An S3 location's settings (endpoint, keys) come as JSON in BACKEND_CHILD_S3_SETTINGS.
+ * Plain JavaScript on the built dist/ (npm test builds before the suite), as the CLI the other
+ * tests run: a child under a TypeScript loader cost ~1 CPU-s to start.
  */
 import {once} from 'node:events'
 import {createInterface} from 'node:readline'
 import {Readable} from 'node:stream'
 
-import {backendFor} from '../../src/lib/repo/backend-for.js'
+import {backendFor} from '../../dist/lib/repo/backend-for.js'
 
 const [op, location, key, bytes] = process.argv.slice(2)
 const s3 = process.env.BACKEND_CHILD_S3_SETTINGS
