@@ -108,10 +108,17 @@ export async function localZstdPrebuild(dir: string): Promise<NodeJS.ProcessEnv>
  * What the tests' npm installs run with: the registry's metadata from npm's cache when it is there
  * (--prefer-offline) instead of asking the registry again for each of the ~170 packages an
  * install of this plugin resolves; a cold cache still fetches. An install of the tarball measured
- * 18.7 CPU-s without it, 13.5 with it. plugin-plugins' own npm reads it from the environment.
+ * 18.7 CPU-s without it, 13.5 with it. No audit request and no funding message (--no-audit
+ * --no-fund): what they report is npm's, not the install's. plugin-plugins' own npm reads these
+ * from the environment.
  */
-// eslint-disable-next-line camelcase -- npm's own name for it
-export const NPM_ENV: NodeJS.ProcessEnv = {npm_config_prefer_offline: 'true'}
+/* eslint-disable camelcase -- npm's own names for them */
+export const NPM_ENV: NodeJS.ProcessEnv = {
+  npm_config_audit: 'false',
+  npm_config_fund: 'false',
+  npm_config_prefer_offline: 'true',
+}
+/* eslint-enable camelcase */
 
 /** Runs npm (the one on PATH, as a user would; NPM_ENV), rejecting with its stderr on failure. */
 export async function npm(
