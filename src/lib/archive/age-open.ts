@@ -17,9 +17,13 @@
 import {base64nopad} from '@scure/base'
 import {createHmac, hkdfSync, timingSafeEqual} from 'node:crypto'
 
-import type {NativeStanza} from './age-x25519.js'
+import {open} from './age-aead.js'
 
-import {open} from './age-payload.js'
+/** A stanza as the header encodes it: `-> args…`, then the body in base64 lines of 48 bytes. */
+export interface NativeStanza {
+  args: string[]
+  body: Uint8Array
+}
 
 /** What unwraps a file key from stanzas: typage's Identity, on our stanzas. */
 export interface StanzaIdentity {

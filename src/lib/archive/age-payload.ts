@@ -10,14 +10,14 @@
  * does not tell a cut inside the last chunk from tampering: the caller's size check against the
  * record does that.
  */
-import {createCipheriv, createDecipheriv, hkdfSync} from 'node:crypto'
+import {hkdfSync} from 'node:crypto'
 import {Transform, type TransformCallback} from 'node:stream'
 
 import {BrError, integrityError} from '../errors.js'
+import {open, seal, TAG} from './age-aead.js'
 import {headerEnd, HINT_OTHER_COPY, NONCE, TAMPERED, TRUNCATED} from './age-header.js'
 
 const CHUNK = 64 * 1024
-const TAG = 16
 const SEALED_CHUNK = CHUNK + TAG
 
 /** HKDF-SHA-256(ikm = file key, salt = nonce, info = "payload"): the spec's payload key. */
@@ -32,27 +32,6 @@ function chunkNonce(counter: number, last: boolean): Buffer {
   nonce.writeUIntBE(counter, 5, 6)
   nonce[11] = last ? 1 : 0
   return nonce
-}
-
-export function seal(key: Buffer, nonce: Buffer, plaintext: Uint8Array): Buffer[] {
-  const cipher = createCipheriv('chacha20-poly1305', key, nonce, {authTagLength: TAG})
-  const sealed = cipher.update(plaintext)
-  cipher.final()
-  return [sealed, cipher.getAuthTag()]
-}
-
-/** The plaintext, or null when the chunk does not authenticate under this key and nonce. */
-export function open(key: Buffer, nonce: Buffer, sealed: Buffer): Buffer | null {
-  const decipher = createDecipheriv('chacha20-poly1305', key, nonce, {authTagLength: TAG})
-  decipher.setAuthTag(sealed.subarray(sealed.length - TAG))
-  const plaintext = decipher.update(sealed.subarray(0, sealed.length - TAG))
-  try {
-    decipher.final()
-  } catch {
-    return null
-  }
-
-  return plaintext
 }
 
 /**

@@ -16,9 +16,9 @@ import {base64nopad} from '@scure/base'
 import {randomBytes, scrypt as scryptCallback, type ScryptOptions} from 'node:crypto'
 
 import {usageError} from '../errors.js'
+import {seal} from './age-aead.js'
 import {loadTypage} from './age-header.js'
 import {openFileKey, type StanzaIdentity} from './age-open.js'
-import {seal} from './age-payload.js'
 
 /** typage's default scrypt work factor (2^18), also age's. */
 export const DEFAULT_SCRYPT_LOG_N = 18

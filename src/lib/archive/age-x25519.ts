@@ -31,7 +31,7 @@ import {
   webcrypto,
 } from 'node:crypto'
 
-import {openFileKey, type StanzaIdentity} from './age-open.js'
+import {type NativeStanza, openFileKey, type StanzaIdentity} from './age-open.js'
 
 const X25519_LABEL = 'age-encryption.org/v1/X25519'
 const VERSION_LINE = 'age-encryption.org/v1\n'
@@ -39,12 +39,6 @@ const VERSION_LINE = 'age-encryption.org/v1\n'
 const OTHER_TYPES = ['age1pq1', 'age1tag1', 'age1tagpq1']
 /** RFC 8410's PKCS #8 wrapping of a raw 32-byte X25519 private key (WebCrypto imports no raw private key). */
 const PKCS8_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex')
-
-/** A stanza as the header encodes it: `-> args…`, then the body in base64 lines of 48 bytes. */
-export interface NativeStanza {
-  args: string[]
-  body: Uint8Array
-}
 
 /**
  * The 32-byte public key of an X25519 recipient `age1…`; undefined for a recipient of another type

@@ -17,15 +17,9 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import type {AgeImplementation, DecryptOptions} from '../../../../src/lib/archive/types.js'
 
 import {headerEnd, headerError, MAX_HEADER} from '../../../../src/lib/archive/age-header.js'
-import {openHeader} from '../../../../src/lib/archive/age-open.js'
+import {type NativeStanza, openHeader} from '../../../../src/lib/archive/age-open.js'
 import {EncryptStream, payloadKey} from '../../../../src/lib/archive/age-payload.js'
-import {
-  encodeHeader,
-  type NativeStanza,
-  wrapForX25519,
-  X25519Identity,
-  x25519Recipient,
-} from '../../../../src/lib/archive/age-x25519.js'
+import {encodeHeader, wrapForX25519, X25519Identity, x25519Recipient} from '../../../../src/lib/archive/age-x25519.js'
 import {createDecryptStream, createEncryptStream, generateIdentity} from '../../../../src/lib/archive/age.js'
 import {BrError} from '../../../../src/lib/errors.js'
 import {tempDir, through} from './fixture.js'
