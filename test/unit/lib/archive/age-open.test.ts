@@ -326,8 +326,8 @@ async function outcome(opening: Promise<Uint8Array>): Promise<string> {
   )
 }
 
-describe('random damage to a header', () => {
-  it('ends the same way through age-open.ts and typage (1500 edits: a byte changed, cut out or added)', async () => {
+describe('damage at every byte of a header', () => {
+  it('ends the same way through age-open.ts and typage (an edit at every byte: one changed, cut out or added)', async () => {
     const {lines} = split(toKey)
     const header = Buffer.from(`${lines.join('\n')}\n`, 'latin1')
     const alphabet = Buffer.from('AB+/=-> \n\tXe1\u00E9', 'latin1')
@@ -335,14 +335,15 @@ describe('random damage to a header', () => {
     typage.addIdentity(key.identity)
     const native = [new X25519Identity(key.identity)]
     let opened = 0
-    for (let i = 0; i < 1500; i++) {
-      const at = Math.floor(Math.random() * header.length)
-      const byte = alphabet[Math.floor(Math.random() * alphabet.length)]
+    // Every position once, the kind of edit and the byte turning with it: the same edits every
+    // run (a failure names its header), each part of the header touched.
+    for (let at = 0; at < header.length; at++) {
+      const byte = alphabet[at % alphabet.length]
       const damaged = [
         Buffer.concat([header.subarray(0, at), Buffer.of(byte), header.subarray(at + 1)]),
         Buffer.concat([header.subarray(0, at), header.subarray(at + 1)]),
         Buffer.concat([header.subarray(0, at), Buffer.of(byte), header.subarray(at)]),
-      ][i % 3]
+      ][at % 3]
       const [ours, theirs] = await Promise.all([
         outcome(openHeader(damaged, native)),
         outcome(typage.decryptHeader(damaged)),
@@ -352,7 +353,7 @@ describe('random damage to a header', () => {
     }
 
     // Some edits leave it valid (a change in the other stanza's body, say): the rest must not all be one kind.
-    expect(opened).toBeLessThan(1500)
+    expect(opened).toBeLessThan(header.length)
   })
 })
 
