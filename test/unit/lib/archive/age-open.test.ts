@@ -1,7 +1,7 @@
 /**
  * age-open.ts reads headers as typage does: every class of damaged header is refused by both
  * implementations with the same BrError (message, hint, exit code), each case checked to fail
- * for the reason it names; random damage to a header gives the same outcome through both
+ * for the reason it names; an edit at every byte of a header gives the same outcome through both
  * parsers; and what the native path accepts (unknown stanza types, bodies of every line shape,
  * its stanza anywhere among others) typage and `age -d` read too.
  */
