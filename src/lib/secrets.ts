@@ -12,7 +12,6 @@
  */
 import type {DecryptOptions, EncryptOptions} from './archive/types.js'
 
-import {checkRecipients} from './archive/age.js'
 import {usageError} from './errors.js'
 import {readSecretLine, readSecretText} from './secret-file.js'
 import {isSigner, parseSigner, parseSigningSecret, SIGNING_SECRET_RE, type SigningKey} from './signing.js'
@@ -139,7 +138,9 @@ async function loadRecipients(src: SecretSources, fromWriterKey: string[]): Prom
 
   for (const r of recipients) checkRecipient(r)
   // The shape is not enough: a typo breaks the checksum, and encryption would fail only after the stop.
-  if (recipients.length > 0) await checkRecipients(recipients)
+  // age.js is imported here, not at the top: every command loads this module (base-command.ts),
+  // and most, `br list` first, never encrypt (~8 modules of start-up).
+  if (recipients.length > 0) await (await import('./archive/age.js')).checkRecipients(recipients)
   return recipients
 }
 

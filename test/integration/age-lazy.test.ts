@@ -5,7 +5,8 @@
  * age-open.ts) never import it (its import is ~60 module files and 50-150 ms of CPU). Proven with
  * a module resolve hook (node:module register) in the CLI process that logs every age-encryption
  * specifier resolved; the same hook sees typage load when `key generate` makes an identity, so an
- * empty log means something.
+ * empty log means something. And `br list` loads none of our age code (lib/archive/age.js and what
+ * it imports), which a backup to a recipient does.
  */
 import {readFile} from 'node:fs/promises'
 import {join} from 'node:path'
@@ -88,5 +89,26 @@ describe('typage loads lazily', () => {
     })
     expect(generate.code, generate.stderr).toBe(0)
     expect(await logOf('generate.log')).toContain('age-encryption')
+  }, 60_000)
+})
+
+describe('br list loads no encryption code', () => {
+  it('br list resolves none of our age modules; a backup to a recipient does', async () => {
+    const nodeOptionsOurs = await resolveLogger(tmp.path, '/age.js', 'OURS_LOG')
+    const env = (log: string) => ({NODE_OPTIONS: nodeOptionsOurs, OURS_LOG: join(tmp.path, log)})
+    const dataDir = join(tmp.path, 'list-data')
+    const repo = join(tmp.path, 'list-repo')
+    await makeSmallDataDir(dataDir)
+    const key = await suiteKey(tmp.path, 'list.key')
+    // The control: a backup checks and encrypts to its recipient through lib/archive/age.js.
+    const backup = await runCli(backupArgs(repo, dataDir, '--recipient', key.recipient, ...NO_SQL), {
+      env: env('list-backup.log'),
+    })
+    expect(backup.code, backup.stderr).toBe(0)
+    expect(await logOf('list-backup.log')).toContain('/age.js')
+    const list = await runCli(['br', 'list', '--path', repo], {env: env('list.log')})
+    expect(list.code, list.stderr).toBe(0)
+    expect(list.stdout).toContain(backup.stdout.trim())
+    expect(await logOf('list.log')).toBe('')
   }, 60_000)
 })
