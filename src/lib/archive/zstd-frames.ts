@@ -35,6 +35,8 @@ export type FramePiece =
   | {data: Buffer; kind: 'stream'}
 
 export interface FrameSplitterOptions {
+  /** where a whole frame's bytes are gathered: a buffer of exactly `size` bytes (default: a new one) */
+  allocate?: (size: number) => Buffer
   /** a piece of a streamed frame decompresses to at most about this (plus one block) */
   budget: number
   /** frames with a declared content size up to this come out whole; -1: none do */
@@ -47,6 +49,7 @@ type State = 'block' | 'descriptor' | 'header' | 'magic' | 'skipping' | 'skipSiz
 export class FrameSplitter {
   /** after the current skip: 'block' (more blocks), 'magic' (next frame) */
   private after: 'block' | 'magic' = 'magic'
+  private readonly allocate: (size: number) => Buffer
   private checksum = false
   private collected = 0
   /** this frame's declared content size, when it is pooled */
@@ -68,7 +71,9 @@ export class FrameSplitter {
   private want = 4
   private window = 0
 
-  constructor(private readonly options: FrameSplitterOptions) {}
+  constructor(private readonly options: FrameSplitterOptions) {
+    this.allocate = options.allocate ?? ((size) => Buffer.allocUnsafeSlow(size))
+  }
 
   get atFrameBoundary(): boolean {
     return this.state === 'magic' && this.collected === 0
@@ -162,7 +167,7 @@ export class FrameSplitter {
   private endSkip(out: FramePiece[], flush: () => void): void {
     if (this.after === 'magic') {
       if (this.mode === 'pool') {
-        const data = Buffer.allocUnsafeSlow(this.frameBytes)
+        const data = this.allocate(this.frameBytes)
         let at = 0
         for (const part of this.frameParts) at += part.copy(data, at)
         out.push({contentSize: this.contentSize, data, kind: 'frame'})

@@ -54,6 +54,13 @@ const IN_FLIGHT_BYTES = 64 * 1024 * 1024
 const QUEUED_INPUT_BYTES = 16 * 1024 * 1024
 /** A streamed piece decompresses to about this at most (as in compress.ts). */
 const STREAM_BUDGET = 2 * 1024 * 1024
+/**
+ * Frame buffers the workers give back, kept for the next frames: each frame gathered in a new
+ * buffer was ~half the external memory that made V8 run a full GC every 64 MiB (verify of 1 GiB:
+ * 72 mark-compacts, 57 of them for external memory pressure).
+ */
+const SPARE_BUFFERS = 8
+const MIN_SPARE = 64 * 1024
 /** Streaming decompression runs at most this long before the event loop gets a turn. */
 const PUMP_SLICE_MS = 20
 
@@ -68,7 +75,8 @@ parentPort.on('message', ({data, size}) => {
     const out = Buffer.allocUnsafeSlow(size)
     const n = dctx.decompress(out, data)
     if (n !== size) throw new Error('corrupt zstd data: a frame declares ' + size + ' bytes of content but holds ' + n)
-    parentPort.postMessage({out}, [out.buffer])
+    // The input goes back too: the main thread gathers the next frames in it (no new memory there).
+    parentPort.postMessage({out, input: data}, [out.buffer, data.buffer])
   } catch (error) {
     const message = String((error && error.message) || error)
     parentPort.postMessage({error: message.startsWith('corrupt zstd data') ? message : 'corrupt zstd data: ' + message + ' (a frame declaring ' + size + ' bytes)'})
@@ -118,11 +126,15 @@ type Job = FrameJob | {data: Buffer; kind: 'stream'}
 
 /** Worker threads, started as needed up to `size`, each decompressing one frame at a time. */
 class WorkerPool {
+  /** frames gathered in a buffer a worker gave back (tests) */
+  reused = 0
   private broken: Error | undefined
   private readonly busy = new Map<Worker, {reject(error: Error): void; resolve(out: Buffer): void}>()
   private readonly idle: Worker[] = []
   private readonly queue: Array<{data: Buffer; reject(error: Error): void; resolve(out: Buffer): void; size: number}> =
     []
+  /** frame buffers the workers gave back, for the next frames (allocate) */
+  private readonly spare: ArrayBuffer[] = []
   private started = 0
 
   constructor(
@@ -135,6 +147,22 @@ class WorkerPool {
     return this.idle.length + this.busy.size
   }
 
+  /**
+   * A buffer of `size` bytes to gather a frame in: one a worker gave back when one holds it and
+   * is not over four times as large, else a new one of its size class (the power of two at or
+   * above `size`, 64 KiB at least), so that frames of about one size find it again.
+   */
+  allocate(size: number): Buffer {
+    const most = 4 * Math.max(size, MIN_SPARE)
+    const at = this.spare.findIndex((b) => b.byteLength >= size && b.byteLength <= most)
+    if (at !== -1) {
+      this.reused++
+      return Buffer.from(this.spare.splice(at, 1)[0], 0, size)
+    }
+
+    return Buffer.allocUnsafeSlow(2 ** Math.ceil(Math.log2(Math.max(size, MIN_SPARE)))).subarray(0, size)
+  }
+
   destroy(): void {
     this.broken ??= new Error('the zstd workers were stopped')
     for (const worker of [...this.idle, ...this.busy.keys()]) worker.terminate().catch(() => {})
@@ -143,12 +171,21 @@ class WorkerPool {
     this.idle.length = 0
     this.busy.clear()
     this.queue.length = 0
+    this.spare.length = 0
   }
 
   /** Ends one worker as a crash would (tests). */
   async killOne(): Promise<void> {
     const worker = this.busy.keys().next().value ?? this.idle[0]
     await worker?.terminate()
+  }
+
+  /** Keeps a frame buffer a worker gave back (one allocate made), up to SPARE_BUFFERS of them, the newest. */
+  recycle(buffer: ArrayBuffer): void {
+    const {byteLength} = buffer
+    if (this.broken || byteLength < MIN_SPARE || !Number.isInteger(Math.log2(byteLength))) return
+    this.spare.push(buffer)
+    if (this.spare.length > SPARE_BUFFERS) this.spare.shift()
   }
 
   async run(data: Buffer, size: number): Promise<Buffer> {
@@ -184,10 +221,11 @@ class WorkerPool {
       eval: true,
       workerData: {binding: require.resolve('zstd-napi/binding'), windowLogMax: MAX_WINDOW_LOG},
     })
-    worker.on('message', (message: {error?: string; out?: Uint8Array}) => {
+    worker.on('message', (message: {error?: string; input?: Uint8Array; out?: Uint8Array}) => {
       const job = this.busy.get(worker)
       this.busy.delete(worker)
       if (!job) return
+      if (message.input) this.recycle(message.input.buffer as ArrayBuffer)
       if (message.out) {
         job.resolve(Buffer.from(message.out.buffer, message.out.byteOffset, message.out.byteLength))
         this.idle.push(worker)
@@ -227,10 +265,17 @@ export class ParallelDecompressor extends Transform {
   ) {
     super({readableHighWaterMark: 1024 * 1024})
     this.splitter = new FrameSplitter({
+      // The pool is made here if need be (its workers start with the first frame it runs).
+      allocate: (size) => this.pool().allocate(size),
       budget: STREAM_BUDGET,
       maxPooled: MAX_POOLED_FRAME,
       maxWindowLog: MAX_WINDOW_LOG,
     })
+  }
+
+  /** Frames gathered in a buffer a worker gave back (tests). */
+  get reusedBuffers(): number {
+    return this.workerPool?.reused ?? 0
   }
 
   /** Workers running now (tests). */
@@ -335,13 +380,18 @@ export class ParallelDecompressor extends Transform {
       if (job.result) continue
       if (this.started > 0 && (this.inFlight + job.contentSize > IN_FLIGHT_BYTES || this.started >= 2 * this.workers))
         return
-      this.workerPool ??= new WorkerPool(this.workers, this.source)
-      job.result = this.workerPool.run(job.data, job.contentSize)
+      job.result = this.pool().run(job.data, job.contentSize)
       // Awaited in order by drain(); an early failure must not go unhandled meanwhile.
       job.result.catch(() => {})
       this.inFlight += job.contentSize
       this.started++
     }
+  }
+
+  /** The worker pool, made on first use; its workers start with the first frame it runs. */
+  private pool(): WorkerPool {
+    this.workerPool ??= new WorkerPool(this.workers, this.source)
+    return this.workerPool
   }
 
   /** Lets the writer go on once little enough is waiting. */
