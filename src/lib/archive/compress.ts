@@ -192,7 +192,7 @@ export function checkParallelism(parallelism: number, flag = '--parallelism'): n
   if (!Number.isInteger(parallelism) || parallelism < 1 || parallelism > MAX_PARALLELISM) {
     throw usageError(
       `${flag} ${parallelism} is not a whole number from 1 to ${MAX_PARALLELISM}`,
-      `pass e.g. ${flag} ${defaultParallelism()} (zstd threads; default: the cores here, at most ${DEFAULT_COMPRESS_THREADS} for a backup, 2 for a restore)`,
+      `pass e.g. ${flag} ${defaultParallelism()} (zstd threads; default: the cores here, at most ${DEFAULT_COMPRESS_THREADS} for a backup; the cores less one, 1-2, for a restore)`,
     )
   }
 

@@ -69,7 +69,7 @@ export interface ReadArchiveOptions {
   /** write only these paths (their parent dirs are created as needed); all entries are still verified */
   only?: Set<string>
   onProgress?: (p: PackProgress) => void
-  /** zstd decompression threads for independent frames (zstd-parallel.ts); default: the cores here, at most 2 (DEFAULT_DECOMPRESS_THREADS) */
+  /** zstd decompression threads for independent frames (zstd-parallel.ts); default: the cores here less one, 1-2 (defaultDecompressThreads) */
   parallelism?: number
   signal?: AbortSignal
   /** do not write these paths (e.g. already written from a newer backup of the chain); still verified */

@@ -18,6 +18,7 @@
  * `createDecompressor` itself. It does not check content: hashes live in the manifest.
  */
 import {createRequire} from 'node:module'
+import {availableParallelism} from 'node:os'
 import {performance} from 'node:perf_hooks'
 import {Duplex, Transform, type TransformCallback} from 'node:stream'
 import {Worker} from 'node:worker_threads'
@@ -28,7 +29,6 @@ import {
   createDecompressor,
   createStepDecoder,
   type Decoder,
-  defaultParallelism,
   MAX_WINDOW_LOG,
   type ZstdImplementation,
   zstdImplementation,
@@ -41,11 +41,18 @@ const require = createRequire(import.meta.url)
 /** Frames declaring up to this much content go to the workers; S1 writes ~4 MiB frames. */
 export const MAX_POOLED_FRAME = 16 * 1024 * 1024
 /**
- * Decompression workers when none are asked for: at most 2. Restore and verify are bound by their
- * main thread (decryption, SHA-256, tar, writes: ~6.6 of 10.5 CPU-s per GB here), which two
- * workers outrun (N=2/N=1 0.97 in the bench); each more would add ~17-20 MiB and no speed.
+ * Decompression workers when none are asked for: at most 2, and one core left for the main thread
+ * (decryption, tar, the frames) and restore's writer thread: restore and verify are bound by all
+ * their CPU, not by zstd. On 2 cores, 1 worker restored the 1 GiB set in 6.2-7.2 s (8.7-9.9 CPU-s)
+ * against 7.6-8.1 s (10.3-11.9) with 2, and verified it as fast (6.2-6.8 s both) in ~15 MiB less.
  */
 export const DEFAULT_DECOMPRESS_THREADS = 2
+
+/** The decompression workers when none are asked for: the cores here less one, 1 to DEFAULT_DECOMPRESS_THREADS. */
+export function defaultDecompressThreads(): number {
+  return Math.min(DEFAULT_DECOMPRESS_THREADS, Math.max(1, availableParallelism() - 1))
+}
+
 /** Frames declaring less content than this are decompressed on the calling thread (the archive's last frame, or a small archive's only one). */
 export const MIN_POOLED_FRAME = 512 * 1024
 /** Output of frames started but not yet read, and compressed input waiting, at most (one frame always may). */
@@ -87,7 +94,7 @@ parentPort.on('message', ({data, size}) => {
 
 export interface ParallelDecompressOptions {
   impl?: ZstdImplementation
-  /** decompression threads; default defaultParallelism(DEFAULT_DECOMPRESS_THREADS) */
+  /** decompression threads; default defaultDecompressThreads() */
   workers?: number
   /** for tests: the worker's source instead of the real one */
   workerSource?: string
@@ -101,7 +108,7 @@ export function parallelAvailable(impl: ZstdImplementation = zstdImplementation(
 /** Human name of the decompression in use, for --verbose and --json. */
 export function decompressorName(
   impl: ZstdImplementation = zstdImplementation(),
-  workers = defaultParallelism(DEFAULT_DECOMPRESS_THREADS),
+  workers = defaultDecompressThreads(),
 ): string {
   return parallelAvailable(impl)
     ? `zstd-napi (native, ${workers} decompression worker thread${workers === 1 ? '' : 's'} for independent frames)`
@@ -111,7 +118,7 @@ export function decompressorName(
 /** A stream that decompresses zstd, independent frames in parallel (see the module header). */
 export function createParallelDecompressor(options: ParallelDecompressOptions = {}): Duplex {
   const impl = options.impl ?? zstdImplementation()
-  const workers = checkParallelism(options.workers ?? defaultParallelism(DEFAULT_DECOMPRESS_THREADS))
+  const workers = checkParallelism(options.workers ?? defaultDecompressThreads())
   if (!parallelAvailable(impl)) return createDecompressor(impl)
   return new ParallelDecompressor(impl, workers, options.workerSource ?? WORKER_SOURCE)
 }

@@ -40,7 +40,7 @@ export interface ReadChainOptions {
   onProgress?: (p: PackProgress) => void
   /** told once when owners cannot be given back as recorded */
   onWarning?: (message: string) => void
-  /** zstd decompression threads (--parallelism); default: the cores here, at most 2 (DEFAULT_DECOMPRESS_THREADS) */
+  /** zstd decompression threads (--parallelism); default: the cores here less one, 1-2 (defaultDecompressThreads) */
   parallelism?: number
   repo: Repository
   signal?: AbortSignal

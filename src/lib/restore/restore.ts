@@ -85,7 +85,7 @@ export interface RestoreOptions {
   moService?: string
   /** told what a dead run of this data dir left, and what was done about it */
   onWarning?: (message: string) => void
-  /** zstd decompression threads (--parallelism); default: the cores here, at most 2 (DEFAULT_DECOMPRESS_THREADS) */
+  /** zstd decompression threads (--parallelism); default: the cores here less one, 1-2 (defaultDecompressThreads) */
   parallelism?: number
   /** the repository: a local directory (absolute) or an S3 location with its settings */
   repo: RepoAddress

@@ -35,7 +35,7 @@ export interface VerifyOptions {
   decrypt: DecryptOptions
   id: string
   onWarning?: (message: string) => void
-  /** zstd decompression threads (--parallelism); default: the cores here, at most 2 (DEFAULT_DECOMPRESS_THREADS) */
+  /** zstd decompression threads (--parallelism); default: the cores here less one, 1-2 (defaultDecompressThreads) */
   parallelism?: number
   quick: boolean
   /** the repository: a local directory (absolute) or an S3 location with its settings */

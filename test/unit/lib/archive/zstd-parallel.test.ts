@@ -6,6 +6,7 @@
 import {spawnSync} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
 import {createRequire} from 'node:module'
+import {availableParallelism} from 'node:os'
 import {Readable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 import {setTimeout as sleep} from 'node:timers/promises'
@@ -15,6 +16,7 @@ import {checkParallelism, defaultParallelism} from '../../../../src/lib/archive/
 import {
   createParallelDecompressor,
   decompressorName,
+  defaultDecompressThreads,
   ParallelDecompressor,
 } from '../../../../src/lib/archive/zstd-parallel.js'
 import {BrError} from '../../../../src/lib/errors.js'
@@ -190,6 +192,16 @@ describe('createParallelDecompressor', () => {
     expect((await through(input, createParallelDecompressor({impl: 'codec'}))).equals(data)).toBe(true)
     expect(decompressorName('napi', 3)).toMatch(/zstd-napi .*3 decompression worker threads/)
     expect(decompressorName('codec')).toMatch(/zstd-codec/)
+  })
+
+  it('leaves a core to the main thread by default: the cores less one, 1 to 2 workers', () => {
+    const cores = availableParallelism()
+    const workers = defaultDecompressThreads()
+    expect(workers).toBeGreaterThanOrEqual(1)
+    expect(workers).toBeLessThanOrEqual(2)
+    if (cores > 1) expect(workers).toBeLessThan(cores)
+    if (cores >= 3) expect(workers).toBe(2)
+    expect(decompressorName('napi')).toContain(`${workers} decompression worker thread`)
   })
 
   it('refuses a parallelism outside 1..64 as a usage error', () => {
