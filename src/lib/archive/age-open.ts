@@ -17,8 +17,6 @@
 import {base64nopad} from '@scure/base'
 import {createHmac, hkdfSync, timingSafeEqual} from 'node:crypto'
 
-import {open} from './age-aead.js'
-
 /** A stanza as the header encodes it: `-> args…`, then the body in base64 lines of 48 bytes. */
 export interface NativeStanza {
   args: string[]
@@ -39,7 +37,7 @@ export interface ParsedHeader {
 
 const VERSION = 'age-encryption.org/v1'
 /** A stanza body line holds 48 bytes (64 base64 columns); a shorter one ends the body. */
-const BODY_LINE = 48
+export const BODY_LINE = 48
 
 /** The file key `identities` unwrap from `header` (version line to MAC line), its MAC checked. */
 export async function openHeader(header: Buffer, identities: StanzaIdentity[]): Promise<Uint8Array> {
@@ -52,10 +50,15 @@ export async function openHeader(header: Buffer, identities: StanzaIdentity[]): 
   }
 
   if (fileKey === null) throw new Error("no identity matched any of the file's recipients")
-  const macKey = hkdfSync('sha256', fileKey, Buffer.alloc(0), 'header', 32)
-  const expected = createHmac('sha256', Buffer.from(macKey)).update(unsigned).digest()
+  const expected = headerMac(fileKey, unsigned)
   if (mac.length !== expected.length || !timingSafeEqual(mac, expected)) throw new Error('invalid header HMAC')
   return fileKey
+}
+
+/** age's header MAC: HMAC-SHA-256 under HKDF(file key, "header") of the header up to `---`. */
+export function headerMac(fileKey: Uint8Array, unsigned: Buffer): Buffer {
+  const macKey = Buffer.from(hkdfSync('sha256', fileKey, Buffer.alloc(0), 'header', 32))
+  return createHmac('sha256', macKey).update(unsigned).digest()
 }
 
 /** The stanzas and MAC of `header`; throws typage's error where typage's parser throws. */
@@ -78,12 +81,6 @@ export function parseHeader(header: Buffer): ParsedHeader {
     if (args.some((arg) => arg.length === 0)) throw new Error('invalid stanza')
     stanzas.push({args, body: readBody(lines)})
   }
-}
-
-/** The wrapped file key a stanza body holds: 16 bytes sealed under `key` and a zero nonce, or null when it does not open. */
-export function openFileKey(body: Uint8Array, key: Uint8Array): Buffer | null {
-  if (body.length !== 32) throw new Error('invalid stanza')
-  return open(Buffer.from(key), Buffer.alloc(12), Buffer.from(body))
 }
 
 function readBody(lines: LineReader): Buffer {

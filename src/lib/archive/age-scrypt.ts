@@ -15,10 +15,11 @@ import type {Identity, Recipient, Stanza} from 'age-encryption'
 import {base64nopad} from '@scure/base'
 import {randomBytes, scrypt as scryptCallback, type ScryptOptions} from 'node:crypto'
 
+import type {StanzaIdentity} from './age-open.js'
+
 import {usageError} from '../errors.js'
-import {seal} from './age-aead.js'
+import {openFileKey, sealFileKey} from './age-aead.js'
 import {loadTypage} from './age-header.js'
-import {openFileKey, type StanzaIdentity} from './age-open.js'
 
 /** typage's default scrypt work factor (2^18), also age's. */
 export const DEFAULT_SCRYPT_LOG_N = 18
@@ -54,9 +55,11 @@ export class ScryptRecipient implements Recipient {
     this.capture(Uint8Array.from(fileKey))
     const salt = randomBytes(16)
     const key = await scryptKey(this.passphrase, salt, this.logN)
-    const body = Buffer.concat(seal(key, Buffer.alloc(12), fileKey))
     return [
-      new (await loadTypage()).Stanza(['scrypt', salt.toString('base64').replace(/=+$/, ''), String(this.logN)], body),
+      new (await loadTypage()).Stanza(
+        ['scrypt', base64nopad.encode(salt), String(this.logN)],
+        sealFileKey(key, fileKey),
+      ),
     ]
   }
 }

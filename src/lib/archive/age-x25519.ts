@@ -19,8 +19,6 @@
  */
 import {base64nopad, bech32} from '@scure/base'
 import {
-  createCipheriv,
-  createHmac,
   createPrivateKey,
   createPublicKey,
   diffieHellman,
@@ -31,7 +29,8 @@ import {
   webcrypto,
 } from 'node:crypto'
 
-import {type NativeStanza, openFileKey, type StanzaIdentity} from './age-open.js'
+import {openFileKey, sealFileKey} from './age-aead.js'
+import {BODY_LINE, headerMac, type NativeStanza, type StanzaIdentity} from './age-open.js'
 
 const X25519_LABEL = 'age-encryption.org/v1/X25519'
 const VERSION_LINE = 'age-encryption.org/v1\n'
@@ -58,9 +57,7 @@ export function wrapForX25519(fileKey: Uint8Array, recipient: Buffer): NativeSta
   const share = rawPublicKey(ephemeral.publicKey)
   const secret = diffieHellman({privateKey: ephemeral.privateKey, publicKey: publicKeyOf(recipient)})
   const key = Buffer.from(hkdfSync('sha256', secret, Buffer.concat([share, recipient]), X25519_LABEL, 32))
-  const cipher = createCipheriv('chacha20-poly1305', key, Buffer.alloc(12), {authTagLength: 16})
-  const body = Buffer.concat([cipher.update(fileKey), cipher.final(), cipher.getAuthTag()])
-  return {args: ['X25519', base64NoPad(share)], body}
+  return {args: ['X25519', base64nopad.encode(share)], body: sealFileKey(key, fileKey)}
 }
 
 /**
@@ -129,21 +126,15 @@ export function encodeHeader(stanzas: NativeStanza[], fileKey: Uint8Array): Buff
   const lines = [VERSION_LINE]
   for (const stanza of stanzas) {
     lines.push(`-> ${stanza.args.join(' ')}\n`)
-    for (let at = 0; at < stanza.body.length; at += 48)
-      lines.push(`${base64NoPad(stanza.body.subarray(at, at + 48))}\n`)
+    for (let at = 0; at < stanza.body.length; at += BODY_LINE)
+      lines.push(`${base64nopad.encode(stanza.body.subarray(at, at + BODY_LINE))}\n`)
     // A body whose last line is full is followed by an empty line: readers stop at a short one.
-    if (stanza.body.length % 48 === 0) lines.push('\n')
+    if (stanza.body.length % BODY_LINE === 0) lines.push('\n')
   }
 
   lines.push('---')
   const unsigned = Buffer.from(lines.join(''), 'latin1')
-  const macKey = Buffer.from(hkdfSync('sha256', fileKey, Buffer.alloc(0), 'header', 32))
-  const mac = createHmac('sha256', macKey).update(unsigned).digest()
-  return Buffer.concat([unsigned, Buffer.from(` ${base64NoPad(mac)}\n`, 'latin1')])
-}
-
-function base64NoPad(bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64').replace(/=+$/, '')
+  return Buffer.concat([unsigned, Buffer.from(` ${base64nopad.encode(headerMac(fileKey, unsigned))}\n`, 'latin1')])
 }
 
 function publicKeyOf(raw: Buffer): KeyObject {
