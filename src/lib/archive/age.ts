@@ -100,14 +100,19 @@ async function recipientsHeader(recipients: string[]): Promise<{fileKey: Uint8Ar
  * X25519 identities and passphrases need nothing imported.
  */
 export async function prepareDecrypt(opts: DecryptOptions, impl: AgeImplementation = DEFAULT_AGE): Promise<void> {
-  if (impl === 'typage' || opts.identities.some((i) => isHybridIdentity(i))) await loadTypage()
+  if (readsWithTypage(opts, impl)) await loadTypage()
+}
+
+/** Whether typage opens the header: the typage implementation, or a post-quantum identity, which only typage opens. */
+function readsWithTypage(opts: DecryptOptions, impl: AgeImplementation): boolean {
+  return impl === 'typage' || opts.identities.some((i) => i.trim().startsWith('AGE-SECRET-KEY-PQ-1'))
 }
 
 /** A stream that decrypts an age file written to it, header first. */
 export function createDecryptStream(opts: DecryptOptions, impl: AgeImplementation = DEFAULT_AGE): Duplex {
   checkKeysGiven(opts)
-  const identities = impl === 'native' ? nativeIdentities(opts) : undefined
-  if (identities) {
+  if (!readsWithTypage(opts, impl)) {
+    const identities = nativeIdentities(opts)
     return new DecryptStream(async (header) => {
       try {
         return await openHeader(header, identities)
@@ -135,26 +140,17 @@ export function createDecryptStream(opts: DecryptOptions, impl: AgeImplementatio
 
 /**
  * The keys as the identities age-open.ts opens headers with (X25519, and scrypt for each
- * passphrase), in typage's order: identities, then passphrases. Undefined when one is a
- * post-quantum identity, which only typage opens. A bad identity is a usage error in typage's words.
+ * passphrase), in typage's order: identities, then passphrases. A bad identity is a usage error
+ * in typage's words.
  */
-function nativeIdentities(opts: DecryptOptions): StanzaIdentity[] | undefined {
-  const identities: StanzaIdentity[] = []
-  for (const identity of opts.identities) {
-    if (isHybridIdentity(identity)) return undefined
-    identities.push(
-      parseIdentity(identity, (i) => {
-        if (!i.startsWith('AGE-SECRET-KEY-1')) throw new Error('unrecognized identity type')
-        return new X25519Identity(i)
-      }),
-    )
-  }
-
+function nativeIdentities(opts: DecryptOptions): StanzaIdentity[] {
+  const identities = opts.identities.map((identity) =>
+    parseIdentity<StanzaIdentity>(identity, (i) => {
+      if (!i.startsWith('AGE-SECRET-KEY-1')) throw new Error('unrecognized identity type')
+      return new X25519Identity(i)
+    }),
+  )
   return [...identities, ...opts.passphrases.map((p) => new ScryptIdentity(p))]
-}
-
-function isHybridIdentity(identity: string): boolean {
-  return identity.trim().startsWith('AGE-SECRET-KEY-PQ-1')
 }
 
 /** Encrypts a small buffer whole (manifest.age); `none` returns the bytes as they are. */
