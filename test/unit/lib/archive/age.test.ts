@@ -56,6 +56,26 @@ async function rejection(promise: Promise<unknown>): Promise<BrError> {
 }
 
 describe('age', () => {
+  it('reads a post-quantum (hybrid) backup through typage on the native path too, with an X25519 identity beside it', async () => {
+    const {generateHybridIdentity, identityToRecipient: typageRecipient} = await import('age-encryption')
+    const hybrid = await generateHybridIdentity()
+    const plain = randomBytes(70_000)
+    const sealed = await through(
+      plain,
+      await createEncryptStream({recipients: [await typageRecipient(hybrid)], type: 'recipients'}),
+    )
+    for (const impl of IMPLS) {
+      const opened = await through(
+        sealed,
+        createDecryptStream({identities: [key.identity, hybrid], passphrases: []}, impl),
+      )
+      expect(opened.equals(plain)).toBe(true)
+      // Without the hybrid identity nothing opens it, in the words of either path.
+      const refused = await rejection(through(sealed, createDecryptStream(withIdentity(), impl)))
+      expect(refused.message).toContain(NO_IDENTITY)
+    }
+  })
+
   it('is native by default, and keys round-trip through identityToRecipient', async () => {
     expect(DEFAULT_AGE).toBe('native')
     expect(key.identity).toMatch(/^AGE-SECRET-KEY-1[\dA-Z]+$/)
