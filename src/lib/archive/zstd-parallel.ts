@@ -68,7 +68,14 @@ const STREAM_BUDGET = 2 * 1024 * 1024
  * gathered at a time, and 497 of verify's ~510 frames found one (8 kept: 506), for 4 MiB at most.
  */
 const SPARE_BUFFERS = 2
+/** The smallest frame buffer made (sizeClass). */
 const MIN_SPARE = 64 * 1024
+
+/** The size of buffer a frame of `size` bytes is gathered in: the power of two at or above it, MIN_SPARE at least. */
+function sizeClass(size: number): number {
+  return 2 ** Math.ceil(Math.log2(Math.max(size, MIN_SPARE)))
+}
+
 /** Streaming decompression runs at most this long before the event loop gets a turn. */
 const PUMP_SLICE_MS = 20
 
@@ -157,8 +164,8 @@ class WorkerPool {
 
   /**
    * A buffer of `size` bytes to gather a frame in: one a worker gave back when one holds it and
-   * is not over four times as large, else a new one of its size class (the power of two at or
-   * above `size`, 64 KiB at least), so that frames of about one size find it again.
+   * is not over four times as large, else a new one of its size class (sizeClass), so that
+   * frames of about one size find it again.
    */
   allocate(size: number): Buffer {
     const most = 4 * Math.max(size, MIN_SPARE)
@@ -168,7 +175,7 @@ class WorkerPool {
       return Buffer.from(this.spare.splice(at, 1)[0], 0, size)
     }
 
-    return Buffer.allocUnsafeSlow(2 ** Math.ceil(Math.log2(Math.max(size, MIN_SPARE)))).subarray(0, size)
+    return Buffer.allocUnsafeSlow(sizeClass(size)).subarray(0, size)
   }
 
   destroy(): void {
@@ -190,8 +197,7 @@ class WorkerPool {
 
   /** Keeps a frame buffer a worker gave back (one allocate made), up to SPARE_BUFFERS of them, the newest. */
   recycle(buffer: ArrayBuffer): void {
-    const {byteLength} = buffer
-    if (this.broken || byteLength < MIN_SPARE || !Number.isInteger(Math.log2(byteLength))) return
+    if (this.broken || buffer.byteLength !== sizeClass(buffer.byteLength)) return
     this.spare.push(buffer)
     if (this.spare.length > SPARE_BUFFERS) this.spare.shift()
   }
