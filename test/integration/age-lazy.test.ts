@@ -8,23 +8,20 @@
  * empty log means something. And `br list` loads none of our age code (lib/archive/age.js and what
  * it imports), which a backup to a recipient does.
  */
-import {readFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {backupArgs, NO_SQL, readWith, restoreArgs, suiteKey} from '../helpers/args.js'
 import {runCli, tempDir, type TempDir} from '../helpers/cli.js'
 import {makeSmallDataDir} from '../helpers/fixtures.js'
-import {resolveLogger} from '../helpers/resolve-log.js'
+import {resolveLogger, type ResolveLogger} from '../helpers/resolve-log.js'
 
 let tmp: TempDir
-let nodeOptions: string
-
-const logOf = async (name: string) => readFile(join(tmp.path, name), 'utf8').catch(() => '')
+let typageLog: ResolveLogger
 
 beforeAll(async () => {
   tmp = await tempDir()
-  nodeOptions = await resolveLogger(tmp.path, 'age-encryption', 'AGE_LOG')
+  typageLog = await resolveLogger(tmp.path, 'age-encryption', 'AGE_LOG')
 })
 afterAll(async () => tmp?.cleanup())
 
@@ -35,8 +32,7 @@ describe('typage loads lazily', () => {
     await makeSmallDataDir(dataDir)
     const key = await suiteKey(tmp.path)
     const env = (log: string) => ({
-      AGE_LOG: join(tmp.path, log),
-      NODE_OPTIONS: nodeOptions,
+      ...typageLog.env(log),
       XDG_CACHE_HOME: join(tmp.path, 'cache'),
     })
     for (const extra of [[], ['--type', 'incremental']]) {
@@ -47,7 +43,7 @@ describe('typage loads lazily', () => {
       expect(JSON.parse(run.stdout).type).toBe(extra.length > 0 ? 'incremental' : 'full')
     }
 
-    expect(await logOf('backup.log')).toBe('')
+    expect(await typageLog.read('backup.log')).toBe('')
 
     // An incremental whose base manifest is not cached here reads it from the repository.
     const uncached = await runCli(
@@ -66,7 +62,7 @@ describe('typage loads lazily', () => {
       {env: {...env('uncached.log'), XDG_CACHE_HOME: join(tmp.path, 'other-cache')}},
     )
     expect(uncached.code, uncached.stderr).toBe(0)
-    expect(await logOf('uncached.log')).toBe('')
+    expect(await typageLog.read('uncached.log')).toBe('')
 
     // Reading: every header of the chain (manifests and archives) opened with the identity.
     const verify = await runCli(['br', 'verify', 'latest', '--path', repo, ...readWith(key), '--json'], {
@@ -81,34 +77,33 @@ describe('typage loads lazily', () => {
       },
     )
     expect(restore.code, restore.stderr).toBe(0)
-    expect(await logOf('read.log')).toBe('')
+    expect(await typageLog.read('read.log')).toBe('')
 
     // The control: the same hook in a run that makes an identity (typage's generator) sees typage.
     const generate = await runCli(['br', 'key', 'generate', '--output', join(tmp.path, 'new.key')], {
       env: env('generate.log'),
     })
     expect(generate.code, generate.stderr).toBe(0)
-    expect(await logOf('generate.log')).toContain('age-encryption')
+    expect(await typageLog.read('generate.log')).toContain('age-encryption')
   }, 60_000)
 })
 
 describe('br list loads no encryption code', () => {
   it('br list resolves none of our age modules; a backup to a recipient does', async () => {
-    const nodeOptionsOurs = await resolveLogger(tmp.path, '/age.js', 'OURS_LOG')
-    const env = (log: string) => ({NODE_OPTIONS: nodeOptionsOurs, OURS_LOG: join(tmp.path, log)})
+    const ours = await resolveLogger(tmp.path, '/age.js', 'OURS_LOG')
     const dataDir = join(tmp.path, 'list-data')
     const repo = join(tmp.path, 'list-repo')
     await makeSmallDataDir(dataDir)
     const key = await suiteKey(tmp.path, 'list.key')
     // The control: a backup checks and encrypts to its recipient through lib/archive/age.js.
     const backup = await runCli(backupArgs(repo, dataDir, '--recipient', key.recipient, ...NO_SQL), {
-      env: env('list-backup.log'),
+      env: ours.env('list-backup.log'),
     })
     expect(backup.code, backup.stderr).toBe(0)
-    expect(await logOf('list-backup.log')).toContain('/age.js')
-    const list = await runCli(['br', 'list', '--path', repo], {env: env('list.log')})
+    expect(await ours.read('list-backup.log')).toContain('/age.js')
+    const list = await runCli(['br', 'list', '--path', repo], {env: ours.env('list.log')})
     expect(list.code, list.stderr).toBe(0)
     expect(list.stdout).toContain(backup.stdout.trim())
-    expect(await logOf('list.log')).toBe('')
+    expect(await ours.read('list.log')).toBe('')
   }, 60_000)
 })
