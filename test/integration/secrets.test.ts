@@ -61,14 +61,29 @@ function expectCleanEnviron(pid: number, secrets: Record<string, string>, what: 
   expectNoSecrets(environ.join('\n'), secrets, `/proc/${pid}/environ of ${what}`)
 }
 
-const readPid = async (file: string) => Number((await readFile(file, 'utf8')).trim())
+/**
+ * The pid a shell wrote with `echo $! > file`, waiting until it is whole: the file exists (empty)
+ * from the moment the shell opens it. An empty read is 0, and signalling pid 0 is signalling our
+ * own process group: a SIGKILL to it once ended the whole CI run.
+ */
+async function readPid(file: string): Promise<number> {
+  for (let i = 0; i < 200; i++) {
+    const text = existsSync(file) ? await readFile(file, 'utf8') : ''
+    if (/^\d+\n$/.test(text)) return Number(text)
+    await new Promise((resolve) => {
+      setTimeout(resolve, 50)
+    })
+  }
+
+  throw new Error(`${file} never held a pid`)
+}
 
 beforeAll(async () => {
   tmp = await tempDir('moctl-br-secrets-')
 })
 
 afterAll(async () => {
-  for (const pid of leftovers) {
+  for (const pid of leftovers.filter((p) => p > 0)) {
     try {
       process.kill(pid, 'SIGKILL')
     } catch {}
@@ -143,12 +158,6 @@ describe('Ctrl-C during a slow stop command', () => {
     const exited = new Promise<{code: null | number; signal: NodeJS.Signals | null}>((resolve) => {
       child.on('close', (code, signal) => resolve({code, signal}))
     })
-    for (let i = 0; i < 200 && !existsSync(sleepPid); i++) {
-      await new Promise((resolve) => {
-        setTimeout(resolve, 50)
-      })
-    }
-
     const pid = await readPid(sleepPid)
     leftovers.push(pid)
     expect(pidAlive(pid)).toBe(true)

@@ -339,8 +339,11 @@ export function isLockHolder(value: unknown): value is LockHolder {
  * Whether a process runs. A killed process that its parent has not reaped yet (a zombie: a
  * `kill -9`ed backup under a busy cron shell or a container's init) still answers signal 0, but
  * it will never release its lock: it counts as gone (Linux, from /proc; elsewhere signal 0 decides).
+ * Only a positive integer names one process: signal 0 to pid 0 or -1 reaches our own group or every
+ * process, so a lock file that says `"pid": 0` would never go stale.
  */
 export function pidAlive(pid: number): boolean {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return false
   try {
     process.kill(pid, 0)
   } catch (error) {

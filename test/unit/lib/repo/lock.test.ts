@@ -11,7 +11,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 
 import {BrError} from '../../../../src/lib/errors.js'
-import {acquireLock, LOCK_FILE, type LockHolder, staleReason} from '../../../../src/lib/repo/lock.js'
+import {acquireLock, LOCK_FILE, type LockHolder, pidAlive, staleReason} from '../../../../src/lib/repo/lock.js'
 import {openRepository, type Repository} from '../../../../src/lib/repo/repository.js'
 import {tempDir} from '../../../helpers/cli.js'
 
@@ -305,6 +305,16 @@ describe('staleReason', () => {
     expect(staleReason({...here, pid: process.pid, startedAt: at(0)}, now)).toBeNull()
     const dead = deadPid()
     expect(staleReason({...here, pid: dead, startedAt: at(0)}, now)).toBe(`pid ${dead} no longer runs`)
+  })
+
+  it('on this host: a pid that names no one process (0, -1, a fraction, NaN) is gone, not a signal to a group', () => {
+    const here = {command: 'x', host: hostname(), startedAt: at(0), token: 't'}
+    // kill(0, 0) and kill(-1, 0) succeed: signal 0 alone would call these holders alive forever.
+    expect(() => process.kill(0, 0)).not.toThrow()
+    for (const pid of [0, -1, -process.pid, 1.5, Number.NaN]) {
+      expect(pidAlive(pid), String(pid)).toBe(false)
+      expect(staleReason({...here, pid}, now)).toBe(`pid ${pid} no longer runs`)
+    }
   })
 
   it.runIf(process.platform === 'linux')(
