@@ -257,6 +257,35 @@ export function backendContract(
       expect(await b.listLeftovers('')).toEqual([])
     })
 
+    // The class of the lock's two-holders race: a late remover of a stale lock, once its first
+    // remover's successor held it, moved the new lock aside for a moment, and a third writer
+    // created its own in that moment.
+    it('a remover of bytes the object does not hold never takes it from its place, not for a moment', async () => {
+      await b.save('lock.json', Buffer.from('holder'))
+      const state = {removing: true}
+      let missing = 0
+      let looks = 0
+      // A creator looks as often as it can: each look that finds no object is a moment in which
+      // its createExclusive would have won.
+      const watcher = (async () => {
+        while (state.removing) {
+          if ((await b.stat('lock.json')) === null) missing++
+          looks++
+        }
+      })()
+      for (let round = 0; round < 10; round++) {
+        const removed = await Promise.all(Array.from({length: 8}, () => b.removeIf('lock.json', Buffer.from('stale'))))
+        expect(removed.filter(Boolean)).toEqual([])
+      }
+
+      state.removing = false
+      await watcher
+      expect(looks).toBeGreaterThan(0)
+      expect(missing).toBe(0)
+      expect((await b.load('lock.json')).toString()).toBe('holder')
+      expect(await b.listLeftovers('')).toEqual([])
+    })
+
     it('refuses keys that climb out of the repository', async () => {
       await expect(b.load('../outside')).rejects.toThrow('escapes the repository')
       await expect(b.save('a/../../outside', Buffer.from('x'))).rejects.toThrow('escapes the repository')

@@ -24,6 +24,12 @@ import type {Readable} from 'node:stream'
 export const MAX_SMALL_OBJECT_BYTES = 1024 * 1024
 /** No manifest is read into memory beyond this, whatever its record says (about 2.5 million files). */
 export const MAX_MANIFEST_BYTES = 512 * 1024 * 1024
+/**
+ * A removal marker (removeIf's turn-taking, in every backend) older than this belongs to a
+ * remover that died between its marker and its removal: removal takes a moment, so 5 minutes
+ * is generous even for a clock skew between hosts.
+ */
+export const STALE_REMOVAL_MS = 5 * 60_000
 
 export interface LoadOptions {
   /** refuse (integrity error) an object larger than this, before reading it; default MAX_SMALL_OBJECT_BYTES */

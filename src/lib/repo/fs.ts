@@ -9,14 +9,16 @@
  * `listLeftovers` names them, with empty directories, for prune). Keys may not climb out of the
  * root. `createExclusive` writes a temp file and hard-links it into place (link fails if the name
  * exists: atomic and exclusive, on local filesystems and NFS alike, and the object is whole from
- * the moment it is visible); `removeIf` renames the object aside before comparing, so it never
- * removes what another writer put there after the comparison.
+ * the moment it is visible); `removeIf` leaves an object that does not hold the expected bytes
+ * untouched (its removers of the same bytes take turns, through an O_EXCL marker), then renames
+ * the object aside before comparing again, so it never removes what another writer put there
+ * after the comparison.
  *
  * Every read opens the file non-blocking (a FIFO opens at once instead of waiting for a writer)
  * and checks the opened handle with fstat, so what is checked is what is read: anything but a
  * regular file, or a file over the read's bound, is refused before a byte of it is read.
  */
-import {randomBytes} from 'node:crypto'
+import {createHash, randomBytes} from 'node:crypto'
 import {
   closeSync,
   constants,
@@ -41,6 +43,7 @@ import {
   type ObjectInfo,
   type RepoBackend,
   type SavedObject,
+  STALE_REMOVAL_MS,
 } from './backend.js'
 
 // eslint-disable-next-line no-bitwise -- open(2) flags
@@ -131,27 +134,20 @@ export class FsBackend implements RepoBackend {
 
   async removeIf(key: string, expected: Uint8Array): Promise<boolean> {
     const target = this.path(key)
-    const aside = `${target}.removing-${randomBytes(6).toString('hex')}`
+    // Removers of the same bytes take turns. Renaming first and comparing after, as each once did,
+    // let a late remover of a stale lock move aside the lock its first remover's successor had just
+    // created, and in that moment a third writer created its own: two holders of one lock.
+    const marker = `${target}.removing-${createHash('sha256').update(expected).digest('hex').slice(0, 12)}`
+    if (!(await takeMarker(marker))) return false
     try {
-      await rename(target, aside)
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false
-      throw error
+      // Bounded by what we expect: a bigger or special file there is not ours, and must not hang us.
+      const before = await readRegular(target, key, expected.length).catch(() => null)
+      // Not ours to remove: left as it is, never out of its place even for a moment.
+      if (!before || !Buffer.from(expected).equals(before)) return false
+      return await removeAside(target, key, expected)
+    } finally {
+      await unlink(marker).catch(() => {})
     }
-
-    // Bounded by what we expect: a bigger or special file there is not ours, and must not hang us.
-    const found = await readRegular(aside, key, expected.length).catch(() => null)
-    if (found && Buffer.from(expected).equals(found)) {
-      await unlink(aside)
-      await fsyncPath(dirname(target)).catch(() => {})
-      return true
-    }
-
-    // Not what we meant to remove: put it back, unless someone created the key meanwhile (link
-    // never overwrites; theirs is the newer object then).
-    await link(aside, target).catch(() => {})
-    await unlink(aside)
-    return false
   }
 
   async removePrefix(prefix: string): Promise<void> {
@@ -339,6 +335,57 @@ function openFailure(error: unknown, key: string): unknown {
 }
 
 const tempName = (path: string) => `${path}.tmp-${randomBytes(6).toString('hex')}`
+
+/**
+ * Takes a removal marker (an O_EXCL file): false while another remover holds it. A marker older
+ * than STALE_REMOVAL_MS was left by a remover killed in the middle: it is taken over once.
+ */
+async function takeMarker(marker: string): Promise<boolean> {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      // eslint-disable-next-line no-await-in-loop -- a second attempt only after a dead marker
+      await writeFile(marker, '', {flag: 'wx', mode: 0o600})
+      return true
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
+    }
+
+    // eslint-disable-next-line no-await-in-loop
+    const left = await lstat(marker).catch(() => null)
+    if (left && Date.now() - left.mtimeMs < STALE_REMOVAL_MS) return false
+    // eslint-disable-next-line no-await-in-loop
+    await unlink(marker).catch(() => {})
+  }
+
+  return false
+}
+
+/**
+ * Removes `target` if, once renamed aside, it still holds `expected`. Only a rewrite of the object
+ * by its own writer (a lock's heartbeat) can come between removeIf's comparison and this rename:
+ * that object is then put back, unless the key was created again meanwhile (link never
+ * overwrites; the newer object stays).
+ */
+async function removeAside(target: string, key: string, expected: Uint8Array): Promise<boolean> {
+  const aside = `${target}.removing-${randomBytes(6).toString('hex')}`
+  try {
+    await rename(target, aside)
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false
+    throw error
+  }
+
+  const found = await readRegular(aside, key, expected.length).catch(() => null)
+  if (found && Buffer.from(expected).equals(found)) {
+    await unlink(aside)
+    await fsyncPath(dirname(target)).catch(() => {})
+    return true
+  }
+
+  await link(aside, target).catch(() => {})
+  await unlink(aside)
+  return false
+}
 
 /** fsync of one file or directory by its path (also durable.ts's, for a staged tree). */
 export async function fsyncPath(path: string): Promise<void> {

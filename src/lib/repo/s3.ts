@@ -84,6 +84,7 @@ import {
   type RepoBackend,
   RETAINED,
   type SavedObject,
+  STALE_REMOVAL_MS,
 } from './backend.js'
 import {BACKUPS_PREFIX} from './paths.js'
 
@@ -177,8 +178,6 @@ const MARKER = /\.moctl-(excl|removing|probe)-[\da-z-]+$/
 const EXCL_INFIX = '.moctl-excl-'
 /** A creator's candidate older than this (by the store's clock) belongs to a dead creator. */
 const STALE_CANDIDATE_MS = 60_000
-/** A removal marker older than this (by our clock: generous for skew) belongs to a dead remover. */
-const STALE_REMOVAL_MS = 5 * 60_000
 const DAY_MS = 24 * 60 * 60 * 1000
 
 /** A save's checksum as computed from what was sent, and as the store's reply gave it (if it did). */
