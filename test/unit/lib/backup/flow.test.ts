@@ -5,17 +5,18 @@
  * stops fails the scan, a directory where an object must go fails that repository write.
  */
 import {execFile} from 'node:child_process'
-import {mkdirSync, rmSync, writeFileSync} from 'node:fs'
+import {writeFileSync} from 'node:fs'
 import {mkdir, readdir, readFile, stat, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {promisify} from 'node:util'
-import {afterEach, beforeEach, describe, expect, it} from 'vitest'
+import {afterEach, beforeEach, describe, expect, it, vi} from 'vitest'
 
 import {compressorName} from '../../../../src/lib/archive/compress.js'
 import {backupFlow, type BackupOptions, sourceFor} from '../../../../src/lib/backup/backup.js'
 import {readDataDirLock, resolveDataDir} from '../../../../src/lib/datadir-lock.js'
 import {BrError} from '../../../../src/lib/errors.js'
 import {localRepo} from '../../../../src/lib/repo/address.js'
+import {FsBackend} from '../../../../src/lib/repo/fs.js'
 import {LOCK_FILE} from '../../../../src/lib/repo/lock.js'
 import {openRepository} from '../../../../src/lib/repo/repository.js'
 import {type ServiceControl} from '../../../../src/lib/service/control.js'
@@ -282,20 +283,23 @@ describe('backupFlow: cold', () => {
 
   it('a published backup stays published when releasing a lock fails after it', async () => {
     const flow = backupFlow(optionsWith())
-    const {lock} = await resolveDataDir(dataDir)
+    // The disk fails the first removal once Publish starts: the repository lock's, after the record.
+    const removeIf = vi.spyOn(FsBackend.prototype, 'removeIf')
     const error = await runFlow(flow.flow, flow.ctx, {
       onEvent(event) {
-        // A directory where the data dir's lock was: its removal fails (unlink of a directory).
         if (event.type === 'start' && event.step === 'Publish') {
-          rmSync(lock)
-          mkdirSync(lock)
+          removeIf.mockRejectedValueOnce(Object.assign(new Error('EIO: i/o error, unlink'), {code: 'EIO'}))
         }
       },
-    }).catch((error_: unknown) => error_)
-    expect((error as NodeJS.ErrnoException).code).toMatch(/^(EISDIR|EPERM)$/)
+    })
+      .catch((error_: unknown) => error_)
+      .finally(() => removeIf.mockRestore())
+    expect((error as NodeJS.ErrnoException).code).toBe('EIO')
     const repo = await openRepository(repoPath)
     expect((await repo.scanBackups()).records.map((r) => r.id)).toEqual([flow.ctx.state.id])
     expect(await repo.readObject(flow.ctx.state.id, 'backup.json')).toBeInstanceOf(Buffer)
+    // The data dir's lock was released all the same.
+    expect(await readDataDirLock(await resolveDataDir(dataDir))).toBeUndefined()
   })
 
   it('a service that starts but is not ready in time: its record is cleared, the locks released', async () => {
