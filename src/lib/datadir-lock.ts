@@ -24,10 +24,20 @@ import {randomBytes} from 'node:crypto'
 import {lstat, readlink, realpath, rename, rm} from 'node:fs/promises'
 import {hostname} from 'node:os'
 import {basename, dirname, join, resolve} from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
 
 import {BrError, isBrError} from './errors.js'
+import {STALE_REMOVAL_MS} from './repo/backend.js'
 import {FsBackend} from './repo/fs.js'
-import {isLockHolder, type LockHolder, REFRESH_MS, rewriteHeld, staleReason} from './repo/lock.js'
+import {
+  isLockHolder,
+  type LockHolder,
+  REFRESH_MS,
+  rewriteHeld,
+  staleReason,
+  TAKEOVER_PAUSE_MS,
+  TAKEOVER_TRIES,
+} from './repo/lock.js'
 
 /** Where a data directory really is: the directory a symlinked data dir points to. */
 export interface DataDirPaths {
@@ -131,6 +141,7 @@ export async function lockDataDir(dataDir: string, options: DataDirLockOptions):
   state.refreshedAt = state.startedAt
   let bytes = encode(state)
   const recovered: Recovery = {notes: [], removed: []}
+  let lostTakeovers = 0
   for (let attempt = 0; ; attempt++) {
     // Each attempt needs the previous one's answer.
     // eslint-disable-next-line no-await-in-loop
@@ -155,7 +166,25 @@ export async function lockDataDir(dataDir: string, options: DataDirLockOptions):
     }
 
     // eslint-disable-next-line no-await-in-loop
-    if (!(await backend.removeIf(key, held.bytes))) continue // someone else took it over first
+    if (!(await backend.removeIf(key, held.bytes))) {
+      // Someone else is taking it over (or one killed doing so left its marker): look again shortly.
+      if (++lostTakeovers > TAKEOVER_TRIES) {
+        throw new BrError(
+          'locked',
+          `data directory ${paths.given} is locked by ${describeRun(held.state)}, whose lock another run is taking over (${stale})`,
+          {
+            suggestions: [
+              `run this again in a moment; a run killed while taking it over leaves ${basename(paths.lock)}.removing-… beside it, honoured for ${STALE_REMOVAL_MS / 60_000} minutes: remove it and ${paths.lock} if none runs`,
+            ],
+          },
+        )
+      }
+
+      // eslint-disable-next-line no-await-in-loop
+      await sleep(TAKEOVER_PAUSE_MS)
+      continue
+    }
+
     options.onWarning?.(`took over the lock of ${paths.given} from ${describeRun(held.state)}: ${stale}`)
     // eslint-disable-next-line no-await-in-loop
     const found = await recover(held.state, paths, {dryRun: false})

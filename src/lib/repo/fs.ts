@@ -137,7 +137,7 @@ export class FsBackend implements RepoBackend {
     // Removers of the same bytes take turns. Renaming first and comparing after, as each once did,
     // let a late remover of a stale lock move aside the lock its first remover's successor had just
     // created, and in that moment a third writer created its own: two holders of one lock.
-    const marker = `${target}.removing-${createHash('sha256').update(expected).digest('hex').slice(0, 12)}`
+    const marker = removalMarker(target, expected)
     if (!(await takeMarker(marker))) return false
     try {
       // Bounded by what we expect: a bigger or special file there is not ours, and must not hang us.
@@ -335,6 +335,10 @@ function openFailure(error: unknown, key: string): unknown {
 }
 
 const tempName = (path: string) => `${path}.tmp-${randomBytes(6).toString('hex')}`
+
+/** The marker removers of `expected` at `path` take turns through: `<path>.removing-<12 hex of its SHA-256>`. */
+export const removalMarker = (path: string, expected: Uint8Array): string =>
+  `${path}.removing-${createHash('sha256').update(expected).digest('hex').slice(0, 12)}`
 
 /**
  * Takes a removal marker (an O_EXCL file): false while another remover holds it. A marker older

@@ -30,7 +30,7 @@ import type {Repository} from './repository.js'
 
 import {BrError, isBrError, throwIfAborted} from '../errors.js'
 import {formatDuration} from '../format.js'
-import {isMissing, type RepoBackend} from './backend.js'
+import {isMissing, type RepoBackend, STALE_REMOVAL_MS} from './backend.js'
 
 export const LOCK_FILE = 'lock.json'
 /** A lock from another host cannot be checked for life: this long without a refresh, it is presumed dead. */
@@ -38,6 +38,13 @@ export const STALE_AFTER_MS = 30 * 60 * 1000
 /** How often a held lock is refreshed: well within STALE_AFTER_MS, so a slow beat or two never lose it. */
 export const REFRESH_MS = 5 * 60 * 1000
 const POLL_MS = 250
+/**
+ * A takeover another run won (or one killed in the middle left its removal marker, which every
+ * backend honours for STALE_REMOVAL_MS): look again after this pause, this many times, before
+ * counting the lock as held. A lock without a pause here was a tight loop of requests for minutes.
+ */
+export const TAKEOVER_PAUSE_MS = 50
+export const TAKEOVER_TRIES = 20
 
 export interface LockHolder {
   command: string
@@ -102,6 +109,7 @@ export async function acquireLock(repo: Repository, options: LockOptions): Promi
   const bytes = Buffer.from(JSON.stringify(mine) + '\n')
   const waitMs = (options.waitSeconds ?? 0) * 1000
   const deadline = Date.now() + waitMs
+  let lostTakeovers = 0
   for (;;) {
     throwIfAborted(options.signal)
     // Polling: each attempt needs the previous one's answer.
@@ -124,15 +132,23 @@ export async function acquireLock(repo: Repository, options: LockOptions): Promi
         options.onWarning?.(`took over a stale lock of ${describeHolder(held.holder)}: ${stale}`)
         // eslint-disable-next-line no-await-in-loop -- once, after the takeover
         await options.onTakeOver?.(held.holder)
+        continue
       }
 
-      continue
+      if (++lostTakeovers <= TAKEOVER_TRIES) {
+        // eslint-disable-next-line no-await-in-loop
+        await pause(TAKEOVER_PAUSE_MS, options.signal)
+        continue
+      }
     }
 
     if (Date.now() >= deadline) {
+      const taking = stale
+        ? `, whose lock another run is taking over (${stale}; a run killed while taking it over leaves ${LOCK_FILE}.removing-…, honoured for ${minutes(STALE_REMOVAL_MS)})`
+        : ''
       throw new BrError(
         'locked',
-        `repository ${repo.path} is ${waitMs > 0 ? `still locked after ${formatDuration(waitMs)}` : 'locked'} by ${describeHolder(held.holder)}`,
+        `repository ${repo.path} is ${waitMs > 0 ? `still locked after ${formatDuration(waitMs)}` : 'locked'} by ${describeHolder(held.holder)}${taking}`,
         {
           suggestions: [
             waitMs > 0
@@ -144,13 +160,18 @@ export async function acquireLock(repo: Repository, options: LockOptions): Promi
       )
     }
 
-    try {
-      // eslint-disable-next-line no-await-in-loop
-      await sleep(Math.min(POLL_MS, Math.max(0, deadline - Date.now())), undefined, {signal: options.signal})
-    } catch (error) {
-      throwIfAborted(options.signal)
-      throw error
-    }
+    // eslint-disable-next-line no-await-in-loop
+    await pause(Math.min(POLL_MS, Math.max(0, deadline - Date.now())), options.signal)
+  }
+}
+
+/** Waits `ms`; an abort ends the wait as interrupted (exit 130). */
+async function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  try {
+    await sleep(ms, undefined, {signal})
+  } catch (error) {
+    throwIfAborted(signal)
+    throw error
   }
 }
 

@@ -3,7 +3,7 @@
  * process gone) cannot make the takeover remove anything but our own leftovers' names.
  */
 import {spawnSync} from 'node:child_process'
-import {mkdir, readdir, readFile, writeFile} from 'node:fs/promises'
+import {mkdir, readdir, readFile, utimes, writeFile} from 'node:fs/promises'
 import {hostname} from 'node:os'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
@@ -11,6 +11,8 @@ import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 
 import {cleanupDataDir} from '../../../src/lib/cleanup.js'
 import {lockDataDir} from '../../../src/lib/datadir-lock.js'
+import {STALE_REMOVAL_MS} from '../../../src/lib/repo/backend.js'
+import {removalMarker} from '../../../src/lib/repo/fs.js'
 import {tempDir} from '../../helpers/cli.js'
 
 let tmp: {cleanup: () => Promise<void>; path: string}
@@ -30,6 +32,34 @@ describe('lockDataDir', () => {
     await first.release()
     const second = await lockDataDir(dataDir, {command: 'br backup'})
     await second.release()
+    expect(await readdir(tmp.path)).toEqual([])
+  })
+
+  it("a dead holder's lock another run is taking over (its fresh removal marker) is held: exit 4 naming both; an old marker is taken over", async () => {
+    const dataDir = join(tmp.path, 'mo-data')
+    const lockPath = join(tmp.path, '.mo-data.moctl-br.lock')
+    const dead = JSON.stringify({
+      command: 'br restore',
+      dataDir,
+      host: hostname(),
+      pid: spawnSync('true').pid,
+      scratch: [],
+      startedAt: new Date().toISOString(),
+      token: 'x',
+    })
+    await writeFile(lockPath, dead)
+    const marker = removalMarker(lockPath, Buffer.from(dead))
+    await writeFile(marker, '')
+    const refused = lockDataDir(dataDir, {command: 'br backup'})
+    await expect(refused).rejects.toMatchObject({exitCode: 4})
+    await expect(refused).rejects.toThrow(
+      / is locked by .*, whose lock another run is taking over \(pid \d+ no longer runs\)$/,
+    )
+    expect(await readFile(lockPath, 'utf8')).toBe(dead)
+    const old = new Date(Date.now() - STALE_REMOVAL_MS - 60_000)
+    await utimes(marker, old, old)
+    const lock = await lockDataDir(dataDir, {command: 'br backup'})
+    await lock.release()
     expect(await readdir(tmp.path)).toEqual([])
   })
 

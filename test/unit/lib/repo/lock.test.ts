@@ -4,13 +4,15 @@
  */
 import {type ChildProcess, spawn, spawnSync} from 'node:child_process'
 import {once} from 'node:events'
-import {readdir, readFile, rm, writeFile} from 'node:fs/promises'
+import {readdir, readFile, rm, utimes, writeFile} from 'node:fs/promises'
 import {hostname} from 'node:os'
-import {join} from 'node:path'
+import {basename, join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 
 import {BrError} from '../../../../src/lib/errors.js'
+import {STALE_REMOVAL_MS} from '../../../../src/lib/repo/backend.js'
+import {removalMarker} from '../../../../src/lib/repo/fs.js'
 import {acquireLock, LOCK_FILE, type LockHolder, pidAlive, staleReason} from '../../../../src/lib/repo/lock.js'
 import {openRepository, type Repository} from '../../../../src/lib/repo/repository.js'
 import {tempDir} from '../../../helpers/cli.js'
@@ -162,6 +164,26 @@ describe('acquireLock', () => {
       for (const loser of losers) expect(loser.reason.message).toContain(`locked by ${command} (pid ${process.pid}`)
       await (winners[0] as PromiseFulfilledResult<() => Promise<void>>).value()
     }
+  })
+
+  it('a stale lock another run is taking over (its fresh removal marker) is held: exit 4 naming both; a marker left by a killed remover is honoured only for minutes', async () => {
+    const stale = holder(deadPid())
+    await writeFile(lockFile(), stale)
+    // What a remover killed between its marker and its removal leaves beside the lock.
+    const marker = removalMarker(lockFile(), Buffer.from(stale))
+    await writeFile(marker, '')
+    const refused = acquireLock(repo, {command: 'br backup'})
+    await expect(refused).rejects.toMatchObject({exitCode: 4})
+    await expect(refused).rejects.toThrow(
+      / is locked by .* whose lock another run is taking over \(pid \d+ no longer runs;/,
+    )
+    expect(await readFile(lockFile(), 'utf8')).toBe(stale)
+    const old = new Date(Date.now() - STALE_REMOVAL_MS - 60_000)
+    await utimes(marker, old, old)
+    const unlock = await acquireLock(repo, {command: 'br backup'})
+    expect((await readHolder()).command).toBe('br backup')
+    await unlock()
+    expect(await readdir(repo.path)).not.toContain(basename(marker))
   })
 
   it('refuses a damaged lock file, naming it (exit 4)', async () => {
