@@ -10,9 +10,9 @@
  * root. `createExclusive` writes a temp file and hard-links it into place (link fails if the name
  * exists: atomic and exclusive, on local filesystems and NFS alike, and the object is whole from
  * the moment it is visible); `removeIf` leaves an object that does not hold the expected bytes
- * untouched (its removers of the same bytes take turns, through an O_EXCL marker), then renames
- * the object aside before comparing again, so it never removes what another writer put there
- * after the comparison.
+ * untouched (its removers of the same bytes take turns, through a marker made the same way), then
+ * renames the object aside before comparing again, so it never removes what another writer put
+ * there after the comparison.
  *
  * Every read opens the file non-blocking (a FIFO opens at once instead of waiting for a writer)
  * and checks the opened handle with fstat, so what is checked is what is read: anything but a
@@ -341,17 +341,26 @@ export const removalMarker = (path: string, expected: Uint8Array): string =>
   `${path}.removing-${createHash('sha256').update(expected).digest('hex').slice(0, 12)}`
 
 /**
- * Takes a removal marker (an O_EXCL file): false while another remover holds it. A marker older
- * than STALE_REMOVAL_MS was left by a remover killed in the middle: it is taken over once.
+ * Takes a removal marker, hard-linked into place as createExclusive's objects are (exclusive on
+ * NFS too, where hosts sharing a repository take over each other's stale locks; it needs no
+ * fsync: a marker lost in a crash only lets the next remover in): false while another remover
+ * holds it. A marker older than STALE_REMOVAL_MS was left by a remover killed in the middle: it
+ * is taken over once.
  */
 async function takeMarker(marker: string): Promise<boolean> {
   for (let attempt = 0; attempt < 2; attempt++) {
+    const temp = tempName(marker)
     try {
       // eslint-disable-next-line no-await-in-loop -- a second attempt only after a dead marker
-      await writeFile(marker, '', {flag: 'wx', mode: 0o600})
+      await writeFile(temp, '', {flag: 'wx', mode: 0o600})
+      // eslint-disable-next-line no-await-in-loop
+      await link(temp, marker)
       return true
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
+    } finally {
+      // eslint-disable-next-line no-await-in-loop
+      await rm(temp, {force: true})
     }
 
     // eslint-disable-next-line no-await-in-loop
