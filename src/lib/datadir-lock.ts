@@ -142,18 +142,23 @@ export async function lockDataDir(dataDir: string, options: DataDirLockOptions):
   let bytes = encode(state)
   const recovered: Recovery = {notes: [], removed: []}
   let lostTakeovers = 0
+  let vanished = 0
   for (let attempt = 0; ; attempt++) {
     // Each attempt needs the previous one's answer.
     // eslint-disable-next-line no-await-in-loop
     if (await backend.createExclusive(key, bytes)) break
     // eslint-disable-next-line no-await-in-loop
     const held = await readDataDirLock(paths)
-    if (!held) continue // released meanwhile: try again
-    if (!held.state) {
-      throw new BrError('locked', `data directory ${paths.given} has a damaged lock ${paths.lock}`, {
-        suggestions: [`if no backup, restore or cleanup of it runs, remove ${paths.lock}`],
-      })
+    if (!held) {
+      // Released meanwhile: try again. A name that neither takes a new lock nor reads as one (a
+      // dangling symlink) would be this forever: after a few looks it is a damaged lock.
+      if (++vanished > TAKEOVER_TRIES) throw damagedLock(paths)
+      // eslint-disable-next-line no-await-in-loop
+      if (vanished > 1) await sleep(TAKEOVER_PAUSE_MS)
+      continue
     }
+
+    if (!held.state) throw damagedLock(paths)
 
     const stale = staleReason(held.state)
     if (!stale) {
@@ -258,6 +263,11 @@ export async function lockDataDir(dataDir: string, options: DataDirLockOptions):
     },
   }
 }
+
+const damagedLock = (paths: DataDirPaths) =>
+  new BrError('locked', `data directory ${paths.given} has a damaged lock ${paths.lock}`, {
+    suggestions: [`if no backup, restore or cleanup of it runs, remove ${paths.lock}`],
+  })
 
 /** Exit 4: the run whose data dir lock was taken over stops before its next change of state. */
 function lostError(paths: DataDirPaths, why: string): BrError {

@@ -250,6 +250,7 @@ export function backendContract(
       expect(await b.removeIf('lock.json', Buffer.from('theirs'))).toBe(true)
       expect(await b.stat('lock.json')).toBeNull()
       expect(await b.removeIf('lock.json', Buffer.from('theirs'))).toBe(false)
+      expect(await b.removeIf('no/such/folder/lock.json', Buffer.from('theirs'))).toBe(false)
       await b.save('lock.json', Buffer.from('stale'))
       const results = await Promise.all(Array.from({length: 16}, () => b.removeIf('lock.json', Buffer.from('stale'))))
       expect(results.filter(Boolean)).toHaveLength(1)

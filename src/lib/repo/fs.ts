@@ -138,7 +138,8 @@ export class FsBackend implements RepoBackend {
     // let a late remover of a stale lock move aside the lock its first remover's successor had just
     // created, and in that moment a third writer created its own: two holders of one lock.
     const marker = removalMarker(target, expected)
-    if (!(await takeMarker(marker))) return false
+    const ours = await takeMarker(marker)
+    if (ours === undefined) return false
     try {
       // Bounded by what we expect: a bigger or special file there is not ours, and must not hang us.
       const before = await readRegular(target, key, expected.length).catch(() => null)
@@ -146,7 +147,8 @@ export class FsBackend implements RepoBackend {
       if (!before || !Buffer.from(expected).equals(before)) return false
       return await removeAside(target, key, expected)
     } finally {
-      await unlink(marker).catch(() => {})
+      // Only our own marker: a remover paused past STALE_REMOVAL_MS may have been taken over.
+      await unlinkIfSame(marker, ours)
     }
   }
 
@@ -343,34 +345,65 @@ export const removalMarker = (path: string, expected: Uint8Array): string =>
 /**
  * Takes a removal marker, hard-linked into place as createExclusive's objects are (exclusive on
  * NFS too, where hosts sharing a repository take over each other's stale locks; it needs no
- * fsync: a marker lost in a crash only lets the next remover in): false while another remover
- * holds it. A marker older than STALE_REMOVAL_MS was left by a remover killed in the middle: it
- * is taken over once.
+ * fsync: a marker lost in a crash only lets the next remover in). Resolves to the marker's
+ * identity, or undefined while another remover holds it (or the folder is gone: nothing to remove).
+ *
+ * A marker older than STALE_REMOVAL_MS was left by a remover killed in the middle. It is never
+ * unlinked by name alone: two takers that both found it stale could each unlink it, the second
+ * the first's fresh marker, and both remove. Its takers race for a second marker named after
+ * that file (inode and mtime); the winner unlinks the marker only while it is still that file.
+ * A winner killed in that moment leaves both, for an operator to remove (the lock's message
+ * names them).
  */
-async function takeMarker(marker: string): Promise<boolean> {
-  for (let attempt = 0; attempt < 2; attempt++) {
-    const temp = tempName(marker)
-    try {
-      // eslint-disable-next-line no-await-in-loop -- a second attempt only after a dead marker
-      await writeFile(temp, '', {flag: 'wx', mode: 0o600})
-      // eslint-disable-next-line no-await-in-loop
-      await link(temp, marker)
-      return true
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
-    } finally {
-      // eslint-disable-next-line no-await-in-loop
-      await rm(temp, {force: true})
-    }
-
-    // eslint-disable-next-line no-await-in-loop
-    const left = await lstat(marker).catch(() => null)
-    if (left && Date.now() - left.mtimeMs < STALE_REMOVAL_MS) return false
-    // eslint-disable-next-line no-await-in-loop
-    await unlink(marker).catch(() => {})
+async function takeMarker(marker: string): Promise<MarkerId | undefined> {
+  const mine = await linkNew(marker)
+  if (mine) return mine
+  const left = await lstat(marker).catch(() => null)
+  if (!left || Date.now() - left.mtimeMs < STALE_REMOVAL_MS) return undefined
+  const dead = {ino: left.ino, mtimeMs: left.mtimeMs}
+  const takeover = takeoverMarker(marker, dead)
+  const turn = await linkNew(takeover)
+  if (!turn) return undefined
+  try {
+    await unlinkIfSame(marker, dead)
+  } finally {
+    await unlinkIfSame(takeover, turn)
   }
 
-  return false
+  return linkNew(marker)
+}
+
+/** The marker the takers of a dead removal marker race for: `<marker>.removing-<12 hex of its inode and mtime>`. */
+export const takeoverMarker = (marker: string, dead: MarkerId): string =>
+  `${marker}.removing-${createHash('sha256').update(`${dead.ino}:${dead.mtimeMs}`).digest('hex').slice(0, 12)}`
+
+/** A file as removeIf's markers are told apart: a new file never has both of an old one's. */
+export interface MarkerId {
+  ino: number
+  mtimeMs: number
+}
+
+/** Links a new empty file at `path`; its identity, or undefined when the name is taken or its folder is gone. */
+async function linkNew(path: string): Promise<MarkerId | undefined> {
+  const temp = tempName(path)
+  try {
+    await writeFile(temp, '', {flag: 'wx', mode: 0o600})
+    await link(temp, path)
+    const made = await lstat(temp)
+    return {ino: made.ino, mtimeMs: made.mtimeMs}
+  } catch (error) {
+    // ENOENT: the folder went away, or a cleanup removed the temp file: not taken.
+    if (['EEXIST', 'ENOENT'].includes((error as NodeJS.ErrnoException).code ?? '')) return undefined
+    throw error
+  } finally {
+    await rm(temp, {force: true})
+  }
+}
+
+/** Unlinks `path` if it is still the file `id` names. */
+async function unlinkIfSame(path: string, id: MarkerId): Promise<void> {
+  const now = await lstat(path).catch(() => null)
+  if (now?.ino === id.ino && now.mtimeMs === id.mtimeMs) await unlink(path).catch(() => {})
 }
 
 /**

@@ -110,6 +110,7 @@ export async function acquireLock(repo: Repository, options: LockOptions): Promi
   const waitMs = (options.waitSeconds ?? 0) * 1000
   const deadline = Date.now() + waitMs
   let lostTakeovers = 0
+  let vanished = 0
   for (;;) {
     throwIfAborted(options.signal)
     // Polling: each attempt needs the previous one's answer.
@@ -118,12 +119,17 @@ export async function acquireLock(repo: Repository, options: LockOptions): Promi
 
     // eslint-disable-next-line no-await-in-loop
     const held = await readLock(repo)
-    if (!held) continue // released between our attempt and our look: try again at once
-    if (!held.holder) {
-      throw new BrError('locked', `repository ${repo.path} has a damaged lock ${LOCK_FILE}`, {
-        suggestions: [`if no backup, delete or prune runs on it, remove ${lockPath(repo)}`],
-      })
+    if (!held) {
+      // Released between our attempt and our look: try again. A name that neither takes a new
+      // lock nor reads as one (a dangling symlink) would be this forever: after a few looks it is
+      // a damaged lock.
+      if (++vanished > TAKEOVER_TRIES) throw damagedLock(repo)
+      // eslint-disable-next-line no-await-in-loop
+      if (vanished > 1) await pause(TAKEOVER_PAUSE_MS, options.signal)
+      continue
     }
+
+    if (!held.holder) throw damagedLock(repo)
 
     const stale = staleReason(held.holder, Date.now(), options.staleAfterMs)
     if (stale) {
@@ -164,6 +170,11 @@ export async function acquireLock(repo: Repository, options: LockOptions): Promi
     await pause(Math.min(POLL_MS, Math.max(0, deadline - Date.now())), options.signal)
   }
 }
+
+const damagedLock = (repo: Repository) =>
+  new BrError('locked', `repository ${repo.path} has a damaged lock ${LOCK_FILE}`, {
+    suggestions: [`if no backup, delete or prune runs on it, remove ${lockPath(repo)}`],
+  })
 
 /** Waits `ms`; an abort ends the wait as interrupted (exit 130). */
 async function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {

@@ -3,7 +3,7 @@
  * process gone) cannot make the takeover remove anything but our own leftovers' names.
  */
 import {spawnSync} from 'node:child_process'
-import {mkdir, readdir, readFile, utimes, writeFile} from 'node:fs/promises'
+import {mkdir, readdir, readFile, symlink, utimes, writeFile} from 'node:fs/promises'
 import {hostname} from 'node:os'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
@@ -61,6 +61,16 @@ describe('lockDataDir', () => {
     const lock = await lockDataDir(dataDir, {command: 'br backup'})
     await lock.release()
     expect(await readdir(tmp.path)).toEqual([])
+  })
+
+  it('refuses a dangling symlink where the lock is, as a damaged lock (exit 4), without spinning', async () => {
+    const dataDir = join(tmp.path, 'mo-data')
+    const lockPath = join(tmp.path, '.mo-data.moctl-br.lock')
+    await symlink(join(tmp.path, 'nowhere'), lockPath)
+    await expect(lockDataDir(dataDir, {command: 'br backup'})).rejects.toMatchObject({
+      exitCode: 4,
+      message: `data directory ${dataDir} has a damaged lock ${lockPath}`,
+    })
   })
 
   it("a dead holder's lock naming directories that are not ours removes none of them", async () => {

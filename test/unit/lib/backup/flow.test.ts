@@ -71,6 +71,8 @@ beforeEach(async () => {
 })
 
 afterEach(async () => {
+  // A spy left by a test that timed out would reach every later file of this worker (isolate: false).
+  vi.restoreAllMocks()
   await tmp.cleanup()
 })
 

@@ -3,13 +3,14 @@
  * (create only if absent) and removeIf (remove only what we expect to be there).
  */
 import {execFile} from 'node:child_process'
-import {lstat, mkdir, readdir, readFile, stat, truncate, writeFile} from 'node:fs/promises'
+import {lstat, mkdir, readdir, readFile, stat, truncate, utimes, writeFile} from 'node:fs/promises'
 import {createServer} from 'node:net'
-import {join} from 'node:path'
+import {basename, join} from 'node:path'
 import {promisify} from 'node:util'
 import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 
-import {FsBackend} from '../../../../src/lib/repo/fs.js'
+import {STALE_REMOVAL_MS} from '../../../../src/lib/repo/backend.js'
+import {FsBackend, removalMarker, takeoverMarker} from '../../../../src/lib/repo/fs.js'
 import {tempDir} from '../../../helpers/cli.js'
 
 let tmp: {cleanup: () => Promise<void>; path: string}
@@ -19,6 +20,16 @@ beforeEach(async () => {
   backend = new FsBackend(tmp.path)
 })
 afterEach(async () => tmp.cleanup())
+const lock = () => join(tmp.path, 'lock.json')
+/** A removal marker for 'stale' at lock.json, dated past STALE_REMOVAL_MS, and the takeover marker its takers race for. */
+const deadMarker = async () => {
+  const marker = removalMarker(lock(), Buffer.from('stale'))
+  await writeFile(marker, '')
+  const old = new Date(Date.now() - STALE_REMOVAL_MS - 60_000)
+  await utimes(marker, old, old)
+  const left = await lstat(marker)
+  return {marker, takeover: takeoverMarker(marker, {ino: left.ino, mtimeMs: left.mtimeMs})}
+}
 
 describe('FsBackend.createExclusive', () => {
   it('creates the whole object once, mode 0600, and refuses a second create without touching the first', async () => {
@@ -56,6 +67,31 @@ describe('FsBackend.removeIf', () => {
     )
     expect(results.filter(Boolean)).toHaveLength(1)
     expect(await readdir(tmp.path)).toEqual([])
+  })
+
+  // A remover killed holding its marker leaves it; its takers must never both act on the lock.
+  describe('a removal marker left by a killed remover', () => {
+    it('is taken over by one remover, which removes the object and leaves nothing behind', async () => {
+      await writeFile(lock(), 'stale')
+      await deadMarker()
+      const results = await Promise.all(
+        Array.from({length: 16}, () => backend.removeIf('lock.json', Buffer.from('stale'))),
+      )
+      expect(results.filter(Boolean)).toHaveLength(1)
+      expect(await readdir(tmp.path)).toEqual([])
+    })
+
+    it('is left alone while another remover holds its takeover: nothing is removed, nothing moves', async () => {
+      await writeFile(lock(), 'stale')
+      const {marker, takeover} = await deadMarker()
+      await writeFile(takeover, '')
+      expect(await backend.removeIf('lock.json', Buffer.from('stale'))).toBe(false)
+      expect((await readdir(tmp.path)).sort()).toEqual(['lock.json', basename(marker), basename(takeover)].sort())
+    })
+  })
+
+  it('is false, not an error, for a key whose folder does not exist', async () => {
+    expect(await backend.removeIf('no/such/folder/lock.json', Buffer.from('x'))).toBe(false)
   })
 })
 

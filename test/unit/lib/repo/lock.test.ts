@@ -4,7 +4,7 @@
  */
 import {type ChildProcess, spawn, spawnSync} from 'node:child_process'
 import {once} from 'node:events'
-import {readdir, readFile, rm, utimes, writeFile} from 'node:fs/promises'
+import {readdir, readFile, rm, symlink, utimes, writeFile} from 'node:fs/promises'
 import {hostname} from 'node:os'
 import {basename, join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
@@ -184,6 +184,14 @@ describe('acquireLock', () => {
     expect((await readHolder()).command).toBe('br backup')
     await unlock()
     expect(await readdir(repo.path)).not.toContain(basename(marker))
+  })
+
+  it('refuses a dangling symlink where the lock is, as a damaged lock (exit 4), without spinning', async () => {
+    await symlink(join(repo.path, 'nowhere'), lockFile())
+    await expect(acquireLock(repo, {command: 'br backup'})).rejects.toMatchObject({
+      exitCode: 4,
+      message: `repository ${repo.path} has a damaged lock lock.json`,
+    })
   })
 
   it('refuses a damaged lock file, naming it (exit 4)', async () => {
