@@ -180,6 +180,14 @@ const EXCL_INFIX = '.moctl-excl-'
 const STALE_CANDIDATE_MS = 60_000
 const DAY_MS = 24 * 60 * 60 * 1000
 
+/** The marker removers of one version of `key` (its ETag) take turns through. */
+export const removalMarkerKey = (key: string, etag: string): string =>
+  `${key}.moctl-removing-${createHash('sha256').update(etag).digest('hex').slice(0, 16)}`
+
+/** The marker the takers of a dead removal marker race for: named after its last-modified time. */
+export const takeoverMarkerKey = (marker: string, modifiedMs: number): string =>
+  `${marker}-${createHash('sha256').update(String(modifiedMs)).digest('hex').slice(0, 12)}`
+
 /** A save's checksum as computed from what was sent, and as the store's reply gave it (if it did). */
 interface Uploaded {
   checksum: string
@@ -369,12 +377,23 @@ export class S3Backend implements RepoBackend {
     }
 
     if (!etag || !Buffer.from(expected).equals(found)) return false
-    const marker = `${key}.moctl-removing-${createHash('sha256').update(etag).digest('hex').slice(0, 16)}`
+    const marker = removalMarkerKey(key, etag)
     if (!(await this.createExclusive(marker, Buffer.from(etag)))) {
-      // A remover killed between its marker and its delete left the marker: after a while it is dead.
+      // A remover killed between its marker and its delete left the marker: after a while it is
+      // dead. Never deleted by name alone: two takers that both found it stale could each delete
+      // it, the second the first's fresh marker, and both remove. They race for a marker named
+      // after that one's time; the winner deletes it only while it is still that one.
       const left = await this.stat(marker)
       if (!left || Date.now() - left.modifiedMs < STALE_REMOVAL_MS) return false
-      await this.deleteRaw(this.objectKey(marker))
+      const takeover = takeoverMarkerKey(marker, left.modifiedMs)
+      if (!(await this.createExclusive(takeover, Buffer.from(etag)))) return false
+      try {
+        const still = await this.stat(marker)
+        if (still?.modifiedMs === left.modifiedMs) await this.deleteRaw(this.objectKey(marker))
+      } finally {
+        await this.deleteRaw(this.objectKey(takeover)).catch(() => {})
+      }
+
       if (!(await this.createExclusive(marker, Buffer.from(etag)))) return false
     }
 

@@ -11,13 +11,15 @@
  */
 import {createHash} from 'node:crypto'
 import {once} from 'node:events'
+import {readdir, utimes} from 'node:fs/promises'
+import {basename, join} from 'node:path'
 import {Readable} from 'node:stream'
 import {afterAll, beforeAll, beforeEach, describe, expect, it} from 'vitest'
 
 import type {S3Settings} from '../../../../src/lib/repo/address.js'
 
 import {BrError} from '../../../../src/lib/errors.js'
-import {isRetained} from '../../../../src/lib/repo/backend.js'
+import {isRetained, STALE_REMOVAL_MS} from '../../../../src/lib/repo/backend.js'
 import {
   compositeChecksum,
   conditionalCreateFor,
@@ -28,8 +30,10 @@ import {
   MIN_PART_BYTES,
   PART_PLAN,
   partSize,
+  removalMarkerKey,
   S3Backend,
   type S3BackendOptions,
+  takeoverMarkerKey,
 } from '../../../../src/lib/repo/s3.js'
 import {child} from '../../../contract/backend.js'
 import {freePort} from '../../../helpers/net.js'
@@ -286,6 +290,32 @@ describe('S3Backend on s3rver, request level', () => {
     expect(await b.removeIf('lock.json', Buffer.from('mine'))).toBe(true)
     const del = s3.requests.find((r) => r.method === 'DELETE' && r.path === objectPath(b, 'lock.json'))
     expect(del?.headers['if-match']).toBe(`"${createHash('md5').update('mine').digest('hex')}"`)
+  })
+
+  it('a removal marker left by a killed remover: a held takeover leaves everything in place; then one of many removers takes it over', async () => {
+    const b = backend()
+    await b.save('lock.json', Buffer.from('stale'))
+    const etag = `"${createHash('md5').update('stale').digest('hex')}"`
+    const marker = removalMarkerKey('lock.json', etag)
+    await b.save(marker, Buffer.from(etag))
+    // s3rver's Last-Modified is its file's mtime: the marker of a remover killed 10 minutes ago.
+    const file = (await readdir(s3.directory, {recursive: true})).find(
+      (name) => name.includes(basename(marker)) && name.endsWith('._S3rver_object'),
+    )
+    expect(file).toBeTypeOf('string')
+    const old = new Date(Date.now() - STALE_REMOVAL_MS - 5 * 60_000)
+    await utimes(join(s3.directory, file!), old, old)
+    const takeover = takeoverMarkerKey(marker, (await b.stat(marker))!.modifiedMs)
+    await b.save(takeover, Buffer.from('another remover is taking it over'))
+    expect(await b.removeIf('lock.json', Buffer.from('stale'))).toBe(false)
+    expect(await b.stat('lock.json')).not.toBeNull()
+    expect(await b.stat(marker)).not.toBeNull()
+    await b.remove(takeover)
+    const removed = await Promise.all(Array.from({length: 8}, () => b.removeIf('lock.json', Buffer.from('stale'))))
+    expect(removed.filter(Boolean)).toHaveLength(1)
+    expect(await b.stat('lock.json')).toBeNull()
+    expect(await b.stat(marker)).toBeNull()
+    expect(await b.stat(takeover)).toBeNull()
   })
 
   it('retries a 503 and a throttling reply, and the save lands', async () => {
