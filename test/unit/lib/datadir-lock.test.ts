@@ -21,6 +21,19 @@ beforeEach(async () => {
 })
 afterEach(async () => tmp.cleanup())
 
+/** A lock's state as a `br restore` run of tmp/mo-data writes it, by default one whose process is gone; `over` changes fields. */
+const restoreRun = (over: Record<string, unknown> = {}) =>
+  JSON.stringify({
+    command: 'br restore',
+    dataDir: join(tmp.path, 'mo-data'),
+    host: hostname(),
+    pid: spawnSync('true').pid,
+    scratch: [],
+    startedAt: new Date().toISOString(),
+    token: 'x',
+    ...over,
+  })
+
 describe('lockDataDir', () => {
   it('refuses a second holder with exit 4 naming the first, and is free again once released', async () => {
     const dataDir = join(tmp.path, 'mo-data')
@@ -38,15 +51,7 @@ describe('lockDataDir', () => {
   it("a dead holder's lock another run is taking over (its fresh removal marker) is held: exit 4 naming both; an old marker is taken over", async () => {
     const dataDir = join(tmp.path, 'mo-data')
     const lockPath = join(tmp.path, '.mo-data.moctl-br.lock')
-    const dead = JSON.stringify({
-      command: 'br restore',
-      dataDir,
-      host: hostname(),
-      pid: spawnSync('true').pid,
-      scratch: [],
-      startedAt: new Date().toISOString(),
-      token: 'x',
-    })
+    const dead = restoreRun()
     await writeFile(lockPath, dead)
     const marker = removalMarker(lockPath, Buffer.from(dead))
     await writeFile(marker, '')
@@ -80,15 +85,9 @@ describe('lockDataDir', () => {
     await mkdir(join(tmp.path, 'mo-data'))
     await writeFile(
       join(tmp.path, '.mo-data.moctl-br.lock'),
-      JSON.stringify({
-        command: 'br restore',
-        dataDir,
-        host: hostname(),
-        pid: spawnSync('true').pid,
+      restoreRun({
         scratch: [precious, dataDir, tmp.path],
-        startedAt: new Date().toISOString(),
         swap: {phase: 'swapped', previous: precious, staging: precious},
-        token: 'x',
       }),
     )
     const warnings: string[] = []
@@ -121,15 +120,7 @@ describe('lockDataDir', () => {
     const warnings: string[] = []
     const lock = await lockDataDir(dataDir, {command: 'br restore', onWarning: (w) => warnings.push(w), refreshMs: 100})
     // What a run on another host writes after finding ours unrefreshed for 30 minutes.
-    const theirs = JSON.stringify({
-      command: 'br restore',
-      dataDir,
-      host: 'elsewhere',
-      pid: 1,
-      scratch: [],
-      startedAt: new Date().toISOString(),
-      token: 'theirs',
-    })
+    const theirs = restoreRun({host: 'elsewhere', pid: 1, token: 'theirs'})
     await writeFile(lockFile, theirs)
     await sleep(450)
     expect(await readFile(lockFile, 'utf8')).toBe(theirs)
