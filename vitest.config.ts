@@ -56,14 +56,17 @@ export default defineConfig({
     // Nothing here measures time: speed and scale are the benchmarks' (npm run bench).
     ...DEFAULT_PROJECTS,
     projects: [
-      // Unit files share their worker's process and module graph (isolate: false): a fresh process
-      // and module graph per file cost ~0.4 CPU-s each, a third of the project's CPU. So a unit
+      // Test files share their worker's process and module graph (isolate: false): a fresh process
+      // and module graph per file cost ~0.4 CPU-s each, a third of the unit project's CPU; for the
+      // integration files (src/, @oclif/core, mysql2 and the AWS SDK imported again by each) an
+      // integration-only run took 323 CPU-s and 176 s isolated, 290 and 159 s shared. So a test
       // file must leave the process as it found it: none mocks modules or changes the cwd or umask;
-      // the environment goes back after each test (unstubEnvs below); tasks.test.ts puts back the
-      // TTY flags listr2 sets; a secret a test registers for redaction is not a short word.
+      // the environment goes back after each test (unstubEnvs below); a spy goes back after its
+      // test; tasks.test.ts puts back the TTY flags listr2 sets; a secret a test registers for
+      // redaction is not a short word; servers and child processes a suite starts stop in afterAll.
       {extends: true, test: {include: ['test/unit/**/*.test.ts'], isolate: false, name: 'unit'}},
-      {extends: true, test: {include: ['test/integration/**/*.test.ts'], name: 'integration'}},
-      {extends: true, test: {include: NODE24_LEG, name: 'node24'}},
+      {extends: true, test: {include: ['test/integration/**/*.test.ts'], isolate: false, name: 'integration'}},
+      {extends: true, test: {include: NODE24_LEG, isolate: false, name: 'node24'}},
     ],
     reporters: [process.env.CI ? 'verbose' : 'default', 'json'],
     testTimeout: 120_000,
