@@ -15,16 +15,15 @@ source scripts/test-cache.sh
 logs=.tmp/logs
 mkdir -p "$logs"
 
-# The tests' temp dirs (repositories, data dirs, restores: a few GB written and removed in a run)
-# go on tmpfs when the machine has one with room (/dev/shm; at most ~1 GiB is in use at once), in a
-# folder of this run's, removed at the end. On this machine's ext4 the kernel's writeback and
-# journal took ~70 CPU-s of a run, on 2 cores. The test MariaDB's data dirs stay on the disk temp
-# dir, MOCTL_BR_DISK_TMPDIR (test/helpers/mariadb.ts says why). MOCTL_BR_TEST_TMPFS=0: all on disk.
+# The tests' temp dirs (repositories, data dirs, test MariaDBs, restores: GBs written and removed
+# in a run, ~200 MB at once) go on tmpfs when the machine has one with room (/dev/shm), in a folder
+# of this run's, open to other users as /tmp is (owners.test.ts runs the CLI as another user),
+# removed at the end. On this machine's ext4 the kernel's writeback and journal, and waits on
+# fsync, cost a Node 20 suite ~75 CPU-s and ~40 s. MOCTL_BR_TEST_TMPFS=0 keeps them on disk.
 shm=/dev/shm
 if [ "${MOCTL_BR_TEST_TMPFS:-1}" != 0 ] && [ -d $shm ] && [ -w $shm ] && [ "$(stat -f -c %T $shm)" = tmpfs ] &&
   [ "$(df -k --output=avail $shm | tail -n 1)" -gt $((4 * 1024 * 1024)) ]; then
-  export MOCTL_BR_DISK_TMPDIR="${TMPDIR:-/tmp}"
-  TMPDIR=$(mktemp -d "$shm/moctl-br-test.XXXXXX") && export TMPDIR
+  TMPDIR=$(mktemp -d "$shm/moctl-br-test.XXXXXX") && chmod 1777 "$TMPDIR" && export TMPDIR
   trap 'rm -rf "$TMPDIR"' EXIT
 fi
 

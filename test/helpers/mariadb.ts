@@ -69,7 +69,7 @@ export interface TestServer {
 }
 
 export interface StartOptions {
-  /** parent of the temp base dir (default: DISK_TMPDIR) */
+  /** parent of the temp base dir (default: the OS temp dir) */
   dir?: string
   /** how long the first start may take to answer SQL (default 60 s) */
   readyTimeoutMs?: number
@@ -103,21 +103,11 @@ export function mariadbAvailable(): boolean {
   return needs(findMariadb() !== null, skipReason())
 }
 
-/**
- * Where a server's base dir goes by default: a disk's temp dir, not tmpfs. scripts/test.sh puts
- * the tests' temp dirs (TMPDIR) on tmpfs and says where they were (MOCTL_BR_DISK_TMPDIR). On tmpfs
- * InnoDB maps its redo log into memory, and writes through the mapping leave ib_logfile0's mtime
- * as it was: an incremental backup, which takes a file of the same size and mtime as its base's
- * (MO writes its objects once), kept the base's log beside a newer ibdata1, and the restored server
- * would not start. A MatrixOne data dir is on a disk; so is the server standing in for it.
- */
-export const DISK_TMPDIR = process.env.MOCTL_BR_DISK_TMPDIR || undefined
-
 /** Installs a fresh data dir and starts a server on it; resolves once it answers SQL. */
 export async function startMariadb(options: StartOptions = {}): Promise<TestServer> {
   const bins = findMariadb()
   if (!bins) throw new Error(skipReason())
-  const {path: baseDir} = await tempDir('moctl-br-mariadb-', options.dir ?? DISK_TMPDIR)
+  const {path: baseDir} = await tempDir('moctl-br-mariadb-', options.dir)
   const paths = {
     baseDir,
     dataDir: join(baseDir, 'data'),
