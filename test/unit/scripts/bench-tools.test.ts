@@ -13,6 +13,8 @@ beforeAll(async () => {
 afterAll(async () => tmp.cleanup())
 
 const total = (ms: Record<string, number>) => Object.values(ms).reduce((a, b) => a + b, 0)
+/** the stage with the most time */
+const largest = (ms: Record<string, number>) => Object.entries(ms).sort((a, b) => b[1] - a[1])[0][0]
 
 describe('bench/measure.mjs', () => {
   it('reads the plain log of a flow back into milliseconds per step', () => {
@@ -51,9 +53,13 @@ describe('bench/profile.mjs', () => {
     )
     const hashing = profileRun('hash', [script, 'hash'], join(tmp.path, 'hash'))
     expect(hashing.threads).toBe(1)
-    expect(hashing.ms.sha256 / total(hashing.ms)).toBeGreaterThan(0.5)
+    // The biggest stage, and most of the time: on a machine busy with the rest of the suite, the
+    // start of Node and the 16 MiB fill weigh more (0.49 of the time was sha256's once), so not 0.5.
+    expect(largest(hashing.ms)).toBe('sha256')
+    expect(hashing.ms.sha256 / total(hashing.ms)).toBeGreaterThan(0.35)
     expect(hashing.processMs).toBeGreaterThan(0)
     const compressing = profileRun('compress', [script, 'compress'], join(tmp.path, 'compress'))
-    expect(compressing.ms.zstd / total(compressing.ms)).toBeGreaterThan(0.5)
+    expect(largest(compressing.ms)).toBe('zstd')
+    expect(compressing.ms.zstd / total(compressing.ms)).toBeGreaterThan(0.35)
   })
 })
