@@ -15,17 +15,11 @@ source scripts/test-cache.sh
 logs=.tmp/logs
 mkdir -p "$logs"
 
-# The tests' temp dirs (repositories, data dirs, test MariaDBs, restores: GBs written and removed
-# in a run, ~200 MB at once) go on tmpfs when the machine has one with room (/dev/shm), in a folder
-# of this run's, open to other users as /tmp is (owners.test.ts runs the CLI as another user),
-# removed at the end. On this machine's ext4 the kernel's writeback and journal, and waits on
-# fsync, cost a Node 20 suite ~75 CPU-s and ~40 s. MOCTL_BR_TEST_TMPFS=0 keeps them on disk.
-shm=/dev/shm
-if [ "${MOCTL_BR_TEST_TMPFS:-1}" != 0 ] && [ -d $shm ] && [ -w $shm ] && [ "$(stat -f -c %T $shm)" = tmpfs ] &&
-  [ "$(df -k --output=avail $shm | tail -n 1)" -gt $((4 * 1024 * 1024)) ]; then
-  TMPDIR=$(mktemp -d "$shm/moctl-br-test.XXXXXX") && chmod 1777 "$TMPDIR" && export TMPDIR
-  trap 'rm -rf "$TMPDIR"' EXIT
-fi
+# glibc's malloc asks for transparent huge pages for what it maps (glibc 2.35 and newer; ignored
+# by older ones and other libcs): scrypt's 256 MiB (2^18, the default work factor the passphrase
+# tests pay) took 1.4 CPU-s in 65536 page faults and TLB misses, 0.6 with huge pages. Only the
+# tests' processes; GLIBC_TUNABLES set by the caller wins.
+export GLIBC_TUNABLES="${GLIBC_TUNABLES:-glibc.malloc.hugetlb=1}"
 
 # Starts "$@" in the background (at the priority nice $NICE, default low), its output in $logs/<name>.log.
 declare -A pids
