@@ -151,13 +151,14 @@ export async function lockDataDir(dataDir: string, options: DataDirLockOptions):
     const held = await readDataDirLock(paths)
     if (!held) {
       // Released meanwhile: try again. A name that neither takes a new lock nor reads as one (a
-      // dangling symlink) would be this forever: after a few looks it is a damaged lock.
+      // dangling symlink) would be this forever: after a few looks in a row it is a damaged lock.
       if (++vanished > TAKEOVER_TRIES) throw damagedLock(paths)
       // eslint-disable-next-line no-await-in-loop
       if (vanished > 1) await sleep(TAKEOVER_PAUSE_MS)
       continue
     }
 
+    vanished = 0 // only looks in a row count, as for the repository's lock
     if (!held.state) throw damagedLock(paths)
 
     const stale = staleReason(held.state)

@@ -121,14 +121,17 @@ export async function acquireLock(repo: Repository, options: LockOptions): Promi
     const held = await readLock(repo)
     if (!held) {
       // Released between our attempt and our look: try again. A name that neither takes a new
-      // lock nor reads as one (a dangling symlink) would be this forever: after a few looks it is
-      // a damaged lock.
+      // lock nor reads as one (a dangling symlink) would be this forever: after a few looks in a
+      // row it is a damaged lock.
       if (++vanished > TAKEOVER_TRIES) throw damagedLock(repo)
       // eslint-disable-next-line no-await-in-loop
       if (vanished > 1) await pause(TAKEOVER_PAUSE_MS, options.signal)
       continue
     }
 
+    // Only looks in a row count: a lock that other runs take and release while this one waits
+    // (--wait-lock) is often gone between an attempt and a look, and is not damaged.
+    vanished = 0
     if (!held.holder) throw damagedLock(repo)
 
     const stale = staleReason(held.holder, Date.now(), options.staleAfterMs)

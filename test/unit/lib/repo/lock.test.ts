@@ -11,10 +11,17 @@ import {setTimeout as sleep} from 'node:timers/promises'
 import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 
 import {BrError} from '../../../../src/lib/errors.js'
-import {STALE_REMOVAL_MS} from '../../../../src/lib/repo/backend.js'
-import {removalMarker} from '../../../../src/lib/repo/fs.js'
-import {acquireLock, LOCK_FILE, type LockHolder, pidAlive, staleReason} from '../../../../src/lib/repo/lock.js'
-import {openRepository, type Repository} from '../../../../src/lib/repo/repository.js'
+import {type LoadOptions, STALE_REMOVAL_MS} from '../../../../src/lib/repo/backend.js'
+import {FsBackend, removalMarker} from '../../../../src/lib/repo/fs.js'
+import {
+  acquireLock,
+  LOCK_FILE,
+  type LockHolder,
+  pidAlive,
+  staleReason,
+  TAKEOVER_TRIES,
+} from '../../../../src/lib/repo/lock.js'
+import {openRepository, Repository} from '../../../../src/lib/repo/repository.js'
 import {tempDir} from '../../../helpers/cli.js'
 
 let tmp: {cleanup: () => Promise<void>; path: string}
@@ -192,6 +199,39 @@ describe('acquireLock', () => {
       exitCode: 4,
       message: `repository ${repo.path} has a damaged lock lock.json`,
     })
+  })
+
+  it('a lock that comes and goes while it waits is not a damaged one: only vanished looks in a row count', async () => {
+    // Each attempt to create the lock fails, and the look after it finds the lock gone and then a
+    // dead run's lock another remover is busy with, in turn: TAKEOVER_TRIES + 1 vanished looks in
+    // all, never two in a row. Then the lock is free.
+    const dead = Buffer.from(holder(deadPid()) + '\n')
+    const rounds = TAKEOVER_TRIES + 1
+    class Churning extends FsBackend {
+      looks = 0
+
+      override async createExclusive(key: string, bytes: Uint8Array) {
+        return key === LOCK_FILE && this.looks < 2 * rounds ? false : super.createExclusive(key, bytes)
+      }
+
+      override async load(key: string, options?: LoadOptions) {
+        if (key !== LOCK_FILE || this.looks >= 2 * rounds) return super.load(key, options)
+        this.looks++
+        if (this.looks % 2 === 1) throw Object.assign(new Error(`${key} is gone`), {code: 'ENOENT'})
+        return dead
+      }
+
+      override async removeIf(key: string, expected: Uint8Array) {
+        return this.looks < 2 * rounds ? false : super.removeIf(key, expected)
+      }
+    }
+
+    const backend = new Churning(repo.path)
+    const release = await acquireLock(new Repository(backend, repo.path), {command: 'br backup', waitSeconds: 60})
+    expect(backend.looks).toBe(2 * rounds)
+    expect(await readHolder()).toMatchObject({command: 'br backup', pid: process.pid})
+    await release()
+    expect(await readdir(repo.path)).not.toContain(LOCK_FILE)
   })
 
   it('refuses a damaged lock file, naming it (exit 4)', async () => {
