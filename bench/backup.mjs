@@ -24,7 +24,7 @@ import {tmpdir} from 'node:os'
 import {dirname, join, resolve} from 'node:path'
 import {fileURLToPath, pathToFileURL} from 'node:url'
 
-import {argValue, duBytes, median, stepTimes, summary, timed} from './measure.mjs'
+import {argValue, duBytes, mallocEnvs, median, stepTimes, summary, timed} from './measure.mjs'
 import {profileRun, stageTable} from './profile.mjs'
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
@@ -62,22 +62,13 @@ for (const tool of ['tar', 'zstd', 'age', 'age-keygen']) {
   }
 }
 
-// The bench reads none of the developer's own settings, keys or cached manifests, and runs with
-// glibc's default allocator settings (GLIBC_TUNABLES is the rows marked "malloc tuned").
-const env = {...process.env, XDG_CACHE_HOME: join(work, 'cache'), XDG_CONFIG_HOME: join(work, 'config')}
-for (const key of Object.keys(env)) if (key.startsWith('MOCTL_BR_') || key === 'GLIBC_TUNABLES') delete env[key]
-
-/**
- * The allocator settings README's Speed section gives operators (glibc): buffers up to 32 MiB
- * (zstd frames) come from malloc's heap, and freed memory stays there for the next ones instead
- * of being unmapped and faulted in again. The table measures backup, verify and restore with them
- * too, in the same rounds; on another libc (musl) there is nothing to set and the rows are left
- * out. Not huge pages (glibc.malloc.hugetlb=1): faster still, but a verify of the 5 GiB sparse
- * file then peaked at 346 MiB, past the 256 MiB bound.
- */
-const TUNED_MALLOC = 'glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824'
-const glibc = Boolean(process.report?.getReport().header.glibcVersionRuntime)
-const tuned = glibc ? {env: {...env, GLIBC_TUNABLES: TUNED_MALLOC}} : undefined
+// The bench reads none of the developer's own settings, keys or cached manifests. It runs with
+// glibc's default allocator settings, and backup, verify and restore again with README's
+// (TUNED_MALLOC, the rows "malloc tuned"; on glibc only).
+const base = {...process.env, XDG_CACHE_HOME: join(work, 'cache'), XDG_CONFIG_HOME: join(work, 'config')}
+for (const key of Object.keys(base)) if (key.startsWith('MOCTL_BR_')) delete base[key]
+const {plain: env, tuned: tunedEnv} = mallocEnvs(base)
+const tuned = tunedEnv && {env: tunedEnv}
 
 /**
  * Runs a shell command under GNU time (measure.mjs's timed), after `sync`: the previous run's

@@ -18,3 +18,8 @@ export function parseSize(text: string): number
 export function freeBytes(dir: string): number
 export function argValue(argv: string[], name: string, fallback: string): string
 export function stepTimes(log: string): Record<string, number>
+export const TUNED_MALLOC: string
+export function mallocEnvs(
+  env: NodeJS.ProcessEnv,
+  glibc?: boolean,
+): {plain: NodeJS.ProcessEnv; tuned: NodeJS.ProcessEnv | undefined}

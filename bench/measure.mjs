@@ -88,3 +88,23 @@ function durationMs(text) {
     ms += Number(n) * {h: 3_600_000, m: 60_000, ms: 1, s: 1000}[unit]
   return ms
 }
+
+/**
+ * glibc's allocator settings that README's Speed section gives operators: buffers up to 32 MiB
+ * (zstd frames) come from malloc's heap, and freed memory stays there for the next ones instead
+ * of being unmapped and faulted in again. Not huge pages (glibc.malloc.hugetlb=1): faster still,
+ * but a verify of the 5 GiB sparse file then peaked at 346 MiB, past the 256 MiB bound. glibc
+ * ignores a name it does not know, silently: bench-tools.test asks ld.so what it read.
+ */
+export const TUNED_MALLOC = 'glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824'
+
+/**
+ * The bench's two environments from `env`: `plain` without GLIBC_TUNABLES (glibc's defaults,
+ * whatever the developer's shell sets), `tuned` with TUNED_MALLOC; `tuned` is undefined off
+ * glibc (musl has no such settings), and the tuned rows are left out.
+ */
+export function mallocEnvs(env, glibc = Boolean(process.report?.getReport().header.glibcVersionRuntime)) {
+  const plain = {...env}
+  delete plain.GLIBC_TUNABLES
+  return {plain, tuned: glibc ? {...plain, GLIBC_TUNABLES: TUNED_MALLOC} : undefined}
+}

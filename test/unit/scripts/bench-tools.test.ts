@@ -1,10 +1,13 @@
+import {execFileSync} from 'node:child_process'
+import {readFileSync} from 'node:fs'
 import {writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {median, parseSize, stepTimes} from '../../../bench/measure.mjs'
+import {mallocEnvs, median, parseSize, stepTimes, TUNED_MALLOC} from '../../../bench/measure.mjs'
 import {profileRun} from '../../../bench/profile.mjs'
-import {tempDir} from '../../helpers/cli.js'
+import {ROOT, tempDir} from '../../helpers/cli.js'
+import {needs, skipNote} from '../../helpers/needs.js'
 
 let tmp: {cleanup: () => Promise<void>; path: string}
 beforeAll(async () => {
@@ -34,6 +37,40 @@ describe('bench/measure.mjs', () => {
     expect(parseSize('8GiB')).toBe(8 * 1024 ** 3)
     expect(parseSize('256MiB')).toBe(256 * 1024 ** 2)
     expect(parseSize('eight')).toBeNaN()
+  })
+})
+
+/** glibc's dynamic loader this process runs under (its path from /proc/self/maps); undefined off glibc. */
+const ldso = (process.report.getReport() as {header?: {glibcVersionRuntime?: string}}).header?.glibcVersionRuntime
+  ? readFileSync('/proc/self/maps', 'utf8').match(/\/\S*\/ld-linux[^/\s]*\.so[.\d]*/)?.[0]
+  : undefined
+const NO_LDSO = 'glibc and its ld.so are not here'
+/** A malloc tunable's value as `ld.so --list-tunables` prints it (hex). */
+const tunable = (text: string, name: string) =>
+  text.match(new RegExp(`^glibc\\.malloc\\.${name}: (0x[0-9a-f]+)`, 'm'))?.[1]
+const hasLdso = process.platform === 'linux' && needs(ldso !== undefined, NO_LDSO)
+/** What ld.so read from GLIBC_TUNABLES=`tunables`: every tunable with its value. */
+const list = (tunables: string) =>
+  execFileSync(ldso!, ['--list-tunables'], {encoding: 'utf8', env: {GLIBC_TUNABLES: tunables}})
+
+describe('bench/measure.mjs: the allocator settings README gives operators', () => {
+  it('plain drops GLIBC_TUNABLES; tuned sets TUNED_MALLOC on glibc only; both keep the rest', () => {
+    const env = {GLIBC_TUNABLES: 'glibc.malloc.hugetlb=1', KEEP: 'x'}
+    expect(mallocEnvs(env, true)).toEqual({plain: {KEEP: 'x'}, tuned: {GLIBC_TUNABLES: TUNED_MALLOC, KEEP: 'x'}})
+    expect(mallocEnvs(env, false)).toEqual({plain: {KEEP: 'x'}, tuned: undefined})
+    expect(env.GLIBC_TUNABLES).toBe('glibc.malloc.hugetlb=1')
+  })
+
+  // glibc skips a tunable it does not know without a word: a typo would make the tuned rows
+  // measure the defaults. ld.so --list-tunables prints what it read from the environment.
+  it.runIf(hasLdso)(`glibc reads both settings as README states them${skipNote(hasLdso, NO_LDSO)}`, () => {
+    const tuned = list(TUNED_MALLOC)
+    expect(Number(tunable(tuned, 'mmap_threshold'))).toBe(32 * 1024 * 1024)
+    expect(Number(tunable(tuned, 'trim_threshold'))).toBe(1024 * 1024 * 1024)
+    // and the check would see a setting glibc did not take
+    expect(Number(tunable(list(''), 'trim_threshold'))).not.toBe(1024 * 1024 * 1024)
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8')
+    expect(readme).toContain(`export GLIBC_TUNABLES=${TUNED_MALLOC}`)
   })
 })
 
