@@ -110,6 +110,7 @@ try {
   const add = (name, result) => m.set(name, [...(m.get(name) ?? []), result])
   const backupCmd = (extra) =>
     `${cli} backup --path '${work}/repo' --data-dir '${dataDir}' --recipient ${recipient} ${extra} --json`
+  const verifyCmd = (id) => `${cli} verify ${id} --path '${work}/repo' --identity '${key}' --json > /dev/null`
   const restoreCmd = (id, target, extra) =>
     `${cli} restore ${id} --path '${work}/repo' --data-dir '${target}' --identity '${key}' ${extra} --json > /dev/null`
   let fullId
@@ -124,10 +125,10 @@ try {
     )
     const full = timedShell('moctl br backup', backupCmd(''))
     add('backup', full)
-    if (tuned) add('backup tuned', timedShell('moctl br backup, malloc tuned', backupCmd(''), tuned))
     const {id} = JSON.parse(full.stdout)
     fullId ??= id
     if (onlyIncremental) continue
+    if (tuned) add('backup tuned', timedShell('moctl br backup, malloc tuned', backupCmd(''), tuned))
     for (const n of [1, 2])
       add(`backup p${n}`, timedShell(`backup --parallelism ${n}`, backupCmd(`--parallelism ${n}`)))
     add(
@@ -137,19 +138,8 @@ try {
         `age -d -i '${key}' '${work}/baseline.tar.zst.age' | zstd -d -q > /dev/null`,
       ),
     )
-    add(
-      'verify',
-      timedShell('moctl br verify', `${cli} verify ${id} --path '${work}/repo' --identity '${key}' --json > /dev/null`),
-    )
-    if (tuned)
-      add(
-        'verify tuned',
-        timedShell(
-          'moctl br verify, malloc tuned',
-          `${cli} verify ${id} --path '${work}/repo' --identity '${key}' --json > /dev/null`,
-          tuned,
-        ),
-      )
+    add('verify', timedShell('moctl br verify', verifyCmd(id)))
+    if (tuned) add('verify tuned', timedShell('moctl br verify, malloc tuned', verifyCmd(id), tuned))
     const target = join(work, 'restored')
     rmSync(target, {force: true, recursive: true})
     mkdirSync(target)

@@ -19,6 +19,7 @@ export function freeBytes(dir: string): number
 export function argValue(argv: string[], name: string, fallback: string): string
 export function stepTimes(log: string): Record<string, number>
 export const TUNED_MALLOC: string
+export function onGlibc(): boolean
 export function mallocEnvs(
   env: NodeJS.ProcessEnv,
   glibc?: boolean,

@@ -96,6 +96,11 @@ function durationMs(text) {
  * but a verify of the 5 GiB sparse file then peaked at 346 MiB, past the 256 MiB bound. glibc
  * ignores a name it does not know, silently: bench-tools.test asks ld.so what it read.
  */
+/** Whether this Node runs on glibc (musl and macOS have no GLIBC_TUNABLES). */
+export function onGlibc() {
+  return Boolean(process.report?.getReport().header.glibcVersionRuntime)
+}
+
 export const TUNED_MALLOC = 'glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824'
 
 /**
@@ -103,7 +108,7 @@ export const TUNED_MALLOC = 'glibc.malloc.mmap_threshold=33554432:glibc.malloc.t
  * whatever the developer's shell sets), `tuned` with TUNED_MALLOC; `tuned` is undefined off
  * glibc (musl has no such settings), and the tuned rows are left out.
  */
-export function mallocEnvs(env, glibc = Boolean(process.report?.getReport().header.glibcVersionRuntime)) {
+export function mallocEnvs(env, glibc = onGlibc()) {
   const plain = {...env}
   delete plain.GLIBC_TUNABLES
   return {plain, tuned: glibc ? {...plain, GLIBC_TUNABLES: TUNED_MALLOC} : undefined}

@@ -4,7 +4,7 @@ import {writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {mallocEnvs, median, parseSize, stepTimes, TUNED_MALLOC} from '../../../bench/measure.mjs'
+import {mallocEnvs, median, onGlibc, parseSize, stepTimes, TUNED_MALLOC} from '../../../bench/measure.mjs'
 import {profileRun} from '../../../bench/profile.mjs'
 import {ROOT, tempDir} from '../../helpers/cli.js'
 import {needs, skipNote} from '../../helpers/needs.js'
@@ -40,10 +40,8 @@ describe('bench/measure.mjs', () => {
   })
 })
 
-/** Whether this Node runs on glibc: elsewhere (musl, macOS) there are no such settings to check. */
-const glibc = Boolean(
-  (process.report.getReport() as {header?: {glibcVersionRuntime?: string}}).header?.glibcVersionRuntime,
-)
+/** Off glibc (musl, macOS) there are no such settings to check. */
+const glibc = onGlibc()
 /** glibc's dynamic loader this process runs under, its path from /proc/self/maps. */
 const ldso = glibc ? readFileSync('/proc/self/maps', 'utf8').match(/\/\S*\/ld-linux[^/\s]*\.so[.\d]*/)?.[0] : undefined
 const NO_LDSO = "glibc's ld.so is not in /proc/self/maps"
