@@ -4,6 +4,8 @@
  * tar → for each entry, hash the bytes while discarding them (verify) or while writing them under
  * `dest` (file-sink.ts, on a worker thread; dirs and links: tree-writer.ts). MANIFEST.json comes
  * last, so every file's hash is kept and compared with it (manifest-check.ts) once it arrives.
+ * As each chunk of a file is copied to the sink, the decompressor is told the tar stream before it
+ * is done with, and decompresses the next frames into those buffers (loan.ts).
  *
  * Guarantees: nothing is written outside `dest`: entries named with `..`, absolute or empty
  * segments, names outside data/, types other than file/dir/symlink, entries beneath a symlink
@@ -42,7 +44,7 @@ import {findEscapingSymlink, isSafePath, resolveSymlink, symlinkStaysInside} fro
 import {type Expected, HashTap} from './tap.js'
 import {TreeWriter} from './tree-writer.js'
 import {ROOT_PATH} from './walk.js'
-import {createParallelDecompressor} from './zstd-parallel.js'
+import {createParallelDecompressor, ParallelDecompressor} from './zstd-parallel.js'
 
 /** A manifest is ~200 bytes a file: 1 GiB is millions of files, and bounds what a forged header can make us hold. */
 const MAX_MANIFEST = 1024 * 1024 * 1024
@@ -96,7 +98,8 @@ export async function readArchive(options: ReadArchiveOptions): Promise<ReadArch
     stages.push(['age', createDecryptStream(options.decrypt, options.impl?.age)])
   }
 
-  stages.push(['zstd', createParallelDecompressor({impl: options.impl?.zstd, workers: options.parallelism})])
+  const zstd = createParallelDecompressor({impl: options.impl?.zstd, releasing: true, workers: options.parallelism})
+  stages.push(['zstd', zstd])
   const extract = tar.extract()
 
   // The first error tells what happened; the ones after it are its echoes down the pipeline.
@@ -116,7 +119,7 @@ export async function readArchive(options: ReadArchiveOptions): Promise<ReadArch
   extract.on('error', (error) => note('tar', error))
 
   const feeding = pipeline([options.input, ...stages.map(([, s]) => s), extract], {signal: options.signal})
-  const reader = new EntryReader(options)
+  const reader = new EntryReader(options, zstd instanceof ParallelDecompressor ? (at) => zstd.doneWith(at) : undefined)
   const consuming = consume(extract, reader).catch((error: unknown) => {
     note('consumer', error)
     extract.destroy(error as Error)
@@ -196,7 +199,15 @@ class EntryReader {
   private readonly sink = new FileSink()
   private readonly writer: TreeWriter | undefined
 
-  constructor(private readonly options: ReadArchiveOptions) {
+  /**
+   * @param options what readArchive was given
+   * @param release told, after each chunk of a file is copied (file-sink.ts), that the tar stream
+   *   before that point is done with (zstd-parallel.ts ParallelDecompressor.doneWith)
+   */
+  constructor(
+    private readonly options: ReadArchiveOptions,
+    private readonly release?: (position: number) => void,
+  ) {
     this.breather = new Breather(options.signal)
     this.destLinks = options.links ?? new Map()
     this.writer = options.dest === undefined ? undefined : new TreeWriter(options.dest)
@@ -313,11 +324,17 @@ class EntryReader {
     // Its sha256 arrives when the sink has hashed its last byte (before finish() returns).
     const seen = {sha256: '', size: 0, type: 'file' as const}
     this.sink.start(writer && (await writer.prepareFile(path)), seen)
+    // Where the file's bytes begin in the tar stream (tar-stream sets it; read-frames.test.ts holds
+    // it to that). Entries come in stream order, each file is read to its end, and the sink copies
+    // every chunk: once a chunk is taken, nothing before its end is held anywhere.
+    const {byteOffset} = entry.header as {byteOffset?: unknown}
+    const release = typeof byteOffset === 'number' ? this.release : undefined
     for await (const chunk of entry as AsyncIterable<Buffer>) {
       seen.size += chunk.length
       this.progress.bytesDone += chunk.length
       const wait = this.sink.write(chunk)
       if (wait) await wait
+      release?.((byteOffset as number) + seen.size)
       this.report(false)
     }
 

@@ -13,7 +13,8 @@
  * the output of the started-but-not-yet-read frames stays under IN_FLIGHT_BYTES (at least one
  * frame), compressed input is taken only while less than QUEUED_INPUT_BYTES of it waits, and output
  * is pushed only as the reader takes it. On an error, on destroy (abort) and at the end every
- * worker is terminated. Only zstd-napi can run in a worker here: with another implementation
+ * worker is terminated. With `releasing`, a frame is decompressed into a buffer the reader said it
+ * is done with (doneWith, loan.ts), not a new one. Only zstd-napi can run in a worker here: with another implementation
  * (zstd-codec, Node's zlib), or one worker asked for with none available, this is
  * `createDecompressor` itself. It does not check content: hashes live in the manifest.
  */
@@ -34,6 +35,7 @@ import {
   zstdImplementation,
   zstdImplementations,
 } from './compress.js'
+import {BufferLoan, sizeClass} from './loan.js'
 import {type FramePiece, FrameSplitter} from './zstd-frames.js'
 
 const require = createRequire(import.meta.url)
@@ -68,26 +70,29 @@ const STREAM_BUDGET = 2 * 1024 * 1024
  * gathered at a time, and 497 of verify's ~510 frames found one (8 kept: 506), for 4 MiB at most.
  */
 const SPARE_BUFFERS = 2
+/**
+ * Output buffers kept for reuse, per worker (loan.ts): a worker's frames in flight are at most two
+ * (ParallelDecompressor.launch), and a few more are on their way through tar to the reader.
+ */
+const SPARE_OUTPUTS = 3
 /** The smallest frame buffer made (sizeClass). */
 const MIN_SPARE = 64 * 1024
-
-/** The size of buffer a frame of `size` bytes is gathered in: the power of two at or above it, MIN_SPARE at least. */
-function sizeClass(size: number): number {
-  return 2 ** Math.ceil(Math.log2(Math.max(size, MIN_SPARE)))
-}
 
 /** Streaming decompression runs at most this long before the event loop gets a turn. */
 const PUMP_SLICE_MS = 20
 
-/** The worker: one zstd-napi context, one frame at a time, the output buffer transferred back. */
+/**
+ * The worker: one zstd-napi context, one frame at a time, into the output buffer it is given (a
+ * new one when none is), transferred back.
+ */
 const WORKER_SOURCE = `
 const {parentPort, workerData} = require('node:worker_threads')
 const binding = require(workerData.binding)
 const dctx = new binding.DCtx()
 dctx.setParameter(binding.DParameter.windowLogMax, workerData.windowLogMax)
-parentPort.on('message', ({data, size}) => {
+parentPort.on('message', ({data, size, output}) => {
   try {
-    const out = Buffer.allocUnsafeSlow(size)
+    const out = output ? Buffer.from(output, 0, size) : Buffer.allocUnsafeSlow(size)
     const n = dctx.decompress(out, data)
     if (n !== size) throw new Error('corrupt zstd data: a frame declares ' + size + ' bytes of content but holds ' + n)
     // The input goes back too: the main thread gathers the next frames in it (no new memory there).
@@ -101,6 +106,11 @@ parentPort.on('message', ({data, size}) => {
 
 export interface ParallelDecompressOptions {
   impl?: ZstdImplementation
+  /**
+   * the reader tells `doneWith(position)` when it is done with the output before `position`: the
+   * frames' buffers are then decompressed into again (ParallelDecompressor.doneWith)
+   */
+  releasing?: boolean
   /** decompression threads; default defaultDecompressThreads() */
   workers?: number
   /** for tests: the worker's source instead of the real one */
@@ -127,7 +137,7 @@ export function createParallelDecompressor(options: ParallelDecompressOptions = 
   const impl = options.impl ?? zstdImplementation()
   const workers = checkParallelism(options.workers ?? defaultDecompressThreads())
   if (!parallelAvailable(impl)) return createDecompressor(impl)
-  return new ParallelDecompressor(impl, workers, options.workerSource ?? WORKER_SOURCE)
+  return new ParallelDecompressor(impl, workers, options.workerSource ?? WORKER_SOURCE, options.releasing ?? false)
 }
 
 interface FrameJob {
@@ -146,8 +156,13 @@ class WorkerPool {
   private broken: Error | undefined
   private readonly busy = new Map<Worker, {reject(error: Error): void; resolve(out: Buffer): void}>()
   private readonly idle: Worker[] = []
-  private readonly queue: Array<{data: Buffer; reject(error: Error): void; resolve(out: Buffer): void; size: number}> =
-    []
+  private readonly queue: Array<{
+    data: Buffer
+    output?: ArrayBuffer
+    reject(error: Error): void
+    resolve(out: Buffer): void
+    size: number
+  }> = []
   /** frame buffers the workers gave back, for the next frames (allocate) */
   private readonly spare: ArrayBuffer[] = []
   private started = 0
@@ -202,10 +217,11 @@ class WorkerPool {
     if (this.spare.length > SPARE_BUFFERS) this.spare.shift()
   }
 
-  async run(data: Buffer, size: number): Promise<Buffer> {
+  /** Decompresses the frame `data` of `size` bytes of content, into `output` when given (at least `size` bytes). */
+  async run(data: Buffer, size: number, output?: ArrayBuffer): Promise<Buffer> {
     if (this.broken) throw this.broken
     return new Promise((resolve, reject) => {
-      this.queue.push({data, reject, resolve, size})
+      this.queue.push({data, output, reject, resolve, size})
       this.next()
     })
   }
@@ -225,7 +241,9 @@ class WorkerPool {
       const job = this.queue.shift()
       if (!job) return
       this.busy.set(worker, job)
-      worker.postMessage({data: job.data, size: job.size}, [job.data.buffer as ArrayBuffer])
+      const transfer = [job.data.buffer as ArrayBuffer]
+      if (job.output) transfer.push(job.output)
+      worker.postMessage({data: job.data, output: job.output, size: job.size}, transfer)
     }
   }
 
@@ -265,6 +283,8 @@ export class ParallelDecompressor extends Transform {
   /** output of started frames not yet pushed */
   private inFlight = 0
   private readonly jobs: Job[] = []
+  /** the frames' output buffers, when the reader says what it is done with (doneWith) */
+  private readonly loan: BufferLoan | undefined
   /** compressed bytes waiting in `jobs` */
   private queued = 0
   private readonly splitter: FrameSplitter
@@ -276,8 +296,10 @@ export class ParallelDecompressor extends Transform {
     private readonly impl: ZstdImplementation,
     private readonly workers: number,
     private readonly source: string,
+    releasing: boolean,
   ) {
     super({readableHighWaterMark: 1024 * 1024})
+    this.loan = releasing ? new BufferLoan(SPARE_OUTPUTS * workers) : undefined
     this.splitter = new FrameSplitter({
       // The pool is made here if need be (its workers start with the first frame it runs).
       allocate: (size) => this.pool().allocate(size),
@@ -285,6 +307,11 @@ export class ParallelDecompressor extends Transform {
       maxPooled: MAX_POOLED_FRAME,
       maxWindowLog: MAX_WINDOW_LOG,
     })
+  }
+
+  /** Frames decompressed into a buffer the reader was done with (tests). */
+  get outputsReused(): number {
+    return this.loan?.reused ?? 0
   }
 
   /** Frames gathered in a buffer a worker gave back (tests). */
@@ -301,6 +328,7 @@ export class ParallelDecompressor extends Transform {
     this.workerPool?.destroy()
     this.decoder?.release()
     this.jobs.length = 0
+    this.loan?.clear()
     this.wake?.()
     callback(error)
   }
@@ -344,6 +372,15 @@ export class ParallelDecompressor extends Transform {
     this.release()
   }
 
+  /**
+   * The reader is done with every byte of output before `position` (copied or dropped, no view
+   * of it left anywhere): the frames' buffers that end there are decompressed into again
+   * (loan.ts). Only with `releasing`; the reader that says so must call it.
+   */
+  doneWith(position: number): void {
+    this.loan?.doneWith(position)
+  }
+
   /** Ends one worker as a crash would (tests). */
   async killOneWorker(): Promise<void> {
     await this.workerPool?.killOne()
@@ -375,8 +412,9 @@ export class ParallelDecompressor extends Transform {
     )
   }
 
-  /** Pushes one output, waiting while the reader is behind. */
-  private async give(output: Buffer): Promise<void> {
+  /** Pushes one output, waiting while the reader is behind; `lend`: a frame in a buffer of the loan, to be filled again. */
+  private async give(output: Buffer, lend = false): Promise<void> {
+    this.loan?.pushed(output, lend)
     if (output.length === 0 || this.push(output) || this.destroyed) return
     await new Promise<void>((resolve) => {
       this.wake = resolve
@@ -394,7 +432,7 @@ export class ParallelDecompressor extends Transform {
       if (job.result) continue
       if (this.started > 0 && (this.inFlight + job.contentSize > IN_FLIGHT_BYTES || this.started >= 2 * this.workers))
         return
-      job.result = this.pool().run(job.data, job.contentSize)
+      job.result = this.pool().run(job.data, job.contentSize, this.loan?.take(job.contentSize))
       // Awaited in order by drain(); an early failure must not go unhandled meanwhile.
       job.result.catch(() => {})
       this.inFlight += job.contentSize
@@ -432,7 +470,7 @@ export class ParallelDecompressor extends Transform {
         this.launch()
         this.release()
         // eslint-disable-next-line no-await-in-loop -- in order
-        await this.give(output)
+        await this.give(output, true)
       } else {
         this.jobs.shift()
         this.queued -= job.data.length

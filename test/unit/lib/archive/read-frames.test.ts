@@ -8,12 +8,13 @@ import {createRequire} from 'node:module'
 import {join} from 'node:path'
 import {Readable} from 'node:stream'
 import tar from 'tar-stream'
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {afterAll, beforeAll, describe, expect, it, vi} from 'vitest'
 
 import type {Manifest, ManifestEntry} from '../../../../src/lib/archive/types.js'
 
 import {comparePaths, encodeManifest} from '../../../../src/lib/archive/manifest.js'
 import {readArchive} from '../../../../src/lib/archive/read.js'
+import {ParallelDecompressor} from '../../../../src/lib/archive/zstd-parallel.js'
 import {BrError} from '../../../../src/lib/errors.js'
 import {mixedBytes, sha256, tempDir} from './fixture.js'
 
@@ -109,6 +110,58 @@ describe('readArchive over independent zstd frames', () => {
       for (const [path, body] of Object.entries(files))
         expect((await readFile(join(dest, path))).equals(body)).toBe(true)
     }
+  })
+
+  it('is done with the output where it says: bytes spoiled from there on change nothing, and frames reuse buffers', async () => {
+    // Every output the decompressor pushes, and where it ends; once the reader says it is done
+    // before a position, the bytes before it are spoiled, as a reused buffer would be.
+    const pushed: Array<{chunk: Buffer; end: number}> = []
+    let end = 0
+    const push = vi.spyOn(ParallelDecompressor.prototype, 'push').mockImplementation(function (
+      this: ParallelDecompressor,
+      chunk: Buffer | null,
+    ) {
+      if (chunk) pushed.push({chunk, end: (end += chunk.length)})
+      return Readable.prototype.push.call(this, chunk)
+    })
+    const original = ParallelDecompressor.prototype.doneWith
+    const done = vi.spyOn(ParallelDecompressor.prototype, 'doneWith').mockImplementation(function (
+      this: ParallelDecompressor,
+      position: number,
+    ) {
+      for (const p of pushed) if (p.end <= position && p.chunk.length > 0) p.chunk.fill(0xee)
+      original.call(this, position)
+    })
+    try {
+      const dest = await read(Buffer.concat(frames(MiB)), 1)
+      for (const [path, body] of Object.entries(files))
+        expect((await readFile(join(dest, path))).equals(body)).toBe(true)
+      expect(done.mock.calls.length).toBeGreaterThan(10)
+      // 9 MiB of tar in 1 MiB frames: the reader gives buffers back as it goes.
+      expect((done.mock.contexts[0] as ParallelDecompressor).outputsReused).toBeGreaterThanOrEqual(3)
+    } finally {
+      push.mockRestore()
+      done.mockRestore()
+    }
+  })
+
+  it("relies on tar-stream's byteOffset: where an entry's bytes begin in the tar", async () => {
+    const extract = tar.extract()
+    const seen: string[] = []
+    const reading = (async () => {
+      for await (const entry of extract) {
+        const {byteOffset, name, size = 0} = entry.header as typeof entry.header & {byteOffset?: number}
+        expect(typeof byteOffset).toBe('number')
+        const body = tarBytes.subarray(byteOffset, (byteOffset as number) + size)
+        const chunks: Buffer[] = []
+        for await (const chunk of entry) chunks.push(chunk as Buffer)
+        expect(Buffer.concat(chunks).equals(body)).toBe(true)
+        seen.push(name)
+      }
+    })()
+    extract.end(tarBytes)
+    await reading
+    expect(seen).toEqual(['data/c', ...Object.keys(files).map((p) => `data/${p}`), 'MANIFEST.json'])
   })
 
   it('refuses a damaged frame and a frame that lies about its size as integrity errors', async () => {

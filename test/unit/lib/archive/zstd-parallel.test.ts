@@ -103,6 +103,65 @@ describe('ParallelDecompressor', () => {
     expect(d.reusedBuffers).toBe(parts.length - 1)
   })
 
+  it('decompresses into the buffers its reader is done with, and gives the same bytes', async () => {
+    const data = Buffer.concat([mixedBytes(9 * MiB), words(6 * MiB)])
+    const input = frames(data, MiB)
+    const pieces: Buffer[] = []
+    for (let i = 0; i < input.length; i += 65_536) pieces.push(input.subarray(i, i + 65_536))
+    for (const workers of [1, 2]) {
+      const d = createParallelDecompressor({impl: 'napi', releasing: true, workers}) as ParallelDecompressor
+      const copies: Buffer[] = []
+      let position = 0
+
+      await pipeline(Readable.from(pieces), d, async (source) => {
+        for await (const chunk of source) {
+          // Copied, then said to be done with: the buffer may be decompressed into again.
+          copies.push(Buffer.from(chunk as Buffer))
+          position += (chunk as Buffer).length
+          d.doneWith(position)
+        }
+      })
+      expect(Buffer.concat(copies).equals(data)).toBe(true)
+      // 15 frames; the first few of each worker need buffers of their own.
+      expect(d.outputsReused).toBeGreaterThanOrEqual(15 - 3 * workers - 2)
+    }
+  })
+
+  it('detaches a buffer it decompresses into again: a view the reader kept reads as empty, not as other bytes', async () => {
+    const data = mixedBytes(8 * MiB)
+    const d = createParallelDecompressor({impl: 'napi', releasing: true, workers: 1}) as ParallelDecompressor
+    const kept: Buffer[] = []
+    let position = 0
+    await pipeline(Readable.from([frames(data, MiB)]), d, async (source) => {
+      for await (const chunk of source) {
+        // Against its word: keeps the chunk itself, and says it is done with it.
+        kept.push(chunk as Buffer)
+        position += (chunk as Buffer).length
+        d.doneWith(position)
+      }
+    })
+    expect(d.outputsReused).toBeGreaterThan(0)
+    const emptied = kept.filter((chunk) => chunk.length === 0)
+    expect(emptied.length).toBeGreaterThanOrEqual(d.outputsReused)
+    // Whatever was not emptied is still the very bytes it was at its place.
+    let at = 0
+    for (const chunk of kept) {
+      if (chunk.length > 0) expect(chunk.equals(data.subarray(at, at + chunk.length))).toBe(true)
+      at += chunk.length === 0 ? MiB : chunk.length
+    }
+  })
+
+  it('without a reader that says what it is done with, never decompresses into the same buffer twice', async () => {
+    const data = mixedBytes(6 * MiB)
+    const d = createParallelDecompressor({impl: 'napi', workers: 1}) as ParallelDecompressor
+    const kept: Buffer[] = []
+    await pipeline(Readable.from([frames(data, MiB)]), d, async (source) => {
+      for await (const chunk of source) kept.push(chunk as Buffer)
+    })
+    expect(d.outputsReused).toBe(0)
+    expect(Buffer.concat(kept).equals(data)).toBe(true)
+  })
+
   it('streams frames without a content size between whole ones (and old one-frame archives)', async () => {
     const a = mixedBytes(3 * MiB)
     const b = mixedBytes(2 * MiB + 1)
