@@ -75,8 +75,14 @@ class Chunker {
 
 /** The payload writer: `prefix` (header ‖ nonce) first, then each 64 KiB chunk sealed as it completes, the last one flagged at the end. */
 export class EncryptStream extends Transform {
+  /**
+   * told after each write how far into its input it is done with: every byte written so far is
+   * sealed or copied, none is held (write.ts: the compressor fills those frames' buffers again)
+   */
+  doneWith?: (position: number) => void
   private readonly chunker = new Chunker(CHUNK)
   private counter = 0
+  private taken = 0
 
   constructor(
     prefix: Buffer,
@@ -96,6 +102,8 @@ export class EncryptStream extends Transform {
     this.chunker.feed(chunk, (plaintext) => {
       for (const part of seal(this.key, chunkNonce(this.counter++, false), plaintext)) this.push(part)
     })
+    this.taken += chunk.length
+    this.doneWith?.(this.taken)
     callback()
   }
 }

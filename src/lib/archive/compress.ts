@@ -132,6 +132,11 @@ export interface CompressOptions {
   pieceBytes?: number
   /** napi and node: called with each input chunk once its bytes are copied, for reuse */
   recycle?: (chunk: Buffer) => void
+  /**
+   * napi and node: the reader tells the compressor's `doneWith(position)` what output it is done
+   * with, and the frames' buffers are filled again (zstd-pool.ts PoolCompressor.doneWith)
+   */
+  releasing?: boolean
   /** faults and delays the tests inject into the workers */
   testing?: PoolTesting
 }

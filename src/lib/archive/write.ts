@@ -2,7 +2,8 @@
  * The write pipeline: the entries walk.ts scanned → each file read once (walk.ts) → its SHA-256
  * (tap.ts FileTap) → tar entries (pack.ts) → zstd (compress.ts) → age (age.ts) → the stored
  * bytes' sha256/size (tap.ts HashTap) → output, joined with stream/promises pipeline. The read
- * pipeline (read.ts) undoes it stage by stage.
+ * pipeline (read.ts) undoes it stage by stage. age tells zstd how far it has sealed, and zstd
+ * compresses the next frames into those buffers (loan.ts).
  *
  * Guarantees: the manifest lists every packed entry with the hash of the very bytes packed, plus
  * the unchanged files of an incremental, and goes in last (MANIFEST.json); the returned sha256 and
@@ -28,12 +29,14 @@ import type {
 } from './types.js'
 
 import {BrError, throwIfAborted} from '../errors.js'
+import {EncryptStream} from './age-payload.js'
 import {createEncryptStream} from './age.js'
 import {createCompressor} from './compress.js'
 import {comparePaths, encodeManifest, MANIFEST_FORMAT} from './manifest.js'
 import {TarPacker} from './pack.js'
 import {FileTap, HashTap} from './tap.js'
 import {ReadBuffers, readFile, ROOT_PATH, type ScannedEntry, type ScannedFile} from './walk.js'
+import {PoolCompressor} from './zstd-pool.js'
 
 /** The output sees writes of at least this size (a file write or an upload part per MiB, not per 64 KiB). */
 const OUTPUT_BATCH = 1024 * 1024
@@ -83,12 +86,16 @@ export interface WriteArchiveResult {
 
 export async function writeArchive(options: WriteArchiveOptions): Promise<WriteArchiveResult> {
   const encrypt = await createEncryptStream(options.encrypt, options.impl?.age)
-  // The compressor hands the read buffers back once copied (the WebAssembly fallback does not).
+  // The compressor hands the read buffers back once copied (the WebAssembly fallback does not),
+  // and, when age (node:crypto) encrypts, takes its frames' buffers back once sealed (loan.ts).
   const buffers = new ReadBuffers()
+  const sealing = encrypt instanceof EncryptStream
   const compress = createCompressor(options.level, options.impl?.zstd, {
     parallelism: options.parallelism,
     recycle: (chunk) => buffers.give(chunk),
+    releasing: sealing,
   })
+  if (sealing && compress instanceof PoolCompressor) encrypt.doneWith = (position) => compress.doneWith(position)
   const packed = packArchive(options, buffers)
   const tap = new HashTap({batchBytes: OUTPUT_BATCH})
   try {

@@ -14,7 +14,8 @@
  * terminated when the stream ends or is destroyed (an abort through `pipeline`'s signal destroys
  * it), so nothing is left running. With `workers: 1` the same frames are compressed on the calling
  * thread and no worker starts; nor does one when the whole input fits in one piece (it is
- * compressed on the calling thread at the end). It does not check what it compresses, nor use zstd-codec
+ * compressed on the calling thread at the end). With `releasing`, a frame is compressed into a
+ * buffer the reader said it is done with (doneWith, loan.ts), not a new one. It does not check what it compresses, nor use zstd-codec
  * (compress.ts keeps that one as the single-stream fallback).
  *
  * The worker's code is the two self-contained functions below, passed as source (`eval`): it runs
@@ -23,6 +24,8 @@
 import {createRequire} from 'node:module'
 import {Transform, type TransformCallback} from 'node:stream'
 import {Worker} from 'node:worker_threads'
+
+import {BufferLoan} from './loan.js'
 
 /**
  * Bytes of input per frame. Measured on the 1 GiB bench set at level 3 (zstd-napi, one thread):
@@ -61,6 +64,8 @@ export interface PoolOptions {
   pieceBytes?: number
   /** called with each input chunk once its bytes are copied (walk.ts ReadBuffers takes them back) */
   recycle?: (chunk: Buffer) => void
+  /** the reader calls `doneWith(position)` as it is done with output: frames are then compressed into buffers it gave back */
+  releasing?: boolean
   testing?: PoolTesting
   /** worker threads; 1: compress on the calling thread, no worker */
   workers: number
@@ -69,13 +74,27 @@ export interface PoolOptions {
 interface Job {
   buffer: ArrayBuffer
   length: number
+  /** where to put the frame (at least zstdBound(pieceBytes) bytes); none: a new buffer of its size */
+  out?: ArrayBuffer
   seq: number
 }
 
 type Reply = {error: string; seq: number} | {input: ArrayBuffer; out: Uint8Array; seq: number}
 
-/** Compresses one piece into one frame; the result may be a view of a scratch buffer, valid until the next call. */
-type PieceCompressor = (src: Uint8Array) => Uint8Array
+/**
+ * Compresses one piece into one frame, in `dest` when given (at least zstdBound of the piece);
+ * otherwise the result may be a view of a scratch buffer, valid until the next call.
+ */
+type PieceCompressor = (src: Uint8Array, dest?: Uint8Array) => Uint8Array
+
+/** zstd's ZSTD_COMPRESSBOUND: the largest frame `size` bytes can compress to. */
+export function zstdBound(size: number): number {
+  const small = 128 * 1024
+  return size + Math.floor(size / 256) + (size < small ? Math.floor((small - size) / 2048) : 0)
+}
+
+/** Frame buffers kept for reuse beyond those in flight (loan.ts): the ones on their way to the reader. */
+const SPARE_FRAMES = 2
 
 const require = createRequire(import.meta.url)
 
@@ -90,13 +109,18 @@ function makePieceCompressor(load: (id: string) => any, spec: PieceSpec): PieceC
     const binding = load(spec.bindingPath)
     const cctx = new binding.CCtx()
     cctx.setParameter(binding.CParameter.compressionLevel, spec.level)
-    const dest = Buffer.allocUnsafe(binding.compressBound(spec.pieceBytes))
-    return (src) => dest.subarray(0, cctx.compress2(dest, src))
+    const scratch = Buffer.allocUnsafe(binding.compressBound(spec.pieceBytes))
+    return (src, dest = scratch) => dest.subarray(0, cctx.compress2(dest, src))
   }
 
   const zlib = load('node:zlib')
   const params = {[zlib.constants.ZSTD_c_compressionLevel]: spec.level}
-  return (src) => zlib.zstdCompressSync(src, {params, pledgedSrcSize: src.length})
+  return (src, dest) => {
+    const frame = zlib.zstdCompressSync(src, {params, pledgedSrcSize: src.length})
+    if (!dest) return frame
+    dest.set(frame)
+    return dest.subarray(0, frame.length)
+  }
 }
 
 /** A worker's main: compresses each piece it is sent and sends the frame and the piece's buffer back. */
@@ -116,10 +140,17 @@ function workerMain(make: typeof makePieceCompressor): void {
         throw new Error(`injected fault in piece ${job.seq}`)
       }
 
-      const frame = compress(new Uint8Array(job.buffer, 0, job.length))
-      // A copy of its own: a view of the scratch buffer would send (or detach) the whole of it.
-      const out = new Uint8Array(frame.length)
-      out.set(frame)
+      const src = new Uint8Array(job.buffer, 0, job.length)
+      let out: Uint8Array
+      if (job.out) {
+        out = compress(src, new Uint8Array(job.out))
+      } else {
+        // A copy of its own: a view of the scratch buffer would send (or detach) the whole of it.
+        const frame = compress(src)
+        out = new Uint8Array(frame.length)
+        out.set(frame)
+      }
+
       port.postMessage({input: job.buffer, out, seq: job.seq}, [out.buffer, job.buffer])
     } catch (error: any) {
       port.postMessage({error: String(error?.message ?? error), seq: job.seq})
@@ -177,7 +208,8 @@ class WorkerEngine implements Engine {
     let best = 0
     for (let i = 1; i < this.pending.length; i++) if (this.pending[i] < this.pending[best]) best = i
     this.pending[best]++
-    this.workers[best].postMessage(job, [job.buffer])
+    // Moved, not copied: a buffer left out of the list would be cloned, 2 MiB a piece.
+    this.workers[best].postMessage(job, job.out ? [job.buffer, job.out] : [job.buffer])
   }
 
   private fail(error: Error): void {
@@ -201,8 +233,9 @@ class InlineEngine implements Engine {
   submit(job: Job): void {
     let reply: Reply
     try {
-      // Copied out of the scratch buffer, which the next piece reuses.
-      const out = Buffer.from(this.compress(new Uint8Array(job.buffer, 0, job.length)))
+      const src = new Uint8Array(job.buffer, 0, job.length)
+      // In the job's buffer, or copied out of the scratch buffer, which the next piece reuses.
+      const out = job.out ? this.compress(src, new Uint8Array(job.out)) : Buffer.from(this.compress(src))
       reply = {input: job.buffer, out, seq: job.seq}
     } catch (error) {
       reply = {error: (error as Error).message, seq: job.seq}
@@ -219,6 +252,8 @@ export class PoolCompressor extends Transform {
   private flushed: TransformCallback | undefined
   private readonly free: ArrayBuffer[] = []
   private inFlight = 0
+  /** the frames' buffers, when the reader says what it is done with (doneWith) */
+  private readonly loan: BufferLoan | undefined
   private readonly maxInFlight: number
   private nextOut = 0
   private piece: ArrayBuffer | undefined
@@ -238,11 +273,18 @@ export class PoolCompressor extends Transform {
       level: options.level,
       pieceBytes: this.pieceBytes,
     }
+    this.loan = options.releasing ? new BufferLoan(this.maxInFlight + SPARE_FRAMES) : undefined
+  }
+
+  /** Frames compressed into a buffer the reader was done with (tests). */
+  get framesReused(): number {
+    return this.loan?.reused ?? 0
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     const {engine} = this
     this.engine = undefined
+    this.loan?.clear()
     if (!engine) {
       callback(error)
       return
@@ -280,9 +322,19 @@ export class PoolCompressor extends Transform {
     else this.waiting = callback
   }
 
+  /**
+   * The reader is done with every byte of output before `position` (no view of it left anywhere):
+   * the frames' buffers that end there are compressed into again (loan.ts). Only with
+   * `releasing`; the reader that says so must call it.
+   */
+  doneWith(position: number): void {
+    this.loan?.doneWith(position)
+  }
+
   private dispatch(): void {
     const buffer = this.piece ?? this.free.pop() ?? new ArrayBuffer(this.pieceBytes)
-    const job: Job = {buffer, length: this.filled, seq: this.seq++}
+    const bound = zstdBound(this.pieceBytes)
+    const job: Job = {buffer, length: this.filled, out: this.loan?.take(bound, bound), seq: this.seq++}
     this.piece = undefined
     this.filled = 0
     this.inFlight++
@@ -302,6 +354,7 @@ export class PoolCompressor extends Transform {
     for (let out = this.ready.get(this.nextOut); out; out = this.ready.get(this.nextOut)) {
       this.ready.delete(this.nextOut++)
       this.inFlight--
+      this.loan?.pushed(out, true)
       this.push(Buffer.from(out.buffer, out.byteOffset, out.byteLength))
     }
 

@@ -7,6 +7,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import type {AgeImplementation} from '../../../../src/lib/archive/types.js'
 
+import {EncryptStream} from '../../../../src/lib/archive/age-payload.js'
 import {
   createDecryptStream,
   createEncryptStream,
@@ -173,6 +174,39 @@ describe('age', () => {
     expect(released.length % 65_536).toBe(0)
     expect(released.equals(plain.subarray(0, released.length))).toBe(true)
     expect(released.length).toBeLessThan(plain.length - 65_536)
+  })
+
+  it('native: says after each write how far into its input it is done, and reuse of those bytes changes nothing', async () => {
+    const plain = randomBytes(3 * 65_536 + 777)
+    const stream = await createEncryptStream(toRecipients(), 'native')
+    expect(stream).toBeInstanceOf(EncryptStream)
+    // Writes across the 64 KiB chunks, each spoiled once the stream says it is done with it, as
+    // the compressor fills its frame buffers again.
+    const sizes = [1000, 70_000, 5, 65_536, plain.length - 136_541]
+    const writes: Array<{chunk: Buffer; end: number}> = []
+    const positions: number[] = []
+    ;(stream as EncryptStream).doneWith = (position) => {
+      positions.push(position)
+      for (const w of writes) if (w.end <= position) w.chunk.fill(0xee)
+    }
+
+    const out: Buffer[] = []
+    stream.on('data', (c: Buffer) => out.push(c))
+    const ended = new Promise((resolve) => {
+      stream.on('end', resolve)
+    })
+    let at = 0
+    for (const size of sizes) {
+      const chunk = Buffer.from(plain.subarray(at, at + size))
+      at += size
+      writes.push({chunk, end: at})
+      stream.write(chunk)
+    }
+
+    stream.end()
+    await ended
+    expect(positions).toEqual(sizes.map((_, i) => sizes.slice(0, i + 1).reduce((a, b) => a + b)))
+    expect((await through(Buffer.concat(out), createDecryptStream(withIdentity(), 'native'))).equals(plain)).toBe(true)
   })
 
   it('names a cut made exactly at a chunk boundary as truncated', async () => {

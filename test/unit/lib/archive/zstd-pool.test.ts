@@ -13,7 +13,7 @@ import {describe, expect, it, vi} from 'vitest'
 
 import {createCompressor, createDecompressor, zstdImplementations} from '../../../../src/lib/archive/compress.js'
 import {ReadBuffers} from '../../../../src/lib/archive/walk.js'
-import {liveWorkers, PIECE_BYTES} from '../../../../src/lib/archive/zstd-pool.js'
+import {liveWorkers, PIECE_BYTES, PoolCompressor} from '../../../../src/lib/archive/zstd-pool.js'
 import {mixedBytes, through} from './fixture.js'
 
 const require = createRequire(import.meta.url)
@@ -106,6 +106,39 @@ describe.each(pooled)('parallel zstd compression with %s', (impl) => {
     expect(pooledSink.seen()[0]).toBe(2)
     expect(Buffer.concat(pooledChunks).equals(Buffer.concat(chunks))).toBe(true)
   })
+
+  it.each([1, 2])(
+    'with a reader that says what it is done with (parallelism %i), compresses into its buffers again: the same bytes',
+    async (parallelism) => {
+      const input = mixedBytes(24 * SMALL + 5)
+      const plain = await through(input, createCompressor(3, impl, {parallelism, pieceBytes: SMALL}))
+      const c = createCompressor(3, impl, {parallelism, pieceBytes: SMALL, releasing: true}) as PoolCompressor
+      const copies: Buffer[] = []
+      let position = 0
+      // In writes smaller than a piece, as the tar packer gives them (one write of it all would
+      // start every piece at once).
+      const writes: Buffer[] = []
+      for (let at = 0; at < input.length; at += SMALL / 4) writes.push(input.subarray(at, at + SMALL / 4))
+      await pipeline(
+        Readable.from(writes),
+        c,
+        new Writable({
+          write(chunk: Buffer, _encoding, callback) {
+            // Copied, then said to be done with; the view is spoiled, as a reused buffer would be.
+            copies.push(Buffer.from(chunk))
+            position += chunk.length
+            c.doneWith(position)
+            chunk.fill(0xee)
+            callback()
+          },
+        }),
+      )
+      expect(Buffer.concat(copies).equals(plain)).toBe(true)
+      // 25 frames; those in flight at the start need buffers of their own.
+      expect(c.framesReused).toBeGreaterThanOrEqual(25 - 2 * parallelism - 2)
+      expect(liveWorkers()).toBe(0)
+    },
+  )
 
   it.each([1, 2])('compresses an empty input (parallelism %i) into one empty frame', async (parallelism) => {
     const compressed = await through(Buffer.alloc(0), createCompressor(3, impl, {parallelism}))
