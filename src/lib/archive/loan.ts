@@ -7,16 +7,20 @@
  * glibc unmaps freed buffers of this size: on this VM a fault is several microseconds, and verify
  * of the 1 GiB set spent about 2.5 CPU-s of its 7.5 on it (4.8 reusing its buffers).
  *
- * Guarantees: a buffer is filled again only once the reader is done with every byte of it; one
- * sent to a worker is detached here (transferred), so that a view a reader kept against its word
- * reads as empty, never as another frame's bytes. At most `keep` buffers wait to be reused, and
- * at most MAX_LENT are tracked: a reader that never calls doneWith costs no memory beyond that.
+ * Guarantees: a buffer is filled again only once the reader is done with every byte of it, and
+ * it is detached when handed out again (`take`), so that a view a reader kept against its word
+ * reads as empty, never as another frame's bytes. At most `keep` buffers wait to be reused. The
+ * buffers tracked for a reader that has not said it is done with them are at most MAX_LENT and
+ * MAX_LENT_BYTES (the oldest are forgotten, left to the garbage collector): a reader that never
+ * calls doneWith, or a tar whose tail it never reports (a manifest, zero blocks), pins no more.
  */
 
 /** Buffers tracked until the reader is done with them, at most (the oldest is forgotten). */
 const MAX_LENT = 64
+/** Bytes of buffers tracked until the reader is done with them, at most (one always may). */
+const MAX_LENT_BYTES = 64 * 1024 * 1024
 /** The smallest buffer made (sizeClass). */
-const MIN_BUFFER = 64 * 1024
+export const MIN_BUFFER = 64 * 1024
 
 /** The power of two at or above `size`, MIN_BUFFER at least: buffers of frames of about one size find each other. */
 export function sizeClass(size: number): number {
@@ -28,6 +32,8 @@ export class BufferLoan {
   reused = 0
   /** buffers pushed and not yet done with, in order: where each one's bytes end in the output */
   private readonly lent: Array<{buffer: ArrayBuffer; end: number}> = []
+  /** bytes of the buffers in `lent` */
+  private lentBytes = 0
   private readonly spare: ArrayBuffer[] = []
   /** bytes pushed so far: the position in the output */
   private written = 0
@@ -35,9 +41,15 @@ export class BufferLoan {
   /** @param keep buffers kept for reuse, at most */
   constructor(private readonly keep: number) {}
 
-  /** Forgets every buffer (the stream was destroyed). */
+  /** Bytes of the buffers lent and not yet done with (tests). */
+  get lentNow(): number {
+    return this.lentBytes
+  }
+
+  /** Forgets every buffer (the stream ended or was destroyed). */
   clear(): void {
     this.lent.length = 0
+    this.lentBytes = 0
     this.spare.length = 0
   }
 
@@ -45,9 +57,15 @@ export class BufferLoan {
   doneWith(position: number): void {
     while (this.lent.length > 0 && this.lent[0].end <= position) {
       const {buffer} = this.lent.shift()!
-      // A detached buffer (byteLength 0) went to a worker some other way: not ours to reuse.
-      if (this.spare.length < this.keep && buffer.byteLength > 0) this.spare.push(buffer)
+      this.lentBytes -= buffer.byteLength
+      this.giveBack(buffer)
     }
+  }
+
+  /** A buffer from `take` that was not lent after all (its bytes were copied out): kept for reuse. */
+  giveBack(buffer: ArrayBuffer): void {
+    // A detached buffer (byteLength 0) went to a worker some other way: not ours to reuse.
+    if (this.spare.length < this.keep && buffer.byteLength > 0) this.spare.push(buffer)
   }
 
   /**
@@ -58,16 +76,25 @@ export class BufferLoan {
   pushed(output: Uint8Array, lend: boolean): void {
     this.written += output.length
     if (!lend) return
-    this.lent.push({buffer: output.buffer as ArrayBuffer, end: this.written})
-    if (this.lent.length > MAX_LENT) this.lent.shift()
+    const buffer = output.buffer as ArrayBuffer
+    this.lent.push({buffer, end: this.written})
+    this.lentBytes += buffer.byteLength
+    while (this.lent.length > MAX_LENT || (this.lent.length > 1 && this.lentBytes > MAX_LENT_BYTES)) {
+      this.lentBytes -= this.lent.shift()!.buffer.byteLength
+    }
   }
 
-  /** A buffer of at least `size` bytes: one done with (up to four times as large), else a new one of `capacity` bytes. */
+  /**
+   * A buffer of at least `size` bytes: one done with (up to four times as large), detached from
+   * every view of it, else a new one of max(size, capacity) bytes.
+   */
   take(size: number, capacity = sizeClass(size)): ArrayBuffer {
     const most = 4 * Math.max(size, MIN_BUFFER)
     const at = this.spare.findIndex((b) => b.byteLength >= size && b.byteLength <= most)
     if (at === -1) return Buffer.allocUnsafeSlow(Math.max(size, capacity)).buffer as ArrayBuffer
     this.reused++
-    return this.spare.splice(at, 1)[0]
+    // The same memory under a new ArrayBuffer, no copy: views of the old one read as empty.
+    const [buffer] = this.spare.splice(at, 1)
+    return structuredClone(buffer, {transfer: [buffer]})
   }
 }

@@ -119,7 +119,10 @@ export async function readArchive(options: ReadArchiveOptions): Promise<ReadArch
   extract.on('error', (error) => note('tar', error))
 
   const feeding = pipeline([options.input, ...stages.map(([, s]) => s), extract], {signal: options.signal})
-  const reader = new EntryReader(options, zstd instanceof ParallelDecompressor ? (at) => zstd.doneWith(at) : undefined)
+  const reader = new EntryReader(
+    options,
+    zstd instanceof ParallelDecompressor ? (position) => zstd.doneWith(position) : undefined,
+  )
   const consuming = consume(extract, reader).catch((error: unknown) => {
     note('consumer', error)
     extract.destroy(error as Error)
@@ -201,12 +204,13 @@ class EntryReader {
 
   /**
    * @param options what readArchive was given
-   * @param release told, after each chunk of a file is copied (file-sink.ts), that the tar stream
-   *   before that point is done with (zstd-parallel.ts ParallelDecompressor.doneWith)
+   * @param doneWith told, after each chunk of a file is copied (file-sink.ts) and after the
+   *   manifest is read, that the tar stream before that point is done with (zstd-parallel.ts
+   *   ParallelDecompressor.doneWith)
    */
   constructor(
     private readonly options: ReadArchiveOptions,
-    private readonly release?: (position: number) => void,
+    private readonly doneWith?: (position: number) => void,
   ) {
     this.breather = new Breather(options.signal)
     this.destLinks = options.links ?? new Map()
@@ -228,6 +232,9 @@ class EntryReader {
     if (this.manifestBytes) throw refuse(header.name, `it comes after ${MANIFEST_ENTRY}, which must be last`)
     if (header.name === MANIFEST_ENTRY) {
       this.manifestBytes = await readManifest(entry)
+      // Copied (concatenated): a large manifest's frames need not wait for the end.
+      const start = dataStart(entry)
+      if (start !== undefined) this.doneWith?.(start + this.manifestBytes.length)
       return
     }
 
@@ -324,17 +331,16 @@ class EntryReader {
     // Its sha256 arrives when the sink has hashed its last byte (before finish() returns).
     const seen = {sha256: '', size: 0, type: 'file' as const}
     this.sink.start(writer && (await writer.prepareFile(path)), seen)
-    // Where the file's bytes begin in the tar stream (tar-stream sets it; read-frames.test.ts holds
-    // it to that). Entries come in stream order, each file is read to its end, and the sink copies
-    // every chunk: once a chunk is taken, nothing before its end is held anywhere.
-    const {byteOffset} = entry.header as {byteOffset?: unknown}
-    const release = typeof byteOffset === 'number' ? this.release : undefined
+    // Entries come in stream order, each file is read to its end, and the sink copies every
+    // chunk: once a chunk is taken, nothing before its end is held anywhere.
+    const start = dataStart(entry)
+    const doneWith = start === undefined ? undefined : this.doneWith
     for await (const chunk of entry as AsyncIterable<Buffer>) {
       seen.size += chunk.length
       this.progress.bytesDone += chunk.length
       const wait = this.sink.write(chunk)
       if (wait) await wait
-      release?.((byteOffset as number) + seen.size)
+      doneWith?.(start! + seen.size)
       this.report(false)
     }
 
@@ -357,12 +363,19 @@ class EntryReader {
   }
 }
 
+/** Where the entry's bytes begin in the tar stream: tar-stream's header.byteOffset (read-frames.test.ts holds it to that). */
+function dataStart(entry: TarEntry): number | undefined {
+  const {byteOffset} = entry.header as {byteOffset?: unknown}
+  return typeof byteOffset === 'number' ? byteOffset : undefined
+}
+
 async function readManifest(entry: TarEntry): Promise<Buffer> {
   const {header} = entry
   if (header.type !== 'file') throw refuse(header.name, `${MANIFEST_ENTRY} is a ${header.type}`)
   if (header.size > MAX_MANIFEST) throw refuse(header.name, `${header.size} bytes is too large for a manifest`)
   const chunks: Buffer[] = []
   for await (const chunk of entry) chunks.push(chunk as Buffer)
+  // Buffer.concat copies, even one chunk: the caller says it is done with the stream's bytes.
   return Buffer.concat(chunks)
 }
 

@@ -20,19 +20,11 @@ export interface Expected {
 }
 
 export interface HashTapOptions {
-  /**
-   * Pass bytes on in chunks of at least this size (the last may be smaller): the age stage emits
-   * 64 KiB pieces, and an output that writes each one through the thread pool crawls.
-   */
-  batchBytes?: number
   expected?: Expected
 }
 
 export class HashTap extends Transform {
   bytes = 0
-  private batch: Buffer[] = []
-  private readonly batchBytes: number
-  private batched = 0
   private digest: string | undefined
   private readonly expected: Expected | undefined
   private readonly hash = createHash('sha256')
@@ -40,7 +32,6 @@ export class HashTap extends Transform {
   constructor(options: HashTapOptions = {}) {
     super()
     this.expected = options.expected
-    this.batchBytes = options.batchBytes ?? 0
   }
 
   /** The SHA-256 (hex) of everything that passed; only once the stream has ended. */
@@ -50,7 +41,6 @@ export class HashTap extends Transform {
   }
 
   override _flush(callback: TransformCallback): void {
-    this.release()
     this.digest = this.hash.digest('hex')
     const {expected} = this
     if (expected && this.bytes < expected.size) {
@@ -89,22 +79,7 @@ export class HashTap extends Transform {
       return
     }
 
-    if (this.batchBytes === 0) {
-      callback(null, chunk)
-      return
-    }
-
-    this.batch.push(chunk)
-    this.batched += chunk.length
-    if (this.batched >= this.batchBytes) this.release()
-    callback()
-  }
-
-  private release(): void {
-    if (this.batched === 0) return
-    this.push(this.batch.length === 1 ? this.batch[0] : Buffer.concat(this.batch, this.batched))
-    this.batch = []
-    this.batched = 0
+    callback(null, chunk)
   }
 }
 

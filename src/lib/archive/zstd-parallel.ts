@@ -12,11 +12,13 @@
  * so does this module). Memory is bounded whatever the input: frames start in a worker only while
  * the output of the started-but-not-yet-read frames stays under IN_FLIGHT_BYTES (at least one
  * frame), compressed input is taken only while less than QUEUED_INPUT_BYTES of it waits, and output
- * is pushed only as the reader takes it. On an error, on destroy (abort) and at the end every
- * worker is terminated. With `releasing`, a frame is decompressed into a buffer the reader said it
- * is done with (doneWith, loan.ts), not a new one. Only zstd-napi can run in a worker here: with another implementation
- * (zstd-codec, Node's zlib), or one worker asked for with none available, this is
- * `createDecompressor` itself. It does not check content: hashes live in the manifest.
+ * is pushed only as the reader takes it (a frame's buffer is its size class: up to twice its
+ * content). With `releasing`, a frame is decompressed into a buffer the reader said it is done
+ * with (doneWith, loan.ts), not a new one: then up to SPARE_OUTPUTS buffers a worker wait for
+ * reuse, and the loan tracks at most 64 MiB of buffers the reader has not reported on. On an
+ * error, on destroy (abort) and at the end every worker is terminated and the loan forgotten.
+ * Only zstd-napi can run in a worker here: with another implementation (zstd-codec, Node's
+ * zlib), or one worker asked for with none available, this is `createDecompressor` itself. It does not check content: hashes live in the manifest.
  */
 import {createRequire} from 'node:module'
 import {availableParallelism} from 'node:os'
@@ -35,7 +37,7 @@ import {
   zstdImplementation,
   zstdImplementations,
 } from './compress.js'
-import {BufferLoan, sizeClass} from './loan.js'
+import {BufferLoan, MIN_BUFFER, sizeClass} from './loan.js'
 import {type FramePiece, FrameSplitter} from './zstd-frames.js'
 
 const require = createRequire(import.meta.url)
@@ -75,8 +77,6 @@ const SPARE_BUFFERS = 2
  * (ParallelDecompressor.launch), and a few more are on their way through tar to the reader.
  */
 const SPARE_OUTPUTS = 3
-/** The smallest frame buffer made (sizeClass). */
-const MIN_SPARE = 64 * 1024
 
 /** Streaming decompression runs at most this long before the event loop gets a turn. */
 const PUMP_SLICE_MS = 20
@@ -183,7 +183,7 @@ class WorkerPool {
    * frames of about one size find it again.
    */
   allocate(size: number): Buffer {
-    const most = 4 * Math.max(size, MIN_SPARE)
+    const most = 4 * Math.max(size, MIN_BUFFER)
     const at = this.spare.findIndex((b) => b.byteLength >= size && b.byteLength <= most)
     if (at !== -1) {
       this.reused++
@@ -402,6 +402,7 @@ export class ParallelDecompressor extends Transform {
         if (flushed) {
           this.workerPool?.destroy()
           this.decoder?.release()
+          this.loan?.clear()
           flushed()
         }
       },
@@ -414,6 +415,7 @@ export class ParallelDecompressor extends Transform {
 
   /** Pushes one output, waiting while the reader is behind; `lend`: a frame in a buffer of the loan, to be filled again. */
   private async give(output: Buffer, lend = false): Promise<void> {
+    if (this.destroyed) return
     this.loan?.pushed(output, lend)
     if (output.length === 0 || this.push(output) || this.destroyed) return
     await new Promise<void>((resolve) => {

@@ -8,7 +8,8 @@
  *
  * Guarantees: output order is input order whatever the workers' speeds; at most 2 pieces per
  * worker are in flight (being compressed, queued, or compressed and waiting for an earlier one),
- * so memory is bounded by workers × 2 × (piece + its frame) whatever the input size; an empty
+ * so memory is bounded by workers × 2 × (piece + its frame buffer) whatever the input size (a
+ * frame buffer is zstdBound(piece) when the reader gives them back, else the frame's size); an empty
  * input gives one empty frame (a valid zstd stream, as the single-stream compressors write); a
  * compression error or a worker that dies fails the stream with that error; the workers are
  * terminated when the stream ends or is destroyed (an abort through `pipeline`'s signal destroys
@@ -95,6 +96,8 @@ export function zstdBound(size: number): number {
 
 /** Frame buffers kept for reuse beyond those in flight (loan.ts): the ones on their way to the reader. */
 const SPARE_FRAMES = 2
+/** A frame under 1/SMALL_FRAME of its buffer is copied out, not lent (PoolCompressor.lend). */
+const SMALL_FRAME = 8
 
 const require = createRequire(import.meta.url)
 
@@ -342,6 +345,25 @@ export class PoolCompressor extends Transform {
     this.engine.submit(job)
   }
 
+  /**
+   * The frame as it is pushed: with a loan, a view of its buffer, lent to the reader; a frame that
+   * fills less than an eighth of it (zeros, text) is copied out, and the buffer is kept: a small
+   * frame must not hold 2 MiB while it waits for a slow output (1 GiB of zeros held 819 MiB).
+   */
+  private lend(out: Uint8Array): Buffer {
+    const view = Buffer.from(out.buffer, out.byteOffset, out.byteLength)
+    if (!this.loan) return view
+    if (out.byteLength >= out.buffer.byteLength / SMALL_FRAME) {
+      this.loan.pushed(view, true)
+      return view
+    }
+
+    const copy = Buffer.from(view)
+    this.loan.giveBack(out.buffer as ArrayBuffer)
+    this.loan.pushed(copy, false)
+    return copy
+  }
+
   private onReply(reply: Reply): void {
     if (this.destroyed) return
     if ('error' in reply) {
@@ -354,8 +376,7 @@ export class PoolCompressor extends Transform {
     for (let out = this.ready.get(this.nextOut); out; out = this.ready.get(this.nextOut)) {
       this.ready.delete(this.nextOut++)
       this.inFlight--
-      this.loan?.pushed(out, true)
-      this.push(Buffer.from(out.buffer, out.byteOffset, out.byteLength))
+      this.push(this.lend(out))
     }
 
     if (this.waiting && this.inFlight < this.maxInFlight) {
@@ -372,6 +393,7 @@ export class PoolCompressor extends Transform {
     if (!this.flushed || this.inFlight > 0) return
     const callback = this.flushed
     this.flushed = undefined
+    this.loan?.clear()
     const {engine} = this
     this.engine = undefined
     ;(engine ? engine.close() : Promise.resolve()).then(

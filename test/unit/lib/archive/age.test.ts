@@ -177,12 +177,13 @@ describe('age', () => {
   })
 
   it('native: says after each write how far into its input it is done, and reuse of those bytes changes nothing', async () => {
-    const plain = randomBytes(3 * 65_536 + 777)
+    const plain = randomBytes(6 * 65_536 + 777)
     const stream = await createEncryptStream(toRecipients(), 'native')
     expect(stream).toBeInstanceOf(EncryptStream)
     // Writes across the 64 KiB chunks, each spoiled once the stream says it is done with it, as
     // the compressor fills its frame buffers again.
-    const sizes = [1000, 70_000, 5, 65_536, plain.length - 136_541]
+    // 200,000 bytes: whole chunks sealed straight from the write, no copy (the path of MiB frames).
+    const sizes = [1000, 70_000, 5, 65_536, 200_000, plain.length - 336_541]
     const writes: Array<{chunk: Buffer; end: number}> = []
     const positions: number[] = []
     ;(stream as EncryptStream).doneWith = (position) => {

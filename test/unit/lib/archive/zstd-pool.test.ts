@@ -13,7 +13,7 @@ import {describe, expect, it, vi} from 'vitest'
 
 import {createCompressor, createDecompressor, zstdImplementations} from '../../../../src/lib/archive/compress.js'
 import {ReadBuffers} from '../../../../src/lib/archive/walk.js'
-import {liveWorkers, PIECE_BYTES, PoolCompressor} from '../../../../src/lib/archive/zstd-pool.js'
+import {liveWorkers, PIECE_BYTES, PoolCompressor, zstdBound} from '../../../../src/lib/archive/zstd-pool.js'
 import {mixedBytes, through} from './fixture.js'
 
 const require = createRequire(import.meta.url)
@@ -139,6 +139,30 @@ describe.each(pooled)('parallel zstd compression with %s', (impl) => {
       expect(liveWorkers()).toBe(0)
     },
   )
+
+  it('with a reader that says what it is done with, lends no buffer for a small frame: it is copied out', async () => {
+    // Zeros: each 64 KiB piece is a frame of a few bytes, which must not hold a buffer of zstdBound(piece).
+    const c = createCompressor(3, impl, {parallelism: 2, pieceBytes: SMALL, releasing: true}) as PoolCompressor
+    const held: number[] = []
+    let position = 0
+    const writes = Array.from({length: 40}, () => Buffer.alloc(SMALL / 4))
+    await pipeline(
+      Readable.from(writes),
+      c,
+      new Writable({
+        write(chunk: Buffer, _encoding, callback) {
+          held.push(chunk.buffer.byteLength)
+          position += chunk.length
+          c.doneWith(position)
+          callback()
+        },
+      }),
+    )
+    expect(held).toHaveLength(10)
+    expect(Math.max(...held)).toBeLessThan(zstdBound(SMALL) / 8)
+    // The buffers went back unlent, and the next pieces were compressed into them.
+    expect(c.framesReused).toBeGreaterThanOrEqual(10 - 2 * 2 - 2)
+  })
 
   it.each([1, 2])('compresses an empty input (parallelism %i) into one empty frame', async (parallelism) => {
     const compressed = await through(Buffer.alloc(0), createCompressor(3, impl, {parallelism}))
