@@ -20,10 +20,17 @@ function lendOne(loan: BufferLoan, size: number, name = 9): ArrayBuffer {
   return buffer
 }
 
-/** The name lendOne gave a buffer, 0 for one it did not lend (a new buffer holds what malloc left). */
-function mark(buffer: ArrayBuffer): number {
+/**
+ * Takes a buffer of `size` from `loan`: the name lendOne gave it when it is one handed out again,
+ * 0 for a new one (told by the loan's count: a new buffer may hold an old one's bytes, as malloc
+ * reuses freed memory).
+ */
+function taken(loan: BufferLoan, size: number): number {
+  const before = loan.reused
+  const buffer = loan.take(size)
+  if (loan.reused === before) return 0
   const word = new DataView(buffer).getUint32(0)
-  return word - (word % 256) === TAG ? word % 256 : 0
+  return word - (word % 256) === TAG ? word % 256 : -1
 }
 
 describe('BufferLoan', () => {
@@ -34,20 +41,20 @@ describe('BufferLoan', () => {
     const b = lendOne(loan, 100 * KiB, 2) // to 200 KiB
     expect(a.byteLength).toBe(sizeClass(100 * KiB))
     loan.doneWith(100 * KiB - 1)
-    expect(mark(loan.take(100 * KiB))).toBe(0) // a new one
+    expect(taken(loan, 100 * KiB)).toBe(0) // a new one
     expect(a.byteLength).toBe(sizeClass(100 * KiB))
     loan.doneWith(100 * KiB)
-    expect(mark(loan.take(100 * KiB))).toBe(1)
+    expect(taken(loan, 100 * KiB)).toBe(1)
     expect(a.byteLength).toBe(0)
     // Output that is not lent (the main thread's own) moves the position on, and is never handed out.
     loan.pushed(Buffer.alloc(10), false)
     lendOne(loan, 100 * KiB, 3) // from 200 KiB + 10 to 300 KiB + 10
     loan.doneWith(300 * KiB)
-    expect(mark(loan.take(100 * KiB))).toBe(2)
+    expect(taken(loan, 100 * KiB)).toBe(2)
     expect(b.byteLength).toBe(0)
-    expect(mark(loan.take(100 * KiB))).toBe(0)
+    expect(taken(loan, 100 * KiB)).toBe(0)
     loan.doneWith(300 * KiB + 10)
-    expect(mark(loan.take(100 * KiB))).toBe(3)
+    expect(taken(loan, 100 * KiB)).toBe(3)
     expect(loan.reused).toBe(3)
   })
 
@@ -73,13 +80,13 @@ describe('BufferLoan', () => {
     const loan = new BufferLoan(4)
     lendOne(loan, 64 * KiB, 1)
     loan.doneWith(64 * KiB)
-    expect(mark(loan.take(65 * KiB))).toBe(0)
+    expect(taken(loan, 65 * KiB)).toBe(0)
     lendOne(loan, 2048 * KiB, 2)
     loan.doneWith(Number.MAX_SAFE_INTEGER)
     // 64 KiB is too small for 100 KiB, 2 MiB more than four times it: a new one.
-    expect(mark(loan.take(100 * KiB))).toBe(0)
-    expect(mark(loan.take(1024 * KiB))).toBe(2)
-    expect(mark(loan.take(64 * KiB))).toBe(1)
+    expect(taken(loan, 100 * KiB)).toBe(0)
+    expect(taken(loan, 1024 * KiB)).toBe(2)
+    expect(taken(loan, 64 * KiB)).toBe(1)
     // `capacity`: a new buffer of exactly that size when none is there.
     expect(new BufferLoan(4).take(1000, 5000).byteLength).toBe(5000)
   })
@@ -116,7 +123,7 @@ describe('BufferLoan', () => {
     loan.doneWith(Number.MAX_SAFE_INTEGER)
     expect(loan.lentNow).toBe(0)
     // The two oldest were forgotten (left to the garbage collector); the four newest came back.
-    const back = Array.from({length: 5}, () => mark(loan.take(16 * 1024 * KiB)))
+    const back = Array.from({length: 5}, () => taken(loan, 16 * 1024 * KiB))
     expect(back).toEqual([3, 4, 5, 6, 0])
     expect(loan.reused).toBe(4)
     // One buffer larger than the cap is still tracked: the newest always is.
