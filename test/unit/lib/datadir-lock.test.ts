@@ -154,10 +154,16 @@ describe('lockDataDir', () => {
     expect(await readFile(lockFile, 'utf8')).toBe(kept)
   })
 
-  it('br cleanup removes the lock temp files a run killed in the middle of a heartbeat left beside the data dir', async () => {
+  it('br cleanup removes the lock temp files a run killed in the middle of a heartbeat or a takeover left beside the data dir', async () => {
     const dataDir = join(tmp.path, 'mo-data')
     await mkdir(dataDir)
-    const temps = ['.mo-data.moctl-br.lock.tmp-0123456789ab', '.mo-data.moctl-br.lock.removing-ba9876543210']
+    // A heartbeat's temp file, a removal marker, and the empty temp file of a marker that a taker
+    // killed between writing and linking it left (fs.ts linkNew).
+    const temps = [
+      '.mo-data.moctl-br.lock.tmp-0123456789ab',
+      '.mo-data.moctl-br.lock.removing-ba9876543210',
+      '.mo-data.moctl-br.lock.removing-ba9876543210.tmp-00112233aabb',
+    ]
     for (const name of temps) await writeFile(join(tmp.path, name), '{}')
     const dry = await cleanupDataDir(dataDir, {dryRun: true})
     expect(dry.removed).toEqual(temps.map((name) => join(tmp.path, name)).sort())
