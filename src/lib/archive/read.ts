@@ -37,6 +37,7 @@ import {BrError, integrityError} from '../errors.js'
 import {createDecryptStream, prepareDecrypt, TAMPERED, TRUNCATED} from './age.js'
 import {Breather} from './breather.js'
 import {FileSink} from './file-sink.js'
+import {keepFreedMemory} from './heap.js'
 import {checkAgainstManifest, HINT_DAMAGED, HINT_FORGED, type Seen} from './manifest-check.js'
 import {decodeManifest, manifestTotals, matchesEncoding} from './manifest.js'
 import {DATA_PREFIX, MANIFEST_ENTRY} from './pack.js'
@@ -90,6 +91,7 @@ export interface ReadArchiveResult {
 type TarEntry = tar.Extract extends AsyncIterable<infer T> ? T : never
 
 export async function readArchive(options: ReadArchiveOptions): Promise<ReadArchiveResult> {
+  keepFreedMemory()
   const tap = new HashTap({expected: options.expected})
   const stages: Array<[string, Duplex]> = [['tap', tap]]
   if (options.decrypt) {

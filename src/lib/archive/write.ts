@@ -32,6 +32,7 @@ import {BrError, throwIfAborted} from '../errors.js'
 import {EncryptStream} from './age-payload.js'
 import {createEncryptStream} from './age.js'
 import {createCompressor} from './compress.js'
+import {keepFreedMemory} from './heap.js'
 import {comparePaths, encodeManifest, MANIFEST_FORMAT} from './manifest.js'
 import {TarPacker} from './pack.js'
 import {FileTap, HashTap} from './tap.js'
@@ -83,6 +84,7 @@ export interface WriteArchiveResult {
 }
 
 export async function writeArchive(options: WriteArchiveOptions): Promise<WriteArchiveResult> {
+  keepFreedMemory()
   const encrypt = await createEncryptStream(options.encrypt, options.impl?.age)
   // The compressor hands the read buffers back once copied (the WebAssembly fallback does not),
   // and, when age (node:crypto) encrypts, takes its frames' buffers back once sealed (loan.ts).
