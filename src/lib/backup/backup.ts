@@ -7,7 +7,7 @@ import type {SavedObject} from '../repo/backend.js'
 import type {Source} from './sources/types.js'
 
 import {encryptBuffer} from '../archive/age.js'
-import {compressorName} from '../archive/compress.js'
+import {compressorName, prestartCompressor} from '../archive/compress.js'
 import {encodeManifest} from '../archive/manifest.js'
 import {checkNames} from '../archive/walk.js'
 import {writeArchive} from '../archive/write.js'
@@ -169,6 +169,7 @@ export function backupFlow(options: BackupOptions, source: Source = sourceFor(op
 /** Undoes what the trail says was done, in order; the locks last. */
 async function rollback(trail: BackupTrail, _error: unknown, report: {output(line: string): void}): Promise<void> {
   try {
+    await closeWarm(trail)
     await trail.release?.()
     if (trail.wroteObjects && trail.repo) {
       report.output(`removing the unfinished backup ${trail.id}`)
@@ -236,7 +237,18 @@ const checkStep: ScriptStep<BackupTrail, Begun, void> = async ({options}, _trail
   )
 }
 
+/** Terminates the zstd workers started ahead that the pack did not take; safe to call twice. */
+async function closeWarm(trail: BackupTrail): Promise<void> {
+  const {warm} = trail
+  trail.warm = undefined
+  await warm?.close()
+}
+
 const openStep: ScriptStep<BackupTrail, Begun, Pick<Opened, 'repo'>> = async ({id, options}, trail, report, signal) => {
+  // Every input is checked: the compression workers start now, beside the lock, the scan and the
+  // base's manifest (alone, a thread starts in ~30 ms; beside a busy main thread on 2 cores an
+  // incremental's pack waited ~80 ms for its first frame).
+  trail.warm = prestartCompressor(options.level, undefined, options.parallelism)
   const repo = await openRepository(options.repo, {create: true})
   trail.repo = repo
   trail.unlock = await acquireLock(repo, {
@@ -328,11 +340,14 @@ const packStep: ScriptStep<BackupTrail, Taken, Pick<Packed, 'archive' | 'manifes
       root: packing.root,
       signal,
       unchanged: packing.plan?.unchanged,
+      warm: trail.warm,
     })
     saved = await writer.commit()
   } catch (error) {
     await writer.abort()
     throw error
+  } finally {
+    await closeWarm(trail)
   }
 
   await packing.release()

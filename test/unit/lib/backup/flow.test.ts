@@ -12,6 +12,7 @@ import {promisify} from 'node:util'
 import {afterEach, beforeEach, describe, expect, it, vi} from 'vitest'
 
 import {compressorName} from '../../../../src/lib/archive/compress.js'
+import {liveWorkers} from '../../../../src/lib/archive/zstd-pool.js'
 import {backupFlow, type BackupOptions, sourceFor} from '../../../../src/lib/backup/backup.js'
 import {readDataDirLock, resolveDataDir} from '../../../../src/lib/datadir-lock.js'
 import {BrError} from '../../../../src/lib/errors.js'
@@ -108,6 +109,8 @@ async function expectNothingLeft(): Promise<void> {
   expect(await readdir(repoPath)).not.toContain(LOCK_FILE)
   expect(await readDataDirLock(await resolveDataDir(dataDir))).toBeUndefined()
   expect((await readdir(tmp.path)).sort()).toEqual(['mo-data', 'repo'])
+  // The zstd workers started ahead of the pack (at parallelism 2 and more) were closed.
+  await vi.waitFor(() => expect(liveWorkers()).toBe(0))
 }
 
 const COLD_STEPS = [
@@ -316,7 +319,8 @@ describe('backupFlow: cold', () => {
   for (const step of COLD_STEPS) {
     it(`an abort as "${step}" starts rolls back what was done`, async () => {
       const service = fakeService()
-      const run = await backup(optionsWith({service}), {abortAt: step})
+      // Two zstd workers: started ahead at "Open repository", they must end with the rollback.
+      const run = await backup(optionsWith({parallelism: 2, service}), {abortAt: step})
       expect(run.error).toMatchObject({code: 'interrupted'})
       const stopped = COLD_STEPS.indexOf(step) > COLD_STEPS.indexOf('Stop service')
       // Started again (by the rollback, or by its step before the abort) once it was stopped.
