@@ -35,6 +35,7 @@ import {
   REFRESH_MS,
   rewriteHeld,
   staleReason,
+  takeOrLook,
   TAKEOVER_PAUSE_MS,
   TAKEOVER_TRIES,
 } from './repo/lock.js'
@@ -142,23 +143,15 @@ export async function lockDataDir(dataDir: string, options: DataDirLockOptions):
   let bytes = encode(state)
   const recovered: Recovery = {notes: [], removed: []}
   let lostTakeovers = 0
-  let vanished = 0
-  for (let attempt = 0; ; attempt++) {
-    // Each attempt needs the previous one's answer.
+  for (let round = 0; ; round++) {
     // eslint-disable-next-line no-await-in-loop
-    if (await backend.createExclusive(key, bytes)) break
-    // eslint-disable-next-line no-await-in-loop
-    const held = await readDataDirLock(paths)
-    if (!held) {
-      // Released meanwhile: try again. A name that neither takes a new lock nor reads as one (a
-      // dangling symlink) would be this forever: after a few looks in a row it is a damaged lock.
-      if (++vanished > TAKEOVER_TRIES) throw damagedLock(paths)
-      // eslint-disable-next-line no-await-in-loop
-      if (vanished > 1) await sleep(TAKEOVER_PAUSE_MS)
-      continue
-    }
-
-    vanished = 0 // only looks in a row count, as for the repository's lock
+    const attempt = await takeOrLook({
+      create: async () => backend.createExclusive(key, bytes),
+      damaged: () => damagedLock(paths),
+      look: async () => readDataDirLock(paths),
+    })
+    if ('taken' in attempt) break
+    const {held} = attempt
     if (!held.state) throw damagedLock(paths)
 
     const stale = staleReason(held.state)
@@ -198,7 +191,7 @@ export async function lockDataDir(dataDir: string, options: DataDirLockOptions):
     for (const dir of found.removed) options.onWarning?.(`removed ${dir}, left by ${describeRunShort(held.state)}`)
     recovered.notes.push(...found.notes)
     recovered.removed.push(...found.removed)
-    if (attempt > 10) throw new BrError('locked', `could not take the lock of ${paths.given}`)
+    if (round > 10) throw new BrError('locked', `could not take the lock of ${paths.given}`)
   }
 
   let released = false

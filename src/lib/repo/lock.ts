@@ -46,6 +46,34 @@ const POLL_MS = 250
 export const TAKEOVER_PAUSE_MS = 50
 export const TAKEOVER_TRIES = 20
 
+/**
+ * One attempt at a lock, the repository's or a data dir's: `create` takes it (the backend's
+ * conditional create), or `look` reads who holds it. A lock released between the two is tried
+ * again. A name that neither takes a new lock nor reads as one (a dangling symlink) would be that
+ * forever: after TAKEOVER_TRIES looks in a row (pausing from the second) it is `damaged`. Only
+ * looks in a row count: a lock that other runs take and release while this one waits
+ * (--wait-lock) is often gone between an attempt and a look, and is not damaged.
+ */
+export async function takeOrLook<Held>(attempt: {
+  create: () => Promise<boolean>
+  damaged: () => Error
+  look: () => Promise<Held | undefined>
+  signal?: AbortSignal
+}): Promise<{held: Held} | {taken: true}> {
+  for (let vanished = 0; ;) {
+    throwIfAborted(attempt.signal)
+    // Each step needs the previous one's answer.
+    // eslint-disable-next-line no-await-in-loop
+    if (await attempt.create()) return {taken: true}
+    // eslint-disable-next-line no-await-in-loop
+    const held = await attempt.look()
+    if (held) return {held}
+    if (++vanished > TAKEOVER_TRIES) throw attempt.damaged()
+    // eslint-disable-next-line no-await-in-loop
+    if (vanished > 1) await pause(TAKEOVER_PAUSE_MS, attempt.signal)
+  }
+}
+
 export interface LockHolder {
   command: string
   /** the data dir a backup reads: the next writer says what a dead backup left there */
@@ -110,28 +138,16 @@ export async function acquireLock(repo: Repository, options: LockOptions): Promi
   const waitMs = (options.waitSeconds ?? 0) * 1000
   const deadline = Date.now() + waitMs
   let lostTakeovers = 0
-  let vanished = 0
   for (;;) {
-    throwIfAborted(options.signal)
-    // Polling: each attempt needs the previous one's answer.
     // eslint-disable-next-line no-await-in-loop
-    if (await backend.createExclusive(LOCK_FILE, bytes)) return holdLock(repo, mine, bytes, options)
-
-    // eslint-disable-next-line no-await-in-loop
-    const held = await readLock(repo)
-    if (!held) {
-      // Released between our attempt and our look: try again. A name that neither takes a new
-      // lock nor reads as one (a dangling symlink) would be this forever: after a few looks in a
-      // row it is a damaged lock.
-      if (++vanished > TAKEOVER_TRIES) throw damagedLock(repo)
-      // eslint-disable-next-line no-await-in-loop
-      if (vanished > 1) await pause(TAKEOVER_PAUSE_MS, options.signal)
-      continue
-    }
-
-    // Only looks in a row count: a lock that other runs take and release while this one waits
-    // (--wait-lock) is often gone between an attempt and a look, and is not damaged.
-    vanished = 0
+    const attempt = await takeOrLook({
+      create: async () => backend.createExclusive(LOCK_FILE, bytes),
+      damaged: () => damagedLock(repo),
+      look: async () => readLock(repo),
+      signal: options.signal,
+    })
+    if ('taken' in attempt) return holdLock(repo, mine, bytes, options)
+    const {held} = attempt
     if (!held.holder) throw damagedLock(repo)
 
     const stale = staleReason(held.holder, Date.now(), options.staleAfterMs)
