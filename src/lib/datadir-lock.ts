@@ -143,13 +143,16 @@ export async function lockDataDir(dataDir: string, options: DataDirLockOptions):
   let bytes = encode(state)
   const recovered: Recovery = {notes: [], removed: []}
   let lostTakeovers = 0
-  for (let round = 0; ; round++) {
+  // Attempts to create the lock, those that found it vanished before the look included.
+  let creates = 0
+  for (;;) {
     // eslint-disable-next-line no-await-in-loop
     const attempt = await takeOrLook({
       create: async () => backend.createExclusive(key, bytes),
       damaged: () => damagedLock(paths),
       look: async () => readDataDirLock(paths),
     })
+    creates += attempt.creates
     if ('taken' in attempt) break
     const {held} = attempt
     if (!held.state) throw damagedLock(paths)
@@ -191,7 +194,7 @@ export async function lockDataDir(dataDir: string, options: DataDirLockOptions):
     for (const dir of found.removed) options.onWarning?.(`removed ${dir}, left by ${describeRunShort(held.state)}`)
     recovered.notes.push(...found.notes)
     recovered.removed.push(...found.removed)
-    if (round > 10) throw new BrError('locked', `could not take the lock of ${paths.given}`)
+    if (creates > 11) throw new BrError('locked', `could not take the lock of ${paths.given}`)
   }
 
   let released = false

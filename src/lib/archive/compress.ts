@@ -208,7 +208,12 @@ export function prestartCompressor(
   if (impl === 'codec' || !Number.isInteger(level) || level < 1 || level > 19) return undefined
   if (!Number.isInteger(parallelism) || parallelism < 2 || parallelism > MAX_PARALLELISM) return undefined
   if (impl === 'napi' ? !napi : !nodeZstd) return undefined
-  return prestartWorkers({impl, level, workers: parallelism})
+  try {
+    return prestartWorkers({impl, level, workers: parallelism})
+  } catch {
+    // Only a head start: a thread the system refuses now is the compressor's to report, if then.
+    return undefined
+  }
 }
 
 /** `parallelism` if it is a whole number from 1 to MAX_PARALLELISM; a usage error otherwise. */

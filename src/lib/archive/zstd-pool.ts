@@ -204,15 +204,25 @@ function pieceSpec(options: Pick<PoolOptions, 'impl' | 'level' | 'pieceBytes'>):
 export class WarmWorkers {
   private readonly idle: Worker[] = []
   private readonly key: string
+  /** each waiting worker's own error and exit listeners, removed (only those) when it is taken */
+  private readonly listeners = new Map<Worker, () => void>()
 
   constructor(spec: PieceSpec, count: number) {
     this.key = JSON.stringify(spec)
-    for (let index = 0; index < count; index++) {
-      const worker = spawnWorker(index, spec)
-      worker.unref()
-      worker.on('error', () => this.drop(worker))
-      worker.on('exit', () => this.drop(worker))
-      this.idle.push(worker)
+    try {
+      for (let index = 0; index < count; index++) {
+        const worker = spawnWorker(index, spec)
+        worker.unref()
+        const drop = this.drop.bind(this, worker)
+        worker.on('error', drop)
+        worker.on('exit', drop)
+        this.listeners.set(worker, drop)
+        this.idle.push(worker)
+      }
+    } catch (error) {
+      // A thread the system refused (EAGAIN): those started end here, not left to the GC.
+      this.close().catch(() => {})
+      throw error
     }
   }
 
@@ -227,20 +237,25 @@ export class WarmWorkers {
     await Promise.all(idle.map((w) => w.terminate()))
   }
 
-  /** A started worker for `spec`, taken out of this set (listeners removed, ref'd again), or none. */
+  /** A started worker for `spec`, taken out of this set (its waiting listeners removed, ref'd again), or none. */
   take(spec: PieceSpec): undefined | Worker {
     if (JSON.stringify(spec) !== this.key) return undefined
     const worker = this.idle.shift()
     if (!worker) return undefined
-    worker.removeAllListeners('error')
-    worker.removeAllListeners('exit')
-    worker.once('exit', () => live--)
+    const drop = this.listeners.get(worker)
+    this.listeners.delete(worker)
+    if (drop) {
+      worker.off('error', drop)
+      worker.off('exit', drop)
+    }
+
     worker.ref()
     return worker
   }
 
   /** Forgets a worker that failed or exited while it waited. */
   private drop(worker: Worker): void {
+    this.listeners.delete(worker)
     const at = this.idle.indexOf(worker)
     if (at !== -1) this.idle.splice(at, 1)
   }

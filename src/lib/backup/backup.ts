@@ -169,7 +169,6 @@ export function backupFlow(options: BackupOptions, source: Source = sourceFor(op
 /** Undoes what the trail says was done, in order; the locks last. */
 async function rollback(trail: BackupTrail, _error: unknown, report: {output(line: string): void}): Promise<void> {
   try {
-    await closeWarm(trail)
     await trail.release?.()
     if (trail.wroteObjects && trail.repo) {
       report.output(`removing the unfinished backup ${trail.id}`)
@@ -181,6 +180,8 @@ async function rollback(trail: BackupTrail, _error: unknown, report: {output(lin
       await trail.restart(new AbortController().signal)
     }
   } finally {
+    // The compression threads started ahead, whatever else failed; nothing here stops the locks' release.
+    await closeWarm(trail).catch(() => {})
     // Last: nobody else may write into the repository before our leftovers are gone. A service
     // that did not start again keeps the data dir's lock and its record of the stop.
     await releaseLocks(trail, {keepDataDirLock: trail.restart !== undefined})
@@ -245,10 +246,6 @@ async function closeWarm(trail: BackupTrail): Promise<void> {
 }
 
 const openStep: ScriptStep<BackupTrail, Begun, Pick<Opened, 'repo'>> = async ({id, options}, trail, report, signal) => {
-  // Every input is checked: the compression workers start now, beside the lock, the scan and the
-  // base's manifest (alone, a thread starts in ~30 ms; beside a busy main thread on 2 cores an
-  // incremental's pack waited ~80 ms for its first frame).
-  trail.warm = prestartCompressor(options.level, undefined, options.parallelism)
   const repo = await openRepository(options.repo, {create: true})
   trail.repo = repo
   trail.unlock = await acquireLock(repo, {
@@ -265,6 +262,11 @@ const openStep: ScriptStep<BackupTrail, Begun, Pick<Opened, 'repo'>> = async ({i
   })
   // The lock was written at the root; a backup's objects go under backups/: try that too.
   await repo.probeWrite(id)
+  // Every input is checked and the repository is ours: the compression threads start now, beside
+  // the data dir's lock, the scan and the base's manifest (alone, a thread starts in ~30 ms; beside
+  // a busy main thread on 2 cores an incremental's pack waited ~80 ms for its first frame). Not
+  // for an online backup: they would wait through MO's BACKUP, on the database's host.
+  if (options.mode !== 'online') trail.warm = prestartCompressor(options.level, undefined, options.parallelism)
   report.output(`${repo.describe()}, locked for writing`)
   return {repo}
 }

@@ -52,22 +52,23 @@ export const TAKEOVER_TRIES = 20
  * again. A name that neither takes a new lock nor reads as one (a dangling symlink) would be that
  * forever: after TAKEOVER_TRIES looks in a row (pausing from the second) it is `damaged`. Only
  * looks in a row count: a lock that other runs take and release while this one waits
- * (--wait-lock) is often gone between an attempt and a look, and is not damaged.
+ * (--wait-lock) is often gone between an attempt and a look, and is not damaged. `creates`: the
+ * attempts it made.
  */
 export async function takeOrLook<Held>(attempt: {
   create: () => Promise<boolean>
   damaged: () => Error
   look: () => Promise<Held | undefined>
   signal?: AbortSignal
-}): Promise<{held: Held} | {taken: true}> {
-  for (let vanished = 0; ;) {
+}): Promise<{creates: number} & ({held: Held} | {taken: true})> {
+  for (let creates = 1, vanished = 0; ; creates++) {
     throwIfAborted(attempt.signal)
     // Each step needs the previous one's answer.
     // eslint-disable-next-line no-await-in-loop
-    if (await attempt.create()) return {taken: true}
+    if (await attempt.create()) return {creates, taken: true}
     // eslint-disable-next-line no-await-in-loop
     const held = await attempt.look()
-    if (held) return {held}
+    if (held) return {creates, held}
     if (++vanished > TAKEOVER_TRIES) throw attempt.damaged()
     // eslint-disable-next-line no-await-in-loop
     if (vanished > 1) await pause(TAKEOVER_PAUSE_MS, attempt.signal)

@@ -19,6 +19,7 @@ import {
   type LockHolder,
   pidAlive,
   staleReason,
+  takeOrLook,
   TAKEOVER_TRIES,
 } from '../../../../src/lib/repo/lock.js'
 import {openRepository, Repository} from '../../../../src/lib/repo/repository.js'
@@ -70,6 +71,44 @@ async function childHoldingLock(): Promise<ChildProcess> {
   })
   return child
 }
+
+/** create answers from `creates` (false: taken by someone), look from `looks` (undefined: gone). */
+const attemptWith = (creates: boolean[], looks: (string | undefined)[]) => ({
+  create: async () => creates.shift() ?? false,
+  damaged: () => new Error('damaged'),
+  look: async () => looks.shift(),
+})
+
+describe('takeOrLook', () => {
+  it('takes the lock, or says who holds it, with the attempts it made', async () => {
+    expect(await takeOrLook(attemptWith([true], []))).toEqual({creates: 1, taken: true})
+    expect(await takeOrLook(attemptWith([false], ['them']))).toEqual({creates: 1, held: 'them'})
+    // Gone between an attempt and a look, three times: each is an attempt.
+    const flicker = attemptWith([false, false, false, true], [undefined, undefined, undefined])
+    expect(await takeOrLook(flicker)).toEqual({creates: 4, taken: true})
+  })
+
+  it('calls a name that neither takes a lock nor reads as one damaged after TAKEOVER_TRIES looks in a row', async () => {
+    let looks = 0
+    const never = {
+      create: async () => false,
+      damaged: () => new Error('damaged'),
+      async look() {
+        looks++
+      },
+    }
+    await expect(takeOrLook(never)).rejects.toThrow('damaged')
+    expect(looks).toBe(TAKEOVER_TRIES + 1)
+  })
+
+  it('stops at an abort before the next attempt', async () => {
+    const controller = new AbortController()
+    controller.abort()
+    await expect(takeOrLook({...attemptWith([true], []), signal: controller.signal})).rejects.toMatchObject({
+      code: 'interrupted',
+    })
+  })
+})
 
 describe('acquireLock', () => {
   it('is exclusive: a second writer fails at once with exit 4 naming the holder; free again after unlock', async () => {
