@@ -25,7 +25,7 @@ import zlib from 'node:zlib'
 import type {ZstdImplementation} from './types.js'
 
 import {BrError, usageError} from '../errors.js'
-import {PIECE_BYTES, PoolCompressor, type PoolTesting, prestartWorkers, type WarmWorkers} from './zstd-pool.js'
+import {PIECE_BYTES, PoolCompressor, type PoolTesting} from './zstd-pool.js'
 
 export type {ZstdImplementation} from './types.js'
 
@@ -139,8 +139,6 @@ export interface CompressOptions {
   releasing?: boolean
   /** faults and delays the tests inject into the workers */
   testing?: PoolTesting
-  /** napi and node: workers started ahead (prestartCompressor), taken when they match */
-  warm?: WarmWorkers
 }
 
 /** Human name of the implementation in use, and how it runs, for logs, --json and benchmark output. */
@@ -191,28 +189,6 @@ export function createCompressor(
       need(nodeZstd, 'node')
       return new PoolCompressor({impl, level, ...options, workers})
     }
-  }
-}
-
-/**
- * Starts, ahead of it, the worker threads createCompressor(level, impl, {parallelism}) will use:
- * a caller with other work before its first byte (a backup's repository, lock and scan) overlaps
- * their start with it. None for zstd-codec, a level out of range or parallelism 1 (the calling
- * thread compresses). Close the result when done; what the compressor did not take ends there.
- */
-export function prestartCompressor(
-  level: number,
-  impl: ZstdImplementation = zstdImplementation(),
-  parallelism: number = defaultParallelism(),
-): undefined | WarmWorkers {
-  if (impl === 'codec' || !Number.isInteger(level) || level < 1 || level > 19) return undefined
-  if (!Number.isInteger(parallelism) || parallelism < 2 || parallelism > MAX_PARALLELISM) return undefined
-  if (impl === 'napi' ? !napi : !nodeZstd) return undefined
-  try {
-    return prestartWorkers({impl, level, workers: parallelism})
-  } catch {
-    // Only a head start: a thread the system refuses now is the compressor's to report, if then.
-    return undefined
   }
 }
 

@@ -37,7 +37,7 @@ import {comparePaths, encodeManifest, MANIFEST_FORMAT} from './manifest.js'
 import {TarPacker} from './pack.js'
 import {FileTap, HashTap} from './tap.js'
 import {ReadBuffers, readFile, ROOT_PATH, type ScannedEntry, type ScannedFile} from './walk.js'
-import {PoolCompressor, type WarmWorkers} from './zstd-pool.js'
+import {PoolCompressor} from './zstd-pool.js'
 
 const PROGRESS_MS = 200
 
@@ -71,8 +71,6 @@ export interface WriteArchiveOptions extends PackOptions {
   output: Writable
   /** zstd compression workers (compress.ts createCompressor); default one per core */
   parallelism?: number
-  /** zstd workers started ahead (compress.ts prestartCompressor); the caller closes them */
-  warm?: WarmWorkers
 }
 
 export interface WriteArchiveResult {
@@ -96,7 +94,6 @@ export async function writeArchive(options: WriteArchiveOptions): Promise<WriteA
     parallelism: options.parallelism,
     recycle: (chunk) => buffers.give(chunk),
     releasing: sealing,
-    warm: options.warm,
   })
   if (sealing && compress instanceof PoolCompressor) encrypt.doneWith = (position) => compress.doneWith(position)
   const packed = packArchive(options, buffers)

@@ -68,8 +68,6 @@ export interface PoolOptions {
   /** the reader calls `doneWith(position)` as it is done with output: frames are then compressed into buffers it gave back */
   releasing?: boolean
   testing?: PoolTesting
-  /** workers started ahead (prestartWorkers): taken first, when started for the same spec */
-  warm?: WarmWorkers
   /** worker threads; 1: compress on the calling thread, no worker */
   workers: number
 }
@@ -176,99 +174,6 @@ interface Engine {
   submit(job: Job): void
 }
 
-/** A worker thread running WORKER_SOURCE for `spec`; counted in `live` until it exits. */
-function spawnWorker(index: number, spec: PieceSpec, testing?: PoolTesting): Worker {
-  const worker = new Worker(WORKER_SOURCE, {eval: true, workerData: {index, spec, testing}})
-  live++
-  worker.once('exit', () => live--)
-  return worker
-}
-
-/** What a pool's pieces are compressed with: the spec its workers are started for. */
-function pieceSpec(options: Pick<PoolOptions, 'impl' | 'level' | 'pieceBytes'>): PieceSpec {
-  return {
-    bindingPath: options.impl === 'napi' ? require.resolve('zstd-napi/binding') : '',
-    impl: options.impl,
-    level: options.level,
-    pieceBytes: options.pieceBytes ?? PIECE_BYTES,
-  }
-}
-
-/**
- * Worker threads started before their pool (prestartWorkers), so that a thread's start (~30 ms
- * alone, ~80 ms beside a busy main thread on 2 cores: an incremental's pack waited that long for
- * its first frame) overlaps the steps before the pack. A pool of the same spec takes them
- * (PoolOptions.warm); `close` terminates those not taken. Until taken they are unref'd: they
- * never keep the process alive, and one that fails is dropped (the pool then starts its own).
- */
-export class WarmWorkers {
-  private readonly idle: Worker[] = []
-  private readonly key: string
-  /** each waiting worker's own error and exit listeners, removed (only those) when it is taken */
-  private readonly listeners = new Map<Worker, () => void>()
-
-  constructor(spec: PieceSpec, count: number) {
-    this.key = JSON.stringify(spec)
-    try {
-      for (let index = 0; index < count; index++) {
-        const worker = spawnWorker(index, spec)
-        worker.unref()
-        const drop = this.drop.bind(this, worker)
-        worker.on('error', drop)
-        worker.on('exit', drop)
-        this.listeners.set(worker, drop)
-        this.idle.push(worker)
-      }
-    } catch (error) {
-      // A thread the system refused (EAGAIN): those started end here, not left to the GC.
-      this.close().catch(() => {})
-      throw error
-    }
-  }
-
-  /** Workers still waiting to be taken (tests). */
-  get waiting(): number {
-    return this.idle.length
-  }
-
-  /** Terminates the workers no pool took; safe to call twice. */
-  async close(): Promise<void> {
-    const idle = this.idle.splice(0)
-    await Promise.all(idle.map((w) => w.terminate()))
-  }
-
-  /** A started worker for `spec`, taken out of this set (its waiting listeners removed, ref'd again), or none. */
-  take(spec: PieceSpec): undefined | Worker {
-    if (JSON.stringify(spec) !== this.key) return undefined
-    const worker = this.idle.shift()
-    if (!worker) return undefined
-    const drop = this.listeners.get(worker)
-    this.listeners.delete(worker)
-    if (drop) {
-      worker.off('error', drop)
-      worker.off('exit', drop)
-    }
-
-    worker.ref()
-    return worker
-  }
-
-  /** Forgets a worker that failed or exited while it waited. */
-  private drop(worker: Worker): void {
-    this.listeners.delete(worker)
-    const at = this.idle.indexOf(worker)
-    if (at !== -1) this.idle.splice(at, 1)
-  }
-}
-
-/**
- * Starts the worker threads a PoolCompressor of these options will use, ahead of it; none when it
- * would compress on the calling thread. Pass the result as PoolOptions.warm and close it when done.
- */
-export function prestartWorkers(options: Pick<PoolOptions, 'impl' | 'level' | 'pieceBytes' | 'workers'>): WarmWorkers {
-  return new WarmWorkers(pieceSpec(options), options.workers > 1 ? options.workers : 0)
-}
-
 /** N worker threads; a piece goes to the one with the fewest pieces pending. */
 class WorkerEngine implements Engine {
   private closing = false
@@ -277,15 +182,16 @@ class WorkerEngine implements Engine {
 
   constructor(
     count: number,
-    work: {spec: PieceSpec; testing: PoolTesting | undefined; warm: undefined | WarmWorkers},
+    work: {spec: PieceSpec; testing: PoolTesting | undefined},
     onReply: (reply: Reply) => void,
     private readonly onFail: (error: Error) => void,
   ) {
-    const {spec, testing, warm} = work
+    const {spec, testing} = work
     this.pending = Array.from({length: count}, () => 0)
     this.workers = Array.from({length: count}, (_, index) => {
-      // A test's injected faults go to workers started with them, never to warm ones.
-      const worker = (testing ? undefined : warm?.take(spec)) ?? spawnWorker(index, spec, testing)
+      const worker = new Worker(WORKER_SOURCE, {eval: true, workerData: {index, spec, testing}})
+      live++
+      worker.once('exit', () => live--)
       worker.on('message', (reply: Reply) => {
         this.pending[index]--
         onReply(reply)
@@ -364,7 +270,12 @@ export class PoolCompressor extends Transform {
     super()
     this.pieceBytes = options.pieceBytes ?? PIECE_BYTES
     this.maxInFlight = Math.max(1, options.workers) * IN_FLIGHT_PER_WORKER
-    this.spec = pieceSpec(options)
+    this.spec = {
+      bindingPath: options.impl === 'napi' ? require.resolve('zstd-napi/binding') : '',
+      impl: options.impl,
+      level: options.level,
+      pieceBytes: this.pieceBytes,
+    }
     this.loan = options.releasing ? new BufferLoan(this.maxInFlight + SPARE_FRAMES) : undefined
   }
 
@@ -493,9 +404,9 @@ export class PoolCompressor extends Transform {
 
   private startEngine(): Engine {
     const onReply = this.onReply.bind(this)
-    const {testing, warm, workers} = this.options
+    const {testing, workers} = this.options
     return workers <= 1
       ? new InlineEngine(this.spec, onReply)
-      : new WorkerEngine(workers, {spec: this.spec, testing, warm}, onReply, (error) => this.destroy(error))
+      : new WorkerEngine(workers, {spec: this.spec, testing}, onReply, (error) => this.destroy(error))
   }
 }

@@ -7,7 +7,7 @@ import type {SavedObject} from '../repo/backend.js'
 import type {Source} from './sources/types.js'
 
 import {encryptBuffer} from '../archive/age.js'
-import {compressorName, prestartCompressor} from '../archive/compress.js'
+import {compressorName} from '../archive/compress.js'
 import {encodeManifest} from '../archive/manifest.js'
 import {checkNames} from '../archive/walk.js'
 import {writeArchive} from '../archive/write.js'
@@ -180,8 +180,6 @@ async function rollback(trail: BackupTrail, _error: unknown, report: {output(lin
       await trail.restart(new AbortController().signal)
     }
   } finally {
-    // The compression threads started ahead, whatever else failed; nothing here stops the locks' release.
-    await closeWarm(trail).catch(() => {})
     // Last: nobody else may write into the repository before our leftovers are gone. A service
     // that did not start again keeps the data dir's lock and its record of the stop.
     await releaseLocks(trail, {keepDataDirLock: trail.restart !== undefined})
@@ -238,13 +236,6 @@ const checkStep: ScriptStep<BackupTrail, Begun, void> = async ({options}, _trail
   )
 }
 
-/** Terminates the zstd workers started ahead that the pack did not take; safe to call twice. */
-async function closeWarm(trail: BackupTrail): Promise<void> {
-  const {warm} = trail
-  trail.warm = undefined
-  await warm?.close()
-}
-
 const openStep: ScriptStep<BackupTrail, Begun, Pick<Opened, 'repo'>> = async ({id, options}, trail, report, signal) => {
   const repo = await openRepository(options.repo, {create: true})
   trail.repo = repo
@@ -262,11 +253,6 @@ const openStep: ScriptStep<BackupTrail, Begun, Pick<Opened, 'repo'>> = async ({i
   })
   // The lock was written at the root; a backup's objects go under backups/: try that too.
   await repo.probeWrite(id)
-  // Every input is checked and the repository is ours: the compression threads start now, beside
-  // the data dir's lock, the scan and the base's manifest (alone, a thread starts in ~30 ms; beside
-  // a busy main thread on 2 cores an incremental's pack waited ~80 ms for its first frame). Not
-  // for an online backup: they would wait through MO's BACKUP, on the database's host.
-  if (options.mode !== 'online') trail.warm = prestartCompressor(options.level, undefined, options.parallelism)
   report.output(`${repo.describe()}, locked for writing`)
   return {repo}
 }
@@ -342,14 +328,11 @@ const packStep: ScriptStep<BackupTrail, Taken, Pick<Packed, 'archive' | 'manifes
       root: packing.root,
       signal,
       unchanged: packing.plan?.unchanged,
-      warm: trail.warm,
     })
     saved = await writer.commit()
   } catch (error) {
     await writer.abort()
     throw error
-  } finally {
-    await closeWarm(trail)
   }
 
   await packing.release()

@@ -6,7 +6,6 @@
  */
 import type {DecryptOptions, EncryptOptions, Manifest} from '../archive/types.js'
 import type {ScannedEntry, ScannedFile} from '../archive/walk.js'
-import type {WarmWorkers} from '../archive/zstd-pool.js'
 import type {DataDirLock} from '../datadir-lock.js'
 import type {KnownPath} from '../fs-errors.js'
 import type {MoBackupResult} from '../mo/backup-sql.js'
@@ -160,8 +159,6 @@ export interface BackupTrail {
   stoppedAt?: number
   /** releases the repository lock */
   unlock?: Unlock
-  /** zstd workers started while the steps before the pack run (compress.ts prestartCompressor) */
-  warm?: WarmWorkers
   /** where the step now running writes, for an error that names no path (a stream's write) */
   writing?: KnownPath
   /** set once this backup's objects may be in the repository */

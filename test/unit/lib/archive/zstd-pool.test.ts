@@ -6,18 +6,12 @@
  * the stream with its cause and leaving no worker running. For zstd-napi here, and Node's zlib
  * zstd where it loads (Node >= 22.15).
  */
-import {spawnSync} from 'node:child_process'
 import {createRequire} from 'node:module'
 import {Readable, Writable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 import {describe, expect, it, vi} from 'vitest'
 
-import {
-  createCompressor,
-  createDecompressor,
-  prestartCompressor,
-  zstdImplementations,
-} from '../../../../src/lib/archive/compress.js'
+import {createCompressor, createDecompressor, zstdImplementations} from '../../../../src/lib/archive/compress.js'
 import {ReadBuffers} from '../../../../src/lib/archive/walk.js'
 import {liveWorkers, PIECE_BYTES, PoolCompressor, zstdBound} from '../../../../src/lib/archive/zstd-pool.js'
 import {mixedBytes, through} from './fixture.js'
@@ -217,72 +211,6 @@ describe.each(pooled)('parallel zstd compression with %s', (impl) => {
     }
 
     expect(liveWorkers()).toBe(0)
-  })
-})
-
-describe.each(pooled)('zstd workers started ahead of their compressor, with %s', (impl) => {
-  const data = mixedBytes(3 * PIECE_BYTES + 777)
-
-  it('are taken by a compressor of the same level and give the same frames as its own', async () => {
-    const warm = prestartCompressor(3, impl, 2)!
-    expect(warm.waiting).toBe(2)
-    expect(liveWorkers()).toBe(2)
-    const {seen, stream} = sinkNotingWorkers()
-    const compressor = createCompressor(3, impl, {parallelism: 2, warm})
-    const out: Buffer[] = []
-    compressor.on('data', (chunk: Buffer) => out.push(Buffer.from(chunk)))
-    await pipeline(Readable.from([data]), compressor, stream)
-    // Both were taken (none started beside them), and ended with the stream.
-    expect(warm.waiting).toBe(0)
-    expect(Math.max(...seen())).toBe(2)
-    await vi.waitFor(() => expect(liveWorkers()).toBe(0))
-    const own = await through(data, createCompressor(3, impl, {parallelism: 2}))
-    expect(Buffer.concat(out).equals(own)).toBe(true)
-    await warm.close()
-  })
-
-  it('are left to the caller when the compressor differs, and end when it closes them', async () => {
-    const warm = prestartCompressor(5, impl, 2)!
-    const compressed = await through(data, createCompressor(3, impl, {parallelism: 2, warm}))
-    expect((await through(compressed, createDecompressor())).equals(data)).toBe(true)
-    // Level 5's workers were not used for level 3; the compressor's own two have ended.
-    expect(warm.waiting).toBe(2)
-    await vi.waitFor(() => expect(liveWorkers()).toBe(2))
-    await warm.close()
-    await warm.close()
-    expect(warm.waiting).toBe(0)
-    await vi.waitFor(() => expect(liveWorkers()).toBe(0))
-  })
-
-  it('start none for the calling thread (parallelism 1), a bad level or a bad parallelism', () => {
-    for (const [level, parallelism] of [
-      [3, 1],
-      [0, 2],
-      [20, 2],
-      [3, 65],
-      [3, 1.5],
-    ]) {
-      const warm = prestartCompressor(level, impl, parallelism)
-      expect(warm?.waiting ?? 0).toBe(0)
-    }
-
-    expect(liveWorkers()).toBe(0)
-  })
-
-  it('never keep the process alive, and one that dies is dropped: the compressor starts its own', async () => {
-    const warm = prestartCompressor(3, impl, 2)!
-    const code = `import(${JSON.stringify(new URL('../../../../dist/lib/archive/compress.js', import.meta.url).href)}).then((m) => { m.prestartCompressor(3, ${JSON.stringify(impl)}, 2) })`
-    // A process that starts them and never closes them still exits, at once.
-    const {status} = spawnSync(process.execPath, ['--input-type=module', '-e', code], {timeout: 20_000})
-    expect(status).toBe(0)
-    // Kill one while it waits: the compressor takes the other and starts one more.
-    const victim = (warm as unknown as {idle: {terminate(): Promise<number>}[]}).idle[0]
-    await victim.terminate()
-    await vi.waitFor(() => expect(warm.waiting).toBe(1))
-    const compressed = await through(data, createCompressor(3, impl, {parallelism: 2, warm}))
-    expect((await through(compressed, createDecompressor())).equals(data)).toBe(true)
-    expect(warm.waiting).toBe(0)
-    await vi.waitFor(() => expect(liveWorkers()).toBe(0))
   })
 })
 

@@ -7,7 +7,6 @@
 import {execFile} from 'node:child_process'
 import {writeFileSync} from 'node:fs'
 import {mkdir, readdir, readFile, stat, writeFile} from 'node:fs/promises'
-import {hostname} from 'node:os'
 import {join} from 'node:path'
 import {promisify} from 'node:util'
 import {afterEach, beforeEach, describe, expect, it, vi} from 'vitest'
@@ -87,11 +86,8 @@ async function backup(options: BackupOptions, run: {abortAt?: string; source?: R
   const steps: string[] = []
   const failed: string[] = []
   const output: string[] = []
-  // zstd worker threads running as each step starts
-  const workers: Record<string, number> = {}
   const error = await runFlow(flow.flow, flow.ctx, {
     onEvent(event) {
-      if (event.type === 'start') workers[event.step] = liveWorkers()
       if (event.type === 'start' && event.step !== ROLL_BACK) steps.push(event.step)
       if (event.type === 'fail') failed.push(event.step)
       if (event.type === 'output') output.push(`${event.step}: ${event.line}`)
@@ -102,7 +98,7 @@ async function backup(options: BackupOptions, run: {abortAt?: string; source?: R
     () => null,
     (error_: unknown) => error_ as BrError,
   )
-  return {error, failed, id: flow.ctx.state.id, output, result: error ? undefined : flow.result(), steps, workers}
+  return {error, failed, id: flow.ctx.state.id, output, result: error ? undefined : flow.result(), steps}
 }
 
 /** What a failed run must leave: no backup (listed or not), no lock, nothing beside the data dir. */
@@ -113,7 +109,7 @@ async function expectNothingLeft(): Promise<void> {
   expect(await readdir(repoPath)).not.toContain(LOCK_FILE)
   expect(await readDataDirLock(await resolveDataDir(dataDir))).toBeUndefined()
   expect((await readdir(tmp.path)).sort()).toEqual(['mo-data', 'repo'])
-  // The zstd workers started ahead of the pack (at parallelism 2 and more) were closed.
+  // No zstd worker thread left running (the abort tests run at parallelism 2).
   await vi.waitFor(() => expect(liveWorkers()).toBe(0))
 }
 
@@ -180,33 +176,6 @@ describe('backupFlow: cold', () => {
     expect(await treeHashes(dataDir)).toEqual(before)
     expect(await readdir(repoPath)).not.toContain(LOCK_FILE)
     expect(await readDataDirLock(await resolveDataDir(dataDir))).toBeUndefined()
-  })
-
-  it('starts the zstd threads once the repository is locked, and ends them with the pack', async () => {
-    const run = await backup(optionsWith({parallelism: 2, service: fakeService()}))
-    expect(run.error).toBeNull()
-    // None while the inputs are checked and the repository is locked; both from then to the pack.
-    expect(run.workers['Check paths and service']).toBe(0)
-    expect(run.workers['Open repository']).toBe(0)
-    expect(run.workers['Lock the data directory']).toBe(2)
-    expect(run.workers['Scan data directory']).toBe(2)
-    await vi.waitFor(() => expect(liveWorkers()).toBe(0))
-  })
-
-  it('a repository locked by another run is refused before any zstd thread starts', async () => {
-    const repo = await openRepository(repoPath, {create: true})
-    const holder = {
-      command: 'br backup',
-      host: hostname(),
-      pid: process.pid,
-      refreshedAt: new Date().toISOString(),
-      startedAt: new Date().toISOString(),
-      token: 'other',
-    }
-    await writeFile(join(repo.path, LOCK_FILE), JSON.stringify(holder) + '\n')
-    const run = await backup(optionsWith({parallelism: 2, service: fakeService()}))
-    expect(run.error).toMatchObject({code: 'locked'})
-    expect(run.workers[ROLL_BACK]).toBe(0)
   })
 
   it('without a managed service shows no stop or start step', async () => {
@@ -350,7 +319,6 @@ describe('backupFlow: cold', () => {
   for (const step of COLD_STEPS) {
     it(`an abort as "${step}" starts rolls back what was done`, async () => {
       const service = fakeService()
-      // Two zstd workers: started ahead at "Open repository", they must end with the rollback.
       const run = await backup(optionsWith({parallelism: 2, service}), {abortAt: step})
       expect(run.error).toMatchObject({code: 'interrupted'})
       const stopped = COLD_STEPS.indexOf(step) > COLD_STEPS.indexOf('Stop service')
@@ -455,11 +423,8 @@ describe('backupFlow: online', () => {
     try {
       const service = fakeService()
       const sql = {deadlineMs: 0, host: '127.0.0.1', password: '', port: mo.port, user: 'root'}
-      const run = await backup(optionsWith({mode: 'online', parallelism: 2, service, sql}))
+      const run = await backup(optionsWith({mode: 'online', service, sql}))
       expect(run.error).toBeNull()
-      // No zstd thread waits through MO's BACKUP: the pack starts its own.
-      expect(run.workers["Run MO's BACKUP"]).toBe(0)
-      expect(run.workers['Scan data directory']).toBe(0)
       expect(run.steps).toEqual([
         'Check paths and service',
         'Open repository',
