@@ -130,7 +130,7 @@ export function createMoData(dir, options = {}) {
   write(g, join(dir, 'etl', 'sys', 'statement_info.csv'), g.bytes(512 * 1024))
   write(g, join(dir, 'shared-cache', 'cached-object'), g.bytes(64 * 1024))
   // WAL segments scale with the data set (1/32 of it, 256 KiB to 64 MiB), so that a small set,
-  // like a large one, has several: an incremental stores an appended segment whole.
+  // like a large one, has several: an incremental stores the bytes appended to the last one.
   const segment = Math.min(64 * 1024 ** 2, Math.max(256 * 1024, Math.round(total / 32)))
   let walLeft = total - Math.round(total * 0.9)
   for (let i = 0; walLeft > 0; i++) {

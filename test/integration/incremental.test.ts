@@ -6,11 +6,15 @@
  * with a missing member. The commands run in process (runInProcess), but one delete and one prune,
  * which run as processes (bin/run.js).
  */
-import {cp, readdir, rm, stat} from 'node:fs/promises'
+import {cp, readdir, readFile, rm, stat} from 'node:fs/promises'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
+import type {FileEntry, Manifest} from '../../src/lib/archive/types.js'
+
 import {createMoData, mutateMoData} from '../../scripts/make-mo-data.mjs'
+import {decryptBuffer} from '../../src/lib/archive/age.js'
+import {decodeManifest} from '../../src/lib/archive/manifest.js'
 import {backupArgs, encryptTo, NO_SQL, readWith, restoreArgs, suiteKey, type SuiteKey} from '../helpers/args.js'
 import {runCli, runInProcess, tempDir, type TempDir} from '../helpers/cli.js'
 import {treeHashes} from '../helpers/tree.js'
@@ -58,6 +62,13 @@ beforeAll(async () => {
   }
 })
 
+/** A backup's manifest.age, decrypted with the suite's identity. */
+async function manifestOf(id: string): Promise<Manifest> {
+  const bytes = await readFile(join(repo, 'backups', id, 'manifest.age'))
+  const identity = (await readFile(keyFile, 'utf8')).match(/AGE-SECRET-KEY-1\w+/)![0]
+  return decodeManifest(await decryptBuffer(bytes, {identities: [identity], passphrases: []}))
+}
+
 afterAll(async () => {
   await tmp?.cleanup()
 })
@@ -87,6 +98,24 @@ describe('incremental backups', () => {
     expect((await stat(join(tmp.path, 'restore-2', 'mo-data', wal))).mtimeMs).toBe(
       (await stat(join(dataDir, wal))).mtimeMs,
     )
+  })
+
+  it('packs the WAL segment that grew as its appended bytes: the manifests list its parts', async () => {
+    const manifests = await Promise.all(ids.map(async (id) => manifestOf(id)))
+    const wal = Object.keys(states[0])
+      .filter((k) => k.startsWith('logservice-data/') && k.endsWith('.log'))
+      .sort()
+      .at(-1)!
+    const entries = manifests.map((m) => m.entries.find((e) => e.path === wal) as FileEntry)
+    expect(entries[0].parts).toBeUndefined()
+    expect(manifests[0].format).toBe(1)
+    expect(entries[1].parts!.map((p) => p.in)).toEqual([ids[0], ids[1]])
+    expect(entries[2].parts!.map((p) => p.in)).toEqual(ids)
+    expect(entries[2].parts!.slice(0, 2)).toEqual(entries[1].parts)
+    // mutate appends 256 KiB each time; the whole file's SHA-256 is the one the tree has.
+    expect(entries[2].parts!.slice(1).map((p) => p.size)).toEqual([256 * 1024, 256 * 1024])
+    expect(entries[2].sha256).toBe(states[2][wal])
+    expect(manifests.slice(1).map((m) => m.format)).toEqual([2, 2])
   })
 
   it('verifies the whole chain', async () => {

@@ -11,8 +11,10 @@
  * bytes in flight are bounded whatever the file sizes, and `write` makes its caller wait (the tar,
  * hence decompression) while the disk is behind. Files are created exclusively ('wx', mode 0600:
  * never through a symlink or over what is there), by the absolute path the caller gives (which
- * checked its parents: tree-writer.ts prepareFile). Runs of 64 KiB of zeros, aligned in the file,
- * are left as holes and the size set at the end. The first error (a full disk, EIO, an existing
+ * checked its parents: tree-writer.ts prepareFile); the one exception is a part of a file that a
+ * newer archive of the same chain created (restore/chain.ts), opened for writing without
+ * following a symlink. Runs of 64 KiB of zeros, aligned from where the bytes start, are left as
+ * holes (a file's part lands in a hole no other part writes) and the size set at the end. The first error (a full disk, EIO, an existing
  * name) is the failure, as the file system gave it (code, syscall, path), raised by the next call
  * and by `finish`; nothing is written after it. `close` (or `finish`) leaves no worker running and
  * no file open: the worker closes its file before it exits, and both wait for that. When every
@@ -31,11 +33,15 @@ const IN_FLIGHT = 4
 /** A batch is sent at this many operations too, so that tiny files' hashes come back in time. */
 const MAX_OPS = 4096
 
-/** Operations of a batch: [OPEN, file id, path ('' = hash only)], [DATA, start, end], [CLOSE]. */
+/**
+ * Operations of a batch: [OPEN, file id, path ('' = hash only), offset, into], [DATA, start, end],
+ * [CLOSE]. `into` 1: the file exists (a newer archive of a chain made it), the bytes go in at
+ * `offset`; 0: it is created, its bytes start at `offset` (a hole before them).
+ */
 const OPEN = 0
 const DATA = 1
 const CLOSE = 2
-type Op = [typeof CLOSE] | [typeof DATA, number, number] | [typeof OPEN, number, string]
+type Op = [typeof CLOSE] | [typeof DATA, number, number] | [typeof OPEN, number, string, number, 0 | 1]
 
 /** What the worker (or the inline processor) knows of an error: enough to rebuild an ErrnoException. */
 interface ErrorInfo {
@@ -84,7 +90,8 @@ function makeBatchProcessor(req: NodeJS.Require) {
     hash: ReturnType<typeof createHash>
     held: number // of which the last `held` are in `pending`, not yet written
     id: number
-    position: number // bytes of the file taken so far
+    into: boolean // written into a file that exists: its size is already set
+    position: number // the offset in the file of the bytes taken so far
   }
   let file: Open | undefined
 
@@ -145,8 +152,8 @@ function makeBatchProcessor(req: NodeJS.Require) {
       try {
         if (f.held > 0) blocks(f, pending.subarray(0, f.held), f.position - f.held)
         if (f.end < f.position) throw new Error('file sink: bytes left unwritten')
-        // A file that ends in a hole: the skipped blocks still count.
-        fs.ftruncateSync(f.fd, f.position)
+        // A file that ends in a hole: the skipped blocks still count. One written into keeps its size.
+        if (!f.into) fs.ftruncateSync(f.fd, f.position)
       } finally {
         fs.closeSync(f.fd)
       }
@@ -166,8 +173,11 @@ function makeBatchProcessor(req: NodeJS.Require) {
       for (const op of ops) {
         if (op[0] === DATA_OP) write(file!, bytes.subarray(op[1], op[2]))
         else if (op[0] === OPEN_OP) {
-          const fd = op[2] === '' ? -1 : fs.openSync(op[2], 'wx', 0o600)
-          file = {end: 0, fd, hash: createHash('sha256'), held: 0, id: op[1], position: 0}
+          const [, id, path, at, into] = op
+          const {O_NOFOLLOW, O_WRONLY} = fs.constants
+          // eslint-disable-next-line no-bitwise -- open(2)'s flags
+          const fd = path === '' ? -1 : into ? fs.openSync(path, O_WRONLY | O_NOFOLLOW) : fs.openSync(path, 'wx', 0o600)
+          file = {end: at, fd, hash: createHash('sha256'), held: 0, id, into: into === 1, position: at}
         } else done.push([file!.id, close(file!)])
       }
 
@@ -220,6 +230,8 @@ function rebuild(info: ErrorInfo): Error {
     syscall: info.syscall,
   })
 }
+
+const NEW_FILE = {into: false, offset: 0}
 
 /** A batch's place while no buffer is free. */
 const NO_BATCH = Buffer.alloc(0)
@@ -296,13 +308,17 @@ export class FileSink {
     if (this.failure) throw this.failure
   }
 
-  /** Begins a file: written at `path` (absolute, its parent checked), or only hashed when undefined. */
-  start(path: string | undefined, digest: FileDigest): void {
+  /**
+   * Begins a file: written at `path` (absolute, its parent checked), or only hashed when undefined;
+   * its bytes from `at.offset` on, into the file that is there when `at.into` (a part of a file a
+   * newer archive of the chain created), else in a new file.
+   */
+  start(path: string | undefined, digest: FileDigest, at: {into: boolean; offset: number} = NEW_FILE): void {
     this.check()
     const id = this.nextId++
     this.files.set(id, digest)
     this.open = true
-    this.ops.push([OPEN, id, path ?? ''])
+    this.ops.push([OPEN, id, path ?? '', at.offset, at.into ? 1 : 0])
   }
 
   /** Takes a chunk of the current file (copied: the caller may reuse it); a promise when the caller must wait. */

@@ -4,20 +4,30 @@
  * this archive, no more and no less.
  *
  * Guarantees: every entry the manifest puts in this archive is there with the same type, size,
- * SHA-256 or target; an entry whose bytes the manifest places in another backup of the chain is
+ * SHA-256 or target (of a file assembled from parts, its last part, as `append/<path>`); an entry whose bytes the manifest places in another backup of the chain is
  * not; nothing else is; the data directory's own entry is there exactly when the manifest has a
  * `root`. Each failure is an integrity error naming the path. It does not parse manifests
  * (manifest.ts) nor compare a chain's manifests with one another (restore/chain.ts).
  */
 import type {Breather} from './breather.js'
-import type {Manifest} from './types.js'
+import type {FileEntry, Manifest} from './types.js'
 
 import {integrityError} from '../errors.js'
+import {ownPiece} from './manifest.js'
 import {DATA_PREFIX} from './pack.js'
 import {ROOT_PATH} from './walk.js'
 
 /** What the tar held at a path. */
-export type Seen = {sha256: string; size: number; type: 'file'} | {target: string; type: 'symlink'} | {type: 'dir'}
+export type Seen =
+  | {
+      /** as `append/<path>`: the bytes appended to the file since an earlier backup (manifest `parts`) */
+      append?: true
+      sha256: string
+      size: number
+      type: 'file'
+    }
+  | {target: string; type: 'symlink'}
+  | {type: 'dir'}
 
 export const HINT_DAMAGED = 'the stored copy is damaged: use another copy or another backup'
 export const HINT_FORGED = 'the archive was not written by moctl br, or was tampered with'
@@ -52,10 +62,7 @@ export async function checkAgainstManifest(
     const got = seen.get(e.path)
     if (!got) throw damaged(`${e.path} is in the manifest but missing from the archive`)
     if (got.type !== e.type) throw damaged(`${e.path} is a ${got.type} in the archive, a ${e.type} in the manifest`)
-    if (e.type === 'file' && got.type === 'file') {
-      if (got.size !== e.size) throw damaged(`${e.path} is ${got.size} bytes in the archive, ${e.size} in the manifest`)
-      if (got.sha256 !== e.sha256) throw damaged(`${e.path} does not match its SHA-256 in the manifest`)
-    }
+    if (e.type === 'file' && got.type === 'file') checkFile(e, got)
 
     if (e.type === 'symlink' && got.type === 'symlink' && got.target !== e.target) {
       throw damaged(`symlink ${e.path} points to ${got.target} in the archive, ${e.target} in the manifest`)
@@ -66,4 +73,23 @@ export async function checkAgainstManifest(
 
   const extra = seen.keys().next()
   if (!extra.done) throw integrityError(`${extra.value} is in the archive but not in its manifest`, HINT_FORGED)
+}
+
+/** A file as the archive holds it: whole, or (assembled from parts) its last part, as append/<path>. */
+function checkFile(e: FileEntry, got: Extract<Seen, {type: 'file'}>): void {
+  const own = ownPiece(e)
+  if (Boolean(got.append) !== Boolean(e.parts)) {
+    throw integrityError(
+      e.parts
+        ? `${e.path} is whole in the archive, but its manifest says the archive holds the bytes appended to it`
+        : `${e.path} is appended bytes in the archive, but its manifest says the archive holds it whole`,
+      HINT_DAMAGED,
+    )
+  }
+
+  const name = e.parts ? `the bytes appended to ${e.path}` : e.path
+  if (got.size !== own.size)
+    throw integrityError(`${name} is ${got.size} bytes in the archive, ${own.size} in the manifest`, HINT_DAMAGED)
+  if (got.sha256 !== own.sha256)
+    throw integrityError(`${name} does not match its SHA-256 in the manifest`, HINT_DAMAGED)
 }

@@ -10,12 +10,25 @@
  * still read; when present they are complete. It does not check a manifest against
  * files or archives (manifest-check.ts), and path rules live in paths.ts.
  */
-import type {FileEntry, Manifest, ManifestEntry, Owner, RootEntry} from './types.js'
+import type {FileEntry, FilePart, Manifest, ManifestEntry, Owner, RootEntry} from './types.js'
 
 import {integrityError} from '../errors.js'
 import {findEscapingSymlink, isSafePath, symlinkStaysInside} from './paths.js'
 
+/** The format of a manifest without assembled files; one with `parts` is format 2 (manifestFormat). */
 export const MANIFEST_FORMAT = 1
+export const MANIFEST_FORMATS_READ: ReadonlyArray<Manifest['format']> = [1, 2]
+
+/** 2 when a file is assembled from parts, else 1: a backup without them stays readable by older versions. */
+export function manifestFormat(entries: readonly ManifestEntry[]): Manifest['format'] {
+  return entries.some((e) => e.type === 'file' && e.parts !== undefined) ? 2 : 1
+}
+
+/** The bytes of `e` that its own backup's archive holds: the whole file, or its last part. */
+export function ownPiece(e: FileEntry): {sha256: string; size: number} {
+  const last = e.parts?.at(-1)
+  return last ? {sha256: last.sha256, size: last.size} : {sha256: e.sha256, size: e.size}
+}
 
 /** The order of paths in manifests and archives: plain code-unit order, so a parent precedes its children. */
 export function comparePaths(a: string, b: string): number {
@@ -83,8 +96,11 @@ export function decodeManifest(buf: Uint8Array): Manifest {
 
   const keys = ['backupId', 'chain', 'createdAt', 'deleted', 'entries', 'format', 'type']
   const m = object(value, 'manifest', withOptional(value, keys, 'record', 'root'))
-  if (m.format !== MANIFEST_FORMAT)
-    throw bad(`manifest format ${JSON.stringify(m.format)} is not supported (expected ${MANIFEST_FORMAT})`)
+  const format = m.format as Manifest['format']
+  if (!MANIFEST_FORMATS_READ.includes(format))
+    throw bad(
+      `manifest format ${JSON.stringify(m.format)} is not supported (this version reads ${MANIFEST_FORMATS_READ.join(' and ')})`,
+    )
   const backupId = nonEmptyString(m.backupId, 'manifest backupId')
   const chain = array(m.chain, 'manifest chain').map((id, i) => nonEmptyString(id, `manifest chain[${i}]`))
   if (chain.length === 0 || chain.at(-1) !== backupId) throw bad('manifest chain must end with its own backupId')
@@ -95,8 +111,9 @@ export function decodeManifest(buf: Uint8Array): Manifest {
     throw bad(`manifest type ${JSON.stringify(m.type)} is not full or incremental`)
   if (m.type === 'full' && chain.length !== 1) throw bad('a full backup manifest must have a chain of one')
   const deleted = array(m.deleted, 'manifest deleted').map((p, i) => safePath(p, `manifest deleted[${i}]`))
-  const inChain = new Set(chain)
-  const entries = array(m.entries, 'manifest entries').map((e, i) => entry(e, i, inChain))
+  const entries = array(m.entries, 'manifest entries').map((e, i) => entry(e, i, chain))
+  if (manifestFormat(entries) !== format)
+    throw bad(`manifest format ${format} does not match its entries (format 2 exactly when a file has parts)`)
   const links = new Map<string, string>()
   for (let i = 0; i < entries.length; i++) {
     const e = entries[i]
@@ -113,7 +130,7 @@ export function decodeManifest(buf: Uint8Array): Manifest {
 
   const record = m.record === undefined ? {} : {record: sha256(m.record, 'manifest record')}
   const root = m.root === undefined ? {} : {root: rootEntry(m.root)}
-  return {backupId, chain, createdAt, deleted, entries, format: MANIFEST_FORMAT, ...record, ...root, type: m.type}
+  return {backupId, chain, createdAt, deleted, entries, format, ...record, ...root, type: m.type}
 }
 
 export interface ManifestTotals {
@@ -121,7 +138,7 @@ export interface ManifestTotals {
   bytes: number
   dirs: number
   files: number
-  /** files whose bytes are in this backup's own archive (all of them for a full backup) */
+  /** bytes in this backup's own archive: its files, or their last part (all of them for a full backup) */
   ownBytes: number
   ownFiles: number
   symlinks: number
@@ -137,7 +154,7 @@ export function manifestTotals(m: Manifest): ManifestTotals {
       totals.bytes += e.size
       if (e.in === m.backupId) {
         totals.ownFiles++
-        totals.ownBytes += e.size
+        totals.ownBytes += ownPiece(e).size
       }
     }
   }
@@ -167,6 +184,7 @@ function canonicalEntry(e: ManifestEntry): ManifestEntry {
         mode: e.mode,
         mtimeMs: e.mtimeMs,
         ...owner,
+        ...(e.parts === undefined ? {} : {parts: e.parts.map((p) => ({in: p.in, sha256: p.sha256, size: p.size}))}),
         path: e.path,
         sha256: e.sha256,
         size: e.size,
@@ -194,7 +212,7 @@ function withOptional(value: unknown, keys: string[], ...optional: string[]): st
   return [...keys, ...optional.filter((k) => k in value)]
 }
 
-function entry(value: unknown, i: number, inChain: Set<string>): ManifestEntry {
+function entry(value: unknown, i: number, chain: string[]): ManifestEntry {
   const where = `manifest entries[${i}]`
   const type = (value as null | {type?: unknown})?.type
   switch (type) {
@@ -213,20 +231,22 @@ function entry(value: unknown, i: number, inChain: Set<string>): ManifestEntry {
       const e = object(
         value,
         where,
-        withOptional(value, ['in', 'mode', 'mtimeMs', 'path', 'sha256', 'size', 'type'], 'owner'),
+        withOptional(value, ['in', 'mode', 'mtimeMs', 'path', 'sha256', 'size', 'type'], 'owner', 'parts'),
       )
       const file: FileEntry = {
         in: nonEmptyString(e.in, `${where}.in`),
         mode: mode(e.mode, where),
         mtimeMs: time(e.mtimeMs, where),
         ...ownerOf(e, where),
+        ...(e.parts === undefined ? {} : {parts: parts(e.parts, where)}),
         path: safePath(e.path, where),
         sha256: sha256(e.sha256, where),
         size: size(e.size, where),
         type,
       }
-      if (!inChain.has(file.in))
+      if (!chain.includes(file.in))
         throw bad(`${where} (${file.path}) lives in backup ${file.in}, which is not in the chain`)
+      if (file.parts) checkParts(file, file.parts, chain, where)
       return file
     }
 
@@ -248,6 +268,34 @@ function entry(value: unknown, i: number, inChain: Set<string>): ManifestEntry {
       throw bad(`${where} has type ${JSON.stringify(type)}, not file, dir or symlink`)
     }
   }
+}
+
+function parts(value: unknown, where: string): FilePart[] {
+  return array(value, `${where}.parts`).map((p, i) => {
+    const at = `${where}.parts[${i}]`
+    const o = object(p, at, ['in', 'sha256', 'size'])
+    return {in: nonEmptyString(o.in, `${at}.in`), sha256: sha256(o.sha256, at), size: size(o.size, at)}
+  })
+}
+
+/** Two or more parts, each in a backup of the chain later than the one before, none empty, adding up to the file. */
+function checkParts(file: FileEntry, list: FilePart[], chain: string[], where: string): void {
+  const at = `${where} (${file.path})`
+  if (list.length < 2) throw bad(`${at} has ${list.length} parts: an assembled file has two or more`)
+  let total = 0
+  let previous = -1
+  for (const part of list) {
+    const index = chain.indexOf(part.in)
+    if (index === -1) throw bad(`${at} has a part in backup ${part.in}, which is not in the chain`)
+    if (index <= previous) throw bad(`${at} has parts out of the chain's order`)
+    if (part.size === 0) throw bad(`${at} has an empty part`)
+    previous = index
+    total += part.size
+  }
+
+  if (total !== file.size) throw bad(`${at} has parts adding up to ${total} bytes, not its size ${file.size}`)
+  if (list.at(-1)!.in !== file.in)
+    throw bad(`${at} lives in backup ${file.in}, but its last part in ${list.at(-1)!.in}`)
 }
 
 function rootEntry(value: unknown): RootEntry {

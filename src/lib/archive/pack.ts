@@ -1,6 +1,7 @@
 /**
  * The tar entries of an archive, and nothing else: a POSIX (pax) tar stream of `data/` for the
- * data directory itself, `data/<path>` for every dir, file and symlink, and `MANIFEST.json` last.
+ * data directory itself, `data/<path>` for every dir, file and symlink, `append/<path>` for the
+ * bytes appended to a file since an earlier backup held it, and `MANIFEST.json` last.
  * Every entry carries its mode, mtime, uid, gid and the names of its user and group, in the ustar
  * fields, with pax records where they are too small (as GNU tar writes them, and `tar
  * --same-owner` reads them back).
@@ -18,6 +19,12 @@ import type {Owner} from './types.js'
 
 export const MANIFEST_ENTRY = 'MANIFEST.json'
 export const DATA_PREFIX = 'data/'
+/**
+ * The bytes appended to `data/<path>` since an earlier backup of the chain held it (manifest
+ * `parts`): by hand, `cat append/<path> >> data/<path>` after extracting the chain's archives
+ * oldest first.
+ */
+export const APPEND_PREFIX = 'append/'
 
 /** ustar's uid and gid fields hold 6 octal digits in tar-stream, its names 32 bytes. */
 const USTAR_MAX_ID = 262_143 // 0o777777
@@ -42,6 +49,16 @@ export class TarPacker {
     return this.pack as unknown as Readable
   }
 
+  /** The bytes appended to the file at `path` since an earlier backup held it: `append/<path>`, as `file` takes them. */
+  appended(
+    path: string,
+    size: number,
+    meta: EntryMeta,
+    chunks: AsyncIterable<Buffer> | Iterable<Buffer>,
+  ): Promise<void> {
+    return this.body({...headerOf(path, meta, APPEND_PREFIX), size, type: 'file'}, chunks)
+  }
+
   destroy(error: Error): void {
     this.pack.destroy(error)
   }
@@ -55,17 +72,28 @@ export class TarPacker {
    * A regular file of `size` bytes, its body from `chunks` (which must add up to `size`). An error
    * from `chunks` or from the tar is thrown after destroying the entry with it.
    */
-  async file(
-    path: string,
-    size: number,
-    meta: EntryMeta,
-    chunks: AsyncIterable<Buffer> | Iterable<Buffer>,
-  ): Promise<void> {
+  file(path: string, size: number, meta: EntryMeta, chunks: AsyncIterable<Buffer> | Iterable<Buffer>): Promise<void> {
+    return this.body({...headerOf(path, meta), size, type: 'file'}, chunks)
+  }
+
+  /** Ends the tar: nothing can be added after. */
+  finalize(): void {
+    this.pack.finalize()
+  }
+
+  /** MANIFEST.json, the last entry. */
+  manifest(bytes: Buffer): Promise<void> {
+    return add(this.pack, {mode: 0o600, mtime: new Date(), name: MANIFEST_ENTRY, type: 'file'}, bytes)
+  }
+
+  symlink(path: string, target: string, meta: EntryMeta): Promise<void> {
+    return add(this.pack, {...headerOf(path, meta), linkname: target, type: 'symlink'})
+  }
+
+  private async body(header: Header, chunks: AsyncIterable<Buffer> | Iterable<Buffer>): Promise<void> {
     let sink!: Sink
     const written = new Promise<void>((resolve, reject) => {
-      sink = this.pack.entry({...headerOf(path, meta), size, type: 'file'}, (error) =>
-        error ? reject(error) : resolve(),
-      )
+      sink = this.pack.entry(header, (error) => (error ? reject(error) : resolve()))
     })
     // Its failure is reported by whichever await below sees it first; the sink's 'error' event
     // repeats the error we destroy it with.
@@ -91,27 +119,13 @@ export class TarPacker {
     sink.end(Buffer.alloc(0))
     await written
   }
-
-  /** Ends the tar: nothing can be added after. */
-  finalize(): void {
-    this.pack.finalize()
-  }
-
-  /** MANIFEST.json, the last entry. */
-  manifest(bytes: Buffer): Promise<void> {
-    return add(this.pack, {mode: 0o600, mtime: new Date(), name: MANIFEST_ENTRY, type: 'file'}, bytes)
-  }
-
-  symlink(path: string, target: string, meta: EntryMeta): Promise<void> {
-    return add(this.pack, {...headerOf(path, meta), linkname: target, type: 'symlink'})
-  }
 }
 
-function headerOf(path: string, meta: EntryMeta): Header {
+function headerOf(path: string, meta: EntryMeta, prefix = DATA_PREFIX): Header {
   return {
     ...(meta.mode === undefined ? {} : {mode: meta.mode}),
     mtime: new Date(meta.mtimeMs),
-    name: DATA_PREFIX + path,
+    name: prefix + path,
     ...ownerHeader(meta.owner),
   }
 }

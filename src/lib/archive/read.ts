@@ -40,7 +40,7 @@ import {FileSink} from './file-sink.js'
 import {keepFreedMemory} from './heap.js'
 import {checkAgainstManifest, HINT_DAMAGED, HINT_FORGED, type Seen} from './manifest-check.js'
 import {decodeManifest, manifestTotals, matchesEncoding} from './manifest.js'
-import {DATA_PREFIX, MANIFEST_ENTRY} from './pack.js'
+import {APPEND_PREFIX, DATA_PREFIX, MANIFEST_ENTRY} from './pack.js'
 import {findEscapingSymlink, isSafePath, resolveSymlink, symlinkStaysInside} from './paths.js'
 import {type Expected, HashTap} from './tap.js'
 import {TreeWriter} from './tree-writer.js'
@@ -62,6 +62,11 @@ export interface ReadArchiveOptions {
   expectedManifest?: Manifest
   impl?: Implementations
   input: Readable
+  /**
+   * files a newer archive of the chain already created, of which this archive holds a part (an
+   * assembled file, manifest `parts`): its bytes are written into them at their offset
+   */
+  into?: Set<string>
   /** names the archive in error messages, e.g. 'backup 0193…' */
   label?: string
   /**
@@ -189,6 +194,8 @@ const refuse = (name: string, why: string) =>
 
 /** Takes the tar's entries one by one: checks each name, hashes (and writes) it, then checks all against the manifest. */
 class EntryReader {
+  /** where each assembled file's appended bytes go (path → offset), from the expected manifest; built on first use */
+  private appended: Map<string, number> | undefined
   private readonly breather: Breather
   /** symlinks in `dest`: those of newer archives, and the ones written here */
   private readonly destLinks: Map<string, string>
@@ -240,10 +247,12 @@ class EntryReader {
       return
     }
 
-    const path = this.checkName(header.name)
+    const {append, path} = this.checkName(header.name)
     const writer = this.wanted(path) ? this.writer : undefined
     if (path === ROOT_PATH && header.type !== 'directory')
       throw refuse(header.name, `it names the data directory itself, but is a ${header.type}`)
+    if (append && header.type !== 'file')
+      throw refuse(header.name, `appended bytes must be a file, not a ${header.type}`)
     switch (header.type) {
       case 'directory': {
         entry.resume()
@@ -253,7 +262,7 @@ class EntryReader {
       }
 
       case 'file': {
-        this.seen.set(path, await this.file(entry, path, writer))
+        this.seen.set(path, await this.file(entry, path, writer, append))
         break
       }
 
@@ -313,26 +322,47 @@ class EntryReader {
     return {bytes: this.progress.bytesDone, files: this.progress.filesDone, manifest}
   }
 
-  /** The entry's path inside data/, if it is a name that cannot reach outside the destination. */
-  private checkName(name: string): string {
-    if (!name.startsWith(DATA_PREFIX)) throw refuse(name, `it is outside ${DATA_PREFIX}`)
-    const path = name.slice(DATA_PREFIX.length).replace(/\/$/, '')
+  /** Where the appended bytes of `path` go in the file: after its earlier parts, as the manifest says. */
+  private appendedAt(path: string): number {
+    const name = APPEND_PREFIX + path
+    this.appended ??= new Map(
+      (this.options.expectedManifest?.entries ?? []).flatMap((e) =>
+        e.type === 'file' && e.parts && e.in === this.options.expectedManifest!.backupId
+          ? [[e.path, e.size - e.parts.at(-1)!.size] as const]
+          : [],
+      ),
+    )
+    const offset = this.appended.get(path)
+    if (offset === undefined) throw refuse(name, 'its manifest has no earlier part to append it to')
+    return offset
+  }
+
+  /**
+   * The entry's path inside data/ (or, for a file's appended bytes, append/), if it is a name that
+   * cannot reach outside the destination.
+   */
+  private checkName(name: string): {append: boolean; path: string} {
+    const append = name.startsWith(APPEND_PREFIX)
+    if (!append && !name.startsWith(DATA_PREFIX)) throw refuse(name, `it is outside ${DATA_PREFIX}`)
+    const path = name.slice(append ? APPEND_PREFIX.length : DATA_PREFIX.length).replace(/\/$/, '')
     if (this.seen.has(path)) throw refuse(name, 'it appears twice')
     // `data/`: the data directory itself (dest), its mode, mtime and owner.
-    if (path === ROOT_PATH && name.endsWith('/')) return path
+    if (path === ROOT_PATH && name.endsWith('/') && !append) return {append, path}
     if (!isSafePath(path)) throw refuse(name, 'its path is absolute, empty or has . or .. in it')
     for (let dir = posix.dirname(path); dir !== '.'; dir = posix.dirname(dir)) {
       if (this.links.has(dir)) throw refuse(name, `it lies beneath the symlink ${dir}`)
       if (this.seen.get(dir)?.type === 'file') throw refuse(name, `it lies beneath the file ${dir}`)
     }
 
-    return path
+    return {append, path}
   }
 
-  private async file(entry: TarEntry, path: string, writer: TreeWriter | undefined): Promise<Seen> {
+  private async file(entry: TarEntry, path: string, writer: TreeWriter | undefined, append: boolean): Promise<Seen> {
     // Its sha256 arrives when the sink has hashed its last byte (before finish() returns).
-    const seen = {sha256: '', size: 0, type: 'file' as const}
-    this.sink.start(writer && (await writer.prepareFile(path)), seen)
+    const seen: Seen & {type: 'file'} = {...(append ? {append: true} : {}), sha256: '', size: 0, type: 'file'}
+    const into = this.options.into?.has(path) ?? false
+    const at = writer && (append || into) ? {into, offset: append ? this.appendedAt(path) : 0} : undefined
+    this.sink.start(writer && (await writer.prepareFile(path)), seen, at)
     // Entries come in stream order, each file is read to its end, and the sink copies every
     // chunk: once a chunk is taken, nothing before its end is held anywhere.
     const start = dataStart(entry)

@@ -9,7 +9,7 @@
  * hash differs, so a truncated or replaced archive is named as such before any later stage can
  * blame its symptoms. A FileTap's digest covers exactly the chunks its consumer took.
  */
-import {createHash} from 'node:crypto'
+import {createHash, type Hash} from 'node:crypto'
 import {Transform, type TransformCallback} from 'node:stream'
 
 import {integrityError} from '../errors.js'
@@ -91,7 +91,15 @@ export class HashTap extends Transform {
 export class FileTap {
   private readonly hash = createHash('sha256')
 
-  constructor(private readonly onBytes?: (n: number) => void) {}
+  /**
+   * @param onBytes told each chunk's length once it is taken
+   * @param also another hash the chunks go into (a file that grew: the whole file's, begun over
+   *   the bytes before them)
+   */
+  constructor(
+    private readonly onBytes?: (n: number) => void,
+    private readonly also?: Hash,
+  ) {}
 
   /**
    * The chunks of an async `source` (a stream from elsewhere), unchanged.
@@ -100,6 +108,7 @@ export class FileTap {
   async *asyncChunks(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
     for await (const chunk of source) {
       this.hash.update(chunk)
+      this.also?.update(chunk)
       yield chunk
       this.onBytes?.(chunk.length)
     }
@@ -112,6 +121,7 @@ export class FileTap {
   *chunks(source: Iterable<Buffer>): Generator<Buffer> {
     for (const chunk of source) {
       this.hash.update(chunk)
+      this.also?.update(chunk)
       yield chunk
       this.onBytes?.(chunk.length)
     }

@@ -27,6 +27,13 @@ export type ManifestEntry =
       mode: number
       mtimeMs: number
       owner?: Owner
+      /**
+       * manifest format 2: a file assembled from the archives of several backups, oldest first: the
+       * first part is the file as a backup held it whole, each later part the bytes appended after
+       * it, held by a later backup as `append/<path>` (pack.ts). At least two; their sizes add up
+       * to `size`; the last is in `in`. `sha256` is still the whole file's.
+       */
+      parts?: FilePart[]
       path: string
       sha256: string
       size: number
@@ -34,6 +41,14 @@ export type ManifestEntry =
     }
   | {mode: number; mtimeMs: number; owner?: Owner; path: string; type: 'dir'}
   | {mtimeMs: number; owner?: Owner; path: string; target: string; type: 'symlink'}
+
+/** One archive's piece of an assembled file: its bytes follow the parts before it. */
+export interface FilePart {
+  /** the backup whose archive holds these bytes */
+  in: string
+  sha256: string
+  size: number
+}
 
 export type FileEntry = Extract<ManifestEntry, {type: 'file'}>
 export type DirEntry = Extract<ManifestEntry, {type: 'dir'}>
@@ -49,7 +64,8 @@ export interface Manifest {
   deleted: string[]
   /** every entry of the full file set, sorted by path */
   entries: ManifestEntry[]
-  format: 1
+  /** 2 when a file has `parts`, 1 otherwise (so that a backup without them reads in older versions) */
+  format: 1 | 2
   /**
    * manifest.age only (record format 2): sha256 of the backup.json it belongs to, less its
    * `manifest` and `signature` fields (repo/authenticity.ts `recordBinding`)

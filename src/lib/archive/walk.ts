@@ -12,6 +12,7 @@
  * wrong byte count reaches the tar. It does not decide what a backup holds (plan.ts does), nor
  * hash or pack (write.ts and pack.ts).
  */
+import {createHash, type Hash} from 'node:crypto'
 import {closeSync, openSync, readSync} from 'node:fs'
 import {lstat, readdir, readlink} from 'node:fs/promises'
 import {join} from 'node:path'
@@ -29,7 +30,13 @@ import {findEscapingSymlink, symlinkStaysInside} from './paths.js'
  */
 export type ScannedEntry = Exclude<ManifestEntry, {type: 'file'}> | ScannedFile
 /** A file as scanned: what packing adds (its sha256, the backup that holds it) is still to come. */
-export type ScannedFile = Omit<FileEntry, 'in' | 'sha256'>
+export type ScannedFile = Omit<FileEntry, 'in' | 'parts' | 'sha256'> & {
+  /**
+   * incrementals (plan.ts): the base's entry of this file, which has grown since; when the file
+   * still begins with the base's bytes, only the bytes after them are packed (write.ts)
+   */
+  grewFrom?: FileEntry
+}
 
 /** The path of the data directory's own entry among scanned entries. */
 export const ROOT_PATH = ''
@@ -187,19 +194,23 @@ async function scanOne(root: string, path: string, owners: OwnerTable): Promise<
   })
 }
 
+/** How a file is read: into lent buffers, from an offset, until aborted. */
+export interface ReadOptions {
+  buffers?: ReadBuffers
+  /** the first byte to read: a file that grew is packed from where the base ended */
+  from?: number
+  signal?: AbortSignal
+}
+
 /**
- * The bytes of the scanned file `entry` under `root`, read once.
+ * The bytes of the scanned file `entry` under `root`, read once (from byte `options.from` on:
+ * the bytes appended to a file that grew).
  * @yields the next chunk, fresh (the last may be shorter)
  */
-export function* readFile(
-  root: string,
-  entry: ScannedFile,
-  signal?: AbortSignal,
-  buffers?: ReadBuffers,
-): Generator<Buffer> {
-  let read = 0
+export function* readFile(root: string, entry: ScannedFile, options: ReadOptions = {}): Generator<Buffer> {
+  let read = options.from ?? 0
   try {
-    for (const chunk of readChunks(join(root, entry.path), signal, buffers)) {
+    for (const chunk of readChunks(join(root, entry.path), options)) {
       read += chunk.length
       // Checked before the bytes go on: the tar would only notice at the entry's end.
       if (read > entry.size) throw changedWhileRead(entry.path, entry.size, `grew past ${entry.size} bytes`)
@@ -219,23 +230,45 @@ export function* readFile(
  * read-ahead no better; a synchronous read from the page cache is a memcpy, and the packer ran at
  * ~770 MB/s. It blocks the event loop for one read at a time (about a millisecond from cache).
  */
-function* readChunks(path: string, signal?: AbortSignal, buffers?: ReadBuffers): Generator<Buffer> {
+function* readChunks(path: string, options: ReadOptions & {to?: number}): Generator<Buffer> {
+  const {buffers, signal, to = Number.POSITIVE_INFINITY} = options
   const fd = openSync(path, 'r')
   try {
-    for (;;) {
+    for (let at = options.from ?? 0; at < to;) {
       throwIfAborted(signal)
       const buffer = buffers ? buffers.take() : Buffer.allocUnsafe(READ_CHUNK)
-      const bytesRead = readSync(fd, buffer, 0, READ_CHUNK, null)
+      const bytesRead = readSync(fd, buffer, 0, Math.min(READ_CHUNK, to - at), at)
       if (bytesRead === 0) {
         buffers?.give(buffer)
         return
       }
 
+      at += bytesRead
       yield bytesRead === READ_CHUNK ? buffer : buffer.subarray(0, bytesRead)
     }
   } finally {
     closeSync(fd)
   }
+}
+
+/**
+ * The SHA-256 of the first `size` bytes of the file at `path` under `root`, or undefined when it
+ * is shorter; the hash is left open, to go on over the bytes after them.
+ */
+export function hashPrefix(root: string, path: string, size: number, options: ReadOptions = {}): Hash | undefined {
+  const hash = createHash('sha256')
+  let read = 0
+  try {
+    for (const chunk of readChunks(join(root, path), {...options, from: 0, to: size})) {
+      hash.update(chunk)
+      read += chunk.length
+      options.buffers?.give(chunk)
+    }
+  } catch (error) {
+    throw explainReadError({path, size}, error)
+  }
+
+  return read === size ? hash : undefined
 }
 
 /**

@@ -21,6 +21,7 @@ import {pipeline} from 'node:stream/promises'
 import type {
   EncryptOptions,
   FileEntry,
+  FilePart,
   Implementations,
   Manifest,
   ManifestEntry,
@@ -33,10 +34,10 @@ import {EncryptStream} from './age-payload.js'
 import {createEncryptStream} from './age.js'
 import {createCompressor} from './compress.js'
 import {keepFreedMemory} from './heap.js'
-import {comparePaths, encodeManifest, MANIFEST_FORMAT} from './manifest.js'
+import {comparePaths, encodeManifest, manifestFormat} from './manifest.js'
 import {TarPacker} from './pack.js'
 import {FileTap, HashTap} from './tap.js'
-import {ReadBuffers, readFile, ROOT_PATH, type ScannedEntry, type ScannedFile} from './walk.js'
+import {hashPrefix, ReadBuffers, readFile, ROOT_PATH, type ScannedEntry, type ScannedFile} from './walk.js'
 import {PoolCompressor} from './zstd-pool.js'
 
 const PROGRESS_MS = 200
@@ -141,12 +142,13 @@ async function writeEntries(
   state: {rawBytes: number},
   buffers?: ReadBuffers,
 ): Promise<Manifest> {
-  const {backupId, root, signal} = options
+  const {backupId, signal} = options
   const entries = [...options.entries].sort((a, b) => comparePaths(a.path, b.path))
   const files = entries.filter((e) => e.type === 'file')
   const progress: PackProgress = {
     bytesDone: 0,
-    bytesTotal: files.reduce((n, f) => n + f.size, 0),
+    // A file that grew counts its new bytes; all of them if it turns out not to begin as before.
+    bytesTotal: files.reduce((n, f) => n + f.size - (f.grewFrom?.size ?? 0), 0),
     filesDone: 0,
     filesTotal: files.length,
   }
@@ -178,22 +180,8 @@ async function writeEntries(
       }
 
       case 'file': {
-        const tap = new FileTap(onBytes)
-        const chunks = options.read
-          ? tap.asyncChunks(options.read(entry, signal))
-          : tap.chunks(readFile(root, entry, signal, buffers))
-        await packer.file(entry.path, entry.size, entry, chunks)
+        packed.push(await packFile(packer, entry, options, {buffers, onBytes, progress}))
         progress.filesDone++
-        packed.push({
-          in: backupId,
-          mode: entry.mode,
-          mtimeMs: entry.mtimeMs,
-          owner: entry.owner,
-          path: entry.path,
-          sha256: tap.sha256(),
-          size: entry.size,
-          type: 'file',
-        })
         break
       }
 
@@ -215,7 +203,7 @@ async function writeEntries(
     ...options.manifestBase,
     backupId,
     entries: all,
-    format: MANIFEST_FORMAT,
+    format: manifestFormat(all),
     ...(rootEntry ? {root: rootEntry} : {}),
   }
   await packer.manifest(encodeManifest(manifest))
@@ -225,3 +213,47 @@ async function writeEntries(
 }
 
 /* eslint-enable no-await-in-loop */
+
+/**
+ * One file into the tar, hashed as it goes; its manifest entry. A file that grew since the base
+ * (plan.ts) and still begins with the base's bytes goes in as the bytes after them
+ * (`append/<path>`), its entry listing the parts it is assembled from; any other, whole.
+ */
+async function packFile(
+  packer: TarPacker,
+  entry: ScannedFile,
+  options: PackOptions,
+  pass: {buffers?: ReadBuffers; onBytes: (n: number) => void; progress: PackProgress},
+): Promise<FileEntry> {
+  const {backupId, root, signal} = options
+  const base = entry.grewFrom
+  const reading = {buffers: pass.buffers, signal}
+  const begun = base && !options.read ? hashPrefix(root, entry.path, base.size, reading) : undefined
+  const whole = begun && begun.copy().digest('hex') === base!.sha256 ? begun : undefined
+  // The progress total counted the new bytes of a file that grew: it is packed whole after all.
+  if (base && !whole) pass.progress.bytesTotal += base.size
+  const from = whole ? base!.size : 0
+  const tap = new FileTap(pass.onBytes, whole)
+  const chunks = options.read
+    ? tap.asyncChunks(options.read(entry, signal))
+    : tap.chunks(readFile(root, entry, {...reading, from}))
+  const size = entry.size - from
+  await (whole ? packer.appended(entry.path, size, entry, chunks) : packer.file(entry.path, size, entry, chunks))
+  const sha256 = tap.sha256()
+  return {
+    in: backupId,
+    mode: entry.mode,
+    mtimeMs: entry.mtimeMs,
+    owner: entry.owner,
+    ...(whole ? {parts: [...partsOf(base!), {in: backupId, sha256, size}]} : {}),
+    path: entry.path,
+    sha256: whole ? whole.digest('hex') : sha256,
+    size: entry.size,
+    type: 'file',
+  }
+}
+
+/** The parts a file was assembled from in the base: itself whole, or its own parts. */
+function partsOf(base: FileEntry): FilePart[] {
+  return base.parts ?? [{in: base.in, sha256: base.sha256, size: base.size}]
+}

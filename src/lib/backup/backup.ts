@@ -8,7 +8,7 @@ import type {Source} from './sources/types.js'
 
 import {encryptBuffer} from '../archive/age.js'
 import {compressorName} from '../archive/compress.js'
-import {encodeManifest} from '../archive/manifest.js'
+import {encodeManifest, ownPiece} from '../archive/manifest.js'
 import {checkNames} from '../archive/walk.js'
 import {writeArchive} from '../archive/write.js'
 import {describeDeadRun, removeLeftovers} from '../cleanup.js'
@@ -473,7 +473,7 @@ function completeRecord(fields: RecordFields, manifest: BackupRecord['manifest']
 function sizesOf(manifest: Manifest, id: string): BackupRecord['sizes'] {
   const files = manifest.entries.filter((e) => e.type === 'file')
   return {
-    archived: files.filter((f) => f.in === id).reduce((n, f) => n + f.size, 0),
+    archived: files.filter((f) => f.in === id).reduce((n, f) => n + ownPiece(f).size, 0),
     total: files.reduce((n, f) => n + f.size, 0),
   }
 }

@@ -10,7 +10,11 @@
  * end as the final manifest says, the data directory's own included. It does not write outside `dest`, nor remove it on
  * failure (the caller owns the staging directory).
  */
+import {createHash} from 'node:crypto'
+import {createReadStream} from 'node:fs'
+import {join} from 'node:path'
 import {performance} from 'node:perf_hooks'
+import {pipeline} from 'node:stream/promises'
 
 import type {DecryptOptions, FileEntry, Manifest, PackProgress} from '../archive/types.js'
 import type {Repository} from '../repo/repository.js'
@@ -50,15 +54,27 @@ export interface ReadChainOptions {
 export async function readChain(options: ReadChainOptions): Promise<{bytes: number; files: number}> {
   const {finalManifest, members, repo} = options
   const target = members.at(-1)!
-  // Built once, in one pass: the paths each member gives (linear in files, at a million too).
+  // Built once, in one pass: the paths each member gives (linear in files, at a million too), and
+  // those of its paths whose file a newer member creates (an assembled file's earlier parts).
   const fromMember = new Map<string, Set<string>>()
+  const intoMember = new Map<string, Set<string>>()
+  const add = (map: Map<string, Set<string>>, id: string, path: string) => {
+    let paths = map.get(id)
+    if (!paths) map.set(id, (paths = new Set()))
+    paths.add(path)
+  }
+
   let totalBytes = 0
   let totalFiles = 0
   for (const e of finalManifest.entries) {
     if (e.type !== 'file') continue
-    let paths = fromMember.get(e.in)
-    if (!paths) fromMember.set(e.in, (paths = new Set()))
-    paths.add(e.path)
+    add(fromMember, e.in, e.path)
+    for (const part of e.parts ?? []) {
+      if (part.in === e.in) continue
+      add(fromMember, part.in, e.path)
+      add(intoMember, part.in, e.path)
+    }
+
     totalBytes += e.size
     totalFiles++
   }
@@ -91,6 +107,7 @@ export async function readChain(options: ReadChainOptions): Promise<{bytes: numb
       expected: {sha256: record.archive.sha256, size: record.archive.size},
       expectedManifest: manifest,
       input: repo.openObjectStream(record.id, record.archive.file, {signal: options.signal}),
+      into: intoMember.get(record.id),
       label: `backup ${record.id}`,
       links,
       only: isTarget ? undefined : wanted,
@@ -110,6 +127,8 @@ export async function readChain(options: ReadChainOptions): Promise<{bytes: numb
 
   checkFinalManifest(finalManifest, manifests)
   if (options.dest) {
+    // Each part was checked as it came; the file they make must be the one the backup hashed whole.
+    await checkAssembled(options.dest, finalManifest, options.signal)
     // The one metadata pass of a restore: readArchive writes bytes only, and each file's owner,
     // mode and mtime come from the final manifest, once every archive of the chain is in place.
     await applyTreeMetadata(options.dest, finalManifest, {
@@ -123,7 +142,27 @@ export async function readChain(options: ReadChainOptions): Promise<{bytes: numb
   return {bytes: totalBytes, files: totalFiles}
 }
 
-/** Every file's bytes come from a member whose own manifest has the same content for that path. */
+/** The files assembled from parts under `dest`, each hashed whole against the final manifest. */
+async function checkAssembled(dest: string, finalManifest: Manifest, signal?: AbortSignal): Promise<void> {
+  for (const e of finalManifest.entries) {
+    if (e.type !== 'file' || !e.parts) continue
+    const hash = createHash('sha256')
+    // eslint-disable-next-line no-await-in-loop -- one file at a time; assembled files are few
+    await pipeline(createReadStream(join(dest, ...e.path.split('/')), {highWaterMark: 1024 * 1024, signal}), hash)
+    if (hash.digest('hex') !== e.sha256) {
+      throw integrityError(
+        `backup ${finalManifest.backupId}: ${e.path}, assembled from its ${e.parts.length} parts, does not match its SHA-256`,
+        'the chain is inconsistent: restore another backup',
+      )
+    }
+  }
+}
+
+/**
+ * Every file's bytes come from a member whose own manifest has the same content for that path;
+ * each part of an assembled file, from the member that holds it, whose manifest lists the file
+ * as the parts up to that one.
+ */
 function checkFinalManifest(finalManifest: Manifest, manifests: Map<string, Manifest>): void {
   const byMember = new Map<string, Map<string, FileEntry>>()
   for (const [id, m] of manifests) {
@@ -141,13 +180,40 @@ function checkFinalManifest(finalManifest: Manifest, manifests: Map<string, Mani
     }
 
     const there = files.get(e.path)
-    if (!there || there.sha256 !== e.sha256 || there.size !== e.size || there.in !== e.in) {
+    if (!there || there.sha256 !== e.sha256 || there.size !== e.size || there.in !== e.in || !sameParts(there, e)) {
       throw integrityError(
         `backup ${finalManifest.backupId}: ${e.path} is not in backup ${e.in} as its manifest says`,
         'the chain is inconsistent: restore another backup',
       )
     }
+
+    // The earlier parts: their member held the file as the parts up to theirs (the first, whole).
+    let size = 0
+    for (const [i, part] of (e.parts ?? []).slice(0, -1).entries()) {
+      size += part.size
+      const held = byMember.get(part.in)?.get(e.path)
+      const upTo = e.parts!.slice(0, i + 1)
+      const same =
+        held !== undefined &&
+        held.in === part.in &&
+        held.size === size &&
+        (i === 0 ? !held.parts && held.sha256 === part.sha256 : sameParts(held, {parts: upTo}))
+      if (!same) {
+        throw integrityError(
+          `backup ${finalManifest.backupId}: part ${i + 1} of ${e.path} is not in backup ${part.in} as its manifest says`,
+          'the chain is inconsistent: restore another backup',
+        )
+      }
+    }
   }
+}
+
+function sameParts(a: Pick<FileEntry, 'parts'>, b: Pick<FileEntry, 'parts'>): boolean {
+  if (!a.parts || !b.parts) return a.parts === b.parts
+  return (
+    a.parts.length === b.parts.length &&
+    a.parts.every((p, i) => p.in === b.parts![i].in && p.sha256 === b.parts![i].sha256 && p.size === b.parts![i].size)
+  )
 }
 
 /** readChain as a step reports it: progress lines, then what was verified and how long it took. */

@@ -63,7 +63,7 @@ export function coldSteps(script: Script<BackupTrail, Opened>, options: BackupOp
 export function planSummary(plan: IncrementalPlan, options: BackupOptions): string {
   const changed = plan.toPack.filter((e) => e.type === 'file').length
   return (
-    `${changed} new or changed files (${formatBytes(plan.changedBytes)}), ${plan.unchanged.length} unchanged, ${plan.deleted.length} deleted` +
+    `${changed} new or changed files (${formatBytes(plan.changedBytes)}${plan.grown > 0 ? `, of which ${plan.grown} grown: their new bytes, if they begin as before` : ''}), ${plan.unchanged.length} unchanged, ${plan.deleted.length} deleted` +
     (options.checksum ? `; ${plan.reread} files re-read for --checksum` : '')
   )
 }

@@ -132,6 +132,7 @@ export function planOnlineIncremental(
   return {
     changedBytes: files.reduce((n, f) => n + f.size, 0),
     deleted: [...baseFiles.keys()].filter((path) => !kept.has(path)),
+    grown: 0,
     reread: 0,
     toPack: scanned,
     unchanged,

@@ -1,12 +1,14 @@
 import {describe, expect, it} from 'vitest'
 
-import type {Manifest} from '../../../../src/lib/archive/types.js'
+import type {FileEntry, Manifest} from '../../../../src/lib/archive/types.js'
 
 import {
   comparePaths,
   decodeManifest,
   encodeManifest,
+  manifestFormat,
   manifestTotals,
+  ownPiece,
   sameManifest,
 } from '../../../../src/lib/archive/manifest.js'
 import {BrError} from '../../../../src/lib/errors.js'
@@ -26,6 +28,25 @@ const base = (): Manifest => ({
   format: 1,
   type: 'incremental',
 })
+
+/** base(), with a file of 1000 bytes assembled from b1's 600 and b2's 400 appended to them. */
+const withParts = (): Manifest => {
+  const m = base()
+  const wal: FileEntry = {
+    in: 'b2',
+    mode: 0o644,
+    mtimeMs: 4,
+    parts: [
+      {in: 'b1', sha256: 'c'.repeat(64), size: 600},
+      {in: 'b2', sha256: 'd'.repeat(64), size: 400},
+    ],
+    path: 'wal',
+    sha256: 'e'.repeat(64),
+    size: 1000,
+    type: 'file',
+  }
+  return {...m, entries: [...m.entries, wal].sort((x, y) => comparePaths(x.path, y.path)), format: 2}
+}
 
 function decodeError(json: unknown): BrError {
   try {
@@ -67,6 +88,81 @@ describe('manifest', () => {
     expect(manifestTotals(base())).toEqual({bytes: 10, dirs: 1, files: 2, ownBytes: 0, ownFiles: 1, symlinks: 1})
   })
 
+  it("format 2: a file assembled from parts round-trips, and counts its last part as this backup's bytes", () => {
+    const m = withParts()
+    expect(manifestFormat(m.entries)).toBe(2)
+    const bytes = encodeManifest(m)
+    const back = decodeManifest(bytes)
+    expect(back).toEqual(m)
+    expect(encodeManifest(back).equals(bytes)).toBe(true)
+    expect(manifestTotals(m)).toMatchObject({bytes: 10 + 1000, ownBytes: 400, ownFiles: 2})
+    expect(ownPiece(m.entries.find((e) => e.path === 'wal')! as FileEntry)).toEqual({sha256: 'd'.repeat(64), size: 400})
+  })
+
+  it('refuses parts that cannot make the file, naming the problem', () => {
+    const m = JSON.parse(encodeManifest(withParts()).toString()) as Record<string, unknown> & {
+      entries: Array<Record<string, unknown> & {parts?: Array<Record<string, unknown>>}>
+    }
+    const wal = m.entries.findIndex((e) => e.path === 'wal')
+    const edit = (f: (parts: Array<Record<string, unknown>>, entry: Record<string, unknown>) => void) => {
+      const copy = structuredClone(m)
+      f(copy.entries[wal].parts!, copy.entries[wal])
+      return copy
+    }
+
+    type Change = (parts: Array<Record<string, unknown>>, entry: Record<string, unknown>) => void
+    const cases: Array<[Change, RegExp]> = [
+      [(p) => p.splice(0, 1), /\(wal\) has 1 parts: an assembled file has two or more/],
+      [
+        (p) => {
+          p[0].size = 599
+        },
+        /\(wal\) has parts adding up to 999 bytes, not its size 1000/,
+      ],
+      [
+        (p) => {
+          p[0].in = 'b9'
+        },
+        /\(wal\) has a part in backup b9, which is not in the chain/,
+      ],
+      [(p) => p.reverse(), /\(wal\) has parts out of the chain's order/],
+      [
+        (p) => {
+          p[1].in = 'b1'
+        },
+        /\(wal\) has parts out of the chain's order/,
+      ],
+      [
+        (_p, e) => {
+          e.in = 'b1'
+        },
+        /\(wal\) lives in backup b1, but its last part in b2/,
+      ],
+      [
+        (p) => {
+          p[0].size = 0
+          p[1].size = 1000
+        },
+        /\(wal\) has an empty part/,
+      ],
+      [
+        (p) => {
+          p[1].extra = 1
+        },
+        /parts\[1\] has unknown keys: extra/,
+      ],
+      [
+        (p) => {
+          p[1].sha256 = 'x'
+        },
+        /parts\[1\] has an invalid sha256/,
+      ],
+    ]
+    for (const [change, message] of cases) expect(decodeError(edit(change)).message).toMatch(message)
+    // Parts in a format 1 manifest: an older writer never made them, a newer one says format 2.
+    expect(decodeError({...m, format: 1}).message).toMatch(/manifest format 1 does not match its entries/)
+  })
+
   it('refuses what is not a well-formed manifest, naming the problem', () => {
     const m = JSON.parse(encodeManifest(base()).toString()) as Record<string, unknown> & {
       entries: Record<string, unknown>[]
@@ -82,10 +178,17 @@ describe('manifest', () => {
     expect(
       decodeError(
         edit((x) => {
+          x.format = 3
+        }),
+      ).message,
+    ).toMatch(/manifest format 3 is not supported \(this version reads 1 and 2\)/)
+    expect(
+      decodeError(
+        edit((x) => {
           x.format = 2
         }),
       ).message,
-    ).toMatch(/format 2 is not supported/)
+    ).toMatch(/manifest format 2 does not match its entries/)
     expect(
       decodeError(
         edit((x) => {

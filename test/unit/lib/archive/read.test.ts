@@ -3,7 +3,7 @@
  * hide them behind a key the attacker also has). Each must be refused as an integrity error,
  * with nothing written outside the destination.
  */
-import {lstat, mkdir, readdir, symlink, writeFile} from 'node:fs/promises'
+import {lstat, mkdir, readdir, readFile, symlink, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {Readable} from 'node:stream'
 import tar from 'tar-stream'
@@ -311,3 +311,133 @@ describe.skipIf(!isRoot)(
     })
   },
 )
+
+/** A manifest of chain [old, evil] where `f` is assembled: 5 bytes in old, `tail` appended in evil. */
+const assembled = (tail: string, others: Item[] = []): Manifest => {
+  const m = manifestFor(others)
+  const f: ManifestEntry = {
+    in: 'evil',
+    mode: 0o644,
+    mtimeMs: 1000,
+    parts: [
+      {in: 'old', sha256: sha256(Buffer.from('start')), size: 5},
+      {in: 'evil', sha256: sha256(Buffer.from(tail)), size: Buffer.byteLength(tail)},
+    ],
+    path: 'f',
+    sha256: sha256(Buffer.from(`start${tail}`)),
+    size: 5 + Buffer.byteLength(tail),
+    type: 'file',
+  }
+  return {
+    ...m,
+    chain: ['old', 'evil'],
+    entries: [...m.entries, f].sort((a, b) => comparePaths(a.path, b.path)),
+    format: 2,
+    type: 'incremental',
+  }
+}
+
+/** Read with the manifest as manifest.age would give it: refused, nothing outside dest. */
+async function refusedAgainst(archive: Buffer, manifest: Manifest, message: RegExp, write = true): Promise<void> {
+  const error = await readArchive({
+    decrypt: null,
+    dest: write ? dest : undefined,
+    expectedManifest: manifest,
+    input: Readable.from([archive]),
+    label: 'evil',
+  }).catch((error_: unknown) => error_)
+  expect(error).toBeInstanceOf(BrError)
+  expect((error as BrError).code).toBe('integrity')
+  expect((error as BrError).message).toMatch(message)
+  expect(await readdir(outside)).toEqual([])
+  await freshDest()
+}
+
+describe('appended bytes (append/<path>)', () => {
+  it('accepts the honest one: the tail at its offset, the file at its full size', async () => {
+    const m = assembled('-tail')
+    await readArchive({
+      decrypt: null,
+      dest,
+      expectedManifest: m,
+      input: Readable.from([await craft([file('append/f', '-tail')], m)]),
+    })
+    const bytes = await readFile(join(dest, 'f'))
+    expect(bytes.length).toBe(10)
+    expect(bytes.subarray(5).toString()).toBe('-tail')
+  })
+
+  it('appended bytes the manifest does not place, or places as a whole file', async () => {
+    const a = [file('data/a', 'a')]
+    await refusedAgainst(
+      await craft([...a, file('append/x', 'smuggled')], manifestFor(a)),
+      manifestFor(a),
+      /evil: refusing archive entry "append\/x": its manifest has no earlier part to append it to/,
+    )
+    await refusedAgainst(
+      await craft([...a, file('append/x', 'smuggled')], manifestFor(a)),
+      manifestFor(a),
+      /evil: x is in the archive but not in its manifest/,
+      false,
+    )
+    await refusedAgainst(
+      await craft([file('append/a', 'a')], manifestFor(a)),
+      manifestFor(a),
+      /evil: a is appended bytes in the archive, but its manifest says the archive holds it whole/,
+      false,
+    )
+  })
+
+  it('a whole file where the manifest says appended bytes, or other bytes', async () => {
+    const m = assembled('-tail')
+    await refusedAgainst(
+      await craft([file('data/f', 'start-tail')], m),
+      m,
+      /evil: f is whole in the archive, but its manifest says the archive holds the bytes appended to it/,
+    )
+    await refusedAgainst(
+      await craft([file('append/f', '-TAIL')], m),
+      m,
+      /evil: the bytes appended to f does not match its SHA-256 in the manifest/,
+    )
+    await refusedAgainst(
+      await craft([file('append/f', '-tail!')], m),
+      m,
+      /the bytes appended to f is 6 bytes in the archive, 5 in the manifest/,
+    )
+  })
+
+  it('as anything but a file, outside the tree, or twice', async () => {
+    const m = assembled('-tail')
+    await refusedAgainst(
+      await craft([dir('append/f')], m),
+      m,
+      /"append\/f": appended bytes must be a file, not a directory/,
+    )
+    await refusedAgainst(
+      await craft([link('append/f', 'x')], m),
+      m,
+      /"append\/f": appended bytes must be a file, not a symlink/,
+    )
+    await refusedAgainst(
+      await craft([file('append/../f', '-tail')], m),
+      m,
+      /"append\/..\/f": its path is absolute, empty or has/,
+    )
+    await refusedAgainst(
+      await craft([file('append/', '-tail')], m),
+      m,
+      /"append\/": its path is absolute, empty or has/,
+    )
+    await refusedAgainst(
+      await craft([file('data/f', 'start'), file('append/f', '-tail')], m),
+      m,
+      /"append\/f": it appears twice/,
+    )
+    await refusedAgainst(
+      await craft([link('data/l', '.'), file('append/l/f', '-tail')], m),
+      m,
+      /"append\/l\/f": it lies beneath the symlink l/,
+    )
+  })
+})

@@ -3,15 +3,16 @@
  * unchanged by size and mtime, what --checksum decides by content, what was deleted, and that
  * directories and symlinks always go into the archive.
  */
-import {appendFile, rm, utimes, writeFile} from 'node:fs/promises'
+import {appendFile, rm, truncate, utimes, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 
-import type {Manifest} from '../../../../src/lib/archive/types.js'
+import type {FileEntry, Manifest} from '../../../../src/lib/archive/types.js'
+import type {ScannedFile} from '../../../../src/lib/archive/walk.js'
 
 import {ROOT_PATH, scanDataDir} from '../../../../src/lib/archive/walk.js'
 import {excludeList} from '../../../../src/lib/backup/backup.js'
-import {planIncremental} from '../../../../src/lib/backup/plan.js'
+import {GREW_FROM_MIN, planIncremental} from '../../../../src/lib/backup/plan.js'
 import {ManifestCache} from '../../../../src/lib/repo/manifest-cache.js'
 import {optionsFor, takeBackup} from '../../../helpers/backup.js'
 import {tempDir} from '../../../helpers/cli.js'
@@ -66,9 +67,43 @@ describe('planIncremental', () => {
     const plan = await planIncremental(await scanDataDir(dataDir, {exclude}), base, {checksum: false, root: dataDir})
     expect(files(plan.toPack).sort()).toEqual([HK, 'local/new', WAL])
     expect(plan.deleted).toEqual(base.entries.filter((e) => e.path.startsWith('etl')).map((e) => e.path))
-    expect(plan.changedBytes).toBe(
-      (base.entries.find((e) => e.path === WAL) as {size: number}).size + 4 + 'hakeeper 1\n'.length + 3,
-    )
+    // The WAL grew: its new bytes count, and the packer is told the base's entry (write.ts packs
+    // only what comes after it, if the file still begins with it).
+    expect(plan.changedBytes).toBe(4 + 'hakeeper 1\n'.length + 3)
+    expect(plan.grown).toBe(1)
+    const wal = plan.toPack.find((e) => e.path === WAL) as ScannedFile
+    expect(wal.grewFrom).toEqual(base.entries.find((e) => e.path === WAL))
+    expect(wal.size).toBe(wal.grewFrom!.size + 4)
+  })
+
+  it('packs a grown file whole when it was under GREW_FROM_MIN in the base, or shrank', async () => {
+    const walBytes = (base.entries.find((e) => e.path === WAL) as {size: number}).size
+    expect(walBytes).toBeGreaterThanOrEqual(GREW_FROM_MIN)
+    await appendFile(join(dataDir, HK), 'grown')
+    await truncate(join(dataDir, WAL), walBytes - 1)
+    const plan = await planIncremental(await scanDataDir(dataDir, {exclude}), base, {checksum: false, root: dataDir})
+    expect(files(plan.toPack).sort()).toEqual([HK, WAL])
+    expect(plan.toPack.every((e) => e.type !== 'file' || e.grewFrom === undefined)).toBe(true)
+    expect(plan.grown).toBe(0)
+    expect(plan.changedBytes).toBe('hakeeper 1\n'.length + 5 + walBytes - 1)
+  })
+
+  it("lists an unchanged file assembled from parts with the base's parts", async () => {
+    const wal = base.entries.find((e) => e.path === WAL) as FileEntry
+    const parts = [
+      {in: 'older', sha256: 'c'.repeat(64), size: wal.size - 10},
+      {in: base.backupId, sha256: 'd'.repeat(64), size: 10},
+    ]
+    const withParts: Manifest = {
+      ...base,
+      entries: base.entries.map((e) => (e.path === WAL ? {...wal, parts} : e)),
+    }
+    const plan = await planIncremental(await scanDataDir(dataDir, {exclude}), withParts, {
+      checksum: false,
+      root: dataDir,
+    })
+    const listed = plan.unchanged.find((e) => e.path === WAL)!
+    expect(listed).toMatchObject({in: base.backupId, parts, sha256: wal.sha256, size: wal.size})
   })
 
   it('--checksum decides by content: a touched file is unchanged, a same-size rewrite with the old mtime is packed', async () => {
