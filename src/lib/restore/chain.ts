@@ -5,18 +5,16 @@
  *
  * Guarantees: every member is present and complete before anything is read (exit 3 naming the
  * missing id otherwise); every archive read is checked against its record and its own manifest;
- * every file of the final manifest must match the member manifest that holds its bytes; owners
+ * every file of the final manifest must match the member manifest that holds its bytes (a file
+ * assembled from parts: each part the member that holds it, and the assembled file its whole
+ * SHA-256: chain-check.ts); owners
  * (archive/owners.ts: by name then number as root, --chown, untouched otherwise), modes and mtimes
  * end as the final manifest says, the data directory's own included. It does not write outside `dest`, nor remove it on
  * failure (the caller owns the staging directory).
  */
-import {createHash} from 'node:crypto'
-import {createReadStream} from 'node:fs'
-import {join} from 'node:path'
 import {performance} from 'node:perf_hooks'
-import {pipeline} from 'node:stream/promises'
 
-import type {DecryptOptions, FileEntry, Manifest, PackProgress} from '../archive/types.js'
+import type {DecryptOptions, Manifest, PackProgress} from '../archive/types.js'
 import type {Repository} from '../repo/repository.js'
 import type {BackupRecord} from '../repo/types.js'
 import type {StepReporter} from '../steps.js'
@@ -25,9 +23,9 @@ import {Breather} from '../archive/breather.js'
 import {type Ids, ownerPlan} from '../archive/owners.js'
 import {readArchive} from '../archive/read.js'
 import {applyTreeMetadata} from '../archive/tree-writer.js'
-import {integrityError} from '../errors.js'
 import {formatBytes, formatDuration} from '../format.js'
 import {keysFor, readManifest} from '../repo/catalog.js'
+import {checkAssembled, checkFinalManifest} from './chain-check.js'
 
 export interface ReadChainOptions {
   /** restore --chown: every entry gets this owner */
@@ -140,80 +138,6 @@ export async function readChain(options: ReadChainOptions): Promise<{bytes: numb
 
   // The backup's own file set, every file of it checked: not the sum of what the chain's archives held.
   return {bytes: totalBytes, files: totalFiles}
-}
-
-/** The files assembled from parts under `dest`, each hashed whole against the final manifest. */
-async function checkAssembled(dest: string, finalManifest: Manifest, signal?: AbortSignal): Promise<void> {
-  for (const e of finalManifest.entries) {
-    if (e.type !== 'file' || !e.parts) continue
-    const hash = createHash('sha256')
-    // eslint-disable-next-line no-await-in-loop -- one file at a time; assembled files are few
-    await pipeline(createReadStream(join(dest, ...e.path.split('/')), {highWaterMark: 1024 * 1024, signal}), hash)
-    if (hash.digest('hex') !== e.sha256) {
-      throw integrityError(
-        `backup ${finalManifest.backupId}: ${e.path}, assembled from its ${e.parts.length} parts, does not match its SHA-256`,
-        'the chain is inconsistent: restore another backup',
-      )
-    }
-  }
-}
-
-/**
- * Every file's bytes come from a member whose own manifest has the same content for that path;
- * each part of an assembled file, from the member that holds it, whose manifest lists the file
- * as the parts up to that one.
- */
-function checkFinalManifest(finalManifest: Manifest, manifests: Map<string, Manifest>): void {
-  const byMember = new Map<string, Map<string, FileEntry>>()
-  for (const [id, m] of manifests) {
-    byMember.set(id, new Map(m.entries.filter((e): e is FileEntry => e.type === 'file').map((e) => [e.path, e])))
-  }
-
-  for (const e of finalManifest.entries) {
-    if (e.type !== 'file') continue
-    const files = byMember.get(e.in)
-    if (!files) {
-      throw integrityError(
-        `backup ${finalManifest.backupId}: ${e.path} lives in backup ${e.in}, which was not read`,
-        'the chain is inconsistent: restore another backup',
-      )
-    }
-
-    const there = files.get(e.path)
-    if (!there || there.sha256 !== e.sha256 || there.size !== e.size || there.in !== e.in || !sameParts(there, e)) {
-      throw integrityError(
-        `backup ${finalManifest.backupId}: ${e.path} is not in backup ${e.in} as its manifest says`,
-        'the chain is inconsistent: restore another backup',
-      )
-    }
-
-    // The earlier parts: their member held the file as the parts up to theirs (the first, whole).
-    let size = 0
-    for (const [i, part] of (e.parts ?? []).slice(0, -1).entries()) {
-      size += part.size
-      const held = byMember.get(part.in)?.get(e.path)
-      const upTo = e.parts!.slice(0, i + 1)
-      const same =
-        held !== undefined &&
-        held.in === part.in &&
-        held.size === size &&
-        (i === 0 ? !held.parts && held.sha256 === part.sha256 : sameParts(held, {parts: upTo}))
-      if (!same) {
-        throw integrityError(
-          `backup ${finalManifest.backupId}: part ${i + 1} of ${e.path} is not in backup ${part.in} as its manifest says`,
-          'the chain is inconsistent: restore another backup',
-        )
-      }
-    }
-  }
-}
-
-function sameParts(a: Pick<FileEntry, 'parts'>, b: Pick<FileEntry, 'parts'>): boolean {
-  if (!a.parts || !b.parts) return a.parts === b.parts
-  return (
-    a.parts.length === b.parts.length &&
-    a.parts.every((p, i) => p.in === b.parts![i].in && p.sha256 === b.parts![i].sha256 && p.size === b.parts![i].size)
-  )
 }
 
 /** readChain as a step reports it: progress lines, then what was verified and how long it took. */
