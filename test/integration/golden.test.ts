@@ -1,6 +1,6 @@
 /**
- * The golden repositories (test/fixtures/golden, made once by its make.mjs, which says how each
- * was made): every later version of moctl br must read them. Each golden backup verifies and
+ * The golden repositories (test/fixtures/golden, made once by its make.mjs and make-appended.mjs,
+ * which say how each was made): every later version of moctl br must read them. Each golden backup verifies and
  * restores to the tree its source had, byte for byte, with its modes and mtimes; each corrupted
  * copy fails with exit 3 and a message naming what is wrong, leaving no target behind; `list
  * --json` gives back the committed records. A change that stops reading record format 1 or 2, the
@@ -196,6 +196,11 @@ describe('the golden fixtures are what make.mjs says', () => {
         expected.goldens['chain-incremental-1'].id,
         expected.goldens['chain-incremental-2'].id,
       ],
+      type: 'incremental',
+    })
+    // appended/ (make-appended.mjs): manifest format 2, a WAL assembled from the parts of a chain of three.
+    expect(await record('appended-incremental-2')).toMatchObject({
+      chain: ['appended-full', 'appended-incremental-1', 'appended-incremental-2'].map((n) => expected.goldens[n].id),
       type: 'incremental',
     })
     const pass = expected.goldens.passphrase
