@@ -1,7 +1,7 @@
 /**
  * keepFreedMemory (src/lib/archive/heap.ts, the built one): after it, a process that allocates
  * 40 MiB in 1 MiB buffers, frees them and allocates them again finds the memory still in malloc's
- * heap (a few hundred page faults the second time, a quarter of the first under load), where a
+ * heap (a few hundred page faults the second time, at most half of the first under load), where a
  * process without it faults the 40 MiB in again (~10,000). glibc only: other libcs have no such thresholds, and it is skipped by name.
  */
 import {spawnSync} from 'node:child_process'

@@ -21,8 +21,8 @@ export const MANIFEST_ENTRY = 'MANIFEST.json'
 export const DATA_PREFIX = 'data/'
 /**
  * The bytes appended to `data/<path>` since an earlier backup of the chain held it (manifest
- * `parts`): by hand, `cat append/<path> >> data/<path>` after extracting the chain's archives
- * oldest first.
+ * `parts`): by hand, extract the chain's archives oldest first and, after each one, `cat
+ * append/<path> >> data/<path>` (README, "The repository").
  */
 export const APPEND_PREFIX = 'append/'
 

@@ -8,9 +8,12 @@
  * is done with, and decompresses the next frames into those buffers (loan.ts).
  *
  * Guarantees: nothing is written outside `dest`: entries named with `..`, absolute or empty
- * segments, names outside data/, types other than file/dir/symlink, entries beneath a symlink
- * (from the archive or already in `dest`), and duplicates are refused (integrity, exit 3); files
- * are created exclusively, never through or over what is there. No symlink may lead out once
+ * segments, names outside data/ (and append/, a file's appended bytes, a file only), types other
+ * than file/dir/symlink, entries beneath a symlink (from the archive or already in `dest`), and
+ * duplicates are refused (integrity, exit 3); files are created exclusively, never through or
+ * over what is there, but for the paths `into` names: files a newer archive of the chain created,
+ * whose earlier part this archive holds, written into without following a symlink, at the offset
+ * the expected manifest gives (an `append/` entry without one is refused). No symlink may lead out once
  * every symlink of the tree is followed: each is resolved when it arrives against the links known
  * so far (this archive's, and those `links` says a newer archive of the chain already made in
  * `dest`), and all of them again at the end, so no order of entries gets one past; links are
@@ -26,6 +29,8 @@
  * up: on failure `dest` may hold a partial tree, which the caller owns (restore removes its
  * staging dir), and it does not fsync (restore swaps only after the whole tree verified).
  */
+import type {Hash} from 'node:crypto'
+
 import {posix} from 'node:path'
 import {type Duplex, type Readable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
@@ -52,6 +57,11 @@ const MAX_MANIFEST = 1024 * 1024 * 1024
 const PROGRESS_MS = 200
 
 export interface ReadArchiveOptions {
+  /**
+   * verify of a chain read oldest first: the files of which this archive holds a part (path →
+   * the whole file's hash, restore/chain-check.ts assemblingHashes); their bytes go into it too
+   */
+  assemble?: Map<string, Hash>
   /** null: the archive is not encrypted */
   decrypt: DecryptOptions | null
   /** where to write the tree (an empty or staging directory); undefined = verify only */
@@ -367,7 +377,9 @@ class EntryReader {
     // chunk: once a chunk is taken, nothing before its end is held anywhere.
     const start = dataStart(entry)
     const doneWith = start === undefined ? undefined : this.doneWith
+    const whole = this.options.assemble?.get(path)
     for await (const chunk of entry as AsyncIterable<Buffer>) {
+      whole?.update(chunk)
       seen.size += chunk.length
       this.progress.bytesDone += chunk.length
       const wait = this.sink.write(chunk)

@@ -5,7 +5,8 @@
  * Guarantees: nothing is created outside `root`: every parent directory is checked once (lstat: a
  * real directory, not a symlink planted in a non-empty root) before anything is created in it,
  * and symlinks are created exclusively, never through or over what is there; files are created
- * exclusively by file-sink.ts, at the paths `prepareFile` checked (runs of 64 KiB of zeros left as
+ * exclusively by file-sink.ts (or, for a part of a file a newer archive of the chain made, opened
+ * without following a symlink), at the paths `prepareFile` checked (runs of 64 KiB of zeros left as
  * holes, so a sparse file stays sparse). Metadata is applied in one
  * pass over a manifest, at the end, when every byte is in place: owners (as an OwnerPlan says:
  * see owners.ts), modes (without setuid, setgid and sticky unless kept) and mtimes, dirs last and
@@ -46,7 +47,8 @@ export class TreeWriter {
 
   /**
    * Where a new file goes: its absolute path, once its parent directories are checked (and made).
-   * The file itself is created exclusively, written and hashed by file-sink.ts.
+   * The file itself is created exclusively (or written into, for a part of a file a newer archive
+   * of the chain made), written and hashed by file-sink.ts.
    */
   async prepareFile(path: string): Promise<string> {
     await this.ensureDir(posix.dirname(path))

@@ -252,20 +252,25 @@ function* readChunks(path: string, options: ReadOptions & {to?: number}): Genera
 }
 
 /**
- * The SHA-256 of the first `size` bytes of the file at `path` under `root`, or undefined when it
- * is shorter; the hash is left open, to go on over the bytes after them.
+ * The SHA-256 of the first `size` bytes of the scanned file `entry` under `root`, or undefined
+ * when it is shorter; the hash is left open, to go on over the bytes after them.
  */
-export function hashPrefix(root: string, path: string, size: number, options: ReadOptions = {}): Hash | undefined {
+export function hashPrefix(
+  root: string,
+  entry: ScannedFile,
+  size: number,
+  options: ReadOptions = {},
+): Hash | undefined {
   const hash = createHash('sha256')
   let read = 0
   try {
-    for (const chunk of readChunks(join(root, path), {...options, from: 0, to: size})) {
+    for (const chunk of readChunks(join(root, entry.path), {...options, from: 0, to: size})) {
       hash.update(chunk)
       read += chunk.length
       options.buffers?.give(chunk)
     }
   } catch (error) {
-    throw explainReadError({path, size}, error)
+    throw explainReadError(entry, error)
   }
 
   return read === size ? hash : undefined

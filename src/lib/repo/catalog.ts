@@ -14,7 +14,6 @@
 import type {DecryptOptions, Manifest} from '../archive/types.js'
 import type {RepoAddress} from './address.js'
 import type {ObjectInfo} from './backend.js'
-import type {BackupRecord} from './types.js'
 
 import {decryptBuffer} from '../archive/age.js'
 import {decodeManifest} from '../archive/manifest.js'
@@ -22,6 +21,7 @@ import {BrError, integrityError, usageError} from '../errors.js'
 import {sha256Hex} from '../hash.js'
 import {authenticate, checkManifestBinding, NO_TRUST, type TrustPolicy, unauthenticatedWarning} from './authenticity.js'
 import {openRepository, type Repository} from './repository.js'
+import {type BackupRecord, RECORD_FORMAT_PARTS} from './types.js'
 
 export interface CheckedBackup {
   /** undefined when no keys were asked for (verify --quick) */
@@ -70,6 +70,14 @@ export async function readManifest(repo: Repository, record: BackupRecord, keys:
   )
   if (manifest.backupId !== record.id)
     throw integrityError(`backup ${record.id}: its manifest belongs to backup ${manifest.backupId}`)
+  // A manifest with parts comes with a record that says so (format 3): one without would let an
+  // older version find the manifest "corrupted" instead of saying it needs a newer one.
+  if ((manifest.format === 2) !== (record.format === RECORD_FORMAT_PARTS)) {
+    throw integrityError(
+      `backup ${record.id}: record format ${record.format} does not match its manifest's format ${manifest.format}`,
+    )
+  }
+
   checkManifestBinding(record, manifest)
   return manifest
 }

@@ -5,9 +5,18 @@
 import type {EncryptOptions} from '../archive/types.js'
 
 export const REPO_FORMAT = 1
-/** 2: adds `signature`, and the manifest binds the record (repo/authenticity.ts); 1 is still read */
+/**
+ * 2: adds `signature`, and the manifest binds the record (repo/authenticity.ts); 3: the same,
+ * for a backup whose manifest is format 2 (a file assembled from parts), so that a version that
+ * cannot read it says so by the record, before anything; 1 is still read
+ */
 export const RECORD_FORMAT = 2
-export const RECORD_FORMATS_READ: readonly number[] = [1, 2]
+export const RECORD_FORMAT_PARTS = 3
+export const RECORD_FORMATS_READ: readonly number[] = [1, 2, 3]
+
+/** The record format of a backup whose manifest has `manifestFormat` (archive/manifest.ts). */
+export const recordFormatFor = (manifestFormat: number): number =>
+  manifestFormat === 2 ? RECORD_FORMAT_PARTS : RECORD_FORMAT
 
 /** <repo>/moctl-br.json */
 export interface RepoInfo {

@@ -1,23 +1,63 @@
-import {createHash} from 'node:crypto'
-import {createReadStream} from 'node:fs'
-import {join} from 'node:path'
-import {pipeline} from 'node:stream/promises'
-
 /**
  * A chain's manifests against one another, and an assembled file against its manifest: the checks
- * restore/chain.ts makes once it has read a chain.
+ * restore/chain.ts makes before it reads a chain's archives, and after.
  *
  * Guarantees: every file of the final manifest comes from a member whose own manifest lists it
  * with the same content (size, SHA-256, the backup that holds it, its parts); each part of a file
  * assembled from parts comes from the member that holds it, whose manifest lists the file as the
  * parts up to that one (the first part: the file whole); an assembled file under a restore's
- * destination hashes to its whole SHA-256. Each failure is an integrity error naming the backup
+ * destination, or hashed part after part while verify read the chain oldest first, hashes to its
+ * whole SHA-256. Each failure is an integrity error naming the backup
  * and the path. It does not read archives (read.ts, with manifest-check.ts, checks each archive
  * against its own manifest).
  */
+import {createHash, type Hash} from 'node:crypto'
+import {createReadStream} from 'node:fs'
+import {join} from 'node:path'
+import {pipeline} from 'node:stream/promises'
+
 import type {FileEntry, Manifest} from '../archive/types.js'
 
 import {integrityError} from '../errors.js'
+
+/**
+ * A hash for each file of `finalManifest` assembled from parts, and for each member the paths
+ * whose part it holds: verify (which reads the chain oldest first) hashes each part into its
+ * file's as it passes (read.ts `assemble`).
+ */
+export function assemblingHashes(finalManifest: Manifest): {
+  byMember: Map<string, Map<string, Hash>>
+  byPath: Map<string, Hash>
+} {
+  const byMember = new Map<string, Map<string, Hash>>()
+  const byPath = new Map<string, Hash>()
+  for (const e of finalManifest.entries) {
+    if (e.type !== 'file' || !e.parts) continue
+    const hash = createHash('sha256')
+    byPath.set(e.path, hash)
+    for (const part of e.parts) {
+      let paths = byMember.get(part.in)
+      if (!paths) byMember.set(part.in, (paths = new Map()))
+      paths.set(e.path, hash)
+    }
+  }
+
+  return {byMember, byPath}
+}
+
+/** Each assembled file, hashed part after part as the chain was read, against its whole SHA-256. */
+export function checkAssembledHashes(finalManifest: Manifest, byPath: Map<string, Hash>): void {
+  for (const e of finalManifest.entries) {
+    if (e.type !== 'file' || !e.parts) continue
+    if (byPath.get(e.path)?.digest('hex') !== e.sha256) throw notAssembled(finalManifest, e)
+  }
+}
+
+const notAssembled = (m: Manifest, e: FileEntry) =>
+  integrityError(
+    `backup ${m.backupId}: ${e.path}, assembled from its ${e.parts?.length} parts, does not match its SHA-256`,
+    'the chain is inconsistent: restore another backup',
+  )
 
 /** The files assembled from parts under `dest`, each hashed whole against the final manifest. */
 export async function checkAssembled(dest: string, finalManifest: Manifest, signal?: AbortSignal): Promise<void> {
@@ -26,12 +66,7 @@ export async function checkAssembled(dest: string, finalManifest: Manifest, sign
     const hash = createHash('sha256')
     // eslint-disable-next-line no-await-in-loop -- one file at a time; assembled files are few
     await pipeline(createReadStream(join(dest, ...e.path.split('/')), {highWaterMark: 1024 * 1024, signal}), hash)
-    if (hash.digest('hex') !== e.sha256) {
-      throw integrityError(
-        `backup ${finalManifest.backupId}: ${e.path}, assembled from its ${e.parts.length} parts, does not match its SHA-256`,
-        'the chain is inconsistent: restore another backup',
-      )
-    }
+    if (hash.digest('hex') !== e.sha256) throw notAssembled(finalManifest, e)
   }
 }
 

@@ -25,7 +25,7 @@ import {readArchive} from '../archive/read.js'
 import {applyTreeMetadata} from '../archive/tree-writer.js'
 import {formatBytes, formatDuration} from '../format.js'
 import {keysFor, readManifest} from '../repo/catalog.js'
-import {checkAssembled, checkFinalManifest} from './chain-check.js'
+import {assemblingHashes, checkAssembled, checkAssembledHashes, checkFinalManifest} from './chain-check.js'
 
 export interface ReadChainOptions {
   /** restore --chown: every entry gets this owner */
@@ -83,32 +83,40 @@ export async function readChain(options: ReadChainOptions): Promise<{bytes: numb
   const progressTotal = whole
     ? {bytes: members.reduce((n, m) => n + m.sizes.archived, 0), files: 0}
     : {bytes: totalBytes, files: totalFiles}
+  // Restore reads the archives it needs newest first (the newest that holds a file's bytes
+  // creates it); verify reads every one, oldest first, so that an assembled file's parts pass in
+  // order and are hashed whole as they do.
+  const toRead = options.dest
+    ? [...members].reverse().filter((m) => m.id === target.id || fromMember.has(m.id))
+    : members
+  // Every manifest first: the chain must agree with itself before a byte is written.
   const manifests = new Map<string, Manifest>([[target.id, finalManifest]])
+  for (const record of toRead) {
+    // eslint-disable-next-line no-await-in-loop -- a chain's manifests are few
+    if (record.id !== target.id) manifests.set(record.id, await readManifest(repo, record, options.keys))
+  }
+
+  checkFinalManifest(finalManifest, manifests)
+  const assembling = options.dest ? undefined : assemblingHashes(finalManifest)
   // The symlinks restored so far (newest archive first): each archive's links resolve in this tree.
   const links = new Map<string, string>()
   let bytes = 0
   let files = 0
-  for (const record of [...members].reverse()) {
+  for (const record of toRead) {
     const isTarget = record.id === target.id
-    const wanted = fromMember.get(record.id) ?? new Set<string>()
-    // Restoring: an older archive whose files were all superseded or deleted has nothing to give.
-    if (options.dest && !isTarget && wanted.size === 0) continue
-    const keys = keysFor(record, options.keys)
-    // eslint-disable-next-line no-await-in-loop
-    const manifest = isTarget ? finalManifest : await readManifest(repo, record, options.keys)
-    manifests.set(record.id, manifest)
     const before = {bytes, files}
     // eslint-disable-next-line no-await-in-loop
     const result = await readArchive({
-      decrypt: keys,
+      assemble: assembling?.byMember.get(record.id),
+      decrypt: keysFor(record, options.keys),
       dest: options.dest,
       expected: {sha256: record.archive.sha256, size: record.archive.size},
-      expectedManifest: manifest,
+      expectedManifest: manifests.get(record.id),
       input: repo.openObjectStream(record.id, record.archive.file, {signal: options.signal}),
       into: intoMember.get(record.id),
       label: `backup ${record.id}`,
       links,
-      only: isTarget ? undefined : wanted,
+      only: isTarget ? undefined : (fromMember.get(record.id) ?? new Set()),
       onProgress: (p) =>
         options.onProgress?.({
           bytesDone: before.bytes + p.bytesDone,
@@ -123,9 +131,10 @@ export async function readChain(options: ReadChainOptions): Promise<{bytes: numb
     files += result.files
   }
 
-  checkFinalManifest(finalManifest, manifests)
+  if (assembling) checkAssembledHashes(finalManifest, assembling.byPath)
   if (options.dest) {
-    // Each part was checked as it came; the file they make must be the one the backup hashed whole.
+    // Each part was checked as it came; the file they make must be the one the backup hashed whole
+    // (verify hashed them as they passed, oldest first).
     await checkAssembled(options.dest, finalManifest, options.signal)
     // The one metadata pass of a restore: readArchive writes bytes only, and each file's owner,
     // mode and mtime come from the final manifest, once every archive of the chain is in place.

@@ -81,7 +81,9 @@ function cloneStep(options: BackupOptions): ScriptStep<BackupTrail, Taken, Pick<
     trail.release = () => removeClone(dest)
     trail.writing = where
     const needed = trail.needed?.bytes
-    trail.needed = {bytes: needed ?? 0, what: 'the files to clone'}
+    // A file that grew is cloned whole (its first bytes are hashed again from the clone).
+    const cloned = input.packing.entries.reduce((n, e) => n + (e.type === 'file' ? e.size : 0), 0)
+    trail.needed = {bytes: cloned, what: 'the files to clone'}
     await input.dataDirLock?.update({scratch: [dest]})
     const clone = await cloneFiles(options.dataDir, dest, input.packing.entries, {
       onProgress: (done, total) => report.progress({bytesDone: 0, bytesTotal: 0, filesDone: done, filesTotal: total}),

@@ -3,11 +3,12 @@
  * batches here, so that a few small files already go through the worker and across batch
  * boundaries: the bytes and SHA-256 of every file, holes, hash-only files, many empty files (a
  * batch sent for its operations alone), exclusive creation (an existing file or a symlink at the
- * name is an error, and the target of the link is untouched), a full disk, and an abandoned sink:
+ * name is an error, and the target of the link is untouched), a file written from parts (at an
+ * offset, into the file a newer part made: never through a symlink), a full disk, and an abandoned sink:
  * each failure leaves no worker running and no file descriptor open.
  */
 import {createHash} from 'node:crypto'
-import {lstatSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync} from 'node:fs'
+import {lstatSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync} from 'node:fs'
 import {mkdtemp, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -129,6 +130,75 @@ describe('file sink', () => {
     expect(openFds()).toBe(fds)
     expect(readFileSync(join(dir, 'link-target'), 'utf8')).toBe('untouched')
     expect(lstatSync(join(dir, `before-${name}`)).size).toBe(2 * BATCH)
+  })
+
+  it('writes a file from parts: the newest at its offset in a new file, the older ones into it, holes kept', async () => {
+    const {mkdir} = await import('node:fs/promises')
+    const out = join(dir, 'parts')
+    await rm(out, {force: true, recursive: true})
+    await mkdir(out)
+    const zeros = Buffer.alloc(3 * 64 * 1024)
+    // Offsets not on a 64 KiB boundary, zero runs across the batches and at the ends of parts.
+    const parts = [
+      Buffer.concat([bytesOf(37_856, 1), zeros]),
+      Buffer.concat([zeros, bytesOf(2 * BATCH + 5, 2), zeros.subarray(0, 70_000)]),
+      Buffer.concat([bytesOf(1000, 3), zeros, bytesOf(12_345, 4)]),
+    ]
+    const whole = Buffer.concat(parts)
+    const offsets = [0, parts[0].length, parts[0].length + parts[1].length]
+    const fds = openFds()
+    const sink = new FileSink({batchBytes: BATCH})
+    const digests = []
+    // As restore reads a chain: the newest archive's part creates the file, then the older ones.
+    for (const i of [2, 1, 0]) {
+      const digest = {sha256: ''}
+      sink.start(join(out, 'wal'), digest, {into: i !== 2, offset: offsets[i]})
+      for (let at = 0; at < parts[i].length; at += 10_000) {
+        const wait = sink.write(parts[i].subarray(at, at + 10_000))
+        if (wait) await wait
+      }
+
+      await sink.end()
+      digests[i] = digest
+    }
+
+    await sink.finish()
+    expect(liveSinkWorkers()).toBe(0)
+    expect(openFds()).toBe(fds)
+    for (const [i, part] of parts.entries()) expect(digests[i].sha256, `part ${i}`).toBe(sha256(part))
+    expect(readFileSync(join(out, 'wal')).equals(whole)).toBe(true)
+    const info = statSync(join(out, 'wal'))
+    expect(info.mode & 0o777).toBe(0o600)
+    // Most of the zero runs stayed holes.
+    expect(info.blocks * 512).toBeLessThan(info.size - zeros.length)
+  })
+
+  it.each([
+    ['a symlink', 'ELOOP', (path: string) => symlinkSync(join(dir, 'link-target'), path)],
+    ['a directory', 'EISDIR', (path: string) => mkdirSync(path)],
+    ['nothing', 'ENOENT', () => {}],
+  ])('writes a part into %s: refused (%s), the link target untouched', async (_, code, make) => {
+    writeFileSync(join(dir, 'link-target'), 'untouched')
+    const path = join(dir, `into-${code}`)
+    make(path)
+    const fds = openFds()
+    const sink = new FileSink({batchBytes: BATCH})
+    const digest = {sha256: ''}
+    const failing = (async () => {
+      sink.start(path, digest, {into: true, offset: 10})
+      for (let i = 0; i < 4; i++) {
+        const wait = sink.write(bytesOf(BATCH, i))
+        if (wait) await wait
+      }
+
+      await sink.end()
+      await sink.finish()
+    })()
+    await expect(failing).rejects.toMatchObject({code, path})
+    await sink.close()
+    expect(liveSinkWorkers()).toBe(0)
+    expect(openFds()).toBe(fds)
+    expect(readFileSync(join(dir, 'link-target'), 'utf8')).toBe('untouched')
   })
 
   it('abandoned in the middle of a file: the worker closes it and exits', async () => {

@@ -88,6 +88,21 @@ describe('planIncremental', () => {
     expect(plan.changedBytes).toBe('hakeeper 1\n'.length + 5 + walBytes - 1)
   })
 
+  it('GREW_FROM_MIN is the smallest base size packed as appended bytes', async () => {
+    const wal = base.entries.find((e) => e.path === WAL) as FileEntry
+    const scanned = (await scanDataDir(dataDir, {exclude})).map((e) =>
+      e.path === WAL && e.type === 'file' ? {...e, mtimeMs: e.mtimeMs + 1, size: wal.size + 1} : e,
+    )
+    const at = (size: number) => ({...base, entries: base.entries.map((e) => (e.path === WAL ? {...wal, size} : e))})
+    const grewFrom = async (size: number) => {
+      const plan = await planIncremental(scanned, at(size), {checksum: false, root: dataDir})
+      return (plan.toPack.find((e) => e.path === WAL) as ScannedFile).grewFrom
+    }
+
+    expect(await grewFrom(GREW_FROM_MIN)).toMatchObject({size: GREW_FROM_MIN})
+    expect(await grewFrom(GREW_FROM_MIN - 1)).toBeUndefined()
+  })
+
   it("lists an unchanged file assembled from parts with the base's parts", async () => {
     const wal = base.entries.find((e) => e.path === WAL) as FileEntry
     const parts = [
