@@ -73,6 +73,12 @@ describe('latest', () => {
     const r = await runInProcess(['br', 'verify', 'latest', '--path', repo, '--quick', '--json'])
     expect(r.code, r.stderr).toBe(0)
     expect(JSON.parse(r.stdout)).toMatchObject({id: ids.fullB, ok: true})
+    // The damaged one may be the backup meant (a newer version's record): it is named.
+    expect(r.stderr).toMatch(
+      new RegExp(
+        `Warning: latest is ${ids.fullB}, but a newer backup could not be read: backup ffffffff-ffff-7fff-bfff-ffffffffffff: backup\\.json is not valid JSON`,
+      ),
+    )
   })
 
   it("restore latest is the newest backup of the target data dir, not the repository's", async () => {

@@ -97,10 +97,13 @@ export function decodeManifest(buf: Uint8Array): Manifest {
   const keys = ['backupId', 'chain', 'createdAt', 'deleted', 'entries', 'format', 'type']
   const m = object(value, 'manifest', withOptional(value, keys, 'record', 'root'))
   const format = m.format as Manifest['format']
-  if (!MANIFEST_FORMATS_READ.includes(format))
-    throw bad(
+  if (!MANIFEST_FORMATS_READ.includes(format)) {
+    throw integrityError(
       `manifest format ${JSON.stringify(m.format)} is not supported (this version reads ${MANIFEST_FORMATS_READ.join(' and ')})`,
+      'use the moctl br version that wrote it, or a newer one',
     )
+  }
+
   const backupId = nonEmptyString(m.backupId, 'manifest backupId')
   const chain = array(m.chain, 'manifest chain').map((id, i) => nonEmptyString(id, `manifest chain[${i}]`))
   if (chain.length === 0 || chain.at(-1) !== backupId) throw bad('manifest chain must end with its own backupId')

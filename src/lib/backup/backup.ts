@@ -47,7 +47,7 @@ import {recordBinding, signRecord} from '../repo/authenticity.js'
 import {acquireLock} from '../repo/lock.js'
 import {archiveFileName, manifestFileName} from '../repo/paths.js'
 import {openRepository} from '../repo/repository.js'
-import {type BackupRecord, recordFormatFor} from '../repo/types.js'
+import {type BackupRecord, RECORD_FORMAT} from '../repo/types.js'
 import {type Flow, Script, type ScriptContext, type ScriptStep} from '../steps.js'
 import {TOOL} from '../tool.js'
 import {loadBaseManifest, resolveBase} from './base.js'
@@ -412,7 +412,7 @@ function recordFields(
       type: encrypt.type,
     },
     excluded: source.excluded,
-    format: recordFormatFor(manifest.format),
+    format: RECORD_FORMAT,
     id,
     mode: options.mode,
     sizes: sizesOf(manifest, id),

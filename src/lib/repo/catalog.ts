@@ -14,6 +14,7 @@
 import type {DecryptOptions, Manifest} from '../archive/types.js'
 import type {RepoAddress} from './address.js'
 import type {ObjectInfo} from './backend.js'
+import type {BackupRecord} from './types.js'
 
 import {decryptBuffer} from '../archive/age.js'
 import {decodeManifest} from '../archive/manifest.js'
@@ -21,7 +22,6 @@ import {BrError, integrityError, usageError} from '../errors.js'
 import {sha256Hex} from '../hash.js'
 import {authenticate, checkManifestBinding, NO_TRUST, type TrustPolicy, unauthenticatedWarning} from './authenticity.js'
 import {openRepository, type Repository} from './repository.js'
-import {type BackupRecord, RECORD_FORMAT_PARTS} from './types.js'
 
 export interface CheckedBackup {
   /** undefined when no keys were asked for (verify --quick) */
@@ -47,7 +47,7 @@ export async function checkBackup(
   options: CheckOptions = {},
 ): Promise<CheckedBackup> {
   const repo = await openRepository(address)
-  const record = await repo.getBackup(id, {dataDir: options.dataDir})
+  const record = await repo.getBackup(id, {dataDir: options.dataDir, onWarning: options.onWarning})
   const members = await resolveChain(repo, record)
   const trust = options.trust ?? NO_TRUST
   const unchecked = members.filter((m) => authenticate(m, trust, keys) === 'none')
@@ -70,14 +70,6 @@ export async function readManifest(repo: Repository, record: BackupRecord, keys:
   )
   if (manifest.backupId !== record.id)
     throw integrityError(`backup ${record.id}: its manifest belongs to backup ${manifest.backupId}`)
-  // A manifest with parts comes with a record that says so (format 3): one without would let an
-  // older version find the manifest "corrupted" instead of saying it needs a newer one.
-  if ((manifest.format === 2) !== (record.format === RECORD_FORMAT_PARTS)) {
-    throw integrityError(
-      `backup ${record.id}: record format ${record.format} does not match its manifest's format ${manifest.format}`,
-    )
-  }
-
   checkManifestBinding(record, manifest)
   return manifest
 }

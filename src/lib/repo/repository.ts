@@ -6,7 +6,8 @@
  * ignores folders without one (crashed or running backups) and reports damaged records as
  * integrity errors instead of skipping them silently; deleting removes backup.json first, so a
  * half-deleted backup is never listed as complete. Ids may be given as unique prefixes, or as
- * `latest`: the newest backup whose record reads (of a data dir, or of the repository). It does
+ * `latest`: the newest backup whose record reads (of a data dir, or of the repository; newer ones
+ * whose record does not read are named in a warning). It does
  * not lock: writers take lock.ts's lock.
  */
 import {PassThrough, type Readable, type Writable} from 'node:stream'
@@ -90,6 +91,8 @@ export const LATEST = 'latest'
 export interface ResolveOptions {
   /** `latest` means the newest backup of this data dir (restore's target, backup's --data-dir) */
   dataDir?: string
+  /** told when `latest` passes over newer backups whose record does not read */
+  onWarning?: (message: string) => void
 }
 
 /** A backup whose backup.json exists but does not read (bad JSON, bad shape, another id). */
@@ -222,7 +225,7 @@ export class Repository {
    * `dataDir` when the command has one, else of the whole repository.
    */
   async resolveId(idOrPrefix: string, options: ResolveOptions = {}): Promise<string> {
-    if (idOrPrefix === LATEST) return this.latestId(options.dataDir)
+    if (idOrPrefix === LATEST) return this.latestId(options)
     const ids = await this.completeIds()
     const matches = ids.filter((id) => id.startsWith(idOrPrefix))
     if (matches.length === 0 || idOrPrefix.length === 0) {
@@ -269,8 +272,8 @@ export class Repository {
     return completeIdsOf(await this.backend.list(`${BACKUPS_PREFIX}/`))
   }
 
-  private async latestId(dataDir?: string): Promise<string> {
-    const {records} = await this.scanBackups()
+  private async latestId({dataDir, onWarning}: ResolveOptions): Promise<string> {
+    const {damaged, records} = await this.scanBackups()
     // A repository that holds the backups of one data dir only: its newest is latest wherever it
     // is restored (a disaster-recovery host may put mo-data elsewhere).
     const oneSource = new Set(records.map((r) => r.source.dataDir)).size === 1
@@ -282,6 +285,15 @@ export class Repository {
             `no complete backup of ${dataDir} in ${this.path}: nothing is latest`,
             `\`moctl br list --path ${this.path}\` shows the backups there: name one by its id`,
           )
+    }
+
+    // A newer backup whose record does not read (damaged, or written by a newer version) may be
+    // the one meant: say so, rather than let an older one pass for the latest unseen.
+    const newer = damaged.filter((d) => d.id > latest.id)
+    if (newer.length > 0) {
+      onWarning?.(
+        `latest is ${latest.id}, but ${newer.length === 1 ? 'a newer backup' : `${newer.length} newer backups`} could not be read: ${newer.map((d) => d.reason).join('; ')}`,
+      )
     }
 
     return latest.id

@@ -6,17 +6,13 @@ import type {EncryptOptions} from '../archive/types.js'
 
 export const REPO_FORMAT = 1
 /**
- * 2: adds `signature`, and the manifest binds the record (repo/authenticity.ts); 3: the same,
- * for a backup whose manifest is format 2 (a file assembled from parts), so that a version that
- * cannot read it says so by the record, before anything; 1 is still read
+ * 2: adds `signature`, and the manifest binds the record (repo/authenticity.ts); 1 is still read.
+ * A manifest format of its own says what the archive holds (archive/manifest.ts): a newer record
+ * format would make an older version pass over the backup as damaged, and its `restore latest`
+ * restore an older one without a word.
  */
 export const RECORD_FORMAT = 2
-export const RECORD_FORMAT_PARTS = 3
-export const RECORD_FORMATS_READ: readonly number[] = [1, 2, 3]
-
-/** The record format of a backup whose manifest has `manifestFormat` (archive/manifest.ts). */
-export const recordFormatFor = (manifestFormat: number): number =>
-  manifestFormat === 2 ? RECORD_FORMAT_PARTS : RECORD_FORMAT
+export const RECORD_FORMATS_READ: readonly number[] = [1, 2]
 
 /** <repo>/moctl-br.json */
 export interface RepoInfo {

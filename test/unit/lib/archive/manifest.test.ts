@@ -185,6 +185,13 @@ describe('manifest', () => {
     expect(
       decodeError(
         edit((x) => {
+          x.format = 3
+        }),
+      ).suggestions,
+    ).toEqual(['use the moctl br version that wrote it, or a newer one'])
+    expect(
+      decodeError(
+        edit((x) => {
           x.format = 2
         }),
       ).message,
