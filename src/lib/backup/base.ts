@@ -17,7 +17,7 @@ export async function resolveBase(
   options: {baseId?: string; dataDir: string; force: boolean; host: string; onWarning?: (message: string) => void},
 ): Promise<BackupRecord> {
   if (options.baseId) {
-    const base = await repo.getBackup(options.baseId, {dataDir: options.dataDir})
+    const base = await repo.getBackup(options.baseId, {dataDir: options.dataDir, onWarning: options.onWarning})
     if (!options.force && (base.source.dataDir !== options.dataDir || base.source.host !== options.host)) {
       throw usageError(
         `base ${base.id} was taken from ${base.source.dataDir} on ${base.source.host}, not ${options.dataDir} on ${options.host}`,

@@ -95,6 +95,15 @@ describe('resolveBase', () => {
     const base = await resolveBase(repo, {...here(), onWarning: (w) => warnings.push(w)})
     expect(base.id).toBe(first.id)
     expect(warnings).toEqual([expect.stringMatching(new RegExp(`^backup ${second.id} is damaged and was passed over`))])
+    // --base latest says so too: the damaged one may be the backup meant.
+    warnings.length = 0
+    const named = await resolveBase(repo, {...here({baseId: 'latest'}), onWarning: (w) => warnings.push(w)})
+    expect(named.id).toBe(first.id)
+    expect(warnings).toEqual([
+      expect.stringMatching(
+        new RegExp(`^latest is ${first.id}, but a newer backup could not be read: backup ${second.id}: `),
+      ),
+    ])
   })
 })
 
