@@ -65,9 +65,19 @@ export async function readManifest(repo: Repository, record: BackupRecord, keys:
     throw integrityError(`backup ${record.id}: manifest does not match its checksum in backup.json`)
   }
 
-  const manifest = decodeManifest(
-    await decryptBuffer(manifestBytes, keysFor(record, keys), `backup ${record.id} manifest`),
-  )
+  const plain = await decryptBuffer(manifestBytes, keysFor(record, keys), `backup ${record.id} manifest`)
+  let manifest: Manifest
+  try {
+    manifest = decodeManifest(plain)
+  } catch (error) {
+    // Which backup of a chain: decodeManifest knows only the bytes.
+    if (!(error instanceof BrError)) throw error
+    throw new BrError(error.code, `backup ${record.id}: ${error.message}`, {
+      cause: error.cause,
+      suggestions: error.suggestions,
+    })
+  }
+
   if (manifest.backupId !== record.id)
     throw integrityError(`backup ${record.id}: its manifest belongs to backup ${manifest.backupId}`)
   checkManifestBinding(record, manifest)

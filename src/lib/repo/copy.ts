@@ -123,7 +123,7 @@ export async function copyBackups(options: CopyOptions): Promise<CopyResult> {
   } else {
     for (const id of ids) {
       // eslint-disable-next-line no-await-in-loop -- a few ids, each resolved against the listing
-      wanted.push(await source.getBackup(id))
+      wanted.push(await source.getBackup(id, {onWarning: options.onWarning}))
     }
   }
 

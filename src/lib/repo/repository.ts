@@ -291,8 +291,10 @@ export class Repository {
     // the one meant: say so, rather than let an older one pass for the latest unseen.
     const newer = damaged.filter((d) => d.id > latest.id)
     if (newer.length > 0) {
+      const shown = newer.slice(-3).map((d) => d.reason)
+      const more = newer.length > shown.length ? ` (and ${newer.length - shown.length} more)` : ''
       onWarning?.(
-        `latest is ${latest.id}, but ${newer.length === 1 ? 'a newer backup' : `${newer.length} newer backups`} could not be read: ${newer.map((d) => d.reason).join('; ')}`,
+        `latest is ${latest.id}, but ${newer.length === 1 ? 'a newer backup' : `${newer.length} newer backups`} could not be read: ${shown.join('; ')}${more}; name a backup by its id to use another`,
       )
     }
 

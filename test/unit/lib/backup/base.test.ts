@@ -107,6 +107,28 @@ describe('resolveBase', () => {
   })
 })
 
+describe('latest and the backups whose record does not read', () => {
+  it('names only newer ones, at most three of them', async () => {
+    const made = []
+    for (let i = 0; i < 6; i++) made.push(await takeBackup(optionsFor(dataDir, repoPath)))
+    // The oldest damaged: latest is the newest, and nothing to say.
+    await writeFile(join(repoPath, 'backups', made[0].id, 'backup.json'), '{')
+    const repo = await openRepository(repoPath)
+    const warnings: string[] = []
+    const onWarning = (w: string) => warnings.push(w)
+    expect(await repo.resolveId('latest', {onWarning})).toBe(made[5].id)
+    expect(warnings).toEqual([])
+    // The four newest damaged: latest is the one before them, and the three newest are named.
+    for (const b of made.slice(2)) await writeFile(join(repoPath, 'backups', b.id, 'backup.json'), '{')
+    expect(await repo.resolveId('latest', {onWarning})).toBe(made[1].id)
+    expect(warnings).toHaveLength(1)
+    expect(warnings[0]).toMatch(new RegExp(`^latest is ${made[1].id}, but 4 newer backups could not be read: `))
+    for (const b of made.slice(3)) expect(warnings[0]).toContain(`backup ${b.id}: backup.json is not valid JSON`)
+    expect(warnings[0]).not.toContain(made[2].id)
+    expect(warnings[0]).toMatch(/ \(and 1 more\); name a backup by its id to use another$/)
+  })
+})
+
 describe('loadBaseManifest', () => {
   it('reads the cache the backup filled; without it and without a key, says what to pass', async () => {
     const cache = new ManifestCache(join(tmp.path, 'cache'))

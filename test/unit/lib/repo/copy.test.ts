@@ -120,6 +120,21 @@ describe('copyBackups', () => {
     ])
   })
 
+  it('latest past a newer backup whose record does not read: copies the one before it, and says so', async () => {
+    const from = await sourceCopy()
+    const newest = ids().at(-1)!
+    await writeFile(join(from, 'backups', newest, 'backup.json'), '{')
+    const warnings: string[] = []
+    const to = fresh('target-past-damaged')
+    const result = await copyBackups({from, ids: ['latest'], onWarning: (w) => warnings.push(w), to})
+    expect(result.copied.map((c) => c.id).at(-1)).toBe(ids().at(-2))
+    expect(warnings).toEqual([
+      expect.stringMatching(
+        new RegExp(`^latest is ${ids().at(-2)}, but a newer backup could not be read: backup ${newest}: `),
+      ),
+    ])
+  })
+
   it('--all copies every backup the target lacks, and only those', async () => {
     const [full1, inc1, full2, inc2] = ids()
     const to = fresh('target')

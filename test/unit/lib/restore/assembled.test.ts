@@ -125,6 +125,19 @@ async function forge(repo: string, id: string, change: {walSha256: string}): Pro
   await writeFile(join(dir, 'backup.json'), `${JSON.stringify(record, null, 2)}\n`)
 }
 
+/** The full's manifest rewritten (its WAL's SHA-256), its record's checksums of it made to agree; the archive untouched. */
+async function forgeManifestOnly(repo: string, id: string): Promise<void> {
+  const dir = join(repo, 'backups', id)
+  const record = JSON.parse(await readFile(join(dir, 'backup.json'), 'utf8')) as BackupRecord
+  const manifest = decodeManifest(await readFile(join(dir, record.manifest.file)))
+  const wal = manifest.entries.find((e) => e.path === WAL)!
+  if (wal.type === 'file') wal.sha256 = 'e'.repeat(64)
+  const bytes = encodeManifest(manifest)
+  await writeFile(join(dir, record.manifest.file), bytes)
+  record.manifest = {...record.manifest, plainSha256: sha(bytes), sha256: sha(bytes), size: bytes.length}
+  await writeFile(join(dir, 'backup.json'), `${JSON.stringify(record, null, 2)}\n`)
+}
+
 describe('a file assembled from the parts of a chain', () => {
   it('writes manifest format 2 for the incremental only; both records stay format 2', async () => {
     const dirs = ids.map((id) => join(repoPath, 'backups', id))
@@ -141,6 +154,24 @@ describe('a file assembled from the parts of a chain', () => {
     expect((await readFile(join(target, WAL))).equals(await readFile(join(dataDir, WAL)))).toBe(true)
   })
 
+  it('from a chain that does not agree with itself: refused before any archive is read', async () => {
+    const forged = join(tmp.path, 'disagree')
+    const {cp} = await import('node:fs/promises')
+    await cp(repoPath, forged, {recursive: true})
+    await forgeManifestOnly(forged, ids[0])
+    // The target's archive is damaged too: read first, it would be what fails.
+    const archive = join(forged, 'backups', ids[1], 'data.tar.zst')
+    const bytes = await readFile(archive)
+    bytes[Math.floor(bytes.length / 2)] ^= 0xff
+    await writeFile(archive, bytes)
+    const message = new RegExp(`backup ${ids[1]}: part 1 of ${WAL} is not in backup ${ids[0]} as its manifest says`)
+    expect((await refusal(verify(forged, ids[1]))).message).toMatch(message)
+    const parent = join(tmp.path, 'disagree-restore')
+    await mkdir(parent)
+    expect((await refusal(restore(forged, ids[1], join(parent, 'mo-data')))).message).toMatch(message)
+    expect(await readdir(parent)).toEqual([])
+  })
+
   it('whose parts do not make the file its manifest hashes: refused by verify and restore', async () => {
     const forged = join(tmp.path, 'forged')
     await mkdir(forged)
@@ -150,7 +181,8 @@ describe('a file assembled from the parts of a chain', () => {
     const message = new RegExp(`backup ${ids[1]}: ${WAL}, assembled from its 2 parts, does not match its SHA-256`)
     expect((await refusal(verify(forged, ids[1]))).message).toMatch(message)
     const parent = join(tmp.path, 'forged-restore')
+    await mkdir(parent)
     expect((await refusal(restore(forged, ids[1], join(parent, 'mo-data')))).message).toMatch(message)
-    expect(await readdir(parent).catch(() => [])).toEqual([])
+    expect(await readdir(parent)).toEqual([])
   })
 })
