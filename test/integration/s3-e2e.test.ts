@@ -6,9 +6,10 @@
  * worker, which would make those checks trivially true); the other runs are in process
  * (runInProcess), for CPU.
  *
- * - backup (full, then incremental after a change) → list → verify (and --quick) → restore, the
- *   repository in the bucket; the restored tree equals the source; a recognisable secret key
- *   given in --secret-access-key-file shows in no output and in no object of the bucket;
+ * - backup (full, then incremental after a change and the WAL appended to) → list → verify (and
+ *   --quick) → restore, the repository in the bucket; the restored tree equals the source; a
+ *   recognisable secret key given in --secret-access-key-file shows in no output and in no
+ *   object of the bucket;
  * - a backup killed (SIGKILL) while it uploads its archive leaves nothing listed, and
  *   prune --incomplete-older-than 0 aborts the incomplete multipart upload;
  * - bad credentials, a missing bucket and a dead endpoint: one line each, naming the endpoint and
@@ -17,7 +18,7 @@
  */
 import {spawn} from 'node:child_process'
 import {once} from 'node:events'
-import {readdir, readFile, writeFile} from 'node:fs/promises'
+import {appendFile, readdir, readFile, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
@@ -98,8 +99,13 @@ describe('a chain in the bucket: backup, incremental, list, verify, restore', ()
 
     const full = JSON.parse(ok(await backup('chain', dataDir), 'full').stdout)
     await writeFile(join(dataDir, 'shared', 'new-object'), 'written after the full backup\n')
+    // The WAL (300 kB) grows: the incremental holds its appended bytes only, restored from two archives.
+    await appendFile(join(dataDir, 'logservice-data', 'wal', '0000000001.log'), 'appended after the full backup\n')
     const inc = JSON.parse(ok(await backup('chain', dataDir, '--type', 'incremental'), 'incremental').stdout)
     expect(inc).toMatchObject({base: full.id, type: 'incremental'})
+    expect(inc.sizes.archived).toBe(
+      'written after the full backup\n'.length + 'appended after the full backup\n'.length,
+    )
 
     // The AWS chain: keys from the environment, and DEBUG=* output holds none of them.
     const chainArgs = repoArgs('chain').slice(0, 7)
