@@ -20,6 +20,7 @@ import type {BackupRecord} from '../repo/types.js'
 import type {StepReporter} from '../steps.js'
 
 import {Breather} from '../archive/breather.js'
+import {manifestTotals} from '../archive/manifest.js'
 import {type Ids, ownerPlan} from '../archive/owners.js'
 import {readArchive} from '../archive/read.js'
 import {applyTreeMetadata} from '../archive/tree-writer.js'
@@ -77,12 +78,6 @@ export async function readChain(options: ReadChainOptions): Promise<{bytes: numb
     totalFiles++
   }
 
-  // Progress counts what is read: a restore reads the final file set once; verify reads every
-  // archive of the chain whole (superseded files too), so its total is the archives' own bytes.
-  const whole = !options.dest && members.length > 1
-  const progressTotal = whole
-    ? {bytes: members.reduce((n, m) => n + m.sizes.archived, 0), files: 0}
-    : {bytes: totalBytes, files: totalFiles}
   // Restore reads the archives it needs newest first (the newest that holds a file's bytes
   // creates it); verify reads every one, oldest first, so that an assembled file's parts pass in
   // order and are hashed whole as they do.
@@ -97,6 +92,15 @@ export async function readChain(options: ReadChainOptions): Promise<{bytes: numb
   }
 
   checkFinalManifest(finalManifest, manifests)
+  // Progress counts what is read: every file entry of each archive read, superseded files and
+  // earlier parts of an assembled file included (verified, if not written), so never past 100%.
+  const progressTotal = {bytes: 0, files: 0}
+  for (const record of toRead) {
+    const own = manifestTotals(manifests.get(record.id)!)
+    progressTotal.bytes += own.ownBytes
+    progressTotal.files += own.ownFiles
+  }
+
   const assembling = options.dest ? undefined : assemblingHashes(finalManifest)
   // The symlinks restored so far (newest archive first): each archive's links resolve in this tree.
   const links = new Map<string, string>()

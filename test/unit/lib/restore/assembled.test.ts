@@ -13,6 +13,7 @@ import {Readable} from 'node:stream'
 import tar from 'tar-stream'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
+import type {PackProgress} from '../../../../src/lib/archive/types.js'
 import type {BackupRecord} from '../../../../src/lib/repo/types.js'
 
 import {createCompressor, createDecompressor} from '../../../../src/lib/archive/compress.js'
@@ -20,7 +21,9 @@ import {decodeManifest, encodeManifest} from '../../../../src/lib/archive/manife
 import {BrError} from '../../../../src/lib/errors.js'
 import {localRepo} from '../../../../src/lib/repo/address.js'
 import {recordBinding} from '../../../../src/lib/repo/authenticity.js'
+import {checkBackup} from '../../../../src/lib/repo/catalog.js'
 import {ManifestCache} from '../../../../src/lib/repo/manifest-cache.js'
+import {readChain} from '../../../../src/lib/restore/chain.js'
 import {newRestoreContext, restoreFlow} from '../../../../src/lib/restore/restore.js'
 import {newVerifyContext, verifyFlow} from '../../../../src/lib/restore/verify.js'
 import {runFlow} from '../../../../src/lib/steps.js'
@@ -152,6 +155,24 @@ describe('a file assembled from the parts of a chain', () => {
     const target = join(tmp.path, 'restored', 'mo-data')
     await restore(repoPath, ids[1], target)
     expect((await readFile(join(target, WAL))).equals(await readFile(join(dataDir, WAL)))).toBe(true)
+  })
+
+  it('counts progress by what it reads: it ends at its total, never past it (restore and verify)', async () => {
+    const {manifest, members, repo} = await checkBackup(repoPath, ids[1], decrypt, {trust})
+    const parent = join(tmp.path, 'progress')
+    await mkdir(parent)
+    for (const dest of [join(parent, 'mo-data'), undefined]) {
+      const seen: PackProgress[] = []
+      await readChain({dest, finalManifest: manifest!, keys: decrypt, members, onProgress: (p) => seen.push(p), repo})
+      for (const p of seen) {
+        expect(p.bytesDone).toBeLessThanOrEqual(p.bytesTotal)
+        expect(p.filesDone).toBeLessThanOrEqual(p.filesTotal)
+      }
+
+      // Both archives hold a piece of the WAL: the full its first 200,000 bytes, the incremental 30,000 more.
+      const last = seen.at(-1)!
+      expect(last).toEqual({bytesDone: last.bytesTotal, bytesTotal: 230_000, filesDone: 2, filesTotal: 2})
+    }
   })
 
   it('from a chain that does not agree with itself: refused before any archive is read', async () => {
