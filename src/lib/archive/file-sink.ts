@@ -7,18 +7,19 @@
  * SHA-256 of each file it closed. A file's bytes in one batch are one write (holes aside): the
  * tar's small chunks are coalesced.
  *
- * Guarantees: at most IN_FLIGHT batches exist (being filled, queued or in the worker), so the
- * bytes in flight are bounded whatever the file sizes, and `write` makes its caller wait (the tar,
- * hence decompression) while the disk is behind. Files are created exclusively ('wx', mode 0600:
- * never through a symlink or over what is there), by the absolute path the caller gives (which
- * checked its parents: tree-writer.ts prepareFile); the one exception is a part of a file that a
- * newer archive of the same chain created (restore/chain.ts), opened for writing without
- * following a symlink. Runs of 64 KiB of zeros, aligned from where the bytes start, are left as
- * holes (a file's part lands in a hole no other part writes) and the size set at the end. The first error (a full disk, EIO, an existing
- * name) is the failure, as the file system gave it (code, syscall, path), raised by the next call
- * and by `finish`; nothing is written after it. `close` (or `finish`) leaves no worker running and
- * no file open: the worker closes its file before it exits, and both wait for that. When every
- * file of an archive fits in one batch, it is done on the calling thread and no worker starts.
+ * Guarantees: at most IN_FLIGHT batches exist (being filled, queued or in the worker), so the bytes
+ * in flight are bounded whatever the file sizes, and `write` makes its caller wait (the tar, hence
+ * decompression) while the disk is behind. Files are created exclusively ('wx', mode 0600: never
+ * through a symlink or over what is there), by the absolute path the caller gives (which checked
+ * its parents: tree-writer.ts prepareFile); the one exception is a part of a file that a newer
+ * archive of the same chain created (restore/chain.ts), opened for writing without following a
+ * symlink. Runs of 64 KiB of zeros, aligned from where the bytes start, are left as holes (a file's
+ * part lands in a hole no other part writes) and the size set at the end. The first error (a full
+ * disk, EIO, an existing name) is the failure, as the file system gave it (code, syscall, path),
+ * raised by the next call and by `finish`; nothing is written after it. `close` (or `finish`)
+ * leaves no worker running and no file open: the worker closes its file before it exits, and both
+ * wait for that. When every file of an archive fits in one batch, it is done on the calling thread
+ * and no worker starts.
  *
  * Not: it does not check names, sizes or hashes (read.ts and manifest-check.ts do), does not
  * fsync, and does not remove what it wrote after a failure (the caller owns the directory).

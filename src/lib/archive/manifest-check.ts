@@ -4,10 +4,11 @@
  * this archive, no more and no less.
  *
  * Guarantees: every entry the manifest puts in this archive is there with the same type, size,
- * SHA-256 or target (of a file assembled from parts, its last part, as `append/<path>`); an entry whose bytes the manifest places in another backup of the chain is
- * not; nothing else is; the data directory's own entry is there exactly when the manifest has a
- * `root`. Each failure is an integrity error naming the path. It does not parse manifests
- * (manifest.ts) nor compare a chain's manifests with one another (restore/chain-check.ts).
+ * SHA-256 or target (of a file assembled from parts, its last part, as `append/<path>`); an entry
+ * whose bytes the manifest places in another backup of the chain is not; nothing else is; the data
+ * directory's own entry is there exactly when the manifest has a `root`. Each failure is an
+ * integrity error naming the path. It does not parse manifests (manifest.ts) nor compare a chain's
+ * manifests with one another (restore/chain-check.ts).
  */
 import type {Breather} from './breather.js'
 import type {FileEntry, Manifest} from './types.js'

@@ -114,7 +114,9 @@ export function decodeManifest(buf: Uint8Array): Manifest {
     throw bad(`manifest type ${JSON.stringify(m.type)} is not full or incremental`)
   if (m.type === 'full' && chain.length !== 1) throw bad('a full backup manifest must have a chain of one')
   const deleted = array(m.deleted, 'manifest deleted').map((p, i) => safePath(p, `manifest deleted[${i}]`))
-  const entries = array(m.entries, 'manifest entries').map((e, i) => entry(e, i, chain))
+  // Each member's place in the chain, looked up once per file and part (a million entries, a long chain).
+  const chainIndex = new Map(chain.map((id, i) => [id, i]))
+  const entries = array(m.entries, 'manifest entries').map((e, i) => entry(e, i, chainIndex))
   if (manifestFormat(entries) !== format)
     throw bad(`manifest format ${format} does not match its entries (format 2 exactly when a file has parts)`)
   const links = new Map<string, string>()
@@ -215,7 +217,7 @@ function withOptional(value: unknown, keys: string[], ...optional: string[]): st
   return [...keys, ...optional.filter((k) => k in value)]
 }
 
-function entry(value: unknown, i: number, chain: string[]): ManifestEntry {
+function entry(value: unknown, i: number, chainIndex: Map<string, number>): ManifestEntry {
   const where = `manifest entries[${i}]`
   const type = (value as null | {type?: unknown})?.type
   switch (type) {
@@ -247,9 +249,9 @@ function entry(value: unknown, i: number, chain: string[]): ManifestEntry {
         size: size(e.size, where),
         type,
       }
-      if (!chain.includes(file.in))
+      if (!chainIndex.has(file.in))
         throw bad(`${where} (${file.path}) lives in backup ${file.in}, which is not in the chain`)
-      if (file.parts) checkParts(file, file.parts, chain, where)
+      if (file.parts) checkParts(file, file.parts, chainIndex, where)
       return file
     }
 
@@ -282,14 +284,14 @@ function parts(value: unknown, where: string): FilePart[] {
 }
 
 /** Two or more parts, each in a backup of the chain later than the one before, none empty, adding up to the file. */
-function checkParts(file: FileEntry, list: FilePart[], chain: string[], where: string): void {
+function checkParts(file: FileEntry, list: FilePart[], chainIndex: Map<string, number>, where: string): void {
   const at = `${where} (${file.path})`
   if (list.length < 2) throw bad(`${at} has ${list.length} parts: an assembled file has two or more`)
   let total = 0
   let previous = -1
   for (const part of list) {
-    const index = chain.indexOf(part.in)
-    if (index === -1) throw bad(`${at} has a part in backup ${part.in}, which is not in the chain`)
+    const index = chainIndex.get(part.in)
+    if (index === undefined) throw bad(`${at} has a part in backup ${part.in}, which is not in the chain`)
     if (index <= previous) throw bad(`${at} has parts out of the chain's order`)
     if (part.size === 0) throw bad(`${at} has an empty part`)
     previous = index

@@ -10,24 +10,24 @@
  * Guarantees: nothing is written outside `dest`: entries named with `..`, absolute or empty
  * segments, names outside data/ (and append/, a file's appended bytes, a file only), types other
  * than file/dir/symlink, entries beneath a symlink (from the archive or already in `dest`), and
- * duplicates are refused (integrity, exit 3); files are created exclusively, never through or
- * over what is there, but for the paths `into` names: files a newer archive of the chain created,
- * whose earlier part this archive holds, written into without following a symlink, at the offset
- * the expected manifest gives (an `append/` entry without one is refused). No symlink may lead out once
+ * duplicates are refused (integrity, exit 3); files are created exclusively, never through or over
+ * what is there, but for the paths `into` names: files a newer archive of the chain created, whose
+ * earlier part this archive holds, written into without following a symlink, at the offset the
+ * expected manifest gives (an `append/` entry without one is refused). No symlink may lead out once
  * every symlink of the tree is followed: each is resolved when it arrives against the links known
  * so far (this archive's, and those `links` says a newer archive of the chain already made in
- * `dest`), and all of them again at the end, so no order of entries gets one past; links are
- * made only after that, so not even a refused archive leaves one that leads out. Every entry
- * the manifest places in this archive must be present with its size and SHA-256, and nothing
- * else may be; the stored bytes must match `expected`; the embedded manifest must equal
- * `expectedManifest`. The data directory's own entry (`data/`) is `dest` itself, and must be
- * there exactly when the manifest has a `root`. An error is the first that happened, in the words
- * of the stage it happened in (a damaged archive, a full disk), labelled with the archive.
- * It does not set owners, modes or mtimes: entries are created with the restoring user's owner
- * and private modes, and the caller applies the final manifest's metadata once, in one pass,
- * when every archive of a chain is in place (tree-writer.ts applyTreeMetadata). It does not clean
- * up: on failure `dest` may hold a partial tree, which the caller owns (restore removes its
- * staging dir), and it does not fsync (restore swaps only after the whole tree verified).
+ * `dest`), and all of them again at the end, so no order of entries gets one past; links are made
+ * only after that, so not even a refused archive leaves one that leads out. Every entry the
+ * manifest places in this archive must be present with its size and SHA-256, and nothing else may
+ * be; the stored bytes must match `expected`; the embedded manifest must equal `expectedManifest`.
+ * The data directory's own entry (`data/`) is `dest` itself, and must be there exactly when the
+ * manifest has a `root`. An error is the first that happened, in the words of the stage it happened
+ * in (a damaged archive, a full disk), labelled with the archive. It does not set owners, modes or
+ * mtimes: entries are created with the restoring user's owner and private modes, and the caller
+ * applies the final manifest's metadata once, in one pass, when every archive of a chain is in
+ * place (tree-writer.ts applyTreeMetadata). It does not clean up: on failure `dest` may hold a
+ * partial tree, which the caller owns (restore removes its staging dir), and it does not fsync
+ * (restore swaps only after the whole tree verified).
  */
 import type {Hash} from 'node:crypto'
 

@@ -228,7 +228,7 @@ async function packFile(
   const {backupId, root, signal} = options
   const base = entry.grewFrom
   const reading = {buffers: pass.buffers, signal}
-  const begun = base && !options.read ? hashPrefix(options.root, entry, base.size, reading) : undefined
+  const begun = base && !options.read ? hashPrefix(root, entry, base.size, reading) : undefined
   const whole = begun && begun.copy().digest('hex') === base!.sha256 ? begun : undefined
   // The progress total counted the new bytes of a file that grew: it is packed whole after all.
   if (base && !whole) pass.progress.bytesTotal += base.size

@@ -8,7 +8,7 @@ import type {Source} from './sources/types.js'
 
 import {encryptBuffer} from '../archive/age.js'
 import {compressorName} from '../archive/compress.js'
-import {encodeManifest, ownPiece} from '../archive/manifest.js'
+import {encodeManifest, manifestTotals} from '../archive/manifest.js'
 import {checkNames} from '../archive/walk.js'
 import {writeArchive} from '../archive/write.js'
 import {describeDeadRun, removeLeftovers} from '../cleanup.js'
@@ -338,7 +338,7 @@ const packStep: ScriptStep<BackupTrail, Taken, Pick<Packed, 'archive' | 'manifes
   await packing.release()
   trail.release = undefined
   const ms = performance.now() - started
-  const {archived} = sizesOf(written.manifest, id)
+  const {archived} = sizesOf(written.manifest)
   report.output(`zstd: ${compressorName(undefined, options.parallelism)}`)
   report.output(
     `${formatBytes(archived)} in ${formatDuration(ms)} (${(archived / 1e6 / (ms / 1000)).toFixed(0)} MB/s) → ${formatBytes(written.archiveSize)} stored`,
@@ -415,7 +415,7 @@ function recordFields(
     format: RECORD_FORMAT,
     id,
     mode: options.mode,
-    sizes: sizesOf(manifest, id),
+    sizes: sizesOf(manifest),
     source: {
       dataDir: options.dataDir,
       host: hostname(),
@@ -470,12 +470,9 @@ function completeRecord(fields: RecordFields, manifest: BackupRecord['manifest']
 }
 
 /** The bytes of the files the manifest lists (total), and of those in this backup's own archive. */
-function sizesOf(manifest: Manifest, id: string): BackupRecord['sizes'] {
-  const files = manifest.entries.filter((e) => e.type === 'file')
-  return {
-    archived: files.filter((f) => f.in === id).reduce((n, f) => n + ownPiece(f).size, 0),
-    total: files.reduce((n, f) => n + f.size, 0),
-  }
+function sizesOf(manifest: Manifest): BackupRecord['sizes'] {
+  const {bytes, ownBytes} = manifestTotals(manifest)
+  return {archived: ownBytes, total: bytes}
 }
 
 /**

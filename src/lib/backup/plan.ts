@@ -2,12 +2,13 @@
  * Planning an incremental: which files of the new scan must go into the archive, which are
  * unchanged since the base (their bytes stay in the base's chain), and which were deleted.
  *
- * A file is unchanged when its size and mtime equal the base manifest's (as MO writes objects
- * once and never touches them again), or with `checksum` when its content hash equals the base's
- * (each candidate file is then read once more). A file of GREW_FROM_MIN bytes or more in the base
- * that has grown (the WAL in logservice-data is appended in place) goes to the packer with the
- * base's entry: if its first bytes are still the base's, only what comes after them is packed. Directories and symlinks always go in the
- * archive: they cost a header each, and the newest archive then holds the whole tree's shape.
+ * A file is unchanged when its size and mtime equal the base manifest's (as MO writes objects once
+ * and never touches them again), or with `checksum` when its content hash equals the base's (each
+ * candidate file is then read once more). A file of GREW_FROM_MIN bytes or more in the base that
+ * has grown (the WAL in logservice-data is appended in place) goes to the packer with the base's
+ * entry: if its first bytes are still the base's, only what comes after them is packed. Directories
+ * and symlinks always go in the archive: they cost a header each, and the newest archive then holds
+ * the whole tree's shape.
  */
 import {createHash} from 'node:crypto'
 import {createReadStream} from 'node:fs'

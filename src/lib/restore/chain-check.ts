@@ -2,14 +2,13 @@
  * A chain's manifests against one another, and an assembled file against its manifest: the checks
  * restore/chain.ts makes before it reads a chain's archives, and after.
  *
- * Guarantees: every file of the final manifest comes from a member whose own manifest lists it
- * with the same content (size, SHA-256, the backup that holds it, its parts); each part of a file
+ * Guarantees: every file of the final manifest comes from a member whose own manifest lists it with
+ * the same content (size, SHA-256, the backup that holds it, its parts); each part of a file
  * assembled from parts comes from the member that holds it, whose manifest lists the file as the
  * parts up to that one (the first part: the file whole); an assembled file under a restore's
  * destination, or hashed part after part while verify read the chain oldest first, hashes to its
- * whole SHA-256. Each failure is an integrity error naming the backup
- * and the path. It does not read archives (read.ts, with manifest-check.ts, checks each archive
- * against its own manifest).
+ * whole SHA-256. Each failure is an integrity error naming the backup and the path. It does not
+ * read archives (read.ts, with manifest-check.ts, checks each archive against its own manifest).
  */
 import {createHash, type Hash} from 'node:crypto'
 import {createReadStream} from 'node:fs'

@@ -7,10 +7,10 @@
  * missing id otherwise); every archive read is checked against its record and its own manifest;
  * every file of the final manifest must match the member manifest that holds its bytes (a file
  * assembled from parts: each part the member that holds it, and the assembled file its whole
- * SHA-256: chain-check.ts); owners
- * (archive/owners.ts: by name then number as root, --chown, untouched otherwise), modes and mtimes
- * end as the final manifest says, the data directory's own included. It does not write outside `dest`, nor remove it on
- * failure (the caller owns the staging directory).
+ * SHA-256: chain-check.ts); owners (archive/owners.ts: by name then number as root, --chown,
+ * untouched otherwise), modes and mtimes end as the final manifest says, the data directory's own
+ * included. It does not write outside `dest`, nor remove it on failure (the caller owns the staging
+ * directory).
  */
 import {performance} from 'node:perf_hooks'
 
