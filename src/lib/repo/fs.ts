@@ -23,7 +23,6 @@ import {
   closeSync,
   constants,
   createReadStream,
-  createWriteStream,
   type Dirent,
   fstatSync,
   openSync,
@@ -45,6 +44,7 @@ import {
   type SavedObject,
   STALE_REMOVAL_MS,
 } from './backend.js'
+import {writeBackStream} from './write-back.js'
 
 // eslint-disable-next-line no-bitwise -- open(2) flags
 const READ_FLAGS = constants.O_RDONLY | constants.O_NONBLOCK
@@ -173,21 +173,18 @@ export class FsBackend implements RepoBackend {
     try {
       if (source instanceof Uint8Array) {
         await writeFile(temp, source, {flag: 'wx', mode: 0o600, signal: options.signal})
+        await fsyncPath(temp)
       } else {
-        const out = createWriteStream(temp, {flags: 'wx', highWaterMark: 1024 * 1024, mode: 0o600})
+        const handle = await open(temp, 'wx', 0o600)
         try {
-          await pipeline(source, out, {signal: options.signal})
+          // Written back to disk as it comes (write-back.ts): the fsync here finds little dirty.
+          await pipeline(source, writeBackStream(handle), {signal: options.signal})
+          await handle.sync()
         } finally {
-          // The stream opens its file asynchronously: wait until it is closed, or the open could
-          // land after the removal below and leave the temp file behind.
-          if (!out.closed)
-            await new Promise<void>((resolve) => {
-              out.once('close', () => resolve())
-            })
+          await handle.close()
         }
       }
 
-      await fsyncPath(temp)
       await rename(temp, target)
     } catch (error) {
       await rm(temp, {force: true})

@@ -1,0 +1,63 @@
+/**
+ * A stream onto a file that is being written to be published, which has the kernel write it to
+ * disk as it goes. FsBackend.save fsyncs the file before renaming it into place, and that fsync
+ * waits for every page still dirty: for the 0.5 GB archive of the bench set, 0.5-0.9 s at the end
+ * of a backup with nothing else left to do. Here, each time another WRITE_BACK_BYTES have been
+ * written, an fdatasync of what is there so far starts in the background: one at a time, and the
+ * writes never wait for it. The disk then works while the archive is still being compressed, and
+ * the fsync at publish finds only the last stretch dirty.
+ *
+ * Guarantees: the chunks are written in order and whole (a write that stops short fails the
+ * stream); a background fdatasync that fails fails the stream, at its end at the latest.
+ * Not done here: the fsync at the end and closing the handle, which are the caller's (a close
+ * waits for a sync still running).
+ */
+import type {FileHandle} from 'node:fs/promises'
+
+import {Writable} from 'node:stream'
+
+/** How much is written between two background fdatasyncs. */
+export const WRITE_BACK_BYTES = 32 * 1024 * 1024
+
+/** What the stream needs of an open file (a FileHandle; tests wrap one to count or fail its calls). */
+export type WriteBackFile = Pick<FileHandle, 'datasync' | 'writev'>
+
+export function writeBackStream(handle: WriteBackFile, every = WRITE_BACK_BYTES): Writable {
+  let unsynced = 0
+  let syncing: Promise<void> | undefined
+  let failure: Error | undefined
+
+  const startSync = (): void => {
+    unsynced = 0
+    syncing = handle.datasync().then(
+      () => {
+        syncing = undefined
+      },
+      (error: Error) => {
+        failure ??= error
+        syncing = undefined
+      },
+    )
+  }
+
+  const write = async (buffers: Buffer[]): Promise<void> => {
+    const size = buffers.reduce((sum, buffer) => sum + buffer.length, 0)
+    // libuv writes every buffer unless a write fails; a short count here is a fault, not a retry.
+    const {bytesWritten} = await handle.writev(buffers)
+    if (bytesWritten !== size) throw new Error(`short write: ${bytesWritten} of ${size} bytes`)
+    if (failure) throw failure
+    unsynced += size
+    // A sync still running covers less than asked; the next chunk past the mark starts another.
+    if (unsynced >= every && !syncing) startSync()
+  }
+
+  return new Writable({
+    final(callback) {
+      Promise.resolve(syncing).then(() => callback(failure), callback)
+    },
+    highWaterMark: 1024 * 1024,
+    writev(chunks, callback) {
+      write(chunks.map(({chunk}) => chunk as Buffer)).then(() => callback(), callback)
+    },
+  })
+}
