@@ -46,7 +46,7 @@ import type {RepoAddress} from '../repo/address.js'
 import type {TrustPolicy} from '../repo/authenticity.js'
 import type {BackupRecord} from '../repo/types.js'
 import type {ServiceControl} from '../service/control.js'
-import type {Flow} from '../steps.js'
+import type {Flow, StepProgress} from '../steps.js'
 
 import {decompressorName} from '../archive/zstd-parallel.js'
 import {removeLeftovers} from '../cleanup.js'
@@ -62,7 +62,7 @@ import {checkBackup} from '../repo/catalog.js'
 import {fsyncPath} from '../repo/fs.js'
 import {type Repository} from '../repo/repository.js'
 import {readChainReporting} from './chain.js'
-import {syncTree} from './durable.js'
+import {syncTree, TreeWriteBack} from './durable.js'
 import {layOutOnline} from './online-layout.js'
 
 export interface RestoreOptions {
@@ -95,6 +95,8 @@ export interface RestoreOptions {
   tnConfig?: string
   /** which backups the reader accepts (repo/authenticity.ts) */
   trust: TrustPolicy
+  /** bytes written between two background flushes of the staged tree (durable.ts); tests set it small */
+  writeBackBytes?: number
 }
 
 export interface RestoreContext {
@@ -123,6 +125,8 @@ export interface RestoreContext {
   target?: string
   /** the staged tree as verified: checked again just before the swap */
   verified?: TreeSeal
+  /** a background flush of the staged tree failed: its final flush goes file by file */
+  writeBackFailed?: boolean
 }
 
 export function newRestoreContext(options: RestoreOptions): RestoreContext {
@@ -379,21 +383,36 @@ function flow(): Flow<RestoreContext> {
           await ctx.lock?.update({scratch: [ctx.staging, `${ctx.staging}.mo-data`]})
           await mkdir(dirname(target), {recursive: true})
           await mkdir(ctx.staging, {mode: 0o700})
-          await readChainReporting(
-            {
-              chown: ctx.options.chown,
-              dest: ctx.staging,
-              finalManifest: ctx.manifest!,
-              keepSpecialModes: ctx.options.keepSpecialModes,
-              keys: ctx.options.decrypt,
-              members: ctx.members!,
-              onWarning: ctx.options.onWarning,
-              parallelism: ctx.options.parallelism,
-              repo: ctx.repo!,
-              signal,
-            },
-            report,
-          )
+          // The flush starts while the tree is written; the step after it finds little left.
+          const writeBack = new TreeWriteBack(ctx.staging, ctx.options.writeBackBytes)
+          const progress = (p: StepProgress) => {
+            writeBack.written(p.bytesDone)
+            report.progress(p)
+          }
+
+          try {
+            await readChainReporting(
+              {
+                chown: ctx.options.chown,
+                dest: ctx.staging,
+                finalManifest: ctx.manifest!,
+                keepSpecialModes: ctx.options.keepSpecialModes,
+                keys: ctx.options.decrypt,
+                members: ctx.members!,
+                onWarning: ctx.options.onWarning,
+                parallelism: ctx.options.parallelism,
+                repo: ctx.repo!,
+                signal,
+              },
+              {output: (line) => report.output(line), progress},
+            )
+          } catch (error) {
+            await writeBack.settle(true)
+            throw error
+          }
+
+          await writeBack.settle()
+          ctx.writeBackFailed = writeBack.failed
           ctx.state.extracted = true
           if (ctx.record!.mode !== 'online') ctx.verified = await sealTree(ctx.staging, signal)
         },
@@ -419,7 +438,7 @@ function flow(): Flow<RestoreContext> {
       {
         async run(ctx, report, signal) {
           // Before the stop, so the flush is not downtime; the swap then puts in place a tree on disk.
-          const how = await syncTree(ctx.staging!, signal)
+          const how = await syncTree(ctx.staging!, signal, {perFile: ctx.writeBackFailed})
           report.output(
             how === 'syncfs' ? 'one syncfs of its filesystem (sync -f)' : 'an fsync of every file and directory',
           )

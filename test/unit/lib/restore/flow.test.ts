@@ -90,7 +90,7 @@ async function newCase(): Promise<Case> {
 
 async function restore(
   c: Case,
-  options: {onEvent?: (e: FlowEvent) => void; repo?: string; signal?: AbortSignal} = {},
+  options: {onEvent?: (e: FlowEvent) => void; repo?: string; signal?: AbortSignal; writeBackBytes?: number} = {},
 ): Promise<{ctx: RestoreContext; error?: BrError}> {
   const ctx = newRestoreContext({
     dataDir: c.dataDir,
@@ -101,6 +101,7 @@ async function restore(
     repo: localRepo(join(golden, options.repo ?? FULL.repo)),
     service: c.service,
     trust: NO_TRUST,
+    writeBackBytes: options.writeBackBytes,
   })
   try {
     await runFlow(restoreFlow(), ctx, {onEvent: options.onEvent, signal: options.signal})
@@ -120,6 +121,29 @@ async function expectRolledBack(c: Case): Promise<void> {
 const lockState = async (c: Case) => JSON.parse(await readFile(c.lockFile, 'utf8'))
 const stagingOf = async (c: Case) => (await readdir(c.parent)).find((n) => n.startsWith('.mo-data.restore-'))
 
+/** A restore with a background flush at every byte, through `sync` doing `then`; the flush step's line and the calls. */
+async function flushed(then: string): Promise<{calls: string[]; line?: string}> {
+  const bin = join(tmp.path, `bin-${++cases}`)
+  await mkdir(bin)
+  await writeFile(join(bin, 'sync'), `#!/bin/sh\necho "$*" >> '${bin}/calls'\n${then}\n`, {mode: 0o755})
+  const path = process.env.PATH
+  process.env.PATH = `${bin}:${path}`
+  try {
+    const c = await newCase()
+    const lines: FlowEvent[] = []
+    const {error} = await restore(c, {onEvent: (e) => lines.push(e), writeBackBytes: 1})
+    expect(error).toBeUndefined()
+    expect(await treeHashes(c.dataDir)).toEqual(trees.backup)
+    const line = lines.find((e) => e.type === 'output' && e.step === 'Flush the staged tree to disk')
+    return {
+      calls: (await readFile(join(bin, 'calls'), 'utf8')).split('\n').filter(Boolean),
+      line: line?.type === 'output' ? line.line : undefined,
+    }
+  } finally {
+    process.env.PATH = path
+  }
+}
+
 describe('restoreFlow', () => {
   it('succeeds: stops on the previous data, starts on the restored data, keeps the previous beside it', async () => {
     const c = await newCase()
@@ -130,6 +154,21 @@ describe('restoreFlow', () => {
     expect(ctx.oldDir).toBe(`${c.dataDir}.before-${FULL.id}`)
     expect(await treeHashes(ctx.oldDir!)).toEqual(trees.previous)
     expect((await readdir(c.parent)).sort()).toEqual(['mo-data', `mo-data.before-${FULL.id}`])
+  })
+
+  describe('flushes the staged tree while it is written (a `sync` on PATH that logs its calls)', () => {
+    it('flushes in the background, then once more before the stop', async () => {
+      const {calls, line} = await flushed('exec /bin/sync "$@"')
+      expect(calls.length).toBeGreaterThanOrEqual(2)
+      for (const call of calls) expect(call).toMatch(/^-f .*\/\.mo-data\.restore-/)
+      expect(line).toBe('one syncfs of its filesystem (sync -f)')
+    })
+
+    it('after a background flush that failed, the last flush goes file by file (the failed one may have taken the error report)', async () => {
+      const {calls, line} = await flushed('exit 1')
+      expect(calls).toHaveLength(1)
+      expect(line).toBe('an fsync of every file and directory')
+    })
   })
 
   describe('rolls back', () => {
