@@ -19,15 +19,7 @@
  * regular file, or a file over the read's bound, is refused before a byte of it is read.
  */
 import {createHash, randomBytes} from 'node:crypto'
-import {
-  closeSync,
-  constants,
-  createReadStream,
-  type Dirent,
-  fstatSync,
-  openSync,
-  type Stats,
-} from 'node:fs'
+import {closeSync, constants, createReadStream, type Dirent, fstatSync, openSync, type Stats} from 'node:fs'
 import {link, lstat, mkdir, open, readdir, rename, rm, stat, unlink, writeFile} from 'node:fs/promises'
 import {dirname, resolve, sep} from 'node:path'
 import {Readable} from 'node:stream'

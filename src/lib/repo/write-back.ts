@@ -7,9 +7,10 @@
  * writes never wait for it. The disk then works while the archive is still being compressed, and
  * the fsync at publish finds only the last stretch dirty.
  *
- * Guarantees: the chunks are written in order and whole (a write that stops short fails the
- * stream); a background fdatasync that fails fails the stream, at its end at the latest.
- * Not done here: the fsync at the end and closing the handle, which are the caller's (a close
+ * Guarantees: the chunks are written in order and whole (a write that stops short is continued,
+ * and the write after it fails with the reason, ENOSPC for a full disk); a background fdatasync
+ * that fails fails the stream, at its end at the latest: it has taken the file's one error report,
+ * and the fsync after it on the same handle would return 0. Not done here: the fsync at the end and closing the handle, which are the caller's (a close
  * waits for a sync still running).
  */
 import type {FileHandle} from 'node:fs/promises'
@@ -42,9 +43,16 @@ export function writeBackStream(handle: WriteBackFile, every = WRITE_BACK_BYTES)
 
   const write = async (buffers: Buffer[]): Promise<void> => {
     const size = buffers.reduce((sum, buffer) => sum + buffer.length, 0)
-    // libuv writes every buffer unless a write fails; a short count here is a fault, not a retry.
-    const {bytesWritten} = await handle.writev(buffers)
-    if (bytesWritten !== size) throw new Error(`short write: ${bytesWritten} of ${size} bytes`)
+    // A write that stops short (the disk filled up after part of it) is continued from where it
+    // stopped: the next write says why (ENOSPC); one that writes nothing at all is an error here.
+    let rest = buffers
+    while (rest.length > 0) {
+      // eslint-disable-next-line no-await-in-loop -- in order: each write continues the last
+      const {bytesWritten} = await handle.writev(rest)
+      if (bytesWritten === 0) throw new Error(`short write: nothing of ${size} bytes written`)
+      rest = remainder(rest, bytesWritten)
+    }
+
     if (failure) throw failure
     unsynced += size
     // A sync still running covers less than asked; the next chunk past the mark starts another.
@@ -60,4 +68,12 @@ export function writeBackStream(handle: WriteBackFile, every = WRITE_BACK_BYTES)
       write(chunks.map(({chunk}) => chunk as Buffer)).then(() => callback(), callback)
     },
   })
+}
+
+/** What is left of `buffers` once their first `count` bytes are written. */
+function remainder(buffers: Buffer[], count: number): Buffer[] {
+  let skip = count
+  let i = 0
+  while (i < buffers.length && skip >= buffers[i].length) skip -= buffers[i++].length
+  return i < buffers.length ? [buffers[i].subarray(skip), ...buffers.slice(i + 1)] : []
 }
