@@ -1,13 +1,13 @@
 /**
  * A staged tree made durable before it is swapped in: one syncfs(2) of the filesystem that holds
- * it, through `sync -f DIR` (coreutils; Node has no syncfs binding), else, where that is missing
- * or fails (another OS, busybox), an fsync of every file and directory under it.
+ * it, through `sync -f DIR` (Linux's coreutils; Node has no syncfs binding), else, where that is
+ * missing or fails (busybox) or is not a syncfs (another OS), an fsync of every file and directory.
  *
  * Why one syncfs: on the 1 GiB reference set, just restored (0.6-1.1 GB dirty), `sync -f` took
  * 0.6-1.1 s, an fsync of each of its 527 files 4.3-8.2 s (a journal commit each).
  *
  * TreeWriteBack starts that flush early, while the tree is still being written: one `sync -f` in
- * the background each time another WRITE_BACK_BYTES are in it, one at a time, so that the disk
+ * the background each TREE_WRITE_BACK_BYTES of the extraction's progress, one at a time, so the disk
  * works while the archive is still being read and the syncTree at the end finds little dirty (on
  * a disk that writes 0.5 GB/s, the end's syncfs of the 1 GiB set took 2.1 s alone). A background
  * flush that fails may have taken the error report (syncfs reports a writeback error once): the
@@ -30,38 +30,53 @@ import {fsyncPath} from '../repo/fs.js'
 
 const run = promisify(execFile)
 
-/** How much is written into a tree between two background flushes. */
-export const WRITE_BACK_BYTES = 64 * 1024 * 1024
+/** How much extraction progress there is between two background flushes of a tree. */
+export const TREE_WRITE_BACK_BYTES = 64 * 1024 * 1024
 
-/** Background flushes of a tree being written (see the header); `written` is told its progress. */
+/** Only Linux's `sync -f` is a syncfs that waits: BSD's and macOS's sync ignores -f and returns at once. */
+const hasSyncfs = () => process.platform === 'linux'
+
+/** Background flushes of a tree being written (see the header); `written` is told the progress. */
 export class TreeWriteBack {
-  /** a background flush failed (or `sync -f` is missing): syncTree must go file by file */
-  failed = false
+  /** why a background flush failed (`sync`'s own words): syncTree must then go file by file */
+  failure: string | undefined
   private readonly abort = new AbortController()
+  private readonly every: number
   private flushedAt = 0
   private running: Promise<void> | undefined
 
   constructor(
     private readonly root: string,
-    private readonly every = WRITE_BACK_BYTES,
-  ) {}
+    options: {every?: number; signal?: AbortSignal} = {},
+  ) {
+    this.every = options.every ?? TREE_WRITE_BACK_BYTES
+    // Ctrl-C kills a flush as a failure does.
+    options.signal?.addEventListener('abort', () => this.abort.abort(), {once: true})
+  }
 
-  /** Waits for a flush still running, or kills it (a failed restore does not wait for the disk). */
+  /**
+   * Waits for a flush still running, or kills it. A `sync` already inside syncfs(2) only dies
+   * when the call returns (the kernel does not interrupt it): a failed restore may still wait for
+   * that one flush, never for another.
+   */
   async settle(kill = false): Promise<void> {
     if (kill) this.abort.abort()
     await this.running
   }
 
-  /** `bytes` are in the tree so far. */
+  /**
+   * The extraction has got to `bytes` (its progress count: bytes read and checked, superseded
+   * files of a chain too, told at each progress tick, so the marks are approximate).
+   */
   written(bytes: number): void {
-    if (this.failed || this.running || bytes - this.flushedAt < this.every) return
+    if (!hasSyncfs() || this.failure || this.running || bytes - this.flushedAt < this.every) return
     this.flushedAt = bytes
     this.running = run('sync', ['-f', this.root], {env: childEnv(), signal: this.abort.signal}).then(
       () => {
         this.running = undefined
       },
-      () => {
-        this.failed = true
+      (error: Error & {stderr?: string}) => {
+        this.failure = error.stderr?.trim().split('\n')[0] || error.message
         this.running = undefined
       },
     )
@@ -77,7 +92,7 @@ export async function syncTree(
   signal?: AbortSignal,
   options: {perFile?: boolean} = {},
 ): Promise<'fsync' | 'syncfs'> {
-  if (!options.perFile)
+  if (!options.perFile && hasSyncfs())
     try {
       await run('sync', ['-f', root], {env: childEnv(), signal})
       return 'syncfs'

@@ -125,8 +125,8 @@ export interface RestoreContext {
   target?: string
   /** the staged tree as verified: checked again just before the swap */
   verified?: TreeSeal
-  /** a background flush of the staged tree failed: its final flush goes file by file */
-  writeBackFailed?: boolean
+  /** why a background flush of the staged tree failed: its final flush goes file by file */
+  writeBackFailure?: string
 }
 
 export function newRestoreContext(options: RestoreOptions): RestoreContext {
@@ -384,7 +384,7 @@ function flow(): Flow<RestoreContext> {
           await mkdir(dirname(target), {recursive: true})
           await mkdir(ctx.staging, {mode: 0o700})
           // The flush starts while the tree is written; the step after it finds little left.
-          const writeBack = new TreeWriteBack(ctx.staging, ctx.options.writeBackBytes)
+          const writeBack = new TreeWriteBack(ctx.staging, {every: ctx.options.writeBackBytes, signal})
           const progress = (p: StepProgress) => {
             writeBack.written(p.bytesDone)
             report.progress(p)
@@ -412,7 +412,7 @@ function flow(): Flow<RestoreContext> {
           }
 
           await writeBack.settle()
-          ctx.writeBackFailed = writeBack.failed
+          ctx.writeBackFailure = writeBack.failure
           ctx.state.extracted = true
           if (ctx.record!.mode !== 'online') ctx.verified = await sealTree(ctx.staging, signal)
         },
@@ -438,9 +438,12 @@ function flow(): Flow<RestoreContext> {
       {
         async run(ctx, report, signal) {
           // Before the stop, so the flush is not downtime; the swap then puts in place a tree on disk.
-          const how = await syncTree(ctx.staging!, signal, {perFile: ctx.writeBackFailed})
+          const how = await syncTree(ctx.staging!, signal, {perFile: ctx.writeBackFailure !== undefined})
+          const failed = ctx.writeBackFailure ? ` (a flush while extracting failed: ${ctx.writeBackFailure})` : ''
           report.output(
-            how === 'syncfs' ? 'one syncfs of its filesystem (sync -f)' : 'an fsync of every file and directory',
+            how === 'syncfs'
+              ? 'one syncfs of its filesystem (sync -f)'
+              : `an fsync of every file and directory${failed}`,
           )
         },
         title: 'Flush the staged tree to disk',

@@ -9,9 +9,10 @@
  *
  * Then verifyFlow and readChain on a good chain of three and on damaged ones.
  */
+import {execFileSync} from 'node:child_process'
 import {cp, mkdir, readdir, readFile, unlink, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {afterAll, beforeAll, describe, expect, it, vi} from 'vitest'
 
 import type {DecryptOptions} from '../../../../src/lib/archive/types.js'
 
@@ -121,26 +122,26 @@ async function expectRolledBack(c: Case): Promise<void> {
 const lockState = async (c: Case) => JSON.parse(await readFile(c.lockFile, 'utf8'))
 const stagingOf = async (c: Case) => (await readdir(c.parent)).find((n) => n.startsWith('.mo-data.restore-'))
 
-/** A restore with a background flush at every byte, through `sync` doing `then`; the flush step's line and the calls. */
+/**
+ * A restore with a background flush at every progress tick, through a `sync` first on PATH that
+ * logs its calls and does `then` (a shell line; $REAL_SYNC is the real one); the flush step's line
+ * and the calls.
+ */
 async function flushed(then: string): Promise<{calls: string[]; line?: string}> {
   const bin = join(tmp.path, `bin-${++cases}`)
   await mkdir(bin)
   await writeFile(join(bin, 'sync'), `#!/bin/sh\necho "$*" >> '${bin}/calls'\n${then}\n`, {mode: 0o755})
-  const path = process.env.PATH
-  process.env.PATH = `${bin}:${path}`
-  try {
-    const c = await newCase()
-    const lines: FlowEvent[] = []
-    const {error} = await restore(c, {onEvent: (e) => lines.push(e), writeBackBytes: 1})
-    expect(error).toBeUndefined()
-    expect(await treeHashes(c.dataDir)).toEqual(trees.backup)
-    const line = lines.find((e) => e.type === 'output' && e.step === 'Flush the staged tree to disk')
-    return {
-      calls: (await readFile(join(bin, 'calls'), 'utf8')).split('\n').filter(Boolean),
-      line: line?.type === 'output' ? line.line : undefined,
-    }
-  } finally {
-    process.env.PATH = path
+  vi.stubEnv('REAL_SYNC', execFileSync('sh', ['-c', 'command -v sync'], {encoding: 'utf8'}).trim())
+  vi.stubEnv('PATH', `${bin}:${process.env.PATH}`)
+  const c = await newCase()
+  const lines: FlowEvent[] = []
+  const {error} = await restore(c, {onEvent: (e) => lines.push(e), writeBackBytes: 1})
+  expect(error).toBeUndefined()
+  expect(await treeHashes(c.dataDir)).toEqual(trees.backup)
+  const line = lines.find((e) => e.type === 'output' && e.step === 'Flush the staged tree to disk')
+  return {
+    calls: (await readFile(join(bin, 'calls'), 'utf8')).split('\n').filter(Boolean),
+    line: line?.type === 'output' ? line.line : undefined,
   }
 }
 
@@ -158,16 +159,18 @@ describe('restoreFlow', () => {
 
   describe('flushes the staged tree while it is written (a `sync` on PATH that logs its calls)', () => {
     it('flushes in the background, then once more before the stop', async () => {
-      const {calls, line} = await flushed('exec /bin/sync "$@"')
+      const {calls, line} = await flushed('exec "$REAL_SYNC" "$@"')
       expect(calls.length).toBeGreaterThanOrEqual(2)
       for (const call of calls) expect(call).toMatch(/^-f .*\/\.mo-data\.restore-/)
       expect(line).toBe('one syncfs of its filesystem (sync -f)')
     })
 
     it('after a background flush that failed, the last flush goes file by file (the failed one may have taken the error report)', async () => {
-      const {calls, line} = await flushed('exit 1')
+      const {calls, line} = await flushed(`echo "sync: error syncing '$2': Input/output error" >&2; exit 1`)
       expect(calls).toHaveLength(1)
-      expect(line).toBe('an fsync of every file and directory')
+      expect(line).toMatch(
+        /^an fsync of every file and directory \(a flush while extracting failed: sync: error syncing '.*\.mo-data\.restore-[^']+': Input\/output error\)$/,
+      )
     })
   })
 
