@@ -79,7 +79,6 @@ describe('writeBackStream', () => {
       let yielded = 0
       for (const chunk of chunks) {
         while (trace.running > 0 || trace.written < yielded)
-           
           await new Promise((resolve) => {
             setImmediate(resolve)
           })
