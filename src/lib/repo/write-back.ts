@@ -45,7 +45,8 @@ export function writeBackStream(handle: WriteBackFile, every = WRITE_BACK_BYTES)
     const size = buffers.reduce((sum, buffer) => sum + buffer.length, 0)
     // A write that stops short (the disk filled up after part of it) is continued from where it
     // stopped: the next write says why (ENOSPC); one that writes nothing at all is an error here.
-    let rest = buffers
+    // An empty chunk is nothing to write (writev would say 0 bytes written).
+    let rest = buffers.filter((buffer) => buffer.length > 0)
     while (rest.length > 0) {
       // eslint-disable-next-line no-await-in-loop -- in order: each write continues the last
       const {bytesWritten} = await handle.writev(rest)

@@ -195,6 +195,19 @@ describe('writeBackStream', () => {
     expect(calls).toBeGreaterThanOrEqual(300)
   })
 
+  it('writes past empty chunks (only a write of something that writes nothing is an error)', async () => {
+    const path = join(tmp.path, 'archive')
+    const chunks = [Buffer.alloc(0), randomBytes(1000), Buffer.alloc(0), randomBytes(10), Buffer.alloc(0)]
+    const {file, handle} = await traced(path)
+    try {
+      await pipeline(Readable.from(chunks), writeBackStream(file, MiB))
+    } finally {
+      await handle.close()
+    }
+
+    expect(sha256(await readFile(path))).toBe(sha256(Buffer.concat(chunks)))
+  })
+
   it('fails on a write that writes nothing, naming the size', async () => {
     const path = join(tmp.path, 'archive')
     const {file, handle} = await traced(path, {
