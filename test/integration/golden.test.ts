@@ -19,12 +19,9 @@ import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {BrError, ExitCode} from '../../src/lib/errors.js'
-import {localRepo} from '../../src/lib/repo/address.js'
-import {newRestoreContext, restoreFlow} from '../../src/lib/restore/restore.js'
-import {newVerifyContext, verifyFlow} from '../../src/lib/restore/verify.js'
 import {loadDecryptOptions} from '../../src/lib/secrets.js'
-import {runFlow} from '../../src/lib/steps.js'
 import {ROOT, runInProcess, tempDir} from '../helpers/cli.js'
+import {restoreInProcess, verifyInProcess} from '../helpers/read-flows.js'
 import {treeHashes} from '../helpers/tree.js'
 
 interface Golden {
@@ -108,30 +105,9 @@ async function inProcess(
     }
   }
 
-  const verify = await caught(() =>
-    runFlow(
-      verifyFlow(),
-      newVerifyContext({decrypt, id: g.id, onWarning, quick: false, repo: localRepo(repoPath), trust}),
-    ),
-  )
-  const restore = await caught(() =>
-    runFlow(
-      restoreFlow(),
-      newRestoreContext({
-        dataDir: target,
-        decrypt,
-        discardOld: false,
-        force: false,
-        id: g.id,
-        isRunning: async () => false,
-        keepSpecialModes: false,
-        onWarning,
-        repo: localRepo(repoPath),
-        service: null,
-        trust,
-      }),
-    ),
-  )
+  const reader = {decrypt, onWarning, trust}
+  const verify = await caught(() => verifyInProcess(repoPath, g.id, reader))
+  const restore = await caught(() => restoreInProcess(repoPath, g.id, target, reader))
   return {restore, verify, warnings}
 }
 

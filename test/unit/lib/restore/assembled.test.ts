@@ -19,16 +19,13 @@ import type {BackupRecord} from '../../../../src/lib/repo/types.js'
 import {createCompressor, createDecompressor} from '../../../../src/lib/archive/compress.js'
 import {decodeManifest, encodeManifest} from '../../../../src/lib/archive/manifest.js'
 import {BrError} from '../../../../src/lib/errors.js'
-import {localRepo} from '../../../../src/lib/repo/address.js'
 import {recordBinding} from '../../../../src/lib/repo/authenticity.js'
 import {checkBackup} from '../../../../src/lib/repo/catalog.js'
 import {ManifestCache} from '../../../../src/lib/repo/manifest-cache.js'
 import {readChain} from '../../../../src/lib/restore/chain.js'
-import {newRestoreContext, restoreFlow} from '../../../../src/lib/restore/restore.js'
-import {newVerifyContext, verifyFlow} from '../../../../src/lib/restore/verify.js'
-import {runFlow} from '../../../../src/lib/steps.js'
 import {optionsFor, takeBackup} from '../../../helpers/backup.js'
 import {tempDir, type TempDir} from '../../../helpers/cli.js'
+import {restoreInProcess, verifyInProcess} from '../../../helpers/read-flows.js'
 import {mixedBytes, through} from '../archive/fixture.js'
 
 const WAL = 'logservice-data/wal-000001.log'
@@ -58,24 +55,9 @@ afterAll(async () => {
   await tmp?.cleanup()
 })
 
-const verify = (repo: string, id: string) =>
-  runFlow(verifyFlow(), newVerifyContext({decrypt, id, quick: false, repo: localRepo(repo), trust}))
-
-const restore = (repo: string, id: string, target: string) =>
-  runFlow(
-    restoreFlow(),
-    newRestoreContext({
-      dataDir: target,
-      decrypt,
-      discardOld: false,
-      force: false,
-      id,
-      isRunning: async () => false,
-      repo: localRepo(repo),
-      service: null,
-      trust,
-    }),
-  )
+const reader = {decrypt, trust}
+const verify = (repo: string, id: string) => verifyInProcess(repo, id, reader)
+const restore = (repo: string, id: string, target: string) => restoreInProcess(repo, id, target, reader)
 
 async function refusal(run: Promise<unknown>): Promise<BrError> {
   const error = await run.then(
