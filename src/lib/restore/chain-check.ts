@@ -19,6 +19,8 @@ import type {FileEntry, Manifest} from '../archive/types.js'
 
 import {integrityError} from '../errors.js'
 
+const HINT_INCONSISTENT = 'the chain is inconsistent: restore another backup'
+
 /**
  * A hash for each file of `finalManifest` assembled from parts, and for each member the paths
  * whose part it holds: verify (which reads the chain oldest first) hashes each part into its
@@ -55,7 +57,7 @@ export function checkAssembledHashes(finalManifest: Manifest, byPath: Map<string
 const notAssembled = (m: Manifest, e: FileEntry) =>
   integrityError(
     `backup ${m.backupId}: ${e.path}, assembled from its ${e.parts?.length} parts, does not match its SHA-256`,
-    'the chain is inconsistent: restore another backup',
+    HINT_INCONSISTENT,
   )
 
 /** The files assembled from parts under `dest`, each hashed whole against the final manifest. */
@@ -86,7 +88,7 @@ export function checkFinalManifest(finalManifest: Manifest, manifests: Map<strin
     if (!files) {
       throw integrityError(
         `backup ${finalManifest.backupId}: ${e.path} lives in backup ${e.in}, which was not read`,
-        'the chain is inconsistent: restore another backup',
+        HINT_INCONSISTENT,
       )
     }
 
@@ -94,7 +96,7 @@ export function checkFinalManifest(finalManifest: Manifest, manifests: Map<strin
     if (!there || there.sha256 !== e.sha256 || there.size !== e.size || there.in !== e.in || !sameParts(there, e)) {
       throw integrityError(
         `backup ${finalManifest.backupId}: ${e.path} is not in backup ${e.in} as its manifest says`,
-        'the chain is inconsistent: restore another backup',
+        HINT_INCONSISTENT,
       )
     }
 
@@ -112,7 +114,7 @@ export function checkFinalManifest(finalManifest: Manifest, manifests: Map<strin
       if (!same) {
         throw integrityError(
           `backup ${finalManifest.backupId}: part ${i + 1} of ${e.path} is not in backup ${part.in} as its manifest says`,
-          'the chain is inconsistent: restore another backup',
+          HINT_INCONSISTENT,
         )
       }
     }

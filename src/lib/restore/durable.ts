@@ -30,6 +30,9 @@ import {fsyncPath} from '../repo/fs.js'
 
 const run = promisify(execFile)
 
+/** One syncfs(2) of the filesystem that holds `root`; the child gets no secret. */
+const syncfs = (root: string, signal?: AbortSignal) => run('sync', ['-f', root], {env: childEnv(), signal})
+
 /** How much extraction progress there is between two background flushes of a tree. */
 export const TREE_WRITE_BACK_BYTES = 64 * 1024 * 1024
 
@@ -71,7 +74,7 @@ export class TreeWriteBack {
   written(bytes: number): void {
     if (!hasSyncfs() || this.failure || this.running || bytes - this.flushedAt < this.every) return
     this.flushedAt = bytes
-    this.running = run('sync', ['-f', this.root], {env: childEnv(), signal: this.abort.signal}).then(
+    this.running = syncfs(this.root, this.abort.signal).then(
       () => {
         this.running = undefined
       },
@@ -94,7 +97,7 @@ export async function syncTree(
 ): Promise<'fsync' | 'syncfs'> {
   if (!options.perFile && hasSyncfs())
     try {
-      await run('sync', ['-f', root], {env: childEnv(), signal})
+      await syncfs(root, signal)
       return 'syncfs'
     } catch {
       // No `sync -f` here (or it failed): every file, one by one.
