@@ -5,7 +5,9 @@
  * into batches of 1 MiB, with the list of what they are (open this file, so many bytes of it,
  * close it); the worker hashes and writes a whole batch and gives the buffer back, with the
  * SHA-256 of each file it closed. A file's bytes in one batch are one write (holes aside): the
- * tar's small chunks are coalesced.
+ * tar's small chunks are coalesced. With a shared worker (read-worker.ts: the thread that also
+ * decompresses the archive), a chunk that lies in one of its frame buffers is not copied: the
+ * worker is told where it is ([REF]), at once, and the sink neither starts nor stops that worker.
  *
  * Guarantees: at most IN_FLIGHT batches exist (being filled, queued or in the worker), so the bytes
  * in flight are bounded whatever the file sizes, and `write` makes its caller wait (the tar, hence
@@ -36,13 +38,20 @@ const MAX_OPS = 4096
 
 /**
  * Operations of a batch: [OPEN, file id, path ('' = hash only), offset, into], [DATA, start, end],
- * [CLOSE]. `into` 1: the file exists (a newer archive of a chain made it), the bytes go in at
- * `offset`; 0: it is created, its bytes start at `offset` (a hole before them).
+ * [CLOSE], and [REF, shared buffer, start, end]: bytes the worker reads where they are (the frame
+ * it decompressed them into, read-worker.ts). `into` 1: the file exists (a newer archive of a
+ * chain made it), the bytes go in at `offset`; 0: it is created, its bytes start at `offset` (a
+ * hole before them).
  */
 const OPEN = 0
 const DATA = 1
 const CLOSE = 2
-type Op = [typeof CLOSE] | [typeof DATA, number, number] | [typeof OPEN, number, string, number, 0 | 1]
+const REF = 3
+export type Op =
+  | [typeof CLOSE]
+  | [typeof DATA, number, number]
+  | [typeof OPEN, number, string, number, 0 | 1]
+  | [typeof REF, SharedArrayBuffer, number, number]
 
 /** What the worker (or the inline processor) knows of an error: enough to rebuild an ErrnoException. */
 interface ErrorInfo {
@@ -53,7 +62,10 @@ interface ErrorInfo {
   syscall?: string
 }
 
-type Reply = {buffer: ArrayBuffer; done: Array<[number, string]>} | {buffer: ArrayBuffer; error: ErrorInfo}
+/** A batch's answer; `buffer` is null for a batch of operations only (a shared worker's REFs). */
+type Reply =
+  | {buffer: ArrayBuffer | null; done: Array<[number, string]>; kind?: 'batch'}
+  | {buffer: ArrayBuffer | null; error: ErrorInfo; kind?: 'batch'}
 
 /** Where a file's SHA-256 (hex) goes once its last byte is hashed. */
 export interface FileDigest {
@@ -63,6 +75,17 @@ export interface FileDigest {
 export interface FileSinkOptions {
   /** bytes per batch (tests: small, to reach the worker with small files) */
   batchBytes?: number
+  /**
+   * the worker that also decompresses the archive (read-worker.ts): chunks in its shared frame
+   * buffers go to it as REFs, posted at once, not copied; its owner ends it, not the sink
+   */
+  shared?: SharedReadWorker
+}
+
+/** What the file sink needs of read-worker.ts's ReadWorker (an interface: that module imports this one). */
+export interface SharedReadWorker {
+  /** the worker, started on first use */
+  start(): Worker
 }
 
 /** Worker threads started and not yet exited, in this process (tests check that none is left). */
@@ -75,12 +98,13 @@ const require = createRequire(import.meta.url)
  * The batch processor, self-contained (its source is the worker's): hashes and writes the files
  * of a batch, keeping the one file a batch may leave open for the next. `abort` closes that file.
  */
-function makeBatchProcessor(req: NodeJS.Require) {
+export function makeBatchProcessor(req: NodeJS.Require) {
   const {createHash} = req('node:crypto') as typeof import('node:crypto')
   const fs = req('node:fs') as typeof import('node:fs')
   // The op codes again: this function's source is the worker's, without the module around it.
   const OPEN_OP: typeof OPEN = 0
   const DATA_OP: typeof DATA = 1
+  const REF_OP: typeof REF = 3
   const HOLE_BLOCK = 64 * 1024
   const ZEROS = Buffer.alloc(HOLE_BLOCK)
   /** the start of the open file's current 64 KiB block, when a batch ended inside it */
@@ -172,14 +196,31 @@ function makeBatchProcessor(req: NodeJS.Require) {
     process(bytes: Buffer, ops: Op[]): Array<[number, string]> {
       const done: Array<[number, string]> = []
       for (const op of ops) {
-        if (op[0] === DATA_OP) write(file!, bytes.subarray(op[1], op[2]))
-        else if (op[0] === OPEN_OP) {
-          const [, id, path, at, into] = op
-          const {O_NOFOLLOW, O_WRONLY} = fs.constants
-          // eslint-disable-next-line no-bitwise -- open(2)'s flags
-          const fd = path === '' ? -1 : into ? fs.openSync(path, O_WRONLY | O_NOFOLLOW) : fs.openSync(path, 'wx', 0o600)
-          file = {end: at, fd, hash: createHash('sha256'), held: 0, id, into: into === 1, position: at}
-        } else done.push([file!.id, close(file!)])
+        switch (op[0]) {
+          case DATA_OP: {
+            write(file!, bytes.subarray(op[1], op[2]))
+            break
+          }
+
+          case OPEN_OP: {
+            const [, id, path, at, into] = op
+            const {O_NOFOLLOW, O_WRONLY} = fs.constants
+            // eslint-disable-next-line no-bitwise -- open(2)'s flags
+            const flags = O_WRONLY | O_NOFOLLOW
+            const fd = path === '' ? -1 : into ? fs.openSync(path, flags) : fs.openSync(path, 'wx', 0o600)
+            file = {end: at, fd, hash: createHash('sha256'), held: 0, id, into: into === 1, position: at}
+            break
+          }
+
+          case REF_OP: {
+            write(file!, Buffer.from(op[1], op[2], op[3] - op[2]))
+            break
+          }
+
+          default: {
+            done.push([file!.id, close(file!)])
+          }
+        }
       }
 
       return done
@@ -255,6 +296,7 @@ export class FileSink {
   private ops: Op[] = []
   /** batches in the worker */
   private sent = 0
+  private readonly shared: SharedReadWorker | undefined
   private used = 0
   /** the caller waiting for a batch to come back (it waits for one thing at a time) */
   private wake: (() => void) | undefined
@@ -264,14 +306,19 @@ export class FileSink {
   constructor(options: FileSinkOptions = {}) {
     this.batchBytes = options.batchBytes ?? BATCH_BYTES
     this.batch = Buffer.allocUnsafeSlow(this.batchBytes)
+    this.shared = options.shared
   }
 
-  /** Stops the worker (which closes its open file first) and waits for it to exit; after a failure, or to abandon. */
+  /**
+   * Stops the worker (which closes its open file first) and waits for it to exit; after a failure,
+   * or to abandon. A shared worker is its owner's to stop (read-worker.ts close): only marked here.
+   */
   async close(): Promise<void> {
     this.closed = true
     const {worker} = this
     if (!worker) return
     this.worker = undefined
+    if (this.shared) return
     worker.postMessage({close: true})
     await this.workerExit
   }
@@ -322,9 +369,18 @@ export class FileSink {
     this.ops.push([OPEN, id, path ?? '', at.offset, at.into ? 1 : 0])
   }
 
-  /** Takes a chunk of the current file (copied: the caller may reuse it); a promise when the caller must wait. */
+  /**
+   * Takes a chunk of the current file (copied: the caller may reuse it); a promise when the caller
+   * must wait. A chunk in a shared worker's frame buffer is not copied: the worker is told where it
+   * is, at once, so that whatever the caller posts to that worker next comes after it.
+   */
   write(chunk: Buffer): Promise<void> | undefined {
     this.check()
+    if (this.shared && chunk.buffer instanceof SharedArrayBuffer) {
+      this.ops.push([REF, chunk.buffer, chunk.byteOffset, chunk.byteOffset + chunk.length])
+      return this.send()
+    }
+
     let offset = 0
     while (offset < chunk.length) {
       if (this.batch === NO_BATCH && !this.takeFree()) {
@@ -378,7 +434,7 @@ export class FileSink {
     this.sent--
     if ('error' in reply) this.failure ??= rebuild(reply.error)
     else this.settle(reply.done)
-    this.free.push(Buffer.from(reply.buffer))
+    if (reply.buffer) this.free.push(Buffer.from(reply.buffer))
     this.wakeUp()
   }
 
@@ -388,12 +444,23 @@ export class FileSink {
     })
   }
 
-  /** Hands the batch to the worker (started on the first one) and takes a free buffer, or a new one while fewer than IN_FLIGHT exist. */
+  /**
+   * Hands the batch to the worker (started on the first one) and takes a free buffer, or a new one
+   * while fewer than IN_FLIGHT exist. A batch of operations only (REFs to a shared worker) goes
+   * without a buffer, and the one being filled stays.
+   */
   private send(): undefined {
     if (!this.worker) this.startWorker()
-    const {batch} = this
-    this.worker!.postMessage({buffer: batch.buffer, length: this.used, ops: this.ops}, [batch.buffer as ArrayBuffer])
     this.sent++
+    if (this.used === 0 && this.shared) {
+      this.worker!.postMessage({buffer: null, kind: 'batch', length: 0, ops: this.ops})
+      this.ops = []
+      return undefined
+    }
+
+    const {batch} = this
+    const message = {buffer: batch.buffer, kind: 'batch', length: this.used, ops: this.ops}
+    this.worker!.postMessage(message, [batch.buffer as ArrayBuffer])
     this.ops = []
     this.used = 0
     this.batch = NO_BATCH
@@ -413,18 +480,22 @@ export class FileSink {
   }
 
   private startWorker(): void {
-    const worker = new Worker(WORKER_SOURCE, {eval: true})
-    live++
+    const own = !this.shared
+    const worker = this.shared?.start() ?? new Worker(WORKER_SOURCE, {eval: true})
+    if (own) live++
     this.worker = worker
     this.workerExit = new Promise<void>((resolve) => {
       worker.once('exit', (code) => {
-        live--
+        if (own) live--
         if (!this.closed) this.failure ??= new Error(`a file worker exited (code ${code}) before the end`)
         resolve()
         this.wakeUp()
       })
     })
-    worker.on('message', (reply: Reply) => this.onReply(reply))
+    // A shared worker answers the decompressor too: its frames are not ours.
+    worker.on('message', (reply: Reply | {kind: 'frame'}) => {
+      if (reply.kind === undefined || reply.kind === 'batch') this.onReply(reply)
+    })
     worker.on('error', (error) => {
       this.failure ??= new Error(`a file worker failed: ${error.message}`)
     })

@@ -9,7 +9,9 @@
  *
  * Guarantees: a buffer is filled again only once the reader is done with every byte of it, and
  * it is detached when handed out again (`take`), so that a view a reader kept against its word
- * reads as empty, never as another frame's bytes. At most `keep` buffers wait to be reused. The
+ * reads as empty, never as another frame's bytes; but for a `shared` loan's buffers
+ * (SharedArrayBuffer, read-worker.ts: one worker writes and reads them in place), which cannot be
+ * detached: a view kept against its word there reads the next frame. At most `keep` buffers wait to be reused. The
  * buffers tracked for a reader that has not said it is done with them are at most MAX_LENT and
  * MAX_LENT_BYTES (the oldest are forgotten, left to the garbage collector): a reader that never
  * calls doneWith, or a tar whose tail it never reports (a manifest, zero blocks), pins no more.
@@ -31,15 +33,21 @@ export class BufferLoan {
   /** buffers handed out again (tests) */
   reused = 0
   /** buffers pushed and not yet done with, in order: where each one's bytes end in the output */
-  private readonly lent: Array<{buffer: ArrayBuffer; end: number}> = []
+  private readonly lent: Array<{buffer: ArrayBufferLike; end: number}> = []
   /** bytes of the buffers in `lent` */
   private lentBytes = 0
-  private readonly spare: ArrayBuffer[] = []
+  private readonly spare: ArrayBufferLike[] = []
   /** bytes pushed so far: the position in the output */
   private written = 0
 
-  /** @param keep buffers kept for reuse, at most */
-  constructor(private readonly keep: number) {}
+  /**
+   * @param keep buffers kept for reuse, at most
+   * @param shared the buffers are SharedArrayBuffers, handed out again as they are
+   */
+  constructor(
+    private readonly keep: number,
+    private readonly shared = false,
+  ) {}
 
   /** Bytes of the buffers lent and not yet done with (tests). */
   get lentNow(): number {
@@ -63,7 +71,7 @@ export class BufferLoan {
   }
 
   /** A buffer from `take` that was not lent after all (its bytes were copied out): kept for reuse. */
-  giveBack(buffer: ArrayBuffer): void {
+  giveBack(buffer: ArrayBufferLike): void {
     // A detached buffer (byteLength 0) went to a worker some other way: not ours to reuse.
     if (this.spare.length < this.keep && buffer.byteLength > 0) this.spare.push(buffer)
   }
@@ -76,7 +84,7 @@ export class BufferLoan {
   pushed(output: Uint8Array, lend: boolean): void {
     this.written += output.length
     if (!lend) return
-    const buffer = output.buffer as ArrayBuffer
+    const {buffer} = output
     this.lent.push({buffer, end: this.written})
     this.lentBytes += buffer.byteLength
     while (this.lent.length > MAX_LENT || (this.lent.length > 1 && this.lentBytes > MAX_LENT_BYTES)) {
@@ -88,13 +96,18 @@ export class BufferLoan {
    * A buffer of at least `size` bytes: one done with (up to four times as large), detached from
    * every view of it, else a new one of max(size, capacity) bytes.
    */
-  take(size: number, capacity = sizeClass(size)): ArrayBuffer {
+  take(size: number, capacity = sizeClass(size)): ArrayBufferLike {
     const most = 4 * Math.max(size, MIN_BUFFER)
     const at = this.spare.findIndex((b) => b.byteLength >= size && b.byteLength <= most)
-    if (at === -1) return Buffer.allocUnsafeSlow(Math.max(size, capacity)).buffer as ArrayBuffer
+    if (at === -1) {
+      const bytes = Math.max(size, capacity)
+      return this.shared ? new SharedArrayBuffer(bytes) : Buffer.allocUnsafeSlow(bytes).buffer
+    }
+
     this.reused++
-    // The same memory under a new ArrayBuffer, no copy: views of the old one read as empty.
     const [buffer] = this.spare.splice(at, 1)
-    return structuredClone(buffer, {transfer: [buffer]})
+    if (buffer instanceof SharedArrayBuffer) return buffer
+    // The same memory under a new ArrayBuffer, no copy: views of the old one read as empty.
+    return structuredClone(buffer, {transfer: [buffer as ArrayBuffer]})
   }
 }

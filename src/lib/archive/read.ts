@@ -5,7 +5,9 @@
  * `dest` (file-sink.ts, on a worker thread; dirs and links: tree-writer.ts). MANIFEST.json comes
  * last, so every file's hash is kept and compared with it (manifest-check.ts) once it arrives.
  * As each chunk of a file is copied to the sink, the decompressor is told the tar stream before it
- * is done with, and decompresses the next frames into those buffers (loan.ts).
+ * is done with, and decompresses the next frames into those buffers (loan.ts). With one
+ * decompression thread (the default on 2 cores) that thread is also the sink's: a chunk is not
+ * copied, the worker is told where it lies in the frame it decompressed (read-worker.ts).
  *
  * Guarantees: nothing is written outside `dest`: entries named with `..`, absolute or empty
  * segments, names outside data/ (and append/, a file's appended bytes, a file only), types other
@@ -47,10 +49,16 @@ import {checkAgainstManifest, HINT_DAMAGED, HINT_FORGED, type Seen} from './mani
 import {decodeManifest, manifestTotals, matchesEncoding} from './manifest.js'
 import {APPEND_PREFIX, DATA_PREFIX, MANIFEST_ENTRY} from './pack.js'
 import {findEscapingSymlink, isSafePath, resolveSymlink, symlinkStaysInside} from './paths.js'
+import {ReadWorker} from './read-worker.js'
 import {type Expected, HashTap} from './tap.js'
 import {TreeWriter} from './tree-writer.js'
 import {ROOT_PATH} from './walk.js'
-import {createParallelDecompressor, ParallelDecompressor} from './zstd-parallel.js'
+import {
+  createParallelDecompressor,
+  defaultDecompressThreads,
+  parallelAvailable,
+  ParallelDecompressor,
+} from './zstd-parallel.js'
 
 /** A manifest is ~200 bytes a file: 1 GiB is millions of files, and bounds what a forged header can make us hold. */
 const MAX_MANIFEST = 1024 * 1024 * 1024
@@ -115,7 +123,15 @@ export async function readArchive(options: ReadArchiveOptions): Promise<ReadArch
     stages.push(['age', createDecryptStream(options.decrypt, options.impl?.age)])
   }
 
-  const zstd = createParallelDecompressor({impl: options.impl?.zstd, releasing: true, workers: options.parallelism})
+  // One decompression thread (2 cores): it also hashes and writes the files (read-worker.ts).
+  const oneWorker = (options.parallelism ?? defaultDecompressThreads()) === 1
+  const shared = oneWorker && parallelAvailable(options.impl?.zstd) ? new ReadWorker() : undefined
+  const zstd = createParallelDecompressor({
+    impl: options.impl?.zstd,
+    releasing: true,
+    shared,
+    workers: options.parallelism,
+  })
   stages.push(['zstd', zstd])
   const extract = tar.extract()
 
@@ -139,6 +155,7 @@ export async function readArchive(options: ReadArchiveOptions): Promise<ReadArch
   const reader = new EntryReader(
     options,
     zstd instanceof ParallelDecompressor ? (position) => zstd.doneWith(position) : undefined,
+    shared,
   )
   const consuming = consume(extract, reader).catch((error: unknown) => {
     note('consumer', error)
@@ -146,9 +163,14 @@ export async function readArchive(options: ReadArchiveOptions): Promise<ReadArch
     throw error
   })
   const [fed, consumed] = await Promise.allSettled([feeding, consuming])
-  if (fed.status === 'fulfilled' && consumed.status === 'fulfilled') return consumed.value
+  if (fed.status === 'fulfilled' && consumed.status === 'fulfilled') {
+    await shared?.close()
+    return consumed.value
+  }
+
   // No worker left running, no file left open: before the caller removes what was written.
   await reader.close()
+  await shared?.close()
   if (options.signal?.aborted) throw new BrError('interrupted', 'interrupted', {cause: options.signal.reason})
   const reason = fed.status === 'rejected' ? fed.reason : (consumed as PromiseRejectedResult).reason
   // First in time, not first integrity error: a full disk must not pass for a damaged archive.
@@ -218,19 +240,22 @@ class EntryReader {
   private reported = 0
   private readonly seen = new Map<string, Seen>()
   /** hashes every file, and writes those `writer` is given for (file-sink.ts) */
-  private readonly sink = new FileSink()
+  private readonly sink: FileSink
   private readonly writer: TreeWriter | undefined
 
   /**
    * @param options what readArchive was given
-   * @param doneWith told, after each chunk of a file is copied (file-sink.ts) and after the
-   *   manifest is read, that the tar stream before that point is done with (zstd-parallel.ts
+   * @param doneWith told, after each chunk of a file is copied or posted (file-sink.ts) and after
+   *   the manifest is read, that the tar stream before that point is done with (zstd-parallel.ts
    *   ParallelDecompressor.doneWith)
+   * @param shared the worker that decompresses, for the sink to hash and write in (read-worker.ts)
    */
   constructor(
     private readonly options: ReadArchiveOptions,
     private readonly doneWith?: (position: number) => void,
+    shared?: ReadWorker,
   ) {
+    this.sink = new FileSink({shared})
     this.breather = new Breather(options.signal)
     this.destLinks = options.links ?? new Map()
     this.writer = options.dest === undefined ? undefined : new TreeWriter(options.dest)

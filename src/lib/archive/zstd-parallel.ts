@@ -16,7 +16,9 @@
  * content). With `releasing`, a frame is decompressed into a buffer the reader said it is done
  * with (doneWith, loan.ts), not a new one: then up to SPARE_OUTPUTS buffers a worker wait for
  * reuse, and the loan tracks at most 64 MiB of buffers the reader has not reported on. On an
- * error, on destroy (abort) and at the end every worker is terminated and the loan forgotten.
+ * error, on destroy (abort) and at the end every worker is terminated and the loan forgotten;
+ * but with `shared` (read-worker.ts), the one worker of a read, into whose SharedArrayBuffers the
+ * frames are decompressed, and which the file sink also uses: its owner ends it.
  * Only zstd-napi can run in a worker here: with another implementation (zstd-codec, Node's
  * zlib), or one worker asked for with none available, this is `createDecompressor` itself. It does not check content: hashes live in the manifest.
  */
@@ -38,6 +40,7 @@ import {
   zstdImplementations,
 } from './compress.js'
 import {BufferLoan, MIN_BUFFER, sizeClass} from './loan.js'
+import {type FrameMessage, type ReadWorker} from './read-worker.js'
 import {type FramePiece, FrameSplitter} from './zstd-frames.js'
 
 const require = createRequire(import.meta.url)
@@ -111,6 +114,11 @@ export interface ParallelDecompressOptions {
    * frames' buffers are then decompressed into again (ParallelDecompressor.doneWith)
    */
   releasing?: boolean
+  /**
+   * the one worker of a read (read-worker.ts, with `releasing` and one worker): frames are
+   * decompressed there into shared buffers, which it also reads; its owner ends it
+   */
+  shared?: ReadWorker
   /** decompression threads; default defaultDecompressThreads() */
   workers?: number
   /** for tests: the worker's source instead of the real one */
@@ -137,7 +145,13 @@ export function createParallelDecompressor(options: ParallelDecompressOptions = 
   const impl = options.impl ?? zstdImplementation()
   const workers = checkParallelism(options.workers ?? defaultDecompressThreads())
   if (!parallelAvailable(impl)) return createDecompressor(impl)
-  return new ParallelDecompressor(impl, workers, options.workerSource ?? WORKER_SOURCE, options.releasing ?? false)
+  const {shared} = options
+  if (shared && (workers !== 1 || !options.releasing))
+    throw new Error('a shared read worker needs one worker and releasing')
+  return new ParallelDecompressor(impl, workers, options.workerSource ?? WORKER_SOURCE, {
+    releasing: options.releasing ?? false,
+    shared,
+  })
 }
 
 interface FrameJob {
@@ -149,20 +163,25 @@ interface FrameJob {
 
 type Job = FrameJob | {data: Buffer; kind: 'stream'}
 
-/** Worker threads, started as needed up to `size`, each decompressing one frame at a time. */
+interface PoolJob {
+  data: Buffer
+  output?: ArrayBufferLike
+  reject(error: Error): void
+  resolve(out: Buffer): void
+  size: number
+}
+
+/**
+ * Worker threads, started as needed up to `size`, each decompressing one frame at a time; or the
+ * one worker of a read (`shared`, read-worker.ts), which the pool uses and never ends.
+ */
 class WorkerPool {
   /** frames gathered in a buffer a worker gave back (tests) */
   reused = 0
   private broken: Error | undefined
-  private readonly busy = new Map<Worker, {reject(error: Error): void; resolve(out: Buffer): void}>()
+  private readonly busy = new Map<Worker, PoolJob>()
   private readonly idle: Worker[] = []
-  private readonly queue: Array<{
-    data: Buffer
-    output?: ArrayBuffer
-    reject(error: Error): void
-    resolve(out: Buffer): void
-    size: number
-  }> = []
+  private readonly queue: PoolJob[] = []
   /** frame buffers the workers gave back, for the next frames (allocate) */
   private readonly spare: ArrayBuffer[] = []
   private started = 0
@@ -170,6 +189,7 @@ class WorkerPool {
   constructor(
     private readonly size: number,
     private readonly source: string,
+    private readonly shared?: ReadWorker,
   ) {}
 
   /** Workers running now. */
@@ -195,7 +215,8 @@ class WorkerPool {
 
   destroy(): void {
     this.broken ??= new Error('the zstd workers were stopped')
-    for (const worker of [...this.idle, ...this.busy.keys()]) worker.terminate().catch(() => {})
+    // A shared worker goes on for the file sink; its owner ends it.
+    if (!this.shared) for (const worker of [...this.idle, ...this.busy.keys()]) worker.terminate().catch(() => {})
     for (const job of this.busy.values()) job.reject(this.broken)
     for (const job of this.queue) job.reject(this.broken)
     this.idle.length = 0
@@ -217,13 +238,33 @@ class WorkerPool {
     if (this.spare.length > SPARE_BUFFERS) this.spare.shift()
   }
 
-  /** Decompresses the frame `data` of `size` bytes of content, into `output` when given (at least `size` bytes). */
-  async run(data: Buffer, size: number, output?: ArrayBuffer): Promise<Buffer> {
+  /**
+   * Decompresses the frame `data` of `size` bytes of content, into `output` when given (at least
+   * `size` bytes; a SharedArrayBuffer for a shared worker, which is given one always).
+   */
+  async run(data: Buffer, size: number, output?: ArrayBufferLike): Promise<Buffer> {
     if (this.broken) throw this.broken
     return new Promise((resolve, reject) => {
       this.queue.push({data, output, reject, resolve, size})
       this.next()
     })
+  }
+
+  /** One frame's answer: its output (in the shared buffer it was given, or moved back), or a failure. */
+  private answer(worker: Worker, message: {error?: string; input?: Uint8Array; out?: Uint8Array}): void {
+    const job = this.busy.get(worker)
+    this.busy.delete(worker)
+    if (!job) return
+    if (message.input) this.recycle(message.input.buffer as ArrayBuffer)
+    const out = this.shared && !message.error ? new Uint8Array(job.output!, 0, job.size) : message.out
+    if (out) {
+      job.resolve(Buffer.from(out.buffer, out.byteOffset, out.byteLength))
+      this.idle.push(worker)
+      this.next()
+    } else {
+      // A damaged frame: the stream fails with it, and every worker stops.
+      this.fail(worker, new Error(message.error ?? 'a zstd worker failed'), job)
+    }
   }
 
   /** Fails `job` (the worker's, by default) and everything else with `error`, and ends every worker. */
@@ -234,6 +275,19 @@ class WorkerPool {
     this.destroy()
   }
 
+  /** Takes `worker`'s answers (a shared worker's frame answers only) and its failure. */
+  private listen(worker: Worker): Worker {
+    worker.on('message', (reply: {error?: string; input?: Uint8Array; kind?: string; out?: Uint8Array}) => {
+      if (this.shared && reply.kind !== 'frame') return
+      this.answer(worker, reply)
+    })
+    worker.on('error', (error) => this.fail(worker, error))
+    worker.on('exit', (code) => {
+      if (!this.broken) this.fail(worker, new Error(`a zstd worker thread stopped (exit code ${code})`))
+    })
+    return worker
+  }
+
   private next(): void {
     while (this.queue.length > 0) {
       const worker = this.idle.pop() ?? (this.started < this.size ? this.spawn() : undefined)
@@ -242,36 +296,31 @@ class WorkerPool {
       if (!job) return
       this.busy.set(worker, job)
       const transfer = [job.data.buffer as ArrayBuffer]
-      if (job.output) transfer.push(job.output)
+      if (this.shared) {
+        // The output is shared, not moved: the worker fills it in place.
+        const message: FrameMessage = {
+          data: job.data,
+          kind: 'frame',
+          output: job.output as SharedArrayBuffer,
+          size: job.size,
+        }
+        worker.postMessage(message, transfer)
+        continue
+      }
+
+      if (job.output) transfer.push(job.output as ArrayBuffer)
       worker.postMessage({data: job.data, output: job.output, size: job.size}, transfer)
     }
   }
 
   private spawn(): Worker {
     this.started++
+    if (this.shared) return this.listen(this.shared.start())
     const worker = new Worker(this.source, {
       eval: true,
       workerData: {binding: require.resolve('zstd-napi/binding'), windowLogMax: MAX_WINDOW_LOG},
     })
-    worker.on('message', (message: {error?: string; input?: Uint8Array; out?: Uint8Array}) => {
-      const job = this.busy.get(worker)
-      this.busy.delete(worker)
-      if (!job) return
-      if (message.input) this.recycle(message.input.buffer as ArrayBuffer)
-      if (message.out) {
-        job.resolve(Buffer.from(message.out.buffer, message.out.byteOffset, message.out.byteLength))
-        this.idle.push(worker)
-        this.next()
-      } else {
-        // A damaged frame: the stream fails with it, and every worker stops.
-        this.fail(worker, new Error(message.error ?? 'a zstd worker failed'), job)
-      }
-    })
-    worker.on('error', (error) => this.fail(worker, error))
-    worker.on('exit', (code) => {
-      if (!this.broken) this.fail(worker, new Error(`a zstd worker thread stopped (exit code ${code})`))
-    })
-    return worker
+    return this.listen(worker)
   }
 }
 
@@ -287,6 +336,8 @@ export class ParallelDecompressor extends Transform {
   private readonly loan: BufferLoan | undefined
   /** compressed bytes waiting in `jobs` */
   private queued = 0
+  /** the one worker of a read, when the pool is it (read-worker.ts) */
+  private readonly shared: ReadWorker | undefined
   private readonly splitter: FrameSplitter
   private started = 0
   private wake: (() => void) | undefined
@@ -296,10 +347,11 @@ export class ParallelDecompressor extends Transform {
     private readonly impl: ZstdImplementation,
     private readonly workers: number,
     private readonly source: string,
-    releasing: boolean,
+    how: {releasing: boolean; shared?: ReadWorker},
   ) {
     super({readableHighWaterMark: 1024 * 1024})
-    this.loan = releasing ? new BufferLoan(SPARE_OUTPUTS * workers) : undefined
+    this.shared = how.shared
+    this.loan = how.releasing ? new BufferLoan(SPARE_OUTPUTS * workers, how.shared !== undefined) : undefined
     this.splitter = new FrameSplitter({
       // The pool is made here if need be (its workers start with the first frame it runs).
       allocate: (size) => this.pool().allocate(size),
@@ -444,7 +496,7 @@ export class ParallelDecompressor extends Transform {
 
   /** The worker pool, made on first use; its workers start with the first frame it runs. */
   private pool(): WorkerPool {
-    this.workerPool ??= new WorkerPool(this.workers, this.source)
+    this.workerPool ??= new WorkerPool(this.workers, this.source, this.shared)
     return this.workerPool
   }
 

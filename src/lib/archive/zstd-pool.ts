@@ -337,7 +337,12 @@ export class PoolCompressor extends Transform {
   private dispatch(): void {
     const buffer = this.piece ?? this.free.pop() ?? new ArrayBuffer(this.pieceBytes)
     const bound = zstdBound(this.pieceBytes)
-    const job: Job = {buffer, length: this.filled, out: this.loan?.take(bound, bound), seq: this.seq++}
+    const job: Job = {
+      buffer,
+      length: this.filled,
+      out: this.loan?.take(bound, bound) as ArrayBuffer | undefined,
+      seq: this.seq++,
+    }
     this.piece = undefined
     this.filled = 0
     this.inFlight++

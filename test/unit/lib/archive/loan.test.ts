@@ -1,7 +1,8 @@
 /**
  * Output buffers lent to a reader (loan.ts): one is filled again only once the reader is done
  * with every byte of it, in order of position; a detached one is never handed out; at most `keep`
- * wait; a reader that never says anything costs nothing beyond the tracking cap.
+ * wait; a reader that never says anything costs nothing beyond the tracking cap; a shared loan's
+ * buffers are SharedArrayBuffers, handed out again as they are.
  */
 import {MessageChannel} from 'node:worker_threads'
 import {describe, expect, it} from 'vitest'
@@ -13,7 +14,7 @@ const KiB = 1024
 const TAG = 0xa1_1c_e0_00
 
 /** Lends a buffer of `size` bytes from `loan` as the next output, all of it used, its first byte `name`. */
-function lendOne(loan: BufferLoan, size: number, name = 9): ArrayBuffer {
+function lendOne(loan: BufferLoan, size: number, name = 9): ArrayBufferLike {
   const buffer = loan.take(size)
   new DataView(buffer).setUint32(0, TAG + name)
   loan.pushed(new Uint8Array(buffer, 0, size), true)
@@ -76,6 +77,21 @@ describe('BufferLoan', () => {
     expect(loan.reused).toBe(2)
   })
 
+  it('shared: makes SharedArrayBuffers and hands the same one out again once the reader is done with it', () => {
+    const loan = new BufferLoan(4, true)
+    const first = lendOne(loan, 64 * KiB, 5)
+    expect(first).toBeInstanceOf(SharedArrayBuffer)
+    const kept = new Uint8Array(first)
+    expect(taken(loan, 64 * KiB)).toBe(0)
+    loan.doneWith(64 * KiB)
+    const again = loan.take(64 * KiB)
+    // Not detached (it cannot be): the very buffer, and a view kept of it reads what is there.
+    expect(again).toBe(first)
+    expect(kept.length).toBe(sizeClass(64 * KiB))
+    expect(new DataView(again).getUint32(0)).toBe(TAG + 5)
+    expect(loan.reused).toBe(1)
+  })
+
   it('hands out only a buffer large enough and at most four times the size asked for', () => {
     const loan = new BufferLoan(4)
     lendOne(loan, 64 * KiB, 1)
@@ -96,7 +112,7 @@ describe('BufferLoan', () => {
     const lent = [1, 2, 3, 4].map(() => lendOne(loan, 64 * KiB))
     // One of them moved to another thread: detached here (byteLength 0), never handed out again.
     const {port1, port2} = new MessageChannel()
-    port1.postMessage(lent[0], [lent[0]])
+    port1.postMessage(lent[0], [lent[0] as ArrayBuffer])
     port1.close()
     port2.close()
     expect(lent[0].byteLength).toBe(0)

@@ -1,9 +1,11 @@
 /**
  * readArchive over a zstd stream of many independent frames (the parallel read side): the tree
- * comes out byte for byte with 1 and 2 decompression threads; a damaged frame or a frame that lies
- * about its content size is an integrity error, with the workers ended.
+ * comes out byte for byte with 1 and 2 decompression threads; with 1, the one worker hashes and
+ * writes the bytes in the buffers it decompressed them into, before it fills them again
+ * (read-worker.ts); a damaged frame, a frame that lies about its content size, a file that cannot
+ * be written and an abort fail as they should, with the workers ended.
  */
-import {readFile} from 'node:fs/promises'
+import {mkdir, readFile, writeFile} from 'node:fs/promises'
 import {createRequire} from 'node:module'
 import {join} from 'node:path'
 import {Readable} from 'node:stream'
@@ -12,7 +14,9 @@ import {afterAll, beforeAll, describe, expect, it, vi} from 'vitest'
 
 import type {Manifest, ManifestEntry} from '../../../../src/lib/archive/types.js'
 
+import {FileSink} from '../../../../src/lib/archive/file-sink.js'
 import {comparePaths, encodeManifest} from '../../../../src/lib/archive/manifest.js'
+import {liveReadWorkers} from '../../../../src/lib/archive/read-worker.js'
 import {readArchive} from '../../../../src/lib/archive/read.js'
 import {ParallelDecompressor} from '../../../../src/lib/archive/zstd-parallel.js'
 import {BrError} from '../../../../src/lib/errors.js'
@@ -93,10 +97,15 @@ function frames(piece: number): Buffer[] {
   return out
 }
 
-async function read(archive: Buffer, parallelism: number, write = true): Promise<string> {
+async function read(
+  archive: Buffer,
+  parallelism: number,
+  write = true,
+  more: {before?: (dest: string) => Promise<void>; signal?: AbortSignal} = {},
+): Promise<string> {
   const dest = join(work.dir, String(++n))
-  const {mkdir} = await import('node:fs/promises')
   await mkdir(dest)
+  await more.before?.(dest)
   // 64 KiB writes, as the age layer gives them.
   const pieces: Buffer[] = []
   for (let i = 0; i < archive.length; i += 65_536) pieces.push(archive.subarray(i, i + 65_536))
@@ -106,6 +115,7 @@ async function read(archive: Buffer, parallelism: number, write = true): Promise
     input: Readable.from(pieces),
     label: 'backup f',
     parallelism,
+    signal: more.signal,
   })
   return dest
 }
@@ -120,7 +130,7 @@ describe('readArchive over independent zstd frames', () => {
     }
   })
 
-  it('is done with the output where it says: bytes spoiled from there on change nothing, and frames reuse buffers', async () => {
+  it('with 2 threads, is done with the output where it says: bytes spoiled from there on change nothing, and frames reuse buffers', async () => {
     // Every output the decompressor pushes, and where it ends; once the reader says it is done
     // before a position, the bytes before it are spoiled, as a reused buffer would be.
     const pushed: Array<{chunk: Buffer; end: number}> = []
@@ -141,13 +151,15 @@ describe('readArchive over independent zstd frames', () => {
       original.call(this, position)
     })
     try {
+      // Two threads: the bytes are copied to the file sink's own worker (with one, the worker that
+      // decompressed them reads them in place, in its own order: the test below).
       const archive = Buffer.concat(frames(MiB))
-      const dest = await read(archive, 1)
+      const dest = await read(archive, 2)
       for (const [path, body] of Object.entries(files))
         expect((await readFile(join(dest, path))).equals(body)).toBe(true)
       expect(done.mock.calls.length).toBeGreaterThan(10)
       // 11 MiB of tar in 1 MiB frames: the reader gives buffers back as it goes.
-      expect((done.mock.contexts[0] as ParallelDecompressor).outputsReused).toBeGreaterThanOrEqual(5)
+      expect((done.mock.contexts[0] as ParallelDecompressor).outputsReused).toBeGreaterThanOrEqual(3)
       // Verify only (every file hashed, none written), with 2 threads: the same, or an integrity error.
       pushed.length = 0
       end = 0
@@ -156,6 +168,53 @@ describe('readArchive over independent zstd frames', () => {
     } finally {
       push.mockRestore()
       done.mockRestore()
+    }
+  })
+
+  it('with 1 thread, hashes and writes every byte in the buffer it was decompressed into before that buffer is filled again', async () => {
+    const write = vi.spyOn(FileSink.prototype, 'write')
+    const done = vi.spyOn(ParallelDecompressor.prototype, 'doneWith')
+    try {
+      // 512 KiB frames (the smallest a worker takes): 22 of them through a handful of buffers.
+      const archive = Buffer.concat(frames(512 * 1024))
+      const dest = await read(archive, 1)
+      for (const [path, body] of Object.entries(files))
+        expect((await readFile(join(dest, path))).equals(body)).toBe(true)
+      await read(archive, 1, false)
+      // The chunks went to the worker where they lay (shared memory), not copied.
+      const shared = write.mock.calls.filter(([chunk]) => chunk.buffer instanceof SharedArrayBuffer)
+      expect(shared.length).toBeGreaterThan(40)
+      expect((done.mock.contexts[0] as ParallelDecompressor).outputsReused).toBeGreaterThanOrEqual(15)
+      expect(liveReadWorkers()).toBe(0)
+    } finally {
+      write.mockRestore()
+      done.mockRestore()
+    }
+  })
+
+  it('with 1 thread, fails on a file it cannot create, as the file system says, and leaves no worker', async () => {
+    const archive = Buffer.concat(frames(512 * 1024))
+    const error = await read(archive, 1, true, {
+      before: async (dest) => writeFile(join(dest, 'b.txt'), 'there'),
+    }).catch((error_: unknown) => error_)
+    expect((error as NodeJS.ErrnoException).code).toBe('EEXIST')
+    expect(liveReadWorkers()).toBe(0)
+  })
+
+  it('with 1 thread, stops when aborted, and leaves no worker', async () => {
+    const archive = Buffer.concat(frames(512 * 1024))
+    const controller = new AbortController()
+    const original = FileSink.prototype.write
+    const spy = vi.spyOn(FileSink.prototype, 'write').mockImplementationOnce(function (this: FileSink, chunk) {
+      controller.abort()
+      return original.call(this, chunk)
+    })
+    try {
+      const error = await read(archive, 1, true, {signal: controller.signal}).catch((error_: unknown) => error_)
+      expect((error as BrError).code).toBe('interrupted')
+      expect(liveReadWorkers()).toBe(0)
+    } finally {
+      spy.mockRestore()
     }
   })
 
@@ -193,10 +252,13 @@ describe('readArchive over independent zstd frames', () => {
     expect(lying[1][4] >> 6).toBe(2)
     lying[1].writeUInt32LE(lying[1].readUInt32LE(5) + 1, 5)
     for (const archive of [damaged, lying]) {
-      const error = await read(Buffer.concat(archive), 2).catch((error_: unknown) => error_)
-      expect(error).toBeInstanceOf(BrError)
-      expect((error as BrError).code).toBe('integrity')
-      expect((error as BrError).message).toMatch(/^backup f: .*zstd/)
+      for (const parallelism of [1, 2]) {
+        const error = await read(Buffer.concat(archive), parallelism).catch((error_: unknown) => error_)
+        expect(error).toBeInstanceOf(BrError)
+        expect((error as BrError).code).toBe('integrity')
+        expect((error as BrError).message).toMatch(/^backup f: .*zstd/)
+        expect(liveReadWorkers()).toBe(0)
+      }
     }
   })
 })

@@ -1,0 +1,138 @@
+/**
+ * One worker thread that both decompresses an archive's zstd frames and hashes (and, for a
+ * restore, writes) the files in them: verify and restore with one decompression thread, the
+ * default on 2 cores (read.ts decides). Each frame is decompressed into shared memory (a
+ * SharedArrayBuffer of the decompressor's loan, zstd-parallel.ts), the main thread reads the tar
+ * there, and the file sink tells the worker where each file's bytes lie ([REF, buffer, start,
+ * end], file-sink.ts), so the bytes are hashed by the thread that wrote them while they are still
+ * in its cache. Handing them to another thread cost more than hashing them: bench/handoff.mjs
+ * (1 GiB, CPU-s) decompressed alone in 0.94, in 1.69 when the main thread hashed each frame after
+ * it (+0.68 there), in 1.56 when the worker hashed each frame itself.
+ *
+ * Guarantees: the worker handles messages in the order they are posted: the bytes a REF names are
+ * hashed (and written) before a frame posted after it is decompressed over them, and the
+ * decompressor hands a buffer out again only once the reader is done with it, which the file sink
+ * is once it has posted its REFs (read.ts calls doneWith after FileSink.write). A frame whose
+ * content differs from its declared size fails as corrupt, as in zstd-parallel.ts. After a file
+ * error the worker only answers batches (the sink fails with the first error), as file-sink.ts's
+ * own worker does. `close` makes the worker close the file it has open and exit, and waits for
+ * that; its owner (readArchive) calls it once, when the decompressor and the sink are both done or
+ * have failed; neither ends the worker itself.
+ */
+import {createRequire} from 'node:module'
+import {Worker} from 'node:worker_threads'
+
+import {MAX_WINDOW_LOG} from './compress.js'
+import {makeBatchProcessor, type Op, type SharedReadWorker} from './file-sink.js'
+
+const require = createRequire(import.meta.url)
+
+/** A frame to decompress into `output` (shared), `size` bytes of content. */
+export interface FrameMessage {
+  data: Uint8Array
+  kind: 'frame'
+  output: SharedArrayBuffer
+  size: number
+}
+
+/** The answer to a frame: its input buffer back (for the next frames), or what was wrong. */
+export type FrameReply = {error: string; kind: 'frame'} | {input: Uint8Array; kind: 'frame'}
+
+/* eslint-disable @typescript-eslint/no-explicit-any -- also runs as source in the worker */
+/** The worker's main, self-contained (its source is the worker's): frames, batches, close. */
+function sharedMain(make: typeof makeBatchProcessor): void {
+  const threads = require('node:worker_threads')
+  const port = threads.parentPort
+  const binding = require(threads.workerData.binding)
+  const dctx = new binding.DCtx()
+  dctx.setParameter(binding.DParameter.windowLogMax, threads.workerData.windowLogMax)
+  const processor = make(require)
+  const empty = Buffer.alloc(0)
+  let failed = false
+  port.on('message', (m: any) => {
+    if (m.kind === 'frame') {
+      try {
+        const n = dctx.decompress(Buffer.from(m.output, 0, m.size), m.data)
+        if (n !== m.size)
+          throw new Error(`corrupt zstd data: a frame declares ${m.size} bytes of content but holds ${n}`)
+        port.postMessage({input: m.data, kind: 'frame'}, [m.data.buffer])
+      } catch (error: any) {
+        const message = String(error?.message ?? error)
+        const text = message.startsWith('corrupt zstd data')
+          ? message
+          : `corrupt zstd data: ${message} (a frame declaring ${m.size} bytes)`
+        port.postMessage({error: text, kind: 'frame'})
+      }
+    } else if (m.kind === 'batch') {
+      const transfer = m.buffer ? [m.buffer] : []
+      if (failed) {
+        port.postMessage({buffer: m.buffer, done: [], kind: 'batch'}, transfer)
+        return
+      }
+
+      try {
+        const done = processor.process(m.buffer ? Buffer.from(m.buffer, 0, m.length) : empty, m.ops as Op[])
+        port.postMessage({buffer: m.buffer, done, kind: 'batch'}, transfer)
+      } catch (error: any) {
+        failed = true
+        try {
+          processor.abort()
+        } catch {}
+
+        const info = {
+          code: error.code,
+          errno: error.errno,
+          message: String(error.message),
+          path: error.path,
+          syscall: error.syscall,
+        }
+        port.postMessage({buffer: m.buffer, error: info, kind: 'batch'}, transfer)
+      }
+    } else {
+      processor.abort()
+      port.close()
+    }
+  })
+}
+/* eslint-enable @typescript-eslint/no-explicit-any */
+
+const WORKER_SOURCE = `(${sharedMain.toString()})((${makeBatchProcessor.toString()}))`
+
+/** Shared read workers started and not yet exited, in this process (tests check that none is left). */
+let live = 0
+export const liveReadWorkers = (): number => live
+
+/** The one worker of a read (see the module header); started on first use. */
+export class ReadWorker implements SharedReadWorker {
+  private exited: Promise<void> | undefined
+  private worker: undefined | Worker
+
+  /** Makes the worker close its file and exit, and waits for it; nothing if it never started. */
+  async close(): Promise<void> {
+    const {worker} = this
+    if (!worker) return
+    worker.postMessage({kind: 'close'})
+    await this.exited
+  }
+
+  /** The worker, started on first use: listeners are the caller's to add. */
+  start(): Worker {
+    if (this.worker) return this.worker
+    const worker = new Worker(WORKER_SOURCE, {
+      eval: true,
+      workerData: {binding: require.resolve('zstd-napi/binding'), windowLogMax: MAX_WINDOW_LOG},
+    })
+    live++
+    // The decompressor and the sink each listen for its errors; this one only keeps an error
+    // that comes before either listens from being thrown as unhandled.
+    worker.on('error', () => {})
+    this.exited = new Promise<void>((resolve) => {
+      worker.once('exit', () => {
+        live--
+        resolve()
+      })
+    })
+    this.worker = worker
+    return worker
+  }
+}
