@@ -35,6 +35,12 @@ const BATCH_BYTES = 1024 * 1024
 const IN_FLIGHT = 4
 /** A batch is sent at this many operations too, so that tiny files' hashes come back in time. */
 const MAX_OPS = 4096
+/**
+ * A chunk in a shared worker's frame buffer goes to it as a REF from this size up; a smaller one
+ * is copied into the batch as before, so that many small files cost one message a batch, not one
+ * a file (a REF is posted at once). 64 KiB: at most 16 Ki messages per GiB.
+ */
+const MIN_REF = 64 * 1024
 
 /**
  * Operations of a batch: [OPEN, file id, path ('' = hash only), offset, into], [DATA, start, end],
@@ -329,7 +335,7 @@ export class FileSink {
     this.ops.push([CLOSE])
     this.open = false
     if (this.ops.length < MAX_OPS) return undefined
-    return this.batch === NO_BATCH && !this.takeFree() ? this.later(() => this.send()) : this.send()
+    return this.mustWait() ? this.later(() => this.send()) : this.send()
   }
 
   /** Sends what is left, waits until every file is hashed (and written and closed), and stops the worker. */
@@ -342,7 +348,7 @@ export class FileSink {
     }
 
     if (this.ops.length > 0) {
-      if (this.batch === NO_BATCH && !this.takeFree()) await this.later(() => this.send())
+      if (this.mustWait()) await this.later(() => this.send())
       else this.send()
     }
 
@@ -371,12 +377,13 @@ export class FileSink {
 
   /**
    * Takes a chunk of the current file (copied: the caller may reuse it); a promise when the caller
-   * must wait. A chunk in a shared worker's frame buffer is not copied: the worker is told where it
-   * is, at once, so that whatever the caller posts to that worker next comes after it.
+   * must wait. A chunk of MIN_REF or more in a shared worker's frame buffer is not copied: the
+   * worker is told where it is, at once, so that whatever the caller posts to that worker next
+   * (the frame that fills that buffer again) comes after it.
    */
   write(chunk: Buffer): Promise<void> | undefined {
     this.check()
-    if (this.shared && chunk.buffer instanceof SharedArrayBuffer) {
+    if (this.shared && chunk.length >= MIN_REF && chunk.buffer instanceof SharedArrayBuffer) {
       this.ops.push([REF, chunk.buffer, chunk.byteOffset, chunk.byteOffset + chunk.length])
       return this.send()
     }
@@ -428,6 +435,12 @@ export class FileSink {
     }
 
     await then()
+  }
+
+  /** Whether sending the ops needs a buffer back first: not for ops alone to a shared worker (they go without one). */
+  private mustWait(): boolean {
+    if (this.shared && this.used === 0) return false
+    return this.batch === NO_BATCH && !this.takeFree()
   }
 
   private onReply(reply: Reply): void {

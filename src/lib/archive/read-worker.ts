@@ -50,47 +50,62 @@ function sharedMain(make: typeof makeBatchProcessor): void {
   const empty = Buffer.alloc(0)
   let failed = false
   port.on('message', (m: any) => {
-    if (m.kind === 'frame') {
-      try {
-        const n = dctx.decompress(Buffer.from(m.output, 0, m.size), m.data)
-        if (n !== m.size)
-          throw new Error(`corrupt zstd data: a frame declares ${m.size} bytes of content but holds ${n}`)
-        port.postMessage({input: m.data, kind: 'frame'}, [m.data.buffer])
-      } catch (error: any) {
-        const message = String(error?.message ?? error)
-        const text = message.startsWith('corrupt zstd data')
-          ? message
-          : `corrupt zstd data: ${message} (a frame declaring ${m.size} bytes)`
-        port.postMessage({error: text, kind: 'frame'})
-      }
-    } else if (m.kind === 'batch') {
-      const transfer = m.buffer ? [m.buffer] : []
-      if (failed) {
-        port.postMessage({buffer: m.buffer, done: [], kind: 'batch'}, transfer)
-        return
-      }
-
-      try {
-        const done = processor.process(m.buffer ? Buffer.from(m.buffer, 0, m.length) : empty, m.ops as Op[])
-        port.postMessage({buffer: m.buffer, done, kind: 'batch'}, transfer)
-      } catch (error: any) {
-        failed = true
-        try {
-          processor.abort()
-        } catch {}
-
-        const info = {
-          code: error.code,
-          errno: error.errno,
-          message: String(error.message),
-          path: error.path,
-          syscall: error.syscall,
+    switch (m.kind) {
+      case 'batch': {
+        const transfer = m.buffer ? [m.buffer] : []
+        if (failed) {
+          port.postMessage({buffer: m.buffer, done: [], kind: 'batch'}, transfer)
+          return
         }
-        port.postMessage({buffer: m.buffer, error: info, kind: 'batch'}, transfer)
+
+        try {
+          const done = processor.process(m.buffer ? Buffer.from(m.buffer, 0, m.length) : empty, m.ops as Op[])
+          port.postMessage({buffer: m.buffer, done, kind: 'batch'}, transfer)
+        } catch (error: any) {
+          failed = true
+          try {
+            processor.abort()
+          } catch {}
+
+          const info = {
+            code: error.code,
+            errno: error.errno,
+            message: String(error.message),
+            path: error.path,
+            syscall: error.syscall,
+          }
+          port.postMessage({buffer: m.buffer, error: info, kind: 'batch'}, transfer)
+        }
+
+        break
       }
-    } else {
-      processor.abort()
-      port.close()
+
+      case 'close': {
+        processor.abort()
+        port.close()
+        break
+      }
+
+      case 'frame': {
+        try {
+          const n = dctx.decompress(Buffer.from(m.output, 0, m.size), m.data)
+          if (n !== m.size)
+            throw new Error(`corrupt zstd data: a frame declares ${m.size} bytes of content but holds ${n}`)
+          port.postMessage({input: m.data, kind: 'frame'}, [m.data.buffer])
+        } catch (error: any) {
+          const message = String(error?.message ?? error)
+          const text = message.startsWith('corrupt zstd data')
+            ? message
+            : `corrupt zstd data: ${message} (a frame declaring ${m.size} bytes)`
+          port.postMessage({error: text, kind: 'frame'})
+        }
+
+        break
+      }
+
+      default: {
+        throw new Error(`read worker: a message of no known kind (${String(m.kind)})`)
+      }
     }
   })
 }

@@ -5,10 +5,11 @@
  * (read-worker.ts); a damaged frame, a frame that lies about its content size, a file that cannot
  * be written and an abort fail as they should, with the workers ended.
  */
-import {mkdir, readFile, writeFile} from 'node:fs/promises'
+import {mkdir, readdir, readFile, writeFile} from 'node:fs/promises'
 import {createRequire} from 'node:module'
 import {join} from 'node:path'
 import {Readable} from 'node:stream'
+import {Worker} from 'node:worker_threads'
 import tar from 'tar-stream'
 import {afterAll, beforeAll, describe, expect, it, vi} from 'vitest'
 
@@ -41,6 +42,15 @@ let n = 0
 
 beforeAll(async () => {
   work = await tempDir('moctl-br-frames-')
+  tarBytes = await tarOf(files)
+})
+
+afterAll(async () => {
+  await work.cleanup()
+})
+
+/** A backup's tar of `files` (and their directory c/), its manifest last. */
+async function tarOf(files: Record<string, Buffer>): Promise<Buffer> {
   const entries: ManifestEntry[] = [
     {mode: 0o755, mtimeMs: 1000, path: 'c', type: 'dir'} as ManifestEntry,
     ...Object.entries(files).map(([path, body]): ManifestEntry => ({
@@ -83,19 +93,30 @@ beforeAll(async () => {
   const chunks: Buffer[] = []
   for await (const chunk of pack) chunks.push(chunk as Buffer)
   await done
-  tarBytes = Buffer.concat(chunks)
-})
+  return Buffer.concat(chunks)
+}
 
-afterAll(async () => {
-  await work.cleanup()
-})
-
-/** The tar stream as independent frames of `piece` bytes, each with its content size. */
-function frames(piece: number): Buffer[] {
+/** A tar stream (by default the one of `files`) as independent frames of `piece` bytes, each with its content size. */
+function frames(piece: number, bytes = tarBytes): Buffer[] {
   const out: Buffer[] = []
-  for (let i = 0; i < tarBytes.length; i += piece) out.push(napi.compress(tarBytes.subarray(i, i + piece)))
+  for (let i = 0; i < bytes.length; i += piece) out.push(napi.compress(bytes.subarray(i, i + piece)))
   return out
 }
+
+/** REF operations (file-sink.ts) posted to worker threads while `run` runs. */
+async function refsPosted(run: () => Promise<unknown>): Promise<number> {
+  const post = vi.spyOn(Worker.prototype, 'postMessage')
+  try {
+    await run()
+    const batches = post.mock.calls.map(([m]) => m as {kind?: string; ops?: unknown[][]})
+    return batches.filter((m) => m.kind === 'batch').flatMap((m) => m.ops!.filter((op) => op[0] === 3)).length
+  } finally {
+    post.mockRestore()
+  }
+}
+
+/** File descriptors this process has open. */
+const openFds = async (): Promise<number> => (await readdir('/proc/self/fd')).length
 
 async function read(
   archive: Buffer,
@@ -172,33 +193,77 @@ describe('readArchive over independent zstd frames', () => {
   })
 
   it('with 1 thread, hashes and writes every byte in the buffer it was decompressed into before that buffer is filled again', async () => {
-    const write = vi.spyOn(FileSink.prototype, 'write')
     const done = vi.spyOn(ParallelDecompressor.prototype, 'doneWith')
     try {
       // 512 KiB frames (the smallest a worker takes): 22 of them through a handful of buffers.
       const archive = Buffer.concat(frames(512 * 1024))
-      const dest = await read(archive, 1)
+      let dest = ''
+      // The big chunks went to the worker where they lay (shared memory), not copied.
+      expect(
+        await refsPosted(async () => {
+          dest = await read(archive, 1)
+        }),
+      ).toBeGreaterThan(20)
       for (const [path, body] of Object.entries(files))
         expect((await readFile(join(dest, path))).equals(body)).toBe(true)
-      await read(archive, 1, false)
-      // The chunks went to the worker where they lay (shared memory), not copied.
-      const shared = write.mock.calls.filter(([chunk]) => chunk.buffer instanceof SharedArrayBuffer)
-      expect(shared.length).toBeGreaterThan(40)
+      expect(await refsPosted(async () => read(archive, 1, false))).toBeGreaterThan(20)
       expect((done.mock.contexts[0] as ParallelDecompressor).outputsReused).toBeGreaterThanOrEqual(15)
+      // Two threads: every chunk copied to the file sink's own worker.
+      expect(await refsPosted(async () => read(archive, 2))).toBe(0)
       expect(liveReadWorkers()).toBe(0)
     } finally {
-      write.mockRestore()
       done.mockRestore()
     }
   })
 
-  it('with 1 thread, fails on a file it cannot create, as the file system says, and leaves no worker', async () => {
+  it('with 1 thread, copies small chunks into batches: 3000 empty files and a large one cost a few messages', async () => {
+    const many: Record<string, Buffer> = {'c/big.bin': mixedBytes(3 * MiB)}
+    for (let i = 0; i < 3000; i++) many[`c/e${i}`] = Buffer.alloc(i % 3 === 0 ? 100 : 0, 'x')
+    const archive = Buffer.concat(frames(512 * 1024, await tarOf(many)))
+    const post = vi.spyOn(Worker.prototype, 'postMessage')
+    try {
+      const dest = await read(archive, 1)
+      expect((await readFile(join(dest, 'c/big.bin'))).equals(many['c/big.bin'])).toBe(true)
+      expect((await readFile(join(dest, 'c/e2999'))).length).toBe(0)
+      expect((await readFile(join(dest, 'c/e2997'))).toString()).toBe('x'.repeat(100))
+      const batches = post.mock.calls.filter(([m]) => (m as {kind?: string}).kind === 'batch')
+      expect(batches.length).toBeLessThan(30)
+      expect(liveReadWorkers()).toBe(0)
+    } finally {
+      post.mockRestore()
+    }
+  })
+
+  it('with 1 thread, fails when the worker dies, without hanging, and leaves no worker', async () => {
     const archive = Buffer.concat(frames(512 * 1024))
+    const original = ParallelDecompressor.prototype.doneWith
+    let calls = 0
+    const done = vi.spyOn(ParallelDecompressor.prototype, 'doneWith').mockImplementation(function (
+      this: ParallelDecompressor,
+      position: number,
+    ) {
+      if (++calls === 5) this.killOneWorker().catch(() => {})
+      original.call(this, position)
+    })
+    try {
+      const error = await read(archive, 1).catch((error_: unknown) => error_)
+      expect(error).toBeInstanceOf(BrError)
+      expect((error as BrError).message).toMatch(/worker/)
+      expect(liveReadWorkers()).toBe(0)
+    } finally {
+      done.mockRestore()
+    }
+  })
+
+  it('with 1 thread, fails on a file it cannot create, as the file system says, and leaves no worker or file open', async () => {
+    const archive = Buffer.concat(frames(512 * 1024))
+    const fds = await openFds()
     const error = await read(archive, 1, true, {
       before: async (dest) => writeFile(join(dest, 'b.txt'), 'there'),
     }).catch((error_: unknown) => error_)
     expect((error as NodeJS.ErrnoException).code).toBe('EEXIST')
     expect(liveReadWorkers()).toBe(0)
+    expect(await openFds()).toBe(fds)
   })
 
   it('with 1 thread, stops when aborted, and leaves no worker', async () => {
@@ -209,10 +274,12 @@ describe('readArchive over independent zstd frames', () => {
       controller.abort()
       return original.call(this, chunk)
     })
+    const fds = await openFds()
     try {
       const error = await read(archive, 1, true, {signal: controller.signal}).catch((error_: unknown) => error_)
       expect((error as BrError).code).toBe('interrupted')
       expect(liveReadWorkers()).toBe(0)
+      expect(await openFds()).toBe(fds)
     } finally {
       spy.mockRestore()
     }
