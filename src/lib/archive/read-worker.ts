@@ -1,7 +1,7 @@
 /**
- * One worker thread that both decompresses an archive's zstd frames and hashes (and, for a
- * restore, writes) the files in them: verify and restore with one decompression thread, the
- * default on 2 cores (read.ts decides). Each frame is decompressed into shared memory (a
+ * One worker thread that both decompresses an archive's zstd frames and hashes (and could write)
+ * the files in them: verify with one decompression thread, the default on 2 cores (read.ts
+ * decides; not restore, whose writes the disk may hold up, and decompression with them). Each frame is decompressed into shared memory (a
  * SharedArrayBuffer of the decompressor's loan, zstd-parallel.ts), the main thread reads the tar
  * there, and the file sink tells the worker where each file's bytes lie ([REF, buffer, start,
  * end], file-sink.ts), so the bytes are hashed by the thread that wrote them while they are still
