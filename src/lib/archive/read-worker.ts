@@ -1,9 +1,9 @@
 /**
  * One worker thread that both decompresses an archive's zstd frames and hashes (and could write)
  * the files in them: verify with one decompression thread, the default on 2 cores (read.ts
- * decides; not restore, whose writes the disk may hold up, and decompression with them). Each frame is decompressed into shared memory (a
- * SharedArrayBuffer of the decompressor's loan, zstd-parallel.ts), the main thread reads the tar
- * there, and the file sink tells the worker where each file's bytes lie ([REF, buffer, start,
+ * decides; not restore, whose writes the disk may hold up, and decompression with them). Each
+ * frame is decompressed into shared memory (a SharedArrayBuffer of the decompressor's loan,
+ * zstd-parallel.ts; frame-decoder.ts decodes it), the main thread reads the tar there, and the file sink tells the worker where each file's bytes lie ([REF, buffer, start,
  * end], file-sink.ts), so the bytes are hashed by the thread that wrote them while they are still
  * in its cache. Handing them to another thread cost more than hashing them: bench/handoff.mjs
  * (1 GiB, CPU-s) decompressed alone in 0.94, in 1.69 when the main thread hashed each frame after
@@ -13,7 +13,7 @@
  * hashed (and written) before a frame posted after it is decompressed over them, and the
  * decompressor hands a buffer out again only once the reader is done with it, which the file sink
  * is once it has posted its REFs (read.ts calls doneWith after FileSink.write). A frame whose
- * content differs from its declared size fails as corrupt, as in zstd-parallel.ts. After a file
+ * content differs from its declared size fails as corrupt (frame-decoder.ts). After a file
  * error the worker only answers batches (the sink fails with the first error), as file-sink.ts's
  * own worker does. `close` makes the worker close the file it has open and exit, and waits for
  * that; its owner (readArchive) calls it once, when the decompressor and the sink are both done or
@@ -24,6 +24,7 @@ import {Worker} from 'node:worker_threads'
 
 import {MAX_WINDOW_LOG} from './compress.js'
 import {makeBatchProcessor, type Op, type SharedReadWorker} from './file-sink.js'
+import {makeFrameDecoder} from './frame-decoder.js'
 
 const require = createRequire(import.meta.url)
 
@@ -35,17 +36,12 @@ export interface FrameMessage {
   size: number
 }
 
-/** The answer to a frame: its input buffer back (for the next frames), or what was wrong. */
-export type FrameReply = {error: string; kind: 'frame'} | {input: Uint8Array; kind: 'frame'}
-
 /* eslint-disable @typescript-eslint/no-explicit-any -- also runs as source in the worker */
 /** The worker's main, self-contained (its source is the worker's): frames, batches, close. */
-function sharedMain(make: typeof makeBatchProcessor): void {
+function sharedMain(make: typeof makeBatchProcessor, makeDecoder: typeof makeFrameDecoder): void {
   const threads = require('node:worker_threads')
   const port = threads.parentPort
-  const binding = require(threads.workerData.binding)
-  const dctx = new binding.DCtx()
-  dctx.setParameter(binding.DParameter.windowLogMax, threads.workerData.windowLogMax)
+  const decoder = makeDecoder(require, threads.workerData)
   const processor = make(require)
   const empty = Buffer.alloc(0)
   let failed = false
@@ -88,16 +84,10 @@ function sharedMain(make: typeof makeBatchProcessor): void {
 
       case 'frame': {
         try {
-          const n = dctx.decompress(Buffer.from(m.output, 0, m.size), m.data)
-          if (n !== m.size)
-            throw new Error(`corrupt zstd data: a frame declares ${m.size} bytes of content but holds ${n}`)
+          decoder.decode(Buffer.from(m.output, 0, m.size), m.data, m.size)
           port.postMessage({input: m.data, kind: 'frame'}, [m.data.buffer])
         } catch (error: any) {
-          const message = String(error?.message ?? error)
-          const text = message.startsWith('corrupt zstd data')
-            ? message
-            : `corrupt zstd data: ${message} (a frame declaring ${m.size} bytes)`
-          port.postMessage({error: text, kind: 'frame'})
+          port.postMessage({error: decoder.damage(error, m.size), kind: 'frame'})
         }
 
         break
@@ -111,7 +101,7 @@ function sharedMain(make: typeof makeBatchProcessor): void {
 }
 /* eslint-enable @typescript-eslint/no-explicit-any */
 
-const WORKER_SOURCE = `(${sharedMain.toString()})((${makeBatchProcessor.toString()}))`
+const WORKER_SOURCE = `(${sharedMain.toString()})((${makeBatchProcessor.toString()}), (${makeFrameDecoder.toString()}))`
 
 /** Shared read workers started and not yet exited, in this process (tests check that none is left). */
 let live = 0

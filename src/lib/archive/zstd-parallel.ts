@@ -39,6 +39,7 @@ import {
   zstdImplementation,
   zstdImplementations,
 } from './compress.js'
+import {makeFrameDecoder} from './frame-decoder.js'
 import {BufferLoan, MIN_BUFFER, sizeClass} from './loan.js'
 import {type FrameMessage, type ReadWorker} from './read-worker.js'
 import {type FramePiece, FrameSplitter} from './zstd-frames.js'
@@ -85,27 +86,26 @@ const SPARE_OUTPUTS = 3
 const PUMP_SLICE_MS = 20
 
 /**
- * The worker: one zstd-napi context, one frame at a time, into the output buffer it is given (a
- * new one when none is), transferred back.
+ * The worker: one frame at a time, into the output buffer it is given (a new one when none is),
+ * transferred back.
  */
-const WORKER_SOURCE = `
-const {parentPort, workerData} = require('node:worker_threads')
-const binding = require(workerData.binding)
-const dctx = new binding.DCtx()
-dctx.setParameter(binding.DParameter.windowLogMax, workerData.windowLogMax)
-parentPort.on('message', ({data, size, output}) => {
-  try {
-    const out = output ? Buffer.from(output, 0, size) : Buffer.allocUnsafeSlow(size)
-    const n = dctx.decompress(out, data)
-    if (n !== size) throw new Error('corrupt zstd data: a frame declares ' + size + ' bytes of content but holds ' + n)
-    // The input goes back too: the main thread gathers the next frames in it (no new memory there).
-    parentPort.postMessage({out, input: data}, [out.buffer, data.buffer])
-  } catch (error) {
-    const message = String((error && error.message) || error)
-    parentPort.postMessage({error: message.startsWith('corrupt zstd data') ? message : 'corrupt zstd data: ' + message + ' (a frame declaring ' + size + ' bytes)'})
-  }
-})
-`
+function workerMain(make: typeof makeFrameDecoder): void {
+  const threads = require('node:worker_threads')
+  const port = threads.parentPort
+  const decoder = make(require, threads.workerData)
+  port.on('message', ({data, output, size}: {data: Uint8Array; output?: ArrayBuffer; size: number}) => {
+    try {
+      const out = output ? Buffer.from(output, 0, size) : Buffer.allocUnsafeSlow(size)
+      decoder.decode(out, data, size)
+      // The input goes back too: the main thread gathers the next frames in it (no new memory there).
+      port.postMessage({input: data, out}, [out.buffer, data.buffer])
+    } catch (error) {
+      port.postMessage({error: decoder.damage(error, size)})
+    }
+  })
+}
+
+const WORKER_SOURCE = `(${workerMain.toString()})((${makeFrameDecoder.toString()}))`
 
 export interface ParallelDecompressOptions {
   impl?: ZstdImplementation
