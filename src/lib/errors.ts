@@ -45,6 +45,11 @@ export const integrityError = (message: string, ...suggestions: string[]) =>
 export const serviceError = (message: string, ...suggestions: string[]) =>
   new BrError('service', message, {suggestions})
 
+/** `error` again, its message prefixed with `label` (which backup, which object): code, cause and suggestions kept. */
+export function labelled(error: BrError, label: string): BrError {
+  return new BrError(error.code, `${label}: ${error.message}`, {cause: error.cause, suggestions: error.suggestions})
+}
+
 export function isBrError(error: unknown): error is BrError {
   return error instanceof BrError
 }

@@ -25,7 +25,7 @@ import {pipeline} from 'node:stream/promises'
 
 import type {AgeImplementation, DecryptOptions, EncryptOptions} from './types.js'
 
-import {BrError, usageError} from '../errors.js'
+import {BrError, labelled, usageError} from '../errors.js'
 import {
   addRecipients,
   checkKeysGiven,
@@ -177,7 +177,7 @@ export async function decryptBuffer(
     return await collect(Readable.from([Buffer.from(bytes)]), createDecryptStream(keys, impl))
   } catch (error) {
     if (!label || !(error instanceof BrError)) throw error
-    throw new BrError(error.code, `${label}: ${error.message}`, {cause: error.cause, suggestions: error.suggestions})
+    throw labelled(error, label)
   }
 }
 

@@ -40,7 +40,7 @@ import tar from 'tar-stream'
 
 import type {DecryptOptions, Implementations, Manifest, PackProgress} from './types.js'
 
-import {BrError, integrityError} from '../errors.js'
+import {BrError, integrityError, labelled} from '../errors.js'
 import {createDecryptStream, prepareDecrypt, TAMPERED, TRUNCATED} from './age.js'
 import {Breather} from './breather.js'
 import {FileSink} from './file-sink.js'
@@ -216,7 +216,7 @@ function stageError(stage: string, error: unknown): unknown {
 
 function withLabel(error: unknown, label: string | undefined): unknown {
   if (!label || !(error instanceof BrError) || error.code === 'interrupted') return error
-  return new BrError(error.code, `${label}: ${error.message}`, {cause: error.cause, suggestions: error.suggestions})
+  return labelled(error, label)
 }
 
 async function consume(extract: tar.Extract, reader: EntryReader): Promise<ReadArchiveResult> {
@@ -251,7 +251,7 @@ class EntryReader {
    * @param doneWith told, after each chunk of a file is copied or posted (file-sink.ts) and after
    *   the manifest is read, that the tar stream before that point is done with (zstd-parallel.ts
    *   ParallelDecompressor.doneWith)
-   * @param shared the worker that decompresses, for the sink to hash and write in (read-worker.ts)
+   * @param shared the worker that decompresses, for the sink to hash in (read-worker.ts)
    */
   constructor(
     private readonly options: ReadArchiveOptions,

@@ -18,7 +18,7 @@ import type {BackupRecord} from './types.js'
 
 import {decryptBuffer} from '../archive/age.js'
 import {decodeManifest} from '../archive/manifest.js'
-import {BrError, integrityError, usageError} from '../errors.js'
+import {BrError, integrityError, labelled, usageError} from '../errors.js'
 import {sha256Hex} from '../hash.js'
 import {authenticate, checkManifestBinding, NO_TRUST, type TrustPolicy, unauthenticatedWarning} from './authenticity.js'
 import {openRepository, type Repository} from './repository.js'
@@ -72,10 +72,7 @@ export async function readManifest(repo: Repository, record: BackupRecord, keys:
   } catch (error) {
     // Which backup of a chain: decodeManifest knows only the bytes.
     if (!(error instanceof BrError)) throw error
-    throw new BrError(error.code, `backup ${record.id}: ${error.message}`, {
-      cause: error.cause,
-      suggestions: error.suggestions,
-    })
+    throw labelled(error, `backup ${record.id}`)
   }
 
   if (manifest.backupId !== record.id)
