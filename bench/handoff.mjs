@@ -5,7 +5,7 @@
 // same with nothing else around it, and beside it the alternative: the decompressing thread
 // hashes its own output. It also times a first touch of new memory against a second one.
 //
-//   node bench/handoff.mjs [--size=512MiB] [--rounds=3]      (Linux: per-thread CPU from /proc)
+//   node bench/handoff.mjs [--size=512MiB] [--rounds=3] [--outputs=6]   (Linux: per-thread CPU from /proc)
 //
 // Data: the project's MO-like data dir (scripts/make-mo-data.mjs, in a temp dir), its files one
 // after another cut into pieces of 2 MiB (as the archive's frames), each compressed at level 3
@@ -14,7 +14,11 @@
 // - main hashes: the main thread hashes each output before giving it back (verify's handoff);
 // - main copies: the main thread copies each output once (the copy into the file sink's batch);
 // - worker hashes: the worker hashes each frame itself, after decompressing it.
-// Each figure is the median of --rounds, modes interleaved; CPU seconds are per thread.
+// The output buffers rotate as loan.ts rotates them: the one given back longest ago is filled next
+// (until 2026-12-03 this bench took the one given back last, which the pipeline never does, and
+// so measured a dearer handoff). --outputs: how many rotate (6: about a one-thread decompressor's
+// frames in flight and spare, zstd-parallel.ts); 4 are at the worker at once whatever the count. Each figure is the median of --rounds, modes
+// interleaved; CPU seconds are per thread.
 import {mkdtempSync, readdirSync, readFileSync, rmSync} from 'node:fs'
 import {createRequire} from 'node:module'
 import {tmpdir} from 'node:os'
@@ -38,8 +42,16 @@ if (!Number.isInteger(rounds) || rounds < 1) {
 }
 
 const PIECE = 2 * 1024 * 1024
-/** Output buffers in rotation, as many as a decompressor's frames in flight and spare (zstd-parallel.ts). */
-const OUTPUTS = 6
+/** Output buffers in rotation: by default about as many as a decompressor's frames in flight and spare (zstd-parallel.ts). */
+const OUTPUTS = Number(argValue(argv, 'outputs', '6'))
+/** Frames at the worker at once, whatever the rotation: a spare buffer waits for its turn. */
+const IN_FLIGHT = 4
+if (!Number.isInteger(OUTPUTS) || OUTPUTS < IN_FLIGHT) {
+  console.error(
+    `bench: --outputs=${argValue(argv, 'outputs', '')} is not a count of buffers: pass --outputs=6 (4 or more)`,
+  )
+  process.exit(2)
+}
 
 const require = createRequire(import.meta.url)
 const bindingPath = require.resolve('zstd-napi/binding')
@@ -106,7 +118,7 @@ async function pass(frames, mode) {
     const send = () => {
       if (next >= frames.length) return
       const {frame, length} = frames[next]
-      const job = {frame, hash: mode === 'worker hashes', length, output: outputs.pop(), size: PIECE}
+      const job = {frame, hash: mode === 'worker hashes', length, output: outputs.shift(), size: PIECE}
       worker.postMessage({...job, seq: next++}, [frame, job.output])
     }
 
@@ -120,7 +132,7 @@ async function pass(frames, mode) {
       if (++done === frames.length) resolve()
       else send()
     })
-    while (outputs.length > 2 && next < frames.length) send()
+    for (let i = 0; i < IN_FLIGHT; i++) send()
   })
   const main = threadCpu() - mainStart
   const reply = new Promise((resolve) => {
@@ -158,7 +170,9 @@ for (let r = 0; r < rounds; r++) {
 }
 
 const mib = (frames.length * PIECE) / 2 ** 20
-console.log(`${mib} MiB in ${frames.length} frames of 2 MiB; node ${process.version}; median of ${rounds} rounds`)
+console.log(
+  `${mib} MiB in ${frames.length} frames of 2 MiB, ${OUTPUTS} output buffers; node ${process.version}; median of ${rounds} rounds`,
+)
 console.log('| mode | decompressing thread CPU s | main thread CPU s | together |')
 console.log('|---|---|---|---|')
 for (const mode of modes) {
