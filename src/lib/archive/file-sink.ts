@@ -20,8 +20,10 @@
  * disk, EIO, an existing name) is the failure, as the file system gave it (code, syscall, path),
  * raised by the next call and by `finish`; nothing is written after it. `close` (or `finish`)
  * leaves no worker running and no file open: the worker closes its file before it exits, and both
- * wait for that. When every file of an archive fits in one batch, it is done on the calling thread
- * and no worker starts.
+ * wait for that. A worker that dies with a file open (terminated, out of memory) leaves no fd
+ * either: Node closes the fds a worker opened when it exits (Worker's `trackUnmanagedFds`, on by
+ * default; a test holds the sink to it). When every file of an archive fits in one batch, it is
+ * done on the calling thread and no worker starts.
  *
  * Not: it does not check names, sizes or hashes (read.ts and manifest-check.ts do), does not
  * fsync, and does not remove what it wrote after a failure (the caller owns the directory).

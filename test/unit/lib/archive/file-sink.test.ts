@@ -8,11 +8,21 @@
  * each failure leaves no worker running and no file descriptor open.
  */
 import {createHash} from 'node:crypto'
-import {lstatSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync} from 'node:fs'
+import {
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs'
 import {mkdtemp, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {type Worker} from 'node:worker_threads'
+import {afterAll, beforeAll, describe, expect, it, vi} from 'vitest'
 
 import {type FileDigest, FileSink, liveSinkWorkers} from '../../../../src/lib/archive/file-sink.js'
 import {skipNote} from '../../../helpers/needs.js'
@@ -21,6 +31,15 @@ import {canMount, NOT_ROOT, tmpfsMounts} from '../../../helpers/tmpfs.js'
 const BATCH = 64 * 1024
 const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex')
 const openFds = () => readdirSync('/proc/self/fd').length
+/** What this process's fds are open on. */
+const openPaths = () =>
+  readdirSync('/proc/self/fd').flatMap((fd) => {
+    try {
+      return [readlinkSync(`/proc/self/fd/${fd}`)]
+    } catch {
+      return [] // the fd readdir itself used, closed since
+    }
+  })
 
 let dir: string
 beforeAll(async () => {
@@ -218,6 +237,27 @@ describe('file sink', () => {
     expect(openFds()).toBe(fds)
     expect(digest.sha256).toBe('')
     expect(() => sink.write(Buffer.alloc(1))).toThrow(/used after close/)
+  })
+
+  it('a worker that dies in the middle of a file leaves no fd (Node closes what it opened)', async () => {
+    const fds = openFds()
+    const path = join(dir, 'orphaned')
+    const sink = new FileSink({batchBytes: BATCH})
+    sink.start(path, {sha256: ''})
+    for (let i = 0; i < 6; i++) {
+      const wait = sink.write(bytesOf(BATCH / 2, i))
+      if (wait) await wait
+    }
+
+    // Open in the worker, between batches, when it is killed (as out of memory would): the worker's
+    // raw fds are closed when it exits (trackUnmanagedFds), so nothing needs to close it after.
+    await vi.waitFor(() => expect(openPaths()).toContain(path))
+    await (sink as unknown as {worker: Worker}).worker.terminate()
+    await vi.waitFor(() => expect(liveSinkWorkers()).toBe(0))
+    expect(openPaths()).not.toContain(path)
+    expect(openFds()).toBe(fds)
+    expect(() => sink.write(Buffer.alloc(1))).toThrow(/a file worker exited \(code 1\) before the end/)
+    await sink.close()
   })
 })
 
