@@ -151,7 +151,7 @@ export abstract class BrCommand extends Command {
 
   /** Runs a flow as a task tree on stderr: a terminal's tree, timestamped lines in a pipe, nothing under --json or --quiet. */
   protected async runFlow<C extends object>(flow: Flow<C>, ctx: C): Promise<C> {
-    // listr2 is loaded by the commands that run a flow, not by every command at start-up.
+    // listr2 is loaded only to draw a tree on a terminal (tasks.ts), never at start-up.
     const {renderModeFor, runFlowWithTasks} = await import('./lib/ui/tasks.js')
     return runFlowWithTasks(flow, ctx, {
       mode: renderModeFor({json: this.jsonEnabled(), quiet: this.quiet}),

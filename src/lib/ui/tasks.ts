@@ -6,9 +6,11 @@
  * Guarantees: a skipped step is never shown, in neither renderer (a step is shown once it is due
  * and not skipped); progress shows a percent and an ETA; the plain log has a start and an end line
  * per step and at most one progress line every PROGRESS_EVERY_MS, so a nightly job's log stays
- * readable. Both renderers run the same steps with the same rollback (steps.ts).
+ * readable. Both renderers run the same steps with the same rollback (steps.ts). listr2 is loaded
+ * only for the tree: a run under --json, cron or a pipe never imports it.
  */
-import {Listr, ListrLogger, type ListrTask, ProcessOutput} from 'listr2'
+import type {Listr, ListrTask} from 'listr2'
+
 import {performance} from 'node:perf_hooks'
 
 import {formatDuration, formatProgress, logTimestamp} from '../format.js'
@@ -56,11 +58,12 @@ export async function runFlowWithTasks<C extends object>(
     return runFlow(flow, ctx, {onEvent: plainLog((line) => stream.write(line), options.now), signal})
   }
 
+  const listr2 = await import('listr2')
   try {
-    await tree(stream, ctx, taskSpecs(flow, signal)).run()
+    await tree(listr2, stream, ctx, taskSpecs(flow, signal)).run()
   } catch (error) {
     if (flow.rollback) {
-      await tree(stream, ctx, [
+      await tree(listr2, stream, ctx, [
         {due: () => true, run: (taskCtx, report) => rollbackOnce(flow, taskCtx, error, report), title: ROLL_BACK},
       ]).run()
     }
@@ -152,6 +155,7 @@ function taskSpecs<C extends object>(flow: Flow<C>, signal: AbortSignal): TaskSp
 }
 
 function tree<C extends object>(
+  {Listr, ListrLogger, ProcessOutput}: typeof import('listr2'),
   stream: NodeJS.WritableStream,
   ctx: C,
   specs: TaskSpec<C>[],
