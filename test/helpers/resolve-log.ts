@@ -1,9 +1,9 @@
 /**
  * A proof that a CLI process does not import a module: NODE_OPTIONS for a module resolve hook
- * (node:module register) that appends every specifier containing `match` to the file named by
- * the environment variable `logVariable`. A test runs the CLI with these options and reads the
- * log; the same hook in a process that does import the module must log it (the control), so an
- * empty log means something. Logs are files in the dir the hook was written to.
+ * (node:module register) that appends every specifier containing `match` (or one of several) to
+ * the file named by the environment variable `logVariable`. A test runs the CLI with these options
+ * and reads the log; the same hook in a process that does import the module must log it (the
+ * control), so an empty log means something. Logs are files in the dir the hook was written to.
  */
 import {readFile, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
@@ -16,13 +16,17 @@ export interface ResolveLogger {
 }
 
 /** Writes the hook into `dir`; runs get it through NODE_OPTIONS and their log's path in `logVariable`. */
-export async function resolveLogger(dir: string, match: string, logVariable: string): Promise<ResolveLogger> {
+export async function resolveLogger(
+  dir: string,
+  match: string | string[],
+  logVariable: string,
+): Promise<ResolveLogger> {
   const name = `resolve-log-${logVariable}`
   await writeFile(
     join(dir, `${name}-hooks.mjs`),
     `import {appendFileSync} from 'node:fs'
 export async function resolve(specifier, context, next) {
-  if (specifier.includes(${JSON.stringify(match)})) appendFileSync(process.env.${logVariable}, specifier + '\\n')
+  if (${JSON.stringify([match].flat())}.some((m) => specifier.includes(m))) appendFileSync(process.env.${logVariable}, specifier + '\\n')
   return next(specifier, context)
 }
 `,
