@@ -105,6 +105,9 @@ const require = createRequire(import.meta.url)
 /**
  * The batch processor, self-contained (its source is the worker's): hashes and writes the files
  * of a batch, keeping the one file a batch may leave open for the next. `abort` closes that file.
+ * `answer` is a worker's reply to a batch: the files it closed, or the first error (what the
+ * file system said of it) after which nothing more is processed, every later batch answered as
+ * done with nothing.
  */
 export function makeBatchProcessor(req: NodeJS.Require) {
   const {createHash} = req('node:crypto') as typeof import('node:crypto')
@@ -127,6 +130,7 @@ export function makeBatchProcessor(req: NodeJS.Require) {
     position: number // the offset in the file of the bytes taken so far
   }
   let file: Open | undefined
+  let failed = false
 
   const put = (fd: number, bytes: Uint8Array, at: number) => {
     for (let offset = 0; offset < bytes.length;)
@@ -195,44 +199,62 @@ export function makeBatchProcessor(req: NodeJS.Require) {
     return f.hash.digest('hex')
   }
 
-  return {
-    abort() {
-      const f = file
-      file = undefined
-      if (f && f.fd >= 0) fs.closeSync(f.fd)
-    },
-    process(bytes: Buffer, ops: Op[]): Array<[number, string]> {
-      const done: Array<[number, string]> = []
-      for (const op of ops) {
-        switch (op[0]) {
-          case DATA_OP: {
-            write(file!, bytes.subarray(op[1], op[2]))
-            break
-          }
+  const abort = () => {
+    const f = file
+    file = undefined
+    if (f && f.fd >= 0) fs.closeSync(f.fd)
+  }
 
-          case OPEN_OP: {
-            const [, id, path, at, into] = op
-            const {O_NOFOLLOW, O_WRONLY} = fs.constants
-            // eslint-disable-next-line no-bitwise -- open(2)'s flags
-            const flags = O_WRONLY | O_NOFOLLOW
-            const fd = path === '' ? -1 : into ? fs.openSync(path, flags) : fs.openSync(path, 'wx', 0o600)
-            file = {end: at, fd, hash: createHash('sha256'), held: 0, id, into: into === 1, position: at}
-            break
-          }
+  const processBatch = (bytes: Buffer, ops: Op[]): Array<[number, string]> => {
+    const done: Array<[number, string]> = []
+    for (const op of ops) {
+      switch (op[0]) {
+        case DATA_OP: {
+          write(file!, bytes.subarray(op[1], op[2]))
+          break
+        }
 
-          case REF_OP: {
-            write(file!, Buffer.from(op[1], op[2], op[3] - op[2]))
-            break
-          }
+        case OPEN_OP: {
+          const [, id, path, at, into] = op
+          const {O_NOFOLLOW, O_WRONLY} = fs.constants
+          // eslint-disable-next-line no-bitwise -- open(2)'s flags
+          const flags = O_WRONLY | O_NOFOLLOW
+          const fd = path === '' ? -1 : into ? fs.openSync(path, flags) : fs.openSync(path, 'wx', 0o600)
+          file = {end: at, fd, hash: createHash('sha256'), held: 0, id, into: into === 1, position: at}
+          break
+        }
 
-          default: {
-            done.push([file!.id, close(file!)])
-          }
+        case REF_OP: {
+          write(file!, Buffer.from(op[1], op[2], op[3] - op[2]))
+          break
+        }
+
+        default: {
+          done.push([file!.id, close(file!)])
         }
       }
+    }
 
-      return done
+    return done
+  }
+
+  return {
+    abort,
+    answer(bytes: Buffer, ops: Op[]): {done: Array<[number, string]>} | {error: ErrorInfo} {
+      if (failed) return {done: []}
+      try {
+        return {done: processBatch(bytes, ops)}
+      } catch (error) {
+        failed = true
+        try {
+          abort()
+        } catch {}
+
+        const e = error as NodeJS.ErrnoException
+        return {error: {code: e.code, errno: e.errno, message: String(e.message), path: e.path, syscall: e.syscall}}
+      }
     },
+    process: processBatch,
   }
 }
 
@@ -240,7 +262,6 @@ export function makeBatchProcessor(req: NodeJS.Require) {
 function workerMain(make: typeof makeBatchProcessor) {
   const {parentPort} = require('node:worker_threads') as typeof import('node:worker_threads')
   const processor = make(require)
-  let failed = false
   parentPort!.on('message', (m: {buffer: ArrayBuffer; length: number; ops: Op[]} | {close: true}) => {
     if ('close' in m) {
       processor.abort()
@@ -248,24 +269,8 @@ function workerMain(make: typeof makeBatchProcessor) {
       return
     }
 
-    if (failed) {
-      parentPort!.postMessage({buffer: m.buffer, done: []}, [m.buffer])
-      return
-    }
-
-    try {
-      const done = processor.process(Buffer.from(m.buffer, 0, m.length), m.ops)
-      parentPort!.postMessage({buffer: m.buffer, done}, [m.buffer])
-    } catch (error) {
-      failed = true
-      try {
-        processor.abort()
-      } catch {}
-
-      const e = error as NodeJS.ErrnoException
-      const info = {code: e.code, errno: e.errno, message: String(e.message), path: e.path, syscall: e.syscall}
-      parentPort!.postMessage({buffer: m.buffer, error: info}, [m.buffer])
-    }
+    const reply = processor.answer(Buffer.from(m.buffer, 0, m.length), m.ops)
+    parentPort!.postMessage({buffer: m.buffer, ...reply}, [m.buffer])
   })
 }
 

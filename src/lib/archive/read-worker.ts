@@ -44,35 +44,11 @@ function sharedMain(make: typeof makeBatchProcessor, makeDecoder: typeof makeFra
   const decoder = makeDecoder(require, threads.workerData)
   const processor = make(require)
   const empty = Buffer.alloc(0)
-  let failed = false
   port.on('message', (m: any) => {
     switch (m.kind) {
       case 'batch': {
-        const transfer = m.buffer ? [m.buffer] : []
-        if (failed) {
-          port.postMessage({buffer: m.buffer, done: [], kind: 'batch'}, transfer)
-          return
-        }
-
-        try {
-          const done = processor.process(m.buffer ? Buffer.from(m.buffer, 0, m.length) : empty, m.ops as Op[])
-          port.postMessage({buffer: m.buffer, done, kind: 'batch'}, transfer)
-        } catch (error: any) {
-          failed = true
-          try {
-            processor.abort()
-          } catch {}
-
-          const info = {
-            code: error.code,
-            errno: error.errno,
-            message: String(error.message),
-            path: error.path,
-            syscall: error.syscall,
-          }
-          port.postMessage({buffer: m.buffer, error: info, kind: 'batch'}, transfer)
-        }
-
+        const reply = processor.answer(m.buffer ? Buffer.from(m.buffer, 0, m.length) : empty, m.ops as Op[])
+        port.postMessage({buffer: m.buffer, kind: 'batch', ...reply}, m.buffer ? [m.buffer] : [])
         break
       }
 
