@@ -22,9 +22,8 @@
 import {createRequire} from 'node:module'
 import {Worker} from 'node:worker_threads'
 
-import {MAX_WINDOW_LOG} from './compress.js'
 import {makeBatchProcessor, type Op, type SharedReadWorker} from './file-sink.js'
-import {makeFrameDecoder} from './frame-decoder.js'
+import {frameDecoderData, makeFrameDecoder} from './frame-decoder.js'
 
 const require = createRequire(import.meta.url)
 
@@ -99,10 +98,7 @@ export class ReadWorker implements SharedReadWorker {
   /** The worker, started on first use: listeners are the caller's to add. */
   start(): Worker {
     if (this.worker) return this.worker
-    const worker = new Worker(WORKER_SOURCE, {
-      eval: true,
-      workerData: {binding: require.resolve('zstd-napi/binding'), windowLogMax: MAX_WINDOW_LOG},
-    })
+    const worker = new Worker(WORKER_SOURCE, {eval: true, workerData: frameDecoderData()})
     live++
     // The decompressor and the sink each listen for its errors; this one only keeps an error
     // that comes before either listens from being thrown as unhandled.

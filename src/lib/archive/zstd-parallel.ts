@@ -39,7 +39,7 @@ import {
   zstdImplementation,
   zstdImplementations,
 } from './compress.js'
-import {makeFrameDecoder} from './frame-decoder.js'
+import {frameDecoderData, makeFrameDecoder} from './frame-decoder.js'
 import {BufferLoan, MIN_BUFFER, sizeClass} from './loan.js'
 import {type FrameMessage, type ReadWorker} from './read-worker.js'
 import {type FramePiece, FrameSplitter} from './zstd-frames.js'
@@ -318,7 +318,7 @@ class WorkerPool {
     if (this.shared) return this.listen(this.shared.start())
     const worker = new Worker(this.source, {
       eval: true,
-      workerData: {binding: require.resolve('zstd-napi/binding'), windowLogMax: MAX_WINDOW_LOG},
+      workerData: frameDecoderData(),
     })
     return this.listen(worker)
   }
