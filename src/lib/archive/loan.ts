@@ -11,10 +11,11 @@
  * it is detached when handed out again (`take`), so that a view a reader kept against its word
  * reads as empty, never as another frame's bytes; but for a `shared` loan's buffers
  * (SharedArrayBuffer, read-worker.ts: one worker writes and reads them in place), which cannot be
- * detached: a view kept against its word there reads the next frame. At most `keep` buffers wait to be reused. The
- * buffers tracked for a reader that has not said it is done with them are at most MAX_LENT and
- * MAX_LENT_BYTES (the oldest are forgotten, left to the garbage collector): a reader that never
- * calls doneWith, or a tar whose tail it never reports (a manifest, zero blocks), pins no more.
+ * detached: a view kept against its word there reads the next frame. At most `keep` buffers wait
+ * to be reused. The buffers tracked for a reader that has not said it is done with them are at
+ * most MAX_LENT and MAX_LENT_BYTES (the oldest are forgotten, left to the garbage collector): a
+ * reader that never calls doneWith, or a tar whose tail it never reports (a manifest, zero
+ * blocks), pins no more.
  */
 
 /** Buffers tracked until the reader is done with them, at most (the oldest is forgotten). */
