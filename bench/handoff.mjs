@@ -5,7 +5,8 @@
 // same with nothing else around it, and beside it the alternative: the decompressing thread
 // hashes its own output. It also times a first touch of new memory against a second one.
 //
-//   node bench/handoff.mjs [--size=512MiB] [--rounds=3] [--outputs=6]   (Linux: per-thread CPU from /proc)
+//   node bench/handoff.mjs [--size=512MiB] [--rounds=3] [--outputs=6]
+//   (Linux: per-thread CPU from /proc)
 //
 // Data: the project's MO-like data dir (scripts/make-mo-data.mjs, in a temp dir), its files one
 // after another cut into pieces of 2 MiB (as the archive's frames), each compressed at level 3
@@ -17,8 +18,8 @@
 // The output buffers rotate as loan.ts rotates them: the one given back longest ago is filled next
 // (until 2026-12-03 this bench took the one given back last, which the pipeline never does, and
 // so measured a dearer handoff). --outputs: how many rotate (6: about a one-thread decompressor's
-// frames in flight and spare, zstd-parallel.ts); 4 are at the worker at once whatever the count. Each figure is the median of --rounds, modes
-// interleaved; CPU seconds are per thread.
+// frames in flight and spare, zstd-parallel.ts); 4 are at the worker at once whatever the count.
+// Each figure is the median of --rounds, modes interleaved; CPU seconds are per thread.
 import {mkdtempSync, readdirSync, readFileSync, rmSync} from 'node:fs'
 import {createRequire} from 'node:module'
 import {tmpdir} from 'node:os'
