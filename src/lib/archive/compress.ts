@@ -123,6 +123,8 @@ export function defaultParallelism(cap = DEFAULT_COMPRESS_THREADS): number {
 
 /** How a compressor runs besides its level and implementation. */
 export interface CompressOptions {
+  /** napi and node: the bytes about to be written, if known; more than a frame's starts the workers at once */
+  expectedBytes?: number
   /**
    * worker threads compressing independent frames (napi and node), 1-64; 1: the same frames on the
    * calling thread. Default defaultParallelism(). zstd-codec ignores it: one stream, calling thread.

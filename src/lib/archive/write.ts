@@ -92,6 +92,7 @@ export async function writeArchive(options: WriteArchiveOptions): Promise<WriteA
   const buffers = new ReadBuffers()
   const sealing = encrypt instanceof EncryptStream
   const compress = createCompressor(options.level, options.impl?.zstd, {
+    expectedBytes: newBytes(options.entries),
     parallelism: options.parallelism,
     recycle: (chunk) => buffers.give(chunk),
     releasing: sealing,
@@ -147,8 +148,7 @@ async function writeEntries(
   const files = entries.filter((e) => e.type === 'file')
   const progress: PackProgress = {
     bytesDone: 0,
-    // A file that grew counts its new bytes; all of them if it turns out not to begin as before.
-    bytesTotal: files.reduce((n, f) => n + f.size - (f.grewFrom?.size ?? 0), 0),
+    bytesTotal: newBytes(files),
     filesDone: 0,
     filesTotal: files.length,
   }
@@ -213,6 +213,16 @@ async function writeEntries(
 }
 
 /* eslint-enable no-await-in-loop */
+
+/**
+ * The file bytes a pack of `entries` reads: a file that grew counts its new bytes (all of them are
+ * read if it turns out not to begin as before, which packFile adds to the progress).
+ */
+function newBytes(entries: ScannedEntry[]): number {
+  let n = 0
+  for (const e of entries) if (e.type === 'file') n += e.size - (e.grewFrom?.size ?? 0)
+  return n
+}
 
 /**
  * One file into the tar, hashed as it goes; its manifest entry. A file that grew since the base

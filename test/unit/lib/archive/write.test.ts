@@ -13,8 +13,9 @@ import {zstdImplementations} from '../../../../src/lib/archive/compress.js'
 import {encodeManifest, manifestTotals} from '../../../../src/lib/archive/manifest.js'
 import {readArchive} from '../../../../src/lib/archive/read.js'
 import {applyTreeMetadata} from '../../../../src/lib/archive/tree-writer.js'
-import {scanDataDir} from '../../../../src/lib/archive/walk.js'
+import {scanDataDir, type ScannedFile} from '../../../../src/lib/archive/walk.js'
 import {writeArchive} from '../../../../src/lib/archive/write.js'
+import {liveWorkers, PIECE_BYTES} from '../../../../src/lib/archive/zstd-pool.js'
 import {BrError} from '../../../../src/lib/errors.js'
 import {expectSameTree, LONG_FILE, makeDataDir, memorySink, tempDir, UNICODE_FILE} from './fixture.js'
 
@@ -281,6 +282,36 @@ describe('writeArchive → readArchive', () => {
     const {dest, result} = await restore(sink.bytes(), withKey())
     expect(result).toMatchObject({bytes: 0, files: 0})
     expect((await scanDataDir(dest)).map((e) => e.path)).toEqual([''])
+  })
+})
+
+describe('writeArchive starts the compression workers', () => {
+  const owner = {gid: 0, gname: '', uid: 0, uname: ''}
+  it.each([
+    ['more than a frame of new bytes: before the first file is read', 3 * PIECE_BYTES, 0, 2],
+    ['a frame or less: not before a frame is full', PIECE_BYTES, 0, 0],
+    ['a file that grew by less than a frame: not before a frame is full', 3 * PIECE_BYTES, 3 * PIECE_BYTES - 4096, 0],
+  ])('%s', async (_what, size, grewBy, running) => {
+    const file: ScannedFile = {mode: 0o640, mtimeMs: 0, owner, path: 'wal', size, type: 'file'}
+    if (grewBy > 0) file.grewFrom = {...file, in: 'b0', sha256: '0'.repeat(64), size: grewBy}
+    const atRead: number[] = []
+    await writeArchive({
+      backupId: 'w',
+      encrypt: {type: 'none'},
+      entries: [file],
+      impl: {zstd: 'napi'},
+      level: 1,
+      manifestBase: {chain: ['w'], createdAt: new Date().toISOString(), deleted: [], type: 'full'},
+      output: memorySink().stream,
+      parallelism: 2,
+      async *read(entry) {
+        atRead.push(liveWorkers())
+        yield Buffer.alloc(entry.size, 7)
+      },
+      root: data,
+    })
+    expect(atRead).toEqual([running])
+    expect(liveWorkers()).toBe(0)
   })
 })
 

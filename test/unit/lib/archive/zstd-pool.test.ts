@@ -107,6 +107,23 @@ describe.each(pooled)('parallel zstd compression with %s', (impl) => {
     expect(Buffer.concat(pooledChunks).equals(Buffer.concat(chunks))).toBe(true)
   })
 
+  it('starts its workers at once when told more than a piece is coming, and stops them if never used', async () => {
+    const told = [PIECE_BYTES, undefined].map((expectedBytes) =>
+      createCompressor(3, impl, {expectedBytes, parallelism: 2}),
+    )
+    const onOne = createCompressor(3, impl, {expectedBytes: 4 * PIECE_BYTES, parallelism: 1})
+    expect(liveWorkers()).toBe(0)
+    const early = createCompressor(3, impl, {expectedBytes: PIECE_BYTES + 1, parallelism: 2})
+    expect(liveWorkers()).toBe(2)
+    for (const c of [...told, onOne, early]) c.destroy()
+    await vi.waitFor(() => expect(liveWorkers()).toBe(0))
+    // The same frames as a pool that starts them with its first full piece.
+    const lazily = await through(data, createCompressor(3, impl, {parallelism: 2}))
+    const atOnce = await through(data, createCompressor(3, impl, {expectedBytes: data.length, parallelism: 2}))
+    expect(atOnce.equals(lazily)).toBe(true)
+    expect(liveWorkers()).toBe(0)
+  })
+
   it.each([1, 2])(
     'with a reader that says what it is done with (parallelism %i), compresses into its buffers again: the same bytes',
     async (parallelism) => {
