@@ -104,3 +104,27 @@ describe('bench/profile.mjs', () => {
     expect(compressing.ms.zstd / total(compressing.ms)).toBeGreaterThan(0.35)
   })
 })
+
+describe('bench/hash.mjs', () => {
+  it('times SHA-256 as the manifest uses it, and names each BLAKE3 row as measured or not installed', () => {
+    const out = execFileSync(process.execPath, [join(ROOT, 'bench/hash.mjs'), '--size=16MiB', '--rounds=1'], {
+      encoding: 'utf8',
+    })
+    const rows = new Map(
+      out
+        .split('\n')
+        .filter((line) => line.startsWith('| ') && !line.startsWith('| hash'))
+        .map((line) => line.split('|').map((cell) => cell.trim()))
+        .map((cells) => [cells[1], cells.slice(2)] as const),
+    )
+    const sha = rows.get('sha256, node:crypto')!
+    expect(Number(sha[0])).toBeGreaterThan(0)
+    expect(sha[2]).toBe('1.00x')
+    for (const name of ['blake3, @napi-rs/blake-hash (native)', 'blake3, hash-wasm (WebAssembly)']) {
+      expect(rows.get(name)![0]).toMatch(/^\d+$|^not installed \(npm install --no-save/)
+    }
+
+    if (process.arch === 'x64')
+      expect(Number(rows.get('sha256, node:crypto, SHA extensions masked')![0])).toBeGreaterThan(0)
+  })
+})
