@@ -82,6 +82,21 @@ export abstract class BrCommand extends Command {
     process.on('SIGTERM', this.onSigint)
   }
 
+  /**
+   * The --json result or error, as oclif prints it: pretty JSON and a newline. oclif builds it
+   * token by token to colour it (colorizeJson), which takes 42 ms for `br list` of 100 backups and
+   * 273 ms for 1,000, against 2-4 ms for JSON.stringify, for the same bytes whenever there is no
+   * colour: that is left to oclif only for a terminal under a host CLI's JSON theme.
+   */
+  public override logJson(json: unknown): void {
+    if (this.config.theme?.json && process.stdout.isTTY) {
+      super.logJson(json)
+      return
+    }
+
+    process.stdout.write(`${JSON.stringify(json, null, 2)}\n`)
+  }
+
   /** Warnings go to stderr and never under --json (stdout carries the result only). */
   protected note(message: string): void {
     if (!this.jsonEnabled()) process.stderr.write(`${redact(message)}\n`)

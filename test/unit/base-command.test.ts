@@ -8,7 +8,7 @@
  * against a real config file: no CLI process. One CLI run of the same (integration/config.test.ts)
  * proves the wiring end to end.
  */
-import {Config} from '@oclif/core'
+import {Config, ux} from '@oclif/core'
 import {join} from 'node:path'
 import {afterAll, beforeAll, beforeEach, describe, expect, it, vi} from 'vitest'
 
@@ -39,6 +39,22 @@ class AddressProbe extends BrCommand {
   public async run(): Promise<RepoAddress> {
     const {flags} = await this.parse(AddressProbe)
     return this.repoAddress(flags)
+  }
+}
+
+/** A result with what JSON must carry through as is: format specifiers, non-ASCII, nesting, null. */
+const AWKWARD = {n: [1, null, true, {deep: 'x'}], name: 'mo-data ü 数据', path: '/b/%s %% %d/\\'}
+
+/** Returns AWKWARD: what --json prints of a result. */
+class JsonProbe extends BrCommand {
+  public async run(): Promise<typeof AWKWARD> {
+    await this.parse(JsonProbe)
+    return AWKWARD
+  }
+
+  /** oclif's whole run of the command, which prints the --json result (protected _run). */
+  public async runWhole(): Promise<unknown> {
+    return this._run()
   }
 }
 
@@ -168,5 +184,43 @@ describe('a setting given nowhere', () => {
     expect((error as BrError).suggestions).toEqual([
       'pass --path, set MOCTL_BR_REPO, or keep a default with `moctl br config set path …`',
     ])
+  })
+})
+
+/** What `--json` prints on stdout, and how often oclif's colouring ran. */
+async function printed(config: Config): Promise<{colorized: number; out: string}> {
+  const colorize = vi.spyOn(ux, 'colorizeJson')
+  const chunks: string[] = []
+  const write = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => chunks.push(String(chunk)) > 0)
+  try {
+    await new JsonProbe(['--json'], config).runWhole()
+    return {colorized: colorize.mock.calls.length, out: chunks.join('')}
+  } finally {
+    write.mockRestore()
+    colorize.mockRestore()
+  }
+}
+
+describe('--json output', () => {
+  it('is pretty JSON and a newline, without oclif colouring it token by token', async () => {
+    const {colorized, out} = await printed(await Config.load({root: ROOT}))
+    expect(out).toBe(`${JSON.stringify(AWKWARD, null, 2)}\n`)
+    expect(JSON.parse(out)).toEqual(AWKWARD)
+    // oclif's own output is the same bytes, slower: the override is only for speed.
+    expect(ux.colorizeJson(AWKWARD, {pretty: true})).toBe(out.slice(0, -1))
+    expect(colorized).toBe(0)
+  })
+
+  it("is left to oclif's colours on a terminal under a JSON theme", async () => {
+    const config = await Config.load({root: ROOT})
+    config.theme = {json: {key: '#ff0000'}}
+    const tty = Object.getOwnPropertyDescriptor(process.stdout, 'isTTY')
+    Object.defineProperty(process.stdout, 'isTTY', {configurable: true, value: true})
+    try {
+      expect((await printed(config)).colorized).toBe(1)
+    } finally {
+      if (tty) Object.defineProperty(process.stdout, 'isTTY', tty)
+      else delete (process.stdout as {isTTY?: boolean}).isTTY
+    }
   })
 })
