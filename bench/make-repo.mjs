@@ -8,8 +8,17 @@ import {fileURLToPath, pathToFileURL} from 'node:url'
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 const [repoDir, count = '100'] = process.argv.slice(2)
-if (!repoDir || !(Number(count) > 0)) {
-  console.error('usage: node bench/make-repo.mjs REPO N')
+const usage = 'usage: node bench/make-repo.mjs REPO N (a new directory, and how many backups to make in it)'
+// `--help` is no directory to fill (it made a repository named --help, and its data dir, once).
+if (repoDir === '--help' || repoDir === '-h') {
+  console.log(usage)
+  process.exit(0)
+}
+
+if (!repoDir || repoDir.startsWith('-') || !Number.isInteger(Number(count)) || !(Number(count) > 0)) {
+  console.error(
+    `bench/make-repo.mjs: ${repoDir?.startsWith('-') ? `${repoDir} is no flag of this script` : 'REPO and N'}; ${usage}`,
+  )
   process.exit(2)
 }
 

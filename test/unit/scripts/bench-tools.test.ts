@@ -1,5 +1,5 @@
-import {execFileSync} from 'node:child_process'
-import {readFileSync} from 'node:fs'
+import {execFileSync, spawnSync} from 'node:child_process'
+import {readdirSync, readFileSync} from 'node:fs'
 import {writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
@@ -126,5 +126,21 @@ describe('bench/hash.mjs', () => {
 
     if (process.arch === 'x64')
       expect(Number(rows.get('sha256, node:crypto, SHA extensions masked')![0])).toBeGreaterThan(0)
+  })
+})
+
+describe('bench/make-repo.mjs', () => {
+  it('prints its usage for --help and refuses a flag-like or fractional argument, making nothing', () => {
+    const run = (...args: string[]) =>
+      spawnSync(process.execPath, [join(ROOT, 'bench/make-repo.mjs'), ...args], {cwd: tmp.path, encoding: 'utf8'})
+    const help = run('--help')
+    expect(help.status).toBe(0)
+    expect(help.stdout).toMatch(/^usage: node bench\/make-repo.mjs REPO N/)
+    expect(run('--json', '3')).toMatchObject({
+      status: 2,
+      stderr: expect.stringMatching(/--json is no flag of this script/),
+    })
+    expect(run(join(tmp.path, 'r'), '1.5')).toMatchObject({status: 2, stderr: expect.stringMatching(/REPO and N/)})
+    expect(readdirSync(tmp.path).filter((name) => name.startsWith('-') || name.startsWith('r'))).toEqual([])
   })
 })
