@@ -22,6 +22,11 @@ const MiB = 1024 * 1024
 const argv = process.argv.slice(2)
 const child = argValue(argv, 'child', '')
 const bytes = parseSize(argValue(argv, 'size', '512MiB'))
+if (!Number.isFinite(bytes) || bytes < MiB) {
+  console.error(`bench: --size=${argValue(argv, 'size', '')} is not a size of 1 MiB or more: pass --size=512MiB`)
+  process.exit(2)
+}
+
 const rounds = Number(argValue(argv, 'rounds', '3'))
 if (!Number.isInteger(rounds) || rounds < 1) {
   console.error(`bench: --rounds=${argValue(argv, 'rounds', '')} is not a count of rounds: pass --rounds=3`)

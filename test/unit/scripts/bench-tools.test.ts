@@ -105,6 +105,10 @@ describe('bench/profile.mjs', () => {
   })
 })
 
+/** A bench script run as a process, in the test's temp dir: its exit status and output. */
+const runScript = (script: string, ...args: string[]) =>
+  spawnSync(process.execPath, [join(ROOT, 'bench', script), ...args], {cwd: tmp.path, encoding: 'utf8'})
+
 describe('bench/hash.mjs', () => {
   it('times SHA-256 as the manifest uses it, and names each BLAKE3 row as measured or not installed', () => {
     const out = execFileSync(process.execPath, [join(ROOT, 'bench/hash.mjs'), '--size=16MiB', '--rounds=1'], {
@@ -127,20 +131,35 @@ describe('bench/hash.mjs', () => {
     if (process.arch === 'x64')
       expect(Number(rows.get('sha256, node:crypto, SHA extensions masked')![0])).toBeGreaterThan(0)
   })
+
+  it('refuses a size it cannot hash or a count that is no count of rounds (exit 2)', () => {
+    for (const size of ['lots', '0', '1KiB']) {
+      expect(runScript('hash.mjs', `--size=${size}`)).toMatchObject({
+        status: 2,
+        stderr: expect.stringMatching(new RegExp(`^bench: --size=${size} is not a size of 1 MiB or more`)),
+      })
+    }
+
+    expect(runScript('hash.mjs', '--size=16MiB', '--rounds=0')).toMatchObject({
+      status: 2,
+      stderr: expect.stringMatching(/--rounds=0/),
+    })
+  })
 })
 
 describe('bench/make-repo.mjs', () => {
   it('prints its usage for --help and refuses a flag-like or fractional argument, making nothing', () => {
-    const run = (...args: string[]) =>
-      spawnSync(process.execPath, [join(ROOT, 'bench/make-repo.mjs'), ...args], {cwd: tmp.path, encoding: 'utf8'})
-    const help = run('--help')
+    const help = runScript('make-repo.mjs', '--help')
     expect(help.status).toBe(0)
     expect(help.stdout).toMatch(/^usage: node bench\/make-repo.mjs REPO N/)
-    expect(run('--json', '3')).toMatchObject({
+    expect(runScript('make-repo.mjs', '--json', '3')).toMatchObject({
       status: 2,
       stderr: expect.stringMatching(/--json is no flag of this script/),
     })
-    expect(run(join(tmp.path, 'r'), '1.5')).toMatchObject({status: 2, stderr: expect.stringMatching(/REPO and N/)})
+    expect(runScript('make-repo.mjs', join(tmp.path, 'r'), '1.5')).toMatchObject({
+      status: 2,
+      stderr: expect.stringMatching(/REPO and N/),
+    })
     expect(readdirSync(tmp.path).filter((name) => name.startsWith('-') || name.startsWith('r'))).toEqual([])
   })
 })
