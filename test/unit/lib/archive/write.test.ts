@@ -291,9 +291,10 @@ describe('writeArchive starts the compression workers', () => {
     ['more than a frame of new bytes: before the first file is read', 3 * PIECE_BYTES, 0, 2],
     ['a frame or less: not before a frame is full', PIECE_BYTES, 0, 0],
     ['a file that grew by less than a frame: not before a frame is full', 3 * PIECE_BYTES, 3 * PIECE_BYTES - 4096, 0],
-  ])('%s', async (_what, size, grewBy, running) => {
+  ])('%s', async (_what, size, baseSize, running) => {
     const file: ScannedFile = {mode: 0o640, mtimeMs: 0, owner, path: 'wal', size, type: 'file'}
-    if (grewBy > 0) file.grewFrom = {...file, in: 'b0', sha256: '0'.repeat(64), size: grewBy}
+    // A file that grew: the base had its first `baseSize` bytes.
+    if (baseSize > 0) file.grewFrom = {...file, in: 'b0', sha256: '0'.repeat(64), size: baseSize}
     const atRead: number[] = []
     await writeArchive({
       backupId: 'w',
